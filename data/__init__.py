@@ -1,0 +1,1 @@
+"""Data room: the data model, readers/writers of every format, MinHash dedup, export."""

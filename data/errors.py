@@ -1,0 +1,48 @@
+"""Errors that reach the user: each names the file, the line or row, and the field.
+
+The `prefkit` command turns a `PrefkitError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PrefkitError(Exception):
+    """A problem the user can fix (bad input, bad config). Shown without a traceback, exit 2."""
+
+
+class DataError(PrefkitError):
+    """Bad input data. `line` is 1-based for text formats; `row` is 0-based for tables."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.row = row
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+
+class ConfigError(PrefkitError):
+    """Bad configuration: unknown key, wrong type, impossible combination."""

@@ -1,0 +1,484 @@
+"""The data model every room passes around: prompt, response, pair, judgement, preference row,
+and Llama 2's four-level strength scale with its two margin schemes.
+
+Plain dataclasses (no torch, no pandas) so that importing the model is instant. Each type has a
+flat `to_row()` / `from_row()` for Parquet/JSONL/SQL, and ids are derived from content so that the
+same prompt or pair read twice gets the same id (re-imports are idempotent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Mapping
+
+
+def content_id(*parts: Any, prefix: str = "", length: int = 16) -> str:
+    """A stable id from content: the same parts always give the same id."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8"))
+        h.update(b"\x1f")
+    return prefix + h.hexdigest()[:length]
+
+
+# ---------------------------------------------------------------------------------------------
+# Strength scale (Llama 2, section 3.2.1) and margins (Llama 2, Table 28)
+# ---------------------------------------------------------------------------------------------
+
+
+class MarginScheme(str, Enum):
+    NONE = "none"
+    SMALL = "small"
+    LARGE = "large"
+
+
+class Strength(str, Enum):
+    """How much better the preferred response is. Ordered strongest first."""
+
+    SIGNIFICANTLY_BETTER = "significantly_better"
+    BETTER = "better"
+    SLIGHTLY_BETTER = "slightly_better"
+    NEGLIGIBLY_BETTER = "negligibly_better"  # also "unsure"
+
+    @property
+    def level(self) -> int:
+        """3 for significantly better … 0 for negligibly better / unsure."""
+        return _LEVEL[self]
+
+    @property
+    def label(self) -> str:
+        return _LABEL[self]
+
+    def margin(self, scheme: MarginScheme | str = MarginScheme.SMALL) -> float:
+        return MARGINS[MarginScheme(scheme)][self]
+
+    @classmethod
+    def from_level(cls, level: int) -> "Strength":
+        for s, lv in _LEVEL.items():
+            if lv == level:
+                return s
+        raise ValueError(f"strength level must be 0..3, got {level!r}")
+
+    @classmethod
+    def parse(cls, value: Any) -> "Strength":
+        """Accepts the enum value, its label, common spellings, or a level 0..3."""
+        if isinstance(value, Strength):
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"not a strength: {value!r}")
+        if isinstance(value, (int, float)) and float(value).is_integer():
+            return cls.from_level(int(value))
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", " ").replace("_", " ")
+            key = " ".join(key.split())
+            if key in _ALIASES:
+                return _ALIASES[key]
+        raise ValueError(
+            f"not a strength: {value!r} (expected one of {', '.join(s.value for s in cls)})"
+        )
+
+
+_LEVEL = {
+    Strength.SIGNIFICANTLY_BETTER: 3,
+    Strength.BETTER: 2,
+    Strength.SLIGHTLY_BETTER: 1,
+    Strength.NEGLIGIBLY_BETTER: 0,
+}
+_LABEL = {
+    Strength.SIGNIFICANTLY_BETTER: "significantly better",
+    Strength.BETTER: "better",
+    Strength.SLIGHTLY_BETTER: "slightly better",
+    Strength.NEGLIGIBLY_BETTER: "negligibly better / unsure",
+}
+_ALIASES = {
+    "significantly better": Strength.SIGNIFICANTLY_BETTER,
+    "significantly": Strength.SIGNIFICANTLY_BETTER,
+    "better": Strength.BETTER,
+    "slightly better": Strength.SLIGHTLY_BETTER,
+    "slightly": Strength.SLIGHTLY_BETTER,
+    "negligibly better": Strength.NEGLIGIBLY_BETTER,
+    "negligibly": Strength.NEGLIGIBLY_BETTER,
+    "negligible": Strength.NEGLIGIBLY_BETTER,
+    "negligibly better / unsure": Strength.NEGLIGIBLY_BETTER,
+    "unsure": Strength.NEGLIGIBLY_BETTER,
+}
+
+# Llama 2, Table 28: margin m(r) added inside the ranking loss -log σ(r_c − r_r − m(r)).
+MARGINS: dict[MarginScheme, dict[Strength, float]] = {
+    MarginScheme.NONE: {s: 0.0 for s in Strength},
+    MarginScheme.SMALL: {
+        Strength.SIGNIFICANTLY_BETTER: 1.0,
+        Strength.BETTER: 2.0 / 3.0,
+        Strength.SLIGHTLY_BETTER: 1.0 / 3.0,
+        Strength.NEGLIGIBLY_BETTER: 0.0,
+    },
+    MarginScheme.LARGE: {
+        Strength.SIGNIFICANTLY_BETTER: 3.0,
+        Strength.BETTER: 2.0,
+        Strength.SLIGHTLY_BETTER: 1.0,
+        Strength.NEGLIGIBLY_BETTER: 0.0,
+    },
+}
+
+
+# The annotator's 7-point row, left (A) to right (B): -3 = A significantly better,
+# 0 = negligibly different / unsure, +3 = B significantly better.
+SEVEN_POINT_LABELS: dict[int, str] = {
+    -3: "A significantly better",
+    -2: "A better",
+    -1: "A slightly better",
+    0: "Negligibly different / unsure",
+    1: "B slightly better",
+    2: "B better",
+    3: "B significantly better",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------
+
+
+def _require_text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} is empty")
+    return value
+
+
+def _opt_float(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return float(value)
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A question to answer. `id` is stable: derived from content when the source has none."""
+
+    question: str
+    id: str = ""
+    system: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_text(self.question, "question")
+        if not self.id:
+            object.__setattr__(self, "id", content_id(self.system or "", self.question, prefix="p-"))
+
+    def to_row(self) -> dict[str, Any]:
+        return {"prompt_id": self.id, "question": self.question, "system": self.system, "source": self.source}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Prompt":
+        return cls(
+            question=row["question"],
+            id=_opt_str(row.get("prompt_id") or row.get("id")) or "",
+            system=_opt_str(row.get("system")),
+            source=_opt_str(row.get("source")),
+        )
+
+
+RESPONSE_FIELDS = ("id", "text", "model", "adapter", "temperature", "top_p", "seed", "finish_reason", "n_tokens")
+
+
+@dataclass(frozen=True)
+class Response:
+    """One model answer with how it was generated. `finish_reason` is "stop", "length" or None."""
+
+    text: str
+    model: str | None = None
+    adapter: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    finish_reason: str | None = None
+    n_tokens: int | None = None
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise ValueError(f"text must be text, got {type(self.text).__name__}")
+        object.__setattr__(self, "temperature", _opt_float(self.temperature, "temperature"))
+        object.__setattr__(self, "top_p", _opt_float(self.top_p, "top_p"))
+        object.__setattr__(self, "seed", _opt_int(self.seed, "seed"))
+        object.__setattr__(self, "n_tokens", _opt_int(self.n_tokens, "n_tokens"))
+        if not self.id:
+            object.__setattr__(
+                self,
+                "id",
+                content_id(self.text, self.model, self.adapter, self.temperature, self.top_p, self.seed, prefix="r-"),
+            )
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+    def to_row(self, prefix: str = "") -> dict[str, Any]:
+        return {prefix + k: getattr(self, k) for k in RESPONSE_FIELDS}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], prefix: str = "") -> "Response":
+        return cls(
+            text=row[prefix + "text"],
+            model=_opt_str(row.get(prefix + "model")),
+            adapter=_opt_str(row.get(prefix + "adapter")),
+            temperature=row.get(prefix + "temperature"),
+            top_p=row.get(prefix + "top_p"),
+            seed=row.get(prefix + "seed"),
+            finish_reason=_opt_str(row.get(prefix + "finish_reason")),
+            n_tokens=row.get(prefix + "n_tokens"),
+            id=_opt_str(row.get(prefix + "id")) or "",
+        )
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A prompt and two responses in generation order (`a` first). Shown order is per assignment."""
+
+    prompt: Prompt
+    a: Response
+    b: Response
+    pair_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.pair_id:
+            object.__setattr__(self, "pair_id", content_id(self.prompt.id, self.a.id, self.b.id, prefix="pair-"))
+
+    def response(self, response_id: str) -> Response:
+        if response_id == self.a.id:
+            return self.a
+        if response_id == self.b.id:
+            return self.b
+        raise KeyError(f"response {response_id!r} is not in pair {self.pair_id}")
+
+    def other(self, response_id: str) -> Response:
+        return self.b if self.response(response_id) is self.a else self.a
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat row: pair_id, prompt_id, question, system, source, a_*, b_* (Parquet-friendly)."""
+        return {"pair_id": self.pair_id, **self.prompt.to_row(), **self.a.to_row("a_"), **self.b.to_row("b_")}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Pair":
+        return cls(
+            prompt=Prompt.from_row(row),
+            a=Response.from_row(row, "a_"),
+            b=Response.from_row(row, "b_"),
+            pair_id=_opt_str(row.get("pair_id")) or "",
+        )
+
+
+PAIR_COLUMNS = tuple(
+    ["pair_id", "prompt_id", "question", "system", "source"]
+    + [f"a_{k}" for k in RESPONSE_FIELDS]
+    + [f"b_{k}" for k in RESPONSE_FIELDS]
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One annotator's verdict on one pair.
+
+    `preferred` is the id of the better response, or None when the annotator is unsure (then
+    `strength` is NEGLIGIBLY_BETTER). `shown_order` is the (left, right) response ids as shown.
+    `unsafe` holds the ids of responses the annotator flagged as unsafe.
+    """
+
+    pair_id: str
+    annotator: str
+    preferred: str | None
+    strength: Strength
+    shown_order: tuple[str, str] | None = None
+    unsafe: tuple[str, ...] = ()
+    rationale: str | None = None
+    seconds: float | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strength", Strength.parse(self.strength))
+        if self.preferred is None and self.strength is not Strength.NEGLIGIBLY_BETTER:
+            raise ValueError("a judgement with no preferred response must have strength negligibly_better/unsure")
+        if self.shown_order is not None:
+            object.__setattr__(self, "shown_order", tuple(self.shown_order))
+        object.__setattr__(self, "unsafe", tuple(self.unsafe or ()))
+
+    @classmethod
+    def from_seven_point(
+        cls, pair_id: str, annotator: str, point: int, shown_order: tuple[str, str], **kw: Any
+    ) -> "Judgement":
+        """From the 7-point row: -3..-1 prefer the left response, 1..3 the right, 0 unsure."""
+        if point not in SEVEN_POINT_LABELS:
+            raise ValueError(f"7-point choice must be -3..3, got {point!r}")
+        if point == 0:
+            return cls(pair_id, annotator, None, Strength.NEGLIGIBLY_BETTER, shown_order=shown_order, **kw)
+        preferred = shown_order[0] if point < 0 else shown_order[1]
+        return cls(pair_id, annotator, preferred, Strength.from_level(abs(point)), shown_order=shown_order, **kw)
+
+    def signed_score(self, pair: Pair) -> int:
+        """-3..3 in generation order: negative prefers `a`, positive prefers `b`, 0 unsure."""
+        if self.preferred is None:
+            return 0
+        return -self.strength.level if self.preferred == pair.a.id else self.strength.level
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "pair_id": self.pair_id,
+            "annotator": self.annotator,
+            "preferred": self.preferred,
+            "strength": self.strength.value,
+            "shown_left": self.shown_order[0] if self.shown_order else None,
+            "shown_right": self.shown_order[1] if self.shown_order else None,
+            "unsafe": list(self.unsafe),
+            "rationale": self.rationale,
+            "seconds": self.seconds,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Judgement":
+        created = row.get("created_at")
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        left, right = row.get("shown_left"), row.get("shown_right")
+        unsafe = row.get("unsafe")
+        if isinstance(unsafe, str):
+            unsafe = json.loads(unsafe) if unsafe.startswith("[") else [u for u in unsafe.split(",") if u]
+        return cls(
+            pair_id=str(row["pair_id"]),
+            annotator=str(row["annotator"]),
+            preferred=_opt_str(row.get("preferred")),
+            strength=Strength.parse(row["strength"]),
+            shown_order=(str(left), str(right)) if left and right else None,
+            unsafe=tuple(unsafe or ()),
+            rationale=_opt_str(row.get("rationale")),
+            seconds=_opt_float(row.get("seconds"), "seconds"),
+            created_at=created or utcnow(),
+        )
+
+
+@dataclass
+class PreferenceRow:
+    """One row of the exported, Vi-Alpaca-Preference-style dataset (what the trainers read).
+
+    `strength` may be None for sources without one (e.g. hh-rlhf); then `margin` is 0.
+    `chosen_meta` / `rejected_meta` hold the generation metadata (Response fields but text).
+    """
+
+    question: str
+    chosen: str
+    rejected: str
+    id: str = ""
+    system: str | None = None
+    source: str | None = None
+    strength: Strength | None = None
+    margin: float = 0.0
+    n_annotators: int = 0
+    agreement: float | None = None
+    chosen_meta: dict[str, Any] = field(default_factory=dict)
+    rejected_meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_text(self.question, "question")
+        _require_text(self.chosen, "chosen")
+        _require_text(self.rejected, "rejected")
+        if self.strength is not None:
+            self.strength = Strength.parse(self.strength)
+        if not self.id:
+            self.id = content_id(self.system or "", self.question, self.chosen, self.rejected, prefix="pref-")
+
+    @property
+    def prompt_id(self) -> str:
+        return Prompt(self.question, system=self.system).id
+
+    def with_margin(self, scheme: MarginScheme | str) -> "PreferenceRow":
+        m = self.strength.margin(scheme) if self.strength is not None else 0.0
+        return dataclasses.replace(self, margin=m)
+
+    def to_record(self) -> dict[str, Any]:
+        """The flat exported row: id, question, chosen, rejected, strength, margin, … metadata."""
+        rec: dict[str, Any] = {
+            "id": self.id,
+            "question": self.question,
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "strength": self.strength.value if self.strength is not None else None,
+            "margin": float(self.margin),
+            "n_annotators": int(self.n_annotators),
+            "agreement": self.agreement,
+            "system": self.system,
+            "source": self.source,
+        }
+        for side, meta in (("chosen", self.chosen_meta), ("rejected", self.rejected_meta)):
+            for k in RESPONSE_FIELDS:
+                if k != "text":
+                    rec[f"{side}_{k}"] = meta.get(k)
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> "PreferenceRow":
+        meta = {
+            side: {k: rec.get(f"{side}_{k}") for k in RESPONSE_FIELDS if k != "text" and f"{side}_{k}" in rec}
+            for side in ("chosen", "rejected")
+        }
+        strength = rec.get("strength")
+        margin = rec.get("margin")
+        agreement = rec.get("agreement")
+        return cls(
+            question=rec["question"],
+            chosen=rec["chosen"],
+            rejected=rec["rejected"],
+            id=_opt_str(rec.get("id")) or "",
+            system=_opt_str(rec.get("system")),
+            source=_opt_str(rec.get("source")),
+            strength=Strength.parse(strength) if strength is not None and strength == strength else None,
+            margin=float(margin) if margin is not None and margin == margin else 0.0,
+            n_annotators=int(rec.get("n_annotators") or 0),
+            agreement=float(agreement) if agreement is not None and agreement == agreement else None,
+            chosen_meta=meta["chosen"],
+            rejected_meta=meta["rejected"],
+        )
+
+    def to_pair(self) -> Pair:
+        """A labelled row as an unlabelled pair (chosen first), e.g. to re-annotate it."""
+        prompt = Prompt(self.question, system=self.system, source=self.source)
+        a = Response(text=self.chosen, **{k: v for k, v in self.chosen_meta.items() if k != "id" and k in RESPONSE_FIELDS})
+        b = Response(text=self.rejected, **{k: v for k, v in self.rejected_meta.items() if k != "id" and k in RESPONSE_FIELDS})
+        return Pair(prompt, a, b)
+
+
+EXPORT_COLUMNS = tuple(
+    ["id", "question", "chosen", "rejected", "strength", "margin", "n_annotators", "agreement", "system", "source"]
+    + [f"{side}_{k}" for side in ("chosen", "rejected") for k in RESPONSE_FIELDS if k != "text"]
+)

@@ -1,0 +1,1 @@
+"""The `prefkit` command: one Typer app mounting each room's sub-commands."""

@@ -1,0 +1,80 @@
+"""`prefkit`: mounts `data`, `generate`, `annotate`, `train` and `round`.
+
+Rooms' CLI modules import nothing heavy at module level (torch, vLLM, Streamlit load inside the
+commands), so `prefkit data ...` starts fast. A `PrefkitError` (bad input, bad config) becomes
+one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from data.errors import PrefkitError
+
+app = typer.Typer(
+    name="prefkit",
+    help="Build human-preference data (generate, annotate, dedup, export) and train on it.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens
+    add_completion=False,
+)
+
+
+def _mount() -> None:
+    from data.cli import app as data_app
+
+    app.add_typer(data_app, name="data", help="Validate, deduplicate, export and describe datasets.")
+
+    try:
+        from generate.cli import generate as generate_command
+    except ImportError:  # room not built yet
+        generate_command = None
+    if generate_command is not None:
+        app.command("generate", help="Sample response pairs at varied temperatures (vLLM or Hugging Face).")(
+            generate_command
+        )
+
+    try:
+        from annotate.cli import app as annotate_app
+    except ImportError:
+        annotate_app = None
+    if annotate_app is not None:
+        app.add_typer(annotate_app, name="annotate", help="The annotation store and the Streamlit app.")
+
+    try:
+        from train.cli import app as train_app
+    except ImportError:
+        train_app = None
+    if train_app is not None:
+        app.add_typer(train_app, name="train", help="SFT, margin reward model, DPO, PPO, best-of-K.")
+
+    try:
+        from train.cli import round_app
+    except ImportError:
+        round_app = None
+    if round_app is not None:
+        app.add_typer(round_app, name="round", help="Iterative rounds: each round's policy makes the next pairs.")
+
+    from prefkit.demo import demo
+
+    app.command("demo", help="Set up and run the main job on the bundled sample.")(demo)
+
+
+_mount()
+
+
+def main() -> None:
+    try:
+        app()
+    except PrefkitError as e:
+        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
