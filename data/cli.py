@@ -1,0 +1,89 @@
+"""`prefkit data ...`: validate, dedup, export, stats.
+
+Each command only parses options and calls the module that owns the work; nothing heavy is
+imported at module level (this must start in well under a second).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def validate(
+    source: str = typer.Argument(..., help="A file (JSONL, JSON, Parquet), a save_to_disk folder, or a Hub id."),
+    max_chars: int = typer.Option(32_000, help="Flag fields longer than this many characters."),
+    max_errors: int = typer.Option(20, help="Show at most this many errors."),
+    split: Optional[str] = typer.Option(None, help="Split to read from a DatasetDict folder or Hub id."),
+) -> None:
+    """Read any supported format and report rows, columns, empty/over-long fields and errors."""
+    from data.validate import validate_command
+
+    validate_command(source, max_chars=max_chars, max_errors=max_errors, split=split)
+
+
+@app.command()
+def dedup(
+    source: str = typer.Argument(..., help="Input file/folder/Hub id (any supported format)."),
+    out: Path = typer.Argument(..., help="Output file (.jsonl, .json or .parquet)."),
+    on: str = typer.Option(
+        "auto",
+        help="Key to compare: prompt, prompt+chosen, prompt+response, chosen, response, … "
+        "('auto': prompt for preference data, prompt+response for prompt/response data).",
+    ),
+    threshold: float = typer.Option(0.8, help="Jaccard similarity at or above which rows are near-duplicates."),
+    num_perm: int = typer.Option(128, help="MinHash permutations."),
+    ngram: int = typer.Option(0, help="Word/syllable n-gram size for shingles (0: chosen from text length)."),
+    seed: int = typer.Option(1, help="MinHash seed."),
+    verify: str = typer.Option("exact", help="Confirm candidate pairs by 'exact' Jaccard or 'estimate'."),
+    workers: int = typer.Option(0, help="Processes for hashing (0: all cores)."),
+    report: Optional[Path] = typer.Option(None, help="Report path (default: OUT with .dedup-report.json)."),
+) -> None:
+    """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
+    from data.dedup import dedup_command
+
+    dedup_command(
+        source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
+        verify=verify, workers=workers, report=report,
+    )
+
+
+@app.command()
+def export(
+    source: str = typer.Argument(..., help="A labelled preference file, or a pairs file with --judgements."),
+    out: Path = typer.Argument(..., help="Output folder (save_to_disk layout + README.md dataset card)."),
+    judgements: Optional[Path] = typer.Option(None, help="A judgement table (JSONL/Parquet) to aggregate with SOURCE's pairs."),
+    test_size: float = typer.Option(0.1, help="Share of prompts in the test split."),
+    seed: int = typer.Option(42, help="Seed for the train/test split."),
+    margin: str = typer.Option("small", help="Margin scheme: none, small or large (Llama 2, Table 28)."),
+    rule: str = typer.Option("mean", help="How several judgements become one row: mean or majority."),
+    parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet files per split."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Also write JSONL files per split."),
+    push_to_hub: Optional[str] = typer.Option(None, help="Also push to the Hub as ORG/NAME."),
+    private: bool = typer.Option(False, "--private", help="Make the pushed Hub dataset private."),
+    name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: OUT's name)."),
+) -> None:
+    """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
+    from data.export import export_command
+
+    export_command(
+        source, out, judgements=judgements, test_size=test_size, seed=seed, margin=margin, rule=rule,
+        parquet=parquet, jsonl=jsonl, push_to_hub=push_to_hub, private=private, name=name,
+    )
+
+
+@app.command()
+def stats(
+    source: str = typer.Argument(..., help="A file, save_to_disk folder or Hub id."),
+    split: Optional[str] = typer.Option(None, help="Split to read from a DatasetDict."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Counts, length distributions, strength distribution, duplicate rate."""
+    from data.stats import stats_command
+
+    stats_command(source, split=split, json_out=json_out)
