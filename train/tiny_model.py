@@ -1,0 +1,128 @@
+"""A tiny random-weight Llama-style model and a locally trained tokenizer, for CPU tests and demos.
+
+Nothing may be downloaded from a hub here, so tests (and `make demo`) build their own model: a
+byte-level BPE trained with `tokenizers` on the bundled sample (or given texts), wrapped as a
+transformers fast tokenizer with a chat template, and a `LlamaForCausalLM` with random weights.
+Both are written with `save_pretrained`, so every loader sees an ordinary model folder.
+
+The chat template wraps assistant content in `{% generation %}` markers (TRL's
+`assistant_only_loss` needs them) and ends each turn with `<|end|>`, which is also the EOS token,
+so a model that learns to stop emits it and generation halts at the end of its turn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|assistant|>\\n' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{%- else -%}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\\n' }}{%- endif -%}"
+)
+
+# Used when no texts are given and the bundled sample is missing: enough Vietnamese and English
+# for the BPE to learn common syllables (diacritics included).
+_FALLBACK_TEXTS = [
+    "Xin chào! Tôi có thể giúp gì cho bạn hôm nay?",
+    "Hãy giải thích quang hợp là gì một cách đơn giản.",
+    "Quang hợp là quá trình cây xanh dùng ánh sáng mặt trời để tạo ra chất dinh dưỡng.",
+    "Viết một đoạn văn ngắn về mùa thu ở Hà Nội.",
+    "Mùa thu Hà Nội có gió heo may, lá vàng rơi và hương hoa sữa nồng nàn.",
+    "Làm thế nào để nấu phở bò ngon tại nhà?",
+    "Ninh xương bò trong nhiều giờ với quế, hồi, gừng nướng và hành nướng.",
+    "Tính tổng các số từ 1 đến 100. Đáp án là 5050.",
+    "Write a Python function that reverses a string: def reverse(s): return s[::-1]",
+    "The quick brown fox jumps over the lazy dog. Explain your answer step by step.",
+    "Cảm ơn bạn rất nhiều. Chúc bạn một ngày tốt lành!",
+]
+
+
+def _default_texts() -> list[str]:
+    sample = Path(__file__).resolve().parent.parent / "data" / "samples" / "vi_preference_sample.jsonl"
+    texts: list[str] = []
+    if sample.exists():
+        for line in sample.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                texts.extend(str(v) for k, v in row.items() if k in ("question", "chosen", "rejected") and v)
+    return texts + _FALLBACK_TEXTS
+
+
+def build_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512, max_length: int = 512):
+    """A byte-level BPE fast tokenizer with pad/eos/unk tokens and the chat template above."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = list(texts) if texts is not None else _default_texts()
+    tok.train_from_iterator(corpus, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="<|end|>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=max_length,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    *,
+    texts: Iterable[str] | None = None,
+    vocab_size: int = 512,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_length: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Build and `save_pretrained` a random tiny Llama + tokenizer into `out_dir`; return the path."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, max_length=max_length)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        max_position_embeddings=max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
