@@ -1,0 +1,310 @@
+"""Which format a record set is in, and how one raw record of each format becomes the data model.
+
+Formats (DESIGN.md, "Formats read"):
+
+| name | columns |
+| --- | --- |
+| `vi_alpaca_preference` | `question`, `chosen`, `rejected` (+ `strength`, `system`, metadata) |
+| `alpaca` | `instruction`, `input` (optional), `output` |
+| `prompt_response` | `prompt`, `response` |
+| `hh_rlhf` | `chosen`, `rejected` as `\\n\\nHuman:` / `\\n\\nAssistant:` transcripts |
+| `trl_preference` | `prompt`, `chosen`, `rejected` (message lists or text; or TRL's implicit prompt: `chosen`/`rejected` whole conversations) |
+| `pairs` | prefkit's own pairs (`data.schema.PAIR_COLUMNS`) |
+| `judgements` | prefkit's own judgements (`pair_id`, `annotator`, `strength`, …) |
+| `prompts` | prompts only: `question` or `prompt` (or `instruction` without `output`) |
+
+Each converter raises `DataError` naming the record's location and the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from data.errors import DataError
+from data.schema import RESPONSE_FIELDS, Judgement, Pair, PreferenceRow, Prompt, Strength
+from data.sources import Location
+
+FORMATS = (
+    "vi_alpaca_preference",
+    "alpaca",
+    "prompt_response",
+    "hh_rlhf",
+    "trl_preference",
+    "pairs",
+    "judgements",
+    "prompts",
+)
+LABELLED_FORMATS = ("vi_alpaca_preference", "hh_rlhf", "trl_preference")
+
+
+def detect_format(
+    columns: Collection[str], sample: Mapping[str, Any] | None = None, *, file: str | None = None
+) -> str:
+    """The format of records with these columns (see the module table).
+
+    `sample` (one record) tells TRL's implicit-prompt form (message lists) from hh-rlhf
+    transcripts (text), which share the columns `chosen`/`rejected`.
+    """
+    cols = set(columns)
+    if {"pair_id", "annotator", "strength"} <= cols:
+        return "judgements"
+    if {"question", "a_text", "b_text"} <= cols:
+        return "pairs"
+    if {"question", "chosen", "rejected"} <= cols:
+        return "vi_alpaca_preference"
+    if {"prompt", "chosen", "rejected"} <= cols:
+        return "trl_preference"
+    if {"chosen", "rejected"} <= cols:
+        if sample is not None and isinstance(sample.get("chosen"), list):
+            return "trl_preference"
+        return "hh_rlhf"
+    if {"instruction", "output"} <= cols:
+        return "alpaca"
+    if {"prompt", "response"} <= cols:
+        return "prompt_response"
+    if cols & {"question", "prompt", "instruction"}:
+        return "prompts"
+    raise DataError(
+        f"unknown format: columns {sorted(cols)} match none of {', '.join(FORMATS)} "
+        "(e.g. question/chosen/rejected, instruction/input/output, prompt/response)",
+        file=file,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Field access with located errors
+# ---------------------------------------------------------------------------------------------
+
+
+def text_field(rec: Mapping[str, Any], name: str, loc: Location, *, allow_empty: bool = False) -> str:
+    if name not in rec or rec[name] is None:
+        raise loc.error("missing field", name)
+    value = rec[name]
+    if not isinstance(value, str):
+        raise loc.error(f"must be text, got {type(value).__name__}", name)
+    if not allow_empty and not value.strip():
+        raise loc.error("empty text", name)
+    return value
+
+
+def opt_text(rec: Mapping[str, Any], name: str, loc: Location) -> str | None:
+    value = rec.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise loc.error(f"must be text, got {type(value).__name__}", name)
+    return value or None
+
+
+def strength_field(rec: Mapping[str, Any], name: str, loc: Location) -> Strength | None:
+    value = rec.get(name)
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    try:
+        return Strength.parse(value)
+    except ValueError as e:
+        raise loc.error(str(e), name) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Transcripts (hh-rlhf) and message lists (TRL)
+# ---------------------------------------------------------------------------------------------
+
+_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+_ROLE = {"Human": "user", "Assistant": "assistant"}
+_SPEAKER = {"user": "Human", "assistant": "Assistant"}
+
+Turn = tuple[str, str]  # (role: "system" | "user" | "assistant", content)
+
+
+def parse_transcript(text: str, loc: Location, field: str) -> list[Turn]:
+    """hh-rlhf's "\\n\\nHuman: …\\n\\nAssistant: …" into (role, content) turns."""
+    parts = _TURN.split(text if text.startswith("\n\n") else "\n\n" + text)
+    if parts[0].strip() or len(parts) < 3:
+        raise loc.error('not an hh-rlhf transcript (expected "\\n\\nHuman: …\\n\\nAssistant: …")', field)
+    return [(_ROLE[parts[i]], parts[i + 1].strip()) for i in range(1, len(parts), 2)]
+
+
+def parse_messages(value: Any, loc: Location, field: str) -> list[Turn]:
+    """TRL's [{"role": …, "content": …}, …]; plain text counts as one assistant/user message."""
+    if isinstance(value, str):
+        return [("assistant" if field != "prompt" else "user", value)]
+    if not isinstance(value, list) or not value:
+        raise loc.error(f"must be a non-empty list of messages, got {type(value).__name__}", field)
+    turns = []
+    for i, m in enumerate(value):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise loc.error(f"message {i} must be {{'role': str, 'content': str}}", field)
+        turns.append((m["role"], m["content"]))
+    return turns
+
+
+def render_turns(turns: list[Turn]) -> str:
+    """One turn: its text. Several: a readable "Human: …" / "Assistant: …" transcript."""
+    if len(turns) == 1:
+        return turns[0][1]
+    return "\n\n".join(f"{_SPEAKER.get(role, role.capitalize())}: {content}" for role, content in turns)
+
+
+def split_conversations(chosen: list[Turn], rejected: list[Turn]) -> tuple[list[Turn], list[Turn], list[Turn]]:
+    """Shared prompt turns (ending with a user turn) and each side's answer turns."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    while n > 0 and chosen[n - 1][0] != "user":
+        n -= 1
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _prompt_parts(turns: list[Turn], loc: Location, field: str) -> tuple[str | None, str]:
+    """(system, question) from prompt turns; the system message stays apart."""
+    system = "\n\n".join(c for r, c in turns if r == "system") or None
+    rest = [(r, c) for r, c in turns if r != "system"]
+    if not rest or not any(c.strip() for _, c in rest):
+        raise loc.error("no user turn to use as the question", field)
+    return system, render_turns(rest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Converters
+# ---------------------------------------------------------------------------------------------
+
+
+def _meta(rec: Mapping[str, Any], side: str) -> dict[str, Any]:
+    return {k: rec[f"{side}_{k}"] for k in RESPONSE_FIELDS if k != "text" and rec.get(f"{side}_{k}") is not None}
+
+
+def to_preference(fmt: str, rec: Mapping[str, Any], loc: Location) -> PreferenceRow:
+    """A labelled record (vi_alpaca_preference, hh_rlhf, trl_preference) as a PreferenceRow."""
+    if fmt == "vi_alpaca_preference":
+        question = text_field(rec, "question", loc)
+        chosen = text_field(rec, "chosen", loc)
+        rejected = text_field(rec, "rejected", loc)
+        system = opt_text(rec, "system", loc)
+    elif fmt == "hh_rlhf":
+        c_turns = parse_transcript(text_field(rec, "chosen", loc), loc, "chosen")
+        r_turns = parse_transcript(text_field(rec, "rejected", loc), loc, "rejected")
+        prompt, c_ans, r_ans = split_conversations(c_turns, r_turns)
+        if not prompt:
+            raise loc.error("no shared Human turn before the answers", "chosen")
+        system, question = _prompt_parts(prompt, loc, "chosen")
+        chosen, rejected = _answer(c_ans, loc, "chosen"), _answer(r_ans, loc, "rejected")
+    elif fmt == "trl_preference":
+        c_turns = parse_messages(rec.get("chosen"), loc, "chosen")
+        r_turns = parse_messages(rec.get("rejected"), loc, "rejected")
+        if "prompt" in rec:
+            prompt = parse_messages(rec.get("prompt"), loc, "prompt")
+            c_ans, r_ans = c_turns, r_turns
+        else:  # implicit prompt: both sides are whole conversations
+            prompt, c_ans, r_ans = split_conversations(c_turns, r_turns)
+        system, question = _prompt_parts(prompt, loc, "prompt" if "prompt" in rec else "chosen")
+        chosen, rejected = _answer(c_ans, loc, "chosen"), _answer(r_ans, loc, "rejected")
+    else:
+        raise loc.error(
+            f"format {fmt!r} has no preference labels"
+            + (" (pairs need judgements: pass --judgements)" if fmt == "pairs" else "")
+        )
+    try:
+        return PreferenceRow(
+            question=question,
+            chosen=chosen,
+            rejected=rejected,
+            id=opt_text(rec, "id", loc) or "",
+            system=system,
+            source=opt_text(rec, "source", loc),
+            strength=strength_field(rec, "strength", loc),
+            n_annotators=_opt_count(rec, "n_annotators", loc),
+            agreement=_opt_number(rec, "agreement", loc),
+            chosen_meta=_meta(rec, "chosen"),
+            rejected_meta=_meta(rec, "rejected"),
+        )
+    except ValueError as e:
+        raise loc.error(str(e)) from None
+
+
+def _answer(turns: list[Turn], loc: Location, field: str) -> str:
+    text = render_turns(turns) if turns else ""
+    if not text.strip():
+        raise loc.error("empty answer", field)
+    return text
+
+
+def _opt_number(rec: Mapping[str, Any], name: str, loc: Location) -> float | None:
+    value = rec.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise loc.error(f"must be a number, got {type(value).__name__}", name)
+    return None if value != value else float(value)
+
+
+def _opt_count(rec: Mapping[str, Any], name: str, loc: Location) -> int:
+    value = _opt_number(rec, name, loc)
+    if value is None:
+        return 0
+    if value < 0 or not value.is_integer():
+        raise loc.error(f"must be a whole number ≥ 0, got {rec[name]!r}", name)
+    return int(value)
+
+
+def to_prompt(fmt: str, rec: Mapping[str, Any], loc: Location) -> Prompt:
+    """The prompt of a record in any format (judgements have none)."""
+    source = opt_text(rec, "source", loc)
+    if fmt in ("vi_alpaca_preference", "pairs") or (fmt == "prompts" and "question" in rec):
+        return Prompt(text_field(rec, "question", loc), system=opt_text(rec, "system", loc), source=source,
+                      id=opt_text(rec, "prompt_id", loc) or "")
+    if fmt == "alpaca" or (fmt == "prompts" and "instruction" in rec):
+        instruction = text_field(rec, "instruction", loc)
+        extra = opt_text(rec, "input", loc)
+        question = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
+        return Prompt(question, source=source)
+    if fmt in ("prompt_response", "prompts"):
+        return Prompt(text_field(rec, "prompt", loc), system=opt_text(rec, "system", loc), source=source)
+    if fmt in ("hh_rlhf", "trl_preference"):
+        row = to_preference(fmt, rec, loc)
+        return Prompt(row.question, system=row.system, source=source)
+    raise loc.error(f"format {fmt!r} holds no prompts")
+
+
+def to_response_text(fmt: str, rec: Mapping[str, Any], loc: Location) -> str | None:
+    """The single answer of an instruction/answer record (alpaca, prompt_response), else None."""
+    if fmt == "alpaca":
+        return text_field(rec, "output", loc)
+    if fmt == "prompt_response":
+        return text_field(rec, "response", loc)
+    return None
+
+
+def to_pair(fmt: str, rec: Mapping[str, Any], loc: Location) -> Pair:
+    """A prefkit pairs record, or a labelled record as a pair with chosen as `a`."""
+    if fmt != "pairs":
+        return to_preference(fmt, rec, loc).to_pair()
+    text_field(rec, "question", loc)
+    for side in ("a", "b"):
+        text_field(rec, f"{side}_text", loc)
+    try:
+        return Pair.from_row(rec)
+    except (ValueError, TypeError) as e:
+        raise loc.error(str(e), _field_in(str(e))) from None
+
+
+def to_judgement(fmt: str, rec: Mapping[str, Any], loc: Location) -> Judgement:
+    if fmt != "judgements":
+        raise loc.error(f"expected judgements (pair_id, annotator, preferred, strength), got format {fmt!r}")
+    for name in ("pair_id", "annotator"):
+        text_field(rec, name, loc)
+    strength_field(rec, "strength", loc)
+    if rec.get("strength") is None:
+        raise loc.error("missing field", "strength")
+    try:
+        return Judgement.from_row(rec)
+    except (ValueError, TypeError) as e:
+        raise loc.error(str(e), _field_in(str(e))) from None
+
+
+def _field_in(message: str) -> str | None:
+    """The field a schema ValueError names first ("seconds must be a number" -> "seconds")."""
+    word = message.split(" ", 1)[0]
+    return word if re.fullmatch(r"[a-z_]+", word) else None

@@ -1,0 +1,130 @@
+"""Read any supported source into the data model.
+
+`read_rows` gives raw records with their location; `detect_format` names the format;
+`read_prompts` / `read_preferences` / `read_pairs` / `read_judgements` give typed objects.
+A bad record raises `DataError` naming file, line/row and field — or, when the caller passes an
+`errors` list, is recorded there and skipped (for real-world files with a few broken rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from data.errors import DataError
+from data.formats import (
+    LABELLED_FORMATS,
+    detect_format,
+    to_judgement,
+    to_pair,
+    to_preference,
+    to_prompt,
+    to_response_text,
+)
+from data.schema import Judgement, Pair, PreferenceRow, Prompt
+from data.sources import Location, first_columns, read_rows
+
+__all__ = [
+    "Location",
+    "canonical_records",
+    "detect_format",
+    "read_judgements",
+    "read_pairs",
+    "read_preferences",
+    "read_prompts",
+    "read_rows",
+    "source_format",
+]
+
+T = TypeVar("T")
+
+
+def source_format(source: str | Path, split: str | None = None) -> str:
+    """The format of `source`, from its columns and first record."""
+    columns, first = first_columns(source, split)
+    if not columns:
+        raise DataError("no records", file=str(source))
+    return detect_format(columns, first, file=str(source))
+
+
+def _convert(
+    source: str | Path,
+    split: str | None,
+    convert: Callable[[str, dict[str, Any], Location], T],
+    errors: list[DataError] | None,
+) -> Iterator[T]:
+    fmt = source_format(source, split)
+    for loc, rec in read_rows(source, split):
+        try:
+            yield convert(fmt, rec, loc)
+        except DataError as e:
+            if errors is None:
+                raise
+            errors.append(e)
+
+
+def read_prompts(source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None) -> list[Prompt]:
+    """The prompts of any format, each once (first occurrence kept, by prompt id)."""
+    seen: dict[str, Prompt] = {}
+    for p in _convert(source, split, to_prompt, errors):
+        seen.setdefault(p.id, p)
+    return list(seen.values())
+
+
+def read_preferences(
+    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
+) -> list[PreferenceRow]:
+    """Labelled rows (Vi-Alpaca preference, hh-rlhf, TRL preference) as PreferenceRows."""
+    fmt = source_format(source, split)
+    if fmt not in LABELLED_FORMATS:
+        hint = " (pairs need judgements: pass --judgements)" if fmt == "pairs" else ""
+        raise DataError(f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}){hint}",
+                        file=str(source))
+    return list(_convert(source, split, to_preference, errors))
+
+
+def read_pairs(source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None) -> list[Pair]:
+    """prefkit pairs; a labelled preference file gives pairs with chosen as `a`."""
+    return list(_convert(source, split, to_pair, errors))
+
+
+def read_judgements(
+    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
+) -> list[Judgement]:
+    return list(_convert(source, split, to_judgement, errors))
+
+
+def canonical_records(
+    source: str | Path, split: str | None = None
+) -> tuple[str, Iterator[tuple[Location, dict[str, Any]]]]:
+    """The format and, per record, its texts under common names, whatever the source format:
+    `question`, `system`, and `chosen`/`rejected` (labelled), `response` (alpaca,
+    prompt/response), `a`/`b` (pairs), plus `strength` where present. Judgements have no text.
+    Raises `DataError` at the first bad record.
+    """
+    fmt = source_format(source, split)
+
+    def records() -> Iterator[tuple[Location, dict[str, Any]]]:
+        for loc, rec in read_rows(source, split):
+            out: dict[str, Any]
+            if fmt in LABELLED_FORMATS:
+                row = to_preference(fmt, rec, loc)
+                out = {"question": row.question, "system": row.system, "chosen": row.chosen,
+                       "rejected": row.rejected, "strength": row.strength}
+            elif fmt == "pairs":
+                pair = to_pair(fmt, rec, loc)
+                out = {"question": pair.prompt.question, "system": pair.prompt.system,
+                       "a": pair.a.text, "b": pair.b.text}
+            elif fmt == "judgements":
+                j = to_judgement(fmt, rec, loc)
+                out = {"strength": j.strength, "annotator": j.annotator, "pair_id": j.pair_id}
+            else:
+                prompt = to_prompt(fmt, rec, loc)
+                out = {"question": prompt.question, "system": prompt.system}
+                response = to_response_text(fmt, rec, loc)
+                if response is not None:
+                    out["response"] = response
+            yield loc, out
+
+    return fmt, records()

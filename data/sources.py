@@ -1,0 +1,275 @@
+"""Raw records and where each came from: JSONL (plain or gzipped), JSON, Parquet, a
+`save_to_disk` folder, or a Hub id.
+
+Every record comes with its `Location` so that any later error can name the file and the line
+(1-based, text formats) or row (0-based, tables). Files are streamed: JSONL line by line, Parquet
+batch by batch, so big inputs never sit in memory whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from data.errors import DataError
+
+TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
+TABLE_SUFFIXES = (".parquet",)
+
+# A Hub lookup with no network must fail fast with one clear error, not hang for minutes.
+os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "5")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a record came from: `line` (1-based) for JSONL/JSON, `row` (0-based) for tables."""
+
+    file: str
+    line: int | None = None
+    row: int | None = None
+
+    def error(self, message: str, field: str | None = None) -> DataError:
+        return DataError(message, file=self.file, line=self.line, row=self.row, field=field)
+
+    def __str__(self) -> str:
+        if self.line is not None:
+            return f"{self.file}:{self.line}"
+        if self.row is not None:
+            return f"{self.file} row {self.row}"
+        return self.file
+
+
+# A record or the error that stopped it; `iter_records` yields both so `validate` can go on
+# past a bad line, while `read_rows` raises at the first one.
+Record = tuple[Location, dict[str, Any] | DataError]
+
+
+def source_kind(source: str | Path) -> str:
+    """'jsonl', 'json', 'parquet', 'disk' (a save_to_disk folder) or 'hub'."""
+    path = Path(source)
+    name = path.name.lower()
+    if path.is_dir():
+        return "disk"
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        kind = "jsonl"
+    elif name.endswith((".json", ".json.gz")):
+        kind = "json"
+    elif name.endswith(TABLE_SUFFIXES):
+        kind = "parquet"
+    elif path.exists():
+        raise DataError(
+            f"unknown file type (expected {', '.join(TEXT_SUFFIXES + TABLE_SUFFIXES)} or a save_to_disk folder)",
+            file=path,
+        )
+    else:
+        return "hub" if _looks_like_hub_id(str(source)) else "missing"
+    if not path.exists():
+        raise DataError("no such file", file=path)
+    return kind
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in source
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def iter_records(source: str | Path, split: str | None = None) -> Iterator[Record]:
+    """Every record of `source` with its location; unreadable records come as `DataError`s.
+
+    Errors that make the whole source unreadable (missing file, no network for a Hub id, a
+    Parquet file that is not Parquet) are raised, not yielded.
+    """
+    kind = source_kind(source)
+    if kind == "missing":
+        raise DataError("no such file or folder (and not a Hub dataset id)", file=source)
+    if kind == "jsonl":
+        yield from _iter_jsonl(Path(source))
+    elif kind == "json":
+        yield from _iter_json(Path(source))
+    elif kind == "parquet":
+        yield from _iter_parquet(Path(source))
+    elif kind == "disk":
+        yield from _iter_dataset(_load_from_disk(Path(source), split), str(source))
+    else:
+        yield from _iter_dataset(_load_from_hub(str(source), split), str(source))
+
+
+def _as_record(value: Any, loc: Location) -> dict[str, Any] | DataError:
+    if not isinstance(value, dict):
+        return loc.error(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _iter_jsonl(path: Path) -> Iterator[Record]:
+    try:
+        with _open_text(path) as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                loc = Location(str(path), line=n)
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield loc, loc.error(f"malformed JSON: {e.msg} (column {e.colno})")
+                    continue
+                yield loc, _as_record(value, loc)
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text: {e.reason}", file=path) from None
+    except (OSError, EOFError) as e:  # e.g. a truncated or fake .gz
+        raise DataError(f"cannot read: {e}", file=path) from None
+
+
+def _iter_json(path: Path) -> Iterator[Record]:
+    """A JSON list of objects, or {"data": [...]}; each object located by its starting line."""
+    try:
+        with _open_text(path) as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text: {e.reason}", file=path) from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read: {e}", file=path) from None
+    decoder = json.JSONDecoder()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"malformed JSON: {e.msg} (column {e.colno})", file=path, line=e.lineno) from None
+    if isinstance(value, dict):
+        if not isinstance(value.get("data"), list):
+            raise DataError('a JSON object must hold its records in a "data" list', file=path, field="data")
+        start = _find_data_array(text, decoder)
+    elif isinstance(value, list):
+        start = _skip_ws(text, 0)
+    else:
+        raise DataError(f"expected a JSON list of objects or {{\"data\": [...]}}, got {type(value).__name__}", file=path)
+    # Walk the array a second time with raw_decode only to learn where each element starts.
+    pos = _skip_ws(text, start + 1)
+    line, counted = 1, 0
+    while text[pos] != "]":
+        line += text.count("\n", counted, pos)
+        counted = pos
+        element, pos = decoder.raw_decode(text, pos)
+        loc = Location(str(path), line=line)
+        yield loc, _as_record(element, loc)
+        pos = _skip_ws(text, pos)
+        if text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _find_data_array(text: str, decoder: json.JSONDecoder) -> int:
+    """Position of the '[' that opens the top-level "data" value (the text is valid JSON)."""
+    pos = _skip_ws(text, _skip_ws(text, 0) + 1)
+    while True:
+        key, pos = decoder.raw_decode(text, pos)
+        pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ':'
+        if key == "data":
+            return pos
+        _, pos = decoder.raw_decode(text, pos)
+        pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ','
+
+
+def _iter_parquet(path: Path) -> Iterator[Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"not a readable Parquet file: {e}", file=path) from None
+    row = 0
+    for batch in pf.iter_batches(batch_size=4096):
+        for rec in batch.to_pylist():
+            yield Location(str(path), row=row), rec
+            row += 1
+
+
+def parquet_columns(path: str | Path) -> list[str]:
+    """Column names from the Parquet schema (known even when the file has no rows)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def _pick_split(dsdict: Any, split: str | None, where: str) -> Any:
+    names = list(dsdict.keys())
+    if split is None:
+        split = "train" if "train" in names or len(names) != 1 else names[0]
+    if split not in names:
+        raise DataError(f"no split {split!r} (splits: {', '.join(names) or 'none'})", file=where)
+    return dsdict[split]
+
+
+def _load_from_disk(path: Path, split: str | None) -> Any:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as e:
+        raise DataError(f"not a save_to_disk folder: {e}", file=path) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        return _pick_split(loaded, split, str(path))
+    if split is not None:
+        raise DataError(f"the folder holds one Dataset, not splits; drop --split {split}", file=path)
+    return loaded
+
+
+def _load_from_hub(repo_id: str, split: str | None) -> Any:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(repo_id, split=split or "train", streaming=True)
+    except Exception as e:  # noqa: BLE001 -- offline, unknown repo, no such split: one clear line
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(
+            f"cannot load Hub dataset {repo_id!r} ({type(e).__name__}: {reason}); "
+            "check the id and the network, or pass a local file or save_to_disk folder",
+            file=repo_id,
+        ) from None
+    return loaded
+
+
+def _iter_dataset(ds: Any, where: str) -> Iterator[Record]:
+    try:
+        for row, rec in enumerate(ds):
+            yield Location(where, row=row), dict(rec)
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- a streamed Hub dataset can fail mid-way (network)
+        raise DataError(f"reading stopped: {type(e).__name__}: {e}", file=where) from None
+
+
+def first_columns(source: str | Path, split: str | None = None) -> tuple[list[str], dict[str, Any] | None]:
+    """The columns and first record of `source` (columns from the schema for Parquet)."""
+    first: dict[str, Any] | None = None
+    for _loc, rec in iter_records(source, split):
+        if isinstance(rec, DataError):
+            raise rec
+        first = rec
+        break
+    if source_kind(source) == "parquet":
+        return parquet_columns(source), first
+    return (list(first) if first is not None else []), first
+
+
+def read_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[Location, dict[str, Any]]]:
+    """Raw records with their locations; raises `DataError` at the first unreadable one."""
+    for loc, rec in iter_records(source, split):
+        if isinstance(rec, DataError):
+            raise rec
+        yield loc, rec
