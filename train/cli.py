@@ -1,0 +1,86 @@
+"""`prefkit train STAGE --config PATH --set key=value ...` and `prefkit train score`.
+
+A stage is registered with one line, `register_stage(name, module, help)`: `module` is imported
+only when the command runs (torch stays out of `prefkit --help`) and must expose `CONFIG` (its
+config dataclass) and `run(cfg) -> dict` (the run summary). The command prints the summary's
+metrics and where `summary.json` was written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config (see configs/train/).")
+SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set lr=1e-4 --set lora.r=8 (repeatable).")
+
+
+def run_stage(module_name: str, config: Optional[Path], overrides: list[str] | None) -> dict:
+    """Load the stage's config (YAML < --set) and run it; returns the summary."""
+    from data.config import load_config
+
+    module = importlib.import_module(module_name)
+    cfg = load_config(module.CONFIG, config, overrides or [])
+    return module.run(cfg)
+
+
+def echo_summary(summary: dict) -> None:
+    typer.echo(json.dumps(summary.get("metrics", {}), indent=2, default=str))
+    typer.echo(f"summary: {Path(summary['output_dir']) / 'summary.json'}")
+
+
+def register_stage(name: str, module_name: str, help: str) -> Callable[..., None]:
+    """Add `prefkit train NAME --config PATH --set k=v` running `module_name.run`."""
+
+    def command(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET_OPTION) -> None:
+        echo_summary(run_stage(module_name, config, set_))
+
+    command.__doc__ = help
+    app.command(name, help=help)(command)
+    return command
+
+
+register_stage("sft", "train.sft", "Supervised fine-tuning on question → chosen (loss on the assistant turn).")
+register_stage("reward", "train.reward", "Reward model with the margin ranking loss -log σ(r_c − r_r − m); accuracy per strength.")
+register_stage("dpo", "train.dpo", "DPO (LoRA: the reference is the adapter-less model); rewards, margins, accuracies.")
+
+
+@app.command("chain")
+def chain(
+    config: Optional[Path] = CONFIG_OPTION,
+    set_: Optional[list[str]] = SET_OPTION,
+) -> None:
+    """SFT → reward → DPO on one dataset (configs/train/chain-*.yaml); prints each stage's metrics."""
+    from data.config import load_config
+    from train.chain import ChainConfig, run
+
+    summaries = run(load_config(ChainConfig, config, set_ or []))
+    for stage, summary in summaries.items():
+        typer.echo(f"== {stage}")
+        echo_summary(summary)
+
+
+@app.command("score")
+def score(
+    model: Path = typer.Option(..., "--model", "-m", help="A trained reward model folder (<output_dir>/model)."),
+    source: str = typer.Argument(..., help="JSONL/Parquet file with question + response columns (or chosen/rejected pairs)."),
+    out: Path = typer.Argument(..., help="Output file (.jsonl or .parquet): the input rows plus reward column(s)."),
+    question_column: str = typer.Option("question", help="Column with the prompt."),
+    response_column: str = typer.Option("response", help="Column with the response to score (when not pairs)."),
+    base_model: Optional[str] = typer.Option(None, help="Base model for an adapter-only folder (default: from adapter_config.json)."),
+    batch_size: int = typer.Option(16, help="Responses scored per forward pass."),
+    max_length: int = typer.Option(1024, help="Truncate prompt + response to this many tokens."),
+) -> None:
+    """Score responses with a trained reward model; pairs (chosen/rejected) also get accuracy per strength."""
+    from train.reward import score_command
+
+    score_command(
+        model, source, out, question_column=question_column, response_column=response_column,
+        base_model=base_model, batch_size=batch_size, max_length=max_length,
+    )
