@@ -1,0 +1,1 @@
+"""Generation engines behind one interface: Hugging Face transformers (any machine) and vLLM (GPU)."""

@@ -1,0 +1,77 @@
+"""What an engine is asked (`Request`) and what it returns (`Result`), and the `Engine` protocol.
+
+Both engines serve the same objects, so the run, the pair builder and `train`'s best-of-K do not
+care which one produced a response. A request's prompt is already formatted (chat template
+applied, see `generate.chat`); engines tokenize it without adding special tokens again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+# Called after each finished batch with (completions in it, tokens generated in it).
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Request:
+    """Sample `n` completions of `prompt`. Completion i uses seed `seed + i` (None: unseeded).
+
+    `adapter` is a LoRA adapter path; None means the engine's own adapter (the one it was built
+    with, if any). `temperature == 0` is greedy decoding.
+    """
+
+    prompt: str
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int | None = None
+    n: int = 1
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt:
+            raise ValueError("request prompt is empty")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens!r}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n!r}")
+
+    def sample_seed(self, i: int) -> int | None:
+        return None if self.seed is None else self.seed + i
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled answer. `finish_reason` is "stop" (end of turn) or "length" (hit max_tokens).
+
+    `n_tokens` counts generated tokens including the end-of-turn token; `seed` is the seed that
+    drove this sample (None when unseeded).
+    """
+
+    text: str
+    n_tokens: int
+    finish_reason: str
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class Result:
+    request: Request
+    completions: tuple[Completion, ...]
+
+
+class Engine(Protocol):
+    """A loaded model that turns requests into results, in request order."""
+
+    model: str
+    adapter: str | None
+
+    def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]: ...
+
+    def close(self) -> None: ...
