@@ -1,0 +1,764 @@
+"""The annotation store: projects, pairs, users and sign-in, the work queue (claims as leases),
+judgements, progress, dashboard figures and export. SQLite file by default, PostgreSQL for teams.
+
+Everything a Streamlit rerun needs lives here, not in `session_state`: who is signed in (a
+session key), what they hold (their active claim, returned again by `claim`), and what they did.
+
+Concurrency: every write is one short transaction. On SQLite it starts with `BEGIN IMMEDIATE`
+(one writer at a time, WAL keeps readers going, `busy_timeout` makes writers wait instead of
+failing); on PostgreSQL the claim picks its pair with `SELECT … FOR UPDATE SKIP LOCKED`, so
+concurrent annotators never wait on each other's candidate. Unique (pair, user) constraints on
+assignments and judgements are the last line: nobody judges a pair twice, a double submit
+records once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from sqlalchemy import Engine, Row, create_engine, delete, event, exists, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from annotate import auth
+from annotate.models import (
+    ACTIVE,
+    EXPIRED,
+    REPORTED,
+    SKIPPED,
+    SUBMITTED,
+    WITHDRAWN,
+    AssignmentRow,
+    Base,
+    JudgementRow,
+    PairRow,
+    ProjectRow,
+    SessionRow,
+    UserRow,
+)
+from data.errors import ConfigError, DataError
+from data.schema import Judgement, Pair, Strength, utcnow
+
+if TYPE_CHECKING:
+    from annotate.dashboard_data import Dashboard
+
+A, J, P, U = AssignmentRow, JudgementRow, PairRow, UserRow
+
+_IMPORT_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    guidelines: str
+    overlap: int
+    calibration: float
+    calibration_overlap: int
+    seed: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    is_admin: bool
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int
+    skipped: int  # already in the project (same pair_id), or repeated in the input
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A claim (lease) on one pair. `shown_order` is (left, right) response ids as shown."""
+
+    id: int
+    project: str
+    user: str
+    pair: Pair
+    shown_order: tuple[str, str]
+    claimed_at: datetime
+    expires_at: datetime
+    is_calibration: bool
+
+    @property
+    def left(self):  # -> Response
+        return self.pair.response(self.shown_order[0])
+
+    @property
+    def right(self):  # -> Response
+        return self.pair.response(self.shown_order[1])
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_today: int  # this user's judgements in this project since 00:00 UTC
+    left_in_queue: int  # pairs this user could still be given now
+    done_total: int  # this user's judgements in this project
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _hash_int(*parts: Any, bits: int = 56) -> int:
+    h = hashlib.sha256(":".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "big") >> (64 - bits)
+
+
+class Store:
+    """Open with `Store.open(url)`; all methods are safe to call from many threads/processes."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self._clock = clock
+        self._pg = engine.dialect.name == "postgresql"
+
+    # -----------------------------------------------------------------------------------------
+    # Opening
+    # -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow, pool_size: int = 40) -> "Store":
+        """Open (and create the tables of) a store. `url` is a SQLAlchemy URL
+        (`sqlite:///path.db`, `postgresql+psycopg://user@host:port/db`) or a plain file path.
+
+        SQLite gets WAL mode, a 30 s busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for
+        writes. `clock` returns aware UTC datetimes (tests pass their own to expire leases).
+        """
+        if "://" not in url:
+            url = f"sqlite:///{Path(url).expanduser().resolve()}"
+        if url.startswith("sqlite"):
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                raise ConfigError("an in-memory SQLite store is not shared between connections; give a file path")
+            db_file = url.split(":///", 1)[-1].split("?", 1)[0]
+            Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            _sqlite_setup(engine)
+        elif url.startswith("postgresql"):
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        else:
+            raise ConfigError(f"unsupported store URL {url!r}: use a SQLite path or postgresql+psycopg://…")
+        try:
+            Base.metadata.create_all(engine)
+        except OperationalError as e:
+            raise ConfigError(f"cannot open store {engine.url.render_as_string(hide_password=True)}: {e.orig}") from e
+        return cls(engine, clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def now(self) -> datetime:
+        return _utc(self._clock())
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Connection]:
+        """One transaction; `write=True` takes SQLite's write lock up front (BEGIN IMMEDIATE)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(prefkit_write=write)
+            with conn.begin():
+                yield conn
+
+    def _retrying(self, fn: Callable[[Connection], Any], attempts: int = 20) -> Any:
+        """Run `fn` in a write transaction, retrying races the database refused (a unique
+        constraint hit by a concurrent claim, a lock that outlived the busy timeout)."""
+        for attempt in range(attempts):
+            try:
+                with self._tx(write=True) as conn:
+                    return fn(conn)
+            except (IntegrityError, OperationalError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1) * random.random())
+        raise AssertionError("unreachable")
+
+    # -----------------------------------------------------------------------------------------
+    # Projects
+    # -----------------------------------------------------------------------------------------
+
+    def create_project(
+        self,
+        name: str,
+        guidelines: str = "",
+        overlap: int = 2,
+        calibration: float = 0.0,
+        calibration_overlap: int | None = None,
+        seed: int = 0,
+    ) -> Project:
+        """A new project. Each pair needs `overlap` judgements from different annotators; a
+        seeded `calibration` share of pairs needs `calibration_overlap` (default 2 × overlap)
+        and is handed out first, so agreement figures appear early."""
+        if not name.strip():
+            raise ConfigError("project name is empty")
+        if overlap < 1:
+            raise ConfigError(f"overlap must be at least 1, got {overlap}")
+        if not 0.0 <= calibration <= 1.0:
+            raise ConfigError(f"calibration must be a share between 0 and 1, got {calibration}")
+        cal_overlap = calibration_overlap if calibration_overlap is not None else 2 * overlap
+        if cal_overlap < overlap:
+            raise ConfigError(f"calibration_overlap ({cal_overlap}) must be at least overlap ({overlap})")
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(
+                    insert(ProjectRow).values(
+                        name=name, guidelines=guidelines, overlap=overlap, calibration=calibration,
+                        calibration_overlap=cal_overlap, seed=seed, created_at=self.now(),
+                    )
+                )
+        except IntegrityError:
+            raise ConfigError(f"project {name!r} already exists") from None
+        return self.get_project(name)
+
+    def get_project(self, name: str) -> Project:
+        with self._tx() as conn:
+            return self._project(conn, name)
+
+    def list_projects(self) -> list[Project]:
+        with self._tx() as conn:
+            rows = conn.execute(select(ProjectRow).order_by(ProjectRow.name)).all()
+        return [_project(r) for r in rows]
+
+    def set_guidelines(self, name: str, markdown: str) -> None:
+        with self._tx(write=True) as conn:
+            pid = self._project(conn, name).id
+            conn.execute(update(ProjectRow).where(ProjectRow.id == pid).values(guidelines=markdown))
+
+    def _project(self, conn: Connection, name: str) -> Project:
+        row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
+        if row is None:
+            raise ConfigError(f"no project named {name!r} in this store")
+        return _project(row)
+
+    # -----------------------------------------------------------------------------------------
+    # Pairs
+    # -----------------------------------------------------------------------------------------
+
+    def import_pairs(self, project: str, pairs: Iterable[Pair]) -> ImportResult:
+        """Add pairs to a project in one transaction. Idempotent by `pair_id`: importing the same
+        pairs again adds nothing. Queue order and calibration membership come from the project's
+        seed and each pair's id, so they do not depend on import order."""
+        with self._tx(write=True) as conn:
+            proj = self._project(conn, project)
+            seen = set(conn.execute(select(P.pair_id).where(P.project_id == proj.id)).scalars())
+            now = self.now()
+            added = skipped = 0
+            batch: list[dict[str, Any]] = []
+            for pair in pairs:
+                if pair.pair_id in seen:
+                    skipped += 1
+                    continue
+                seen.add(pair.pair_id)
+                cal = _hash_int("calibration", proj.seed, pair.pair_id, bits=53) / 2**53 < proj.calibration
+                position = _hash_int("position", proj.seed, pair.pair_id) - (2**56 if cal else 0)
+                batch.append(
+                    dict(
+                        project_id=proj.id, pair_id=pair.pair_id, data=pair.to_row(), position=position,
+                        is_calibration=cal, required=proj.calibration_overlap if cal else proj.overlap,
+                        done=0, held=0, complete=False, created_at=now,
+                    )
+                )
+                if len(batch) >= _IMPORT_CHUNK:
+                    conn.execute(insert(P), batch)
+                    added += len(batch)
+                    batch = []
+            if batch:
+                conn.execute(insert(P), batch)
+                added += len(batch)
+        return ImportResult(added=added, skipped=skipped)
+
+    def pairs(self, project: str) -> list[Pair]:
+        """All pairs of a project, in import order."""
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            rows = conn.execute(select(P.data).where(P.project_id == pid).order_by(P.id)).scalars()
+            return [Pair.from_row(d) for d in rows]
+
+    def count_pairs(self, project: str) -> int:
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            return conn.execute(select(func.count()).select_from(P).where(P.project_id == pid)).scalar_one()
+
+    # -----------------------------------------------------------------------------------------
+    # Users, tokens, sessions
+    # -----------------------------------------------------------------------------------------
+
+    def add_user(self, name: str, admin: bool = False) -> str:
+        """Create a user and return their sign-in token. It is shown only now: the store keeps a
+        salted hash of it."""
+        name = name.strip()
+        if not name:
+            raise ConfigError("user name is empty")
+        token, key, hashed = auth.new_token()
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(
+                    insert(U).values(
+                        name=name, token_key=key, token_hash=hashed, is_admin=admin, disabled=False,
+                        created_at=self.now(),
+                    )
+                )
+        except IntegrityError:
+            raise ConfigError(f"user {name!r} already exists") from None
+        return token
+
+    def authenticate(self, token: str) -> User | None:
+        """The enabled user this token belongs to, or None."""
+        parts = auth.split_token(token)
+        if parts is None:
+            return None
+        key, secret = parts
+        with self._tx() as conn:
+            row = conn.execute(select(U).where(U.token_key == key)).first()
+        if row is None or row.disabled or not auth.verify_secret(secret, row.token_hash):
+            return None
+        return _user(row)
+
+    def get_user(self, name: str) -> User:
+        with self._tx() as conn:
+            return self._user(conn, name)
+
+    def list_users(self) -> list[User]:
+        with self._tx() as conn:
+            return [_user(r) for r in conn.execute(select(U).order_by(U.name))]
+
+    def disable_user(self, name: str) -> None:
+        """Disable a user: their token and sessions stop working and their claims go back."""
+        with self._tx(write=True) as conn:
+            uid = self._user(conn, name).id
+            conn.execute(update(U).where(U.id == uid).values(disabled=True))
+            conn.execute(delete(SessionRow).where(SessionRow.user_id == uid))
+            released = conn.execute(
+                update(A).where(A.user_id == uid, A.status == ACTIVE).values(status=EXPIRED).returning(A.pair_row_id)
+            ).scalars().all()
+            _release(conn, released)
+
+    def start_session(self, user: User | str) -> str:
+        """Sign a user in: returns a session key for the browser tab to keep. Only its hash is
+        stored."""
+        key, key_hash = auth.new_session_key()
+        with self._tx(write=True) as conn:
+            uid = self._user(conn, user).id
+            now = self.now()
+            conn.execute(insert(SessionRow).values(key_hash=key_hash, user_id=uid, created_at=now, last_seen=now))
+        return key
+
+    def session_user(self, key: str) -> User | None:
+        """The enabled user signed in with this session key, or None."""
+        with self._tx() as conn:
+            row = conn.execute(
+                select(U).join(SessionRow, SessionRow.user_id == U.id).where(
+                    SessionRow.key_hash == auth.session_key_hash(key)
+                )
+            ).first()
+        return None if row is None or row.disabled else _user(row)
+
+    def end_session(self, key: str) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(delete(SessionRow).where(SessionRow.key_hash == auth.session_key_hash(key)))
+
+    def _user(self, conn: Connection, user: User | str) -> User:
+        name = user.name if isinstance(user, User) else user
+        row = conn.execute(select(U).where(U.name == name)).first()
+        if row is None:
+            raise ConfigError(f"no user named {name!r} in this store")
+        return _user(row)
+
+    def _active_user(self, conn: Connection, user: User | str) -> User:
+        u = self._user(conn, user)
+        if u.disabled:
+            raise ConfigError(f"user {u.name!r} is disabled")
+        return u
+
+    # -----------------------------------------------------------------------------------------
+    # The queue
+    # -----------------------------------------------------------------------------------------
+
+    def claim(self, project: str, user: User | str, lease_seconds: float = 900) -> Assignment | None:
+        """The next pair for this user, as a lease of `lease_seconds`, or None when nothing is left.
+
+        The user's still-held claim comes first (renewed), so a rerun shows the same pair. Never a
+        pair the user judged, skipped or reported; never more live claims plus judgements on a
+        pair than it needs. Expired leases go back to the queue here.
+        """
+
+        def run(conn: Connection) -> Assignment | None:
+            proj = self._project(conn, project)
+            u = self._active_user(conn, user)
+            now = self.now()
+            expires = now + timedelta(seconds=lease_seconds)
+            self._reap(conn, proj.id, now)
+            held = conn.execute(
+                select(A, P.data, P.is_calibration)
+                .join(P, P.id == A.pair_row_id)
+                .where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
+                .order_by(A.claimed_at, A.id)
+                .limit(1)
+            ).first()
+            if held is not None:
+                conn.execute(update(A).where(A.id == held.id).values(expires_at=expires))
+                return _assignment(held, proj.name, u.name, expires)
+
+            mine = exists().where(A.pair_row_id == P.id, A.user_id == u.id, A.status != EXPIRED)
+            pick = (
+                select(P.id, P.pair_id, P.data, P.is_calibration)
+                .where(P.project_id == proj.id, P.complete.is_(False), P.done + P.held < P.required, ~mine)
+                .order_by(P.position)
+                .limit(1)
+            )
+            if self._pg:
+                pick = pick.with_for_update(skip_locked=True, of=P)
+            cand = conn.execute(pick).first()
+            if cand is None:
+                return None
+            pair = Pair.from_row(cand.data)
+            order = (pair.a.id, pair.b.id)
+            if random.Random(f"{proj.seed}:{cand.pair_id}:{u.id}").random() < 0.5:
+                order = (pair.b.id, pair.a.id)
+            values = dict(
+                shown_left=order[0], shown_right=order[1], status=ACTIVE, claimed_at=now, expires_at=expires,
+                finished_at=None, reason=None,
+            )
+            reused = conn.execute(
+                update(A).where(A.pair_row_id == cand.id, A.user_id == u.id, A.status == EXPIRED)
+                .values(**values).returning(A.id)
+            ).scalar()
+            aid = reused if reused is not None else conn.execute(
+                insert(A).values(pair_row_id=cand.id, user_id=u.id, project_id=proj.id, **values).returning(A.id)
+            ).scalar_one()
+            conn.execute(update(P).where(P.id == cand.id).values(held=P.held + 1))
+            return Assignment(aid, proj.name, u.name, pair, order, now, expires, cand.is_calibration)
+
+        return self._retrying(run)
+
+    def _reap(self, conn: Connection, project_id: int, now: datetime) -> None:
+        """Expire this project's overdue leases and give their slots back."""
+        expired = conn.execute(
+            update(A)
+            .where(A.project_id == project_id, A.status == ACTIVE, A.expires_at <= now)
+            .values(status=EXPIRED)
+            .returning(A.pair_row_id)
+        ).scalars().all()
+        _release(conn, expired)
+
+    def submit(self, assignment_id: int, user: User | str, judgement: Judgement) -> Judgement:
+        """Record the user's judgement on their assignment and return what is stored.
+
+        Idempotent per (user, pair): a second submit (double click, rerun, another tab) returns
+        the first judgement unchanged — use `change_judgement` to change it. The shown order and
+        annotator are taken from the assignment, not from `judgement`. A submit after the lease
+        expired is still recorded (a human's work is not thrown away) unless the user skipped,
+        reported or withdrew the pair.
+        """
+
+        def run(conn: Connection) -> Judgement:
+            u = self._user(conn, user)
+            a = self._own_assignment(conn, assignment_id, u)
+            pair = Pair.from_row(conn.execute(select(P.data).where(P.id == a.pair_row_id)).scalar_one())
+            existing = conn.execute(select(J).where(J.pair_row_id == a.pair_row_id, J.user_id == u.id)).first()
+            if existing is not None:
+                return _judgement(existing, pair.pair_id, u.name)
+            if a.status in (SKIPPED, REPORTED, WITHDRAWN):
+                raise DataError(f"assignment {assignment_id} was {a.status}; it takes no judgement", field="status")
+            _check_judgement(judgement, pair)
+            now = self.now()
+            row = _judgement_values(judgement, pair, (a.shown_left, a.shown_right))
+            conn.execute(
+                insert(J).values(
+                    pair_row_id=a.pair_row_id, user_id=u.id, project_id=a.project_id, assignment_id=a.id,
+                    created_at=now, updated_at=now, **row,
+                )
+            )
+            conn.execute(update(A).where(A.id == a.id).values(status=SUBMITTED, finished_at=now))
+            held = 1 if a.status == ACTIVE else 0
+            conn.execute(
+                update(P).where(P.id == a.pair_row_id).values(
+                    done=P.done + 1, held=P.held - held, complete=P.done + 1 >= P.required
+                )
+            )
+            stored = conn.execute(select(J).where(J.pair_row_id == a.pair_row_id, J.user_id == u.id)).one()
+            return _judgement(stored, pair.pair_id, u.name)
+
+        return self._retrying(run)
+
+    def skip(self, assignment_id: int, user: User | str) -> None:
+        """Give the pair back for others; this user is not offered it again."""
+        self._finish(assignment_id, user, SKIPPED, None)
+
+    def report(self, assignment_id: int, user: User | str, reason: str) -> None:
+        """Report a problem with the pair (bad prompt, both unusable); admins see it on the
+        dashboard. Like skip, the user is not offered the pair again."""
+        if not reason or not reason.strip():
+            raise DataError("a report needs a reason", field="reason")
+        self._finish(assignment_id, user, REPORTED, reason.strip())
+
+    def _finish(self, assignment_id: int, user: User | str, status: str, reason: str | None) -> None:
+        def run(conn: Connection) -> None:
+            u = self._user(conn, user)
+            a = self._own_assignment(conn, assignment_id, u)
+            if a.status not in (ACTIVE, EXPIRED):
+                return  # already submitted/skipped/reported: a repeated click changes nothing
+            conn.execute(
+                update(A).where(A.id == a.id).values(status=status, finished_at=self.now(), reason=reason)
+            )
+            if a.status == ACTIVE:
+                _release(conn, [a.pair_row_id])
+
+        self._retrying(run)
+
+    def _own_assignment(self, conn: Connection, assignment_id: int, user: User) -> Row[Any]:
+        q = select(A).where(A.id == assignment_id)
+        if self._pg:
+            q = q.with_for_update()  # serialises two submits of the same assignment
+        a = conn.execute(q).first()
+        if a is None or a.user_id != user.id:
+            raise DataError(f"assignment {assignment_id} is not held by {user.name!r}", field="assignment_id")
+        return a
+
+    # -----------------------------------------------------------------------------------------
+    # My work
+    # -----------------------------------------------------------------------------------------
+
+    def my_judgements(
+        self, user: User | str, project: str | None = None, limit: int = 50
+    ) -> list[tuple[Pair, Judgement]]:
+        """The user's most recent judgements (newest first), optionally in one project."""
+        with self._tx() as conn:
+            u = self._user(conn, user)
+            q = select(J, P.data, P.pair_id).join(P, P.id == J.pair_row_id).where(J.user_id == u.id)
+            if project is not None:
+                q = q.where(J.project_id == self._project(conn, project).id)
+            rows = conn.execute(q.order_by(J.updated_at.desc(), J.id.desc()).limit(limit)).all()
+        return [(Pair.from_row(r.data), _judgement(r, r.pair_id, u.name)) for r in rows]
+
+    def change_judgement(
+        self, user: User | str, pair_id: str, judgement: Judgement, project: str | None = None
+    ) -> Judgement:
+        """Replace the user's judgement on a pair (choice, strength, flags, rationale)."""
+
+        def run(conn: Connection) -> Judgement:
+            u = self._user(conn, user)
+            row = self._my_judgement(conn, u, pair_id, project)
+            pair = Pair.from_row(conn.execute(select(P.data).where(P.id == row.pair_row_id)).scalar_one())
+            _check_judgement(judgement, pair)
+            values = _judgement_values(judgement, pair, (row.shown_left, row.shown_right))
+            conn.execute(update(J).where(J.id == row.id).values(updated_at=self.now(), **values))
+            return _judgement(conn.execute(select(J).where(J.id == row.id)).one(), pair_id, u.name)
+
+        return self._retrying(run)
+
+    def withdraw(self, user: User | str, pair_id: str, project: str | None = None) -> None:
+        """Delete the user's judgement on a pair; the pair goes back to the queue for others."""
+
+        def run(conn: Connection) -> None:
+            u = self._user(conn, user)
+            row = self._my_judgement(conn, u, pair_id, project)
+            conn.execute(delete(J).where(J.id == row.id))
+            conn.execute(update(A).where(A.id == row.assignment_id).values(status=WITHDRAWN, finished_at=self.now()))
+            conn.execute(
+                update(P).where(P.id == row.pair_row_id).values(done=P.done - 1, complete=P.done - 1 >= P.required)
+            )
+
+        self._retrying(run)
+
+    def _my_judgement(self, conn: Connection, user: User, pair_id: str, project: str | None) -> Row[Any]:
+        q = select(J).join(P, P.id == J.pair_row_id).where(J.user_id == user.id, P.pair_id == pair_id)
+        if project is not None:
+            q = q.where(J.project_id == self._project(conn, project).id)
+        rows = conn.execute(q).all()
+        if not rows:
+            raise DataError(f"{user.name!r} has no judgement on pair {pair_id}", field="pair_id")
+        if len(rows) > 1:
+            raise DataError(f"pair {pair_id} is in several projects; name the project", field="project")
+        return rows[0]
+
+    def progress(self, project: str, user: User | str) -> Progress:
+        """Done today (UTC), left in this user's queue now, and done in total."""
+        with self._tx() as conn:
+            proj = self._project(conn, project)
+            u = self._user(conn, user)
+            now = self.now()
+            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            mine = (J.user_id == u.id, J.project_id == proj.id)
+            total = conn.execute(select(func.count()).select_from(J).where(*mine)).scalar_one()
+            today = conn.execute(select(func.count()).select_from(J).where(*mine, J.created_at >= midnight)).scalar_one()
+            # Overdue leases are not reaped by a read; count them as free slots.
+            live = (
+                select(func.count()).select_from(A)
+                .where(A.pair_row_id == P.id, A.status == ACTIVE, A.expires_at > now)
+                .scalar_subquery()
+            )
+            taken = exists().where(A.pair_row_id == P.id, A.user_id == u.id, A.status.notin_([EXPIRED, ACTIVE]))
+            left = conn.execute(
+                select(func.count()).select_from(P).where(
+                    P.project_id == proj.id, P.complete.is_(False), ~taken, P.done + live < P.required
+                )
+            ).scalar_one()
+        return Progress(done_today=today, left_in_queue=left, done_total=total)
+
+    # -----------------------------------------------------------------------------------------
+    # Results
+    # -----------------------------------------------------------------------------------------
+
+    def judgements(self, project: str) -> list[Judgement]:
+        """Every recorded judgement of a project (withdrawn ones are gone), oldest first."""
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            rows = conn.execute(
+                select(J, P.pair_id, U.name.label("annotator"))
+                .join(P, P.id == J.pair_row_id)
+                .join(U, U.id == J.user_id)
+                .where(J.project_id == pid)
+                .order_by(J.created_at, J.id)
+            ).all()
+        return [_judgement(r, r.pair_id, r.annotator) for r in rows]
+
+    def dashboard(self, project: str) -> Dashboard:
+        """Admin figures: progress, per-annotator counts and speed, labels per hour, strength
+        distribution, position bias, agreement on overlapping pairs, and reports."""
+        from annotate.dashboard_data import build_dashboard
+
+        with self._tx() as conn:
+            proj = self._project(conn, project)
+            pair_stats = conn.execute(
+                select(
+                    func.count(), func.coalesce(func.sum(P.required), 0), func.count().filter(P.complete.is_(True))
+                ).where(P.project_id == proj.id)
+            ).one()
+            judgements = conn.execute(
+                select(
+                    U.name.label("annotator"), P.pair_id, J.score, J.strength, J.preferred, J.shown_left,
+                    J.shown_right, J.seconds, J.created_at,
+                )
+                .join(U, U.id == J.user_id)
+                .join(P, P.id == J.pair_row_id)
+                .where(J.project_id == proj.id)
+            ).all()
+            finished = conn.execute(
+                select(U.name.label("annotator"), P.pair_id, A.status, A.reason, A.finished_at)
+                .join(U, U.id == A.user_id)
+                .join(P, P.id == A.pair_row_id)
+                .where(A.project_id == proj.id, A.status.in_([SKIPPED, REPORTED]))
+            ).all()
+        return build_dashboard(
+            n_pairs=pair_stats[0], needed=pair_stats[1], complete=pair_stats[2],
+            judgements=[r._asdict() for r in judgements], finished=[r._asdict() for r in finished], now=self.now(),
+        )
+
+    def export(
+        self,
+        project: str,
+        out: str | Path,
+        *,
+        rule: str = "mean",
+        margin: str = "small",
+        test_size: float = 0.1,
+        seed: int = 42,
+        parquet: bool = False,
+        jsonl: bool = False,
+        name: str | None = None,
+    ) -> Any:
+        """Aggregate the project's judgements (`data.aggregate`) and write the dataset
+        (`data.export.export_dataset`): what `prefkit data export` does. Returns the aggregate
+        report."""
+        from data.aggregate import aggregate
+        from data.export import export_dataset
+
+        judgements = self.judgements(project)
+        judged = {j.pair_id for j in judgements}
+        pairs = [p for p in self.pairs(project) if p.pair_id in judged]
+        if not pairs:
+            raise DataError(f"project {project!r} has no judgements to export")
+        rows, report = aggregate(pairs, judgements, rule=rule, margin=margin)
+        export_dataset(
+            rows, Path(out), test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl,
+            name=name or project,
+            provenance={"source": "prefkit annotate", "project": project, "rule": rule, "pairs": len(pairs),
+                        "judgements": len(judgements)},
+        )
+        return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, busy timeout and foreign keys on every connection; our own BEGIN so that writes can
+    take the lock up front (pysqlite's implicit BEGIN is deferred, which deadlocks upgraders)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes; WAL keeps it consistent
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("prefkit_write") else "BEGIN")
+
+
+def _release(conn: Connection, pair_row_ids: Iterable[int]) -> None:
+    """Give back one held slot per id (a pair may appear several times)."""
+    for pid, n in Counter(pair_row_ids).items():
+        conn.execute(update(P).where(P.id == pid).values(held=P.held - n))
+
+
+def _project(r: Any) -> Project:
+    return Project(
+        id=r.id, name=r.name, guidelines=r.guidelines, overlap=r.overlap, calibration=r.calibration,
+        calibration_overlap=r.calibration_overlap, seed=r.seed, created_at=r.created_at,
+    )
+
+
+def _user(r: Any) -> User:
+    return User(id=r.id, name=r.name, is_admin=bool(r.is_admin), disabled=bool(r.disabled))
+
+
+def _assignment(r: Any, project: str, user: str, expires: datetime) -> Assignment:
+    return Assignment(
+        id=r.id, project=project, user=user, pair=Pair.from_row(r.data), shown_order=(r.shown_left, r.shown_right),
+        claimed_at=r.claimed_at, expires_at=expires, is_calibration=bool(r.is_calibration),
+    )
+
+
+def _check_judgement(j: Judgement, pair: Pair) -> None:
+    if j.pair_id != pair.pair_id:
+        raise DataError(f"judgement is for pair {j.pair_id}, the assignment is pair {pair.pair_id}", field="pair_id")
+    if j.preferred is not None and j.preferred not in (pair.a.id, pair.b.id):
+        raise DataError(f"preferred {j.preferred!r} is not a response of pair {pair.pair_id}", field="preferred")
+    bad = [r for r in j.unsafe if r not in (pair.a.id, pair.b.id)]
+    if bad:
+        raise DataError(f"unsafe flags name responses not in pair {pair.pair_id}: {bad}", field="unsafe")
+
+
+def _judgement_values(j: Judgement, pair: Pair, shown: tuple[str, str]) -> dict[str, Any]:
+    return dict(
+        preferred=j.preferred, strength=j.strength.value, score=j.signed_score(pair), shown_left=shown[0],
+        shown_right=shown[1], unsafe=list(j.unsafe), rationale=j.rationale, seconds=j.seconds,
+    )
+
+
+def _judgement(r: Any, pair_id: str, annotator: str) -> Judgement:
+    return Judgement(
+        pair_id=pair_id, annotator=annotator, preferred=r.preferred, strength=Strength(r.strength),
+        shown_order=(r.shown_left, r.shown_right), unsafe=tuple(r.unsafe or ()), rationale=r.rationale,
+        seconds=r.seconds, created_at=r.created_at,
+    )
