@@ -8,7 +8,7 @@ applied, see `generate.chat`); engines tokenize it without adding special tokens
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 # Called after each finished batch with (completions in it, tokens generated in it).
 ProgressFn = Callable[[int, int], None]
@@ -67,10 +67,18 @@ class Result:
 
 
 class Engine(Protocol):
-    """A loaded model that turns requests into results, in request order."""
+    """A loaded model that turns requests into results, in request order.
+
+    `tokenizer` is the model's (for chat formatting); `max_context` its context length in tokens
+    (None when unknown); `prompt_tokens` counts a formatted prompt's tokens as the engine will.
+    """
 
     model: str
     adapter: str | None
+    tokenizer: Any
+    max_context: int | None
+
+    def prompt_tokens(self, prompt: str) -> int: ...
 
     def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]: ...
 

@@ -1,0 +1,91 @@
+"""`GenerateConfig`: every setting of a generation run, from YAML, the command line, or code.
+
+Settings are either `models` x `temperatures` (each at `top_p`), or an explicit `settings` list
+for full control (a different top-p or adapter per setting). A model may be written
+`BASE@ADAPTER` to answer with a LoRA adapter on top of BASE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from data.errors import ConfigError
+from generate.plan import PlanMode, SamplingPlan, Setting
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Bạn là một trợ lý AI hữu ích, trung thực và an toàn. Hãy trả lời bằng tiếng Việt, rõ ràng và chính xác."
+)
+
+
+@dataclass
+class SettingConfig:
+    model: str
+    temperature: float
+    top_p: float = 1.0
+    adapter: str | None = None
+
+
+@dataclass
+class GenerateConfig:
+    prompts: str = ""  # a file, save_to_disk folder or Hub id in any format the data room reads
+    out: str = ""  # output folder: shard-00000.parquet ..., report.json, manifest.json
+    models: list[str] = field(default_factory=list)  # MODEL or MODEL@ADAPTER
+    temperatures: list[float] = field(default_factory=lambda: [0.6, 0.9, 1.2])
+    top_p: float = 0.95
+    settings: list[SettingConfig] = field(default_factory=list)  # replaces models x temperatures
+    plan: PlanMode = "random_pair"
+    samples: int = 2  # answers per prompt in plan "samples"
+    seed: int = 0
+    max_tokens: int = 512
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # a prompt's own system text wins
+    split: str | None = None  # split of a DatasetDict folder or Hub id
+    limit: int | None = None  # only the first N prompts
+    shard_size: int = 256  # prompts per Parquet shard (and per resumable step)
+    # Pair filters
+    near_duplicate_threshold: float = 0.9  # Jaccard of word shingles at or above which a pair is dropped
+    drop_truncated: bool = False  # truncated answers are kept and flagged unless this is set
+    # Engines
+    engine: Literal["hf", "vllm"] = "hf"
+    dtype: str = "auto"
+    batch_size: int = 16  # hf: rows per generate call
+    device: str = "auto"  # hf: cuda, cpu or auto
+    tensor_parallel_size: int = 1  # vllm
+    gpu_memory_utilization: float = 0.9  # vllm: share of the GPU for all base models together
+    max_lora_rank: int = 16  # vllm
+    max_model_len: int | None = None  # vllm: context length (default: the model's)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.shard_size < 1:
+            raise ConfigError(f"shard_size must be >= 1, got {self.shard_size}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise ConfigError(f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        if self.system_prompt is not None and not self.system_prompt.strip():
+            self.system_prompt = None
+
+    def sampling_settings(self) -> tuple[Setting, ...]:
+        if self.settings:
+            return tuple(Setting(s.model, s.temperature, s.top_p, s.adapter) for s in self.settings)
+        if not self.models:
+            raise ConfigError("no model: pass --model (or `models:` / `settings:` in the config)")
+        if not self.temperatures:
+            raise ConfigError("no temperature: pass --temperatures (or `temperatures:` in the config)")
+        out = []
+        for m in self.models:
+            base, _, adapter = m.partition("@")
+            out.extend(Setting(base, t, self.top_p, adapter or None) for t in self.temperatures)
+        return tuple(out)
+
+    def sampling_plan(self) -> SamplingPlan:
+        return SamplingPlan(self.sampling_settings(), mode=self.plan, samples=self.samples, seed=self.seed)

@@ -1,0 +1,201 @@
+"""A generation run: prompts in, annotated-ready pairs out, in resumable steps of `shard_size` prompts.
+
+Order of work, so that mistakes surface before anything slow: settings are checked, prompts read,
+the output folder checked (resume or fresh), then models loaded (one engine per base model, all
+loaded up front), then each step formats, samples, pairs, filters and writes one shard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from data.config import to_dict
+from data.errors import ConfigError, DataError
+from data.readers import read_prompts
+from data.schema import Pair, Prompt, Response
+from generate.chat import ChatFormatter
+from generate.config import GenerateConfig
+from generate.engines.base import Engine, Request
+from generate.pairs import build_pairs
+from generate.plan import SamplingPlan
+from generate.shards import ShardWriter, StepStats
+
+
+def open_engine(cfg: GenerateConfig, model: str, *, adapter: str | None = None, enable_lora: bool = False) -> Engine:
+    """The engine `cfg.engine` names, for one base model (LoRA adapters are per request)."""
+    if cfg.engine == "vllm":
+        from generate.engines.vllm import VLLMEngine
+
+        return VLLMEngine(
+            model, adapter, dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization, enable_lora=enable_lora,
+            max_lora_rank=cfg.max_lora_rank, max_model_len=cfg.max_model_len, seed=cfg.seed,
+        )
+    from generate.engines.hf import HFEngine
+
+    return HFEngine(model, adapter, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
+
+
+class Progress:
+    """A tqdm bar over prompts (its rate is prompts/s) with tokens/s beside it."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="prompt", desc="generate", disable=not enabled, dynamic_ncols=True)
+        self.start = time.perf_counter()
+        self.tokens = 0
+
+    def on_batch(self, completions: int, tokens: int) -> None:
+        self.tokens += tokens
+        elapsed = time.perf_counter() - self.start
+        self.bar.set_postfix_str(f"{self.tokens / elapsed:.1f} tok/s" if elapsed else "", refresh=True)
+
+    def prompts_done(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _steps(prompts: Sequence[Prompt], size: int) -> Iterator[list[Prompt]]:
+    for i in range(0, len(prompts), size):
+        yield list(prompts[i : i + size])
+
+
+def fingerprint(cfg: GenerateConfig, plan: SamplingPlan) -> dict[str, Any]:
+    """Settings that must match between a run and its resume (engine and batch size may change)."""
+    return {
+        **plan.fingerprint(),
+        "max_tokens": cfg.max_tokens,
+        "system_prompt": cfg.system_prompt,
+        "near_duplicate_threshold": cfg.near_duplicate_threshold,
+        "drop_truncated": cfg.drop_truncated,
+    }
+
+
+def run_step(
+    chunk: Sequence[Prompt],
+    plan: SamplingPlan,
+    engines: dict[str, Engine],
+    cfg: GenerateConfig,
+    progress: Progress | None = None,
+) -> tuple[list[Pair], StepStats]:
+    """Sample every draw of every prompt in `chunk` (one engine call per model), pair and filter."""
+    started = time.perf_counter()
+    stats = StepStats(prompt_ids=[p.id for p in chunk])
+    formatters = {m: ChatFormatter(e.tokenizer, cfg.system_prompt) for m, e in engines.items()}
+    jobs: dict[str, list[tuple[int, int, Request]]] = defaultdict(list)  # model -> (prompt, draw, request)
+    assignments = {}
+    for pi, prompt in enumerate(chunk):
+        assignment = plan.assign(prompt.id)
+        texts: dict[str, str] = {}
+        too_long = None
+        for draw in assignment.draws:
+            model = draw.setting.model
+            if model in texts:
+                continue
+            texts[model] = formatters[model](prompt)
+            engine = engines[model]
+            n = engine.prompt_tokens(texts[model])
+            if engine.max_context and n + cfg.max_tokens > engine.max_context:
+                too_long = (
+                    f"prompt of {n} tokens + max_tokens {cfg.max_tokens} exceeds the context of "
+                    f"{engine.max_context} tokens of {model!r}"
+                )
+                break
+        if too_long:
+            stats.skipped.append({"prompt_id": prompt.id, "reason": "prompt_too_long", "detail": too_long})
+            continue
+        assignments[pi] = assignment
+        for di, draw in enumerate(assignment.draws):
+            s = draw.setting
+            request = Request(
+                texts[s.model], temperature=s.temperature, top_p=s.top_p, max_tokens=cfg.max_tokens,
+                seed=draw.seed, adapter=s.adapter,
+            )
+            jobs[s.model].append((pi, di, request))
+
+    responses: dict[tuple[int, int], Response] = {}
+    for model, items in jobs.items():
+        results = engines[model].generate([r for _, _, r in items], progress=progress.on_batch if progress else None)
+        for (pi, di, request), result in zip(items, results):
+            c = result.completions[0]
+            responses[(pi, di)] = Response(
+                text=c.text, model=model, adapter=request.adapter, temperature=request.temperature,
+                top_p=request.top_p, seed=c.seed, finish_reason=c.finish_reason, n_tokens=c.n_tokens,
+            )
+            stats.responses += 1
+            stats.tokens += c.n_tokens
+            stats.truncated += c.finish_reason == "length"
+
+    kept: list[Pair] = []
+    for pi, assignment in assignments.items():
+        pairs, dropped = build_pairs(
+            chunk[pi],
+            [responses[(pi, di)] for di in range(len(assignment.draws))],
+            [d.setting.label for d in assignment.draws],
+            assignment.pairs,
+            near_duplicate_threshold=cfg.near_duplicate_threshold,
+            drop_truncated=cfg.drop_truncated,
+        )
+        kept.extend(pairs)
+        stats.dropped.extend(d.to_dict() for d in dropped)
+    stats.pairs = len(kept)
+    stats.truncated_pairs = sum(p.a.truncated or p.b.truncated for p in kept)
+    stats.seconds = time.perf_counter() - started
+    return kept, stats
+
+
+def _read(cfg: GenerateConfig) -> tuple[list[Prompt], list[dict[str, Any]]]:
+    if not cfg.prompts:
+        raise ConfigError("no prompts: pass PROMPTS (a file, save_to_disk folder or Hub id)")
+    errors: list[DataError] = []
+    prompts = read_prompts(cfg.prompts, cfg.split, errors=errors)
+    unreadable = [{"where": str(e), "reason": "unreadable_row", "detail": e.message} for e in errors]
+    if not prompts:
+        first = f"; first problem: {errors[0]}" if errors else ""
+        raise DataError(f"no usable prompts ({len(errors)} unreadable rows){first}", file=cfg.prompts)
+    if cfg.limit:
+        prompts = prompts[: cfg.limit]
+    return prompts, unreadable
+
+
+def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Path:
+    """Run generation as `cfg` says; returns the output folder (shards, report.json, manifest.json).
+
+    With `resume`, an interrupted run in `cfg.out` continues where its last finished shard ended.
+    """
+    plan = cfg.sampling_plan()
+    if not cfg.out:
+        raise ConfigError("no output folder: pass OUT")
+    out = Path(cfg.out)
+    prompts, unreadable = _read(cfg)
+    writer = ShardWriter(out, fingerprint(cfg, plan), resume=resume)
+    pending = [p for p in prompts if p.id not in writer.done_ids]
+    writer.set_input(prompts=len(prompts), unreadable=unreadable, config=to_dict(cfg))
+    if not pending:
+        writer.finish()
+        return out
+
+    lora_models = {s.model for s in plan.settings if s.adapter}
+    engines: dict[str, Engine] = {}
+    progress = None
+    try:
+        for model in dict.fromkeys(s.model for s in plan.settings):
+            engines[model] = open_engine(cfg, model, enable_lora=model in lora_models)
+        progress = Progress(len(pending), cfg.progress)
+        for chunk in _steps(pending, cfg.shard_size):
+            pairs, stats = run_step(chunk, plan, engines, cfg, progress)
+            writer.write(pairs, stats)
+            progress.prompts_done(len(chunk))
+        writer.finish()
+    finally:
+        if progress is not None:
+            progress.close()
+        for engine in engines.values():
+            engine.close()
+    return out

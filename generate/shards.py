@@ -1,0 +1,162 @@
+"""Resumable output: Parquet shards written as the run goes, a manifest, and `report.json`.
+
+A shard holds the pairs of one step of `shard_size` prompts. Each shard is written to a temporary
+file and renamed, then the manifest (the prompt ids the shard finished) is rewritten the same way,
+so a run killed at any instant leaves only complete shards that the manifest accounts for. A
+shard file with no manifest entry (killed between the two renames) is simply rewritten on resume.
+The report is rebuilt from the manifest after every shard, so it is current even after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from data.atomic import atomic_path
+from data.errors import ConfigError
+from data.schema import PAIR_COLUMNS, Pair
+
+MANIFEST = "manifest.json"
+REPORT = "report.json"
+SHARD_NAME = "shard-{:05d}.parquet"
+MANIFEST_VERSION = 1
+
+
+def pair_schema():
+    """Column types fixed up front, so an all-null column (no adapter) types the same in every shard."""
+    import pyarrow as pa
+
+    def kind(col: str) -> Any:
+        if col.endswith(("_temperature", "_top_p")):
+            return pa.float64()
+        if col.endswith(("_seed", "_n_tokens")):
+            return pa.int64()
+        return pa.string()
+
+    return pa.schema([(c, kind(c)) for c in PAIR_COLUMNS])
+
+
+@dataclass
+class StepStats:
+    """What one step (one shard) did."""
+
+    prompt_ids: list[str]
+    pairs: int = 0
+    responses: int = 0
+    truncated: int = 0  # responses with finish reason "length"
+    truncated_pairs: int = 0  # kept pairs with a truncated response
+    tokens: int = 0
+    seconds: float = 0.0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ShardWriter:
+    """Writes shards into `out` and tracks what is done; refuses to mix two different runs."""
+
+    def __init__(self, out: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
+        self.out = Path(out)
+        self.fingerprint = fingerprint
+        manifest_path = self.out / MANIFEST
+        if manifest_path.exists():
+            if not resume:
+                raise ConfigError(
+                    f"{self.out} already holds a generation run ({MANIFEST}); pass --resume to continue it, "
+                    "or choose another output folder"
+                )
+            self.manifest = self._load(manifest_path)
+        else:
+            if self.out.exists() and any(p for p in self.out.iterdir() if not p.name.startswith(".")):
+                raise ConfigError(f"{self.out} is not empty and holds no generation run; choose another output folder")
+            self.manifest = {"version": MANIFEST_VERSION, "fingerprint": fingerprint, "steps": [], "input": {}}
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.glob(".*.tmp"):  # temp files of a killed write
+            stale.unlink(missing_ok=True)
+        self.done_ids: set[str] = {pid for s in self.manifest["steps"] for pid in s["prompt_ids"]}
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: unreadable manifest ({e})") from None
+        if manifest.get("version") != MANIFEST_VERSION:
+            raise ConfigError(f"{path}: manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}")
+        old = manifest.get("fingerprint", {})
+        changed = sorted(k for k in set(old) | set(self.fingerprint) if old.get(k) != self.fingerprint.get(k))
+        if changed:
+            detail = "; ".join(f"{k}: {old.get(k)!r} -> {self.fingerprint.get(k)!r}" for k in changed)
+            raise ConfigError(
+                f"{self.out}: --resume with different settings than the run being resumed ({detail}); "
+                "use the original settings or a new output folder"
+            )
+        return manifest
+
+    def set_input(self, **info: Any) -> None:
+        """What this session read (prompt counts, unreadable rows); replaced on every resume."""
+        self.manifest["input"] = info
+        self.manifest["complete"] = False
+        self._save()
+
+    def write(self, pairs: Sequence[Pair], stats: StepStats) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = self.out / SHARD_NAME.format(len(self.manifest["steps"]))
+        table = pa.Table.from_pylist([p.to_row() for p in pairs], schema=pair_schema())
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        self.manifest["steps"].append({"shard": path.name, **asdict(stats)})
+        self.done_ids.update(stats.prompt_ids)
+        self._save()
+        return path
+
+    def finish(self) -> dict[str, Any]:
+        self.manifest["complete"] = True
+        return self._save()
+
+    def _save(self) -> dict[str, Any]:
+        with atomic_path(self.out / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(self.manifest, ensure_ascii=False), encoding="utf-8")
+        report = build_report(self.manifest)
+        with atomic_path(self.out / REPORT) as tmp:
+            tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        return report
+
+
+def _by_reason(items: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for it in items:
+        counts[it["reason"]] = counts.get(it["reason"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def build_report(manifest: dict[str, Any]) -> dict[str, Any]:
+    steps = manifest["steps"]
+    inp = manifest.get("input", {})
+    skipped = list(inp.get("unreadable", [])) + [s for st in steps for s in st["skipped"]]
+    dropped = [d for st in steps for d in st["dropped"]]
+    seconds = sum(st["seconds"] for st in steps)
+    tokens = sum(st["tokens"] for st in steps)
+    done = sum(len(st["prompt_ids"]) for st in steps)
+    return {
+        "complete": bool(manifest.get("complete")),
+        "settings": manifest["fingerprint"],
+        "prompts": {"read": inp.get("prompts"), "done": done, "unreadable_rows": len(inp.get("unreadable", []))},
+        "pairs": sum(st["pairs"] for st in steps),
+        "shards": [st["shard"] for st in steps],
+        "responses": sum(st["responses"] for st in steps),
+        "truncated": {
+            "responses": sum(st["truncated"] for st in steps),
+            "pairs_kept": sum(st["truncated_pairs"] for st in steps),
+        },
+        "skipped": {"count": len(skipped), "by_reason": _by_reason(skipped), "rows": skipped},
+        "dropped": {"count": len(dropped), "by_reason": _by_reason(dropped), "pairs": dropped},
+        "throughput": {
+            "seconds": round(seconds, 3),
+            "tokens": tokens,
+            "prompts_per_s": round(done / seconds, 3) if seconds else None,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        },
+    }
