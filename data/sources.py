@@ -231,8 +231,12 @@ def _load_from_disk(path: Path, split: str | None) -> Any:
 
 def _load_from_hub(repo_id: str, split: str | None) -> Any:
     import datasets
+    from huggingface_hub import HfApi, constants
 
     try:
+        if not constants.HF_HUB_OFFLINE:
+            # One quick request first: load_dataset retries a dead network for ~25 s.
+            HfApi().dataset_info(repo_id, timeout=5)
         loaded = datasets.load_dataset(repo_id, split=split or "train", streaming=True)
     except Exception as e:  # noqa: BLE001 -- offline, unknown repo, no such split: one clear line
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__

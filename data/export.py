@@ -1,0 +1,155 @@
+"""Export preference rows as a Vi-Alpaca-style `DatasetDict`: train/test split by prompt,
+explicit features, `save_to_disk` (+ Parquet / JSONL per split), a dataset card, Hub push.
+
+The whole output folder is built in a temporary folder and renamed into place, so a failed
+export leaves no half-written dataset (and an earlier export at `out` survives).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from data.atomic import atomic_path
+from data.errors import DataError
+from data.schema import MarginScheme, PreferenceRow
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict, Features
+
+
+def export_features() -> "Features":
+    """Explicit features of the exported columns (nullable metadata keeps its type)."""
+    from datasets import Features
+
+    from data.writers import export_schema
+
+    return Features.from_arrow_schema(export_schema())
+
+
+def split_by_prompt(rows: list[PreferenceRow], test_size: float, seed: int) -> dict[str, list[PreferenceRow]]:
+    """Seeded train/test split over distinct prompts, so no prompt lands in both splits.
+
+    The test split gets round(test_size × prompts) prompts, at least one when test_size > 0 and
+    there are two or more prompts; train always keeps at least one.
+    """
+    if not 0 <= test_size < 1:
+        raise DataError(f"test_size must be in [0, 1), got {test_size}", field="test_size")
+    prompts = sorted({r.prompt_id for r in rows})
+    random.Random(seed).shuffle(prompts)
+    n_test = round(test_size * len(prompts))
+    if test_size > 0 and len(prompts) > 1:
+        n_test = min(max(n_test, 1), len(prompts) - 1)
+    test_ids = set(prompts[:n_test])
+    splits: dict[str, list[PreferenceRow]] = {"train": [], "test": []}
+    for r in rows:
+        splits["test" if r.prompt_id in test_ids else "train"].append(r)
+    return splits
+
+
+def export_dataset(
+    rows: list[PreferenceRow],
+    out: str | Path,
+    *,
+    test_size: float = 0.1,
+    seed: int = 42,
+    margin: MarginScheme | str = "small",
+    parquet: bool = False,
+    jsonl: bool = False,
+    name: str | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> "DatasetDict":
+    """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl)."""
+    from datasets import Dataset, DatasetDict
+
+    from data.card import DATA_FILES, render_card
+    from data.writers import write_rows
+
+    if not rows:
+        raise DataError("nothing to export: no preference rows", file=str(out))
+    try:
+        scheme = MarginScheme(margin)
+    except ValueError:
+        raise DataError(f"unknown margin scheme {margin!r} (expected none, small or large)", field="margin") from None
+    out = Path(out)
+    features = export_features()
+    splits = split_by_prompt([r.with_margin(scheme) for r in rows], test_size, seed)
+    dsdict = DatasetDict(
+        {
+            s: Dataset.from_list([r.to_record() for r in split_rows], features=features)
+            for s, split_rows in splits.items()
+            if split_rows or s == "train"
+        }
+    )
+    with atomic_path(out, directory=True) as tmp:
+        dsdict.save_to_disk(str(tmp))
+        for split, ds in dsdict.items():
+            if parquet:
+                target = tmp / DATA_FILES.format(split=split).replace("*", "00000-of-00001.parquet")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                ds.to_parquet(str(target))
+            if jsonl:
+                write_rows(ds, tmp / "jsonl" / f"{split}.jsonl")
+        card = render_card(
+            dsdict, name=name or out.name, margin=scheme.value, test_size=test_size, seed=seed,
+            provenance=provenance or {},
+        )
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        (tmp / "prefkit_provenance.json").write_text(
+            json.dumps(provenance or {}, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
+        )
+    return dsdict
+
+
+def export_command(
+    source: str,
+    out: Path,
+    *,
+    judgements: Path | None,
+    test_size: float,
+    seed: int,
+    margin: str,
+    rule: str,
+    parquet: bool,
+    jsonl: bool,
+    push_to_hub: str | None,
+    private: bool,
+    name: str | None,
+    license: str = "other",
+    language: str = "vi",
+) -> None:
+    """`prefkit data export`: read, aggregate if judgements are given, export, push on request."""
+    from rich.console import Console
+
+    from data.readers import read_judgements, read_pairs, read_preferences, source_format
+
+    console = Console()
+    fmt = source_format(source)
+    provenance: dict[str, Any] = {
+        "source": str(source), "format": fmt, "license": license, "language": [language], "margin": margin,
+    }
+    if judgements is not None:
+        from data.aggregate import aggregate
+
+        rows, report = aggregate(read_pairs(source), read_judgements(judgements), rule=rule, margin=margin)
+        provenance.update(judgements=str(judgements), rule=rule, aggregate=report.to_dict())
+        console.print(
+            f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
+            f"{report.exported} rows, {report.ties_dropped} ties dropped, "
+            f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
+        )
+    else:
+        rows = read_preferences(source)
+    dsdict = export_dataset(
+        rows, out, test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
+        provenance=provenance,
+    )
+    sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in dsdict.items())
+    console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
+    if push_to_hub:
+        from data.hub import push_to_hub as push
+
+        url = push(out, push_to_hub, private=private)
+        console.print(f"pushed to {url}")

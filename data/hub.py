@@ -1,0 +1,48 @@
+"""Push an exported dataset (and its card) to the Hugging Face Hub.
+
+The token comes from the argument, `HF_TOKEN`, or the Hugging Face login (`hf auth login`),
+and never appears in output: any error text is scrubbed of it before it is raised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from data.errors import DataError
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Push the `DatasetDict` (or an export folder, card included) to `repo_id`; returns its URL."""
+    from datasets import DatasetDict, load_from_disk
+    from huggingface_hub import HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login`", field="push_to_hub")
+    card: Path | None = None
+    if isinstance(out_or_dsdict, DatasetDict):
+        dsdict = out_or_dsdict
+    else:
+        folder = Path(out_or_dsdict)
+        dsdict = load_from_disk(str(folder))
+        card = folder / "README.md" if (folder / "README.md").is_file() else None
+    try:
+        dsdict.push_to_hub(repo_id, private=private, token=token)
+        if card is not None:  # ours replaces the card push_to_hub writes: it says how the data was made
+            HfApi(token=token).upload_file(
+                path_or_fileobj=str(card), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset",
+                commit_message="prefkit dataset card",
+            )
+    except Exception as e:  # noqa: BLE001 -- network, auth, permissions: one clear line, token scrubbed
+        reason = _scrub(str(e).splitlines()[0] if str(e) else "", token)
+        raise DataError(
+            f"push to the Hub as {repo_id!r} failed ({type(e).__name__}: {reason})", field="push_to_hub"
+        ) from None
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT}/datasets/{repo_id}"
