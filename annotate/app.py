@@ -1,0 +1,41 @@
+"""The annotation app: `streamlit run annotate/app.py` with the store's URL in `$PREFKIT_DB`
+(`prefkit annotate serve --db URL` does this).
+
+Nothing but the sign-in form exists for a visitor who is not signed in: the pages are registered
+with `st.navigation` only after the store has recognised the session, the Dashboard only for
+admins, and each page checks sign-in (and admin rights) again itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from annotate.render import escape_text
+from annotate.ui import session
+
+UI = Path(__file__).parent / "ui"
+
+st.set_page_config(page_title="prefkit annotate", page_icon="⚖️", layout="wide")
+
+user = session.current_user()
+if user is None:
+    st.navigation([st.Page(session.sign_in_page, title="Sign in", url_path="sign-in")], position="hidden").run()
+    st.stop()
+
+pages = [
+    st.Page(UI / "label.py", title="Label", icon=":material/thumbs_up_down:", default=True),
+    st.Page(UI / "my_work.py", title="My work", icon=":material/history:"),
+    st.Page(UI / "guidelines.py", title="Guidelines", icon=":material/menu_book:"),
+]
+if user.is_admin:
+    pages.append(st.Page(UI / "dashboard.py", title="Dashboard", icon=":material/monitoring:"))
+page = st.navigation(pages)
+
+with st.sidebar:
+    st.caption(f"Signed in as **{escape_text(user.name)}**" + (" (admin)" if user.is_admin else ""))
+    session.choose_project()
+    st.button("Sign out", on_click=session.sign_out, key="sign-out")
+
+page.run()

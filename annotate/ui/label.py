@@ -1,0 +1,107 @@
+"""Label page: the prompt, two responses side by side, the 7-point row, flags, Skip, Report.
+
+Every action is a button callback, and callbacks run before the script: one click submits to the
+store and the same rerun claims and draws the next pair (no second click, no second rerun). The
+store's claim hands back the pair this user already holds, so a reload or a second tab shows the
+same pair, and its submit is idempotent per (annotator, pair), so a double click records once.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from annotate.render import safe_markdown
+from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, help_line
+from annotate.store import Assignment, User
+from annotate.ui import session
+from data.schema import SEVEN_POINT_LABELS, Judgement, utcnow
+
+LEASE_SECONDS = 30 * 60
+REPORT_REASONS = ("Bad prompt", "Both responses unusable", "Other")
+SIDES = ("A", "B")
+
+
+def _form_key(assignment: Assignment, name: str) -> str:
+    # Per-assignment widget keys: the flags and rationale start empty for every new pair.
+    return f"{name}-{assignment.id}"
+
+
+def _submit(user: User, assignment: Assignment, point: int) -> None:
+    state = st.session_state
+    unsafe = tuple(
+        rid for side, rid in zip(SIDES, assignment.shown_order) if state.get(_form_key(assignment, f"unsafe{side}"))
+    )
+    rationale = (state.get(_form_key(assignment, "rationale")) or "").strip() or None
+    judgement = Judgement.from_seven_point(
+        assignment.pair.pair_id,
+        user.name,
+        point,
+        assignment.shown_order,
+        unsafe=unsafe,
+        rationale=rationale,
+        seconds=(utcnow() - assignment.claimed_at).total_seconds(),
+    )
+    session.store().submit(assignment.id, user, judgement)
+
+
+def _skip(user: User, assignment: Assignment) -> None:
+    session.store().skip(assignment.id, user)
+
+
+def _report(user: User, assignment: Assignment) -> None:
+    reason = st.session_state.get(_form_key(assignment, "reason")) or REPORT_REASONS[0]
+    note = (st.session_state.get(_form_key(assignment, "rationale")) or "").strip()
+    session.store().report(assignment.id, user, f"{reason}: {note}" if note else reason)
+
+
+def _progress(user: User, project: str) -> None:
+    p = session.store().progress(project, user)
+    total = p.done_today + p.left_in_queue
+    st.progress(
+        p.done_today / total if total else 1.0,
+        text=f"{p.done_today} done today · {p.left_in_queue} left in your queue · {p.done_total} in all",
+    )
+
+
+def render(user: User, project: str) -> None:
+    _progress(user, project)
+    assignment = session.store().claim(project, user, LEASE_SECONDS)
+    if assignment is None:
+        st.success("Your queue is empty: nothing left to judge in this project. Thank you!")
+        return
+    pair = assignment.pair
+    st.markdown("#### Prompt")
+    if pair.prompt.system:
+        st.caption("System: " + pair.prompt.system)
+    with st.container(border=True, key="prompt"):
+        st.markdown(safe_markdown(pair.prompt.question))
+
+    for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order):
+        with column:
+            st.markdown(f"#### Response {side}")
+            with st.container(border=True, key=f"response{side}"):
+                st.markdown(safe_markdown(pair.response(rid).text))
+            st.checkbox(f"{side} is unsafe or harmful", key=_form_key(assignment, f"unsafe{side}"))
+
+    st.text_area("Rationale (optional)", key=_form_key(assignment, "rationale"), height=68)
+    for column, (point, label) in zip(st.columns(7), sorted(SEVEN_POINT_LABELS.items())):
+        column.button(
+            label,
+            key=f"choice{point}",
+            on_click=_submit,
+            args=(user, assignment, point),
+            shortcut=CHOICE_KEYS[point],
+            type="primary" if point == 0 else "secondary",
+            width="stretch",
+        )
+    st.caption(help_line())
+    skip, reason, report = st.columns([1, 2, 1], vertical_alignment="bottom")
+    skip.button("Skip", key="skip", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY, width="stretch")
+    reason.selectbox("Problem", REPORT_REASONS, key=_form_key(assignment, "reason"))
+    report.button(
+        "Report a problem", key="report", on_click=_report, args=(user, assignment), shortcut=REPORT_KEY, width="stretch"
+    )
+
+
+if __name__ == "__main__":  # run as a page script by st.navigation
+    render(*session.page_context())

@@ -1,0 +1,99 @@
+"""My work: the signed-in annotator's recent judgements (only their own); change or withdraw one."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from annotate.render import safe_markdown
+from annotate.store import User
+from annotate.ui import session
+from data.schema import SEVEN_POINT_LABELS, Judgement, Pair
+
+RECENT = 50
+
+
+def shown_point(pair: Pair, judgement: Judgement) -> int:
+    """The judgement as the 7-point value the annotator clicked (left = A, right = B)."""
+    left = judgement.shown_order[0] if judgement.shown_order else pair.a.id
+    if judgement.preferred is None:
+        return 0
+    return -judgement.strength.level if judgement.preferred == left else judgement.strength.level
+
+
+def _shown_order(pair: Pair, judgement: Judgement) -> tuple[str, str]:
+    return judgement.shown_order or (pair.a.id, pair.b.id)
+
+
+def _save(user: User, project: str, pair: Pair, old: Judgement) -> None:
+    state = st.session_state
+    order = _shown_order(pair, old)
+    point = next(p for p, label in SEVEN_POINT_LABELS.items() if label == state[f"edit-point-{pair.pair_id}"])
+    unsafe = tuple(rid for side, rid in zip("AB", order) if state.get(f"edit-unsafe{side}-{pair.pair_id}"))
+    rationale = (state.get(f"edit-rationale-{pair.pair_id}") or "").strip() or None
+    new = Judgement.from_seven_point(
+        pair.pair_id, user.name, point, order, unsafe=unsafe, rationale=rationale, seconds=old.seconds
+    )
+    session.store().change_judgement(user, pair.pair_id, new, project=project)
+    st.toast("Judgement changed.")
+
+
+def _withdraw(user: User, project: str, pair: Pair) -> None:
+    session.store().withdraw(user, pair.pair_id, project=project)
+    st.toast("Judgement withdrawn; the pair goes back to the queue.")
+
+
+def _excerpt(text: str, n: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def render(user: User, project: str) -> None:
+    st.header("My work")
+    recent = session.store().my_judgements(user, project, limit=RECENT)
+    if not recent:
+        st.info("You have not judged anything in this project yet.")
+        return
+    st.dataframe(
+        [
+            {
+                "when (UTC)": j.created_at.strftime("%Y-%m-%d %H:%M"),
+                "prompt": _excerpt(pair.prompt.question),
+                "choice": SEVEN_POINT_LABELS[shown_point(pair, j)],
+                "flagged unsafe": ", ".join("AB"[_shown_order(pair, j).index(r)] for r in j.unsafe),
+                "seconds": round(j.seconds) if j.seconds is not None else None,
+            }
+            for pair, j in recent
+        ],
+        hide_index=True,
+    )
+
+    index = st.selectbox(
+        "Change or withdraw",
+        range(len(recent)),
+        format_func=lambda i: f"{recent[i][1].created_at:%H:%M} · {_excerpt(recent[i][0].prompt.question, 60)}",
+        key="edit-which",
+    )
+    pair, judgement = recent[index]
+    order = _shown_order(pair, judgement)
+    with st.container(border=True):
+        st.markdown(safe_markdown(pair.prompt.question))
+    for side, column, rid in zip("AB", st.columns(2), order):
+        with column:
+            st.markdown(f"**Response {side}**")
+            with st.container(border=True):
+                st.markdown(safe_markdown(pair.response(rid).text))
+            st.checkbox(f"{side} is unsafe or harmful", value=rid in judgement.unsafe, key=f"edit-unsafe{side}-{pair.pair_id}")
+    st.select_slider(
+        "Choice",
+        options=[SEVEN_POINT_LABELS[p] for p in sorted(SEVEN_POINT_LABELS)],
+        value=SEVEN_POINT_LABELS[shown_point(pair, judgement)],
+        key=f"edit-point-{pair.pair_id}",
+    )
+    st.text_area("Rationale", value=judgement.rationale or "", key=f"edit-rationale-{pair.pair_id}", height=68)
+    save, withdraw = st.columns(2)
+    save.button("Save change", key="edit-save", on_click=_save, args=(user, project, pair, judgement), type="primary")
+    withdraw.button("Withdraw this judgement", key="edit-withdraw", on_click=_withdraw, args=(user, project, pair))
+
+
+if __name__ == "__main__":  # run as a page script by st.navigation
+    render(*session.page_context())

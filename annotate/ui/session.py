@@ -1,0 +1,125 @@
+"""Who is signed in, kept in the store, not in the browser tab's memory.
+
+Signing in with a token (or an identity provider through `st.login`) opens a session row in the
+store; the tab keeps only the random session key, in the URL's `?s=` query parameter, so a reload
+or a second tab stays signed in and the server can end the session (sign out, user disabled).
+Trade-off: the key is visible in the address bar and browser history of that machine; it is not
+the sign-in token, it can be revoked, and teams with an identity provider use OIDC instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from annotate.store import Store, User
+
+SESSION_PARAM = "s"
+PROJECT_PARAM = "p"
+DB_ENV = "PREFKIT_DB"
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(url: str) -> Store:
+    return Store.open(url)
+
+
+def store() -> Store:
+    """The store named by `$PREFKIT_DB`, opened once per server process."""
+    url = os.environ.get(DB_ENV)
+    if not url:
+        st.error(f"No store configured: start the app with `prefkit annotate serve --db URL` (or set ${DB_ENV}).")
+        st.stop()
+    return _open_store(url)
+
+
+def current_user() -> User | None:
+    """The signed-in user of this tab, checked against the store on every run."""
+    key = st.query_params.get(SESSION_PARAM)
+    if key:
+        user = store().session_user(key)
+        if user is not None:
+            return user
+        del st.query_params[SESSION_PARAM]  # expired, signed out elsewhere, or user disabled
+    if _oidc_configured() and st.user.is_logged_in:
+        return _oidc_user()
+    return None
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        return False
+
+
+def _oidc_user() -> User | None:
+    """An identity-provider user maps onto the store user named by their e-mail address."""
+    email = st.user.get("email")
+    user = next((u for u in store().list_users() if email and u.name == email), None)
+    if user is None or user.disabled:
+        st.error(f"{email} has no annotator account here; ask an admin to run `prefkit annotate users add {email}`.")
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
+    st.query_params[SESSION_PARAM] = store().start_session(user)
+    return user
+
+
+def _sign_in_with_token() -> None:
+    token = st.session_state.get("sign_in_token", "")
+    user = store().authenticate(token) if token else None
+    st.session_state["sign_in_token"] = ""  # never keep the token in the tab's state
+    if user is None:
+        st.session_state["sign_in_error"] = "That token is not valid (or the account is disabled)."
+        return
+    st.query_params[SESSION_PARAM] = store().start_session(user)
+
+
+def sign_in_page() -> None:
+    """The only thing an unsigned visitor sees."""
+    st.title("prefkit annotate")
+    st.write("Sign in with the token an admin gave you (`prefkit annotate users add NAME`).")
+    with st.form("sign_in", enter_to_submit=True):
+        st.text_input("Sign-in token", type="password", key="sign_in_token")
+        st.form_submit_button("Sign in", on_click=_sign_in_with_token, type="primary")
+    if error := st.session_state.pop("sign_in_error", None):
+        st.error(error)
+    if _oidc_configured():
+        st.button("Sign in with your identity provider", on_click=st.login)
+
+
+def sign_out() -> None:
+    key = st.query_params.get(SESSION_PARAM)
+    if key:
+        store().end_session(key)
+    st.query_params.clear()
+    if _oidc_configured() and st.user.is_logged_in:
+        st.logout()
+
+
+def choose_project() -> str | None:
+    """The project picked in the sidebar (kept in `?p=` so a reload keeps it)."""
+    names = [p.name for p in store().list_projects()]
+    if not names:
+        return None
+    wanted = st.query_params.get(PROJECT_PARAM)
+    index = names.index(wanted) if wanted in names else 0
+    name = st.sidebar.selectbox("Project", names, index=index, key="project")
+    st.query_params[PROJECT_PARAM] = name
+    return name
+
+
+def page_context(admin: bool = False) -> tuple[User, str]:
+    """(user, project) for a page script; stops the page for visitors who may not see it."""
+    user = current_user()
+    if user is None:
+        st.stop()
+    if admin and not user.is_admin:
+        st.error("This page is for admins.")
+        st.stop()
+    project = st.session_state.get("project")
+    if not project:
+        st.info("There is no project yet: an admin creates one with `prefkit annotate import PAIRS --project NAME`.")
+        st.stop()
+    return user, project
