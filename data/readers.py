@@ -96,35 +96,34 @@ def read_judgements(
 
 
 def canonical_records(
-    source: str | Path, split: str | None = None
+    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
 ) -> tuple[str, Iterator[tuple[Location, dict[str, Any]]]]:
     """The format and, per record, its texts under common names, whatever the source format:
     `question`, `system`, and `chosen`/`rejected` (labelled), `response` (alpaca,
     prompt/response), `a`/`b` (pairs), plus `strength` where present. Judgements have no text.
-    Raises `DataError` at the first bad record.
+    Raises `DataError` at the first bad record, unless `errors` collects them.
     """
     fmt = source_format(source, split)
 
-    def records() -> Iterator[tuple[Location, dict[str, Any]]]:
-        for loc, rec in read_rows(source, split):
-            out: dict[str, Any]
-            if fmt in LABELLED_FORMATS:
-                row = to_preference(fmt, rec, loc)
-                out = {"question": row.question, "system": row.system, "chosen": row.chosen,
-                       "rejected": row.rejected, "strength": row.strength}
-            elif fmt == "pairs":
-                pair = to_pair(fmt, rec, loc)
-                out = {"question": pair.prompt.question, "system": pair.prompt.system,
-                       "a": pair.a.text, "b": pair.b.text}
-            elif fmt == "judgements":
-                j = to_judgement(fmt, rec, loc)
-                out = {"strength": j.strength, "annotator": j.annotator, "pair_id": j.pair_id}
-            else:
-                prompt = to_prompt(fmt, rec, loc)
-                out = {"question": prompt.question, "system": prompt.system}
-                response = to_response_text(fmt, rec, loc)
-                if response is not None:
-                    out["response"] = response
-            yield loc, out
+    def convert(fmt: str, rec: dict[str, Any], loc: Location) -> tuple[Location, dict[str, Any]]:
+        out: dict[str, Any]
+        if fmt in LABELLED_FORMATS:
+            row = to_preference(fmt, rec, loc)
+            out = {"question": row.question, "system": row.system, "chosen": row.chosen,
+                   "rejected": row.rejected, "strength": row.strength}
+        elif fmt == "pairs":
+            pair = to_pair(fmt, rec, loc)
+            out = {"question": pair.prompt.question, "system": pair.prompt.system,
+                   "a": pair.a.text, "b": pair.b.text}
+        elif fmt == "judgements":
+            j = to_judgement(fmt, rec, loc)
+            out = {"strength": j.strength, "annotator": j.annotator, "pair_id": j.pair_id}
+        else:
+            prompt = to_prompt(fmt, rec, loc)
+            out = {"question": prompt.question, "system": prompt.system}
+            response = to_response_text(fmt, rec, loc)
+            if response is not None:
+                out["response"] = response
+        return loc, out
 
-    return fmt, records()
+    return fmt, _convert(source, split, convert, errors)

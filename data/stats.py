@@ -1,0 +1,129 @@
+"""`prefkit data stats`: counts, length distributions, strength distribution, duplicate rates."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from data.errors import DataError
+from data.readers import canonical_records
+
+TEXT_FIELDS = ("question", "system", "chosen", "rejected", "response", "a", "b")
+PERCENTILES = (50, 90, 99)
+
+
+def _normalise(text: str) -> str:
+    """Identical after NFC and whitespace collapsing counts as an exact duplicate."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _distribution(values: list[int]) -> dict[str, float]:
+    import numpy as np
+
+    arr = np.asarray(values)
+    out = {"min": int(arr.min()), "mean": round(float(arr.mean()), 1)}
+    out.update({f"p{p}": round(float(np.percentile(arr, p)), 1) for p in PERCENTILES})
+    out["max"] = int(arr.max())
+    return out
+
+
+def _near_duplicate_rate(questions: list[str]) -> float | None:
+    """Share of prompts the MinHash dedup would drop, when `data.dedup` offers it."""
+    try:
+        from data.dedup import dedup_records
+    except ImportError:  # the dedup module is optional for stats
+        return None
+    if not questions:
+        return None
+    kept, _report = dedup_records([{"question": q} for q in questions], ["question"])
+    return 1 - len(kept) / len(questions)
+
+
+def compute_stats(source: str | Path, split: str | None = None, *, near_duplicates: bool = True) -> dict[str, Any]:
+    bad: list[DataError] = []  # stats describe the readable rows; `validate` lists the bad ones
+    fmt, records = canonical_records(source, split, errors=bad)
+    lengths: dict[str, tuple[list[int], list[int]]] = {}
+    strengths: Counter[str] = Counter()
+    annotators: set[str] = set()
+    rows = 0
+    seen_rows: set[tuple[str, ...]] = set()
+    duplicate_rows = 0
+    questions: list[str] = []
+    for _loc, rec in records:
+        rows += 1
+        for name in TEXT_FIELDS:
+            text = rec.get(name)
+            if text:
+                chars, words = lengths.setdefault(name, ([], []))
+                chars.append(len(text))
+                words.append(len(text.split()))
+        if "strength" in rec:
+            strengths[rec["strength"].value if rec["strength"] is not None else "none"] += 1
+        if "annotator" in rec:
+            annotators.add(rec["annotator"])
+        key = tuple(_normalise(rec[n]) if isinstance(rec.get(n), str) else "" for n in TEXT_FIELDS)
+        if key in seen_rows:
+            duplicate_rows += 1
+        seen_rows.add(key)
+        if rec.get("question"):
+            questions.append(rec["question"])
+    distinct_questions = len({_normalise(q) for q in questions})
+    stats: dict[str, Any] = {
+        "source": str(source),
+        "format": fmt,
+        "rows": rows,
+        "bad_rows": len(bad),
+        "prompts": distinct_questions,
+        "lengths": {
+            name: {"chars": _distribution(chars), "words": _distribution(words)}
+            for name, (chars, words) in lengths.items()
+        },
+        "strength": dict(sorted(strengths.items())),
+        "exact_duplicate_rows": duplicate_rows,
+        "exact_duplicate_rate": duplicate_rows / rows if rows else 0.0,
+        "duplicate_prompt_rate": (1 - distinct_questions / len(questions)) if questions else 0.0,
+    }
+    if annotators:
+        stats["annotators"] = len(annotators)
+    if near_duplicates:
+        near = _near_duplicate_rate(questions)
+        if near is not None:
+            stats["near_duplicate_prompt_rate"] = near
+    return stats
+
+
+def print_stats(stats: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"stats {stats['source']}", show_header=False)
+    for key in ("format", "rows", "bad_rows", "prompts", "annotators"):
+        if key in stats:
+            summary.add_row(key, str(stats[key]))
+    summary.add_row("exact duplicate rows", f"{stats['exact_duplicate_rows']} ({stats['exact_duplicate_rate']:.1%})")
+    summary.add_row("repeated prompts", f"{stats['duplicate_prompt_rate']:.1%}")
+    if "near_duplicate_prompt_rate" in stats:
+        summary.add_row("near-duplicate prompts", f"{stats['near_duplicate_prompt_rate']:.1%}")
+    if stats["strength"]:
+        summary.add_row("strength", ", ".join(f"{k} {v}" for k, v in stats["strength"].items()))
+    console.print(summary)
+    if stats["lengths"]:
+        table = Table(title="lengths (characters | words)")
+        table.add_column("field")
+        for col in ("min", "mean", "p50", "p90", "p99", "max"):
+            table.add_column(col, justify="right")
+        for name, d in stats["lengths"].items():
+            table.add_row(name, *(f"{d['chars'][c]:g} | {d['words'][c]:g}" for c in ("min", "mean", "p50", "p90", "p99", "max")))
+        console.print(table)
+
+
+def stats_command(source: str, *, split: str | None, json_out: bool) -> None:
+    stats = compute_stats(source, split)
+    if json_out:
+        print(json.dumps(stats, ensure_ascii=False, indent=1))
+    else:
+        print_stats(stats)

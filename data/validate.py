@@ -1,0 +1,150 @@
+"""`prefkit data validate`: read a source end to end and report what is wrong with it.
+
+Unlike the readers, validation goes on past a bad record so the user sees the first N errors
+(with file, line/row and field) in one run; over-long fields are warnings, not errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data.errors import DataError
+from data.formats import LABELLED_FORMATS, detect_format, to_judgement, to_pair, to_preference, to_prompt, to_response_text
+from data.sources import Location, iter_records, parquet_columns, source_kind
+
+
+@dataclass
+class FieldStats:
+    present: int = 0
+    empty: int = 0
+    max_chars: int = 0
+    over_long: int = 0
+
+
+@dataclass
+class ValidationReport:
+    source: str
+    format: str | None = None
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    fields: dict[str, FieldStats] = field(default_factory=dict)
+    n_errors: int = 0
+    errors: list[DataError] = field(default_factory=list)
+    n_warnings: int = 0
+    warnings: list[DataError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.n_errors == 0
+
+
+def _check_record(fmt: str, rec: Mapping[str, Any], loc: Location) -> None:
+    """Convert the record as its format's reader would; raises the reader's DataError."""
+    if fmt in LABELLED_FORMATS:
+        to_preference(fmt, rec, loc)
+    elif fmt == "pairs":
+        to_pair(fmt, rec, loc)
+    elif fmt == "judgements":
+        to_judgement(fmt, rec, loc)
+    else:
+        to_prompt(fmt, rec, loc)
+        to_response_text(fmt, rec, loc)
+
+
+def validate_source(
+    source: str | Path, *, max_chars: int = 32_000, max_errors: int = 20, split: str | None = None
+) -> ValidationReport:
+    """Read every record of `source`; raises DataError only if the source cannot be read at all."""
+    report = ValidationReport(source=str(source))
+    seen_columns: dict[str, None] = {}
+
+    def error(e: DataError) -> None:
+        report.n_errors += 1
+        if len(report.errors) < max_errors:
+            report.errors.append(e)
+
+    def warning(e: DataError) -> None:
+        report.n_warnings += 1
+        if len(report.warnings) < max_errors:
+            report.warnings.append(e)
+
+    if source_kind(source) == "parquet":
+        for c in parquet_columns(source):
+            seen_columns.setdefault(c)
+        report.format = detect_format(list(seen_columns), file=str(source))
+    for loc, rec in iter_records(source, split):
+        report.rows += 1
+        if isinstance(rec, DataError):
+            error(rec)
+            continue
+        for name, value in rec.items():
+            seen_columns.setdefault(name)
+            st = report.fields.setdefault(name, FieldStats())
+            if value is None:
+                continue
+            st.present += 1
+            if isinstance(value, str):
+                if not value.strip():
+                    st.empty += 1
+                st.max_chars = max(st.max_chars, len(value))
+                if len(value) > max_chars:
+                    st.over_long += 1
+                    warning(loc.error(f"{len(value)} characters (over {max_chars})", name))
+        if report.format is None:
+            report.format = detect_format(list(rec), rec, file=str(source))
+        try:
+            _check_record(report.format, rec, loc)
+        except DataError as e:
+            error(e)
+    report.columns = list(seen_columns)
+    if report.rows == 0:
+        error(DataError("no records", file=str(source)))
+    return report
+
+
+def print_report(report: ValidationReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"validate {report.source}", show_header=False)
+    summary.add_row("format", report.format or "?")
+    summary.add_row("rows", str(report.rows))
+    summary.add_row("columns", ", ".join(report.columns))
+    summary.add_row("errors", str(report.n_errors))
+    summary.add_row("warnings", str(report.n_warnings))
+    console.print(summary)
+
+    fields = Table(title="fields")
+    for col in ("field", "present", "empty", "max chars", "over-long"):
+        fields.add_column(col, justify="left" if col == "field" else "right")
+    for name, st in report.fields.items():
+        fields.add_row(name, str(st.present), str(st.empty), str(st.max_chars), str(st.over_long))
+    console.print(fields)
+
+    for title, items, total in (("errors", report.errors, report.n_errors), ("warnings", report.warnings, report.n_warnings)):
+        if not items:
+            continue
+        table = Table(title=f"first {len(items)} of {total} {title}")
+        for col in ("where", "field", "problem"):
+            table.add_column(col, overflow="fold")
+        for e in items:
+            where = e.file or ""
+            if e.line is not None:
+                where += f":{e.line}"
+            elif e.row is not None:
+                where += f" row {e.row}"
+            table.add_row(where, e.field or "", e.message)
+        console.print(table)
+
+
+def validate_command(source: str, *, max_chars: int, max_errors: int, split: str | None) -> None:
+    """`prefkit data validate`: print the report; exit code 2 when any record is bad."""
+    report = validate_source(source, max_chars=max_chars, max_errors=max_errors, split=split)
+    print_report(report)
+    if not report.ok:
+        first = report.errors[0]
+        raise DataError(f"{report.n_errors} bad record(s); first: {first}")
