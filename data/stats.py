@@ -112,12 +112,14 @@ def print_stats(stats: dict[str, Any]) -> None:
         summary.add_row("strength", ", ".join(f"{k} {v}" for k, v in stats["strength"].items()))
     console.print(summary)
     if stats["lengths"]:
-        table = Table(title="lengths (characters | words)")
+        table = Table(title="lengths")
         table.add_column("field")
+        table.add_column("unit")
         for col in ("min", "mean", "p50", "p90", "p99", "max"):
             table.add_column(col, justify="right")
         for name, d in stats["lengths"].items():
-            table.add_row(name, *(f"{d['chars'][c]:g} | {d['words'][c]:g}" for c in ("min", "mean", "p50", "p90", "p99", "max")))
+            for unit in ("chars", "words"):
+                table.add_row(name, unit, *(f"{d[unit][c]:g}" for c in ("min", "mean", "p50", "p90", "p99", "max")))
         console.print(table)
 
 
