@@ -62,6 +62,7 @@ def export_dataset(
     provenance: dict[str, Any] | None = None,
 ) -> "DatasetDict":
     """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl)."""
+    import datasets
     from datasets import Dataset, DatasetDict
 
     from data.card import DATA_FILES, render_card
@@ -83,23 +84,29 @@ def export_dataset(
             if split_rows or s == "train"
         }
     )
-    with atomic_path(out, directory=True) as tmp:
-        dsdict.save_to_disk(str(tmp))
-        for split, ds in dsdict.items():
-            if parquet:
-                target = tmp / DATA_FILES.format(split=split).replace("*", "00000-of-00001.parquet")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                ds.to_parquet(str(target))
-            if jsonl:
-                write_rows(ds, tmp / "jsonl" / f"{split}.jsonl")
-        card = render_card(
-            dsdict, name=name or out.name, margin=scheme.value, test_size=test_size, seed=seed,
-            provenance=provenance or {},
-        )
-        (tmp / "README.md").write_text(card, encoding="utf-8")
-        (tmp / "prefkit_provenance.json").write_text(
-            json.dumps(provenance or {}, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
-        )
+    card = render_card(
+        dsdict, name=name or out.name, margin=scheme.value, test_size=test_size, seed=seed,
+        provenance=provenance or {},
+    )
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # a handful of bars per small export is noise, not progress
+    try:
+        with atomic_path(out, directory=True) as tmp:
+            dsdict.save_to_disk(str(tmp))
+            for split, ds in dsdict.items():
+                if parquet:
+                    target = tmp / DATA_FILES.format(split=split).replace("*", "00000-of-00001.parquet")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    ds.to_parquet(str(target))
+                if jsonl:
+                    write_rows(ds, tmp / "jsonl" / f"{split}.jsonl")
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+            (tmp / "prefkit_provenance.json").write_text(
+                json.dumps(provenance or {}, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
+            )
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     return dsdict
 
 
