@@ -78,7 +78,7 @@ class RunConfig:
     epochs: float = 1.0
     lr: float = 2e-4
     lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
+    warmup: float = 0.0  # warmup steps (>= 1) or a share of all steps (< 1)
     weight_decay: float = 0.0
     batch_size: int = 8
     eval_batch_size: int | None = None  # None: same as batch_size

@@ -190,12 +190,12 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "num_train_epochs": cfg.epochs,
         "learning_rate": cfg.lr,
         "lr_scheduler_type": cfg.lr_scheduler,
-        "warmup_ratio": cfg.warmup_ratio,
+        "warmup_steps": cfg.warmup,
         "weight_decay": cfg.weight_decay,
         "per_device_train_batch_size": cfg.batch_size,
         "per_device_eval_batch_size": cfg.eval_batch_size or cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5 name; TRL reads the mirrored old one
         "bf16": use_bf16(cfg),
         "logging_steps": cfg.logging_steps,
         "save_strategy": "steps",
@@ -203,7 +203,7 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "save_total_limit": cfg.save_total_limit,
         "eval_strategy": "steps" if (has_eval and cfg.eval_steps) else "no",
         "eval_steps": cfg.eval_steps if has_eval else None,
-        "report_to": [] if cfg.report_to == "none" else [cfg.report_to],
+        "report_to": cfg.report_to,
         "include_num_input_tokens_seen": "non_padding",  # what ThroughputCallback turns into tokens/s
         "use_cpu": not has_cuda(),
         "disable_tqdm": True,

@@ -1,0 +1,68 @@
+"""DPO with TRL on the exported pairs.
+
+With LoRA (the default) the reference model is the same weights with the adapter disabled, so
+no second copy sits in memory; starting from an SFT adapter (`model.adapter`) merges it first, so
+the reference is the SFT model, as in the usual recipe. Without LoRA a second copy of the starting
+model is loaded as the reference (TRL would otherwise reload `model.path`, losing a merged adapter).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from train.config import DpoConfig
+from train.datasets import load_split, preference_dataset
+from train.models import load_policy, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+from train.summary import ThroughputCallback, finish_run
+
+CONFIG = DpoConfig
+
+# What DPO is judged by: implicit rewards β·log(π/π_ref) of chosen and rejected, their margin,
+# and how often chosen beats rejected.
+REPORTED = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+
+
+def run(cfg: DpoConfig) -> dict[str, Any]:
+    """Train, evaluate on the test split, save, write summary.json; returns the summary."""
+    from trl import DPOConfig, DPOTrainer
+
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(cfg)
+    train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data).remove_columns("strength")
+    eval_ds = (
+        preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data).remove_columns("strength")
+        if cfg.data.test_split
+        else None
+    )
+    args = DPOConfig(
+        **trainer_kwargs(cfg),
+        max_length=cfg.data.max_length,
+        beta=cfg.beta,
+        loss_type=[cfg.loss_type],
+        label_smoothing=cfg.label_smoothing,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+    )
+    lora = peft_config(cfg)
+    throughput = ThroughputCallback()
+    trainer = DPOTrainer(
+        model=load_policy(cfg),
+        ref_model=None if lora is not None else load_policy(cfg),
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[throughput],
+    )
+    result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))
+    metrics: dict[str, Any] = {"train_loss": result.training_loss}
+    train_logs = [h for h in trainer.state.log_history if "rewards/margins" in h]
+    if train_logs:  # first and last logged training values: what DPO moved
+        metrics["first"] = {k: train_logs[0][k] for k in REPORTED}
+        metrics["last"] = {k: train_logs[-1][k] for k in REPORTED}
+    if eval_ds is not None:
+        ev = trainer.evaluate()
+        metrics["eval_loss"] = ev["eval_loss"]
+        metrics.update({f"eval_{k}": ev.get(f"eval_{k}") for k in REPORTED})
+    return finish_run("dpo", cfg, trainer, throughput, metrics, started=started)

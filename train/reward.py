@@ -1,0 +1,197 @@
+"""Reward model with Llama 2's margin loss, accuracy per strength level, and scoring files.
+
+Training is TRL's `RewardTrainer`: given a `margin` column it uses
+`-log σ(r_chosen − r_rejected − margin)` (Llama 2, eq. 2). Each pair's margin comes from its
+annotated strength under the configured scheme (none / small / large, Llama 2 Table 28), or from
+the dataset's margin column as exported. Held-out accuracy is reported overall and per strength
+level, as Llama 2 reports it (the model should be surest on "significantly better" pairs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from data.errors import ConfigError, DataError
+from data.schema import Strength
+from train.config import RewardConfig
+from train.datasets import load_split, preference_dataset
+from train.models import load_reward_model, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+from train.summary import ThroughputCallback, finish_run
+
+CONFIG = RewardConfig
+
+
+def run(cfg: RewardConfig) -> dict[str, Any]:
+    """Train the reward model, evaluate (loss, accuracy, accuracy per strength), save, summarise."""
+    from trl import RewardConfig as TrlRewardConfig
+    from trl import RewardTrainer
+
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(cfg)
+    train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data, margin_scheme=cfg.margin)
+    test_ds = (
+        preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data, margin_scheme=cfg.margin)
+        if cfg.data.test_split
+        else None
+    )
+    args = TrlRewardConfig(
+        **trainer_kwargs(cfg),
+        max_length=cfg.data.max_length,
+        center_rewards_coefficient=cfg.center_rewards_coefficient,
+    )
+    throughput = ThroughputCallback()
+    trainer = RewardTrainer(
+        model=load_reward_model(cfg, pad_token_id=tokenizer.pad_token_id),
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=test_ds,
+        processing_class=tokenizer,
+        # a causal-LM checkpoint has no reward head: "score" is new and must train with the adapter
+        peft_config=peft_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"]),
+        callbacks=[throughput],
+    )
+    result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))
+    metrics: dict[str, Any] = {"train_loss": result.training_loss, "margin_scheme": cfg.margin}
+    if test_ds is not None:
+        ev = trainer.evaluate()
+        metrics.update(
+            eval_loss=ev["eval_loss"], eval_accuracy=ev.get("eval_accuracy"), eval_reward_margin=ev.get("eval_margin")
+        )
+        chosen = score_conversations(trainer.model, tokenizer, [p + c for p, c in zip(test_ds["prompt"], test_ds["chosen"])], max_length=cfg.data.max_length)
+        rejected = score_conversations(trainer.model, tokenizer, [p + r for p, r in zip(test_ds["prompt"], test_ds["rejected"])], max_length=cfg.data.max_length)
+        metrics.update(pair_metrics(chosen, rejected, test_ds["strength"], prefix="test_"))
+    return finish_run("reward", cfg, trainer, throughput, metrics, started=started)
+
+
+def score_conversations(
+    model: Any, tokenizer: Any, conversations: Sequence[list[dict[str, str]]], *, batch_size: int = 16, max_length: int = 1024
+) -> list[float]:
+    """The reward of each full conversation (prompt + answer), tokenized as the trainer does.
+
+    Over-long conversations keep their last `max_length` tokens: the head reads the last token.
+    """
+    import torch
+
+    model.eval()
+    scores: list[float] = []
+    for i in range(0, len(conversations), batch_size):
+        ids = [
+            tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"][-max_length:]
+            for c in conversations[i : i + batch_size]
+        ]
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for j, x in enumerate(ids):  # right padding: the head finds the last non-pad token
+            input_ids[j, : len(x)] = torch.tensor(x)
+            mask[j, : len(x)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        scores += logits.squeeze(-1).float().cpu().tolist()
+    return scores
+
+
+def pair_metrics(
+    chosen: Sequence[float], rejected: Sequence[float], strengths: Sequence[str | None], *, prefix: str = ""
+) -> dict[str, Any]:
+    """Accuracy (chosen scored above rejected) and mean reward margin, overall and per strength."""
+    if not chosen:
+        return {}
+    right = [c > r for c, r in zip(chosen, rejected)]
+    by: dict[str, list[bool]] = defaultdict(list)
+    for ok, s in zip(right, strengths):
+        by[Strength.parse(s).value if s is not None else "none"].append(ok)
+    order = [s.value for s in Strength] + ["none"]
+    return {
+        f"{prefix}accuracy": sum(right) / len(right),
+        f"{prefix}reward_margin": sum(c - r for c, r in zip(chosen, rejected)) / len(chosen),
+        f"{prefix}accuracy_by_strength": {k: sum(by[k]) / len(by[k]) for k in order if by.get(k)},
+        f"{prefix}pairs_by_strength": {k: len(by[k]) for k in order if by.get(k)},
+        f"{prefix}pairs": len(chosen),
+    }
+
+
+def load_trained_reward_model(model_dir: str | Path, base_model: str | None = None) -> tuple[Any, Any]:
+    """A saved reward model (merged folder, or adapter + its base) and its tokenizer, for scoring."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ConfigError(f"--model {model_dir}: no such folder")
+    adapter_cfg = model_dir / "adapter_config.json"
+    if adapter_cfg.exists():
+        from peft import PeftModel
+
+        base = base_model or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+        model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def score_command(
+    model_dir: Path,
+    source: str,
+    out: Path,
+    *,
+    question_column: str = "question",
+    response_column: str = "response",
+    base_model: str | None = None,
+    batch_size: int = 16,
+    max_length: int = 1024,
+) -> dict[str, Any]:
+    """`prefkit train score`: add `reward` (or `chosen_reward` / `rejected_reward` for pairs) to each row.
+
+    For pairs, prints and returns accuracy overall and per strength.
+    """
+    import json
+
+    import typer
+
+    from data.sources import read_rows
+    from data.writers import write_rows
+
+    records = [rec for _, rec in read_rows(source)]
+    if not records:
+        raise DataError("no rows to score", file=source)
+    is_pairs = "chosen" in records[0] and "rejected" in records[0]
+    columns = [question_column, *(("chosen", "rejected") if is_pairs else (response_column,))]
+    for i, rec in enumerate(records):
+        for col in columns:
+            if not isinstance(rec.get(col), str) or not rec[col].strip():
+                raise DataError("missing or empty", file=source, row=i, field=col)
+    model, tokenizer = load_trained_reward_model(model_dir, base_model)
+
+    def conversations(col: str) -> list[list[dict[str, str]]]:
+        out_ = []
+        for rec in records:
+            system = rec.get("system")
+            msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
+            out_.append(msgs + [{"role": "user", "content": rec[question_column]}, {"role": "assistant", "content": rec[col]}])
+        return out_
+
+    result: dict[str, Any] = {"rows": len(records)}
+    if is_pairs:
+        chosen = score_conversations(model, tokenizer, conversations("chosen"), batch_size=batch_size, max_length=max_length)
+        rejected = score_conversations(model, tokenizer, conversations("rejected"), batch_size=batch_size, max_length=max_length)
+        for rec, c, r in zip(records, chosen, rejected):
+            rec["chosen_reward"], rec["rejected_reward"] = c, r
+        result.update(pair_metrics(chosen, rejected, [rec.get("strength") for rec in records]))
+    else:
+        rewards = score_conversations(model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length)
+        for rec, s in zip(records, rewards):
+            rec["reward"] = s
+        result["mean_reward"] = sum(rewards) / len(rewards)
+    write_rows(records, out)
+    typer.echo(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,99 @@
+"""SFT: supervised fine-tuning on question → chosen, with the loss on the assistant turn only.
+
+This is what the DPO recipe runs before DPO. Rows become chat `messages`, so the model's own
+chat template is applied; `assistant_only_loss` masks everything but the answer (the template
+must mark it with `{% generation %}`). For summarisation-style sets, `rouge: true` generates
+answers for test questions and reports ROUGE-1/2/L against `chosen` (rouge-score, no Hub).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from train.config import SftConfig
+from train.datasets import load_split, sft_dataset
+from train.models import load_policy, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+from train.summary import ThroughputCallback, finish_run
+
+CONFIG = SftConfig
+
+
+def run(cfg: SftConfig) -> dict[str, Any]:
+    """Train, evaluate on the test split (loss, ROUGE if asked), save, write summary.json."""
+    from trl import SFTConfig, SFTTrainer
+
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(cfg)
+    train_ds = sft_dataset(load_split(cfg.data, cfg.data.split), cfg.data)
+    test_raw = load_split(cfg.data, cfg.data.test_split) if cfg.data.test_split else None
+    eval_ds = sft_dataset(test_raw, cfg.data) if test_raw is not None else None
+    args = SFTConfig(
+        **trainer_kwargs(cfg),
+        max_length=cfg.data.max_length,
+        assistant_only_loss=cfg.assistant_only_loss,
+        packing=cfg.packing,
+    )
+    throughput = ThroughputCallback()
+    trainer = SFTTrainer(
+        model=load_policy(cfg),
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg),
+        callbacks=[throughput],
+    )
+    result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))
+    metrics: dict[str, Any] = {"train_loss": result.training_loss}
+    if eval_ds is not None:
+        ev = trainer.evaluate()
+        metrics["eval_loss"] = ev["eval_loss"]
+        metrics["eval_mean_token_accuracy"] = ev.get("eval_mean_token_accuracy")
+    if cfg.rouge and test_raw is not None:
+        metrics.update(rouge(trainer.model, tokenizer, test_raw, cfg))
+    return finish_run("sft", cfg, trainer, throughput, metrics, started=started)
+
+
+class _WhitespaceTokenizer:
+    """rouge-score's default tokenizer keeps only [a-z0-9]: it would erase Vietnamese words."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.lower().split()
+
+
+def generate_answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy answers to chat prompts (left-padded batches), decoded without special tokens."""
+    import torch
+
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    model.eval()
+    answers: list[str] = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts[i : i + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(
+                    **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )
+            answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return [a.strip() for a in answers]
+
+
+def rouge(model: Any, tokenizer: Any, test_raw: Any, cfg: SftConfig) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 of generated answers vs `chosen` on the first `rouge_samples` test rows."""
+    from rouge_score import rouge_scorer
+
+    rows = sft_dataset(test_raw.select(range(min(cfg.rouge_samples, len(test_raw)))), cfg.data)
+    prompts = [m[:-1] for m in rows["messages"]]
+    references = [m[-1]["content"] for m in rows["messages"]]
+    answers = generate_answers(
+        model, tokenizer, prompts, max_new_tokens=cfg.rouge_max_new_tokens, batch_size=cfg.eval_batch_size or cfg.batch_size
+    )
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_WhitespaceTokenizer())
+    scores = [scorer.score(ref, ans) for ref, ans in zip(references, answers)]
+    return {f"rouge_{k[5:]}": sum(s[k].fmeasure for s in scores) / len(scores) for k in ("rouge1", "rouge2", "rougeL")}
