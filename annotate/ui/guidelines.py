@@ -24,7 +24,7 @@ def render(user: User, project: str) -> None:
     if user.is_admin:
         with st.expander("Edit the guidelines (admins)"):
             st.text_area("Markdown", value=text, key="guidelines-edit", height=300)
-            st.button("Save guidelines", on_click=_save, args=(project,), type="primary")
+            st.button("Save guidelines", key="guidelines-save", on_click=_save, args=(project,), type="primary")
 
 
 if __name__ == "__main__":  # run as a page script by st.navigation

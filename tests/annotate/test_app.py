@@ -1,0 +1,268 @@
+"""The Streamlit app driven by Streamlit's own AppTest, on a real SQLite store: sign-in, judging,
+skip and report, changing and withdrawing a judgement, admin-only pages, and untrusted output."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from annotate.render import safe_markdown
+from annotate.store import Store
+from data.schema import SEVEN_POINT_LABELS, Judgement, Pair, Prompt, Response, Strength
+
+APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
+TIMEOUT = 60  # the first run imports pandas/pyarrow on a slow shared machine
+
+SCRIPT = "<script>window.__pwned = 1</script>"
+BEACON = '<img src="http://beacon.invalid/x.gif">'
+IMAGE = "![pixel](http://beacon.invalid/pixel.png)"
+JS_LINK = "[click me](javascript:window.__pwned=1)"
+
+
+@dataclass
+class Seeded:
+    url: str
+    store: Store
+    admin: str  # sign-in tokens
+    annotator: str
+    pairs: list[Pair]
+
+
+@pytest.fixture
+def seeded(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Seeded:
+    store = Store.open(sqlite_url)
+    store.create_project("demo", guidelines="## Rules\n\nPrefer the **helpful** answer.", overlap=2)
+    pairs = [
+        Pair(
+            Prompt(f"Câu hỏi {i}: giải thích {SCRIPT}"),
+            Response(f"Trả lời A{i} {IMAGE} {BEACON}", model="m-a"),
+            Response(f"Trả lời B{i} {JS_LINK}\n\n```python\nprint({i})\n```", model="m-b"),
+        )
+        for i in range(6)
+    ]
+    store.import_pairs("demo", pairs)
+    admin, annotator = store.add_user("alice", admin=True), store.add_user("bob")
+    monkeypatch.setenv("PREFKIT_DB", sqlite_url)
+    return Seeded(sqlite_url, store, admin, annotator, pairs)
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def _signed_in(token: str) -> AppTest:
+    at = _app().run()
+    at.text_input(key="sign_in_token").input(token)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "s" in at.query_params
+    return at
+
+
+def _markdown(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def _shown_question(at: AppTest, seeded: Seeded) -> Pair:
+    text = _markdown(at)
+    shown = [p for p in seeded.pairs if safe_markdown(p.prompt.question) in text]
+    assert len(shown) == 1, text
+    return shown[0]
+
+
+def test_unsigned_visitor_sees_only_the_sign_in_form(seeded: Seeded) -> None:
+    at = _app().run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert "Câu hỏi" not in _markdown(at)  # no pair, no guidelines
+    assert "Rules" not in _markdown(at)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("ui/dashboard.py")
+    # A page script run on its own (e.g. a guessed URL) shows nothing to a visitor either.
+    for page in ("label", "my_work", "guidelines", "dashboard"):
+        direct = AppTest.from_file(APP.parent / "ui" / f"{page}.py", default_timeout=TIMEOUT).run()
+        assert not direct.exception
+        assert not direct.markdown and not direct.button and not direct.dataframe, page
+
+
+def test_bad_or_disabled_token_is_refused(seeded: Seeded) -> None:
+    at = _app().run()
+    at.text_input(key="sign_in_token").input("pk_nope_nope").run()
+    at.button[0].click().run()
+    assert "not valid" in at.error[0].value
+    assert "s" not in at.query_params
+    seeded.store.disable_user("bob")
+    at.text_input(key="sign_in_token").input(seeded.annotator)
+    at.button[0].click().run()
+    assert at.error and "s" not in at.query_params
+
+
+def test_sign_in_then_judge_shows_next_pair_in_one_click(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    first = _shown_question(at, seeded)
+    assignment = seeded.store.claim("demo", "bob")  # the held claim, as the page got it
+    assert assignment.pair.pair_id == first.pair_id
+    left, right = assignment.shown_order
+    assert "0 done today · 6 left" in at.get("progress")[0].proto.text
+
+    at.checkbox[0].check()  # "A is unsafe": A is the left response as shown
+    at.text_area[0].input("B lặp lại câu hỏi")
+    at.button(key="choice-2").click().run()  # "A better"
+    assert not at.exception
+
+    (stored,) = seeded.store.my_judgements("bob", "demo")
+    pair, judgement = stored
+    assert pair.pair_id == first.pair_id
+    assert judgement.preferred == left and judgement.strength is Strength.BETTER
+    assert judgement.shown_order == (left, right)
+    assert judgement.unsafe == (left,)
+    assert judgement.rationale == "B lặp lại câu hỏi"
+    assert judgement.seconds is not None and judgement.seconds >= 0
+
+    # The same rerun already shows the next pair, with fresh flags and rationale.
+    second = _shown_question(at, seeded)
+    assert second.pair_id != first.pair_id
+    assert not at.checkbox[0].value and at.text_area[0].value == ""
+    assert "1 done today · 5 left" in at.get("progress")[0].proto.text  # the shown pair is still mine
+
+    # A rerun (or a reload in another tab) records nothing twice and keeps the held pair.
+    at.run()
+    assert _shown_question(at, seeded).pair_id == second.pair_id
+    reload = _app()
+    reload.query_params["s"] = at.query_params["s"]
+    reload.run()
+    assert _shown_question(reload, seeded).pair_id == second.pair_id
+    assert len(seeded.store.my_judgements("bob", "demo")) == 1
+
+
+def test_every_point_of_the_row_maps_to_the_shown_side(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    for point in (-3, 0, 3):
+        held = seeded.store.claim("demo", "bob")
+        at.button(key=f"choice{point}").click().run()
+        judged = {p.pair_id: j for p, j in seeded.store.my_judgements("bob", "demo")}[held.pair.pair_id]
+        assert judged.strength.level == abs(point)
+        assert judged.preferred == {-3: held.shown_order[0], 0: None, 3: held.shown_order[1]}[point]
+
+
+def test_skip_and_report(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    skipped = _shown_question(at, seeded)
+    at.button(key="skip").click().run()
+    reported = _shown_question(at, seeded)
+    assert reported.pair_id != skipped.pair_id
+    next(s for s in at.selectbox if s.label == "Problem").select("Both responses unusable")
+    at.text_area[0].input("cả hai đều lạc đề")
+    at.button(key="report").click().run()
+    assert _shown_question(at, seeded).pair_id not in (skipped.pair_id, reported.pair_id)
+    assert seeded.store.my_judgements("bob", "demo") == []
+    reports = seeded.store.dashboard("demo").reports
+    assert list(reports["reason"]) == ["Both responses unusable: cả hai đều lạc đề"]
+    assert list(reports["pair_id"]) == [reported.pair_id]
+
+
+def test_change_and_withdraw_a_judgement(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    judged = _shown_question(at, seeded)
+    at.button(key="choice1").click().run()  # B slightly better
+
+    at.switch_page("ui/my_work.py").run()
+    assert not at.exception
+    assert at.dataframe[0].value["choice"].tolist() == ["B slightly better"]
+    at.select_slider[0].set_value(SEVEN_POINT_LABELS[-3])
+    at.button(key="edit-save").click().run()
+    ((pair, changed),) = seeded.store.my_judgements("bob", "demo")
+    assert pair.pair_id == judged.pair_id
+    assert changed.preferred == changed.shown_order[0] and changed.strength is Strength.SIGNIFICANTLY_BETTER
+    assert at.dataframe[0].value["choice"].tolist() == ["A significantly better"]
+
+    at.button(key="edit-withdraw").click().run()
+    assert not at.exception
+    assert seeded.store.my_judgements("bob", "demo") == []
+    assert "not judged anything" in at.info[0].value
+
+
+def test_annotators_see_only_their_own_work(seeded: Seeded) -> None:
+    held = seeded.store.claim("demo", "alice")
+    seeded.store.submit(held.id, "alice", Judgement.from_seven_point(held.pair.pair_id, "alice", 2, held.shown_order))
+    at = _signed_in(seeded.annotator)
+    at.switch_page("ui/my_work.py").run()
+    assert "not judged anything" in at.info[0].value
+    assert not at.dataframe
+
+
+def test_admin_pages_are_refused_to_annotators(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("ui/dashboard.py")
+    assert "Edit the guidelines" not in [e.label for e in at.expander]
+    # The page refuses on its own too, whatever the navigation registered.
+    direct = AppTest.from_file(APP.parent / "ui" / "dashboard.py", default_timeout=TIMEOUT)
+    direct.query_params["s"] = at.query_params["s"]
+    direct.run()
+    assert [e.value for e in direct.error] == ["This page is for admins."]
+    assert not direct.dataframe and not direct.button
+
+
+def test_admin_dashboard_and_export(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    for point in (-2, 1, 3):
+        at.button(key=f"choice{point}").click().run()
+    admin = _signed_in(seeded.admin)
+    admin.switch_page("ui/dashboard.py").run()
+    assert not admin.exception
+    progress = admin.dataframe[0].value
+    assert progress.loc[0, "project"] == "demo" and progress.loc[0, "judgements"] == 3
+    per_annotator = admin.dataframe[1].value
+    assert per_annotator.loc[0, "annotator"] == "bob" and per_annotator.loc[0, "judgements"] == 3
+
+    admin.button(key="export").click().run()
+    assert not admin.exception
+    assert admin.get("download_button"), "no download offered"
+    summary, archive = admin.session_state["export-result"]
+    assert summary["exported"] == 3 and summary["judgements"] == 3
+    names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
+    assert "demo/dataset_dict.json" in names and any(n.endswith(".jsonl") for n in names)
+
+
+def test_guidelines_shown_and_edited_by_admin(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    at.switch_page("ui/guidelines.py").run()
+    assert "Prefer the **helpful** answer\\." in _markdown(at)
+    assert not at.text_area  # annotators cannot edit
+    admin = _signed_in(seeded.admin)
+    admin.switch_page("ui/guidelines.py").run()
+    admin.text_area(key="guidelines-edit").input("## Mới\n\nKhông dùng <b>HTML</b>.")
+    admin.button(key="guidelines-save").click().run()
+    assert seeded.store.get_project("demo").guidelines == "## Mới\n\nKhông dùng <b>HTML</b>."
+    assert r"Không dùng \<b\>HTML\<\/b\>\." in _markdown(admin)
+
+
+def test_untrusted_output_is_rendered_inert(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    text = _markdown(at)
+    assert "Trả lời A" in text and "Trả lời B" in text and "```python" in text
+    assert re.search(r"(?<!\\)<", text) is None  # every < is escaped: no raw HTML reaches the page
+    assert r"\<script\>" in text and r"\<img src" in text
+    assert "![" not in text and "image removed" in text
+    assert "](javascript" not in text and r"\[click me\]\(javascript\:" in text
+    assert all(not m.proto.allow_html for m in at.markdown)
+
+
+def test_sign_out_ends_the_session_in_the_store(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    key = at.query_params["s"]
+    assert seeded.store.session_user(key).name == "bob"
+    at.button(key="sign-out").click().run()
+    assert seeded.store.session_user(key) is None
+    assert [b.label for b in at.button] == ["Sign in"]
+    stale = _app()
+    stale.query_params["s"] = key  # an old link or another tab
+    stale.run()
+    assert [b.label for b in stale.button] == ["Sign in"] and "s" not in stale.query_params
