@@ -287,7 +287,7 @@ def to_pair(fmt: str, rec: Mapping[str, Any], loc: Location) -> Pair:
     try:
         return Pair.from_row(rec)
     except (ValueError, TypeError) as e:
-        raise loc.error(str(e), _field_in(str(e))) from None
+        raise loc.error(str(e), _field_in(str(e), rec)) from None
 
 
 def to_judgement(fmt: str, rec: Mapping[str, Any], loc: Location) -> Judgement:
@@ -301,10 +301,10 @@ def to_judgement(fmt: str, rec: Mapping[str, Any], loc: Location) -> Judgement:
     try:
         return Judgement.from_row(rec)
     except (ValueError, TypeError) as e:
-        raise loc.error(str(e), _field_in(str(e))) from None
+        raise loc.error(str(e), _field_in(str(e), rec)) from None
 
 
-def _field_in(message: str) -> str | None:
+def _field_in(message: str, rec: Mapping[str, Any]) -> str | None:
     """The field a schema ValueError names first ("seconds must be a number" -> "seconds")."""
     word = message.split(" ", 1)[0]
-    return word if re.fullmatch(r"[a-z_]+", word) else None
+    return word if word in rec else None
