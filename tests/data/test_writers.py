@@ -1,0 +1,51 @@
+"""Writers: every suffix round-trips through the readers; a failed write leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from data.errors import DataError
+from data.readers import read_preferences, read_rows
+from data.schema import EXPORT_COLUMNS, PreferenceRow
+from data.writers import write_preferences, write_rows
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json", ".parquet"])
+def test_preferences_round_trip_by_suffix(tmp_path: Path, vi_rows: list[dict], suffix: str) -> None:
+    rows = [PreferenceRow(**r) for r in vi_rows]
+    path = tmp_path / f"prefs{suffix}"
+    assert write_preferences(rows, path) == len(rows)
+    assert read_preferences(path) == rows
+
+
+def test_parquet_keeps_types_of_all_null_columns(tmp_path: Path) -> None:
+    path = tmp_path / "p.parquet"
+    write_preferences([PreferenceRow("q", "a", "b")], path)
+    schema = pq.read_schema(path)
+    assert tuple(schema.names) == EXPORT_COLUMNS
+    assert str(schema.field("chosen_temperature").type) == "double"
+    assert str(schema.field("chosen_seed").type) == "int64"
+    assert str(schema.field("system").type) == "string"
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    write_rows([{"a": 1}], path)
+
+    def rows_then_fail():
+        yield {"a": 2}
+        raise RuntimeError("generator broke mid-way")
+
+    with pytest.raises(RuntimeError):
+        write_rows(rows_then_fail(), path)
+    assert [rec for _, rec in read_rows(path)] == [{"a": 1}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_unknown_suffix_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unknown output type"):
+        write_rows([{"a": 1}], tmp_path / "out.csv")
+    assert not list(tmp_path.iterdir())
