@@ -162,7 +162,8 @@ class HFEngine:
             with ctx:
                 yield
             return
-        self.net.set_adapter(self._load_adapter(adapter))
+        name = self._load_adapter(adapter)  # may wrap self.net in a PeftModel: look it up after
+        self.net.set_adapter(name)
         yield
 
     # -- generation -------------------------------------------------------------------------

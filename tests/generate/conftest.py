@@ -1,0 +1,87 @@
+"""Fixtures of the generate room's tests: prompt files, engines and variants of the tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+QUESTIONS = [
+    "Xin chào, bạn khỏe không?",
+    "Hãy giải thích quang hợp là gì.",
+    "Viết một đoạn văn ngắn về mùa thu ở Hà Nội.",
+    "Làm thế nào để nấu phở bò ngon tại nhà?",
+    "Tính tổng các số từ 1 đến 100.",
+    "Kể tên ba con sông lớn ở Việt Nam.",
+    "Vì sao bầu trời có màu xanh?",
+    "Viết một hàm Python đảo ngược chuỗi.",
+    "Gợi ý một lịch trình du lịch Đà Lạt hai ngày.",
+    "Thế nào là một bữa sáng lành mạnh?",
+    "Giải thích sự khác nhau giữa thời tiết và khí hậu.",
+    "Làm sao để học tiếng Anh hiệu quả?",
+]
+
+
+def write_prompts(path: Path, questions: list[str]) -> Path:
+    """A prompt/response JSONL file (the Vi-Alpaca prompts layout)."""
+    path.write_text(
+        "".join(json.dumps({"prompt": q, "response": "…"}, ensure_ascii=False) + "\n" for q in questions),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def prompts_file(tmp_path) -> Path:
+    return write_prompts(tmp_path / "prompts.jsonl", QUESTIONS[:4])
+
+
+@pytest.fixture(scope="session")
+def hf_engine(tiny_model_path):
+    """One CPU engine on the tiny model for the session (it holds no state between calls)."""
+    from generate.engines.hf import HFEngine
+
+    return HFEngine(tiny_model_path, batch_size=8, device="cpu", dtype="float32")
+
+
+def _with_eos(src: Path, dst: Path, eos_ids: list[int]) -> Path:
+    """A copy of the tiny model whose generation config ends a turn on any of `eos_ids`."""
+    from transformers import GenerationConfig
+
+    shutil.copytree(src, dst)
+    config = GenerationConfig.from_pretrained(dst)
+    config.eos_token_id = eos_ids
+    config.save_pretrained(dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def stopping_model(tiny_model_path, tmp_path_factory) -> Path:
+    """A random model that ends its turn often: a sixth of the vocabulary counts as end of turn, so
+    within a few tokens some samples stop and some run out of max_tokens."""
+    return _with_eos(tiny_model_path, tmp_path_factory.mktemp("stopping") / "model", [3, *range(10, 512, 6)])
+
+
+@pytest.fixture(scope="session")
+def mute_model(tiny_model_path, tmp_path_factory) -> Path:
+    """A random model whose every token ends the turn: every answer is empty."""
+    return _with_eos(tiny_model_path, tmp_path_factory.mktemp("mute") / "model", list(range(512)))
+
+
+@pytest.fixture(scope="session")
+def lora_adapter(tiny_model_path, tmp_path_factory) -> Path:
+    """A LoRA adapter with random (not zero) weights on the tiny model, so it changes the answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    out = tmp_path_factory.mktemp("lora") / "adapter"
+    model.save_pretrained(out)
+    return out

@@ -1,0 +1,53 @@
+"""Chat-template application: the model's template, the run's system prompt, and the fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from data.schema import Prompt
+from generate.chat import ChatFormatter, format_prompt
+
+
+@pytest.fixture
+def tokenizer(tiny_model_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+def test_template_with_system_and_generation_prompt(tokenizer):
+    text = format_prompt(tokenizer, "Xin chào?", "Trả lời bằng tiếng Việt.")
+    assert text == "<|system|>\nTrả lời bằng tiếng Việt.<|end|>\n<|user|>\nXin chào?<|end|>\n<|assistant|>\n"
+    # The template's special tokens are single tokens, and no BOS/EOS is added on top.
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[0] == tokenizer.convert_tokens_to_ids("<|system|>")
+    assert ids[-2:] == [tokenizer.convert_tokens_to_ids("<|assistant|>"), ids[-1]]
+
+
+def test_prompt_system_beats_the_default_and_blank_means_none(tokenizer):
+    fmt = ChatFormatter(tokenizer, "Mặc định.")
+    own = fmt(Prompt("Câu hỏi?", system="Riêng."))
+    assert "Riêng." in own and "Mặc định." not in own
+    assert "<|system|>\nMặc định." in fmt(Prompt("Câu hỏi?"))
+    assert "<|system|>" not in ChatFormatter(tokenizer, None)(Prompt("Câu hỏi?"))
+    assert "<|system|>" not in format_prompt(tokenizer, "Câu hỏi?", "   ")
+
+
+def test_plain_format_when_the_model_has_no_template(tokenizer):
+    tokenizer.chat_template = None
+    fmt = ChatFormatter(tokenizer, "Hệ thống.")
+    assert not fmt.has_template
+    text = fmt(Prompt("  Câu hỏi?  "))
+    assert text == "<s>Hệ thống.\n\n### Instruction:\nCâu hỏi?\n\n### Response:\n"
+    assert tokenizer(text, add_special_tokens=False)["input_ids"][0] == tokenizer.bos_token_id
+
+
+def test_template_that_refuses_a_system_role_gets_it_in_the_user_turn(tokenizer):
+    # Like Gemma's: raises on a system message.
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}<turn>{{ m['role'] }}\n{{ m['content'] }}</turn>\n{% endfor %}"
+        "{% if add_generation_prompt %}<turn>model\n{% endif %}"
+    )
+    text = format_prompt(tokenizer, "Câu hỏi?", "Hệ thống.")
+    assert text == "<turn>user\nHệ thống.\n\nCâu hỏi?</turn>\n<turn>model\n"
