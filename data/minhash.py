@@ -66,21 +66,25 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
     """MinHash signatures (rows x num_perm, uint32) of the sets `hashes[offsets[i]:offsets[i+1]]`
     (64-bit shingle hashes). An empty set gets all `EMPTY`, as in datasketch."""
     a, b = permutations(num_perm, seed)
+    a, b = a[:, None], b[:, None]
     n_rows = len(offsets) - 1
     out = np.full((n_rows, num_perm), EMPTY, dtype=np.uint32)
     x = _fmix32(minhash_input(hashes))
-    # Row-aligned blocks of about _BLOCK shingles: permute, then reduce each row's run of rows.
+    # Row-aligned blocks of about _BLOCK shingles. The (num_perm x shingles) layout makes the
+    # per-row minimum a reduction along contiguous memory (~30x faster than along axis 0).
+    buf = np.empty((num_perm, _BLOCK), dtype=np.uint32)
     row = 0
     while row < n_rows:
         stop = int(np.searchsorted(offsets, offsets[row] + _BLOCK, side="right")) - 1
         stop = min(max(stop, row + 1), n_rows)
         lo, hi = int(offsets[row]), int(offsets[stop])
         if hi > lo:
-            phv = np.multiply.outer(x[lo:hi], a)
+            phv = buf[:, : hi - lo] if hi - lo <= _BLOCK else np.empty((num_perm, hi - lo), dtype=np.uint32)
+            np.multiply(a, x[lo:hi], out=phv)
             phv += b
             starts = offsets[row:stop] - lo
             nonempty = offsets[row + 1 : stop + 1] > offsets[row:stop]
-            out[row:stop][nonempty] = np.minimum.reduceat(phv, starts[nonempty], axis=0)
+            out[row:stop][nonempty] = np.minimum.reduceat(phv, starts[nonempty], axis=1).T
         row = stop
     return out
 

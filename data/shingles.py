@@ -6,19 +6,19 @@ whitespace wander. Words are runs of letters, numbers, underscores and combining
 character separates words. Vietnamese writes one syllable per space-separated word, so word
 n-grams are syllable n-grams.
 
-Hashing is vectorised: each distinct word is hashed once with xxh3-64, and an n-gram's hash is a
-fold of its words' hashes (see `shingle_hash`, the one-shingle reference the tests check the
-vectorised path against).
+`shingle_hashes` normalises, splits and hashes a whole batch of texts in numpy (see the hashing
+section); `words`, `shingles` and `shingle_hash` are the one-text forms of the same thing.
 """
 
 from __future__ import annotations
 
+import sys
 import unicodedata
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 import regex
-import xxhash
 
 
 # Unicode word characters (the `regex` module's `\w` includes combining marks, so Devanagari vowel
@@ -65,16 +65,19 @@ def shingles(text: str, n: int) -> set[str]:
 
 
 # --- hashing ----------------------------------------------------------------------------------
+#
+# Hashing runs in numpy over the code points of a whole chunk of texts at once, so no Python
+# object is made per word or shingle. A word's hash is a polynomial hash of its code points mod
+# 2^64, finalised with MurmurHash3's fmix64; an n-gram's hash folds its words' hashes in order.
+# `shingle_hash` is the same computation for one shingle, in plain Python (the tests hold the two
+# to each other, and datasketch's own MinHash to it).
 
 _MASK64 = (1 << 64) - 1
-# Odd multiplier of the fold (2^64 / golden ratio): one multiply per word keeps n-grams ordered.
-_FOLD = 0x9E3779B97F4A7C15
-
-
-def field_salt(field: int) -> int:
-    """Start value of the fold for key field number `field`: shingles of different fields never
-    share a hash, so (say) a row's chosen text is never matched against another row's rejected."""
-    return xxhash.xxh3_64_intdigest(f"prefkit.field.{field}".encode())
+_BASE = 0x100000001B3  # odd, so it has an inverse mod 2^64 (FNV's 64-bit prime)
+_BASE_INV = pow(_BASE, -1, 1 << 64)
+_LEN = 0x9E3779B97F4A7C15  # mixes the word length in (2^64 / golden ratio)
+_FOLD = 0xBF58476D1CE4E5B9  # odd multiplier of the n-gram fold (splitmix64's)
+_SEP = "\x00"  # joins a chunk's texts; not a word character, so it never lands inside a word
 
 
 def _fmix64_int(h: int) -> int:
@@ -83,19 +86,6 @@ def _fmix64_int(h: int) -> int:
     h ^= h >> 33
     h = (h * 0xC4CEB9FE1A85EC53) & _MASK64
     return h ^ (h >> 33)
-
-
-def shingle_hash(shingle: str, field: int = 0) -> int:
-    """64-bit hash of one shingle (its words joined by single spaces) of key field `field`.
-
-    Reference implementation, one shingle at a time, of what `shingle_hashes` computes in bulk:
-    h = salt(field); for each word w: h = (h XOR xxh3_64(w)) * FOLD mod 2^64; then the
-    MurmurHash3 64-bit finaliser.
-    """
-    h = field_salt(field)
-    for w in shingle.split(" "):
-        h = ((h ^ xxhash.xxh3_64_intdigest(w.encode())) * _FOLD) & _MASK64
-    return _fmix64_int(h)
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
@@ -107,45 +97,80 @@ def fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
-class WordHasher:
-    """Hashes each distinct word once; a worker keeps one for all its chunks (a language has a
-    few tens of thousands of distinct words, a corpus millions of word occurrences)."""
-
-    def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-        self._hashes: list[int] = []
-
-    def hash_words(self, word_list: list[str]) -> np.ndarray:
-        ids = self._ids
-        new = [w for w in set(word_list) if w not in ids]
-        for w in new:
-            ids[w] = len(self._hashes)
-            self._hashes.append(xxhash.xxh3_64_intdigest(w.encode()))
-        table = np.array(self._hashes, dtype=np.uint64)
-        return table[np.fromiter(map(ids.__getitem__, word_list), dtype=np.int64, count=len(word_list))]
+def field_salt(field: int) -> int:
+    """Start value of the n-gram fold for key field number `field`: shingles of different fields
+    never share a hash, so one row's chosen text is never matched against another's rejected."""
+    return _fmix64_int((field + 1) * _LEN & _MASK64)
 
 
-def shingle_hashes(
-    word_lists: Sequence[list[str]], n: int, field: int = 0, hasher: WordHasher | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def word_hash(word: str) -> int:
+    """64-bit hash of one normalised word: fmix64(sum c_i * BASE^i + len * LEN mod 2^64)."""
+    h = 0
+    for i, ch in enumerate(word):
+        h = (h + ord(ch) * pow(_BASE, i, 1 << 64)) & _MASK64
+    return _fmix64_int((h + len(word) * _LEN) & _MASK64)
+
+
+def shingle_hash(shingle: str, field: int = 0) -> int:
+    """64-bit hash of one shingle (normalised words joined by single spaces) of key field `field`:
+    h = salt(field); for each word w: h = (h XOR word_hash(w)) * FOLD mod 2^64; then fmix64."""
+    h = field_salt(field)
+    for w in shingle.split(" "):
+        h = ((h ^ word_hash(w)) * _FOLD) & _MASK64
+    return _fmix64_int(h)
+
+
+@lru_cache(maxsize=1)
+def word_table() -> np.ndarray:
+    """Whether each code point is a word character (exactly `_WORD`'s class), for numpy lookup.
+    Built once per process (~0.3 s); callers that fork workers build it first so they inherit it."""
+    table = np.zeros(sys.maxunicode + 1, dtype=bool)
+    for m in _WORD.finditer("".join(map(chr, range(sys.maxunicode + 1)))):
+        table[m.start() : m.end()] = True
+    return table
+
+
+def _powers(base: int, count: int) -> np.ndarray:
+    """base^0 .. base^(count-1) mod 2^64 (uint64 products wrap)."""
+    p = np.full(count, base, dtype=np.uint64)
+    p[0] = 1
+    return np.cumprod(p, dtype=np.uint64)
+
+
+def _word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every normalised word of every text, in order, and each text's word count."""
+    joined = _SEP.join(t.replace(_SEP, " ") for t in texts)
+    joined = unicodedata.normalize("NFC", unicodedata.normalize("NFD", joined).casefold())
+    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    is_word = word_table()[cps]
+    edges = np.diff(is_word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    seps = np.flatnonzero(cps == ord(_SEP))
+    counts = np.diff(np.searchsorted(starts, np.concatenate([[0], seps, [len(cps)]])))
+    # sum over a word of c_i * BASE^(i - start) = (S[end] - S[start]) * BASE^-start, S the prefix
+    # sums of c_i * BASE^i: one cumsum for the whole chunk.
+    prefix = np.zeros(len(cps) + 1, dtype=np.uint64)
+    np.cumsum(cps.astype(np.uint64) * _powers(_BASE, len(cps)), out=prefix[1:])
+    raw = (prefix[ends] - prefix[starts]) * _powers(_BASE_INV, len(cps) + 1)[starts]
+    return fmix64(raw + (ends - starts).astype(np.uint64) * np.uint64(_LEN)), counts
+
+
+def shingle_hashes(texts: Sequence[str], n: int, field: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The n-gram shingle hashes of many texts at once (see `shingle_hash`).
 
-    Returns `(hashes, offsets)`: uint64 hashes of text i are `hashes[offsets[i]:offsets[i+1]]`
-    (repeated n-grams repeat; callers that need sets take `np.unique`).
+    Returns `(hashes, offsets)`: the uint64 hashes of text i are `hashes[offsets[i]:offsets[i+1]]`
+    (a repeated n-gram repeats; callers that need sets take `np.unique`).
     """
-    hasher = hasher or WordHasher()
-    lengths = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
-    flat = [w for ws in word_lists for w in ws]
-    word_h = hasher.hash_words(flat)
-    starts = np.zeros(len(word_lists) + 1, dtype=np.int64)
+    word_h, lengths = _word_hashes(texts)
+    starts = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
     # Shingles per text: len-n+1 n-grams, or one shingle of all its words when shorter than n.
     counts = np.where(lengths >= n, lengths - n + 1, np.minimum(lengths, 1))
-    offsets = np.zeros(len(word_lists) + 1, dtype=np.int64)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     total = int(offsets[-1])
-    text_of = np.repeat(np.arange(len(word_lists)), counts)
-    first_word = starts[text_of] + (np.arange(total) - offsets[text_of])
+    text_of = np.repeat(np.arange(len(texts)), counts)
+    first_word = starts[:-1][text_of] + (np.arange(total) - offsets[:-1][text_of])
     width = np.minimum(lengths[text_of], n)  # words in each shingle
     h = np.full(total, field_salt(field), dtype=np.uint64)
     fold = np.uint64(_FOLD)

@@ -1,0 +1,494 @@
+"""Duplicate removal: exact duplicates first, then MinHash near-duplicates of a key.
+
+1. Exact pass: rows that are identical as a whole (same fields, same values; compared by a
+   128-bit hash of the row as canonical JSON) keep their first occurrence.
+2. Near pass, on the rows left: each row's key (one or more text fields, e.g. prompt+response) is
+   normalised (`data.shingles`), cut into word n-gram shingles, and MinHashed; LSH banding with
+   datasketch's optimal (b, r) proposes candidate pairs; each candidate is confirmed when its
+   Jaccard similarity (exact on the shingle sets, or estimated from the signatures) is at or
+   above the threshold. Confirmed pairs are clustered (connected components, what union-find
+   computes) and each cluster keeps its first row.
+
+Shingles of different key fields never match (each field salts its hashes), so with
+`--on chosen+rejected` one row's chosen is compared with other rows' chosen only, never with
+any rejected. One n-gram size per field and run (Jaccard of sets cut with different n means
+nothing), chosen from the field's median length unless given.
+
+Signatures are computed in chunks on all cores; memory is the rows themselves plus 4*num_perm
+bytes of signature per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import xxhash
+
+from data.atomic import atomic_path
+from data.errors import ConfigError, DataError
+from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
+from data.shingles import choose_ngram, shingle_hashes, shingles, word_table, words
+
+VERIFY_MODES = ("exact", "estimate")
+CHUNK_ROWS = 2_000  # rows per task sent to a worker process
+_PARALLEL_MIN_ROWS = 2 * CHUNK_ROWS  # below this, starting processes costs more than it saves
+_NGRAM_SAMPLE = 2_000  # rows whose median length picks the n-gram size
+_PROGRESS_MIN_ROWS = 10_000
+_EXAMPLES = 10  # example clusters in the report
+_EXAMPLE_MEMBERS = 5
+_PREVIEW_CHARS = 160
+
+# Logical key names for `dedup_file`'s --on, mapped to `data.readers.canonical_records` fields.
+KEY_NAMES = {"prompt": "question", "question": "question", "system": "system", "chosen": "chosen",
+             "rejected": "rejected", "response": "response", "a": "a", "b": "b"}
+
+
+@dataclass
+class RemovedRow:
+    """A row left out, and the kept row it duplicates (rows are 0-based input positions)."""
+
+    row: int
+    duplicate_of: int  # the kept row of its cluster
+    kind: str  # "exact" (the whole row repeats) or "near" (its key is a near-duplicate)
+    matched: int  # the row it was matched with directly (its most similar confirmed partner)
+    jaccard: float  # similarity with `matched`: 1.0 for exact duplicates
+    location: str | None = None  # file:line or file row N, when read from a file
+    duplicate_of_location: str | None = None
+
+
+@dataclass
+class DedupReport:
+    rows_in: int
+    rows_out: int
+    exact_removed: int
+    near_removed: int
+    empty_keys: int  # rows whose key has no words; kept, and compared by the exact pass only
+    key_fields: list[str]
+    ngram: dict[str, int]
+    threshold: float
+    num_perm: int
+    bands: int
+    rows_per_band: int
+    seed: int
+    scheme: str
+    verify: str
+    candidate_pairs: int
+    confirmed_pairs: int
+    clusters: int  # near-duplicate clusters of two or more rows
+    examples: list[dict[str, Any]]
+    removed: list[RemovedRow]
+    seconds: float
+    source: str | None = None
+    output: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"{self.rows_in} rows -> {self.rows_out} kept: {self.exact_removed} exact duplicates and "
+            f"{self.near_removed} near-duplicates removed (key {'+'.join(self.key_fields)}, Jaccard >= "
+            f"{self.threshold}, {self.clusters} clusters) in {self.seconds:.1f}s"
+        )
+
+
+# --- per-chunk work (runs in worker processes) ------------------------------------------------
+
+def _row_shingles(keys: Sequence[Sequence[str]], ngrams: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's shingle hashes over all key fields (field-salted): (hashes, offsets)."""
+    n_rows = len(keys)
+    parts, owners = [], []
+    for f, n in enumerate(ngrams):
+        h, off = shingle_hashes([k[f] for k in keys], n, field=f)
+        parts.append(h)
+        owners.append(np.repeat(np.arange(n_rows), np.diff(off)))
+    owner = np.concatenate(owners)
+    order = np.argsort(owner, kind="stable")
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=n_rows), out=offsets[1:])
+    return np.concatenate(parts)[order], offsets
+
+
+def _row_digest(row: Mapping[str, Any]) -> bytes:
+    return xxhash.xxh3_128_digest(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
+
+
+def _sign_chunk(
+    task: tuple[Sequence[Mapping[str, Any]], Sequence[Sequence[str]], tuple[int, ...], int, int],
+) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Row digests, MinHash signatures and empty-key flags of one chunk."""
+    rows, keys, ngrams, num_perm, seed = task
+    hashes, offsets = _row_shingles(keys, ngrams)
+    return [_row_digest(r) for r in rows], signatures(hashes, offsets, num_perm, seed), np.diff(offsets) == 0
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+def _check_settings(threshold: float, num_perm: int, ngram: int, verify: str, workers: int) -> None:
+    if not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
+    if num_perm < 2:
+        raise ConfigError(f"num_perm must be at least 2, got {num_perm}")
+    if ngram < 0:
+        raise ConfigError(f"ngram must be 0 (choose from length) or a size >= 1, got {ngram}")
+    if verify not in VERIFY_MODES:
+        raise ConfigError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
+    if workers < 0:
+        raise ConfigError(f"workers must be 0 (all cores) or more, got {workers}")
+
+
+def _ngram_sizes(keys: Sequence[Sequence[str]], n_fields: int, ngram: int) -> tuple[int, ...]:
+    if ngram:
+        return (ngram,) * n_fields
+    step = max(1, len(keys) // _NGRAM_SAMPLE)  # evenly spaced sample: deterministic
+    sample = keys[::step]
+    return tuple(
+        choose_ngram(float(np.median([len(words(k[f])) for k in sample])) if sample else 0.0)
+        for f in range(n_fields)
+    )
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _chunk_results(
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[Sequence[str]],
+    ngrams: tuple[int, ...],
+    num_perm: int,
+    seed: int,
+    workers: int,
+    progress: bool,
+) -> Iterator[tuple[list[bytes], np.ndarray, np.ndarray]]:
+    from tqdm import tqdm
+
+    tasks = (
+        (rows[i : i + CHUNK_ROWS], keys[i : i + CHUNK_ROWS], ngrams, num_perm, seed)
+        for i in range(0, len(rows), CHUNK_ROWS)
+    )
+    workers = workers or _cpu_count()
+    with tqdm(total=len(rows), unit="row", desc="minhash",
+              disable=not progress or len(rows) < _PROGRESS_MIN_ROWS) as bar:
+        if workers == 1 or len(rows) < _PARALLEL_MIN_ROWS:
+            results: Iterator[tuple[list[bytes], np.ndarray, np.ndarray]] = map(_sign_chunk, tasks)
+            for res in results:
+                bar.update(len(res[0]))
+                yield res
+            return
+        word_table()  # build it once here: forked workers inherit it
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for res in pool.map(_sign_chunk, tasks):
+                bar.update(len(res[0]))
+                yield res
+
+
+def _exact_jaccard(
+    keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], pairs: np.ndarray
+) -> np.ndarray:
+    """Jaccard of the (64-bit hashed) shingle sets of each pair's two rows."""
+    involved = np.unique(pairs)
+    hashes, offsets = _row_shingles([keys[i] for i in involved], ngrams)
+    sets = {int(r): np.unique(hashes[offsets[k] : offsets[k + 1]]) for k, r in enumerate(involved)}
+    out = np.empty(len(pairs), dtype=np.float64)
+    for p, (i, j) in enumerate(pairs.tolist()):
+        a, b = sets[i], sets[j]
+        inter = len(np.intersect1d(a, b, assume_unique=True))
+        out[p] = inter / (len(a) + len(b) - inter)
+    return out
+
+
+def _best_partners(n: int, pairs: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, its most similar confirmed partner (-1 if none) and that similarity."""
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    partner = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    sim = np.concatenate([sims, sims])
+    order = np.lexsort((partner, -sim, rows))  # per row: highest similarity, then lowest partner
+    rows, partner, sim = rows[order], partner[order], sim[order]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    best = np.full(n, -1, dtype=np.int64)
+    best_sim = np.zeros(n, dtype=np.float64)
+    best[rows[first]] = partner[first]
+    best_sim[rows[first]] = sim[first]
+    return best, best_sim
+
+
+def _preview(key: Sequence[str]) -> str:
+    text = " | ".join(" ".join(k.split()) for k in key)
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
+
+
+def _run(
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[Sequence[str]],
+    key_fields: list[str],
+    *,
+    threshold: float,
+    num_perm: int,
+    ngram: int,
+    seed: int,
+    verify: str,
+    workers: int,
+    progress: bool,
+) -> tuple[list[int], DedupReport]:
+    started = time.perf_counter()
+    _check_settings(threshold, num_perm, ngram, verify, workers)
+    try:
+        bands, rows_per_band = lsh_params(threshold, num_perm)
+    except ValueError as e:  # e.g. a threshold so high that the optimum has a single band
+        raise ConfigError(f"no LSH banding for threshold {threshold} with num_perm {num_perm}: {e}") from None
+    n = len(rows)
+    ngrams = _ngram_sizes(keys, len(key_fields), ngram)
+
+    digests: list[bytes] = []
+    sig_parts, empty_parts = [], []
+    for d, s, e in _chunk_results(rows, keys, ngrams, num_perm, seed, workers, progress):
+        digests.extend(d)
+        sig_parts.append(s)
+        empty_parts.append(e)
+    sigs = np.concatenate(sig_parts) if sig_parts else np.empty((0, num_perm), dtype=np.uint32)
+    empty = np.concatenate(empty_parts) if empty_parts else np.empty(0, dtype=bool)
+
+    # 1. Exact duplicates: whole rows.
+    first_seen: dict[bytes, int] = {}
+    removed: list[RemovedRow] = []
+    alive = np.ones(n, dtype=bool)
+    for i, d in enumerate(digests):
+        k = first_seen.setdefault(d, i)
+        if k != i:
+            alive[i] = False
+            removed.append(RemovedRow(row=i, duplicate_of=k, kind="exact", matched=k, jaccard=1.0))
+    exact_removed = len(removed)
+
+    # 2. Near duplicates among the rows left whose key has words.
+    active = np.flatnonzero(alive & ~empty)
+    pairs = candidate_pairs(sigs[active], bands, rows_per_band)
+    pairs = active[pairs] if len(pairs) else pairs
+    if verify == "exact" and len(pairs):
+        sims = _exact_jaccard(keys, ngrams, pairs)
+    else:
+        sims = estimated_jaccard(sigs, pairs)
+    n_candidates = len(pairs)
+    confirmed = sims >= threshold
+    pairs, sims = pairs[confirmed], sims[confirmed]
+
+    clusters: list[np.ndarray] = []
+    best, best_sim = _best_partners(n, pairs, sims)
+    if len(pairs):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        _, labels = connected_components(graph, directed=False)
+        linked = np.unique(pairs)
+        order = linked[np.argsort(labels[linked], kind="stable")]  # by cluster, rows ascending
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        clusters = np.split(order, bounds)
+        for members in clusters:
+            head = int(members[0])
+            for r in members[1:].tolist():
+                alive[r] = False
+                removed.append(RemovedRow(row=r, duplicate_of=head, kind="near", matched=int(best[r]),
+                                          jaccard=round(float(best_sim[r]), 4)))
+    removed.sort(key=lambda r: r.row)
+
+    examples = [
+        {
+            "kept": int(members[0]),
+            "size": len(members),
+            "members": [
+                {"row": int(r), "key": _preview(keys[r]),
+                 **({"matched": int(best[r]), "jaccard": round(float(best_sim[r]), 4)} if k else {})}
+                for k, r in enumerate(members[:_EXAMPLE_MEMBERS])
+            ],
+        }
+        for members in sorted(clusters, key=lambda m: (-len(m), int(m[0])))[:_EXAMPLES]
+    ]
+    kept = np.flatnonzero(alive).tolist()
+    report = DedupReport(
+        rows_in=n,
+        rows_out=len(kept),
+        exact_removed=exact_removed,
+        near_removed=len(removed) - exact_removed,
+        empty_keys=int(np.count_nonzero(empty)),
+        key_fields=list(key_fields),
+        ngram=dict(zip(key_fields, ngrams)),
+        threshold=threshold,
+        num_perm=num_perm,
+        bands=bands,
+        rows_per_band=rows_per_band,
+        seed=seed,
+        scheme=SCHEME,
+        verify=verify,
+        candidate_pairs=n_candidates,
+        confirmed_pairs=int(len(pairs)),
+        clusters=len(clusters),
+        examples=examples,
+        removed=removed,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return kept, report
+
+
+def dedup_records(
+    records: list[dict],
+    key_fields: list[str],
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 0,
+    seed: int = 1,
+    verify: str = "exact",
+    workers: int = 0,
+    progress: bool = False,
+) -> tuple[list[int], DedupReport]:
+    """Deduplicate `records` on the text fields `key_fields`; returns the kept indices (input
+    order) and the report. A missing or non-text key field raises `DataError` naming the row."""
+    if not key_fields:
+        raise ConfigError("no key fields to compare")
+    keys = []
+    for i, rec in enumerate(records):
+        key = []
+        for f in key_fields:
+            value = rec.get(f) if isinstance(rec, Mapping) else None
+            if not isinstance(value, str):
+                what = "missing field" if value is None else f"must be text, got {type(value).__name__}"
+                raise DataError(what if isinstance(rec, Mapping) else f"expected a record, got {type(rec).__name__}",
+                                row=i, field=f)
+            key.append(value)
+        keys.append(key)
+    return _run(records, keys, list(key_fields), threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
+                verify=verify, workers=workers, progress=progress)
+
+
+def near_duplicate_pairs(
+    texts_a: Sequence[str], texts_b: Sequence[str], threshold: float = 0.8, ngram: int = 0
+) -> list[bool]:
+    """For each (a, b), whether their shingle sets' exact Jaccard is at or above `threshold`
+    (n-gram size from the pair's mean length unless given; two empty texts are duplicates)."""
+    if len(texts_a) != len(texts_b):
+        raise ValueError(f"texts_a has {len(texts_a)} texts, texts_b {len(texts_b)}")
+    out = []
+    for a, b in zip(texts_a, texts_b):
+        n = ngram or choose_ngram((len(words(a)) + len(words(b))) / 2)
+        sa, sb = shingles(a, n), shingles(b, n)
+        union = len(sa | sb)
+        out.append(union == 0 or len(sa & sb) / union >= threshold)
+    return out
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def resolve_key(on: str, fmt: str) -> list[str]:
+    """`--on` (e.g. "prompt+response", or "auto") as `canonical_records` fields for `fmt`."""
+    from data.formats import LABELLED_FORMATS
+
+    available = {
+        "judgements": [],
+        "pairs": ["prompt", "a", "b", "system"],
+        "alpaca": ["prompt", "response"],
+        "prompt_response": ["prompt", "response", "system"],
+        "prompts": ["prompt", "system"],
+    }.get(fmt, ["prompt", "chosen", "rejected", "system"] if fmt in LABELLED_FORMATS else [])
+    if not available:
+        raise ConfigError(f"format {fmt!r} has no text to deduplicate")
+    if on == "auto":
+        # Preference data: one row per prompt; instruction data: the same instruction may
+        # legitimately come with different answers, so both parts form the key.
+        names = ["prompt", "response"] if "response" in available else ["prompt"]
+    else:
+        names = [part.strip() for part in on.split("+")]
+    for name in names:
+        if name not in available:
+            raise ConfigError(f"--on {on!r}: {fmt} data has no {name!r} (choose from {', '.join(available)})")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--on {on!r} names a field twice")
+    return names
+
+
+def _report_path(out: Path) -> Path:
+    """`kept.jsonl` -> `kept.dedup-report.json`, beside it."""
+    from data.writers import SUFFIXES
+
+    name = out.name
+    suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), "")
+    return out.with_name(name[: len(name) - len(suffix)] + ".dedup-report.json")
+
+
+def dedup_file(
+    source: str | Path,
+    out: str | Path,
+    on: str = "auto",
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 0,
+    seed: int = 1,
+    verify: str = "exact",
+    workers: int = 0,
+    report: str | Path | None = None,
+    progress: bool = False,
+) -> DedupReport:
+    """Deduplicate a file (any format `data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
+    .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
+    `report`). Nothing is written when reading fails."""
+    from data.readers import canonical_records, read_rows
+    from data.writers import SUFFIXES, write_rows
+
+    _check_settings(threshold, num_perm, ngram, verify, workers)
+    out = Path(out)
+    if not out.name.lower().endswith(SUFFIXES):
+        raise DataError(f"unknown output type (expected {', '.join(SUFFIXES)})", file=out)
+    fmt, canonical = canonical_records(source)
+    names = resolve_key(on, fmt)
+    fields = [KEY_NAMES[name] for name in names]
+    rows: list[dict[str, Any]] = []
+    locations: list[str] = []
+    keys: list[list[str]] = []
+    for (loc, row), (_, texts) in zip(read_rows(source), canonical):
+        rows.append(row)
+        locations.append(str(loc))
+        keys.append([texts.get(f) or "" for f in fields])  # an absent system prompt is empty
+    kept, rep = _run(rows, keys, names, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
+                     verify=verify, workers=workers, progress=progress)
+    for r in rep.removed:
+        r.location, r.duplicate_of_location = locations[r.row], locations[r.duplicate_of]
+    rep.source, rep.output = str(source), str(out)
+    write_rows((rows[i] for i in kept), out)
+    report_path = Path(report) if report is not None else _report_path(out)
+    with atomic_path(report_path) as tmp:
+        tmp.write_text(json.dumps(rep.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return rep
+
+
+def dedup_command(
+    source: str,
+    out: Path,
+    *,
+    on: str = "auto",
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 0,
+    seed: int = 1,
+    verify: str = "exact",
+    workers: int = 0,
+    report: Path | None = None,
+) -> None:
+    """`prefkit data dedup`: dedup the file and print one summary line and where things went."""
+    import typer
+
+    rep = dedup_file(source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
+                     verify=verify, workers=workers, report=report, progress=True)
+    typer.echo(rep.summary())
+    typer.echo(f"kept rows: {out}")
+    typer.echo(f"report:    {report if report is not None else _report_path(Path(out))}")
