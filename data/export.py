@@ -39,9 +39,9 @@ def split_by_prompt(rows: list[PreferenceRow], test_size: float, seed: int) -> d
         raise DataError(f"test_size must be in [0, 1), got {test_size}", field="test_size")
     prompts = sorted({r.prompt_id for r in rows})
     random.Random(seed).shuffle(prompts)
-    n_test = round(test_size * len(prompts))
+    n_test = min(round(test_size * len(prompts)), len(prompts) - 1)
     if test_size > 0 and len(prompts) > 1:
-        n_test = min(max(n_test, 1), len(prompts) - 1)
+        n_test = max(n_test, 1)
     test_ids = set(prompts[:n_test])
     splits: dict[str, list[PreferenceRow]] = {"train": [], "test": []}
     for r in rows:

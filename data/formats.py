@@ -215,6 +215,7 @@ def to_preference(fmt: str, rec: Mapping[str, Any], loc: Location) -> Preference
             system=system,
             source=opt_text(rec, "source", loc),
             strength=strength_field(rec, "strength", loc),
+            margin=_opt_number(rec, "margin", loc) or 0.0,
             n_annotators=_opt_count(rec, "n_annotators", loc),
             agreement=_opt_number(rec, "agreement", loc),
             chosen_meta=_meta(rec, "chosen"),

@@ -1,0 +1,120 @@
+"""Export: DatasetDict round-trips (save_to_disk, Parquet, JSONL), split by prompt, the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from data.errors import DataError
+from data.export import export_dataset, split_by_prompt
+from data.readers import read_preferences
+from data.schema import EXPORT_COLUMNS, PreferenceRow, Strength
+
+
+def rows(n_prompts: int = 12, per_prompt: int = 3) -> list[PreferenceRow]:
+    levels = list(Strength)
+    return [
+        PreferenceRow(f"Câu hỏi số {p}?", f"tốt {p}.{k}", f"kém {p}.{k}", strength=levels[(p + k) % 4],
+                      chosen_meta={"model": "m", "temperature": 0.7, "seed": k}, source="test")
+        for p in range(n_prompts)
+        for k in range(per_prompt)
+    ]
+
+
+def test_export_round_trips_through_disk_parquet_and_jsonl(tmp_path: Path) -> None:
+    src = rows()
+    out = tmp_path / "ds"
+    dsdict = export_dataset(src, out, test_size=0.25, seed=7, margin="large", parquet=True, jsonl=True,
+                            name="thử nghiệm", provenance={"source": "unit test", "format": "vi_alpaca_preference"})
+    loaded = datasets.load_from_disk(str(out))
+    assert set(loaded) == {"train", "test"}
+    assert loaded["train"].features == dsdict["train"].features
+    for split, ds in loaded.items():
+        assert tuple(ds.column_names) == EXPORT_COLUMNS
+        assert ds.features["margin"].dtype == "float64" and ds.features["chosen_seed"].dtype == "int64"
+        assert ds.num_rows == dsdict[split].num_rows
+        from_parquet = datasets.Dataset.from_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
+        assert from_parquet.to_list() == ds.to_list()
+        assert [r.to_record() for r in read_preferences(out / "jsonl" / f"{split}.jsonl")] == ds.to_list()
+    assert loaded["train"].num_rows + loaded["test"].num_rows == len(src)
+    by_id = {r.id: r for r in src}
+    for rec in loaded["train"]:
+        original = by_id[rec["id"]]
+        assert rec["margin"] == Strength(rec["strength"]).margin("large")
+        assert (rec["question"], rec["chosen"], rec["chosen_model"]) == (original.question, original.chosen, "m")
+    # loads through the card's `configs` too, the way the Hub will
+    via_card = datasets.load_dataset(str(out))
+    assert via_card["test"].num_rows == loaded["test"].num_rows
+
+
+def test_no_prompt_in_both_splits_and_split_is_seeded() -> None:
+    src = rows(n_prompts=20)
+    a, b = split_by_prompt(src, 0.2, seed=3), split_by_prompt(src, 0.2, seed=3)
+    assert a == b
+    assert {r.question for r in a["train"]}.isdisjoint({r.question for r in a["test"]})
+    assert len({r.question for r in a["test"]}) == 4
+    assert split_by_prompt(src, 0.2, seed=4)["test"] != a["test"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompts=st.lists(st.integers(0, 15), min_size=1, max_size=40),
+    test_size=st.floats(0, 0.9),
+    seed=st.integers(0, 2**16),
+)
+def test_split_by_prompt_property(prompts: list[int], test_size: float, seed: int) -> None:
+    src = [PreferenceRow(f"q{p}", f"c{i}", f"r{i}") for i, p in enumerate(prompts)]
+    splits = split_by_prompt(src, test_size, seed)
+    train_q = {r.question for r in splits["train"]}
+    test_q = {r.question for r in splits["test"]}
+    assert train_q.isdisjoint(test_q)
+    assert sorted(r.id for s in splits.values() for r in s) == sorted(r.id for r in src)
+    assert train_q  # train is never empty
+    if test_size > 0 and len(set(prompts)) > 1:
+        assert test_q
+
+
+def test_dataset_card_metadata_and_prose(tmp_path: Path) -> None:
+    out = tmp_path / "card"
+    provenance = {"source": "pairs.parquet", "format": "pairs", "judgements": "j.jsonl", "license": "cc-by-4.0",
+                  "language": ["vi"], "aggregate": {"rule": "majority", "pairs": 40, "judgements": 90, "exported": 36,
+                                                    "ties_dropped": 3, "unsafe_chosen_dropped": 1, "unjudged_pairs": 0}}
+    dsdict = export_dataset(rows(), out, test_size=0.25, seed=1, margin="small", name="vi-pref", provenance=provenance)
+    text = (out / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    front, body = text[4:].split("\n---\n", 1)
+    meta = yaml.safe_load(front)
+    assert meta["license"] == "cc-by-4.0" and meta["language"] == ["vi"]
+    assert meta["task_categories"] == ["text-generation"] and meta["pretty_name"] == "vi-pref"
+    assert [f["name"] for f in meta["dataset_info"]["features"]] == list(EXPORT_COLUMNS)
+    assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
+        s: ds.num_rows for s, ds in dsdict.items()
+    }
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
+                                                {"split": "test", "path": "data/test-*"}]
+    assert "`majority` rule" in body and "3 ties dropped" in body and "1 dropped as unsafe-chosen" in body
+    assert "| better | 0.667 |" in body and "split**: by prompt" in body.lower()
+    assert json.loads((out / "prefkit_provenance.json").read_text())["judgements"] == "j.jsonl"
+    from huggingface_hub import DatasetCard
+
+    assert DatasetCard(text).data.to_dict()["license"] == "cc-by-4.0"
+
+
+def test_failed_export_leaves_previous_output(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    export_dataset(rows(4), out, test_size=0.25, seed=1)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(DataError, match="unknown margin scheme"):
+        export_dataset(rows(4), out, margin="huge")
+    with pytest.raises(DataError, match="test_size"):
+        export_dataset(rows(4), out, test_size=1.5)
+    with pytest.raises(DataError, match="nothing to export"):
+        export_dataset([], tmp_path / "empty")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
