@@ -67,6 +67,8 @@ def export(
     push_to_hub: Optional[str] = typer.Option(None, help="Also push to the Hub as ORG/NAME."),
     private: bool = typer.Option(False, "--private", help="Make the pushed Hub dataset private."),
     name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: OUT's name)."),
+    license: str = typer.Option("other", help="Licence id for the card's metadata (e.g. apache-2.0, cc-by-4.0)."),
+    language: str = typer.Option("vi", help="Language code for the card's metadata."),
 ) -> None:
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
     from data.export import export_command
@@ -74,6 +76,7 @@ def export(
     export_command(
         source, out, judgements=judgements, test_size=test_size, seed=seed, margin=margin, rule=rule,
         parquet=parquet, jsonl=jsonl, push_to_hub=push_to_hub, private=private, name=name,
+        license=license, language=language,
     )
 
 
