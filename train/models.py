@@ -65,6 +65,8 @@ def quantization_config(cfg: RunConfig) -> "BitsAndBytesConfig | None":
         bnb_4bit_quant_type=cfg.quant.quant_type,
         bnb_4bit_use_double_quant=cfg.quant.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, cfg.quant.compute_dtype),
+        # packed weights stored in the compute dtype: what sharded (FSDP) QLoRA needs, harmless on one GPU
+        bnb_4bit_quant_storage=getattr(torch, cfg.quant.compute_dtype),
     )
 
 
@@ -118,11 +120,14 @@ def _from_pretrained(auto_cls: Any, cfg: RunConfig, **extra: Any) -> "PreTrained
 
 def _merge_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
     """Fold a trained LoRA adapter (e.g. SFT's) into the base, so the next stage starts from it."""
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel
 
     if not (Path(adapter) / "adapter_config.json").exists() and Path(adapter).exists():
         raise ConfigError(f"model.adapter {adapter!r}: no adapter_config.json there")
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    config = PeftConfig.from_pretrained(adapter)
+    # task-agnostic wrapper: lets a causal-LM (SFT) adapter merge into a reward model's trunk too
+    config.task_type = None
+    return PeftModel.from_pretrained(model, adapter, config=config).merge_and_unload()
 
 
 def load_tokenizer(cfg: RunConfig, *, padding_side: str | None = None) -> "PreTrainedTokenizerBase":
