@@ -1,0 +1,163 @@
+"""`prefkit annotate ...`: init, import, users add|list|disable, export, serve.
+
+Every command takes `--db` (a SQLite path or a `postgresql+psycopg://` URL; default `$PREFKIT_DB`
+or `annotations.db`). Nothing heavy is imported at module level: the store, readers and
+Streamlit load inside the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+users_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Add, list and disable annotators.")
+app.add_typer(users_app, name="users")
+
+DB_OPTION = typer.Option(
+    "annotations.db", "--db", envvar="PREFKIT_DB",
+    help="Store: a SQLite file path or a SQLAlchemy URL (postgresql+psycopg://user@host/db).",
+)
+
+
+def _store(db: str):  # -> annotate.store.Store
+    from annotate.store import Store
+
+    return Store.open(db)
+
+
+@app.command()
+def init(db: str = DB_OPTION) -> None:
+    """Create the store's tables (SQLite in WAL mode, or PostgreSQL). Safe to run again."""
+    store = _store(db)
+    typer.echo(f"store ready: {store.engine.url.render_as_string(hide_password=True)}")
+    store.close()
+
+
+@app.command("import")
+def import_(
+    pairs: str = typer.Argument(..., help="Pairs from `prefkit generate` (Parquet shards folder) or any preference file."),
+    project: str = typer.Option(..., "--project", help="Project name; created on first import."),
+    overlap: Optional[int] = typer.Option(None, help="Judgements each pair needs from different annotators [new project: 2]."),
+    calibration: Optional[float] = typer.Option(None, help="Share of pairs that get more judgements [new project: 0]."),
+    calibration_overlap: Optional[int] = typer.Option(None, help="Judgements a calibration pair needs [default: 2 × overlap]."),
+    seed: int = typer.Option(0, help="Seed for queue order and the calibration draw (new project)."),
+    guidelines: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Markdown file of instructions."),
+    db: str = DB_OPTION,
+) -> None:
+    """Load pairs into a project. Importing the same pairs again adds nothing."""
+    from data.errors import ConfigError
+    from data.readers import read_pairs
+
+    store = _store(db)
+    try:
+        text = guidelines.read_text(encoding="utf-8") if guidelines else None
+        existing = {p.name: p for p in store.list_projects()}.get(project)
+        if existing is None:
+            store.create_project(
+                project, guidelines=text or "", overlap=2 if overlap is None else overlap,
+                calibration=0.0 if calibration is None else calibration,
+                calibration_overlap=calibration_overlap, seed=seed,
+            )
+        else:
+            asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
+            clash = {k: v for k, v in asked.items() if v is not None and v != getattr(existing, k)}
+            if clash:
+                have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
+                raise ConfigError(f"project {project!r} already exists with {have}; queue settings cannot change")
+            if text is not None:
+                store.set_guidelines(project, text)
+        result = store.import_pairs(project, read_pairs(pairs))
+        total = store.count_pairs(project)
+    finally:
+        store.close()
+    typer.echo(f"{project}: added {result.added} pairs, {result.skipped} already there; {total} in the project")
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="User name."),
+    admin: bool = typer.Option(False, "--admin", help="May see the dashboard, export and manage users."),
+    db: str = DB_OPTION,
+) -> None:
+    """Create a user and print their sign-in token (shown only now; the store keeps a hash)."""
+    store = _store(db)
+    try:
+        token = store.add_user(name, admin=admin)
+    finally:
+        store.close()
+    typer.echo(f"{'admin' if admin else 'annotator'} {name!r} added; sign-in token (shown only now):", err=True)
+    typer.echo(token)
+
+
+@users_app.command("list")
+def users_list(db: str = DB_OPTION) -> None:
+    """List users with their role and status."""
+    store = _store(db)
+    try:
+        users = store.list_users()
+    finally:
+        store.close()
+    if not users:
+        typer.echo("no users yet: prefkit annotate users add NAME", err=True)
+    for u in users:
+        typer.echo(f"{u.name}\t{'admin' if u.is_admin else 'annotator'}\t{'disabled' if u.disabled else 'active'}")
+
+
+@users_app.command("disable")
+def users_disable(name: str = typer.Argument(..., help="User name."), db: str = DB_OPTION) -> None:
+    """Disable a user: their token and sessions stop working; their claims go back to the queue."""
+    store = _store(db)
+    try:
+        store.disable_user(name)
+    finally:
+        store.close()
+    typer.echo(f"{name!r} disabled")
+
+
+@app.command()
+def export(
+    out: Path = typer.Argument(..., help="Output folder (save_to_disk layout + README.md dataset card)."),
+    project: str = typer.Option(..., "--project", help="Project to export."),
+    rule: str = typer.Option("mean", help="How several judgements become one row: mean or majority."),
+    margin: str = typer.Option("small", help="Margin scheme: none, small or large (Llama 2, Table 28)."),
+    test_size: float = typer.Option(0.1, help="Share of prompts in the test split."),
+    seed: int = typer.Option(42, help="Seed for the train/test split."),
+    parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet files per split."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Also write JSONL files per split."),
+    name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: the project's)."),
+    db: str = DB_OPTION,
+) -> None:
+    """Aggregate the project's judgements and write the dataset, as `prefkit data export` does."""
+    store = _store(db)
+    try:
+        report = store.export(
+            project, out, rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet, jsonl=jsonl,
+            name=name,
+        )
+    finally:
+        store.close()
+    figures = report.to_dict()
+    typer.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "strength_counts"))
+
+
+@app.command()
+def serve(
+    db: str = DB_OPTION,
+    port: int = typer.Option(8501, help="Port to listen on."),
+    address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 to serve a team)."),
+) -> None:
+    """Start the annotation app (Streamlit, headless) on this store."""
+    from annotate.server import streamlit_command
+
+    _store(db).close()  # create the tables and fail here, not in the browser, on a bad URL
+    typer.echo(f"annotation app on http://{address}:{port} (Ctrl-C to stop)", err=True)
+    try:
+        code = subprocess.run(streamlit_command(port, address), env={**os.environ, "PREFKIT_DB": db}).returncode
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
