@@ -133,7 +133,7 @@ def word_table() -> np.ndarray:
 def _powers(base: int, count: int) -> np.ndarray:
     """base^0 .. base^(count-1) mod 2^64 (uint64 products wrap)."""
     p = np.full(count, base, dtype=np.uint64)
-    p[0] = 1
+    p[:1] = 1
     return np.cumprod(p, dtype=np.uint64)
 
 
