@@ -45,3 +45,9 @@ def memorise_dataset(tmp_path_factory) -> Path:
     rows = marker_rows(4)
     export_dataset(rows * 1, out / "ds", test_size=0.25, seed=1, jsonl=True)
     return out / "ds"
+
+
+@pytest.fixture(scope="session")
+def make_marker_rows():
+    """`marker_rows(n, seed)` for tests that build their own files."""
+    return marker_rows

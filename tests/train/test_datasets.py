@@ -1,0 +1,89 @@
+"""Reading exported datasets into what each trainer wants, and the errors bad data gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data.errors import DataError
+from data.schema import MARGINS, MarginScheme, Strength
+from train.config import DataConfig
+from train.datasets import load_split, margins, preference_dataset, sft_dataset
+
+
+def test_exported_folder_gives_train_and_test(marker_dataset):
+    cfg = DataConfig(source=str(marker_dataset))
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    assert len(train) + len(test) == 160 and len(test) > 0
+    assert not set(train["question"]) & set(test["question"])  # split by prompt
+    with pytest.raises(DataError, match="no split 'dev'"):
+        load_split(cfg, "dev")
+
+
+def test_split_placeholder_and_per_split_files(memorise_dataset):
+    by_placeholder = load_split(DataConfig(source=str(memorise_dataset / "jsonl" / "{split}.jsonl")), "test")
+    by_folder = load_split(DataConfig(source=str(memorise_dataset / "jsonl")), "test")
+    assert by_placeholder["question"] == by_folder["question"] and len(by_folder) == 1
+
+
+def test_single_file_has_no_test_split(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps({"question": "q", "chosen": "a", "rejected": "b"}) + "\n")
+    cfg = DataConfig(source=str(f))
+    assert len(load_split(cfg, "train")) == 1
+    with pytest.raises(DataError, match=r"pairs\.jsonl.*test_split=null"):
+        load_split(cfg, "test")
+
+
+def test_missing_column_names_the_file_and_column(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps({"question": "q", "chosen": "a", "worse": "b"}) + "\n")
+    cfg = DataConfig(source=str(f))
+    with pytest.raises(DataError, match=r"pairs\.jsonl, field 'rejected': missing column\(s\) rejected"):
+        preference_dataset(load_split(cfg, "train"), cfg)
+    sft_dataset(load_split(cfg, "train"), cfg)  # SFT needs only question + chosen
+
+
+def test_empty_field_names_its_row(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    rows = [{"question": "q1", "chosen": "a", "rejected": "b"}, {"question": "q2", "chosen": "  ", "rejected": "b"}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataConfig(source=str(f))
+    with pytest.raises(DataError, match=r"row 1, field 'chosen'"):
+        preference_dataset(load_split(cfg, "train"), cfg)
+
+
+def test_margins_follow_strength_and_scheme(marker_dataset):
+    cfg = DataConfig(source=str(marker_dataset))
+    ds = load_split(cfg, "train")
+    levels = [Strength.parse(s) for s in ds["strength"]]
+    for scheme in MarginScheme:
+        assert margins(ds, cfg, scheme.value) == [MARGINS[scheme][s] for s in levels]
+    # the export used "small": the column scheme reads those numbers back
+    assert margins(ds, cfg, "column") == pytest.approx([MARGINS[MarginScheme.SMALL][s] for s in levels])
+
+
+def test_bad_strength_names_its_row(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    rows = [{"question": "q", "chosen": "a", "rejected": "b", "strength": s} for s in ("better", "much better")]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataConfig(source=str(f))
+    with pytest.raises(DataError, match=r"row 1, field 'strength'.*not a strength"):
+        margins(load_split(cfg, "train"), cfg, "small")
+
+
+def test_rows_become_chat_conversations(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps({"question": "Hỏi?", "chosen": f"Đáp. Cảm ơn!", "rejected": "Đáp.", "system": "Hệ thống."}) + "\n")
+    cfg = DataConfig(source=str(f))
+    ds = load_split(cfg, "train")
+    assert sft_dataset(ds, cfg)[0]["messages"] == [
+        {"role": "system", "content": "Hệ thống."},
+        {"role": "user", "content": "Hỏi?"},
+        {"role": "assistant", "content": f"Đáp. Cảm ơn!"},
+    ]
+    row = preference_dataset(ds, cfg, margin_scheme="large")[0]
+    assert row["prompt"][-1] == {"role": "user", "content": "Hỏi?"}
+    assert row["rejected"] == [{"role": "assistant", "content": "Đáp."}]
+    assert row["margin"] == 0.0 and row["strength"] is None  # no strength: no margin
