@@ -53,8 +53,9 @@ def _convert(
     split: str | None,
     convert: Callable[[str, dict[str, Any], Location], T],
     errors: list[DataError] | None,
+    fmt: str | None = None,
 ) -> Iterator[T]:
-    fmt = source_format(source, split)
+    fmt = fmt or source_format(source, split)
     for loc, rec in read_rows(source, split):
         try:
             yield convert(fmt, rec, loc)
@@ -81,7 +82,7 @@ def read_preferences(
         hint = " (pairs need judgements: pass --judgements)" if fmt == "pairs" else ""
         raise DataError(f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}){hint}",
                         file=str(source))
-    return list(_convert(source, split, to_preference, errors))
+    return list(_convert(source, split, to_preference, errors, fmt))
 
 
 def read_pairs(source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None) -> list[Pair]:
@@ -126,4 +127,4 @@ def canonical_records(
                 out["response"] = response
         return loc, out
 
-    return fmt, _convert(source, split, convert, errors)
+    return fmt, _convert(source, split, convert, errors, fmt)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -19,10 +18,6 @@ from data.errors import DataError
 
 TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
 TABLE_SUFFIXES = (".parquet",)
-
-# A Hub lookup with no network must fail fast with one clear error, not hang for minutes.
-os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "5")
 
 
 @dataclass(frozen=True)
