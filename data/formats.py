@@ -262,6 +262,9 @@ def to_prompt(fmt: str, rec: Mapping[str, Any], loc: Location) -> Prompt:
         question = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
         return Prompt(question, source=source)
     if fmt in ("prompt_response", "prompts"):
+        if isinstance(rec.get("prompt"), list):  # TRL's conversational prompt-only form
+            system, question = _prompt_parts(parse_messages(rec["prompt"], loc, "prompt"), loc, "prompt")
+            return Prompt(question, system=system, source=source)
         return Prompt(text_field(rec, "prompt", loc), system=opt_text(rec, "system", loc), source=source)
     if fmt in ("hh_rlhf", "trl_preference"):
         row = to_preference(fmt, rec, loc)

@@ -116,6 +116,14 @@ def test_export_pairs_without_judgements_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_export_of_a_bad_file_writes_nothing(write_jsonl: Callable[..., Path], vi_rows: list[dict], tmp_path: Path) -> None:
+    path = write_jsonl([*vi_rows, {"question": "q", "chosen": "c"}])
+    result = runner.invoke(app, ["data", "export", str(path), str(tmp_path / "out"), "--parquet"])
+    assert isinstance(result.exception, DataError)
+    assert (result.exception.line, result.exception.field) == (5, "rejected")
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
 @pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}])
 def test_hub_id_without_network_is_one_clear_error(prefkit_bin: Path, tmp_path: Path, env: dict[str, str]) -> None:
     proc = run_prefkit(prefkit_bin, "data", "validate", "someorg/some-dataset", env=env, home=tmp_path)

@@ -117,6 +117,14 @@ def test_trl_preference_explicit_implicit_and_text(write_jsonl: Callable[..., Pa
     assert (rows[2].question, rows[2].chosen) == ("Say hi", "Hi!")
 
 
+def test_trl_prompt_only_conversations(write_jsonl: Callable[..., Path]) -> None:
+    path = write_jsonl([{"prompt": [{"role": "system", "content": "Ngắn gọn."}, {"role": "user", "content": "Chào?"}]}])
+    (prompt,) = read_prompts(path)
+    assert (prompt.system, prompt.question) == ("Ngắn gọn.", "Chào?")
+    with pytest.raises(DataError, match=r"line 1, field 'prompt': message 0 must be"):
+        read_prompts(write_jsonl([{"prompt": [{"role": "user"}]}], "bad.jsonl"))
+
+
 def test_pairs_and_judgements_round_trip_through_parquet(tmp_path: Path) -> None:
     pair = Pair(Prompt("Câu hỏi?"), Response("Một", model="m", temperature=0.5, seed=1), Response("Hai", n_tokens=3))
     pairs_path = tmp_path / "pairs.parquet"
