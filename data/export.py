@@ -133,6 +133,10 @@ def export_command(
     from data.readers import read_judgements, read_pairs, read_preferences, source_format
 
     console = Console()
+    if push_to_hub:
+        from data.hub import require_token
+
+        require_token()  # fail before the work, not after it
     fmt = source_format(source)
     provenance: dict[str, Any] = {
         "source": str(source), "format": fmt, "license": license, "language": [language], "margin": margin,

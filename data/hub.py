@@ -16,14 +16,22 @@ def _scrub(text: str, token: str) -> str:
     return text.replace(token, "***") if token else text
 
 
-def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = False, token: str | None = None) -> str:
-    """Push the `DatasetDict` (or an export folder, card included) to `repo_id`; returns its URL."""
-    from datasets import DatasetDict, load_from_disk
-    from huggingface_hub import HfApi, get_token
+def require_token(token: str | None = None) -> str:
+    """The token to push with: the argument, `HF_TOKEN`, or the stored login."""
+    from huggingface_hub import get_token
 
     token = token or get_token()
     if not token:
         raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login`", field="push_to_hub")
+    return token
+
+
+def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Push the `DatasetDict` (or an export folder, card included) to `repo_id`; returns its URL."""
+    from datasets import DatasetDict, load_from_disk
+    from huggingface_hub import HfApi
+
+    token = require_token(token)
     card: Path | None = None
     if isinstance(out_or_dsdict, DatasetDict):
         dsdict = out_or_dsdict

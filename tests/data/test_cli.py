@@ -148,3 +148,4 @@ def test_push_without_a_token_says_how_to_get_one(prefkit_bin: Path, vi_file: Pa
     proc = run_prefkit(prefkit_bin, "data", "export", str(vi_file), str(tmp_path / "ds"), "--push-to-hub", "org/x",
                        env={"HF_ENDPOINT": "http://127.0.0.1:9"}, home=tmp_path / "hf")
     assert proc.returncode == 2 and "no Hugging Face token" in proc.stderr
+    assert not (tmp_path / "ds").exists()
