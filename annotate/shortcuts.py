@@ -17,5 +17,5 @@ REPORT_KEY = "P"
 
 def help_line() -> str:
     """The one-line reminder shown under the choice row."""
-    choices = " · ".join(f"{key} {SEVEN_POINT_LABELS[point]}" for point, key in CHOICE_KEYS.items())
-    return f"Keys: {choices} · {SKIP_KEY} skip · {REPORT_KEY} report a problem"
+    keys = list(CHOICE_KEYS.values())
+    return f"Keys: {keys[0]}–{keys[-1]} choose, left to right · {SKIP_KEY} skip · {REPORT_KEY} report a problem"

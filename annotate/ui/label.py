@@ -21,17 +21,19 @@ REPORT_REASONS = ("Bad prompt", "Both responses unusable", "Other")
 SIDES = ("A", "B")
 
 
-def _form_key(assignment: Assignment, name: str) -> str:
-    # Per-assignment widget keys: the flags and rationale start empty for every new pair.
-    return f"{name}-{assignment.id}"
+def _clear_form() -> None:
+    """Fresh flags, rationale and reason for the next pair (same widgets, updated in place)."""
+    state = st.session_state
+    state["rationale"] = ""
+    state["reason"] = REPORT_REASONS[0]
+    for side in SIDES:
+        state[f"unsafe{side}"] = False
 
 
 def _submit(user: User, assignment: Assignment, point: int) -> None:
     state = st.session_state
-    unsafe = tuple(
-        rid for side, rid in zip(SIDES, assignment.shown_order) if state.get(_form_key(assignment, f"unsafe{side}"))
-    )
-    rationale = (state.get(_form_key(assignment, "rationale")) or "").strip() or None
+    unsafe = tuple(rid for side, rid in zip(SIDES, assignment.shown_order) if state.get(f"unsafe{side}"))
+    rationale = (state.get("rationale") or "").strip() or None
     judgement = Judgement.from_seven_point(
         assignment.pair.pair_id,
         user.name,
@@ -42,16 +44,19 @@ def _submit(user: User, assignment: Assignment, point: int) -> None:
         seconds=(utcnow() - assignment.claimed_at).total_seconds(),
     )
     session.store().submit(assignment.id, user, judgement)
+    _clear_form()
 
 
 def _skip(user: User, assignment: Assignment) -> None:
     session.store().skip(assignment.id, user)
+    _clear_form()
 
 
 def _report(user: User, assignment: Assignment) -> None:
-    reason = st.session_state.get(_form_key(assignment, "reason")) or REPORT_REASONS[0]
-    note = (st.session_state.get(_form_key(assignment, "rationale")) or "").strip()
+    reason = st.session_state.get("reason") or REPORT_REASONS[0]
+    note = (st.session_state.get("rationale") or "").strip()
     session.store().report(assignment.id, user, f"{reason}: {note}" if note else reason)
+    _clear_form()
 
 
 def _progress(user: User, project: str) -> None:
@@ -81,9 +86,9 @@ def render(user: User, project: str) -> None:
             st.markdown(f"#### Response {side}")
             with st.container(border=True, key=f"response{side}"):
                 st.markdown(safe_markdown(pair.response(rid).text))
-            st.checkbox(f"{side} is unsafe or harmful", key=_form_key(assignment, f"unsafe{side}"))
+            st.checkbox(f"{side} is unsafe or harmful", key=f"unsafe{side}")
 
-    st.text_area("Rationale (optional)", key=_form_key(assignment, "rationale"), height=68)
+    st.text_area("Rationale (optional)", key="rationale", height=68)
     for column, (point, label) in zip(st.columns(7), sorted(SEVEN_POINT_LABELS.items())):
         column.button(
             label,
@@ -91,13 +96,13 @@ def render(user: User, project: str) -> None:
             on_click=_submit,
             args=(user, assignment, point),
             shortcut=CHOICE_KEYS[point],
-            type="primary" if point == 0 else "secondary",
             width="stretch",
+            wrap=True,
         )
     st.caption(help_line())
     skip, reason, report = st.columns([1, 2, 1], vertical_alignment="bottom")
     skip.button("Skip", key="skip", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY, width="stretch")
-    reason.selectbox("Problem", REPORT_REASONS, key=_form_key(assignment, "reason"))
+    reason.selectbox("Problem", REPORT_REASONS, key="reason")
     report.button(
         "Report a problem", key="report", on_click=_report, args=(user, assignment), shortcut=REPORT_KEY, width="stretch"
     )

@@ -1,0 +1,178 @@
+"""The real thing: `streamlit run annotate/app.py` on loopback, driven by Debian's headless
+Chromium through Playwright. An annotator signs in, judges three pairs with the keyboard only,
+and the judgements are in the store; untrusted model output runs no script, loads no image and
+carries no javascript: link in the real DOM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from annotate.render import safe_markdown
+from annotate.seed import ADMIN, ANNOTATOR, TOKENS_FILE, seed_demo
+from annotate.server import running_app
+from annotate.store import Store
+from data.schema import Pair, Prompt, Response, Strength
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WAIT_MS = 30_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+]
+
+ATTACK_PAIR = Pair(
+    Prompt("Viết một đoạn HTML <script>window.__pwned = 'prompt'</script>"),
+    Response(
+        'Đây: <img src="http://beacon.invalid/pixel.gif" onerror="window.__pwned = \'img\'">\n\n'
+        "![logo](http://beacon.invalid/logo.png)\n\n[tài liệu](https://example.org/docs)",
+        model="m-a",
+    ),
+    Response("[bấm vào đây](javascript:window.__pwned='link') <script>window.__pwned = 'b'</script>", model="m-b"),
+)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One server for the module: the demo project (seed_demo) plus an "attacks" project."""
+    folder = tmp_path_factory.mktemp("browser")
+    db_url = f"sqlite:///{folder / 'store.db'}"
+    admin, annotator = seed_demo(db_url, folder)
+    store = Store.open(db_url)
+    store.create_project("attacks", overlap=1)
+    store.import_pairs("attacks", [ATTACK_PAIR])
+    with running_app(db_url) as url:
+        yield {"url": url, "store": store, "admin": admin, "annotator": annotator, "folder": folder}
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, app: dict[str, Any]) -> Iterator[Any]:
+    """A fresh tab that may reach only the app on loopback; any other request is refused and kept."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []
+
+    def guard(route: Any) -> None:
+        if route.request.url.startswith(app["url"]):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    tab.outside_requests = outside
+    yield tab
+    context.close()
+
+
+def _settled(page: Any) -> None:
+    """Wait until the app's script run has finished (Streamlit marks its state on the root)."""
+    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
+
+
+def _sign_in(page: Any, url: str, token: str, project: str) -> None:
+    page.goto(f"{url}/?p={project}")  # the project choice survives signing in
+    page.get_by_label("Sign-in token").fill(token)
+    page.keyboard.press("Enter")
+    page.locator(".st-key-prompt").wait_for()
+    _settled(page)
+
+
+def _prompt(page: Any) -> str:
+    return page.locator(".st-key-prompt").inner_text().strip()
+
+
+def _press_and_wait_for_next(page: Any, key: str) -> None:
+    before = _prompt(page)
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "before => { const p = document.querySelector('.st-key-prompt');"
+        " return !p || p.innerText.trim() !== before; }",
+        arg=before,
+    )
+    _settled(page)
+
+
+def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[str, Any]) -> None:
+    store: Store = app["store"]
+    saved = json.loads((app["folder"] / TOKENS_FILE).read_text())
+    assert saved == {ADMIN: app["admin"], ANNOTATOR: app["annotator"]}
+    _sign_in(page, app["url"], app["annotator"], "demo")
+    questions = {p.prompt.question: p for p in store.pairs("demo")}
+
+    judged: list[tuple[str, str]] = []
+    for i, key in enumerate(["1", "4", "7"]):  # A significantly better, unsure, B significantly better
+        held = store.claim("demo", ANNOTATOR)
+        assert _prompt(page) == held.pair.prompt.question
+        assert held.pair.prompt.question in questions
+        if i == 1:
+            # Typing digits into the rationale must not submit: shortcuts stay out of text fields.
+            box = page.get_by_label("Rationale (optional)")
+            box.click()
+            box.press_sequentially("câu 1 và câu 7 giống nhau")
+            assert _prompt(page) == held.pair.prompt.question
+            assert len(store.my_judgements(ANNOTATOR, "demo")) == 1
+            box.blur()  # commits the text; the next key press goes to the page
+        _press_and_wait_for_next(page, key)
+        judged.append((held.pair.pair_id, key))
+
+    stored = {pair.pair_id: (pair, j) for pair, j in store.my_judgements(ANNOTATOR, "demo")}
+    assert len(stored) == 3
+    for pair_id, key in judged:
+        pair, j = stored[pair_id]
+        left, right = j.shown_order
+        if key == "1":
+            assert j.preferred == left and j.strength is Strength.SIGNIFICANTLY_BETTER
+        elif key == "4":
+            assert j.preferred is None and j.strength is Strength.NEGLIGIBLY_BETTER
+            assert j.rationale == "câu 1 và câu 7 giống nhau"
+        else:
+            assert j.preferred == right and j.strength is Strength.SIGNIFICANTLY_BETTER
+    assert page.outside_requests == []
+
+
+def test_untrusted_output_is_inert_in_the_real_browser(page: Any, app: dict[str, Any]) -> None:
+    _sign_in(page, app["url"], app["admin"], "attacks")
+    # A reload with the session key in the URL stays signed in and shows the same pair.
+    page.reload()
+    page.locator(".st-key-prompt").wait_for()
+    _settled(page)
+    page.get_by_text("bấm vào đây").wait_for()
+
+    # The annotator sees the markup as text...
+    assert "<script>window.__pwned = 'prompt'</script>" in _prompt(page)
+    assert "[image removed: logo — http://beacon.invalid/logo.png]" in page.inner_text("body")
+    # ...and nothing of it ran, loaded or links anywhere but http(s).
+    page.wait_for_timeout(500)  # give an onerror handler time to fire, were there one
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("[...document.scripts].filter(s => s.text.includes('__pwned')).length") == 0
+    img_sources = page.eval_on_selector_all("img", "els => els.map(e => e.src)")
+    assert not [s for s in img_sources if "beacon" in s]
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
+    assert not [h for h in hrefs if not h.startswith(("http://", "https://", "/", "?", "#", "mailto:"))], hrefs
+    assert "https://example.org/docs" in hrefs  # a plain https link is still a link
+    assert not [u for u in page.outside_requests if "beacon" in u], page.outside_requests
+    assert page.outside_requests == []
+    # The markdown Streamlit got is exactly the sanitiser's output.
+    assert safe_markdown(ATTACK_PAIR.prompt.question).startswith(r"Viết một đoạn HTML \<script\>")
