@@ -24,17 +24,20 @@ import dataclasses
 import json
 import os
 import time
+from itertools import chain
+from operator import itemgetter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xxhash
 
 from data.atomic import atomic_path
 from data.errors import ConfigError, DataError
-from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
+from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, row_keys, signatures
 from data.shingles import choose_ngram, shingle_hashes, shingles, word_table, words
 
 VERIFY_MODES = ("exact", "estimate")
@@ -117,17 +120,18 @@ def _row_shingles(keys: Sequence[Sequence[str]], ngrams: Sequence[int]) -> tuple
     return np.concatenate(parts)[order], offsets
 
 
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, default=str)  # ASCII output: no re-encoding cost
+
+
 def _row_digest(row: Mapping[str, Any]) -> bytes:
-    return xxhash.xxh3_128_digest(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
+    return xxhash.xxh3_128_digest(_CANONICAL_JSON.encode(row).encode())
 
 
-def _sign_chunk(
-    task: tuple[Sequence[Mapping[str, Any]], Sequence[Sequence[str]], tuple[int, ...], int, int],
-) -> tuple[list[bytes], np.ndarray, np.ndarray]:
-    """Row digests, MinHash signatures and empty-key flags of one chunk."""
-    rows, keys, ngrams, num_perm, seed = task
+def _sign_chunk(task: tuple[Sequence[Sequence[str]], tuple[int, ...], int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures and empty-key flags of one chunk of keys."""
+    keys, ngrams, num_perm, seed = task
     hashes, offsets = _row_shingles(keys, ngrams)
-    return [_row_digest(r) for r in rows], signatures(hashes, offsets, num_perm, seed), np.diff(offsets) == 0
+    return signatures(hashes, offsets, num_perm, seed), np.diff(offsets) == 0
 
 
 # --- the pipeline -----------------------------------------------------------------------------
@@ -162,25 +166,21 @@ def _cpu_count() -> int:
 
 
 def _chunk_results(
-    rows: Sequence[Mapping[str, Any]],
     keys: Sequence[Sequence[str]],
     ngrams: tuple[int, ...],
     num_perm: int,
     seed: int,
     workers: int,
     progress: bool,
-) -> Iterator[tuple[list[bytes], np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     from tqdm import tqdm
 
-    tasks = (
-        (rows[i : i + CHUNK_ROWS], keys[i : i + CHUNK_ROWS], ngrams, num_perm, seed)
-        for i in range(0, len(rows), CHUNK_ROWS)
-    )
+    tasks = ((keys[i : i + CHUNK_ROWS], ngrams, num_perm, seed) for i in range(0, len(keys), CHUNK_ROWS))
     workers = workers or _cpu_count()
-    with tqdm(total=len(rows), unit="row", desc="minhash",
-              disable=not progress or len(rows) < _PROGRESS_MIN_ROWS) as bar:
-        if workers == 1 or len(rows) < _PARALLEL_MIN_ROWS:
-            results: Iterator[tuple[list[bytes], np.ndarray, np.ndarray]] = map(_sign_chunk, tasks)
+    with tqdm(total=len(keys), unit="row", desc="minhash",
+              disable=not progress or len(keys) < _PROGRESS_MIN_ROWS) as bar:
+        if workers == 1 or len(keys) < _PARALLEL_MIN_ROWS:
+            results: Iterator[tuple[np.ndarray, np.ndarray]] = map(_sign_chunk, tasks)
             for res in results:
                 bar.update(len(res[0]))
                 yield res
@@ -250,21 +250,22 @@ def _run(
     n = len(rows)
     ngrams = _ngram_sizes(keys, len(key_fields), ngram)
 
-    digests: list[bytes] = []
     sig_parts, empty_parts = [], []
-    for d, s, e in _chunk_results(rows, keys, ngrams, num_perm, seed, workers, progress):
-        digests.extend(d)
+    for s, e in _chunk_results(keys, ngrams, num_perm, seed, workers, progress):
         sig_parts.append(s)
         empty_parts.append(e)
     sigs = np.concatenate(sig_parts) if sig_parts else np.empty((0, num_perm), dtype=np.uint32)
     empty = np.concatenate(empty_parts) if empty_parts else np.empty(0, dtype=bool)
 
-    # 1. Exact duplicates: whole rows.
+    # 1. Exact duplicates: whole rows. Identical rows have identical keys, hence identical
+    # signatures, so only rows whose signature repeats are hashed as a whole.
+    sig_keys = row_keys(sigs)
+    _, inverse, counts = np.unique(sig_keys, return_inverse=True, return_counts=True)
     first_seen: dict[bytes, int] = {}
     removed: list[RemovedRow] = []
     alive = np.ones(n, dtype=bool)
-    for i, d in enumerate(digests):
-        k = first_seen.setdefault(d, i)
+    for i in np.flatnonzero(counts[inverse] > 1).tolist():
+        k = first_seen.setdefault(_row_digest(rows[i]), i)
         if k != i:
             alive[i] = False
             removed.append(RemovedRow(row=i, duplicate_of=k, kind="exact", matched=k, jaccard=1.0))
@@ -340,6 +341,17 @@ def _run(
     return kept, report
 
 
+def _raise_bad_record(records: Sequence[Any], key_fields: Sequence[str]) -> None:
+    for i, rec in enumerate(records):
+        for f in key_fields:
+            if not isinstance(rec, Mapping):
+                raise DataError(f"expected a record, got {type(rec).__name__}", row=i, field=f)
+            value = rec.get(f)
+            if not isinstance(value, str):
+                raise DataError("missing field" if value is None else f"must be text, got {type(value).__name__}",
+                                row=i, field=f)
+
+
 def dedup_records(
     records: list[dict],
     key_fields: list[str],
@@ -356,17 +368,13 @@ def dedup_records(
     order) and the report. A missing or non-text key field raises `DataError` naming the row."""
     if not key_fields:
         raise ConfigError("no key fields to compare")
-    keys = []
-    for i, rec in enumerate(records):
-        key = []
-        for f in key_fields:
-            value = rec.get(f) if isinstance(rec, Mapping) else None
-            if not isinstance(value, str):
-                what = "missing field" if value is None else f"must be text, got {type(value).__name__}"
-                raise DataError(what if isinstance(rec, Mapping) else f"expected a record, got {type(rec).__name__}",
-                                row=i, field=f)
-            key.append(value)
-        keys.append(key)
+    try:
+        get = itemgetter(*key_fields)
+        keys = list(map(get, records)) if len(key_fields) > 1 else [(v,) for v in map(get, records)]
+    except (KeyError, TypeError):
+        keys = []
+    if len(keys) != len(records) or not set(map(type, chain.from_iterable(keys))) <= {str}:
+        _raise_bad_record(records, key_fields)
     return _run(records, keys, list(key_fields), threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
                 verify=verify, workers=workers, progress=progress)
 

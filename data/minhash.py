@@ -28,7 +28,7 @@ EMPTY = np.uint32(0xFFFFFFFF)  # datasketch's value for "no shingle seen" in thi
 # up to WINDOW rows) and with the bucket's first row. A bucket of thousands of identical keys thus
 # gives O(size) pairs, not O(size^2), and still joins one cluster.
 WINDOW = 32
-_BLOCK = 1 << 16  # shingles per block in `signatures` (keeps the temporary array ~32 MB)
+_BLOCK = 1 << 13  # shingles per block in `signatures`: a 4 MB temporary array stays in cache
 
 
 @lru_cache(maxsize=None)
@@ -89,10 +89,10 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
     return out
 
 
-def _band_keys(band: np.ndarray) -> np.ndarray:
-    """One 64-bit key per row for a (rows x r) block of hash values."""
-    h = np.zeros(len(band), dtype=np.uint64)
-    for col in band.T:
+def row_keys(block: np.ndarray) -> np.ndarray:
+    """One 64-bit key per row of a (rows x columns) block of hash values."""
+    h = np.zeros(len(block), dtype=np.uint64)
+    for col in block.T:
         h = fmix64(h ^ col.astype(np.uint64))
     return h
 
@@ -103,7 +103,7 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows_per_band: int) -> np.ndar
     n = len(sigs)
     found: list[np.ndarray] = []
     for band in range(bands):
-        keys = _band_keys(sigs[:, band * rows_per_band : (band + 1) * rows_per_band])
+        keys = row_keys(sigs[:, band * rows_per_band : (band + 1) * rows_per_band])
         order = np.argsort(keys, kind="stable")  # stable: bucket members in row order
         sk = keys[order]
         new = np.ones(n, dtype=bool)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import unicodedata
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Sequence
 
 import numpy as np
@@ -26,10 +26,18 @@ import regex
 _WORD = regex.compile(r"[\w\p{N}]+")
 
 
+_nfc = partial(unicodedata.normalize, "NFC")
+
+
+def _fold(text: str) -> str:
+    """NFC, case-folded, NFC again (case folding can decompose, e.g. "İ" -> "i" + dot above).
+    NFD and NFC inputs fold alike, and text that is already NFC passes NFC's quick check."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+
+
 def words(text: str) -> list[str]:
-    """The normalised words of `text`: caseless-matching form (NFD, casefold), recomposed to NFC,
-    split at whitespace and punctuation."""
-    return _WORD.findall(unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold()))
+    """The normalised words of `text`: NFC, case-folded, split at whitespace and punctuation."""
+    return _WORD.findall(_fold(text))
 
 
 def normalize(text: str) -> str:
@@ -130,17 +138,27 @@ def word_table() -> np.ndarray:
     return table
 
 
+_powers_cache: dict[int, np.ndarray] = {}
+
+
 def _powers(base: int, count: int) -> np.ndarray:
-    """base^0 .. base^(count-1) mod 2^64 (uint64 products wrap)."""
-    p = np.full(count, base, dtype=np.uint64)
-    p[:1] = 1
-    return np.cumprod(p, dtype=np.uint64)
+    """base^0 .. base^(count-1) mod 2^64 (uint64 products wrap); cached, grown by doubling."""
+    cached = _powers_cache.get(base)
+    if cached is None or len(cached) < count:
+        p = np.full(max(count, 2 * len(cached) if cached is not None else 1 << 16), base, dtype=np.uint64)
+        p[0] = 1
+        cached = _powers_cache[base] = np.cumprod(p, dtype=np.uint64)
+    return cached[:count]
 
 
 def _word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of every normalised word of every text, in order, and each text's word count."""
-    joined = _SEP.join(t.replace(_SEP, " ") for t in texts)
-    joined = unicodedata.normalize("NFC", unicodedata.normalize("NFD", joined).casefold())
+    # `_fold` of the joined texts (NUL composes with nothing, so this folds each text alike).
+    # NFC text by text first: one NFD text would send the whole chunk down NFC's slow path.
+    joined = _SEP.join(map(_nfc, texts))
+    if joined.count(_SEP) != max(len(texts) - 1, 0):  # a text holds the separator itself
+        joined = _SEP.join(t.replace(_SEP, " ") for t in map(_nfc, texts))
+    joined = _nfc(joined.casefold())
     cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     is_word = word_table()[cps]
     edges = np.diff(is_word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
