@@ -45,11 +45,11 @@ Record = tuple[Location, dict[str, Any] | DataError]
 
 
 def source_kind(source: str | Path) -> str:
-    """'jsonl', 'json', 'parquet', 'disk' (a save_to_disk folder) or 'hub'."""
+    """'jsonl', 'json', 'parquet', 'parquet_dir' (a folder of Parquet shards), 'disk' (a save_to_disk folder) or 'hub'."""
     path = Path(source)
     name = path.name.lower()
     if path.is_dir():
-        return "disk"
+        return "parquet_dir" if parquet_shards(path) else "disk"
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
         kind = "jsonl"
     elif name.endswith((".json", ".json.gz")):
@@ -66,6 +66,14 @@ def source_kind(source: str | Path) -> str:
     if not path.exists():
         raise DataError("no such file", file=path)
     return kind
+
+
+def parquet_shards(path: Path) -> list[Path]:
+    """The shards of a folder of Parquet files (e.g. `prefkit generate` output), in name order;
+    empty for a save_to_disk folder or a folder without Parquet files."""
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        return []
+    return sorted(path.glob("*.parquet"))
 
 
 def _looks_like_hub_id(source: str) -> bool:
@@ -94,6 +102,9 @@ def iter_records(source: str | Path, split: str | None = None) -> Iterator[Recor
         yield from _iter_json(Path(source))
     elif kind == "parquet":
         yield from _iter_parquet(Path(source))
+    elif kind == "parquet_dir":
+        for shard in parquet_shards(Path(source)):
+            yield from _iter_parquet(shard)
     elif kind == "disk":
         yield from _iter_dataset(_load_from_disk(Path(source), split), str(source))
     else:
@@ -263,6 +274,8 @@ def first_columns(source: str | Path, split: str | None = None) -> tuple[list[st
         break
     if source_kind(source) == "parquet":
         return parquet_columns(source), first
+    if source_kind(source) == "parquet_dir":
+        return parquet_columns(parquet_shards(Path(source))[0]), first
     return (list(first) if first is not None else []), first
 
 
