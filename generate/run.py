@@ -134,8 +134,11 @@ def run_step(
 
     kept: list[Pair] = []
     for pi, assignment in assignments.items():
+        prompt = chunk[pi]
+        # The pair records the system prompt its answers were generated under; the id stays the source's.
+        asked = Prompt(prompt.question, id=prompt.id, system=prompt.system or cfg.system_prompt, source=prompt.source)
         pairs, dropped = build_pairs(
-            chunk[pi],
+            asked,
             [responses[(pi, di)] for di in range(len(assignment.draws))],
             [d.setting.label for d in assignment.draws],
             assignment.pairs,
@@ -176,17 +179,14 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Path:
     prompts, unreadable = _read(cfg)
     writer = ShardWriter(out, fingerprint(cfg, plan), resume=resume)
     pending = [p for p in prompts if p.id not in writer.done_ids]
-    writer.set_input(prompts=len(prompts), unreadable=unreadable, config=to_dict(cfg))
-    if not pending:
-        writer.finish()
-        return out
-
     lora_models = {s.model for s in plan.settings if s.adapter}
     engines: dict[str, Engine] = {}
     progress = None
     try:
-        for model in dict.fromkeys(s.model for s in plan.settings):
-            engines[model] = open_engine(cfg, model, enable_lora=model in lora_models)
+        if pending:  # models load before the manifest is touched: a bad model changes nothing on disk
+            for model in dict.fromkeys(s.model for s in plan.settings):
+                engines[model] = open_engine(cfg, model, enable_lora=model in lora_models)
+        writer.set_input(prompts=len(prompts), unreadable=unreadable, config=to_dict(cfg))
         progress = Progress(len(pending), cfg.progress)
         for chunk in _steps(pending, cfg.shard_size):
             pairs, stats = run_step(chunk, plan, engines, cfg, progress)
