@@ -14,17 +14,18 @@ records once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
+import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from sqlalchemy import Engine, Row, create_engine, delete, event, exists, func, insert, select, update
+from sqlalchemy import Engine, Row, bindparam, create_engine, delete, event, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -126,6 +127,10 @@ class Store:
         self.engine = engine
         self._clock = clock
         self._pg = engine.dialect.name == "postgresql"
+        self._projects: dict[str, Project] = {}
+        # SQLite has one writer at a time; queueing this process's writers on a lock wakes them
+        # promptly, where SQLite's busy handler polls with sleeps of up to 100 ms (a long tail).
+        self._write_lock = threading.Lock() if not self._pg else contextlib.nullcontext()
 
     # -----------------------------------------------------------------------------------------
     # Opening
@@ -164,10 +169,10 @@ class Store:
     def now(self) -> datetime:
         return _utc(self._clock())
 
-    @contextmanager
+    @contextlib.contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
         """One transaction; `write=True` takes SQLite's write lock up front (BEGIN IMMEDIATE)."""
-        with self.engine.connect() as conn:
+        with self._write_lock if write else contextlib.nullcontext(), self.engine.connect() as conn:
             conn = conn.execution_options(prefkit_write=write)
             with conn.begin():
                 yield conn
@@ -371,7 +376,7 @@ class Store:
 
     def _user(self, conn: Connection, user: User | str) -> User:
         name = user.name if isinstance(user, User) else user
-        row = conn.execute(select(U).where(U.name == name)).first()
+        row = conn.execute(_USER, {"name": name}).first()
         if row is None:
             raise ConfigError(f"no user named {name!r} in this store")
         return _user(row)
@@ -393,65 +398,40 @@ class Store:
         pair the user judged, skipped or reported; never more live claims plus judgements on a
         pair than it needs. Expired leases go back to the queue here.
         """
+        proj = self._cached_project(project)
 
         def run(conn: Connection) -> Assignment | None:
-            proj = self._project(conn, project)
             u = self._active_user(conn, user)
             now = self.now()
             expires = now + timedelta(seconds=lease_seconds)
-            self._reap(conn, proj.id, now)
-            held = conn.execute(
-                select(A, P.data, P.is_calibration)
-                .join(P, P.id == A.pair_row_id)
-                .where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
-                .order_by(A.claimed_at, A.id)
-                .limit(1)
-            ).first()
+            _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
+            held = conn.execute(_HELD, {"uid": u.id, "pid": proj.id}).first()
             if held is not None:
-                conn.execute(update(A).where(A.id == held.id).values(expires_at=expires))
+                conn.execute(_RENEW, {"aid": held.id, "expires": expires})
                 return _assignment(held, proj.name, u.name, expires)
 
-            mine = exists().where(A.pair_row_id == P.id, A.user_id == u.id, A.status != EXPIRED)
-            pick = (
-                select(P.id, P.pair_id, P.data, P.is_calibration)
-                .where(P.project_id == proj.id, P.complete.is_(False), P.done + P.held < P.required, ~mine)
-                .order_by(P.position)
-                .limit(1)
-            )
-            if self._pg:
-                pick = pick.with_for_update(skip_locked=True, of=P)
-            cand = conn.execute(pick).first()
+            cand = conn.execute(_PICK_PG if self._pg else _PICK, {"pid": proj.id, "uid": u.id}).first()
             if cand is None:
                 return None
             pair = Pair.from_row(cand.data)
             order = (pair.a.id, pair.b.id)
             if random.Random(f"{proj.seed}:{cand.pair_id}:{u.id}").random() < 0.5:
                 order = (pair.b.id, pair.a.id)
-            values = dict(
-                shown_left=order[0], shown_right=order[1], status=ACTIVE, claimed_at=now, expires_at=expires,
-                finished_at=None, reason=None,
-            )
-            reused = conn.execute(
-                update(A).where(A.pair_row_id == cand.id, A.user_id == u.id, A.status == EXPIRED)
-                .values(**values).returning(A.id)
-            ).scalar()
-            aid = reused if reused is not None else conn.execute(
-                insert(A).values(pair_row_id=cand.id, user_id=u.id, project_id=proj.id, **values).returning(A.id)
-            ).scalar_one()
-            conn.execute(update(P).where(P.id == cand.id).values(held=P.held + 1))
+            values = {"left": order[0], "right": order[1], "now": now, "expires": expires}
+            aid = conn.execute(_REUSE, {"prid": cand.id, "uid": u.id, **values}).scalar()
+            if aid is None:
+                aid = conn.execute(_NEW, {"prid": cand.id, "uid": u.id, "pid": proj.id, **values}).scalar_one()
+            conn.execute(_HOLD, {"prid": cand.id})
             return Assignment(aid, proj.name, u.name, pair, order, now, expires, cand.is_calibration)
 
         return self._retrying(run)
 
-    def _reap(self, conn: Connection, project_id: int, now: datetime) -> None:
-        """Expire this project's overdue leases and give their slots back."""
-        expired = conn.execute(
-            update(A)
-            .where(A.project_id == project_id, A.status == ACTIVE, A.expires_at <= now)
-            .values(status=EXPIRED)
-            .returning(A.pair_row_id)
-        ).scalars().all()
-        _release(conn, expired)
+    def _cached_project(self, name: str) -> Project:
+        """Projects' ids and seeds never change, so the hot path looks them up once."""
+        proj = self._projects.get(name)
+        if proj is None:
+            proj = self._projects[name] = self.get_project(name)
+        return proj
 
     def submit(self, assignment_id: int, user: User | str, judgement: Judgement) -> Judgement:
         """Record the user's judgement on their assignment and return what is stored.
@@ -465,9 +445,11 @@ class Store:
 
         def run(conn: Connection) -> Judgement:
             u = self._user(conn, user)
-            a = self._own_assignment(conn, assignment_id, u)
-            pair = Pair.from_row(conn.execute(select(P.data).where(P.id == a.pair_row_id)).scalar_one())
-            existing = conn.execute(select(J).where(J.pair_row_id == a.pair_row_id, J.user_id == u.id)).first()
+            a = conn.execute(_OWN_PG if self._pg else _OWN, {"aid": assignment_id}).first()
+            if a is None or a.user_id != u.id:
+                raise DataError(f"assignment {assignment_id} is not held by {u.name!r}", field="assignment_id")
+            pair = Pair.from_row(a.data)
+            existing = conn.execute(_EXISTING, {"prid": a.pair_row_id, "uid": u.id}).first()
             if existing is not None:
                 return _judgement(existing, pair.pair_id, u.name)
             if a.status in (SKIPPED, REPORTED, WITHDRAWN):
@@ -476,20 +458,17 @@ class Store:
             now = self.now()
             row = _judgement_values(judgement, pair, (a.shown_left, a.shown_right))
             conn.execute(
-                insert(J).values(
-                    pair_row_id=a.pair_row_id, user_id=u.id, project_id=a.project_id, assignment_id=a.id,
-                    created_at=now, updated_at=now, **row,
-                )
+                insert(J),
+                {"pair_row_id": a.pair_row_id, "user_id": u.id, "project_id": a.project_id, "assignment_id": a.id,
+                 "created_at": now, "updated_at": now, **row},
             )
-            conn.execute(update(A).where(A.id == a.id).values(status=SUBMITTED, finished_at=now))
-            held = 1 if a.status == ACTIVE else 0
-            conn.execute(
-                update(P).where(P.id == a.pair_row_id).values(
-                    done=P.done + 1, held=P.held - held, complete=P.done + 1 >= P.required
-                )
+            conn.execute(_SUBMITTED, {"aid": a.id, "now": now})
+            conn.execute(_DONE, {"prid": a.pair_row_id, "release": 1 if a.status == ACTIVE else 0})
+            return Judgement(
+                pair_id=pair.pair_id, annotator=u.name, preferred=row["preferred"], strength=judgement.strength,
+                shown_order=(a.shown_left, a.shown_right), unsafe=tuple(row["unsafe"]), rationale=row["rationale"],
+                seconds=row["seconds"], created_at=now,
             )
-            stored = conn.execute(select(J).where(J.pair_row_id == a.pair_row_id, J.user_id == u.id)).one()
-            return _judgement(stored, pair.pair_id, u.name)
 
         return self._retrying(run)
 
@@ -519,10 +498,7 @@ class Store:
         self._retrying(run)
 
     def _own_assignment(self, conn: Connection, assignment_id: int, user: User) -> Row[Any]:
-        q = select(A).where(A.id == assignment_id)
-        if self._pg:
-            q = q.with_for_update()  # serialises two submits of the same assignment
-        a = conn.execute(q).first()
+        a = conn.execute(_OWN_PG if self._pg else _OWN, {"aid": assignment_id}).first()
         if a is None or a.user_id != user.id:
             raise DataError(f"assignment {assignment_id} is not held by {user.name!r}", field="assignment_id")
         return a
@@ -692,6 +668,61 @@ class Store:
 
 
 # ---------------------------------------------------------------------------------------------
+# The queue's statements, built once: building SQLAlchemy statements costs more than running
+# them on SQLite, and these run on every claim and submit.
+# ---------------------------------------------------------------------------------------------
+
+_b = bindparam
+_USER = select(U.id, U.name, U.is_admin, U.disabled).where(U.name == _b("name"))
+_REAP = (
+    update(A).where(A.project_id == _b("pid"), A.status == ACTIVE, A.expires_at <= _b("now"))
+    .values(status=EXPIRED).returning(A.pair_row_id)
+)
+_HELD = (
+    select(A.id, A.shown_left, A.shown_right, A.claimed_at, P.data, P.is_calibration)
+    .join(P, P.id == A.pair_row_id)
+    .where(A.user_id == _b("uid"), A.project_id == _b("pid"), A.status == ACTIVE)
+    .order_by(A.claimed_at, A.id)
+    .limit(1)
+)
+_RENEW = update(A).where(A.id == _b("aid")).values(expires_at=_b("expires"))
+_PICK = (
+    select(P.id, P.pair_id, P.data, P.is_calibration)
+    .where(
+        P.project_id == _b("pid"), P.complete.is_(False), P.done + P.held < P.required,
+        ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
+    )
+    .order_by(P.position)
+    .limit(1)
+)
+# PostgreSQL: lock the chosen pair and let concurrent claims pass over it to the next one.
+_PICK_PG = _PICK.with_for_update(skip_locked=True, of=P)
+_LEASE = dict(
+    shown_left=_b("left"), shown_right=_b("right"), status=ACTIVE, claimed_at=_b("now"), expires_at=_b("expires"),
+    finished_at=None, reason=None,
+)
+_REUSE = (
+    update(A).where(A.pair_row_id == _b("prid"), A.user_id == _b("uid"), A.status == EXPIRED)
+    .values(**_LEASE).returning(A.id)
+)
+_NEW = insert(A).values(pair_row_id=_b("prid"), user_id=_b("uid"), project_id=_b("pid"), **_LEASE).returning(A.id)
+_HOLD = update(P).where(P.id == _b("prid")).values(held=P.held + 1)
+_RELEASE = update(P).where(P.id == _b("prid")).values(held=P.held - _b("n"))
+_OWN = (
+    select(A.id, A.user_id, A.status, A.pair_row_id, A.project_id, A.shown_left, A.shown_right, P.data)
+    .join(P, P.id == A.pair_row_id)
+    .where(A.id == _b("aid"))
+)
+_OWN_PG = _OWN.with_for_update(of=A)  # serialises two submits of the same assignment
+_EXISTING = select(J).where(J.pair_row_id == _b("prid"), J.user_id == _b("uid"))
+_SUBMITTED = update(A).where(A.id == _b("aid")).values(status=SUBMITTED, finished_at=_b("now"))
+_DONE = (
+    update(P).where(P.id == _b("prid"))
+    .values(done=P.done + 1, held=P.held - _b("release"), complete=P.done + 1 >= P.required)
+)
+
+
+# ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
 
@@ -717,8 +748,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
 def _release(conn: Connection, pair_row_ids: Iterable[int]) -> None:
     """Give back one held slot per id (a pair may appear several times)."""
-    for pid, n in Counter(pair_row_ids).items():
-        conn.execute(update(P).where(P.id == pid).values(held=P.held - n))
+    for prid, n in Counter(pair_row_ids).items():
+        conn.execute(_RELEASE, {"prid": prid, "n": n})
 
 
 def _project(r: Any) -> Project:

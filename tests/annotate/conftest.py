@@ -8,6 +8,7 @@ why, only when no server can be started.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -48,19 +49,25 @@ def _pg_bin(name: str) -> str | None:
     return found[-1] if found else shutil.which(name)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """A throwaway PostgreSQL server on loopback for the whole test session."""
+class NoPostgres(RuntimeError):
+    """No PostgreSQL server could be started here; the message says why."""
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[PgServer]:
+    """Start a PostgreSQL server in a temporary folder on a free loopback port; stop and remove it
+    on exit. Raises NoPostgres, saying why, when none can be started. (bench/annotate_store.py
+    uses this too.)"""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql; `make system-deps`)")
+        raise NoPostgres("PostgreSQL server binaries not found (apt-get install postgresql; `make system-deps`)")
     as_root = os.geteuid() == 0
     run_as: list[str] = []
     if as_root:
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root but there is no 'postgres' user to run the server as")
+            raise NoPostgres("running as root but there is no 'postgres' user to run the server as") from None
         run_as = ["runuser", "-u", "postgres", "--"]
     root = Path(tempfile.mkdtemp(prefix="prefkit-pg-"))
     if as_root:
@@ -73,21 +80,36 @@ def pg_server() -> Iterator[PgServer]:
             check=True, capture_output=True, timeout=120,
         )
         subprocess.run([*run_as, "mkdir", "-p", str(sock)], check=True)
+        # fsync off (-F): a throwaway server; durability is not what the tests measure
         opts = f"-p {port} -h 127.0.0.1 -k {sock} -F -c max_connections=400 -c shared_buffers=64MB"
         subprocess.run(
             [*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"],
             check=True, capture_output=True, timeout=90,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        detail = getattr(e, "stderr", b"") or b""
+        detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace")[-300:]
         server_log = log.read_text(errors="replace")[-500:] if log.exists() else ""
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"could not start a PostgreSQL server: {e} {detail.decode(errors='replace')[-300:]} {server_log}")
+        raise NoPostgres(f"could not start a PostgreSQL server: {e} {detail} {server_log}") from None
     try:
         yield PgServer(port)
     finally:
         subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server on loopback for the whole test session."""
+    try:
+        server_cm = throwaway_postgres()
+        server = server_cm.__enter__()
+    except NoPostgres as e:
+        pytest.skip(str(e))
+    try:
+        yield server
+    finally:
+        server_cm.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -1,0 +1,225 @@
+"""Annotation store under load: 100,000 pairs, 32 concurrent annotators claiming and submitting.
+
+Prints judgements per second, p50/p95/p99 claim+submit latency and a check that no judgement was
+lost or recorded twice, on SQLite and (when a server can be started) PostgreSQL. The baseline in
+this script is one annotator working alone on the same store: the ratios say what 32 at once cost
+each of them and how much the store's throughput scales.
+
+Two loads, because they answer different questions:
+- saturated: every annotator claims the next pair the moment they submit (no reading time), the
+  worst case and the throughput ceiling;
+- paced: each annotator spends a random 0.5–1.5 × `--think` seconds per pair, as people do, and
+  the store is measured at a realistic offered load.
+
+    .venv/bin/python bench/annotate_store.py                       # both backends, 100k pairs
+    .venv/bin/python bench/annotate_store.py --backend sqlite --pairs 20000 --seconds 10
+    .venv/bin/python bench/annotate_store.py --pg-url postgresql+psycopg://user@host/db
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import func, select
+
+from annotate.models import AssignmentRow, JudgementRow, PairRow
+from annotate.store import Store
+from data.schema import Judgement, Pair, Prompt, Response
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_P95_MS = 20.0
+TARGET_RATE = 500.0
+
+
+@dataclass
+class Run:
+    label: str
+    annotators: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: list[str]
+
+    @property
+    def judgements(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def rate(self) -> float:
+        return self.judgements / self.seconds
+
+    def pct(self, q: float) -> float:
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+    def line(self) -> str:
+        return (
+            f"  {self.label:<26} {self.annotators:>3} annotators  {self.judgements:>6} judgements  "
+            f"{self.rate:8.1f}/s  p50 {self.pct(0.5):7.2f} ms  p95 {self.pct(0.95):7.2f} ms  "
+            f"p99 {self.pct(0.99):7.2f} ms  errors {len(self.errors)}"
+        )
+
+
+def make_pairs(n: int) -> Iterator[Pair]:
+    words = "trả lời câu hỏi về lịch sử văn hoá khoa học toán học lập trình nấu ăn du lịch".split()
+    rng = random.Random(0)
+    for i in range(n):
+        body = " ".join(rng.choices(words, k=60))
+        yield Pair(
+            Prompt(f"Câu hỏi {i}: {' '.join(rng.choices(words, k=12))}?", source="bench"),
+            Response(f"A{i}: {body}", model="bench-a", temperature=0.7, seed=i, finish_reason="stop", n_tokens=120),
+            Response(f"B{i}: {body[::-1]}", model="bench-b", temperature=1.0, seed=i, finish_reason="stop", n_tokens=118),
+        )
+
+
+def annotate(store: Store, project: str, users: list[str], label: str, seconds: float, think: float) -> Run:
+    """Each user in its own thread: claim, (think), submit, until `seconds` have passed."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(users) + 1)
+    stop_at = [0.0]
+
+    def work(user: str) -> None:
+        rng = random.Random(user)
+        mine: list[float] = []
+        barrier.wait()
+        try:
+            while time.perf_counter() < stop_at[0]:
+                t0 = time.perf_counter()
+                a = store.claim(project, user)
+                if a is None:
+                    break
+                t_claim = time.perf_counter() - t0
+                if think:
+                    time.sleep(think * rng.uniform(0.5, 1.5))
+                point = rng.choice((-3, -2, -1, 0, 1, 2, 3))
+                t1 = time.perf_counter()
+                store.submit(a.id, user, Judgement.from_seven_point(a.pair.pair_id, user, point, a.shown_order))
+                mine.append((t_claim + time.perf_counter() - t1) * 1000)
+        except Exception as e:  # counted and printed: the bench reports failures instead of dying
+            errors.append(f"{user}: {e!r}")
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + seconds
+    t_start = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return Run(label, len(users), time.perf_counter() - t_start, latencies, errors)
+
+
+def check(store: Store, project: str, submitted: int) -> str:
+    """Zero lost, zero duplicated, counters equal to the rows."""
+    pid = store.get_project(project).id
+    with store.engine.connect() as c:
+        n = c.execute(select(func.count()).select_from(JudgementRow).where(JudgementRow.project_id == pid)).scalar_one()
+        dup = c.execute(
+            select(func.count()).select_from(
+                select(JudgementRow.pair_row_id, JudgementRow.user_id).where(JudgementRow.project_id == pid)
+                .group_by(JudgementRow.pair_row_id, JudgementRow.user_id).having(func.count() > 1).subquery()
+            )
+        ).scalar_one()
+        done = c.execute(select(func.coalesce(func.sum(PairRow.done), 0)).where(PairRow.project_id == pid)).scalar_one()
+        over = c.execute(
+            select(func.count()).select_from(PairRow).where(PairRow.project_id == pid, PairRow.done > PairRow.required)
+        ).scalar_one()
+        active = c.execute(
+            select(func.count()).select_from(AssignmentRow).where(
+                AssignmentRow.project_id == pid, AssignmentRow.status == "active"
+            )
+        ).scalar_one()
+        held = c.execute(select(func.coalesce(func.sum(PairRow.held), 0)).where(PairRow.project_id == pid)).scalar_one()
+    lost = submitted - n
+    ok = lost == 0 and dup == 0 and done == n and over == 0 and held == active
+    return (
+        f"  check: {submitted} submitted, {n} stored, lost {lost}, duplicated {dup}, pairs over overlap {over}, "
+        f"counters {'match' if done == n and held == active else 'DIFFER'} → {'OK' if ok else 'FAILED'}"
+    )
+
+
+def bench(url: str, name: str, n_pairs: int, n_annotators: int, seconds: float, think: float) -> None:
+    print(f"\n== {name}: {n_pairs:,} pairs ==")
+    store = Store.open(url)
+    store.create_project("bench", overlap=2, calibration=0.05)
+    t0 = time.perf_counter()
+    result = store.import_pairs("bench", make_pairs(n_pairs))
+    t_import = time.perf_counter() - t0
+    print(f"  import: {result.added:,} pairs in {t_import:.1f} s ({result.added / t_import:,.0f} pairs/s)")
+    t0 = time.perf_counter()
+    again = store.import_pairs("bench", make_pairs(n_pairs))
+    print(f"  re-import: added {again.added}, skipped {again.skipped:,} in {time.perf_counter() - t0:.1f} s")
+    users = [f"ann{i:02d}" for i in range(n_annotators)]
+    for u in ["solo", *users]:
+        store.add_user(u)
+
+    runs = [
+        annotate(store, "bench", ["solo"], "baseline: 1, saturated", seconds, 0.0),
+        annotate(store, "bench", users, f"{n_annotators}, saturated", seconds, 0.0),
+        annotate(store, "bench", users, f"{n_annotators}, paced ({think:g} s/pair)", seconds * 2, think),
+    ]
+    for r in runs:
+        print(r.line())
+        for e in r.errors[:3]:
+            print(f"    error: {e}")
+    base, sat, paced = runs
+    print(f"  ratio vs baseline: throughput ×{sat.rate / base.rate:.2f} (saturated), "
+          f"p95 latency ×{sat.pct(0.95) / base.pct(0.95):.1f} (saturated), ×{paced.pct(0.95) / base.pct(0.95):.1f} (paced)")
+    print(f"  targets: ≥{TARGET_RATE:.0f} judgements/s → saturated ×{sat.rate / TARGET_RATE:.2f}; "
+          f"p95 <{TARGET_P95_MS:.0f} ms → saturated ×{sat.pct(0.95) / TARGET_P95_MS:.2f}, "
+          f"paced ×{paced.pct(0.95) / TARGET_P95_MS:.2f} (≤1 meets it)")
+    print(check(store, "bench", sum(r.judgements for r in runs)))
+    store.close()
+
+
+def _throwaway_postgres():
+    """The test suite's throwaway server (tests/annotate/conftest.py), loaded by path."""
+    spec = importlib.util.spec_from_file_location("annotate_conftest", ROOT / "tests" / "annotate" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.throwaway_postgres(), module.NoPostgres
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=100_000)
+    ap.add_argument("--annotators", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=15.0, help="length of each saturated run (paced: twice this)")
+    ap.add_argument("--think", type=float, default=1.0, help="mean seconds an annotator spends per pair (paced run)")
+    ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--pg-url", help="use this PostgreSQL database instead of starting a throwaway server")
+    args = ap.parse_args()
+    run = dict(n_pairs=args.pairs, n_annotators=args.annotators, seconds=args.seconds, think=args.think)
+
+    if args.backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory(prefix="prefkit-bench-") as d:
+            bench(f"sqlite:///{d}/bench.db", "SQLite (WAL)", **run)
+    if args.backend in ("postgresql", "both"):
+        if args.pg_url:
+            bench(args.pg_url, "PostgreSQL", **run)
+            return
+        server_cm, no_postgres = _throwaway_postgres()
+        try:
+            with contextlib.ExitStack() as stack:
+                server = stack.enter_context(server_cm)
+                bench(server.new_database(), "PostgreSQL (throwaway server, fsync off)", **run)
+        except no_postgres as e:
+            print(f"\n== PostgreSQL: skipped: {e}")
+
+
+if __name__ == "__main__":
+    main()
