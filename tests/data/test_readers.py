@@ -198,6 +198,16 @@ def test_save_to_disk_dataset_and_datasetdict(tmp_path: Path, vi_rows: list[dict
         read_rows(tmp_path).__next__()
 
 
+def test_folder_of_parquet_shards_reads_as_one_source(tmp_path: Path) -> None:
+    pairs = [Pair(Prompt(f"Hỏi {i}?"), Response(f"A{i}"), Response(f"B{i}")) for i in range(4)]
+    write_pairs(pairs[:2], tmp_path / "shards" / "shard-00000.parquet")
+    write_pairs(pairs[2:], tmp_path / "shards" / "shard-00001.parquet")
+    assert read_pairs(tmp_path / "shards") == pairs
+    locs = [loc for loc, _ in read_rows(tmp_path / "shards")]
+    assert [(Path(loc.file).name, loc.row) for loc in locs] == [
+        ("shard-00000.parquet", 0), ("shard-00000.parquet", 1), ("shard-00001.parquet", 0), ("shard-00001.parquet", 1)]
+
+
 # ------------------------------------------------------------------ bad input
 
 
