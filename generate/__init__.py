@@ -1,0 +1,36 @@
+"""Generate room: sample response pairs at varied temperatures (vLLM or Hugging Face) for annotation.
+
+Public API, imported on first use so that `import generate` (and `prefkit data ...`) stays instant:
+
+- `generate_pairs(cfg, resume=False) -> Path` runs a whole generation into Parquet shards;
+- `GenerateConfig`, `SamplingPlan`, `Setting` describe it;
+- `HFEngine` / `VLLMEngine` `.generate(requests) -> list[Result]` serve `Request`s directly
+  (K samples of a prompt: one `Request(prompt, n=K, seed=s)`), `open_engine(cfg, model)` picks one;
+- `format_prompt(tokenizer, question, system)` applies the chat template (or the plain format).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "generate_pairs": "generate.run",
+    "open_engine": "generate.run",
+    "GenerateConfig": "generate.config",
+    "SamplingPlan": "generate.plan",
+    "Setting": "generate.plan",
+    "Request": "generate.engines.base",
+    "Result": "generate.engines.base",
+    "Completion": "generate.engines.base",
+    "HFEngine": "generate.engines.hf",
+    "VLLMEngine": "generate.engines.vllm",
+    "format_prompt": "generate.chat",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'generate' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

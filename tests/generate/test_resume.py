@@ -30,12 +30,12 @@ def manifest_steps(out: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path, questions, make_prompts, tmp_path):
-    prompts = make_prompts(tmp_path / "prompts.jsonl", questions)  # 12 prompts, 6 steps of 2
+    prompts = make_prompts(tmp_path / "prompts.jsonl", questions)  # 12 prompts, 12 steps of 1
     out = tmp_path / "out"
     args = [
         str(prompts), str(out), "--model", str(tiny_model_path), "--temperatures", "0.7,1.1",
         "--config", str(REPO / "configs/generate/tiny-cpu.yaml"), "--plan", "all_pairs",
-        "--shard-size", "2", "--max-tokens", "24", "--no-progress",
+        "--shard-size", "1", "--max-tokens", "24", "--no-progress",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefkit.cli", "generate", *args],
@@ -49,14 +49,14 @@ def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path,
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), stderr
 
     finished = manifest_steps(out)
-    assert 1 <= len(finished) < 6, "the run must be stopped mid-way"
+    assert 1 <= len(finished) < 12, "the run must be stopped mid-way"
     assert not list(out.glob(".*.tmp")) or sig == signal.SIGKILL  # Ctrl-C cleans its temp files
     kept = {s["shard"]: (out / s["shard"]).read_bytes() for s in finished}
 
     cfg = load_config(
         GenerateConfig, REPO / "configs/generate/tiny-cpu.yaml", [],
         prompts=str(prompts), out=str(out), models=[str(tiny_model_path)], temperatures=[0.7, 1.1],
-        plan="all_pairs", shard_size=2, max_tokens=24, progress=False,
+        plan="all_pairs", shard_size=1, max_tokens=24, progress=False,
     )
     generate_pairs(cfg, resume=True)
 
