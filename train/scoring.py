@@ -1,10 +1,9 @@
 """Rewards for the online stages (PPO, best-of-K, rounds): a trained reward model or a rule.
 
 A reward function takes the prompts (`data.schema.Prompt`) and the completions (plain text, in the
-same order) and returns one float per completion. `RewardModelScorer` wraps the `reward` stage's saved
-sequence classifier (a full model folder or a LoRA adapter over one) and scores the same
-conversation the reward stage was trained on: [system?, user: question, assistant: completion]
-through the tokenizer's chat template.
+same order) and returns one float per completion. `RewardModelScorer` wraps the `reward` stage's
+saved sequence classifier (a full model folder or a LoRA adapter over its base) and scores the
+conversation [system?, user: question, assistant: completion] exactly as that stage does.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ class RewardSection:
     model: str | None = None  # a reward model folder (full, or a LoRA adapter with adapter_config.json)
     function: str | None = None  # "package.module:function", called as f(prompts, completions)
     batch_size: int = 16
-    max_length: int = 512
+    max_length: int = 512  # tokens; longer conversations keep their end (the head reads the last token)
 
 
 def messages(prompt: Prompt, completion: str | None = None) -> list[dict[str, str]]:
@@ -54,48 +53,24 @@ def import_reward_function(spec: str) -> RewardFn:
 
 
 class RewardModelScorer:
-    """Scores (question, completion) pairs with a saved one-label sequence classifier."""
+    """Scores (prompt, completion) pairs with the reward stage's saved model, as that stage scores."""
 
-    def __init__(self, path: str | Path, *, device: Any = None, dtype: Any = None, batch_size: int = 16,
+    def __init__(self, path: str | Path, *, base_model: str | None = None, device: Any = None, batch_size: int = 16,
                  max_length: int = 512) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from train.reward import load_trained_reward_model
 
-        path = Path(path)
-        if not path.is_dir():
-            raise ConfigError(f"reward.model {str(path)!r}: no such folder")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = dtype or torch.float32
-        if (path / "adapter_config.json").exists():
-            from peft import AutoPeftModelForSequenceClassification
-
-            model = AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
-            model = model.merge_and_unload()
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "right"
-        model.config.pad_token_id = self.tokenizer.pad_token_id  # the head reads the last non-pad token
-        self.model = model.to(self.device).eval()
+        self.model, self.tokenizer = load_trained_reward_model(path, base_model)
+        if device is not None:
+            self.model.to(device)
         self.batch_size = batch_size
         self.max_length = max_length
 
     def __call__(self, prompts: list[Prompt], completions: list[str]) -> list[float]:
-        import torch
+        from train.reward import score_conversations
 
-        texts = [
-            self.tokenizer.apply_chat_template(messages(p, c), tokenize=False)
-            for p, c in zip(prompts, completions, strict=True)
-        ]
-        out: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_length, add_special_tokens=False).to(self.device)
-            with torch.no_grad():
-                out.extend(self.model(**enc).logits[:, 0].float().tolist())
-        return out
+        conversations = [messages(p, c) for p, c in zip(prompts, completions, strict=True)]
+        return score_conversations(self.model, self.tokenizer, conversations, batch_size=self.batch_size,
+                                   max_length=self.max_length)
 
 
 def load_reward(section: RewardSection, **scorer_kw: Any) -> RewardFn:

@@ -24,8 +24,8 @@ def ppo_config(model_path, out, **kw):
 
     base = dict(output_dir=Path(out), model=ModelConfig(path=str(model_path)),
                 lora=LoraSection(r=8, alpha=16, dropout=0.0, target_modules=TARGETS),
-                batch_size=16, mini_batch_size=8, ppo_epochs=4, max_steps=12, lr=1e-2, max_new_tokens=16,
-                kl_coef=0.1, save_steps=0, seed=0)
+                batch_size=16, mini_batch_size=8, ppo_epochs=4, max_steps=15, lr=1e-2, max_new_tokens=16,
+                kl_coef=0.05, save_steps=0, seed=0)
     return PpoConfig(**{**base, **kw})
 
 
@@ -35,15 +35,15 @@ def test_ppo_raises_rule_based_reward_with_bounded_kl(tiny_model_path, tmp_path)
 
     summary = run(ppo_config(tiny_model_path, tmp_path / "ppo"), reward_fn=count_a, prompts=PROMPTS)
     hist = summary["log_history"]
-    assert len(hist) == 12
+    assert len(hist) == 15
     first = sum(h["reward"] for h in hist[:3]) / 3
     last = sum(h["reward"] for h in hist[-3:]) / 3
     assert last > first + 1.0, (first, last)
-    assert all(h["kl"] < 25.0 for h in hist), [h["kl"] for h in hist]  # nats per response of 16 tokens
+    assert all(h["kl"] < 30.0 for h in hist), [h["kl"] for h in hist]  # nats per response of 16 tokens
     for key in ("entropy", "clipfrac", "value_loss", "policy_loss"):
         assert key in hist[-1]
     on_disk = json.loads((tmp_path / "ppo" / "summary.json").read_text())
-    assert on_disk["stage"] == "ppo" and on_disk["steps"] == 12 and on_disk["steps_per_s"] > 0
+    assert on_disk["stage"] == "ppo" and on_disk["steps"] == 15 and on_disk["steps_per_s"] > 0
     assert (tmp_path / "ppo" / "model" / "adapter_config.json").exists()
 
 

@@ -1,0 +1,168 @@
+"""Rejection sampling as in Llama 2: sample K answers per prompt, score them, keep the best.
+
+The policy (base + optional LoRA adapter) answers through the `generate` room's engine (Hugging
+Face here, vLLM on a GPU), the reward function scores every answer, and the top-scored answer of
+each prompt becomes new SFT data. The output is an exported dataset (the same layout
+`prefkit data export` writes, so `prefkit train sft` reads it as is) whose `chosen` is the best
+sample and `rejected` the worst, plus `samples.jsonl` with all K answers and their scores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from data.atomic import atomic_path
+from data.config import to_dict
+from data.errors import ConfigError
+from data.schema import PreferenceRow, Prompt, Response
+from train.config import DataConfig, ModelConfig
+from train.scoring import RewardFn, RewardSection, load_reward
+
+SAMPLES_FILE = "samples.jsonl"
+DATASET_DIR = "dataset"
+
+
+@dataclass
+class BestOfKConfig:
+    """Sample `k` answers per prompt of `data.source` from `model` (+ `model.adapter`), keep the best."""
+
+    output_dir: Path = Path("runs/best-of-k")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    reward: RewardSection = field(default_factory=RewardSection)
+    k: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+    test_size: float = 0.0  # share of prompts held out as a `test` split of the new SFT data
+    engine: Literal["hf", "vllm"] = "hf"
+    batch_size: int = 16  # hf: rows per generate call
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ConfigError(f"k must be at least 2 (best of one is no choice), got {self.k}")
+        if not self.model.path:
+            raise ConfigError("model.path is empty: the policy to sample from")
+
+
+@dataclass
+class Scored:
+    prompt: Prompt
+    responses: list[Response]
+    scores: list[float]
+
+    def best(self) -> int:
+        return max(range(len(self.scores)), key=lambda i: self.scores[i])
+
+    def worst(self) -> int:
+        return min(range(len(self.scores)), key=lambda i: self.scores[i])
+
+
+def sample_and_score(cfg: BestOfKConfig, prompts: list[Prompt], reward_fn: RewardFn) -> list[Scored]:
+    """K answers per prompt through the generate room's engine, each scored by `reward_fn`.
+
+    Empty answers (an immediate end of turn) are dropped before scoring: they make no SFT data.
+    """
+    from generate.chat import format_prompt
+    from generate.config import GenerateConfig
+    from generate.engines.base import Request
+    from generate.run import open_engine
+
+    gen = GenerateConfig(engine=cfg.engine, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.model.dtype,
+                         seed=cfg.seed, max_tokens=cfg.max_new_tokens, progress=False)
+    engine = open_engine(gen, cfg.model.path, adapter=cfg.model.adapter)
+    try:
+        requests = [
+            Request(format_prompt(engine.tokenizer, p.question, p.system), temperature=cfg.temperature,
+                    top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=cfg.seed + i * cfg.k, n=cfg.k)
+            for i, p in enumerate(prompts)
+        ]
+        results = engine.generate(requests)
+    finally:
+        engine.close()
+    out: list[Scored] = []
+    for prompt, result in zip(prompts, results, strict=True):
+        responses = [
+            Response(c.text, model=cfg.model.path, adapter=cfg.model.adapter, temperature=cfg.temperature,
+                     top_p=cfg.top_p, seed=c.seed, finish_reason=c.finish_reason, n_tokens=c.n_tokens)
+            for c in result.completions if c.text.strip()
+        ]
+        out.append(Scored(prompt, responses, []))
+    flat = [(s.prompt, r) for s in out for r in s.responses]
+    scores = iter(reward_fn([p for p, _ in flat], [r.text for _, r in flat]) if flat else [])
+    for s in out:
+        s.scores = [float(next(scores)) for _ in s.responses]
+    return out
+
+
+def _meta(r: Response) -> dict[str, Any]:
+    return {k: v for k, v in r.to_row().items() if k != "text"}
+
+
+def best_rows(scored: list[Scored]) -> list[PreferenceRow]:
+    """Best answer as `chosen`, worst as `rejected`, for every prompt with two or more answers."""
+    rows = []
+    for s in scored:
+        if len(s.responses) < 2:
+            continue
+        best, worst = s.responses[s.best()], s.responses[s.worst()]
+        if best.text == worst.text:
+            continue
+        rows.append(PreferenceRow(question=s.prompt.question, chosen=best.text, rejected=worst.text,
+                                  system=s.prompt.system, source="best-of-k",
+                                  chosen_meta=_meta(best), rejected_meta=_meta(worst)))
+    return rows
+
+
+def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
+    """Sample, score, keep the best; writes `dataset/`, `samples.jsonl`, `summary.json`."""
+    from data.export import export_dataset
+    from data.readers import read_prompts
+    from train.summary import write_summary
+
+    started = time.perf_counter()
+    if prompts is None:
+        prompts = read_prompts(cfg.data.source, cfg.data.split)
+        if cfg.data.max_rows is not None:
+            prompts = prompts[: cfg.data.max_rows]
+    reward_fn = reward_fn or load_reward(cfg.reward)
+    scored = sample_and_score(cfg, prompts, reward_fn)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / SAMPLES_FILE) as tmp:
+        with tmp.open("w", encoding="utf-8") as f:
+            for s in scored:
+                f.write(json.dumps({"prompt_id": s.prompt.id, "question": s.prompt.question,
+                                    "samples": [r.text for r in s.responses], "scores": s.scores,
+                                    "best": s.best() if s.scores else None}, ensure_ascii=False) + "\n")
+    rows = best_rows(scored)
+    export_dataset(rows, out / DATASET_DIR, test_size=cfg.test_size, seed=cfg.seed, margin="none",
+                   provenance={"stage": "best-of-k", "model": cfg.model.path, "adapter": cfg.model.adapter, "k": cfg.k})
+    best = [s.scores[s.best()] for s in scored if s.scores]
+    mean = [sum(s.scores) / len(s.scores) for s in scored if s.scores]
+    summary = {
+        "stage": "best-of-k",
+        "output_dir": str(out),
+        "model_dir": None,
+        "dataset_dir": str(out / DATASET_DIR),
+        "metrics": {
+            "prompts": len(prompts),
+            "kept": len(rows),
+            "samples": sum(len(s.responses) for s in scored),
+            "mean_reward": sum(mean) / len(mean) if mean else None,
+            "mean_best_reward": sum(best) / len(best) if best else None,
+        },
+        "durations": {"total_s": time.perf_counter() - started},
+        "config": to_dict(cfg),
+    }
+    write_summary(out, summary)
+    return summary
+
+
+CONFIG = BestOfKConfig
