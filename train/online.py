@@ -1,0 +1,140 @@
+"""Critic-free online RL with TRL's maintained trainers: RLOO and GRPO.
+
+Both sample `num_generations` answers per prompt, score them with the same reward function PPO
+and best-of-K use (the `reward` stage's model or a rule, `train.scoring`), and use the group of
+answers as its own baseline instead of a value model. The reference for the KL term (`beta`) is
+the adapter-disabled model, as in DPO. `batch_size` counts completions per device step and must
+be a multiple of `num_generations`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from data.errors import ConfigError
+from data.schema import Prompt
+from train.config import RunConfig
+from train.scoring import RewardFn, RewardSection, load_reward, messages
+
+
+@dataclass
+class OnlineConfig(RunConfig):
+    """Settings RLOO and GRPO share (TRL's names where they exist)."""
+
+    reward: RewardSection = field(default_factory=RewardSection)
+    num_generations: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.05  # KL coefficient against the reference (0: no reference forward)
+    num_iterations: int = 1  # optimisation passes per generated batch
+    epsilon: float = 0.2  # ratio clipping
+    lr: float = 1e-5
+    logging_steps: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_generations < 2:
+            raise ConfigError("num_generations must be at least 2: the group is the baseline")
+        if (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ConfigError(
+                f"batch_size × grad_accum ({self.batch_size * self.grad_accum}) must be a multiple of "
+                f"num_generations ({self.num_generations})"
+            )
+
+
+@dataclass
+class RlooConfig(OnlineConfig):
+    normalize_advantages: bool = False
+
+
+@dataclass
+class GrpoConfig(OnlineConfig):
+    loss_type: str = "dapo"  # TRL's GRPO loss types: grpo, dr_grpo, dapo, bnpo, ...
+    scale_rewards: str = "group"  # group, batch or none (Dr. GRPO)
+
+
+def _prompt_of(conversation: list[dict[str, str]]) -> Prompt:
+    system = next((m["content"] for m in conversation if m["role"] == "system"), None)
+    question = [m["content"] for m in conversation if m["role"] == "user"][-1]
+    return Prompt(question, system=system)
+
+
+def trl_reward(reward_fn: RewardFn) -> Callable[..., list[float]]:
+    """Adapt prefkit's `(prompts, completions) -> scores` to TRL's conversational reward signature."""
+
+    def reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+        ps = [_prompt_of(p) if isinstance(p, list) else Prompt(p) for p in prompts]
+        cs = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [float(x) for x in reward_fn(ps, cs)]
+
+    reward.__name__ = "reward"  # TRL logs rewards/<name>/mean
+    return reward
+
+
+def _prompt_dataset(prompts: list[Prompt]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": messages(p)} for p in prompts])
+
+
+def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: list[Prompt] | None) -> dict[str, Any]:
+    import trl
+
+    from train.models import load_policy, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+    from train.ppo import read_prompt_set
+    from train.summary import ThroughputCallback, finish_run
+
+    started = time.perf_counter()
+    prompts = prompts if prompts is not None else read_prompt_set(cfg)
+    reward_fn = reward_fn or load_reward(cfg.reward)
+    common = {
+        **trainer_kwargs(cfg),
+        "eval_strategy": "no",
+        "num_generations": cfg.num_generations,
+        "max_completion_length": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "beta": cfg.beta,
+        "num_iterations": cfg.num_iterations,
+        "epsilon": cfg.epsilon,
+    }
+    if isinstance(cfg, GrpoConfig):
+        args: Any = trl.GRPOConfig(**common, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards)
+        trainer_cls: Any = trl.GRPOTrainer
+    elif isinstance(cfg, RlooConfig):
+        args = trl.RLOOConfig(**common, normalize_advantages=cfg.normalize_advantages)
+        trainer_cls = trl.RLOOTrainer
+    else:
+        raise ConfigError(f"{stage}: expected an RlooConfig or a GrpoConfig")
+    throughput = ThroughputCallback()
+    trainer = trainer_cls(
+        model=load_policy(cfg),
+        reward_funcs=[trl_reward(reward_fn)],
+        args=args,
+        train_dataset=_prompt_dataset(prompts),
+        processing_class=load_tokenizer(cfg, padding_side="left"),
+        peft_config=peft_config(cfg),
+        callbacks=[throughput],
+    )
+    trainer.train(resume_from_checkpoint=resolve_resume(cfg))
+    logged = [h for h in trainer.state.log_history if "reward" in h]
+    metrics = {
+        "first_reward": logged[0]["reward"] if logged else None,
+        "final_reward": logged[-1]["reward"] if logged else None,
+        "final_kl": logged[-1].get("kl") if logged else None,
+        "steps_per_s": throughput.steps / throughput.train_seconds if throughput.train_seconds else None,
+    }
+    return finish_run(stage, cfg, trainer, throughput, metrics, started=started)
+
+
+def run_rloo(cfg: RlooConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
+    """TRL's RLOOTrainer with prefkit's reward; returns the summary."""
+    return _run("rloo", cfg, reward_fn, prompts)
+
+
+def run_grpo(cfg: GrpoConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
+    """TRL's GRPOTrainer with prefkit's reward; returns the summary."""
+    return _run("grpo", cfg, reward_fn, prompts)
