@@ -1,0 +1,99 @@
+"""Two iterative rounds end to end on the tiny model, recorded in rounds.json:
+generate → scripted judge (a labelled file) → export → reward → policy (rejection sampling, then PPO)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from data.schema import Judgement, Strength
+
+QUESTIONS = ["Xin chào", "Viết một câu về phở", "Tính tổng 1 đến 10", "Hà Nội mùa thu", "Giải thích quang hợp",
+             "Kể về sông Hồng", "Mô tả áo dài", "Nói về trà"]
+
+
+def scripted_judge(pairs_dir: Path, out: Path) -> int:
+    """Prefers the answer with more letters 'a' (longer on a tie); strength grows with the gap."""
+    from data.readers import read_pairs
+    from data.writers import write_judgements
+
+    judgements = []
+    for pair in read_pairs(pairs_dir):
+        score = {r.id: (r.text.count("a"), len(r.text)) for r in (pair.a, pair.b)}
+        win = max(score, key=score.__getitem__)
+        gap = abs(score[pair.a.id][0] - score[pair.b.id][0])
+        judgements.append(Judgement(pair.pair_id, "script", win, Strength.from_level(max(1, min(3, gap))),
+                                    shown_order=(pair.a.id, pair.b.id)))
+    write_judgements(judgements, out)
+    return len(judgements)
+
+
+def write_configs(root: Path, model: Path) -> Path:
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"question": q}, ensure_ascii=False) + "\n" for q in QUESTIONS))
+    stages = {
+        "generate": {"engine": "hf", "temperatures": [0.8, 1.3], "max_tokens": 12, "batch_size": 16, "device": "cpu",
+                     "dtype": "float32", "progress": False, "near_duplicate_threshold": 1.0},
+        "reward": {"max_steps": 4, "batch_size": 4, "lr": 3e-3, "save_steps": 100, "logging_steps": 1,
+                   "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "data": {"max_length": 128}},
+        "sft": {"max_steps": 3, "batch_size": 4, "lr": 3e-3, "save_steps": 100, "logging_steps": 1,
+                "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "data": {"max_length": 128}},
+        "best_of_k": {"k": 3, "max_new_tokens": 12, "device": "cpu", "batch_size": 24},
+        "ppo": {"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1, "max_new_tokens": 8,
+                "save_steps": 0, "lr": 1e-3, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+    }
+    for name, body in stages.items():
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(body))
+    rounds = {"model": str(model), "prompts": str(prompts), "methods": ["rejection_sampling", "ppo"],
+              "test_size": 0.25, **{name: str(root / f"{name}.yaml") for name in stages}}
+    (root / "rounds-test.yaml").write_text(yaml.safe_dump(rounds))
+    return root / "rounds-test.yaml"
+
+
+@pytest.mark.slow
+def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
+    from data.readers import read_pairs
+    from train.rounds import AwaitingJudgements, Project, run_round, status_text
+
+    config = write_configs(tmp_path, tiny_model_path)
+    project = tmp_path / "project"
+    Project.init(project, config)
+    for n in (1, 2):
+        with pytest.raises(AwaitingJudgements, match=f"round {n}: pairs are in"):
+            run_round(project)
+        state = json.loads((project / "rounds.json").read_text())
+        assert state["rounds"][-1]["status"] == "awaiting_judgements"
+        labels = tmp_path / f"labels-{n}.parquet"
+        assert scripted_judge(project / state["rounds"][-1]["steps"]["generate"]["output"], labels) > 0
+        run_round(project, judgements=labels)
+
+    state = json.loads((project / "rounds.json").read_text())
+    r1, r2 = state["rounds"]
+    assert [r1["method"], r2["method"]] == ["rejection_sampling", "ppo"]
+    assert r1["status"] == r2["status"] == "done"
+    assert r1["policy"] == {"model": str(tiny_model_path), "adapter": None}
+    # round 1's SFT adapter is round 2's policy, and round 2's pairs were sampled from it
+    assert r1["next_policy"] == {"model": str(tiny_model_path), "adapter": str(project / "round-1" / "sft" / "model")}
+    assert r2["policy"] == r1["next_policy"]
+    pairs = read_pairs(project / r2["steps"]["generate"]["output"])
+    assert pairs and {p.a.adapter for p in pairs} == {r1["next_policy"]["adapter"]}
+    # round 2 started from an adapter, so PPO saved a merged model: the next policy is one folder
+    assert r2["next_policy"] == {"model": str(project / "round-2" / "ppo" / "model"), "adapter": None}
+    assert (project / "round-2" / "ppo" / "model" / "config.json").exists()
+    for rnd, policy_cmd in ((r1, "prefkit train sft"), (r2, "prefkit train ppo")):
+        steps = rnd["steps"]
+        assert steps["export"]["rows"] > 0
+        assert (project / steps["reward"]["output"]).is_dir()
+        assert steps["policy"]["command"].startswith(policy_cmd)
+        for step in steps.values():  # every recorded config file exists beside its output
+            for word in step["command"].split():
+                if word.endswith(".yaml"):
+                    assert (project / word).is_file(), word
+    assert r2["steps"]["reward"]["output"].endswith("reward/model")
+    assert "best_of_k" in r1["steps"] and "best_of_k" not in r2["steps"]
+
+    text = status_text(project)
+    assert "round 1 [rejection_sampling] done" in text and "round 2 [ppo] done" in text
+    assert "$ prefkit train ppo --config round-2/ppo.yaml" in text
+    assert f"current policy: {project / 'round-2' / 'ppo' / 'model'}" in text
