@@ -49,6 +49,69 @@ def register_stage(name: str, module_name: str, help: str) -> Callable[..., None
 register_stage("sft", "train.sft", "Supervised fine-tuning on question → chosen (loss on the assistant turn).")
 register_stage("reward", "train.reward", "Reward model with the margin ranking loss -log σ(r_c − r_r − m); accuracy per strength.")
 register_stage("dpo", "train.dpo", "DPO (LoRA: the reference is the adapter-less model); rewards, margins, accuracies.")
+register_stage("ppo", "train.ppo", "PPO: policy + value LoRA on the SFT model, KL to the adapter-less reference, GAE, clipping.")
+register_stage("best-of-k", "train.best_of_k", "Rejection sampling: K answers per prompt, scored by the reward model; the best become SFT data.")
+
+
+def _run_online(stage: str, config: Optional[Path], overrides: list[str] | None) -> dict:
+    from data.config import load_config
+    from train import online
+
+    cls, run = (online.RlooConfig, online.run_rloo) if stage == "rloo" else (online.GrpoConfig, online.run_grpo)
+    return run(load_config(cls, config, overrides or []))
+
+
+@app.command("rloo")
+def rloo(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET_OPTION) -> None:
+    """RLOO (TRL's RLOOTrainer) with the reward stage's model as the reward function."""
+    echo_summary(_run_online("rloo", config, set_))
+
+
+@app.command("grpo")
+def grpo(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET_OPTION) -> None:
+    """GRPO (TRL's GRPOTrainer) with the reward stage's model as the reward function."""
+    echo_summary(_run_online("grpo", config, set_))
+
+
+round_app = typer.Typer(no_args_is_help=True, add_completion=False)
+PROJECT_ARG = typer.Argument(..., help="The rounds project folder (holds rounds.yaml and rounds.json).")
+
+
+@round_app.command("init")
+def round_init(
+    project: Path = PROJECT_ARG,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Rounds config (configs/rounds/*.yaml)."),
+    set_: Optional[list[str]] = SET_OPTION,
+) -> None:
+    """Start a rounds project: the first policy, the prompts, a method per round, the stage configs."""
+    from train.rounds import Project, status_text
+
+    Project.init(project, config, set_ or [])
+    typer.echo(status_text(project))
+
+
+@round_app.command("run")
+def round_run(
+    project: Path = PROJECT_ARG,
+    judgements: Optional[Path] = typer.Option(None, "--judgements", "-j", help="Labelled file for this round's pairs."),
+    method: Optional[str] = typer.Option(None, "--method", help="rejection_sampling or ppo (default: the config's)."),
+) -> None:
+    """Run or continue the current round; stops after generation until --judgements is given."""
+    from data.errors import ConfigError
+    from train.rounds import run_round, status_text
+
+    if method not in (None, "rejection_sampling", "ppo"):
+        raise ConfigError(f"--method must be rejection_sampling or ppo, got {method!r}")
+    run_round(project, judgements=judgements, method=method)
+    typer.echo(status_text(project))
+
+
+@round_app.command("status")
+def round_status(project: Path = PROJECT_ARG) -> None:
+    """Print each round's policy, pairs, dataset, reward model, next policy and commands."""
+    from train.rounds import status_text
+
+    typer.echo(status_text(project))
 
 
 @app.command("chain")
