@@ -28,13 +28,13 @@ def run(cfg: DpoConfig) -> dict[str, Any]:
     from trl import DPOConfig, DPOTrainer
 
     started = time.perf_counter()
-    tokenizer = load_tokenizer(cfg)
     train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data).remove_columns("strength")
     eval_ds = (
         preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data).remove_columns("strength")
         if cfg.data.test_split
         else None
     )
+    tokenizer = load_tokenizer(cfg)  # after the data: a bad dataset fails before any model loads
     args = DPOConfig(
         **trainer_kwargs(cfg),
         max_length=cfg.data.max_length,

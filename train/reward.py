@@ -30,13 +30,13 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
     from trl import RewardTrainer
 
     started = time.perf_counter()
-    tokenizer = load_tokenizer(cfg)
     train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data, margin_scheme=cfg.margin)
     test_ds = (
         preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data, margin_scheme=cfg.margin)
         if cfg.data.test_split
         else None
     )
+    tokenizer = load_tokenizer(cfg)  # after the data: a bad dataset fails before any model loads
     args = TrlRewardConfig(
         **trainer_kwargs(cfg),
         max_length=cfg.data.max_length,

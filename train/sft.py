@@ -24,10 +24,10 @@ def run(cfg: SftConfig) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     started = time.perf_counter()
-    tokenizer = load_tokenizer(cfg)
     train_ds = sft_dataset(load_split(cfg.data, cfg.data.split), cfg.data)
     test_raw = load_split(cfg.data, cfg.data.test_split) if cfg.data.test_split else None
     eval_ds = sft_dataset(test_raw, cfg.data) if test_raw is not None else None
+    tokenizer = load_tokenizer(cfg)  # after the data: a bad dataset fails before any model loads
     args = SFTConfig(
         **trainer_kwargs(cfg),
         max_length=cfg.data.max_length,
