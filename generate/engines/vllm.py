@@ -86,7 +86,9 @@ class VLLMEngine:
             max_model_len=max_model_len,
             seed=seed,
         )
-        self.max_context = self.llm.llm_engine.model_config.max_model_len
+        # The context vLLM settled on (it may shorten the model's own to fit the KV cache).
+        model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self.max_context = getattr(model_config, "max_model_len", None) or max_model_len
 
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
