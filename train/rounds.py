@@ -59,6 +59,7 @@ class RoundsConfig:
     best_of_k: str | None = None  # configs/train/best-of-k-*.yaml
     ppo: str | None = None  # configs/train/ppo-*.yaml
     overrides: dict[str, list[str]] = field(default_factory=dict)
+    reward_from_policy: bool = True  # each round's reward model starts from its policy (else: the reward YAML's model)
     aggregate_rule: str = "mean"
     margin: Literal["none", "small", "large"] = "small"
     test_size: float = 0.2
@@ -220,8 +221,7 @@ class RoundRunner:
         out = self.dir / "reward"
         config_file = self.dir / "reward.yaml"
         wiring: dict[str, Any] = {"output_dir": str(out), "data": {"source": str(self.out("export"))}}
-        base = (yaml.safe_load(Path(self.cfg.reward).read_text()) if self.cfg.reward else None) or {}
-        if not (base.get("model") or {}).get("path"):  # Llama 2: the reward model starts from the chat model
+        if self.cfg.reward_from_policy:  # Llama 2: the reward model starts from the chat model
             wiring["model"] = _policy_model(self.rnd["policy"])
             wiring.update(self._save_mode())  # scoring loads an adapter over its recorded base only
         cfg = _stage_config(RewardConfig, self.cfg.reward, self.over("reward"), wiring, config_file)
