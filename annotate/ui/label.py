@@ -9,8 +9,9 @@ same pair, and its submit is idempotent per (annotator, pair), so a double click
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from annotate.render import safe_markdown
+from annotate.render import escape_text, safe_markdown
 from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, help_line
 from annotate.store import Assignment, User
 from annotate.ui import session
@@ -59,25 +60,27 @@ def _report(user: User, assignment: Assignment) -> None:
     _clear_form()
 
 
-def _progress(user: User, project: str) -> None:
+def _progress(slot: DeltaGenerator, user: User, project: str) -> None:
     p = session.store().progress(project, user)
     total = p.done_today + p.left_in_queue
-    st.progress(
+    slot.progress(
         p.done_today / total if total else 1.0,
         text=f"{p.done_today} done today · {p.left_in_queue} left in your queue · {p.done_total} in all",
     )
 
 
 def render(user: User, project: str) -> None:
-    _progress(user, project)
+    # The progress bar sits on top but is filled last: the next pair is on screen before the count.
+    progress_slot = st.empty()
     assignment = session.store().claim(project, user, LEASE_SECONDS)
     if assignment is None:
         st.success("Your queue is empty: nothing left to judge in this project. Thank you!")
+        _progress(progress_slot, user, project)
         return
     pair = assignment.pair
     st.markdown("#### Prompt")
     if pair.prompt.system:
-        st.caption("System: " + pair.prompt.system)
+        st.caption("System: " + escape_text(pair.prompt.system))
     with st.container(border=True, key="prompt"):
         st.markdown(safe_markdown(pair.prompt.question))
 
@@ -106,6 +109,7 @@ def render(user: User, project: str) -> None:
     report.button(
         "Report a problem", key="report", on_click=_report, args=(user, assignment), shortcut=REPORT_KEY, width="stretch"
     )
+    _progress(progress_slot, user, project)
 
 
 if __name__ == "__main__":  # run as a page script by st.navigation

@@ -67,13 +67,14 @@ def render(user: User, project: str) -> None:
         hide_index=True,
     )
 
-    index = st.selectbox(
+    by_id = {pair.pair_id: (pair, j) for pair, j in recent}
+    chosen = st.selectbox(
         "Change or withdraw",
-        range(len(recent)),
-        format_func=lambda i: f"{recent[i][1].created_at:%H:%M} · {_excerpt(recent[i][0].prompt.question, 60)}",
+        list(by_id),  # pair ids, so a withdrawn one simply drops out of the choice
+        format_func=lambda pid: f"{by_id[pid][1].created_at:%H:%M} · {_excerpt(by_id[pid][0].prompt.question, 60)}",
         key="edit-which",
     )
-    pair, judgement = recent[index]
+    pair, judgement = by_id[chosen]
     order = _shown_order(pair, judgement)
     with st.container(border=True):
         st.markdown(safe_markdown(pair.prompt.question))

@@ -36,15 +36,28 @@ def store() -> Store:
 
 def current_user() -> User | None:
     """The signed-in user of this tab, checked against the store on every run."""
-    key = st.query_params.get(SESSION_PARAM)
+    # Moving between pages drops the URL's query parameters; the tab's state carries the key
+    # over and puts it back, so the address bar always holds it for a reload.
+    key = st.query_params.get(SESSION_PARAM) or st.session_state.get(SESSION_PARAM)
     if key:
         user = store().session_user(key)
         if user is not None:
+            _remember(key)
             return user
-        del st.query_params[SESSION_PARAM]  # expired, signed out elsewhere, or user disabled
+        _forget()  # expired, signed out elsewhere, or user disabled
     if _oidc_configured() and st.user.is_logged_in:
         return _oidc_user()
     return None
+
+
+def _remember(key: str) -> None:
+    st.query_params[SESSION_PARAM] = key
+    st.session_state[SESSION_PARAM] = key
+
+
+def _forget() -> None:
+    st.query_params.pop(SESSION_PARAM, None)
+    st.session_state.pop(SESSION_PARAM, None)
 
 
 def _oidc_configured() -> bool:
@@ -62,7 +75,8 @@ def _oidc_user() -> User | None:
         st.error(f"{email} has no annotator account here; ask an admin to run `prefkit annotate users add {email}`.")
         st.button("Sign out", on_click=st.logout)
         st.stop()
-    st.query_params[SESSION_PARAM] = store().start_session(user)
+    key = store().start_session(user)
+    _remember(key)
     return user
 
 
@@ -73,7 +87,7 @@ def _sign_in_with_token() -> None:
     if user is None:
         st.session_state["sign_in_error"] = "That token is not valid (or the account is disabled)."
         return
-    st.query_params[SESSION_PARAM] = store().start_session(user)
+    _remember(store().start_session(user))
 
 
 def sign_in_page() -> None:
@@ -90,10 +104,10 @@ def sign_in_page() -> None:
 
 
 def sign_out() -> None:
-    key = st.query_params.get(SESSION_PARAM)
+    key = st.query_params.get(SESSION_PARAM) or st.session_state.get(SESSION_PARAM)
     if key:
         store().end_session(key)
-    st.query_params.clear()
+    _forget()
     if _oidc_configured() and st.user.is_logged_in:
         st.logout()
 

@@ -149,6 +149,13 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
             assert j.rationale == "câu 1 và câu 7 giống nhau"
         else:
             assert j.preferred == right and j.strength is Strength.SIGNIFICANTLY_BETTER
+
+    # Moving to another page and reloading it keep the annotator signed in.
+    page.get_by_role("link", name="My work").click()
+    page.get_by_role("heading", name="My work").wait_for()
+    page.reload()
+    page.get_by_role("heading", name="My work").wait_for()
+    assert page.get_by_label("Sign-in token").count() == 0
     assert page.outside_requests == []
 
 

@@ -1,0 +1,197 @@
+"""Click-to-next-pair latency of the annotation app in a real headless Chromium.
+
+The real server (`streamlit run annotate/app.py`) runs on loopback against a SQLite store with
+100,000 pairs; a signed-in annotator clicks a choice button and we time, inside the page, from the
+click to the moment the next pair's prompt is on screen (a MutationObserver on the DOM). Two
+baselines run in the same way: the same app on a 1,000-pair store (what the store's size costs)
+and a bare Streamlit app whose button only bumps a counter (the framework's own round trip).
+
+    .venv/bin/python bench/annotate_browser.py [--pairs 100000] [--clicks 60]
+
+Target: p95 under 300 ms with 100,000 pairs. Needs Debian's chromium at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from playwright.sync_api import Page, sync_playwright
+
+from annotate.seed import SAMPLE
+from annotate.server import free_port, running_app
+from annotate.store import Store
+from data.readers import read_pairs
+from data.schema import Pair, Prompt
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WARMUP = 5
+
+# In the page: click, then resolve with [ms until the watched text changed (the next pair is on
+# screen), ms until the script run finished (the rest of the page, e.g. the progress bar)].
+CLICK_AND_TIME = """([buttonSelector, watchSelector]) => new Promise(resolve => {
+    const text = () => (document.querySelector(watchSelector) || {}).innerText;
+    const idle = () => document.querySelector('[data-testid=stApp]').dataset.testScriptState === 'notRunning';
+    const before = text();
+    const t0 = performance.now();
+    let shown = null;
+    const check = () => {
+        const now = text();
+        if (shown === null && now !== undefined && now !== before) shown = performance.now() - t0;
+        if (shown !== null && idle()) { obs.disconnect(); resolve([shown, performance.now() - t0]); }
+    };
+    const obs = new MutationObserver(check);
+    obs.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+    document.querySelector(buttonSelector).click();
+})"""
+SETTLED = "document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'"
+
+BARE_APP = """import streamlit as st
+st.session_state.setdefault("n", 0)
+def bump():
+    st.session_state.n += 1
+with st.container(key="prompt"):
+    st.markdown(f"pair {st.session_state.n}")
+st.button("next", key="next", on_click=bump)
+"""
+
+
+def seeded_store(folder: Path, n_pairs: int) -> tuple[str, str]:
+    """A store with `n_pairs` pairs (the bundled sample, repeated with numbered prompts)."""
+    url = f"sqlite:///{folder / f'store-{n_pairs}.db'}"
+    store = Store.open(url)
+    store.create_project("bench", overlap=2)
+    base = read_pairs(SAMPLE)
+    store.import_pairs(
+        "bench", (Pair(Prompt(f"{b.prompt.question} (#{i})"), b.a, b.b) for i in range(n_pairs) for b in [base[i % len(base)]])
+    )
+    token = store.add_user("bench-annotator")
+    store.close()
+    return url, token
+
+
+def timed_clicks(page: Page, button: str, clicks: int) -> list[tuple[float, float]]:
+    times = []
+    for i in range(WARMUP + clicks):
+        page.locator(button).wait_for()
+        shown_settled = page.evaluate(CLICK_AND_TIME, [button, ".st-key-prompt"])
+        page.wait_for_function(SETTLED)
+        if i >= WARMUP:
+            times.append(tuple(shown_settled))
+    return times
+
+
+def app_latencies(browser, url: str, token: str, clicks: int) -> list[tuple[float, float]]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{url}/?p=bench")
+    page.get_by_label("Sign-in token").fill(token)
+    page.keyboard.press("Enter")
+    page.locator(".st-key-prompt").wait_for()
+    page.wait_for_function(SETTLED)
+    # Cycle through the row so every kind of judgement is submitted.
+    times = []
+    for point in (-3, -2, -1, 0, 1, 2, 3):
+        times += timed_clicks(page, f".st-key-choice{point} button", max(1, clicks // 7))
+    page.close()
+    return times
+
+
+@contextlib.contextmanager
+def bare_app(folder: Path) -> Iterator[str]:
+    script = folder / "bare_app.py"
+    script.write_text(BARE_APP)
+    port = free_port()
+    with open(folder / "bare.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                with contextlib.suppress(OSError):
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                        break
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def bare_latencies(browser, url: str, clicks: int) -> list[tuple[float, float]]:
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.locator(".st-key-prompt").wait_for()
+    page.wait_for_function(SETTLED)
+    times = timed_clicks(page, ".st-key-next button", clicks)
+    page.close()
+    return times
+
+
+def p95(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=20, method="inclusive")[18]
+
+
+def report(name: str, times: list[tuple[float, float]], base: list[tuple[float, float]] | None) -> None:
+    for i, what in enumerate(("next pair on screen", "run finished")):
+        xs = [t[i] for t in times]
+        line = f"{name:<30} {what:<20} n={len(xs):>3}  p50 {statistics.median(xs):7.1f} ms  p95 {p95(xs):7.1f} ms"
+        if base:
+            line += f"  (p95 x{p95(xs) / p95([t[i] for t in base]):.2f} the floor)"
+        print(line, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=100_000)
+    ap.add_argument("--clicks", type=int, default=63, help="timed clicks per configuration (after 5 warm-up clicks)")
+    args = ap.parse_args()
+    if not os.path.exists(CHROMIUM):
+        sys.exit(f"{CHROMIUM} not found: apt-get install chromium (make system-deps)")
+
+    with tempfile.TemporaryDirectory(prefix="prefkit-bench-") as tmp, sync_playwright() as pw:
+        folder = Path(tmp)
+        t = time.perf_counter()
+        big_url, big_token = seeded_store(folder, args.pairs)
+        print(f"seeded {args.pairs:,} pairs in {time.perf_counter() - t:.1f} s", flush=True)
+        small_url, small_token = seeded_store(folder, 1_000)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+        with bare_app(folder) as url:
+            bare = bare_latencies(browser, url, args.clicks)
+        with running_app(small_url) as url:
+            small = app_latencies(browser, url, small_token, args.clicks)
+        with running_app(big_url) as url:
+            big = app_latencies(browser, url, big_token, args.clicks)
+        browser.close()
+
+        print(f"\nclick -> next pair, real Chromium, {os.cpu_count()} CPUs")
+        report("bare Streamlit button (floor)", bare, None)
+        report("app, 1,000 pairs", small, bare)
+        report(f"app, {args.pairs:,} pairs", big, bare)
+        shown = p95([t[0] for t in big])
+        ratio = shown / p95([t[0] for t in small])
+        print(f"\n{args.pairs:,}-pair store vs 1,000 pairs, next pair on screen: p95 x{ratio:.2f}")
+        verdict = "meets" if shown < 300 else "MISSES"
+        print(f"target: next pair on screen p95 < 300 ms with {args.pairs:,} pairs: {verdict} ({shown:.0f} ms)")
+
+
+if __name__ == "__main__":
+    main()
