@@ -76,6 +76,8 @@ class GenerateConfig:
 
     def sampling_settings(self) -> tuple[Setting, ...]:
         if self.settings:
+            if self.models:
+                raise ConfigError("give either `settings` or `models` (with temperatures), not both")
             return tuple(Setting(s.model, s.temperature, s.top_p, s.adapter) for s in self.settings)
         if not self.models:
             raise ConfigError("no model: pass --model (or `models:` / `settings:` in the config)")

@@ -76,7 +76,8 @@ class RowSampler(LogitsProcessor):
         # Top-p per row: keep the smallest set of tokens whose probability reaches p (at least one).
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
-        drop = (probs.cumsum(dim=-1) - probs) >= self.top_p.unsqueeze(1)
+        # (top_p 1 filters nothing: a cumulative sum that rounds to 1 early must not cut the tail.)
+        drop = ((probs.cumsum(dim=-1) - probs) >= self.top_p.unsqueeze(1)) & (self.top_p < 1).unsqueeze(1)
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
         vocab = logits.shape[1]

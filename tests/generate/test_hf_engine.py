@@ -15,6 +15,28 @@ def prompts(engine) -> list[str]:
     return [format_prompt(engine.tokenizer, q, "Trả lời ngắn gọn.") for q in QUESTIONS]
 
 
+@pytest.mark.parametrize(
+    "temperature, top_p, expected",
+    [
+        (1.0, 1.0, [0.5, 0.3, 0.15, 0.05]),
+        (0.5, 1.0, [0.25 / 0.365, 0.09 / 0.365, 0.0225 / 0.365, 0.0025 / 0.365]),  # p^2, renormalised
+        (1.0, 0.7, [0.625, 0.375, 0.0, 0.0]),  # the nucleus of mass 0.7 is the first two tokens
+        (0.0, 1.0, [1.0, 0.0, 0.0, 0.0]),  # greedy
+    ],
+)
+def test_row_sampler_draws_from_the_tempered_nucleus(temperature, top_p, expected):
+    import torch
+
+    from generate.engines.hf import RowSampler
+
+    rows = 4000
+    scores = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).repeat(rows, 1)
+    sampler = RowSampler([temperature] * rows, [top_p] * rows, list(range(rows)), torch.device("cpu"))
+    picks = sampler(None, scores).argmax(dim=-1)
+    frequencies = torch.bincount(picks, minlength=4).float() / rows
+    assert torch.allclose(frequencies, torch.tensor(expected), atol=0.03)
+
+
 def test_batched_equals_one_by_one_with_mixed_settings(tiny_model_path, hf_engine):
     # Different prompt lengths (left padding), temperatures, top-p and seeds share one batch.
     settings = ((0.6, 0.9), (1.2, 1.0))

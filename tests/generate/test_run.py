@@ -12,7 +12,7 @@ import pytest
 from data.errors import ConfigError, DataError
 from data.readers import read_pairs
 from data.schema import PAIR_COLUMNS
-from generate.config import DEFAULT_SYSTEM_PROMPT, GenerateConfig
+from generate.config import DEFAULT_SYSTEM_PROMPT, GenerateConfig, SettingConfig
 from generate.run import generate_pairs
 
 
@@ -96,6 +96,8 @@ def test_bad_input_gives_clear_errors(tiny_model_path, prompts_file, tmp_path):
         generate_pairs(config(prompts_file, tmp_path / "c", [str(no_tokenizer)]))
     with pytest.raises(ConfigError, match="out of range"):
         generate_pairs(config(prompts_file, tmp_path / "d", [str(tiny_model_path)], temperatures=[0.7, 2.5]))
+    with pytest.raises(ConfigError, match="either `settings` or `models`"):
+        generate_pairs(config(prompts_file, tmp_path / "f", ["m"], settings=[SettingConfig("m", 0.7)], plan="samples"))
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(ConfigError, match="not empty"):
