@@ -21,6 +21,7 @@ bytes of signature per row.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import time
@@ -186,10 +187,17 @@ def _chunk_results(
                 yield res
             return
         word_table()  # build it once here: forked workers inherit it
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for res in pool.map(_sign_chunk, tasks):
-                bar.update(len(res[0]))
-                yield res
+        # Forked workers share the parent's memory (the rows) until they write to it; frozen
+        # objects are skipped by their garbage collector, which would otherwise touch, and so
+        # copy, every page of rows.
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for res in pool.map(_sign_chunk, tasks):
+                    bar.update(len(res[0]))
+                    yield res
+        finally:
+            gc.unfreeze()
 
 
 def _exact_jaccard(
