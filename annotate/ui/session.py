@@ -45,7 +45,7 @@ def current_user() -> User | None:
             _remember(key)
             return user
         _forget()  # expired, signed out elsewhere, or user disabled
-    if _oidc_configured() and st.user.is_logged_in:
+    if _oidc_configured() and st.user.get("is_logged_in"):
         return _oidc_user()
     return None
 
@@ -108,7 +108,7 @@ def sign_out() -> None:
     if key:
         store().end_session(key)
     _forget()
-    if _oidc_configured() and st.user.is_logged_in:
+    if _oidc_configured() and st.user.get("is_logged_in"):
         st.logout()
 
 

@@ -266,3 +266,34 @@ def test_sign_out_ends_the_session_in_the_store(seeded: Seeded) -> None:
     stale.query_params["s"] = key  # an old link or another tab
     stale.run()
     assert [b.label for b in stale.button] == ["Sign in"] and "s" not in stale.query_params
+
+
+OIDC_SECRETS = {
+    "redirect_uri": "http://localhost:8501/oauth2callback",
+    "cookie_secret": "test-cookie-secret",
+    "client_id": "prefkit",
+    "client_secret": "test-client-secret",
+    "server_metadata_url": "https://idp.invalid/.well-known/openid-configuration",
+}
+
+
+def test_identity_provider_sign_in_maps_onto_store_users(seeded: Seeded) -> None:
+    seeded.store.add_user("carol@example.org")
+    at = _app()
+    at.secrets["auth"] = OIDC_SECRETS
+    at.run()
+    assert "Sign in with your identity provider" in [b.label for b in at.button]
+
+    at.user = {"is_logged_in": True, "email": "carol@example.org", "name": "Carol"}
+    at.run()
+    assert not at.exception
+    assert "carol@example.org" in at.sidebar.caption[0].value.replace("\\", "")
+    assert seeded.store.session_user(at.query_params["s"]).name == "carol@example.org"
+    _shown_question(at, seeded)
+
+    stranger = _app()
+    stranger.secrets["auth"] = OIDC_SECRETS
+    stranger.user = {"is_logged_in": True, "email": "eve@example.org"}
+    stranger.run()
+    assert "has no annotator account" in stranger.error[0].value
+    assert "Câu hỏi" not in _markdown(stranger) and "s" not in stranger.query_params
