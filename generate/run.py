@@ -24,14 +24,19 @@ from generate.plan import SamplingPlan
 from generate.shards import ShardWriter, StepStats
 
 
-def open_engine(cfg: GenerateConfig, model: str, *, adapter: str | None = None, enable_lora: bool = False) -> Engine:
-    """The engine `cfg.engine` names, for one base model (LoRA adapters are per request)."""
+def open_engine(
+    cfg: GenerateConfig, model: str, *, adapter: str | None = None, enable_lora: bool = False, n_models: int = 1
+) -> Engine:
+    """The engine `cfg.engine` names, for one base model (LoRA adapters are per request).
+
+    vLLM engines of `n_models` base models loaded together split `gpu_memory_utilization`.
+    """
     if cfg.engine == "vllm":
         from generate.engines.vllm import VLLMEngine
 
         return VLLMEngine(
             model, adapter, dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization, enable_lora=enable_lora,
+            gpu_memory_utilization=cfg.gpu_memory_utilization / n_models, enable_lora=enable_lora,
             max_lora_rank=cfg.max_lora_rank, max_model_len=cfg.max_model_len, seed=cfg.seed,
         )
     from generate.engines.hf import HFEngine
@@ -184,8 +189,9 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Path:
     progress = None
     try:
         if pending:  # models load before the manifest is touched: a bad model changes nothing on disk
-            for model in dict.fromkeys(s.model for s in plan.settings):
-                engines[model] = open_engine(cfg, model, enable_lora=model in lora_models)
+            models = list(dict.fromkeys(s.model for s in plan.settings))
+            for model in models:
+                engines[model] = open_engine(cfg, model, enable_lora=model in lora_models, n_models=len(models))
         writer.set_input(prompts=len(prompts), unreadable=unreadable, config=to_dict(cfg))
         progress = Progress(len(pending), cfg.progress)
         for chunk in _steps(pending, cfg.shard_size):

@@ -59,6 +59,8 @@ class ShardWriter:
     def __init__(self, out: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
         self.out = Path(out)
         self.fingerprint = fingerprint
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"{self.out} is a file; the output must be a folder")
         manifest_path = self.out / MANIFEST
         if manifest_path.exists():
             if not resume:

@@ -52,8 +52,10 @@ def test_everything_from_yaml(tiny_model_path, prompts_file, tmp_path):
         ),
         encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["generate", "--config", str(config), "--no-progress"])
+    result = CliRunner().invoke(app, ["generate", "--config", str(config)])
     assert result.exit_code == 0, result.output
+    # The progress bar counts prompts and shows tokens/s beside tqdm's prompt rate.
+    assert "4/4" in result.stderr and "prompt" in result.stderr and "tok/s" in result.stderr
     pairs = read_pairs(out)
     # 3 samples of one setting per prompt: 3 pairs each unless some were dropped.
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))

@@ -98,6 +98,9 @@ def test_bad_input_gives_clear_errors(tiny_model_path, prompts_file, tmp_path):
         generate_pairs(config(prompts_file, tmp_path / "d", [str(tiny_model_path)], temperatures=[0.7, 2.5]))
     with pytest.raises(ConfigError, match="either `settings` or `models`"):
         generate_pairs(config(prompts_file, tmp_path / "f", ["m"], settings=[SettingConfig("m", 0.7)], plan="samples"))
+    (tmp_path / "file.parquet").write_bytes(b"")
+    with pytest.raises(ConfigError, match="is a file"):
+        generate_pairs(config(prompts_file, tmp_path / "file.parquet", [str(tiny_model_path)]))
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(ConfigError, match="not empty"):
