@@ -120,11 +120,14 @@ class HFEngine:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         try:
-            self.net = AutoModelForCausalLM.from_pretrained(self.model, dtype=resolve_dtype(dtype, self.device))
+            # Straight onto the device: a 7B model is not staged in CPU memory first.
+            self.net = AutoModelForCausalLM.from_pretrained(
+                self.model, dtype=resolve_dtype(dtype, self.device), device_map=str(self.device)
+            )
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"model {self.model!r}: cannot load it ({first})") from None
-        self.net.to(self.device).eval()
+        self.net.eval()
         self.max_context = getattr(self.net.config, "max_position_embeddings", None)
         eos = self.net.generation_config.eos_token_id
         if eos is None:
