@@ -84,8 +84,9 @@ class DedupReport:
     seed: int
     scheme: str
     verify: str
-    candidate_pairs: int
-    confirmed_pairs: int
+    candidate_pairs: int  # LSH candidates among rows with distinct shingle sets
+    confirmed_pairs: int  # candidates whose Jaccard reached the threshold
+    identical_keys: int  # rows whose key has the same shingle set as an earlier row's (Jaccard 1)
     clusters: int  # near-duplicate clusters of two or more rows
     examples: list[dict[str, Any]]
     removed: list[RemovedRow]
@@ -128,11 +129,26 @@ def _row_digest(row: Mapping[str, Any]) -> bytes:
     return xxhash.xxh3_128_digest(_CANONICAL_JSON.encode(row).encode())
 
 
-def _sign_chunk(task: tuple[Sequence[Sequence[str]], tuple[int, ...], int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """MinHash signatures and empty-key flags of one chunk of keys."""
+def _set_digests(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """A 64-bit digest of each row's shingle *set* (order and repeats ignored): the wrapping sum
+    of its distinct shingle hashes. Equal digests mean equal sets (collisions ~2^-64)."""
+    owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    order = np.lexsort((hashes, owner))
+    h, o = hashes[order], owner[order]
+    distinct = np.ones(len(h), dtype=bool)
+    distinct[1:] = (h[1:] != h[:-1]) | (o[1:] != o[:-1])
+    out = np.zeros(len(offsets) - 1, dtype=np.uint64)
+    np.add.at(out, o[distinct], h[distinct])
+    return out
+
+
+def _sign_chunk(
+    task: tuple[Sequence[Sequence[str]], tuple[int, ...], int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MinHash signatures, shingle-set digests and empty-key flags of one chunk of keys."""
     keys, ngrams, num_perm, seed = task
     hashes, offsets = _row_shingles(keys, ngrams)
-    return signatures(hashes, offsets, num_perm, seed), np.diff(offsets) == 0
+    return signatures(hashes, offsets, num_perm, seed), _set_digests(hashes, offsets), np.diff(offsets) == 0
 
 
 # --- the pipeline -----------------------------------------------------------------------------
@@ -173,7 +189,7 @@ def _chunk_results(
     seed: int,
     workers: int,
     progress: bool,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     from tqdm import tqdm
 
     tasks = ((keys[i : i + CHUNK_ROWS], ngrams, num_perm, seed) for i in range(0, len(keys), CHUNK_ROWS))
@@ -181,7 +197,7 @@ def _chunk_results(
     with tqdm(total=len(keys), unit="row", desc="minhash",
               disable=not progress or len(keys) < _PROGRESS_MIN_ROWS) as bar:
         if workers == 1 or len(keys) < _PARALLEL_MIN_ROWS:
-            results: Iterator[tuple[np.ndarray, np.ndarray]] = map(_sign_chunk, tasks)
+            results: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]] = map(_sign_chunk, tasks)
             for res in results:
                 bar.update(len(res[0]))
                 yield res
@@ -258,17 +274,18 @@ def _run(
     n = len(rows)
     ngrams = _ngram_sizes(keys, len(key_fields), ngram)
 
-    sig_parts, empty_parts = [], []
-    for s, e in _chunk_results(keys, ngrams, num_perm, seed, workers, progress):
+    sig_parts, digest_parts, empty_parts = [], [], []
+    for s, d, e in _chunk_results(keys, ngrams, num_perm, seed, workers, progress):
         sig_parts.append(s)
+        digest_parts.append(d)
         empty_parts.append(e)
     sigs = np.concatenate(sig_parts) if sig_parts else np.empty((0, num_perm), dtype=np.uint32)
+    set_digest = np.concatenate(digest_parts) if digest_parts else np.empty(0, dtype=np.uint64)
     empty = np.concatenate(empty_parts) if empty_parts else np.empty(0, dtype=bool)
 
     # 1. Exact duplicates: whole rows. Identical rows have identical keys, hence identical
-    # signatures, so only rows whose signature repeats are hashed as a whole.
-    sig_keys = row_keys(sigs)
-    _, inverse, counts = np.unique(sig_keys, return_inverse=True, return_counts=True)
+    # shingle sets, so only rows whose set repeats are hashed as a whole.
+    _, inverse, counts = np.unique(set_digest, return_inverse=True, return_counts=True)
     first_seen: dict[bytes, int] = {}
     removed: list[RemovedRow] = []
     alive = np.ones(n, dtype=bool)
@@ -279,17 +296,24 @@ def _run(
             removed.append(RemovedRow(row=i, duplicate_of=k, kind="exact", matched=k, jaccard=1.0))
     exact_removed = len(removed)
 
-    # 2. Near duplicates among the rows left whose key has words.
+    # 2. Near duplicates among the rows left whose key has words. Rows with the same shingle set
+    # (Jaccard 1: e.g. the same prompt in many pairs) are linked to the set's first row directly;
+    # only those first rows go through LSH and verification.
     active = np.flatnonzero(alive & ~empty)
-    pairs = candidate_pairs(sigs[active], bands, rows_per_band)
-    pairs = active[pairs] if len(pairs) else pairs
+    _, first_of_set, set_of = np.unique(set_digest[active], return_index=True, return_inverse=True)
+    same_set = np.stack([active[first_of_set[set_of]], active], axis=1)
+    same_set = same_set[same_set[:, 0] != same_set[:, 1]]
+    reps = active[np.sort(first_of_set)]
+    pairs = candidate_pairs(sigs[reps], bands, rows_per_band)
+    pairs = reps[pairs] if len(pairs) else pairs
     if verify == "exact" and len(pairs):
         sims = _exact_jaccard(keys, ngrams, pairs)
     else:
         sims = estimated_jaccard(sigs, pairs)
-    n_candidates = len(pairs)
-    confirmed = sims >= threshold
-    pairs, sims = pairs[confirmed], sims[confirmed]
+    n_candidates, confirmed = len(pairs), sims >= threshold
+    n_confirmed = int(np.count_nonzero(confirmed))
+    pairs = np.concatenate([pairs[confirmed], same_set]).astype(np.int64, copy=False)
+    sims = np.concatenate([sims[confirmed], np.ones(len(same_set))])
 
     clusters: list[np.ndarray] = []
     best, best_sim = _best_partners(n, pairs, sims)
@@ -340,7 +364,8 @@ def _run(
         scheme=SCHEME,
         verify=verify,
         candidate_pairs=n_candidates,
-        confirmed_pairs=int(len(pairs)),
+        confirmed_pairs=n_confirmed,
+        identical_keys=len(same_set),
         clusters=len(clusters),
         examples=examples,
         removed=removed,

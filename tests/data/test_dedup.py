@@ -242,7 +242,8 @@ def test_report_contents() -> None:
     lsh = MinHashLSH(threshold=0.75, num_perm=64)
     assert (d["bands"], d["rows_per_band"]) == (lsh.b, lsh.r)
     assert d["scheme"] == "affine32" and d["verify"] == "exact" and d["seed"] == 3
-    assert d["candidate_pairs"] >= d["confirmed_pairs"] >= d["near_removed"] > 0
+    assert d["candidate_pairs"] >= d["confirmed_pairs"] > 0 and d["identical_keys"] > 0
+    assert d["confirmed_pairs"] + d["identical_keys"] >= d["near_removed"] > 0
     kept_set = set(kept)
     for r in d["removed"]:
         assert r["duplicate_of"] in kept_set and r["row"] not in kept_set
@@ -305,3 +306,16 @@ def test_bad_records_raise_located_data_errors(rows: list, fields: list[str], ro
 def test_bad_settings_raise_config_errors(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         dedup_records([{"prompt": "a"}], ["prompt"], **kwargs)
+
+
+def test_rows_repeating_a_key_are_linked_without_lsh() -> None:
+    """Preference data: the same prompt in many pairs. Rows whose key has the same shingle set
+    join the first such row directly; LSH only sees one row per distinct set."""
+    rng = random.Random(12)
+    prompts = [text(rng, 12) for _ in range(50)]
+    rows = [{"question": p if k % 2 else p.upper(), "chosen": text(rng, 20), "rejected": text(rng, 20)}
+            for p in prompts for k in range(6)]
+    kept, report = dedup_records(rows, ["question"])
+    assert kept == list(range(0, len(rows), 6))
+    assert report.identical_keys == 250 and report.candidate_pairs == 0
+    assert all(r.duplicate_of == r.matched == r.row - r.row % 6 and r.jaccard == 1.0 for r in report.removed)
