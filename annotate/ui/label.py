@@ -92,10 +92,13 @@ def render(user: User, project: str) -> None:
             st.checkbox(f"{side} is unsafe or harmful", key=f"unsafe{side}")
 
     st.text_area("Rationale (optional)", key="rationale", height=68)
+    # Buttons are keyed by assignment: a double click's second click either repeats the same
+    # (idempotent) submit or, once the next pair is drawn, finds its widget gone and is dropped;
+    # it never lands on a pair the annotator has not seen.
     for column, (point, label) in zip(st.columns(7), sorted(SEVEN_POINT_LABELS.items())):
         column.button(
             label,
-            key=f"choice{point}",
+            key=f"choice{point}-{assignment.id}",
             on_click=_submit,
             args=(user, assignment, point),
             shortcut=CHOICE_KEYS[point],
@@ -104,10 +107,10 @@ def render(user: User, project: str) -> None:
         )
     st.caption(help_line())
     skip, reason, report = st.columns([1, 2, 1], vertical_alignment="bottom")
-    skip.button("Skip", key="skip", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY, width="stretch")
+    skip.button("Skip", key=f"skip-{assignment.id}", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY, width="stretch")
     reason.selectbox("Problem", REPORT_REASONS, key="reason")
     report.button(
-        "Report a problem", key="report", on_click=_report, args=(user, assignment), shortcut=REPORT_KEY, width="stretch"
+        "Report a problem", key=f"report-{assignment.id}", on_click=_report, args=(user, assignment), shortcut=REPORT_KEY, width="stretch"
     )
     _progress(progress_slot, user, project)
 

@@ -65,6 +65,12 @@ def _signed_in(token: str) -> AppTest:
     return at
 
 
+def _click(at: AppTest, name: str) -> AppTest:
+    """Click the Label page's button `name` (e.g. "choice-2", "skip"), keyed per assignment."""
+    (button,) = [b for b in at.button if b.key and b.key.rsplit("-", 1)[0] == name]
+    return button.click().run()
+
+
 def _markdown(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
 
@@ -113,7 +119,7 @@ def test_sign_in_then_judge_shows_next_pair_in_one_click(seeded: Seeded) -> None
 
     at.checkbox[0].check()  # "A is unsafe": A is the left response as shown
     at.text_area[0].input("B lặp lại câu hỏi")
-    at.button(key="choice-2").click().run()  # "A better"
+    _click(at, "choice-2")  # "A better"
     assert not at.exception
 
     (stored,) = seeded.store.my_judgements("bob", "demo")
@@ -141,11 +147,22 @@ def test_sign_in_then_judge_shows_next_pair_in_one_click(seeded: Seeded) -> None
     assert len(seeded.store.my_judgements("bob", "demo")) == 1
 
 
+def test_a_double_click_never_judges_the_next_pair_unseen(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    (button,) = [b for b in at.button if b.key and b.key.startswith("choice3-")]
+    button.click().run()
+    second = _shown_question(at, seeded)
+    button.click().run()  # the same button again, after the next pair was drawn
+    assert not at.exception
+    assert len(seeded.store.my_judgements("bob", "demo")) == 1
+    assert _shown_question(at, seeded).pair_id == second.pair_id
+
+
 def test_every_point_of_the_row_maps_to_the_shown_side(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
     for point in (-3, 0, 3):
         held = seeded.store.claim("demo", "bob")
-        at.button(key=f"choice{point}").click().run()
+        _click(at, f"choice{point}")
         judged = {p.pair_id: j for p, j in seeded.store.my_judgements("bob", "demo")}[held.pair.pair_id]
         assert judged.strength.level == abs(point)
         assert judged.preferred == {-3: held.shown_order[0], 0: None, 3: held.shown_order[1]}[point]
@@ -154,12 +171,12 @@ def test_every_point_of_the_row_maps_to_the_shown_side(seeded: Seeded) -> None:
 def test_skip_and_report(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
     skipped = _shown_question(at, seeded)
-    at.button(key="skip").click().run()
+    _click(at, "skip")
     reported = _shown_question(at, seeded)
     assert reported.pair_id != skipped.pair_id
     next(s for s in at.selectbox if s.label == "Problem").select("Both responses unusable")
     at.text_area[0].input("cả hai đều lạc đề")
-    at.button(key="report").click().run()
+    _click(at, "report")
     assert _shown_question(at, seeded).pair_id not in (skipped.pair_id, reported.pair_id)
     assert seeded.store.my_judgements("bob", "demo") == []
     reports = seeded.store.dashboard("demo").reports
@@ -170,7 +187,7 @@ def test_skip_and_report(seeded: Seeded) -> None:
 def test_change_and_withdraw_a_judgement(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
     judged = _shown_question(at, seeded)
-    at.button(key="choice1").click().run()  # B slightly better
+    _click(at, "choice1")  # B slightly better
 
     at.switch_page("ui/my_work.py").run()
     assert not at.exception
@@ -213,7 +230,7 @@ def test_admin_pages_are_refused_to_annotators(seeded: Seeded) -> None:
 def test_admin_dashboard_and_export(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
     for point in (-2, 1, 3):
-        at.button(key=f"choice{point}").click().run()
+        _click(at, f"choice{point}")
     admin = _signed_in(seeded.admin)
     admin.switch_page("ui/dashboard.py").run()
     assert not admin.exception
