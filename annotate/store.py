@@ -25,7 +25,22 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from sqlalchemy import Engine, Row, bindparam, create_engine, delete, event, exists, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    exists,
+    false,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -128,6 +143,8 @@ class Store:
         self._clock = clock
         self._pg = engine.dialect.name == "postgresql"
         self._projects: dict[str, Project] = {}
+        self._user_ids: dict[str, int] = {}
+        self._last_reap: dict[int, datetime] = {}
         # SQLite has one writer at a time; queueing this process's writers on a lock wakes them
         # promptly, where SQLite's busy handler polls with sleeps of up to 100 ms (a long tail).
         self._write_lock = threading.Lock() if not self._pg else contextlib.nullcontext()
@@ -154,7 +171,9 @@ class Store:
             engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
             _sqlite_setup(engine)
         elif url.startswith("postgresql"):
-            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No pre-ping (a round trip per transaction): a dropped connection fails one attempt,
+            # the pool discards it, and `_retrying` runs the transaction again.
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
         else:
             raise ConfigError(f"unsupported store URL {url!r}: use a SQLite path or postgresql+psycopg://…")
         try:
@@ -180,15 +199,16 @@ class Store:
     def _retrying(self, fn: Callable[[Connection], Any], attempts: int = 20) -> Any:
         """Run `fn` in a write transaction, retrying races the database refused (a unique
         constraint hit by a concurrent claim, a lock that outlived the busy timeout)."""
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             try:
                 with self._tx(write=True) as conn:
                     return fn(conn)
             except (IntegrityError, OperationalError):
-                if attempt == attempts - 1:
+                attempt += 1
+                if attempt >= attempts:
                     raise
-                time.sleep(0.005 * (attempt + 1) * random.random())
-        raise AssertionError("unreachable")
+                time.sleep(0.005 * attempt * random.random())  # jitter: racers retry apart
 
     # -----------------------------------------------------------------------------------------
     # Projects
@@ -396,33 +416,38 @@ class Store:
 
         The user's still-held claim comes first (renewed), so a rerun shows the same pair. Never a
         pair the user judged, skipped or reported; never more live claims plus judgements on a
-        pair than it needs. Expired leases go back to the queue here.
+        pair than it needs. Expired leases go back to the queue here (at most once a second).
         """
         proj = self._cached_project(project)
+        name = user.name if isinstance(user, User) else user
+        uid = self._user_id(name)
 
         def run(conn: Connection) -> Assignment | None:
-            u = self._active_user(conn, user)
             now = self.now()
             expires = now + timedelta(seconds=lease_seconds)
-            _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
-            held = conn.execute(_HELD, {"uid": u.id, "pid": proj.id}).first()
+            if self._reap_due(proj.id, now):
+                _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
+            held = conn.execute(_HELD, {"uid": uid, "pid": proj.id}).first()
             if held is not None:
                 conn.execute(_RENEW, {"aid": held.id, "expires": expires})
-                return _assignment(held, proj.name, u.name, expires)
+                return _assignment(held, proj.name, name, expires)
 
-            cand = conn.execute(_PICK_PG if self._pg else _PICK, {"pid": proj.id, "uid": u.id}).first()
+            cand = conn.execute(_PICK_PG if self._pg else _PICK, {"pid": proj.id, "uid": uid}).first()
             if cand is None:
+                self._active_user(conn, name)  # a disabled user is told so, not "nothing left"
                 return None
             pair = Pair.from_row(cand.data)
             order = (pair.a.id, pair.b.id)
-            if random.Random(f"{proj.seed}:{cand.pair_id}:{u.id}").random() < 0.5:
+            if random.Random(f"{proj.seed}:{cand.pair_id}:{uid}").random() < 0.5:
                 order = (pair.b.id, pair.a.id)
-            values = {"left": order[0], "right": order[1], "now": now, "expires": expires}
-            aid = conn.execute(_REUSE, {"prid": cand.id, "uid": u.id, **values}).scalar()
-            if aid is None:
-                aid = conn.execute(_NEW, {"prid": cand.id, "uid": u.id, "pid": proj.id, **values}).scalar_one()
+            lease = {"left": order[0], "right": order[1], "now": now, "expires": expires}
+            if cand.expired_id is not None:  # this user's lease on it ran out earlier: reuse it
+                aid = cand.expired_id
+                conn.execute(_REUSE, {"aid": aid, **lease})
+            else:
+                aid = conn.execute(_NEW, {"prid": cand.id, "uid": uid, "pid": proj.id, **lease}).scalar_one()
             conn.execute(_HOLD, {"prid": cand.id})
-            return Assignment(aid, proj.name, u.name, pair, order, now, expires, cand.is_calibration)
+            return Assignment(aid, proj.name, name, pair, order, now, expires, cand.is_calibration)
 
         return self._retrying(run)
 
@@ -433,6 +458,21 @@ class Store:
             proj = self._projects[name] = self.get_project(name)
         return proj
 
+    def _user_id(self, name: str) -> int:
+        """Users' ids never change (users are disabled, never deleted); whether one is disabled is
+        checked inside each claim and submit."""
+        uid = self._user_ids.get(name)
+        if uid is None:
+            uid = self._user_ids[name] = self.get_user(name).id
+        return uid
+
+    def _reap_due(self, project_id: int, now: datetime) -> bool:
+        last = self._last_reap.get(project_id)
+        if last is not None and timedelta(0) <= now - last < _REAP_EVERY:
+            return False
+        self._last_reap[project_id] = now
+        return True
+
     def submit(self, assignment_id: int, user: User | str, judgement: Judgement) -> Judgement:
         """Record the user's judgement on their assignment and return what is stored.
 
@@ -442,30 +482,27 @@ class Store:
         expired is still recorded (a human's work is not thrown away) unless the user skipped,
         reported or withdrew the pair.
         """
+        name = user.name if isinstance(user, User) else user
 
         def run(conn: Connection) -> Judgement:
-            u = self._user(conn, user)
-            a = conn.execute(_OWN_PG if self._pg else _OWN, {"aid": assignment_id}).first()
-            if a is None or a.user_id != u.id:
-                raise DataError(f"assignment {assignment_id} is not held by {u.name!r}", field="assignment_id")
+            a = self._own_assignment(conn, assignment_id, name)
             pair = Pair.from_row(a.data)
-            existing = conn.execute(_EXISTING, {"prid": a.pair_row_id, "uid": u.id}).first()
-            if existing is not None:
-                return _judgement(existing, pair.pair_id, u.name)
+            if a.judgement_id is not None:
+                return _judgement(conn.execute(_JUDGEMENT, {"jid": a.judgement_id}).one(), pair.pair_id, name)
             if a.status in (SKIPPED, REPORTED, WITHDRAWN):
                 raise DataError(f"assignment {assignment_id} was {a.status}; it takes no judgement", field="status")
             _check_judgement(judgement, pair)
             now = self.now()
             row = _judgement_values(judgement, pair, (a.shown_left, a.shown_right))
             conn.execute(
-                insert(J),
-                {"pair_row_id": a.pair_row_id, "user_id": u.id, "project_id": a.project_id, "assignment_id": a.id,
+                _INSERT_JUDGEMENT,
+                {"pair_row_id": a.pair_row_id, "user_id": a.user_id, "project_id": a.project_id, "assignment_id": a.id,
                  "created_at": now, "updated_at": now, **row},
             )
             conn.execute(_SUBMITTED, {"aid": a.id, "now": now})
             conn.execute(_DONE, {"prid": a.pair_row_id, "release": 1 if a.status == ACTIVE else 0})
             return Judgement(
-                pair_id=pair.pair_id, annotator=u.name, preferred=row["preferred"], strength=judgement.strength,
+                pair_id=pair.pair_id, annotator=name, preferred=row["preferred"], strength=judgement.strength,
                 shown_order=(a.shown_left, a.shown_right), unsafe=tuple(row["unsafe"]), rationale=row["rationale"],
                 seconds=row["seconds"], created_at=now,
             )
@@ -484,9 +521,10 @@ class Store:
         self._finish(assignment_id, user, REPORTED, reason.strip())
 
     def _finish(self, assignment_id: int, user: User | str, status: str, reason: str | None) -> None:
+        name = user.name if isinstance(user, User) else user
+
         def run(conn: Connection) -> None:
-            u = self._user(conn, user)
-            a = self._own_assignment(conn, assignment_id, u)
+            a = self._own_assignment(conn, assignment_id, name)
             if a.status not in (ACTIVE, EXPIRED):
                 return  # already submitted/skipped/reported: a repeated click changes nothing
             conn.execute(
@@ -497,10 +535,14 @@ class Store:
 
         self._retrying(run)
 
-    def _own_assignment(self, conn: Connection, assignment_id: int, user: User) -> Row[Any]:
+    def _own_assignment(self, conn: Connection, assignment_id: int, name: str) -> Row[Any]:
+        """The assignment with its pair, owner and any judgement; it must be `name`'s, and
+        `name` must not be disabled."""
         a = conn.execute(_OWN_PG if self._pg else _OWN, {"aid": assignment_id}).first()
-        if a is None or a.user_id != user.id:
-            raise DataError(f"assignment {assignment_id} is not held by {user.name!r}", field="assignment_id")
+        if a is None or a.user_name != name:
+            raise DataError(f"assignment {assignment_id} is not held by {name!r}", field="assignment_id")
+        if a.disabled:
+            raise ConfigError(f"user {name!r} is disabled")
         return a
 
     # -----------------------------------------------------------------------------------------
@@ -579,7 +621,7 @@ class Store:
             taken = exists().where(A.pair_row_id == P.id, A.user_id == u.id, A.status.notin_([EXPIRED, ACTIVE]))
             left = conn.execute(
                 select(func.count()).select_from(P).where(
-                    P.project_id == proj.id, P.complete.is_(False), ~taken, P.done + live < P.required
+                    P.project_id == proj.id, P.complete == false(), ~taken, P.done + live < P.required
                 )
             ).scalar_one()
         return Progress(done_today=today, left_in_queue=left, done_total=total)
@@ -610,7 +652,7 @@ class Store:
             proj = self._project(conn, project)
             pair_stats = conn.execute(
                 select(
-                    func.count(), func.coalesce(func.sum(P.required), 0), func.count().filter(P.complete.is_(True))
+                    func.count(), func.coalesce(func.sum(P.required), 0), func.count().filter(P.complete == true())
                 ).where(P.project_id == proj.id)
             ).one()
             judgements = conn.execute(
@@ -673,6 +715,7 @@ class Store:
 # ---------------------------------------------------------------------------------------------
 
 _b = bindparam
+_REAP_EVERY = timedelta(seconds=1)
 _USER = select(U.id, U.name, U.is_admin, U.disabled).where(U.name == _b("name"))
 _REAP = (
     update(A).where(A.project_id == _b("pid"), A.status == ACTIVE, A.expires_at <= _b("now"))
@@ -687,9 +730,15 @@ _HELD = (
 )
 _RENEW = update(A).where(A.id == _b("aid")).values(expires_at=_b("expires"))
 _PICK = (
-    select(P.id, P.pair_id, P.data, P.is_calibration)
+    select(
+        P.id, P.pair_id, P.data, P.is_calibration,
+        select(A.id).where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
+        .scalar_subquery().label("expired_id"),
+    )
     .where(
-        P.project_id == _b("pid"), P.complete.is_(False), P.done + P.held < P.required,
+        exists().where(U.id == _b("uid"), U.disabled == false()),
+        # `= false`, not `IS FALSE`: PostgreSQL only uses the queue index for the former
+        P.project_id == _b("pid"), P.complete == false(), P.done + P.held < P.required,
         ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
     )
     .order_by(P.position)
@@ -701,20 +750,23 @@ _LEASE = dict(
     shown_left=_b("left"), shown_right=_b("right"), status=ACTIVE, claimed_at=_b("now"), expires_at=_b("expires"),
     finished_at=None, reason=None,
 )
-_REUSE = (
-    update(A).where(A.pair_row_id == _b("prid"), A.user_id == _b("uid"), A.status == EXPIRED)
-    .values(**_LEASE).returning(A.id)
-)
+_REUSE = update(A).where(A.id == _b("aid")).values(**_LEASE)
 _NEW = insert(A).values(pair_row_id=_b("prid"), user_id=_b("uid"), project_id=_b("pid"), **_LEASE).returning(A.id)
 _HOLD = update(P).where(P.id == _b("prid")).values(held=P.held + 1)
 _RELEASE = update(P).where(P.id == _b("prid")).values(held=P.held - _b("n"))
 _OWN = (
-    select(A.id, A.user_id, A.status, A.pair_row_id, A.project_id, A.shown_left, A.shown_right, P.data)
+    select(
+        A.id, A.user_id, A.status, A.pair_row_id, A.project_id, A.shown_left, A.shown_right, P.data,
+        U.name.label("user_name"), U.disabled, J.id.label("judgement_id"),
+    )
     .join(P, P.id == A.pair_row_id)
+    .join(U, U.id == A.user_id)
+    .outerjoin(J, and_(J.pair_row_id == A.pair_row_id, J.user_id == A.user_id))
     .where(A.id == _b("aid"))
 )
 _OWN_PG = _OWN.with_for_update(of=A)  # serialises two submits of the same assignment
-_EXISTING = select(J).where(J.pair_row_id == _b("prid"), J.user_id == _b("uid"))
+_JUDGEMENT = select(J).where(J.id == _b("jid"))
+_INSERT_JUDGEMENT = insert(J)
 _SUBMITTED = update(A).where(A.id == _b("aid")).values(status=SUBMITTED, finished_at=_b("now"))
 _DONE = (
     update(P).where(P.id == _b("prid"))

@@ -100,6 +100,8 @@ def test_sessions_and_disabling(store, make_pairs):
     assert store.session_user(key) is None
     with pytest.raises(ConfigError, match="disabled"):
         store.claim("p", "bob")
+    with pytest.raises(ConfigError, match="disabled"):  # nor can they submit what they held
+        store.submit(held.id, "bob", Judgement.from_seven_point(held.pair.pair_id, "bob", 1, held.shown_order))
     with store.engine.connect() as c:  # the disabled user's claim went back
         assert c.execute(select(PairRow.held).where(PairRow.pair_id == held.pair.pair_id)).scalar_one() == 0
     store.add_user("carol")
