@@ -86,7 +86,7 @@ class DedupReport:
     verify: str
     candidate_pairs: int  # LSH candidates among rows with distinct shingle sets
     confirmed_pairs: int  # candidates whose Jaccard reached the threshold
-    identical_keys: int  # rows whose key has the same shingle set as an earlier row's (Jaccard 1)
+    identical_keys: int  # rows whose key has the same shingles as an earlier row's (Jaccard 1)
     clusters: int  # near-duplicate clusters of two or more rows
     examples: list[dict[str, Any]]
     removed: list[RemovedRow]
@@ -130,15 +130,13 @@ def _row_digest(row: Mapping[str, Any]) -> bytes:
 
 
 def _set_digests(hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """A 64-bit digest of each row's shingle *set* (order and repeats ignored): the wrapping sum
-    of its distinct shingle hashes. Equal digests mean equal sets (collisions ~2^-64)."""
-    owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    order = np.lexsort((hashes, owner))
-    h, o = hashes[order], owner[order]
-    distinct = np.ones(len(h), dtype=bool)
-    distinct[1:] = (h[1:] != h[:-1]) | (o[1:] != o[:-1])
+    """A 64-bit digest of each row's shingles: the wrapping sum of their hashes. Equal digests
+    mean the same shingles, repeats included (collisions ~2^-64), hence Jaccard 1; rows with the
+    same set but other repeat counts are left to LSH, which confirms them at Jaccard 1 too."""
     out = np.zeros(len(offsets) - 1, dtype=np.uint64)
-    np.add.at(out, o[distinct], h[distinct])
+    nonempty = offsets[1:] > offsets[:-1]
+    if len(hashes):
+        out[nonempty] = np.add.reduceat(hashes, offsets[:-1][nonempty])
     return out
 
 
@@ -284,7 +282,7 @@ def _run(
     empty = np.concatenate(empty_parts) if empty_parts else np.empty(0, dtype=bool)
 
     # 1. Exact duplicates: whole rows. Identical rows have identical keys, hence identical
-    # shingle sets, so only rows whose set repeats are hashed as a whole.
+    # shingle digests, so only rows whose digest repeats are hashed as a whole.
     _, inverse, counts = np.unique(set_digest, return_inverse=True, return_counts=True)
     first_seen: dict[bytes, int] = {}
     removed: list[RemovedRow] = []
@@ -296,8 +294,8 @@ def _run(
             removed.append(RemovedRow(row=i, duplicate_of=k, kind="exact", matched=k, jaccard=1.0))
     exact_removed = len(removed)
 
-    # 2. Near duplicates among the rows left whose key has words. Rows with the same shingle set
-    # (Jaccard 1: e.g. the same prompt in many pairs) are linked to the set's first row directly;
+    # 2. Near duplicates among the rows left whose key has words. Rows with the same shingles
+    # (Jaccard 1: e.g. the same prompt in many pairs) are linked to the first such row directly;
     # only those first rows go through LSH and verification.
     active = np.flatnonzero(alive & ~empty)
     _, first_of_set, set_of = np.unique(set_digest[active], return_index=True, return_inverse=True)
