@@ -40,18 +40,11 @@ def format_prompt(tokenizer: Any, question: str, system: str | None = None) -> s
 
 
 class ChatFormatter:
-    """Formats prompts for one tokenizer with a default system prompt, and counts their tokens."""
+    """Formats prompts for one tokenizer with a default system prompt."""
 
     def __init__(self, tokenizer: Any, system_prompt: str | None = None) -> None:
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
 
-    @property
-    def has_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
-
     def __call__(self, prompt: Prompt) -> str:
         return format_prompt(self.tokenizer, prompt.question, prompt.system or self.system_prompt)
-
-    def n_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -36,7 +36,6 @@ def test_prompt_system_beats_the_default_and_blank_means_none(tokenizer):
 def test_plain_format_when_the_model_has_no_template(tokenizer):
     tokenizer.chat_template = None
     fmt = ChatFormatter(tokenizer, "Hệ thống.")
-    assert not fmt.has_template
     text = fmt(Prompt("  Câu hỏi?  "))
     assert text == "<s>Hệ thống.\n\n### Instruction:\nCâu hỏi?\n\n### Response:\n"
     assert tokenizer(text, add_special_tokens=False)["input_ids"][0] == tokenizer.bos_token_id
