@@ -24,15 +24,13 @@ import regex
 # Unicode word characters (the `regex` module's `\w` includes combining marks, so Devanagari vowel
 # signs stay inside their word) plus every number character (H₂O, cm², ½ stay one word).
 _WORD = regex.compile(r"[\w\p{N}]+")
-
-
 _nfc = partial(unicodedata.normalize, "NFC")
 
 
 def _fold(text: str) -> str:
     """NFC, case-folded, NFC again (case folding can decompose, e.g. "İ" -> "i" + dot above).
     NFD and NFC inputs fold alike, and text that is already NFC passes NFC's quick check."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+    return _nfc(_nfc(text).casefold())
 
 
 def words(text: str) -> list[str]:
