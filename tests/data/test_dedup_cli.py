@@ -96,3 +96,18 @@ def test_prefkit_command_exits_2_with_one_line_on_bad_input(prefkit_bin: Path, w
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {src}, line 2, field 'response': must be text, got int"]
     assert not out.exists()
+
+
+def test_real_vietnamese_rows_with_planted_copies(shared_data: Path, tmp_path: Path) -> None:
+    """3,000 real vi_alpaca rows plus 60 altered copies (NFD, upper case, punctuation stripped):
+    every copy is removed as a near-duplicate of its original, and no original is lost."""
+    with (shared_data / "vi_alpaca_prompts.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(next(f)) for _ in range(3_000)]
+    alter = [lambda s: unicodedata.normalize("NFD", s), str.upper, lambda s: s.replace(",", "").replace(".", " ")]
+    copies = [{k: alter[i % 3](v) for k, v in rows[i * 50].items()} for i in range(60)]
+    src = tmp_path / "vi.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows + copies), encoding="utf-8")
+    report = dedup_file(src, tmp_path / "kept.jsonl", on="prompt+response")
+    removed = {r.row: r.duplicate_of for r in report.removed}
+    assert {r: d for r, d in removed.items() if r >= 3_000} == {3_000 + i: i * 50 for i in range(60)}
+    assert report.rows_out >= 3_000 - 5  # the originals hold a few near-duplicates of their own
