@@ -93,8 +93,9 @@ class PairRow(Base):
 
     __table_args__ = (
         UniqueConstraint("project_id", "pair_id", name="uq_pairs_project_pair"),
-        # The claim query walks open pairs of one project in queue order.
-        Index("ix_pairs_queue", "project_id", "complete", "position"),
+        # The claim query walks open pairs of one project in queue order; the counters ride
+        # along so that counting open pairs never reads the (large) rows themselves.
+        Index("ix_pairs_queue", "project_id", "complete", "position", "done", "held", "required"),
     )
 
 

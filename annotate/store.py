@@ -603,7 +603,8 @@ class Store:
         return rows[0]
 
     def progress(self, project: str, user: User | str) -> Progress:
-        """Done today (UTC), left in this user's queue now, and done in total."""
+        """Done today (UTC), pairs left for this user now (besides the one they hold), and done
+        in total."""
         with self._tx() as conn:
             proj = self._project(conn, project)
             u = self._user(conn, user)
@@ -612,18 +613,17 @@ class Store:
             mine = (J.user_id == u.id, J.project_id == proj.id)
             total = conn.execute(select(func.count()).select_from(J).where(*mine)).scalar_one()
             today = conn.execute(select(func.count()).select_from(J).where(*mine, J.created_at >= midnight)).scalar_one()
-            # Overdue leases are not reaped by a read; count them as free slots.
-            live = (
-                select(func.count()).select_from(A)
-                .where(A.pair_row_id == P.id, A.status == ACTIVE, A.expires_at > now)
-                .scalar_subquery()
-            )
-            taken = exists().where(A.pair_row_id == P.id, A.user_id == u.id, A.status.notin_([EXPIRED, ACTIVE]))
-            left = conn.execute(
-                select(func.count()).select_from(P).where(
-                    P.project_id == proj.id, P.complete == false(), ~taken, P.done + live < P.required
+            # Two cheap counts instead of one with a subquery per pair (100,000 pairs: ~0.8 s):
+            # open pairs, less the open pairs this user already holds, judged, skipped or reported.
+            is_open = (P.project_id == proj.id, P.complete == false(), P.done + P.held < P.required)
+            n_open = conn.execute(select(func.count()).select_from(P).where(*is_open)).scalar_one()
+            n_mine = conn.execute(  # driven from the user's assignments, not from all pairs
+                select(func.count()).select_from(A).where(
+                    A.user_id == u.id, A.project_id == proj.id, A.status != EXPIRED,
+                    exists().where(P.id == A.pair_row_id, *is_open[1:]),
                 )
             ).scalar_one()
+            left = n_open - n_mine
         return Progress(done_today=today, left_in_queue=left, done_total=total)
 
     # -----------------------------------------------------------------------------------------
