@@ -4,13 +4,15 @@ strength distribution, position bias, agreement on overlapping pairs, reports, a
 from __future__ import annotations
 
 import io
-import shutil
+import re
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
+from annotate.render import escape_text
 from annotate.store import User
 from annotate.ui import session
 from data.aggregate import RULES
@@ -28,29 +30,32 @@ _AGREEMENT_LABELS = {
 }
 
 
+def _file_name(project: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", project).strip("._") or "dataset"
+
+
 def _export(project: str) -> None:
     """Run the store's export (what `prefkit data export` does) and keep a zip to download."""
     rule, margin = st.session_state["export-rule"], st.session_state["export-margin"]
     with tempfile.TemporaryDirectory(prefix="prefkit-export-") as tmp:
-        out = Path(tmp) / project
+        out = Path(tmp) / "dataset"
         try:
             report = session.store().export(project, out, rule=rule, margin=margin, jsonl=True)
         except PrefkitError as e:
-            st.session_state["export-result"] = (str(e), None)
+            st.session_state["export-result"] = (project, str(e), None)
             return
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(out.rglob("*")):
                 if path.is_file():
-                    zf.write(path, Path(project) / path.relative_to(out))
-        shutil.rmtree(out, ignore_errors=True)
-    st.session_state["export-result"] = (report.to_dict(), buffer.getvalue())
+                    zf.write(path, Path(_file_name(project)) / path.relative_to(out))
+    st.session_state["export-result"] = (project, report.to_dict(), buffer.getvalue())
 
 
-def _all_projects() -> None:
+def _all_projects(current: str, current_summary: dict[str, Any]) -> None:
     rows = []
     for p in session.store().list_projects():
-        s = session.store().dashboard(p.name).summary
+        s = current_summary if p.name == current else session.store().dashboard(p.name).summary
         rows.append({"project": p.name, **s, "done": s["judgements"] / s["needed"] if s["needed"] else 0.0})
     st.dataframe(
         rows,
@@ -60,11 +65,11 @@ def _all_projects() -> None:
 
 
 def render(user: User, project: str) -> None:
-    st.header(f"Dashboard · {project}")
-    st.subheader("Progress per project")
-    _all_projects()
-
+    st.header(f"Dashboard · {escape_text(project)}")
     d = session.store().dashboard(project)
+    st.subheader("Progress per project")
+    _all_projects(project, d.summary)
+
     st.subheader("Per annotator")
     st.dataframe(d.per_annotator, hide_index=True)
 
@@ -105,14 +110,19 @@ def render(user: User, project: str) -> None:
     rule.selectbox("Aggregation rule", RULES, key="export-rule")
     margin.selectbox("Margin scheme", [m.value for m in MarginScheme], index=1, key="export-margin")
     go.button("Export", key="export", on_click=_export, args=(project,), type="primary")
-    if result := st.session_state.get("export-result"):
-        summary, archive = result
+    result = st.session_state.get("export-result")
+    if result and result[0] == project:
+        _, summary, archive = result
         if archive is None:
-            st.error(summary)
+            st.error(escape_text(summary))
         else:
             st.json(summary, expanded=False)
             st.download_button(
-                "Download the dataset (.zip)", archive, file_name=f"{project}.zip", mime="application/zip", key="export-zip"
+                "Download the dataset (.zip)",
+                archive,
+                file_name=f"{_file_name(project)}.zip",
+                mime="application/zip",
+                key="export-zip",
             )
 
 

@@ -8,6 +8,9 @@ same pair, and its submit is idempotent per (annotator, pair), so a double click
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -15,6 +18,7 @@ from annotate.render import escape_text, safe_markdown
 from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, help_line
 from annotate.store import Assignment, User
 from annotate.ui import session
+from data.errors import PrefkitError
 from data.schema import SEVEN_POINT_LABELS, Judgement, utcnow
 
 LEASE_SECONDS = 30 * 60
@@ -31,6 +35,23 @@ def _clear_form() -> None:
         state[f"unsafe{side}"] = False
 
 
+def _store_action(action: Callable[..., None]) -> Callable[..., None]:
+    """Run a button's store call; a refusal (e.g. the pair was withdrawn meanwhile) is shown on
+    the next draw instead of a traceback, and the form is cleared only on success."""
+
+    @functools.wraps(action)
+    def run(*args: object) -> None:
+        try:
+            action(*args)
+        except PrefkitError as e:
+            st.session_state["label-error"] = str(e)
+        else:
+            _clear_form()
+
+    return run
+
+
+@_store_action
 def _submit(user: User, assignment: Assignment, point: int) -> None:
     state = st.session_state
     unsafe = tuple(rid for side, rid in zip(SIDES, assignment.shown_order) if state.get(f"unsafe{side}"))
@@ -45,37 +66,39 @@ def _submit(user: User, assignment: Assignment, point: int) -> None:
         seconds=(utcnow() - assignment.claimed_at).total_seconds(),
     )
     session.store().submit(assignment.id, user, judgement)
-    _clear_form()
 
 
+@_store_action
 def _skip(user: User, assignment: Assignment) -> None:
     session.store().skip(assignment.id, user)
-    _clear_form()
 
 
+@_store_action
 def _report(user: User, assignment: Assignment) -> None:
     reason = st.session_state.get("reason") or REPORT_REASONS[0]
     note = (st.session_state.get("rationale") or "").strip()
     session.store().report(assignment.id, user, f"{reason}: {note}" if note else reason)
-    _clear_form()
 
 
-def _progress(slot: DeltaGenerator, user: User, project: str) -> None:
+def _progress(slot: DeltaGenerator, user: User, project: str, holding: bool) -> None:
     p = session.store().progress(project, user)
-    total = p.done_today + p.left_in_queue
+    left = p.left_in_queue + holding  # the store counts the pairs besides the one on screen
+    total = p.done_today + left
     slot.progress(
         p.done_today / total if total else 1.0,
-        text=f"{p.done_today} done today · {p.left_in_queue} left in your queue · {p.done_total} in all",
+        text=f"{p.done_today} done today · {left} left in your queue · {p.done_total} in all",
     )
 
 
 def render(user: User, project: str) -> None:
     # The progress bar sits on top but is filled last: the next pair is on screen before the count.
     progress_slot = st.empty()
+    if error := st.session_state.pop("label-error", None):
+        st.error(escape_text(error))
     assignment = session.store().claim(project, user, LEASE_SECONDS)
     if assignment is None:
         st.success("Your queue is empty: nothing left to judge in this project. Thank you!")
-        _progress(progress_slot, user, project)
+        _progress(progress_slot, user, project, holding=False)
         return
     pair = assignment.pair
     st.markdown("#### Prompt")
@@ -112,7 +135,7 @@ def render(user: User, project: str) -> None:
     report.button(
         "Report a problem", key=f"report-{assignment.id}", on_click=_report, args=(user, assignment), shortcut=REPORT_KEY, width="stretch"
     )
-    _progress(progress_slot, user, project)
+    _progress(progress_slot, user, project, holding=True)
 
 
 if __name__ == "__main__":  # run as a page script by st.navigation

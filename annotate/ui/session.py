@@ -1,10 +1,12 @@
 """Who is signed in, kept in the store, not in the browser tab's memory.
 
 Signing in with a token (or an identity provider through `st.login`) opens a session row in the
-store; the tab keeps only the random session key, in the URL's `?s=` query parameter, so a reload
-or a second tab stays signed in and the server can end the session (sign out, user disabled).
-Trade-off: the key is visible in the address bar and browser history of that machine; it is not
-the sign-in token, it can be revoked, and teams with an identity provider use OIDC instead.
+store; the tab keeps only the random session key, in the URL's `?s=` query parameter (and in its
+session state, because moving between pages drops query parameters), so a reload stays signed
+in, and the server can end the session (sign out, user disabled): the key is checked against the
+store on every rerun. Trade-off: the key is visible in the address bar and browser history of
+that machine; it is not the sign-in token, it can be revoked, and teams with an identity
+provider use OIDC instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 
 import streamlit as st
 
+from annotate.render import escape_text
 from annotate.store import Store, User
 
 SESSION_PARAM = "s"
@@ -36,8 +39,7 @@ def store() -> Store:
 
 def current_user() -> User | None:
     """The signed-in user of this tab, checked against the store on every run."""
-    # Moving between pages drops the URL's query parameters; the tab's state carries the key
-    # over and puts it back, so the address bar always holds it for a reload.
+    # After a page move the key comes from the tab's state and goes back into the URL.
     key = st.query_params.get(SESSION_PARAM) or st.session_state.get(SESSION_PARAM)
     if key:
         user = store().session_user(key)
@@ -72,7 +74,7 @@ def _oidc_user() -> User | None:
     email = st.user.get("email")
     user = next((u for u in store().list_users() if email and u.name == email), None)
     if user is None or user.disabled:
-        st.error(f"{email} has no annotator account here; ask an admin to run `prefkit annotate users add {email}`.")
+        st.error(f"{escape_text(str(email))} has no annotator account here; ask an admin to add one for this address.")
         st.button("Sign out", on_click=st.logout)
         st.stop()
     key = store().start_session(user)
@@ -112,16 +114,15 @@ def sign_out() -> None:
         st.logout()
 
 
-def choose_project() -> str | None:
-    """The project picked in the sidebar (kept in `?p=` so a reload keeps it)."""
+def choose_project() -> None:
+    """The sidebar's project picker; pages read the choice from `st.session_state["project"]`.
+    It is kept in `?p=` too, so a reload (or a shared link) opens the same project."""
     names = [p.name for p in store().list_projects()]
     if not names:
-        return None
+        return
     wanted = st.query_params.get(PROJECT_PARAM)
     index = names.index(wanted) if wanted in names else 0
-    name = st.sidebar.selectbox("Project", names, index=index, key="project")
-    st.query_params[PROJECT_PARAM] = name
-    return name
+    st.query_params[PROJECT_PARAM] = st.sidebar.selectbox("Project", names, index=index, key="project")
 
 
 def page_context(admin: bool = False) -> tuple[User, str]:

@@ -158,6 +158,17 @@ def test_a_double_click_never_judges_the_next_pair_unseen(seeded: Seeded) -> Non
     assert _shown_question(at, seeded).pair_id == second.pair_id
 
 
+def test_a_refused_action_is_explained_not_a_traceback(seeded: Seeded) -> None:
+    at = _signed_in(seeded.annotator)
+    held = seeded.store.claim("demo", "bob")
+    seeded.store.skip(held.id, "bob")  # e.g. skipped in another tab meanwhile
+    _click(at, "choice1")
+    assert not at.exception
+    assert "skipped" in at.error[0].value
+    assert seeded.store.my_judgements("bob", "demo") == []
+    assert _shown_question(at, seeded).pair_id != held.pair.pair_id
+
+
 def test_every_point_of_the_row_maps_to_the_shown_side(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
     for point in (-3, 0, 3):
@@ -242,7 +253,8 @@ def test_admin_dashboard_and_export(seeded: Seeded) -> None:
     admin.button(key="export").click().run()
     assert not admin.exception
     assert admin.get("download_button"), "no download offered"
-    summary, archive = admin.session_state["export-result"]
+    project, summary, archive = admin.session_state["export-result"]
+    assert project == "demo"
     assert summary["exported"] == 3 and summary["judgements"] == 3
     names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
     assert "demo/dataset_dict.json" in names and any(n.endswith(".jsonl") for n in names)
