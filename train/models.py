@@ -7,6 +7,7 @@ All stages go through here so that a config means the same thing in SFT, reward,
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,6 +188,8 @@ def resolve_resume(cfg: RunConfig) -> str | None:
 def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """Arguments every TRL `*Config` (a `TrainingArguments`) takes, from the shared run settings."""
     has_eval = cfg.data.test_split is not None
+    if cfg.report_to != "none" and importlib.util.find_spec(cfg.report_to) is None:
+        raise ConfigError(f"report_to: {cfg.report_to} needs the {cfg.report_to} package (pip install {cfg.report_to})")
     return {
         "output_dir": str(cfg.output_dir),
         "seed": cfg.seed,

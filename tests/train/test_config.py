@@ -100,3 +100,9 @@ def test_trainer_kwargs_build_real_trl_configs(tmp_path):
         assert args.max_steps == 7 and args.gradient_accumulation_steps == 3 and args.seed == cfg.seed
         assert args.report_to == ["tensorboard"] and args.output_dir == str(tmp_path)
         assert args.include_num_input_tokens_seen == "non_padding"
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("wandb") is not None, reason="wandb is installed")
+def test_report_to_a_missing_tracker_is_a_config_error():
+    with pytest.raises(ConfigError, match="report_to: wandb needs the wandb package"):
+        trainer_kwargs(load_config(SftConfig, None, ["report_to=wandb"]))
