@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import multiprocessing
 import os
 import time
 from itertools import chain
@@ -39,7 +40,7 @@ import xxhash
 from data.atomic import atomic_path
 from data.errors import ConfigError, DataError
 from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, row_keys, signatures
-from data.shingles import choose_ngram, shingle_hashes, shingles, word_table, words
+from data.shingles import choose_ngram, shingle_hashes, shingles, word_counts, words
 
 VERIFY_MODES = ("exact", "estimate")
 CHUNK_ROWS = 2_000  # rows per task sent to a worker process
@@ -171,13 +172,23 @@ def _ngram_sizes(keys: Sequence[Sequence[str]], n_fields: int, ngram: int) -> tu
     step = max(1, len(keys) // _NGRAM_SAMPLE)  # evenly spaced sample: deterministic
     sample = keys[::step]
     return tuple(
-        choose_ngram(float(np.median([len(words(k[f])) for k in sample])) if sample else 0.0)
+        choose_ngram(float(np.median(word_counts([k[f] for k in sample]))) if sample else 0.0)
         for f in range(n_fields)
     )
 
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# The keys of the run in progress, for forked workers: they inherit this list at fork time, so a
+# task is just a row range and no key text is pickled to them.
+_fork_keys: Sequence[Sequence[str]] = ()
+
+
+def _sign_range(task: tuple[int, int, tuple[int, ...], int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    start, stop, ngrams, num_perm, seed = task
+    return _sign_chunk((_fork_keys[start:stop], ngrams, num_perm, seed))
 
 
 def _chunk_results(
@@ -188,30 +199,31 @@ def _chunk_results(
     workers: int,
     progress: bool,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    global _fork_keys
     from tqdm import tqdm
 
-    tasks = ((keys[i : i + CHUNK_ROWS], ngrams, num_perm, seed) for i in range(0, len(keys), CHUNK_ROWS))
+    ranges = [(i, min(i + CHUNK_ROWS, len(keys)), ngrams, num_perm, seed) for i in range(0, len(keys), CHUNK_ROWS)]
     workers = workers or _cpu_count()
     with tqdm(total=len(keys), unit="row", desc="minhash",
               disable=not progress or len(keys) < _PROGRESS_MIN_ROWS) as bar:
         if workers == 1 or len(keys) < _PARALLEL_MIN_ROWS:
-            results: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]] = map(_sign_chunk, tasks)
-            for res in results:
-                bar.update(len(res[0]))
-                yield res
+            for start, stop, *_ in ranges:
+                yield _sign_chunk((keys[start:stop], ngrams, num_perm, seed))
+                bar.update(stop - start)
             return
-        word_table()  # build it once here: forked workers inherit it
-        # Forked workers share the parent's memory (the rows) until they write to it; frozen
+        # Forked workers share the parent's memory (rows, keys) until they write to it; frozen
         # objects are skipped by their garbage collector, which would otherwise touch, and so
-        # copy, every page of rows.
+        # copy, every page holding them.
+        _fork_keys = keys
         gc.freeze()
         try:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for res in pool.map(_sign_chunk, tasks):
-                    bar.update(len(res[0]))
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                for (start, stop, *_), res in zip(ranges, pool.map(_sign_range, ranges)):
+                    bar.update(stop - start)
                     yield res
         finally:
             gc.unfreeze()
+            _fork_keys = ()
 
 
 def _exact_jaccard(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import unicodedata
-from functools import lru_cache, partial
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -126,14 +126,22 @@ def shingle_hash(shingle: str, field: int = 0) -> int:
     return _fmix64_int(h)
 
 
-@lru_cache(maxsize=1)
-def word_table() -> np.ndarray:
-    """Whether each code point is a word character (exactly `_WORD`'s class), for numpy lookup.
-    Built once per process (~0.3 s); callers that fork workers build it first so they inherit it."""
-    table = np.zeros(sys.maxunicode + 1, dtype=bool)
-    for m in _WORD.finditer("".join(map(chr, range(sys.maxunicode + 1)))):
-        table[m.start() : m.end()] = True
-    return table
+# Whether each code point is a word character (exactly `_WORD`'s class): 1, 0, or -1 for not
+# looked up yet. Filled on demand (a corpus uses a few thousand code points of 1.1 million).
+_word_char = np.full(sys.maxunicode + 1, -1, dtype=np.int8)
+
+
+def _is_word_char(cps: np.ndarray) -> np.ndarray:
+    flags = _word_char[cps]
+    unknown = flags < 0
+    if unknown.any():
+        new = np.unique(cps[unknown])
+        found = np.zeros(len(new), dtype=np.int8)
+        for m in _WORD.finditer("".join(map(chr, new.tolist()))):  # the class is per character
+            found[m.start() : m.end()] = 1
+        _word_char[new] = found
+        flags = _word_char[cps]
+    return flags.astype(bool)
 
 
 _powers_cache: dict[int, np.ndarray] = {}
@@ -158,7 +166,7 @@ def _word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         joined = _SEP.join(t.replace(_SEP, " ") for t in map(_nfc, texts))
     joined = _nfc(joined.casefold())
     cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    is_word = word_table()[cps]
+    is_word = _is_word_char(cps)
     edges = np.diff(is_word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     seps = np.flatnonzero(cps == ord(_SEP))
@@ -169,6 +177,11 @@ def _word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     np.cumsum(cps.astype(np.uint64) * _powers(_BASE, len(cps)), out=prefix[1:])
     raw = (prefix[ends] - prefix[starts]) * _powers(_BASE_INV, len(cps) + 1)[starts]
     return fmix64(raw + (ends - starts).astype(np.uint64) * np.uint64(_LEN)), counts
+
+
+def word_counts(texts: Sequence[str]) -> np.ndarray:
+    """How many normalised words each text has (`len(words(t))` for each, in bulk)."""
+    return _word_hashes(texts)[1]
 
 
 def shingle_hashes(texts: Sequence[str], n: int, field: int = 0) -> tuple[np.ndarray, np.ndarray]:
