@@ -432,7 +432,12 @@ class Store:
                 conn.execute(_RENEW, {"aid": held.id, "expires": expires})
                 return _assignment(held, proj.name, name, expires)
 
-            cand = conn.execute(_PICK_PG if self._pg else _PICK, {"pid": proj.id, "uid": uid}).first()
+            params = {"pid": proj.id, "uid": uid}
+            cand = conn.execute(_PICK_PG if self._pg else _PICK, params).first()
+            if cand is None and self._pg:
+                # SKIP LOCKED also skips pairs that are only busy for a moment (another claim or a
+                # submit updating them): before saying "nothing left", wait for those.
+                cand = conn.execute(_PICK_PG_WAIT, params).first()
             if cand is None:
                 self._active_user(conn, name)  # a disabled user is told so, not "nothing left"
                 return None
@@ -746,6 +751,7 @@ _PICK = (
 )
 # PostgreSQL: lock the chosen pair and let concurrent claims pass over it to the next one.
 _PICK_PG = _PICK.with_for_update(skip_locked=True, of=P)
+_PICK_PG_WAIT = _PICK.with_for_update(of=P)
 _LEASE = dict(
     shown_left=_b("left"), shown_right=_b("right"), status=ACTIVE, claimed_at=_b("now"), expires_at=_b("expires"),
     finished_at=None, reason=None,
