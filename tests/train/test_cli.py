@@ -43,7 +43,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path):
 def test_chain_runs_sft_reward_dpo_from_the_cli(tiny_model_path, marker_dataset, tmp_path):
     out = tmp_path / "chain"
     sets = [f"model.path={tiny_model_path}", f"data.source={marker_dataset}", f"output_dir={out}", "data.max_rows=40"]
-    sets += [f"{s}.max_steps=3" for s in ("sft", "reward", "dpo")] + [f"{s}.logging_steps=1" for s in ("sft", "reward", "dpo")]
+    sets += ["reward.save=merged"] + [f"{s}.max_steps=3" for s in ("sft", "reward", "dpo")] + [f"{s}.logging_steps=1" for s in ("sft", "reward", "dpo")]
     args = ["train", "chain", "--config", str(REPO / "configs/train/chain-tiny.yaml")]
     for s in sets:
         args += ["--set", s]
@@ -61,3 +61,13 @@ def test_chain_runs_sft_reward_dpo_from_the_cli(tiny_model_path, marker_dataset,
         assert chain[stage]["steps"] == 3 and (out / stage / "summary.json").exists()
     assert "test_accuracy_by_strength" in chain["reward"]["metrics"]
     assert "eval_rewards/margins" in chain["dpo"]["metrics"]
+
+    # the merged reward model (LoRA and the trained head folded in) scores a file on its own
+    reward_model = Path(chain["reward"]["model_dir"])
+    assert not (reward_model / "adapter_config.json").exists()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"question": "Hỏi?", "chosen": "Đáp tốt.", "rejected": "Đáp.", "strength": "better"}) + "\n")
+    scored = CliRunner().invoke(app, ["train", "score", "--model", str(reward_model), str(pairs), str(tmp_path / "s.jsonl")])
+    assert scored.exit_code == 0, scored.output
+    row = json.loads((tmp_path / "s.jsonl").read_text())
+    assert isinstance(row["chosen_reward"], float) and isinstance(row["rejected_reward"], float)
