@@ -76,3 +76,5 @@ def test_resume_from_latest_checkpoint(tiny_model_path, memorise_dataset, tmp_pa
     # the log history goes on from the checkpoint: steps 2 and 4 came from the first run
     assert [h["step"] for h in resumed["losses"]["train"]] == [2, 4, 6]
     assert resumed["losses"]["train"][:2] == first["losses"]["train"][:2]
+    # tokens/s counts this session only: 2 steps of the same 3 rows vs the first run's 4
+    assert 0 < resumed["tokens"] < first["tokens"]
