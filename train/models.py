@@ -125,7 +125,10 @@ def _merge_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
 
     if not (Path(adapter) / "adapter_config.json").exists() and Path(adapter).exists():
         raise ConfigError(f"model.adapter {adapter!r}: no adapter_config.json there")
-    config = PeftConfig.from_pretrained(adapter)
+    try:
+        config = PeftConfig.from_pretrained(adapter)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"model.adapter {adapter!r}: cannot load a peft adapter: {e}") from None
     # task-agnostic wrapper: lets a causal-LM (SFT) adapter merge into a reward model's trunk too
     config.task_type = None
     return PeftModel.from_pretrained(model, adapter, config=config).merge_and_unload()

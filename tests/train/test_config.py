@@ -106,3 +106,11 @@ def test_trainer_kwargs_build_real_trl_configs(tmp_path):
 def test_report_to_a_missing_tracker_is_a_config_error():
     with pytest.raises(ConfigError, match="report_to: wandb needs the wandb package"):
         trainer_kwargs(load_config(SftConfig, None, ["report_to=wandb"]))
+
+
+def test_missing_adapter_is_a_config_error(tiny_model_path, tmp_path):
+    from train.models import load_policy
+
+    cfg = load_config(SftConfig, None, [f"model.path={tiny_model_path}", f"model.adapter={tmp_path / 'no-adapter'}"])
+    with pytest.raises(ConfigError, match="model.adapter.*cannot load a peft adapter"):
+        load_policy(cfg)
