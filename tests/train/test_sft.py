@@ -67,8 +67,13 @@ def test_assistant_only_loss_masks_the_prompt(tiny_model_path, memorise_dataset,
 @pytest.mark.slow
 def test_resume_from_latest_checkpoint(tiny_model_path, memorise_dataset, tmp_path):
     out = tmp_path / "run"
-    first = sft.run(_cfg(tiny_model_path, memorise_dataset, out, "max_steps=4", "save_steps=2", "data.test_split=null"))
+    # the first run also takes the gradient-checkpointing and tensorboard paths
+    first = sft.run(
+        _cfg(tiny_model_path, memorise_dataset, out, "max_steps=4", "save_steps=2", "data.test_split=null",
+             "gradient_checkpointing=true", "report_to=tensorboard")
+    )
     assert first["steps"] == 4 and (out / "checkpoint-4").is_dir()
+    assert list(out.rglob("events.out.tfevents.*"))
     resumed = sft.run(
         _cfg(tiny_model_path, memorise_dataset, out, "max_steps=6", "save_steps=2", "data.test_split=null", "resume_from_checkpoint=latest")
     )
