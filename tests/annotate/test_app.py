@@ -13,7 +13,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from annotate.render import safe_markdown
+from annotate.seed import SAMPLE, TOKENS_FILE, seed_demo
 from annotate.store import Store
+from data.errors import ConfigError
+from data.readers import read_pairs
 from data.schema import SEVEN_POINT_LABELS, Judgement, Pair, Prompt, Response, Strength
 
 APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
@@ -326,3 +329,17 @@ def test_identity_provider_sign_in_maps_onto_store_users(seeded: Seeded) -> None
     stranger.run()
     assert "has no annotator account" in stranger.error[0].value
     assert "Câu hỏi" not in _markdown(stranger) and "s" not in stranger.query_params
+
+
+def test_seed_demo_is_ready_to_label_and_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    admin, annotator = seed_demo(url, tmp_path)
+    assert seed_demo(url, tmp_path) == (admin, annotator)  # a second `make demo` changes nothing
+    store = Store.open(url)
+    assert store.count_pairs("demo") == len(read_pairs(SAMPLE)) > 50
+    assert "7-point" in store.get_project("demo").guidelines
+    assert store.authenticate(admin).is_admin and not store.authenticate(annotator).is_admin
+    assert oct((tmp_path / TOKENS_FILE).stat().st_mode & 0o777) == "0o600"
+    (tmp_path / TOKENS_FILE).unlink()
+    with pytest.raises(ConfigError, match="already has demo accounts"):
+        seed_demo(url, tmp_path)
