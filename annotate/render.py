@@ -97,7 +97,10 @@ def _table(node: SyntaxTreeNode) -> str:
     aligns: list[str] = []
     for section in node.children:
         for tr in section.children:
-            cells = [_inline(cell.children[0], in_table=True).replace("\n", " ") if cell.children else "" for cell in tr.children]
+            cells = [
+                _inline(cell.children[0], in_table=True).replace("\n", " ") if cell.children else ""
+                for cell in tr.children
+            ]
             if section.type == "thead":
                 style = [str(cell.attrs.get("style", "")) for cell in tr.children]
                 aligns = [

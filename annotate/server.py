@@ -11,8 +11,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from data.errors import ConfigError
 
@@ -45,7 +45,11 @@ def running_app(db_url: str, port: int | None = None, timeout: float = 60.0) -> 
     url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server never blocks on it
     proc = subprocess.Popen(
-        streamlit_command(port), env={**os.environ, "PREFKIT_DB": db_url}, stdout=log, stderr=subprocess.STDOUT, text=True
+        streamlit_command(port),
+        env={**os.environ, "PREFKIT_DB": db_url},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + timeout

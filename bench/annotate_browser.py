@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import statistics
 import subprocess
@@ -22,8 +23,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from playwright.sync_api import Page, sync_playwright
 
@@ -75,9 +76,9 @@ def seeded_store(folder: Path, n_pairs: int) -> tuple[str, str]:
     store = Store.open(url)
     store.create_project("bench", overlap=2)
     base = read_pairs(SAMPLE)
-    store.import_pairs(
-        "bench", (Pair(Prompt(f"{b.prompt.question} (#{i})"), b.a, b.b) for i in range(n_pairs) for b in [base[i % len(base)]])
-    )
+    repeated = base * (n_pairs // len(base) + 1)
+    numbered = (Pair(Prompt(f"{b.prompt.question} (#{i})"), b.a, b.b) for i, b in enumerate(repeated))
+    store.import_pairs("bench", itertools.islice(numbered, n_pairs))
     token = store.add_user("bench-annotator")
     store.close()
     return url, token

@@ -9,7 +9,7 @@ same pair, and its submit is idempotent per (annotator, pair), so a double click
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -54,7 +54,7 @@ def _store_action(action: Callable[..., None]) -> Callable[..., None]:
 @_store_action
 def _submit(user: User, assignment: Assignment, point: int) -> None:
     state = st.session_state
-    unsafe = tuple(rid for side, rid in zip(SIDES, assignment.shown_order) if state.get(f"unsafe{side}"))
+    unsafe = tuple(rid for side, rid in zip(SIDES, assignment.shown_order, strict=True) if state.get(f"unsafe{side}"))
     rationale = (state.get("rationale") or "").strip() or None
     judgement = Judgement.from_seven_point(
         assignment.pair.pair_id,
@@ -107,7 +107,7 @@ def render(user: User, project: str) -> None:
     with st.container(border=True, key="prompt"):
         st.markdown(safe_markdown(pair.prompt.question))
 
-    for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order):
+    for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order, strict=True):
         with column:
             st.markdown(f"#### Response {side}")
             with st.container(border=True, key=f"response{side}"):
@@ -118,7 +118,7 @@ def render(user: User, project: str) -> None:
     # Buttons are keyed by assignment: a double click's second click either repeats the same
     # (idempotent) submit or, once the next pair is drawn, finds its widget gone and is dropped;
     # it never lands on a pair the annotator has not seen.
-    for column, (point, label) in zip(st.columns(7), sorted(SEVEN_POINT_LABELS.items())):
+    for column, (point, label) in zip(st.columns(7), sorted(SEVEN_POINT_LABELS.items()), strict=True):
         column.button(
             label,
             key=f"choice{point}-{assignment.id}",
@@ -130,10 +130,17 @@ def render(user: User, project: str) -> None:
         )
     st.caption(help_line())
     skip, reason, report = st.columns([1, 2, 1], vertical_alignment="bottom")
-    skip.button("Skip", key=f"skip-{assignment.id}", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY, width="stretch")
+    skip.button(
+        "Skip", key=f"skip-{assignment.id}", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY, width="stretch"
+    )
     reason.selectbox("Problem", REPORT_REASONS, key="reason")
     report.button(
-        "Report a problem", key=f"report-{assignment.id}", on_click=_report, args=(user, assignment), shortcut=REPORT_KEY, width="stretch"
+        "Report a problem",
+        key=f"report-{assignment.id}",
+        on_click=_report,
+        args=(user, assignment),
+        shortcut=REPORT_KEY,
+        width="stretch",
     )
     _progress(progress_slot, user, project, holding=True)
 

@@ -28,7 +28,8 @@ def _save(user: User, project: str, pair: Pair, old: Judgement) -> None:
     state = st.session_state
     order = _shown_order(pair, old)
     point = next(p for p, label in SEVEN_POINT_LABELS.items() if label == state[f"edit-point-{pair.pair_id}"])
-    unsafe = tuple(rid for side, rid in zip("AB", order) if state.get(f"edit-unsafe{side}-{pair.pair_id}"))
+    flagged = (state.get(f"edit-unsafe{side}-{pair.pair_id}") for side in "AB")
+    unsafe = tuple(rid for rid, flag in zip(order, flagged, strict=True) if flag)
     rationale = (state.get(f"edit-rationale-{pair.pair_id}") or "").strip() or None
     new = Judgement.from_seven_point(
         pair.pair_id, user.name, point, order, unsafe=unsafe, rationale=rationale, seconds=old.seconds
@@ -78,12 +79,14 @@ def render(user: User, project: str) -> None:
     order = _shown_order(pair, judgement)
     with st.container(border=True):
         st.markdown(safe_markdown(pair.prompt.question))
-    for side, column, rid in zip("AB", st.columns(2), order):
+    for side, column, rid in zip("AB", st.columns(2), order, strict=True):
         with column:
             st.markdown(f"**Response {side}**")
             with st.container(border=True):
                 st.markdown(safe_markdown(pair.response(rid).text))
-            st.checkbox(f"{side} is unsafe or harmful", value=rid in judgement.unsafe, key=f"edit-unsafe{side}-{pair.pair_id}")
+            st.checkbox(
+                f"{side} is unsafe or harmful", value=rid in judgement.unsafe, key=f"edit-unsafe{side}-{pair.pair_id}"
+            )
     st.select_slider(
         "Choice",
         options=[SEVEN_POINT_LABELS[p] for p in sorted(SEVEN_POINT_LABELS)],
