@@ -9,7 +9,7 @@ from data.schema import Prompt
 PROMPTS = [Prompt(q, system="Trả lời ngắn.") for q in ("Xin chào", "Viết một câu", "Tính tổng", "Hà Nội")]
 
 
-@pytest.mark.parametrize("stage", ["rloo", "grpo"])
+@pytest.mark.parametrize("stage", [pytest.param("rloo", marks=pytest.mark.slow), "grpo"])
 def test_online_trainer_scores_with_prefkit_reward(stage, tiny_model_path, tmp_path):
     from train.config import LoraSection, ModelConfig
     from train.online import GrpoConfig, RlooConfig, run_grpo, run_rloo

@@ -1,6 +1,7 @@
 """prefkit's PPO on the tiny model: reward rises with bounded KL, and an interrupted run resumes."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,28 @@ def test_ppo_resumes_after_interruption_from_its_checkpoint(tiny_model_path, tmp
     assert summary["metrics"]["resumed_from_step"] == 2
     assert [h["step"] for h in summary["log_history"]] == [1, 2, 3, 4, 5]
     assert calls["n"] == 4  # the resumed run used its own reward function for steps 3..5
+
+
+@pytest.mark.slow
+def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, marker_dataset, tmp_path):
+    from data.config import load_config
+    from train import reward
+    from train.config import RewardConfig
+    from train.ppo import run
+    from train.scoring import RewardSection
+
+    rm_cfg = load_config(RewardConfig, None, [
+        f"model.path={tiny_model_path}", f"data.source={marker_dataset}", f"output_dir={tmp_path / 'rm'}",
+        "max_steps=20", "lr=3e-3", "batch_size=8", "save_steps=1000", "lora.r=8", "lora.dropout=0"])
+    rm_dir = reward.run(rm_cfg)["model_dir"]
+
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", reward=RewardSection(model=rm_dir), max_steps=20,
+                     kl_coef=0.02)
+    summary = run(cfg, prompts=PROMPTS)  # the reward comes from the config: the saved reward model
+    hist = summary["log_history"]
+    first = sum(h["reward"] for h in hist[:3]) / 3
+    last = sum(h["reward"] for h in hist[-3:]) / 3
+    # the rise must exceed twice the standard error of a 3-batch mean of the first batches' scores
+    std_err = max(h["reward_std"] for h in hist[:3]) / math.sqrt(3 * cfg.batch_size)
+    assert last - first > 2 * std_err, (first, last, std_err)
+    assert all(h["kl"] < 30.0 for h in hist)
