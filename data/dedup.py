@@ -6,16 +6,17 @@
    normalised (`data.shingles`), cut into word n-gram shingles, and MinHashed; LSH banding with
    datasketch's optimal (b, r) proposes candidate pairs; each candidate is confirmed when its
    Jaccard similarity (exact on the shingle sets, or estimated from the signatures) is at or
-   above the threshold. Confirmed pairs are clustered (connected components, what union-find
-   computes) and each cluster keeps its first row.
+   above the threshold. Rows whose key gives exactly the same shingles as an earlier row's
+   (Jaccard 1) are linked to it directly and skip LSH. Linked rows are clustered (connected
+   components, what union-find computes) and each cluster keeps its first row.
 
 Shingles of different key fields never match (each field salts its hashes), so with
 `--on chosen+rejected` one row's chosen is compared with other rows' chosen only, never with
 any rejected. One n-gram size per field and run (Jaccard of sets cut with different n means
 nothing), chosen from the field's median length unless given.
 
-Signatures are computed in chunks on all cores; memory is the rows themselves plus 4*num_perm
-bytes of signature per row.
+Signatures are computed in chunks of rows on all cores (forked workers); memory is the rows
+themselves plus 4*num_perm + 8 bytes per row.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ import xxhash
 
 from data.atomic import atomic_path
 from data.errors import ConfigError, DataError
-from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, row_keys, signatures
+from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
 from data.shingles import choose_ngram, shingle_hashes, shingles, word_counts, words
 
 VERIFY_MODES = ("exact", "estimate")
@@ -52,8 +53,8 @@ _EXAMPLE_MEMBERS = 5
 _PREVIEW_CHARS = 160
 
 # Logical key names for `dedup_file`'s --on, mapped to `data.readers.canonical_records` fields.
-KEY_NAMES = {"prompt": "question", "question": "question", "system": "system", "chosen": "chosen",
-             "rejected": "rejected", "response": "response", "a": "a", "b": "b"}
+KEY_NAMES = {"prompt": "question", "system": "system", "chosen": "chosen", "rejected": "rejected",
+             "response": "response", "a": "a", "b": "b"}
 
 
 @dataclass
