@@ -114,6 +114,17 @@ def pair_metrics(
     }
 
 
+def _strengths(records: list[dict[str, Any]], source: str) -> list[str | None]:
+    out: list[str | None] = []
+    for i, rec in enumerate(records):
+        value = rec.get("strength")
+        try:
+            out.append(Strength.parse(value).value if value is not None else None)
+        except ValueError as e:
+            raise DataError(str(e), file=source, row=i, field="strength") from None
+    return out
+
+
 def load_trained_reward_model(model_dir: str | Path, base_model: str | None = None) -> tuple[Any, Any]:
     """A saved reward model (merged folder, or adapter + its base) and its tokenizer, for scoring."""
     import json
@@ -170,6 +181,7 @@ def score_command(
         for col in columns:
             if not isinstance(rec.get(col), str) or not rec[col].strip():
                 raise DataError("missing or empty", file=source, row=i, field=col)
+    strengths = _strengths(records, source) if is_pairs else []
     model, tokenizer = load_trained_reward_model(model_dir, base_model)
 
     def conversations(col: str) -> list[list[dict[str, str]]]:
@@ -186,7 +198,7 @@ def score_command(
         rejected = score_conversations(model, tokenizer, conversations("rejected"), batch_size=batch_size, max_length=max_length)
         for rec, c, r in zip(records, chosen, rejected):
             rec["chosen_reward"], rec["rejected_reward"] = c, r
-        result.update(pair_metrics(chosen, rejected, [rec.get("strength") for rec in records]))
+        result.update(pair_metrics(chosen, rejected, strengths))
     else:
         rewards = score_conversations(model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length)
         for rec, s in zip(records, rewards):

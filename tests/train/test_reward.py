@@ -122,12 +122,15 @@ def test_score_command_scores_pairs_and_responses(trained, make_marker_rows, tmp
     assert all(c > r for c, r in zip(rewards[0::2], rewards[1::2]))
 
 
-@pytest.mark.slow
-def test_score_command_names_a_missing_column(trained, tmp_path):
+def test_score_command_checks_rows_before_loading_a_model(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
     with pytest.raises(DataError, match=r"bad\.jsonl, row 0, field 'response'"):
-        reward.score_command(trained["model_dir"], str(f), tmp_path / "o.jsonl")
+        reward.score_command(tmp_path / "no-model", str(f), tmp_path / "o.jsonl")
+    rows = [{"question": "q", "chosen": "a", "rejected": "b", "strength": s} for s in ("better", "way better")]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"row 1, field 'strength'"):
+        reward.score_command(tmp_path / "no-model", str(f), tmp_path / "o.jsonl")
     assert not (tmp_path / "o.jsonl").exists()
 
 
