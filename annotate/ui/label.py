@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from annotate.render import escape_text, safe_markdown
-from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, help_line
+from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, help_line, release_checkbox_focus
 from annotate.store import Assignment, User
 from annotate.ui import session
 from data.errors import PrefkitError
@@ -142,6 +142,7 @@ def render(user: User, project: str) -> None:
         shortcut=REPORT_KEY,
         width="stretch",
     )
+    release_checkbox_focus()
     _progress(progress_slot, user, project, holding=True)
 
 

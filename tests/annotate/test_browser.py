@@ -135,6 +135,9 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
             assert _prompt(page) == held.pair.prompt.question
             assert len(store.my_judgements(ANNOTATOR, "demo")) == 1
             box.blur()  # commits the text; the next key press goes to the page
+        if i == 2:
+            page.get_by_text("B is unsafe or harmful").click()  # focus on a checkbox: keys still work
+            _settled(page)
         _press_and_wait_for_next(page, key)
         judged.append((held.pair.pair_id, key))
 
@@ -150,6 +153,7 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
             assert j.rationale == "câu 1 và câu 7 giống nhau"
         else:
             assert j.preferred == right and j.strength is Strength.SIGNIFICANTLY_BETTER
+            assert j.unsafe == (right,)
 
     # Moving to another page and reloading it keep the annotator signed in.
     page.get_by_role("link", name="My work").click()
