@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 A, J, P, U = AssignmentRow, JudgementRow, PairRow, UserRow
 
 _IMPORT_CHUNK = 2000
+SESSION_TTL = timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -370,22 +371,25 @@ class Store:
             ).scalars().all()
             _release(conn, released)
 
-    def start_session(self, user: User | str) -> str:
-        """Sign a user in: returns a session key for the browser tab to keep. Only its hash is
-        stored."""
+    def start_session(self, user: User | str, ttl: timedelta = SESSION_TTL) -> str:
+        """Sign a user in for `ttl` (a working day by default): returns a session key for the
+        browser tab to keep. Only its hash is stored. Expired sessions are purged here."""
         key, key_hash = auth.new_session_key()
         with self._tx(write=True) as conn:
-            uid = self._user(conn, user).id
+            uid = self._active_user(conn, user).id
             now = self.now()
-            conn.execute(insert(SessionRow).values(key_hash=key_hash, user_id=uid, created_at=now, last_seen=now))
+            conn.execute(delete(SessionRow).where(SessionRow.expires_at <= now))
+            conn.execute(
+                insert(SessionRow).values(key_hash=key_hash, user_id=uid, created_at=now, expires_at=now + ttl)
+            )
         return key
 
     def session_user(self, key: str) -> User | None:
-        """The enabled user signed in with this session key, or None."""
+        """The enabled user signed in with this unexpired session key, or None."""
         with self._tx() as conn:
             row = conn.execute(
                 select(U).join(SessionRow, SessionRow.user_id == U.id).where(
-                    SessionRow.key_hash == auth.session_key_hash(key)
+                    SessionRow.key_hash == auth.session_key_hash(key), SessionRow.expires_at > self.now()
                 )
             ).first()
         return None if row is None or row.disabled else _user(row)

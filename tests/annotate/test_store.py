@@ -4,6 +4,7 @@ idempotent submits, my work, progress, dashboard and export."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -87,7 +88,7 @@ def test_tokens_are_stored_only_as_salted_hashes(store):
     assert [(u.name, u.is_admin) for u in store.list_users()] == [("alice", True), ("bob", False)]
 
 
-def test_sessions_and_disabling(store, make_pairs):
+def test_sessions_and_disabling(store, clock, make_pairs):
     store.create_project("p")
     store.import_pairs("p", make_pairs(3))
     token = store.add_user("bob")
@@ -104,10 +105,17 @@ def test_sessions_and_disabling(store, make_pairs):
         store.submit(held.id, "bob", Judgement.from_seven_point(held.pair.pair_id, "bob", 1, held.shown_order))
     with store.engine.connect() as c:  # the disabled user's claim went back
         assert c.execute(select(PairRow.held).where(PairRow.pair_id == held.pair.pair_id)).scalar_one() == 0
+    with pytest.raises(ConfigError, match="disabled"):
+        store.start_session("bob")
     store.add_user("carol")
     k2 = store.start_session("carol")
     store.end_session(k2)
     assert store.session_user(k2) is None
+    k3 = store.start_session("carol", ttl=timedelta(hours=1))
+    clock.advance(3599)
+    assert store.session_user(k3).name == "carol"
+    clock.advance(2)  # signed out when the session runs out
+    assert store.session_user(k3) is None
 
 
 def test_claim_returns_the_held_pair_until_it_is_done(store, make_pairs):
