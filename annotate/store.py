@@ -146,6 +146,7 @@ class Store:
         self._projects: dict[str, Project] = {}
         self._user_ids: dict[str, int] = {}
         self._last_reap: dict[int, datetime] = {}
+        self._cursor: dict[tuple[int, int], int] = {}  # (project, user) -> queue position last claimed
         # SQLite has one writer at a time; queueing this process's writers on a lock wakes them
         # promptly, where SQLite's busy handler polls with sleeps of up to 100 ms (a long tail).
         self._write_lock = threading.Lock() if not self._pg else contextlib.nullcontext()
@@ -436,8 +437,16 @@ class Store:
                 conn.execute(_RENEW, {"aid": held.id, "expires": expires})
                 return _assignment(held, proj.name, name, expires)
 
-            params = {"pid": proj.id, "uid": uid}
-            cand = conn.execute(_PICK_PG if self._pg else _PICK, params).first()
+            # Resume the walk after this user's last pair, so that pairs they judged and others
+            # have not finished yet are not rescanned on every claim; from the start only when
+            # nothing is left ahead (pairs freed behind them are meanwhile others' to take).
+            after = self._cursor.get((proj.id, uid))
+            params = {"pid": proj.id, "uid": uid, "after": _BEFORE_ALL}
+            cand = None
+            for start in ([after] if after is not None else []) + [_BEFORE_ALL]:
+                cand = conn.execute(_PICK_PG if self._pg else _PICK, {**params, "after": start}).first()
+                if cand is not None:
+                    break
             if cand is None and self._pg:
                 # SKIP LOCKED also skips pairs that are only busy for a moment (another claim or a
                 # submit updating them): before saying "nothing left", wait for those.
@@ -456,6 +465,7 @@ class Store:
             else:
                 aid = conn.execute(_NEW, {"prid": cand.id, "uid": uid, "pid": proj.id, **lease}).scalar_one()
             conn.execute(_HOLD, {"prid": cand.id})
+            self._cursor[(proj.id, uid)] = cand.position
             return Assignment(aid, proj.name, name, pair, order, now, expires, cand.is_calibration)
 
         return self._retrying(run)
@@ -725,6 +735,7 @@ class Store:
 
 _b = bindparam
 _REAP_EVERY = timedelta(seconds=1)
+_BEFORE_ALL = -(2**56) - 1  # below every queue position (calibration pairs sit in [-2^56, 0))
 _USER = select(U.id, U.name, U.is_admin, U.disabled).where(U.name == _b("name"))
 _REAP = (
     update(A).where(A.project_id == _b("pid"), A.status == ACTIVE, A.expires_at <= _b("now"))
@@ -740,14 +751,15 @@ _HELD = (
 _RENEW = update(A).where(A.id == _b("aid")).values(expires_at=_b("expires"))
 _PICK = (
     select(
-        P.id, P.pair_id, P.data, P.is_calibration,
+        P.id, P.pair_id, P.data, P.is_calibration, P.position,
         select(A.id).where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
         .scalar_subquery().label("expired_id"),
     )
     .where(
         exists().where(U.id == _b("uid"), U.disabled == false()),
         # `= false`, not `IS FALSE`: PostgreSQL only uses the queue index for the former
-        P.project_id == _b("pid"), P.complete == false(), P.done + P.held < P.required,
+        P.project_id == _b("pid"), P.complete == false(), P.position > _b("after"),
+        P.done + P.held < P.required,
         ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
     )
     .order_by(P.position)
