@@ -61,7 +61,7 @@ from annotate.models import (
     UserRow,
 )
 from data.errors import ConfigError, DataError
-from data.schema import Judgement, Pair, Strength, utcnow
+from data.schema import Judgement, Pair, Response, Strength, utcnow
 
 if TYPE_CHECKING:
     from annotate.dashboard_data import Dashboard
@@ -112,18 +112,18 @@ class Assignment:
     is_calibration: bool
 
     @property
-    def left(self):  # -> Response
+    def left(self) -> Response:
         return self.pair.response(self.shown_order[0])
 
     @property
-    def right(self):  # -> Response
+    def right(self) -> Response:
         return self.pair.response(self.shown_order[1])
 
 
 @dataclass(frozen=True)
 class Progress:
     done_today: int  # this user's judgements in this project since 00:00 UTC
-    left_in_queue: int  # pairs this user could still be given now
+    left_in_queue: int  # pairs this user could still be given now, besides the one they hold
     done_total: int  # this user's judgements in this project
 
 
