@@ -40,11 +40,17 @@ def init(db: str = DB_OPTION) -> None:
 
 @app.command("import")
 def import_(
-    pairs: str = typer.Argument(..., help="Pairs from `prefkit generate` (Parquet shards folder) or any preference file."),
+    pairs: str = typer.Argument(
+        ..., help="Pairs from `prefkit generate` (Parquet shards folder) or any preference file."
+    ),
     project: str = typer.Option(..., "--project", help="Project name; created on first import."),
-    overlap: Optional[int] = typer.Option(None, help="Judgements each pair needs from different annotators [new project: 2]."),
-    calibration: Optional[float] = typer.Option(None, help="Share of pairs that get more judgements [new project: 0]."),
-    calibration_overlap: Optional[int] = typer.Option(None, help="Judgements a calibration pair needs [default: 2 × overlap]."),
+    overlap: Optional[int] = typer.Option(
+        None, help="Judgements each pair needs from different annotators (new project: 2)."
+    ),
+    calibration: Optional[float] = typer.Option(None, help="Share of pairs that get more judgements (new project: 0)."),
+    calibration_overlap: Optional[int] = typer.Option(
+        None, help="Judgements a calibration pair needs (default: 2 × overlap)."
+    ),
     seed: int = typer.Option(0, help="Seed for queue order and the calibration draw (new project)."),
     guidelines: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Markdown file of instructions."),
     db: str = DB_OPTION,
