@@ -757,7 +757,6 @@ _PICK = (
     )
     .where(
         exists().where(U.id == _b("uid"), U.disabled == false()),
-        # `= false`, not `IS FALSE`: PostgreSQL only uses the queue index for the former
         P.project_id == _b("pid"), P.complete == false(), P.position > _b("after"),
         P.done + P.held < P.required,
         ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
