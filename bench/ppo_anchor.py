@@ -5,7 +5,10 @@ created here when missing: torch 2.13 CPU first, then `trl==1.12.*`). Both train
 same tiny Llama, the same prompts, the same reward model (trained here with prefkit's reward
 stage on marker pairs, saved merged so TRL 1.12 can load it), the same LoRA, batch sizes, PPO
 epochs, KL coefficient, clipping and learning rate. Printed: each trainer's mean reward per
-rollout (as each computes it) and rollouts/s, with prefkit's speed as a ratio of TRL's.
+rollout (as each computes it: TRL scores the raw generated ids, prefkit the conversation rendered
+with the chat template, as the reward stage trained it), rollouts/s with prefkit's speed as a
+ratio of TRL's, and one common yardstick: 64 answers from the start and from each final policy,
+scored the same way.
 
     .venv/bin/python bench/ppo_anchor.py                   # tiny model, CPU
     .venv/bin/python bench/ppo_anchor.py --preset 1b       # random-weight ~1B Llama config, bf16 (GPU)
@@ -155,6 +158,28 @@ def run_prefkit(policy: Path, reward_model: Path, preset: str) -> dict:
             "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
 
 
+def common_score(policy: Path, adapter: Path | None, reward_model: Path, samples: int = 4) -> float:
+    """Mean reward of `samples` answers per prompt, sampled through the generate room's engine and
+    scored by prefkit's scorer: the same yardstick for the start and for both trained policies."""
+    from data.schema import Prompt
+    from generate.chat import format_prompt
+    from generate.engines.base import Request
+    from generate.engines.hf import HFEngine
+    from train.scoring import RewardModelScorer
+
+    engine = HFEngine(policy, adapter, batch_size=64)
+    prompts = [Prompt(p) for p in PROMPTS]
+    try:
+        results = engine.generate([Request(format_prompt(engine.tokenizer, p.question), temperature=1.0,
+                                           max_tokens=SETTINGS["max_new_tokens"], seed=1000 + i * samples, n=samples)
+                                   for i, p in enumerate(prompts)])
+    finally:
+        engine.close()
+    pairs = [(p, c.text) for p, r in zip(prompts, results) for c in r.completions]
+    scores = RewardModelScorer(reward_model)([p for p, _ in pairs], [c for _, c in pairs])
+    return sum(scores) / len(scores)
+
+
 # -------------------------------------------------------------------------- TRL 1.12 (own venv)
 
 
@@ -180,8 +205,10 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     for m in (value, reward):
         m.config.pad_token_id = tok.pad_token_id
     args = PPOConfig(
-        output_dir=str(Path(out).parent / "trl112-out"), per_device_train_batch_size=s["mini_batch_size"],
-        gradient_accumulation_steps=s["batch_size"] // s["mini_batch_size"], num_mini_batches=s["batch_size"] // s["mini_batch_size"],
+        # one optimizer step per mini-batch, as prefkit: the whole rollout batch is one device batch
+        # split into mini-batches (gradient accumulation here would halve TRL's optimizer steps)
+        output_dir=str(Path(out).parent / "trl112-out"), per_device_train_batch_size=s["batch_size"],
+        gradient_accumulation_steps=1, num_mini_batches=s["batch_size"] // s["mini_batch_size"],
         num_ppo_epochs=s["ppo_epochs"], total_episodes=s["steps"] * s["batch_size"], learning_rate=s["lr"],
         lr_scheduler_type="constant", kl_coef=s["kl_coef"], cliprange=s["cliprange"], cliprange_value=s["cliprange_value"],
         vf_coef=s["vf_coef"], gamma=s["gamma"], lam=s["lam"], response_length=s["max_new_tokens"],
@@ -198,6 +225,7 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     t0 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t0
+    trainer.save_model(str(Path(out).with_suffix("")) + "-policy")  # the LoRA policy, for the common scoring
     logs = [h for h in trainer.state.log_history if "objective/scores" in h]
     Path(out).write_text(json.dumps({
         "rewards": [h["objective/scores"] for h in logs], "kl": [h["objective/kl"] for h in logs],
@@ -213,6 +241,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=["tiny", "1b"], default="tiny")
     parser.add_argument("--steps", type=int, default=SETTINGS["steps"])
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each trainer; the fastest is reported")
     parser.add_argument("--trl112-worker", nargs=3, metavar=("POLICY", "REWARD", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.preset == "1b":
@@ -226,19 +255,29 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     policy, reward_model = build_models(args.preset)
 
-    anchor = None
+    # The machine may be shared: run both `--repeats` times, alternating, and keep each one's fastest
+    # run for the speed figures (curves and KL are from the first run; the seeds make runs repeat).
     python = ensure_anchor_venv()
-    if python is not None:
-        out = WORK / f"{args.preset}-trl112.json"
-        cmd = [str(python), __file__, "--preset", args.preset, "--steps", str(args.steps),
-               "--trl112-worker", str(policy), str(reward_model), str(out)]
-        print("running TRL 1.12 PPOTrainer ...", flush=True)
-        if subprocess.run(cmd).returncode == 0:
-            anchor = json.loads(out.read_text())
-        else:
-            print("TRL 1.12 run failed (see above)")
-    print("running prefkit PPO ...", flush=True)
-    ours = run_prefkit(policy, reward_model, args.preset)
+    anchors: list[dict] = []
+    runs: list[dict] = []
+    for _ in range(args.repeats):
+        if python is not None:
+            out = WORK / f"{args.preset}-trl112.json"
+            cmd = [str(python), __file__, "--preset", args.preset, "--steps", str(args.steps),
+                   "--trl112-worker", str(policy), str(reward_model), str(out)]
+            print("running TRL 1.12 PPOTrainer ...", flush=True)
+            if subprocess.run(cmd).returncode == 0:
+                anchors.append(json.loads(out.read_text()))
+            else:
+                print("TRL 1.12 run failed (see above)")
+        print("running prefkit PPO ...", flush=True)
+        runs.append(run_prefkit(policy, reward_model, args.preset))
+    ours = {**runs[0], "train_s": min(r["train_s"] for r in runs)}
+    anchor = {**anchors[0], "train_s": min(a["train_s"] for a in anchors)} if anchors else None
+    common = {"start": common_score(policy, None, reward_model),
+              "prefkit": common_score(policy, WORK / f"{args.preset}-prefkit" / "model", reward_model)}
+    if anchor:
+        common["TRL 1.12"] = common_score(policy, WORK / f"{args.preset}-trl112-policy", reward_model)
 
     print(f"\nPPO anchor, preset {args.preset}: {SETTINGS}")
     print(f"{'rollout':>7}  {'TRL 1.12 reward':>15}  {'prefkit reward':>14}  {'TRL 1.12 KL':>11}  {'prefkit KL':>10}")
@@ -249,13 +288,16 @@ def main() -> None:
         ok = f"{ours['kl'][i]:10.3f}" if i < len(ours["kl"]) else f"{'-':>10}"
         print(f"{i + 1:>7}  {a}  {o}  {ak}  {ok}")
     ours_rate = ours["steps"] / ours["train_s"]
-    print(f"\nprefkit : {ours_rate:.3f} rollouts/s ({ours['train_s']:.1f} s for {ours['steps']})"
+    print(f"\nfastest of {args.repeats} runs each:")
+    print(f"prefkit : {ours_rate:.3f} rollouts/s ({ours['train_s']:.1f} s for {ours['steps']})"
           + (f", peak GPU {ours['peak_gpu_memory_gb']:.2f} GiB" if ours["peak_gpu_memory_gb"] else ""))
     if anchor:
         rate = anchor["steps"] / anchor["train_s"]
         print(f"TRL 1.12: {rate:.3f} rollouts/s ({anchor['train_s']:.1f} s for {anchor['steps']})"
               + (f", peak GPU {anchor['peak_gpu_memory_gb']:.2f} GiB" if anchor["peak_gpu_memory_gb"] else ""))
         print(f"prefkit / TRL 1.12 speed: {ours_rate / rate:.2f}x")
+    print("\nsame yardstick (64 answers from the start / each final policy, scored by prefkit's scorer):")
+    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in common.items()))
 
 
 if __name__ == "__main__":
