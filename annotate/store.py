@@ -69,6 +69,9 @@ if TYPE_CHECKING:
 A, J, P, U = AssignmentRow, JudgementRow, PairRow, UserRow
 
 _IMPORT_CHUNK = 2000
+# Connections kept open between bursts; up to `max_connections` (one per concurrent caller,
+# e.g. Streamlit sessions) while busy, so a PostgreSQL server's slots are not held idle.
+_IDLE_CONNECTIONS = 8
 SESSION_TTL = timedelta(hours=12)
 
 
@@ -156,26 +159,29 @@ class Store:
     # -----------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow, pool_size: int = 40) -> "Store":
+    def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow, max_connections: int = 40) -> "Store":
         """Open (and create the tables of) a store. `url` is a SQLAlchemy URL
         (`sqlite:///path.db`, `postgresql+psycopg://user@host:port/db`) or a plain file path.
 
         SQLite gets WAL mode, a 30 s busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for
         writes. `clock` returns aware UTC datetimes (tests pass their own to expire leases).
+        `max_connections` bounds the pool: callers beyond it wait for a free connection.
         """
         if "://" not in url:
             url = f"sqlite:///{Path(url).expanduser().resolve()}"
+        idle = min(_IDLE_CONNECTIONS, max_connections)
+        pool = {"pool_size": idle, "max_overflow": max_connections - idle}
         if url.startswith("sqlite"):
             if url in ("sqlite://", "sqlite:///:memory:"):
                 raise ConfigError("an in-memory SQLite store is not shared between connections; give a file path")
             db_file = url.split(":///", 1)[-1].split("?", 1)[0]
             Path(db_file).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            engine = create_engine(url, **pool)
             _sqlite_setup(engine)
         elif url.startswith("postgresql"):
             # No pre-ping (a round trip per transaction): a dropped connection fails one attempt,
             # the pool discards it, and `_retrying` runs the transaction again.
-            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            engine = create_engine(url, **pool)
         else:
             raise ConfigError(f"unsupported store URL {url!r}: use a SQLite path or postgresql+psycopg://…")
         try:
