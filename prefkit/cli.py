@@ -23,43 +23,20 @@ app = typer.Typer(
 
 
 def _mount() -> None:
+    from annotate.cli import app as annotate_app
     from data.cli import app as data_app
+    from generate.cli import generate as generate_command
+    from prefkit.demo import demo
+    from train.cli import app as train_app, round_app
 
     app.add_typer(data_app, name="data", help="Validate, deduplicate, export and describe datasets.")
-
-    try:
-        from generate.cli import generate as generate_command
-    except ImportError:  # room not built yet
-        generate_command = None
-    if generate_command is not None:
-        app.command("generate", help="Sample response pairs at varied temperatures (vLLM or Hugging Face).")(
-            generate_command
-        )
-
-    try:
-        from annotate.cli import app as annotate_app
-    except ImportError:
-        annotate_app = None
-    if annotate_app is not None:
-        app.add_typer(annotate_app, name="annotate", help="The annotation store and the Streamlit app.")
-
-    try:
-        from train.cli import app as train_app
-    except ImportError:
-        train_app = None
-    if train_app is not None:
-        app.add_typer(train_app, name="train", help="SFT, margin reward model, DPO, PPO, best-of-K.")
-
-    try:
-        from train.cli import round_app
-    except ImportError:
-        round_app = None
-    if round_app is not None:
-        app.add_typer(round_app, name="round", help="Iterative rounds: each round's policy makes the next pairs.")
-
-    from prefkit.demo import demo
-
-    app.command("demo", help="Set up and run the main job on the bundled sample.")(demo)
+    app.command("generate", help="Sample response pairs at varied temperatures (vLLM or Hugging Face).")(
+        generate_command
+    )
+    app.add_typer(annotate_app, name="annotate", help="The annotation store and the Streamlit app.")
+    app.add_typer(train_app, name="train", help="SFT, margin reward model, DPO, PPO, RLOO/GRPO, best-of-K.")
+    app.add_typer(round_app, name="round", help="Iterative rounds: each round's policy makes the next pairs.")
+    app.command("demo", help="Run the data pipeline on the bundled sample and open the annotation app.")(demo)
 
 
 _mount()
