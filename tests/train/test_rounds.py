@@ -97,3 +97,31 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
     assert "round 1 [rejection_sampling] done" in text and "round 2 [ppo] done" in text
     assert "$ prefkit train ppo --config round-2/ppo.yaml" in text
     assert f"current policy: {project / 'round-2' / 'ppo' / 'model'}" in text
+
+
+def test_round_cli_init_status_and_clear_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from prefkit.cli import app
+
+    config = tmp_path / "rounds.yaml"
+    config.write_text(yaml.safe_dump({"model": "some/model", "prompts": "p.jsonl", "methods": ["ppo"]}))
+    runner = CliRunner()
+    result = runner.invoke(app, ["round", "init", str(tmp_path / "proj"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "current policy: some/model" in result.output
+    state = json.loads((tmp_path / "proj" / "rounds.json").read_text())
+    assert state["rounds"] == [] and state["initial_policy"] == {"model": "some/model", "adapter": None}
+
+    status = runner.invoke(app, ["round", "status", str(tmp_path / "proj")])
+    assert status.exit_code == 0 and "project" in status.output
+
+    from data.errors import ConfigError
+    from train.rounds import Project
+
+    with pytest.raises(ConfigError, match="already a rounds project"):
+        Project.init(tmp_path / "proj", config)
+    config.write_text(yaml.safe_dump({"model": "m", "prompts": "p", "methods": ["dpo"]}))
+    with pytest.raises(ConfigError, match="methods"):
+        Project.init(tmp_path / "other", config)
+    assert not (tmp_path / "other" / "rounds.json").exists()
