@@ -193,7 +193,7 @@ class RoundRunner:
     def judgements(self, labelled: Path) -> None:
         if not labelled.is_file():
             raise ConfigError(f"--judgements {labelled}: no such file")
-        target = self.dir / f"judgements{''.join(labelled.suffixes)}"
+        target = self.dir / "judgements" / labelled.name  # the name keeps its format's suffix
         with atomic_path(target) as tmp:
             shutil.copyfile(labelled, tmp)
         self.record("judgements", target, f"cp {labelled} {self.rel(target)}", source=str(labelled))
