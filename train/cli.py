@@ -98,11 +98,16 @@ def round_run(
 ) -> None:
     """Run or continue the current round; stops after generation until --judgements is given."""
     from data.errors import ConfigError
-    from train.rounds import run_round, status_text
+    from train.rounds import AwaitingJudgements, run_round, status_text
 
     if method not in (None, "rejection_sampling", "ppo"):
         raise ConfigError(f"--method must be rejection_sampling or ppo, got {method!r}")
-    run_round(project, judgements=judgements, method=method)
+    try:
+        run_round(project, judgements=judgements, method=method)
+    except AwaitingJudgements as e:  # a normal stop in the loop, not a failure
+        typer.echo(status_text(project))
+        typer.echo(f"\n{e}")
+        return
     typer.echo(status_text(project))
 
 
