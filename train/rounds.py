@@ -97,6 +97,10 @@ class Project:
         if (folder / STATE_FILE).exists():
             raise ConfigError(f"{folder}: already a rounds project ({STATE_FILE} exists)")
         cfg = load_config(RoundsConfig, config, overrides or [])
+        for name in ("model", "adapter", "prompts", "generate", "reward", "sft", "best_of_k", "ppo"):
+            value = getattr(cfg, name)
+            if value and Path(value).exists():  # local paths work from any folder later (Hub ids stay)
+                setattr(cfg, name, str(Path(value).resolve()))
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / CONFIG_FILE) as tmp:
             tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -188,7 +192,7 @@ class RoundRunner:
                             {"prompts": self.cfg.prompts, "out": str(out), "models": [model],
                              "seed": self.rnd["round"]}, config_file)
         generate_pairs(cfg, resume=out.exists())
-        self.record("generate", out, f"prefkit generate --config {self.rel(config_file)} --resume")
+        self.record("generate", out, f"prefkit generate --config {config_file} --resume")
 
     def judgements(self, labelled: Path) -> None:
         if not labelled.is_file():
@@ -196,7 +200,7 @@ class RoundRunner:
         target = self.dir / "judgements" / labelled.name  # the name keeps its format's suffix
         with atomic_path(target) as tmp:
             shutil.copyfile(labelled, tmp)
-        self.record("judgements", target, f"cp {labelled} {self.rel(target)}", source=str(labelled))
+        self.record("judgements", target, f"cp {labelled.resolve()} {target}", source=str(labelled.resolve()))
 
     def export(self) -> None:
         from data.aggregate import aggregate
@@ -210,8 +214,8 @@ class RoundRunner:
         export_dataset(rows, out, test_size=self.cfg.test_size, seed=self.rnd["round"], margin=self.cfg.margin,
                        provenance={"round": self.rnd["round"], "pairs": str(pairs), "judgements": str(labels),
                                    "aggregate": report.to_dict()})
-        self.record("export", out, f"prefkit data export {self.rel(pairs)} {self.rel(out)} --judgements "
-                    f"{self.rel(labels)} --rule {self.cfg.aggregate_rule} --margin {self.cfg.margin} "
+        self.record("export", out, f"prefkit data export {pairs} {out} --judgements {labels} "
+                    f"--rule {self.cfg.aggregate_rule} --margin {self.cfg.margin} "
                     f"--test-size {self.cfg.test_size} --seed {self.rnd['round']}", rows=len(rows))
 
     def reward(self) -> None:
@@ -226,7 +230,7 @@ class RoundRunner:
             wiring.update(self._save_mode())  # scoring loads an adapter over its recorded base only
         cfg = _stage_config(RewardConfig, self.cfg.reward, self.over("reward"), wiring, config_file)
         summary = reward.run(cfg)
-        self.record("reward", summary["model_dir"], f"prefkit train reward --config {self.rel(config_file)}",
+        self.record("reward", summary["model_dir"], f"prefkit train reward --config {config_file}",
                     metrics=_scalars(summary["metrics"]))
 
     def policy(self) -> None:
@@ -249,7 +253,7 @@ class RoundRunner:
             "data": {"source": self.cfg.prompts}, "reward": {"model": str(self.out("reward")), "function": None},
             **self._save_mode()}, config_file)
         summary = ppo.run(cfg)
-        self.record("policy", summary["model_dir"], f"prefkit train ppo --config {self.rel(config_file)}",
+        self.record("policy", summary["model_dir"], f"prefkit train ppo --config {config_file}",
                     method="ppo", metrics=_scalars(summary["metrics"]))
         self._finish(Path(summary["model_dir"]), cfg.save)
 
@@ -265,7 +269,7 @@ class RoundRunner:
                 "data": {"source": self.cfg.prompts}, "reward": {"model": str(self.out("reward")), "function": None},
                 "seed": self.rnd["round"]}, bok_file)
             summary = best_of_k.run(bok_cfg)
-            self.record("best_of_k", summary["dataset_dir"], f"prefkit train best-of-k --config {self.rel(bok_file)}",
+            self.record("best_of_k", summary["dataset_dir"], f"prefkit train best-of-k --config {bok_file}",
                         metrics=_scalars(summary["metrics"]))
         dataset = self.out("best_of_k")
         has_test = "test" in json.loads((dataset / "dataset_dict.json").read_text()).get("splits", [])
@@ -274,7 +278,7 @@ class RoundRunner:
             "data": {"source": str(dataset), **({} if has_test else {"test_split": None})},
             **self._save_mode()}, sft_file)
         summary = sft.run(cfg)
-        self.record("policy", summary["model_dir"], f"prefkit train sft --config {self.rel(sft_file)}",
+        self.record("policy", summary["model_dir"], f"prefkit train sft --config {sft_file}",
                     method="rejection_sampling", metrics=_scalars(summary["metrics"]))
         self._finish(Path(summary["model_dir"]), cfg.save)
 

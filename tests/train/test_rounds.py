@@ -95,7 +95,7 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
 
     text = status_text(project)
     assert "round 1 [rejection_sampling] done" in text and "round 2 [ppo] done" in text
-    assert "$ prefkit train ppo --config round-2/ppo.yaml" in text
+    assert f"$ prefkit train ppo --config {project / 'round-2' / 'ppo.yaml'}" in text
     assert f"current policy: {project / 'round-2' / 'ppo' / 'model'}" in text
 
 
