@@ -54,3 +54,32 @@ def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = F
     from huggingface_hub import constants
 
     return f"{constants.ENDPOINT}/datasets/{repo_id}"
+
+
+def check_model_source(path: str, what: str = "model") -> None:
+    """Fail fast, with one clear line, when `path` is neither a local folder nor a reachable Hub model.
+
+    transformers retries an unreachable Hub for about a minute before it says so; this answers at
+    once for a missing local-looking path and after one 5-second probe for a Hub id. A Hub model
+    already in the local cache passes without any request (offline use keeps working).
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    from data.errors import ConfigError
+
+    if Path(path).expanduser().is_dir():
+        return
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or Path(path).exists():
+        raise ConfigError(f"{what} {path!r}: no such model folder")
+    if isinstance(try_to_load_from_cache(path, "config.json"), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(f"{what} {path!r}: not a local folder, not in the Hub cache, and HF_HUB_OFFLINE is set")
+    try:
+        HfApi().model_info(path, timeout=5)
+    except Exception as e:  # noqa: BLE001 -- no network, unknown repo, gated: one clear line
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{what} {path!r}: not a local folder, and the Hub did not answer for it "
+            f"({type(e).__name__}: {reason}); pass a local model folder or check the id and the network"
+        ) from None

@@ -16,6 +16,7 @@ import torch
 
 from data.atomic import atomic_path
 from data.errors import ConfigError
+from data.hub import check_model_source
 from train.config import RunConfig
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def _model_kwargs(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _from_pretrained(auto_cls: Any, cfg: RunConfig, **extra: Any) -> "PreTrainedModel":
+    check_model_source(cfg.model.path, "model.path")
     try:
         model = auto_cls.from_pretrained(cfg.model.path, **_model_kwargs(cfg), **extra)
     except OSError as e:  # missing folder / not a model / unreachable Hub id
@@ -138,6 +140,7 @@ def load_tokenizer(cfg: RunConfig, *, padding_side: str | None = None) -> "PreTr
     """The tokenizer of `model.path`; a pad token is guaranteed (EOS when the model has none)."""
     from transformers import AutoTokenizer
 
+    check_model_source(cfg.model.path, "model.path")
     try:
         tok = AutoTokenizer.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     except OSError as e:

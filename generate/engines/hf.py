@@ -19,6 +19,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from data.errors import ConfigError
+from data.hub import check_model_source
 from generate.engines.base import Completion, ProgressFn, Request, Result
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,8 +46,7 @@ def load_tokenizer(model: str):
     """The model's tokenizer, or a ConfigError that says which model and why."""
     from transformers import AutoTokenizer
 
-    if not Path(model).exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
-        raise ConfigError(f"model {model!r}: no such folder")
+    check_model_source(model, "model")
     try:
         return AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError, KeyError, TypeError) as e:

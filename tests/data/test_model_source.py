@@ -1,0 +1,36 @@
+"""Model paths are checked before transformers retries an unreachable Hub for a minute."""
+
+from __future__ import annotations
+
+import pytest
+
+from data.errors import ConfigError
+from data.hub import check_model_source
+
+
+def test_local_folder_passes(tiny_model_path):
+    check_model_source(str(tiny_model_path))
+
+
+@pytest.mark.parametrize("path", ["./runs/missing", "/nowhere/model", "runs/a/b"])
+def test_missing_local_path_is_refused_at_once(path):
+    with pytest.raises(ConfigError, match="no such model folder"):
+        check_model_source(path, "model.path")
+
+
+def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="not a local folder, and the Hub did not answer"):
+        check_model_source("some-org/some-model", "model.path")
+
+
+def test_offline_uncached_hub_id_is_refused(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
+        check_model_source("some-org/some-model")
