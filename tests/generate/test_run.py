@@ -87,7 +87,7 @@ def test_bad_input_gives_clear_errors(tiny_model_path, prompts_file, tmp_path):
     empty.write_text("", encoding="utf-8")
     with pytest.raises(DataError, match="no records"):
         generate_pairs(config(empty, tmp_path / "a", [str(tiny_model_path)]))
-    with pytest.raises(ConfigError, match="no such folder"):
+    with pytest.raises(ConfigError, match="no such model folder"):
         generate_pairs(config(prompts_file, tmp_path / "b", [str(tmp_path / "missing-model")]))
     no_tokenizer = tmp_path / "no-tokenizer"
     no_tokenizer.mkdir()
@@ -119,7 +119,7 @@ def test_a_finished_run_is_kept_safe(tiny_model_copy, questions, make_prompts, t
         generate_pairs(config(prompts, out, [str(tiny_model_copy)], max_tokens=16), resume=True)
     make_prompts(prompts, questions[:3])
     moved = tiny_model_copy.rename(tmp_path / "moved")
-    with pytest.raises(ConfigError, match="no such folder"):
+    with pytest.raises(ConfigError, match="no such model folder"):
         generate_pairs(cfg, resume=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     moved.rename(tiny_model_copy)
