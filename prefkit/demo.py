@@ -28,8 +28,9 @@ def demo(
 
     db_path = (out / "annotate.db").resolve()
     db_url = f"sqlite:///{db_path}"
-    admin, annotator = seed_demo(db_url, out)
-    console.print(f"[bold]4. annotate[/]  store {db_path} seeded with the sample (project 'demo', 2 judgements per pair)")
+    # The store gets what the pipeline kept: near-duplicate prompts are not labelled twice.
+    admin, annotator = seed_demo(db_url, out, sample=out / "deduped.jsonl")
+    console.print(f"[bold]4. annotate[/]  store {db_path} seeded with the deduplicated sample (project 'demo', 2 judgements per pair)")
     console.print(f"              annotator token: [green]{annotator}[/]")
     console.print(f"              admin token:     [green]{admin}[/]   (both saved in {out / 'demo-tokens.json'})")
     if not serve:

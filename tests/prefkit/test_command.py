@@ -66,6 +66,7 @@ def test_demo_runs_the_pipeline_and_seeds_a_store(tmp_path):
         annotator = store.authenticate(tokens["demo-annotator"])
         assert annotator is not None and not annotator.is_admin
         assert store.authenticate(tokens["demo-admin"]).is_admin
+        assert store.count_pairs("demo") == 61  # the deduplicated sample, not the raw 66 rows
         assignment = store.claim("demo", annotator)
         assert assignment is not None  # ready to label
     finally:
