@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from data.errors import ConfigError
@@ -39,17 +39,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(db_url: str, port: int | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Run the app on loopback against `db_url`; yields its URL, stops the server on exit."""
-    port = port or free_port()
+def running_server(
+    command: Callable[[int], list[str]], env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Iterator[str]:
+    """Run `command(port)` (a Streamlit server) on a free loopback port; yield its URL once the
+    health check answers, and stop the server on exit."""
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server never blocks on it
     proc = subprocess.Popen(
-        streamlit_command(port),
-        env={**os.environ, "PREFKIT_DB": db_url},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
+        command(port), env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, text=True
     )
     try:
         deadline = time.monotonic() + timeout
@@ -75,3 +74,8 @@ def running_app(db_url: str, port: int | None = None, timeout: float = 60.0) -> 
             proc.kill()
             proc.wait()
         log.close()
+
+
+def running_app(db_url: str, timeout: float = 60.0) -> contextlib.AbstractContextManager[str]:
+    """The annotation app on loopback against `db_url` (see `running_server`)."""
+    return running_server(streamlit_command, env={"PREFKIT_DB": db_url}, timeout=timeout)

@@ -18,18 +18,15 @@ import contextlib
 import itertools
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
 from annotate.seed import SAMPLE
-from annotate.server import free_port, running_app
+from annotate.server import running_app, running_server
 from annotate.store import Store
 from data.readers import read_pairs
 from data.schema import Pair, Prompt
@@ -112,28 +109,15 @@ def app_latencies(browser, url: str, token: str, clicks: int) -> list[tuple[floa
     return times
 
 
-@contextlib.contextmanager
-def bare_app(folder: Path) -> Iterator[str]:
+def bare_app(folder: Path) -> contextlib.AbstractContextManager[str]:
+    """A bare Streamlit page with one button: the framework's own round trip, the baseline."""
     script = folder / "bare_app.py"
     script.write_text(BARE_APP)
-    port = free_port()
-    with open(folder / "bare.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                with contextlib.suppress(OSError):
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                        break
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    return running_server(
+        lambda port: [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+                      "--server.address", "127.0.0.1", "--server.port", str(port),
+                      "--browser.gatherUsageStats", "false"]
+    )
 
 
 def bare_latencies(browser, url: str, clicks: int) -> list[tuple[float, float]]:

@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from typer.testing import CliRunner
 
+from annotate.server import running_server
 from annotate.store import Store
 from data.errors import ConfigError
 from data.schema import Judgement
@@ -114,34 +113,12 @@ def test_bad_pairs_file_is_one_line_error_and_adds_nothing(tmp_path, make_pairs)
 
 
 def test_serve_starts_the_app_on_the_store(tmp_path):
-    port = _free_port()
     db = tmp_path / "store.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from prefkit.cli import main; main()", "annotate", "serve", "--db", str(db),
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, "serve exited early"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the app did not answer within 90 s"
-            time.sleep(0.3)
+
+    def serve(port: int) -> list[str]:
+        return [sys.executable, "-c", "from prefkit.cli import main; main()", "annotate", "serve",
+                "--db", str(db), "--port", str(port)]
+
+    with running_server(serve, timeout=90) as url:
+        assert url.startswith("http://127.0.0.1:")
         assert db.exists()  # serve created the store before starting Streamlit
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
