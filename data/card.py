@@ -80,11 +80,14 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
             f"`{agg.get('rule', provenance.get('rule', 'mean'))}` rule: winner -> `chosen`, loser -> `rejected`. "
             "Pairs with no winner (ties, all unsure) are dropped, as in Llama 2; pairs whose chosen response "
             "at least half the annotators flagged unsafe while the other was not flagged are dropped.",
-            f"- **Aggregation counts**: {agg.get('pairs', 0)} pairs, {agg.get('judgements', 0)} judgements, "
-            f"{agg.get('exported', 0)} exported, {agg.get('ties_dropped', 0)} ties dropped, "
-            f"{agg.get('unsafe_chosen_dropped', 0)} dropped as unsafe-chosen, "
-            f"{agg.get('unjudged_pairs', 0)} pairs not yet judged.",
         ]
+        if agg:  # counts only when the aggregation reported them (data.export.export_judged does)
+            body.append(
+                f"- **Aggregation counts**: {agg['pairs']} pairs, {agg['judgements']} judgements, "
+                f"{agg['exported']} exported, {agg['ties_dropped']} ties dropped, "
+                f"{agg['unsafe_chosen_dropped']} dropped as unsafe-chosen, "
+                f"{agg['unjudged_pairs']} pairs not yet judged."
+            )
     if provenance.get("dedup"):
         body.append(f"- **Deduplication**: {provenance['dedup']}")
     body += [

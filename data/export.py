@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from data.atomic import atomic_path
 from data.errors import DataError
-from data.schema import MarginScheme, PreferenceRow
+from data.schema import Judgement, MarginScheme, Pair, PreferenceRow
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
+
+    from data.aggregate import AggregateReport
 
 
 def export_features() -> "Features":
@@ -110,6 +112,38 @@ def export_dataset(
     return dsdict
 
 
+def export_judged(
+    pairs: list[Pair],
+    judgements: list[Judgement],
+    out: str | Path,
+    *,
+    rule: str = "mean",
+    margin: MarginScheme | str = "small",
+    test_size: float = 0.1,
+    seed: int = 42,
+    parquet: bool = False,
+    jsonl: bool = False,
+    name: str | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> tuple["DatasetDict", "AggregateReport"]:
+    """Aggregate several annotators' judgements per pair (`data.aggregate`) and export the rows.
+
+    The one path behind `prefkit data export --judgements`, `prefkit annotate export` and a
+    round's export step: the card's provenance always gets the rule and the aggregation counts
+    from here, so no caller can describe them differently.
+    """
+    from data.aggregate import aggregate
+
+    rows, report = aggregate(pairs, judgements, rule=rule, margin=margin)
+    provenance = {**(provenance or {}), "rule": rule, "aggregate": report.to_dict()}
+    provenance.setdefault("judgements", f"{report.judgements} judgements")
+    dsdict = export_dataset(
+        rows, out, test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
+        provenance=provenance,
+    )
+    return dsdict, report
+
+
 def export_command(
     source: str,
     out: Path,
@@ -142,21 +176,20 @@ def export_command(
         "source": str(source), "format": fmt, "license": license, "language": [language], "margin": margin,
     }
     if judgements is not None:
-        from data.aggregate import aggregate
-
-        rows, report = aggregate(read_pairs(source), read_judgements(judgements), rule=rule, margin=margin)
-        provenance.update(judgements=str(judgements), rule=rule, aggregate=report.to_dict())
+        dsdict, report = export_judged(
+            read_pairs(source), read_judgements(judgements), out, rule=rule, margin=margin, test_size=test_size,
+            seed=seed, parquet=parquet, jsonl=jsonl, name=name, provenance={**provenance, "judgements": str(judgements)},
+        )
         console.print(
             f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
             f"{report.exported} rows, {report.ties_dropped} ties dropped, "
             f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
         )
     else:
-        rows = read_preferences(source)
-    dsdict = export_dataset(
-        rows, out, test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
-        provenance=provenance,
-    )
+        dsdict = export_dataset(
+            read_preferences(source), out, test_size=test_size, seed=seed, margin=margin, parquet=parquet,
+            jsonl=jsonl, name=name, provenance=provenance,
+        )
     sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in dsdict.items())
     console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
     if push_to_hub:

@@ -118,3 +118,26 @@ def test_failed_export_leaves_previous_output(tmp_path: Path) -> None:
         export_dataset([], tmp_path / "empty")
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_export_judged_card_counts_match_the_aggregation(tmp_path):
+    from data.export import export_judged
+    from data.schema import Judgement, Pair, Prompt, Response
+
+    pairs = [
+        Pair(Prompt(f"Câu hỏi số {i}?"), Response(f"trả lời tốt {i}", model="m"), Response(f"tệ {i}", model="m"))
+        for i in range(4)
+    ]
+    judgements = [
+        Judgement(pairs[0].pair_id, "an", pairs[0].a.id, "better"),
+        Judgement(pairs[0].pair_id, "binh", pairs[0].a.id, "significantly_better"),
+        Judgement(pairs[1].pair_id, "an", pairs[1].b.id, "slightly_better"),
+        Judgement(pairs[2].pair_id, "an", None, "negligibly_better"),  # unsure only: a tie, dropped
+    ]
+    dsdict, report = export_judged(pairs, judgements, tmp_path / "out", test_size=0.0, provenance={"source": "test"})
+    assert (report.pairs, report.judgements, report.exported, report.ties_dropped, report.unjudged_pairs) == (4, 4, 2, 1, 1)
+    assert dsdict["train"].num_rows == 2
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "**Aggregation counts**: 4 pairs, 4 judgements, 2 exported, 1 ties dropped" in card
+    assert "1 pairs not yet judged" in card
+    assert "`4 judgements`" in card and "`mean` rule" in card
