@@ -343,3 +343,24 @@ def test_seed_demo_is_ready_to_label_and_idempotent(tmp_path: Path) -> None:
     (tmp_path / TOKENS_FILE).unlink()
     with pytest.raises(ConfigError, match="already has demo accounts"):
         seed_demo(url, tmp_path)
+
+
+def test_seed_demo_can_be_finished_by_its_two_accounts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    seed_demo(url, tmp_path)
+    store = Store.open(url)
+    assert any(p.is_calibration for p in _all_claims(store, "demo-admin"))  # calibration pairs are in the mix
+    _all_claims(store, "demo-annotator")
+    summary = store.dashboard("demo").summary
+    assert summary["complete"] == summary["pairs"] == store.count_pairs("demo")
+    store.close()
+
+
+def _all_claims(store: Store, user: str) -> list:
+    """Judge every pair the store hands `user`; returns the assignments."""
+    done = []
+    while (a := store.claim("demo", user)) is not None:
+        store.submit(a.id, user, Judgement.from_seven_point(a.pair.pair_id, user, 2, a.shown_order))
+        done.append(a)
+    return done
+
