@@ -51,8 +51,8 @@ def seed_demo(db_url: str, out_dir: str | Path, sample: str | Path = SAMPLE) -> 
 
         admin, annotator = store.add_user(ADMIN, admin=True), store.add_user(ANNOTATOR)
         with atomic_path(tokens_file) as tmp:
+            os.chmod(tmp, 0o600)  # before the tokens are in it: never readable by others, not for a moment
             tmp.write_text(json.dumps({ADMIN: admin, ANNOTATOR: annotator}, indent=2) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o600)
         return admin, annotator
     finally:
         store.close()

@@ -364,3 +364,15 @@ def _all_claims(store: Store, user: str) -> list:
         done.append(a)
     return done
 
+
+def test_seed_demo_tokens_are_never_readable_by_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    modes: list[int] = []
+    write_text = Path.write_text
+
+    def spy(self: Path, *args, **kwargs):  # records the file's mode just before the tokens go in
+        modes.append(self.stat().st_mode & 0o777)
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", spy)
+    seed_demo(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path)
+    assert modes == [0o600]
