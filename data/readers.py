@@ -23,7 +23,7 @@ from data.formats import (
     to_response_text,
 )
 from data.schema import Judgement, Pair, PreferenceRow, Prompt
-from data.sources import Location, first_columns, read_rows
+from data.sources import Location, first_columns, iter_records, read_rows
 
 __all__ = [
     "Location",
@@ -40,9 +40,10 @@ __all__ = [
 T = TypeVar("T")
 
 
-def source_format(source: str | Path, split: str | None = None) -> str:
-    """The format of `source`, from its columns and first record."""
-    columns, first = first_columns(source, split)
+def source_format(source: str | Path, split: str | None = None, *, skip_bad: bool = False) -> str:
+    """The format of `source`, from its columns and first record (the first readable one
+    with `skip_bad`)."""
+    columns, first = first_columns(source, split, skip_bad=skip_bad)
     if not columns:
         raise DataError("no records", file=str(source))
     return detect_format(columns, first, file=str(source))
@@ -55,8 +56,13 @@ def _convert(
     errors: list[DataError] | None,
     fmt: str | None = None,
 ) -> Iterator[T]:
-    fmt = fmt or source_format(source, split)
-    for loc, rec in read_rows(source, split):
+    fmt = fmt or source_format(source, split, skip_bad=errors is not None)
+    for loc, rec in iter_records(source, split):
+        if isinstance(rec, DataError):  # malformed JSON or not an object
+            if errors is None:
+                raise rec
+            errors.append(rec)
+            continue
         try:
             yield convert(fmt, rec, loc)
         except DataError as e:
@@ -77,7 +83,7 @@ def read_preferences(
     source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
 ) -> list[PreferenceRow]:
     """Labelled rows (Vi-Alpaca preference, hh-rlhf, TRL preference) as PreferenceRows."""
-    fmt = source_format(source, split)
+    fmt = source_format(source, split, skip_bad=errors is not None)
     if fmt not in LABELLED_FORMATS:
         hint = " (pairs need judgements: pass --judgements)" if fmt == "pairs" else ""
         raise DataError(f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}){hint}",
@@ -104,7 +110,7 @@ def canonical_records(
     prompt/response), `a`/`b` (pairs), plus `strength` where present. Judgements have no text.
     Raises `DataError` at the first bad record, unless `errors` collects them.
     """
-    fmt = source_format(source, split)
+    fmt = source_format(source, split, skip_bad=errors is not None)
 
     def convert(fmt: str, rec: dict[str, Any], loc: Location) -> tuple[Location, dict[str, Any]]:
         out: dict[str, Any]

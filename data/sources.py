@@ -264,11 +264,19 @@ def _iter_dataset(ds: Any, where: str) -> Iterator[Record]:
         raise DataError(f"reading stopped: {type(e).__name__}: {e}", file=where) from None
 
 
-def first_columns(source: str | Path, split: str | None = None) -> tuple[list[str], dict[str, Any] | None]:
-    """The columns and first record of `source` (columns from the schema for Parquet)."""
+def first_columns(
+    source: str | Path, split: str | None = None, *, skip_bad: bool = False
+) -> tuple[list[str], dict[str, Any] | None]:
+    """The columns and first record of `source` (columns from the schema for Parquet).
+
+    An unreadable record before the first good one raises, unless `skip_bad` (the caller
+    collects bad records itself and wants the first good one).
+    """
     first: dict[str, Any] | None = None
     for _loc, rec in iter_records(source, split):
         if isinstance(rec, DataError):
+            if skip_bad:
+                continue
             raise rec
         first = rec
         break

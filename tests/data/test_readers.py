@@ -244,6 +244,23 @@ def test_bad_hh_transcript_and_empty_answer(write_jsonl: Callable[..., Path]) ->
     assert len(rows) == 2 and [(e.line, e.field) for e in errors] == [(2, "chosen")]
 
 
+def test_malformed_lines_are_recorded_and_skipped_when_errors_are_collected(write_jsonl: Callable[..., Path]) -> None:
+    good = {"question": "q", "chosen": "c", "rejected": "r"}
+    path = write_jsonl([good, "{bad json", {**good, "question": "q2"}])
+    errors: list[DataError] = []
+    rows = read_preferences(path, errors=errors)
+    assert [r.question for r in rows] == ["q", "q2"]
+    assert [(e.file, e.line) for e in errors] == [(str(path), 2)]
+    assert "malformed JSON" in str(errors[0])
+    # A bad first line: the format comes from the first good record.
+    first_bad = write_jsonl(['["not an object"]', good], "first_bad.jsonl")
+    errors = []
+    assert [r.question for r in read_preferences(first_bad, errors=errors)] == ["q"]
+    assert [e.line for e in errors] == [1]
+    with pytest.raises(DataError, match="line 1"):
+        read_preferences(first_bad)
+
+
 def test_bad_judgement_fields(write_jsonl: Callable[..., Path]) -> None:
     base = {"pair_id": "p", "annotator": "an", "preferred": "r1", "strength": "better"}
     for change, field in (({"strength": "enormous"}, "strength"), ({"annotator": ""}, "annotator"),
