@@ -371,6 +371,9 @@ class Judgement:
         created = row.get("created_at")
         if isinstance(created, str):
             created = datetime.fromisoformat(created)
+        if isinstance(created, datetime) and created.tzinfo is None:
+            # Naive times are UTC (what `utcnow` writes), so aggregate never compares naive and aware.
+            created = created.replace(tzinfo=timezone.utc)
         left, right = row.get("shown_left"), row.get("shown_right")
         unsafe = row.get("unsafe")
         if isinstance(unsafe, str):

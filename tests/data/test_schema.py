@@ -51,6 +51,17 @@ def test_judgement_round_trips_with_shown_order_and_flags() -> None:
     assert back.signed_score(pair) == 2
 
 
+def test_naive_created_at_is_read_as_utc() -> None:
+    pair = make_pair()
+    aware = Judgement(pair.pair_id, "lan", pair.a.id, "better", created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    naive_row = {**aware.to_row(), "created_at": "2026-01-02T03:04:06"}
+    naive = Judgement.from_row(naive_row)
+    assert naive.created_at == datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone.utc)
+    assert Judgement.from_row({**naive_row, "created_at": datetime(2026, 1, 2, 3, 4, 6)}).created_at == naive.created_at
+    # The newer (naive) judgement replaces the older (aware) one without a naive-vs-aware TypeError.
+    assert naive.created_at > aware.created_at
+
+
 @pytest.mark.parametrize(
     ("point", "winner", "strength"),
     [(-3, "left", Strength.SIGNIFICANTLY_BETTER), (-1, "left", Strength.SLIGHTLY_BETTER),
