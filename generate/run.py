@@ -104,13 +104,8 @@ def run_step(
             if model in texts:
                 continue
             texts[model] = formatters[model](prompt)
-            engine = engines[model]
-            n = engine.prompt_tokens(texts[model])
-            if engine.max_context and n + cfg.max_tokens > engine.max_context:
-                too_long = (
-                    f"prompt of {n} tokens + max_tokens {cfg.max_tokens} exceeds the context of "
-                    f"{engine.max_context} tokens of {model!r}"
-                )
+            too_long = engines[model].too_long(texts[model], cfg.max_tokens)
+            if too_long:
                 break
         if too_long:
             stats.skipped.append({"prompt_id": prompt.id, "reason": "prompt_too_long", "detail": too_long})

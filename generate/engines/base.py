@@ -1,4 +1,4 @@
-"""What an engine is asked (`Request`) and what it returns (`Result`), and the `Engine` protocol.
+"""What an engine is asked (`Request`) and what it returns (`Result`), and the `Engine` base class.
 
 Both engines serve the same objects, so the run, the pair builder and `train`'s best-of-K do not
 care which one produced a response. A request's prompt is already formatted (chat template
@@ -8,7 +8,7 @@ applied, see `generate.chat`); engines tokenize it without adding special tokens
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 # Called after each finished batch with (completions in it, tokens generated in it).
 ProgressFn = Callable[[int, int], None]
@@ -66,11 +66,12 @@ class Result:
     completions: tuple[Completion, ...]
 
 
-class Engine(Protocol):
-    """A loaded model that turns requests into results, in request order.
+class Engine:
+    """A loaded model that turns requests into results, in request order (the base of both engines).
 
     `tokenizer` is the model's (for chat formatting); `max_context` its context length in tokens
-    (None when unknown); `prompt_tokens` counts a formatted prompt's tokens as the engine will.
+    (None when unknown). `too_long` is the one "does this prompt fit" rule: callers skip and report
+    the prompts it names, and `generate` refuses them.
     """
 
     model: str
@@ -78,8 +79,24 @@ class Engine(Protocol):
     tokenizer: Any
     max_context: int | None
 
-    def prompt_tokens(self, prompt: str) -> int: ...
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens of a formatted prompt as the engine counts them (no special tokens added)."""
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]: ...
+    def too_long(self, prompt: str, max_tokens: int) -> str | None:
+        """Why `prompt` plus `max_tokens` new tokens does not fit the context, or None when it does."""
+        return self._overflow(self.prompt_tokens(prompt), max_tokens)
 
-    def close(self) -> None: ...
+    def _overflow(self, n_prompt: int, max_tokens: int) -> str | None:
+        if self.max_context and n_prompt + max_tokens > self.max_context:
+            return (
+                f"prompt of {n_prompt} tokens + max_tokens {max_tokens} exceeds the context of "
+                f"{self.max_context} tokens of {self.model!r}"
+            )
+        return None
+
+    def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError

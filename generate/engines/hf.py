@@ -20,7 +20,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from data.errors import ConfigError
 from data.hub import check_model_source
-from generate.engines.base import Completion, ProgressFn, Request, Result
+from generate.engines.base import Completion, Engine, ProgressFn, Request, Result
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -95,7 +95,7 @@ class _Row:
     adapter: str | None
 
 
-class HFEngine:
+class HFEngine(Engine):
     """One base model (plus LoRA adapters) answering `Request`s in batches of `batch_size` rows."""
 
     def __init__(
@@ -172,18 +172,13 @@ class HFEngine:
 
     # -- generation -------------------------------------------------------------------------
 
-    def prompt_tokens(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-
     def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]:
         requests = list(requests)
         lengths = [self.prompt_tokens(r.prompt) for r in requests]
         for i, (r, n) in enumerate(zip(requests, lengths)):
-            if self.max_context and n + r.max_tokens > self.max_context:
-                raise ValueError(
-                    f"request {i}: prompt of {n} tokens + max_tokens {r.max_tokens} exceeds the context of "
-                    f"{self.max_context} tokens of {self.model!r}"
-                )
+            # Callers skip what `too_long` names; reaching this is a caller's bug, not bad input.
+            if (overflow := self._overflow(n, r.max_tokens)) is not None:
+                raise ValueError(f"request {i}: {overflow} (check Engine.too_long first)")
         rows = [
             _Row(i, s, r.adapter if r.adapter is not None else self.adapter)
             for i, r in enumerate(requests)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data.errors import ConfigError
-from generate.engines.base import Completion, ProgressFn, Request, Result
+from generate.engines.base import Completion, Engine, ProgressFn, Request, Result
 
 
 def sampling_kwargs(request: Request) -> list[dict[str, Any]]:
@@ -48,7 +48,7 @@ def finish_reason(vllm_reason: str | None) -> str:
     return "length" if vllm_reason == "length" else "stop"
 
 
-class VLLMEngine:
+class VLLMEngine(Engine):
     """A `vllm.LLM` (tensor parallel, GPU memory share and LoRA from the config) serving `Request`s."""
 
     def __init__(
@@ -89,9 +89,6 @@ class VLLMEngine:
         # The context vLLM settled on (it may shorten the model's own to fit the KV cache).
         model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
         self.max_context = getattr(model_config, "max_model_len", None) or max_model_len
-
-    def prompt_tokens(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]:
         from vllm import SamplingParams

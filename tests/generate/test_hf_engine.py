@@ -107,6 +107,19 @@ def test_prompt_longer_than_the_context_is_refused(hf_engine):
         hf_engine.generate([Request(long_prompt, max_tokens=8)])
 
 
+def test_too_long_is_the_one_context_rule(hf_engine):
+    long_prompt = format_prompt(hf_engine.tokenizer, "Xin chào " * 400)
+    n = hf_engine.prompt_tokens(long_prompt)
+    assert n > 512
+    assert hf_engine.too_long(long_prompt, 8) == (
+        f"prompt of {n} tokens + max_tokens 8 exceeds the context of 512 tokens of {hf_engine.model!r}"
+    )
+    short = format_prompt(hf_engine.tokenizer, "Xin chào?")
+    fits = 512 - hf_engine.prompt_tokens(short)
+    assert hf_engine.too_long(short, fits) is None  # exactly filling the context fits
+    assert "exceeds the context" in hf_engine.too_long(short, fits + 1)
+
+
 def test_lora_adapter_changes_answers_and_base_stays_available(tiny_model_path, lora_adapter, hf_engine):
     p = prompts(hf_engine)[0]
     request = Request(p, temperature=0.0, max_tokens=8)
