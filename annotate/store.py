@@ -65,6 +65,7 @@ from data.schema import Judgement, Pair, Response, Strength, utcnow
 
 if TYPE_CHECKING:
     from annotate.dashboard_data import Dashboard
+    from data.aggregate import AggregateReport
 
 A, J, P, U = AssignmentRow, JudgementRow, PairRow, UserRow
 
@@ -712,24 +713,20 @@ class Store:
         parquet: bool = False,
         jsonl: bool = False,
         name: str | None = None,
-    ) -> Any:
-        """Aggregate the project's judgements (`data.aggregate`) and write the dataset
-        (`data.export.export_dataset`): what `prefkit data export` does. Returns the aggregate
-        report."""
-        from data.aggregate import aggregate
-        from data.export import export_dataset
+    ) -> AggregateReport:
+        """Aggregate the project's judgements and write the dataset with
+        `data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
+        project goes in, so the card counts the ones not yet judged. Returns the aggregate report."""
+        from data.export import export_judged
 
         judgements = self.judgements(project)
-        judged = {j.pair_id for j in judgements}
-        pairs = [p for p in self.pairs(project) if p.pair_id in judged]
-        if not pairs:
+        if not judgements:
             raise DataError(f"project {project!r} has no judgements to export")
-        rows, report = aggregate(pairs, judgements, rule=rule, margin=margin)
-        export_dataset(
-            rows, Path(out), test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl,
-            name=name or project,
-            provenance={"source": "prefkit annotate", "project": project, "rule": rule, "pairs": len(pairs),
-                        "judgements": len(judgements)},
+        pairs = self.pairs(project)
+        _, report = export_judged(
+            pairs, judgements, Path(out), rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet,
+            jsonl=jsonl, name=name or project,
+            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs)},
         )
         return report
 

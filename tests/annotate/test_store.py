@@ -355,3 +355,16 @@ def test_export_writes_a_dataset(store, make_pairs, tmp_path):
     for r in rows:
         pair = pairs[r["question"]]
         assert r["chosen"] == pair.response(by_q[pair.pair_id].preferred).text
+
+
+def test_export_card_counts_the_unjudged_pairs(store, make_pairs, tmp_path):
+    store.create_project("p", overlap=1)
+    store.import_pairs("p", make_pairs(20))
+    store.add_user("ann")
+    for _ in range(12):
+        _judge(store, "p", "ann", 2)
+    report = store.export("p", tmp_path / "ds", test_size=0.25)
+    assert (report.pairs, report.judgements, report.exported, report.unjudged_pairs) == (20, 12, 12, 8)
+    card = (tmp_path / "ds" / "README.md").read_text(encoding="utf-8")
+    assert "`12 judgements`" in card
+    assert "20 pairs, 12 judgements, 12 exported" in card and "8 pairs not yet judged" in card
