@@ -8,8 +8,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from data.dedup import dedup_records
 from data.errors import DataError
 from data.readers import canonical_records
+from data.shingles import words
 
 TEXT_FIELDS = ("question", "system", "chosen", "rejected", "response", "a", "b")
 PERCENTILES = (50, 90, 99)
@@ -31,11 +33,7 @@ def _distribution(values: list[int]) -> dict[str, float]:
 
 
 def _near_duplicate_rate(questions: list[str]) -> float | None:
-    """Share of prompts the MinHash dedup would drop, when `data.dedup` offers it."""
-    try:
-        from data.dedup import dedup_records
-    except ImportError:  # the dedup module is optional for stats
-        return None
+    """Share of prompts the MinHash dedup would drop."""
     if not questions:
         return None
     kept, _report = dedup_records([{"question": q} for q in questions], ["question"])
@@ -49,7 +47,7 @@ def compute_stats(source: str | Path, split: str | None = None, *, near_duplicat
     strengths: Counter[str] = Counter()
     annotators: set[str] = set()
     rows = 0
-    seen_rows: set[tuple[str, ...]] = set()
+    seen_rows: set[tuple[tuple[str, Any], ...]] = set()
     duplicate_rows = 0
     questions: list[str] = []
     for _loc, rec in records:
@@ -57,14 +55,15 @@ def compute_stats(source: str | Path, split: str | None = None, *, near_duplicat
         for name in TEXT_FIELDS:
             text = rec.get(name)
             if text:
-                chars, words = lengths.setdefault(name, ([], []))
+                chars, word_counts = lengths.setdefault(name, ([], []))
                 chars.append(len(text))
-                words.append(len(text.split()))
+                word_counts.append(len(words(text)))
         if "strength" in rec:
             strengths[rec["strength"].value if rec["strength"] is not None else "none"] += 1
         if "annotator" in rec:
             annotators.add(rec["annotator"])
-        key = tuple(_normalise(rec[n]) if isinstance(rec.get(n), str) else "" for n in TEXT_FIELDS)
+        # The whole canonical record, so rows without text (judgements) differ by their other fields.
+        key = tuple((name, _normalise(v) if isinstance(v, str) else v) for name, v in sorted(rec.items()))
         if key in seen_rows:
             duplicate_rows += 1
         seen_rows.add(key)
@@ -78,8 +77,8 @@ def compute_stats(source: str | Path, split: str | None = None, *, near_duplicat
         "bad_rows": len(bad),
         "prompts": distinct_questions,
         "lengths": {
-            name: {"chars": _distribution(chars), "words": _distribution(words)}
-            for name, (chars, words) in lengths.items()
+            name: {"chars": _distribution(chars), "words": _distribution(word_counts)}
+            for name, (chars, word_counts) in lengths.items()
         },
         "strength": dict(sorted(strengths.items())),
         "exact_duplicate_rows": duplicate_rows,
