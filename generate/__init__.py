@@ -6,7 +6,9 @@ Public API, imported on first use so that `import generate` (and `prefkit data .
 - `GenerateConfig`, `SamplingPlan`, `Setting` describe it;
 - `HFEngine` / `VLLMEngine` `.generate(requests) -> list[Result]` serve `Request`s directly
   (K samples of a prompt: one `Request(prompt, n=K, seed=s)`), `open_engine(cfg, model)` picks one;
-- `format_prompt(tokenizer, question, system)` applies the chat template (or the plain format).
+- `asked_prompt(prompt, default_system)` is the prompt with the system prompt it is asked under, and
+  `format_prompt(tokenizer, question, system)` applies the chat template (or the plain format);
+- `engine.too_long(formatted_prompt, max_tokens)` says why a prompt does not fit (None: it fits).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _EXPORTS = {
     "HFEngine": "generate.engines.hf",
     "VLLMEngine": "generate.engines.vllm",
     "format_prompt": "generate.chat",
+    "asked_prompt": "generate.chat",
 }
 __all__ = sorted(_EXPORTS)
 

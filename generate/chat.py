@@ -7,6 +7,7 @@ turn instead of failing the run.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from data.schema import Prompt
@@ -19,6 +20,15 @@ def _plain(tokenizer: Any, question: str, system: str | None) -> str:
     bos = tokenizer.bos_token or ""
     head = f"{system.strip()}\n\n" if system else ""
     return bos + PLAIN_FORMAT.format(system=head, question=question.strip())
+
+
+def asked_prompt(prompt: Prompt, default_system: str | None) -> Prompt:
+    """`prompt` as the model is asked it: its own system prompt, else the run's default (same id).
+
+    Format this one, and store it in what the answers produce, so rows record the system prompt
+    their answers were generated under.
+    """
+    return dataclasses.replace(prompt, system=prompt.system or default_system)
 
 
 def format_prompt(tokenizer: Any, question: str, system: str | None = None) -> str:
@@ -37,14 +47,3 @@ def format_prompt(tokenizer: Any, question: str, system: str | None = None) -> s
         except TemplateError:
             messages = [{"role": "user", "content": f"{system}\n\n{question}"}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-class ChatFormatter:
-    """Formats prompts for one tokenizer with a default system prompt."""
-
-    def __init__(self, tokenizer: Any, system_prompt: str | None = None) -> None:
-        self.tokenizer = tokenizer
-        self.system_prompt = system_prompt
-
-    def __call__(self, prompt: Prompt) -> str:
-        return format_prompt(self.tokenizer, prompt.question, prompt.system or self.system_prompt)

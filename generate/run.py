@@ -16,7 +16,7 @@ from data.config import to_dict
 from data.errors import ConfigError, DataError
 from data.readers import read_prompts
 from data.schema import Pair, Prompt, Response
-from generate.chat import ChatFormatter
+from generate.chat import asked_prompt, format_prompt
 from generate.config import GenerateConfig
 from generate.engines.base import Engine, Request
 from generate.pairs import build_pairs
@@ -92,10 +92,10 @@ def run_step(
     """Sample every draw of every prompt in `chunk` (one engine call per model), pair and filter."""
     started = time.perf_counter()
     stats = StepStats(prompt_ids=[p.id for p in chunk])
-    formatters = {m: ChatFormatter(e.tokenizer, cfg.system_prompt) for m, e in engines.items()}
     jobs: dict[str, list[tuple[int, int, Request]]] = defaultdict(list)  # model -> (prompt, draw, request)
     assignments = {}
-    for pi, prompt in enumerate(chunk):
+    asked = [asked_prompt(p, cfg.system_prompt) for p in chunk]
+    for pi, prompt in enumerate(asked):
         assignment = plan.assign(prompt.id)
         texts: dict[str, str] = {}
         too_long = None
@@ -103,7 +103,7 @@ def run_step(
             model = draw.setting.model
             if model in texts:
                 continue
-            texts[model] = formatters[model](prompt)
+            texts[model] = format_prompt(engines[model].tokenizer, prompt.question, prompt.system)
             too_long = engines[model].too_long(texts[model], cfg.max_tokens)
             if too_long:
                 break
@@ -134,11 +134,8 @@ def run_step(
 
     kept: list[Pair] = []
     for pi, assignment in assignments.items():
-        prompt = chunk[pi]
-        # The pair records the system prompt its answers were generated under; the id stays the source's.
-        asked = Prompt(prompt.question, id=prompt.id, system=prompt.system or cfg.system_prompt, source=prompt.source)
         pairs, dropped = build_pairs(
-            asked,
+            asked[pi],  # the pair records the system prompt its answers were generated under
             [responses[(pi, di)] for di in range(len(assignment.draws))],
             [d.setting.label for d in assignment.draws],
             assignment.pairs,

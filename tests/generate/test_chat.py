@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from data.schema import Prompt
-from generate.chat import ChatFormatter, format_prompt
+from generate.chat import asked_prompt, format_prompt
 
 
 @pytest.fixture
@@ -25,18 +25,28 @@ def test_template_with_system_and_generation_prompt(tokenizer):
 
 
 def test_prompt_system_beats_the_default_and_blank_means_none(tokenizer):
-    fmt = ChatFormatter(tokenizer, "Mặc định.")
+    def fmt(prompt: Prompt, default: str | None = "Mặc định.") -> str:
+        asked = asked_prompt(prompt, default)
+        return format_prompt(tokenizer, asked.question, asked.system)
+
     own = fmt(Prompt("Câu hỏi?", system="Riêng."))
     assert "Riêng." in own and "Mặc định." not in own
     assert "<|system|>\nMặc định." in fmt(Prompt("Câu hỏi?"))
-    assert "<|system|>" not in ChatFormatter(tokenizer, None)(Prompt("Câu hỏi?"))
+    assert "<|system|>" not in fmt(Prompt("Câu hỏi?"), None)
     assert "<|system|>" not in format_prompt(tokenizer, "Câu hỏi?", "   ")
+
+
+def test_asked_prompt_keeps_the_id_and_records_the_system_used():
+    own = Prompt("Câu hỏi?", id="p1", system="Riêng.", source="s")
+    assert asked_prompt(own, "Mặc định.") == own
+    asked = asked_prompt(Prompt("Câu hỏi?", id="p2", source="s"), "Mặc định.")
+    assert (asked.id, asked.question, asked.system, asked.source) == ("p2", "Câu hỏi?", "Mặc định.", "s")
 
 
 def test_plain_format_when_the_model_has_no_template(tokenizer):
     tokenizer.chat_template = None
-    fmt = ChatFormatter(tokenizer, "Hệ thống.")
-    text = fmt(Prompt("  Câu hỏi?  "))
+    asked = asked_prompt(Prompt("  Câu hỏi?  "), "Hệ thống.")
+    text = format_prompt(tokenizer, asked.question, asked.system)
     assert text == "<s>Hệ thống.\n\n### Instruction:\nCâu hỏi?\n\n### Response:\n"
     assert tokenizer(text, add_special_tokens=False)["input_ids"][0] == tokenizer.bos_token_id
 
