@@ -27,6 +27,7 @@ from data.sources import Location, first_columns, iter_records, read_rows
 
 __all__ = [
     "Location",
+    "canonical_record",
     "canonical_records",
     "detect_format",
     "read_judgements",
@@ -102,6 +103,27 @@ def read_judgements(
     return list(_convert(source, split, to_judgement, errors))
 
 
+def canonical_record(fmt: str, rec: dict[str, Any], loc: Location) -> dict[str, Any]:
+    """One raw record of format `fmt` converted as its reader would (raising the reader's
+    located `DataError`), with its texts under common names (see `canonical_records`)."""
+    if fmt in LABELLED_FORMATS:
+        row = to_preference(fmt, rec, loc)
+        return {"question": row.question, "system": row.system, "chosen": row.chosen,
+                "rejected": row.rejected, "strength": row.strength}
+    if fmt == "pairs":
+        pair = to_pair(fmt, rec, loc)
+        return {"question": pair.prompt.question, "system": pair.prompt.system, "a": pair.a.text, "b": pair.b.text}
+    if fmt == "judgements":
+        j = to_judgement(fmt, rec, loc)
+        return {"strength": j.strength, "annotator": j.annotator, "pair_id": j.pair_id}
+    prompt = to_prompt(fmt, rec, loc)
+    out: dict[str, Any] = {"question": prompt.question, "system": prompt.system}
+    response = to_response_text(fmt, rec, loc)
+    if response is not None:
+        out["response"] = response
+    return out
+
+
 def canonical_records(
     source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
 ) -> tuple[str, Iterator[tuple[Location, dict[str, Any]]]]:
@@ -113,24 +135,6 @@ def canonical_records(
     fmt = source_format(source, split, skip_bad=errors is not None)
 
     def convert(fmt: str, rec: dict[str, Any], loc: Location) -> tuple[Location, dict[str, Any]]:
-        out: dict[str, Any]
-        if fmt in LABELLED_FORMATS:
-            row = to_preference(fmt, rec, loc)
-            out = {"question": row.question, "system": row.system, "chosen": row.chosen,
-                   "rejected": row.rejected, "strength": row.strength}
-        elif fmt == "pairs":
-            pair = to_pair(fmt, rec, loc)
-            out = {"question": pair.prompt.question, "system": pair.prompt.system,
-                   "a": pair.a.text, "b": pair.b.text}
-        elif fmt == "judgements":
-            j = to_judgement(fmt, rec, loc)
-            out = {"strength": j.strength, "annotator": j.annotator, "pair_id": j.pair_id}
-        else:
-            prompt = to_prompt(fmt, rec, loc)
-            out = {"question": prompt.question, "system": prompt.system}
-            response = to_response_text(fmt, rec, loc)
-            if response is not None:
-                out["response"] = response
-        return loc, out
+        return loc, canonical_record(fmt, rec, loc)
 
     return fmt, _convert(source, split, convert, errors, fmt)

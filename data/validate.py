@@ -6,14 +6,13 @@ Unlike the readers, validation goes on past a bad record so the user sees the fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from data.errors import DataError
-from data.formats import LABELLED_FORMATS, detect_format, to_judgement, to_pair, to_preference, to_prompt, to_response_text
-from data.sources import Location, iter_records, parquet_columns, source_kind
+from data.formats import detect_format
+from data.readers import canonical_record
+from data.sources import iter_records, parquet_columns, source_kind
 
 
 @dataclass
@@ -39,19 +38,6 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         return self.n_errors == 0
-
-
-def _check_record(fmt: str, rec: Mapping[str, Any], loc: Location) -> None:
-    """Convert the record as its format's reader would; raises the reader's DataError."""
-    if fmt in LABELLED_FORMATS:
-        to_preference(fmt, rec, loc)
-    elif fmt == "pairs":
-        to_pair(fmt, rec, loc)
-    elif fmt == "judgements":
-        to_judgement(fmt, rec, loc)
-    else:
-        to_prompt(fmt, rec, loc)
-        to_response_text(fmt, rec, loc)
 
 
 def validate_source(
@@ -96,7 +82,7 @@ def validate_source(
         if report.format is None:
             report.format = detect_format(list(rec), rec, file=str(source))
         try:
-            _check_record(report.format, rec, loc)
+            canonical_record(report.format, rec, loc)  # converts as the reader would
         except DataError as e:
             error(e)
     report.columns = list(seen_columns)
