@@ -56,27 +56,14 @@ def import_(
     db: str = DB_OPTION,
 ) -> None:
     """Load pairs into a project. Importing the same pairs again adds nothing."""
-    from data.errors import ConfigError
     from data.readers import read_pairs
 
     store = _store(db)
     try:
-        text = guidelines.read_text(encoding="utf-8") if guidelines else None
-        existing = {p.name: p for p in store.list_projects()}.get(project)
-        if existing is None:
-            store.create_project(
-                project, guidelines=text or "", overlap=2 if overlap is None else overlap,
-                calibration=0.0 if calibration is None else calibration,
-                calibration_overlap=calibration_overlap, seed=seed,
-            )
-        else:
-            asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
-            clash = {k: v for k, v in asked.items() if v is not None and v != getattr(existing, k)}
-            if clash:
-                have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
-                raise ConfigError(f"project {project!r} already exists with {have}; queue settings cannot change")
-            if text is not None:
-                store.set_guidelines(project, text)
+        store.ensure_project(
+            project, guidelines=guidelines.read_text(encoding="utf-8") if guidelines else None, overlap=overlap,
+            calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
+        )
         result = store.import_pairs(project, read_pairs(pairs))
         total = store.count_pairs(project)
     finally:

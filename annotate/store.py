@@ -235,6 +235,57 @@ class Store:
         """A new project. Each pair needs `overlap` judgements from different annotators; a
         seeded `calibration` share of pairs needs `calibration_overlap` (default 2 × overlap)
         and is handed out first, so agreement figures appear early."""
+        values = self._new_project_values(name, guidelines, overlap, calibration, calibration_overlap, seed)
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(insert(ProjectRow).values(**values))
+        except IntegrityError:
+            raise ConfigError(f"project {name!r} already exists") from None
+        return self.get_project(name)
+
+    def ensure_project(
+        self,
+        name: str,
+        *,
+        guidelines: str | None = None,
+        overlap: int | None = None,
+        calibration: float | None = None,
+        calibration_overlap: int | None = None,
+        seed: int = 0,
+    ) -> Project:
+        """The project `name`, created if it is missing (settings left None get
+        `create_project`'s defaults; `seed` is used only then). An existing project keeps its
+        queue settings: asking for different ones is a ConfigError; given `guidelines` replace
+        its guidelines. One write transaction, so concurrent callers create it once."""
+        asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
+
+        def run(conn: Connection) -> Project:
+            row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
+            if row is None:
+                conn.execute(
+                    insert(ProjectRow).values(
+                        **self._new_project_values(
+                            name, guidelines or "", 2 if overlap is None else overlap,
+                            0.0 if calibration is None else calibration, calibration_overlap, seed,
+                        )
+                    )
+                )
+                return self._project(conn, name)
+            existing = _project(row)
+            clash = [k for k, v in asked.items() if v is not None and v != getattr(existing, k)]
+            if clash:
+                have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
+                raise ConfigError(f"project {name!r} already exists with {have}; queue settings cannot change")
+            if guidelines is not None and guidelines != existing.guidelines:
+                conn.execute(update(ProjectRow).where(ProjectRow.id == existing.id).values(guidelines=guidelines))
+                return self._project(conn, name)
+            return existing
+
+        return self._retrying(run)  # a concurrent creator's insert wins; the retry finds its project
+
+    def _new_project_values(
+        self, name: str, guidelines: str, overlap: int, calibration: float, calibration_overlap: int | None, seed: int
+    ) -> dict[str, Any]:
         if not name.strip():
             raise ConfigError("project name is empty")
         if overlap < 1:
@@ -244,17 +295,10 @@ class Store:
         cal_overlap = calibration_overlap if calibration_overlap is not None else 2 * overlap
         if cal_overlap < overlap:
             raise ConfigError(f"calibration_overlap ({cal_overlap}) must be at least overlap ({overlap})")
-        try:
-            with self._tx(write=True) as conn:
-                conn.execute(
-                    insert(ProjectRow).values(
-                        name=name, guidelines=guidelines, overlap=overlap, calibration=calibration,
-                        calibration_overlap=cal_overlap, seed=seed, created_at=self.now(),
-                    )
-                )
-        except IntegrityError:
-            raise ConfigError(f"project {name!r} already exists") from None
-        return self.get_project(name)
+        return dict(
+            name=name, guidelines=guidelines, overlap=overlap, calibration=calibration,
+            calibration_overlap=cal_overlap, seed=seed, created_at=self.now(),
+        )
 
     def get_project(self, name: str) -> Project:
         with self._tx() as conn:
