@@ -16,26 +16,13 @@ from typing import Any, Sequence
 
 from data.atomic import atomic_path
 from data.errors import ConfigError
-from data.schema import PAIR_COLUMNS, Pair
+from data.schema import Pair
+from data.writers import write_pairs
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 SHARD_NAME = "shard-{:05d}.parquet"
 MANIFEST_VERSION = 1
-
-
-def pair_schema():
-    """Column types fixed up front, so an all-null column (no adapter) types the same in every shard."""
-    import pyarrow as pa
-
-    def kind(col: str) -> Any:
-        if col.endswith(("_temperature", "_top_p")):
-            return pa.float64()
-        if col.endswith(("_seed", "_n_tokens")):
-            return pa.int64()
-        return pa.string()
-
-    return pa.schema([(c, kind(c)) for c in PAIR_COLUMNS])
 
 
 @dataclass
@@ -102,13 +89,8 @@ class ShardWriter:
         self._save()
 
     def write(self, pairs: Sequence[Pair], stats: StepStats) -> Path:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         path = self.out / SHARD_NAME.format(len(self.manifest["steps"]))
-        table = pa.Table.from_pylist([p.to_row() for p in pairs], schema=pair_schema())
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+        write_pairs(pairs, path)  # typed columns: an all-null column types the same in every shard
         self.manifest["steps"].append({"shard": path.name, **asdict(stats)})
         self.done_ids.update(stats.prompt_ids)
         self._save()
