@@ -277,7 +277,6 @@ def _run(
     progress: bool,
 ) -> tuple[list[int], DedupReport]:
     started = time.perf_counter()
-    _check_settings(threshold, num_perm, ngram, verify, workers)
     try:
         bands, rows_per_band = lsh_params(threshold, num_perm)
     except ValueError as e:  # e.g. a threshold so high that the optimum has a single band
@@ -412,6 +411,7 @@ def dedup_records(
     order) and the report. A missing or non-text key field raises `DataError` naming the row."""
     if not key_fields:
         raise ConfigError("no key fields to compare")
+    _check_settings(threshold, num_perm, ngram, verify, workers)
     try:
         get = itemgetter(*key_fields)
         keys = list(map(get, records)) if len(key_fields) > 1 else [(v,) for v in map(get, records)]
@@ -471,10 +471,10 @@ def resolve_key(on: str, fmt: str) -> list[str]:
 
 def _report_path(out: Path) -> Path:
     """`kept.jsonl` -> `kept.dedup-report.json`, beside it."""
-    from data.writers import SUFFIXES
+    from data.writers import output_suffix
 
     name = out.name
-    suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), "")
+    suffix = output_suffix(out)
     return out.with_name(name[: len(name) - len(suffix)] + ".dedup-report.json")
 
 
@@ -494,20 +494,19 @@ def dedup_file(
     """Deduplicate a file (any format `data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
     .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
     `report`). Nothing is written when reading fails."""
-    from data.readers import canonical_records, read_rows
-    from data.writers import SUFFIXES, write_rows
+    from data.readers import raw_and_canonical_records
+    from data.writers import output_suffix, write_rows
 
     _check_settings(threshold, num_perm, ngram, verify, workers)
     out = Path(out)
-    if not out.name.lower().endswith(SUFFIXES):
-        raise DataError(f"unknown output type (expected {', '.join(SUFFIXES)})", file=out)
-    fmt, canonical = canonical_records(source)
+    output_suffix(out)  # an unwritable output type fails before the source is read
+    fmt, records = raw_and_canonical_records(source)
     names = resolve_key(on, fmt)
     fields = [KEY_NAMES[name] for name in names]
     rows: list[dict[str, Any]] = []
     locations: list[str] = []
     keys: list[list[str]] = []
-    for (loc, row), (_, texts) in zip(read_rows(source), canonical):
+    for loc, row, texts in records:
         rows.append(row)
         locations.append(str(loc))
         keys.append([texts.get(f) or "" for f in fields])  # an absent system prompt is empty

@@ -34,6 +34,7 @@ __all__ = [
     "read_pairs",
     "read_preferences",
     "read_prompts",
+    "raw_and_canonical_records",
     "read_rows",
     "source_format",
 ]
@@ -122,6 +123,19 @@ def canonical_record(fmt: str, rec: dict[str, Any], loc: Location) -> dict[str, 
     if response is not None:
         out["response"] = response
     return out
+
+
+def raw_and_canonical_records(
+    source: str | Path, split: str | None = None
+) -> tuple[str, Iterator[tuple[Location, dict[str, Any], dict[str, Any]]]]:
+    """The format and, per record in one pass, its location, the raw record and its canonical
+    form (as `canonical_records`); raises `DataError` at the first bad record."""
+    fmt = source_format(source, split)
+
+    def convert(fmt: str, rec: dict[str, Any], loc: Location) -> tuple[Location, dict[str, Any], dict[str, Any]]:
+        return loc, rec, canonical_record(fmt, rec, loc)
+
+    return fmt, _convert(source, split, convert, None, fmt)
 
 
 def canonical_records(

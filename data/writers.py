@@ -65,7 +65,8 @@ def judgement_schema() -> "pa.Schema":
     )
 
 
-def _suffix(path: Path) -> str:
+def output_suffix(path: Path) -> str:
+    """The writable suffix `path` ends with; raises `DataError` when it has none."""
     name = path.name.lower()
     for s in SUFFIXES:
         if name.endswith(s):
@@ -79,7 +80,7 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: str | Path, schema: "pa.
     JSONL is streamed; JSON and Parquet gather the rows first. `schema` fixes Parquet types.
     """
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = output_suffix(path)
     n = 0
     with atomic_path(path) as tmp:
         if suffix in (".jsonl", ".jsonl.gz"):
