@@ -449,30 +449,6 @@ class PreferenceRow:
                     rec[f"{side}_{k}"] = meta.get(k)
         return rec
 
-    @classmethod
-    def from_record(cls, rec: Mapping[str, Any]) -> "PreferenceRow":
-        meta = {
-            side: {k: rec.get(f"{side}_{k}") for k in RESPONSE_FIELDS if k != "text" and f"{side}_{k}" in rec}
-            for side in ("chosen", "rejected")
-        }
-        strength = rec.get("strength")
-        margin = rec.get("margin")
-        agreement = rec.get("agreement")
-        return cls(
-            question=rec["question"],
-            chosen=rec["chosen"],
-            rejected=rec["rejected"],
-            id=_opt_str(rec.get("id")) or "",
-            system=_opt_str(rec.get("system")),
-            source=_opt_str(rec.get("source")),
-            strength=Strength.parse(strength) if strength is not None and strength == strength else None,
-            margin=float(margin) if margin is not None and margin == margin else 0.0,
-            n_annotators=int(rec.get("n_annotators") or 0),
-            agreement=float(agreement) if agreement is not None and agreement == agreement else None,
-            chosen_meta=meta["chosen"],
-            rejected_meta=meta["rejected"],
-        )
-
     def to_pair(self) -> Pair:
         """A labelled row as an unlabelled pair (chosen first), e.g. to re-annotate it."""
         prompt = Prompt(self.question, system=self.system, source=self.source)

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 import pytest
 
 from data.schema import (
-    EXPORT_COLUMNS,
     PAIR_COLUMNS,
     Judgement,
     MarginScheme,
@@ -76,14 +75,6 @@ def test_seven_point_choice(point: int, winner: str | None, strength: Strength) 
 def test_unsure_judgement_must_be_negligible() -> None:
     with pytest.raises(ValueError, match="negligibly"):
         Judgement("p", "an", None, "better")
-
-
-def test_preference_row_round_trips_through_its_record() -> None:
-    row = PreferenceRow("q", "good", "bad", strength="better", margin=2 / 3, n_annotators=3, agreement=2 / 3,
-                        system="s", source="src", chosen_meta={"model": "m", "seed": 3}, rejected_meta={"temperature": 1.0})
-    rec = row.to_record()
-    assert tuple(rec) == EXPORT_COLUMNS
-    assert PreferenceRow.from_record(rec).to_record() == rec
 
 
 @pytest.mark.parametrize(

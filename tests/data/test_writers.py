@@ -21,6 +21,17 @@ def test_preferences_round_trip_by_suffix(tmp_path: Path, vi_rows: list[dict], s
     assert read_preferences(path) == rows
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_preference_row_round_trips_through_its_record(tmp_path: Path, suffix: str) -> None:
+    row = PreferenceRow("q", "good", "bad", strength="better", margin=2 / 3, n_annotators=3, agreement=2 / 3,
+                        system="s", source="src", chosen_meta={"model": "m", "seed": 3}, rejected_meta={"temperature": 1.0})
+    rec = row.to_record()
+    assert tuple(rec) == EXPORT_COLUMNS
+    path = tmp_path / f"row{suffix}"
+    write_preferences([row], path)
+    assert [r.to_record() for r in read_preferences(path)] == [rec]
+
+
 def test_parquet_keeps_types_of_all_null_columns(tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
     write_preferences([PreferenceRow("q", "a", "b")], path)
