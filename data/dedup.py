@@ -41,7 +41,7 @@ import xxhash
 from data.atomic import atomic_path
 from data.errors import ConfigError, DataError
 from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
-from data.shingles import choose_ngram, shingle_hashes, shingles, word_counts, words
+from data.shingles import choose_ngram, jaccard, shingle_hashes, word_counts
 
 VERIFY_MODES = ("exact", "estimate")
 CHUNK_ROWS = 2_000  # rows per task sent to a worker process
@@ -430,13 +430,7 @@ def near_duplicate_pairs(
     (n-gram size from the pair's mean length unless given; two empty texts are duplicates)."""
     if len(texts_a) != len(texts_b):
         raise ValueError(f"texts_a has {len(texts_a)} texts, texts_b {len(texts_b)}")
-    out = []
-    for a, b in zip(texts_a, texts_b):
-        n = ngram or choose_ngram((len(words(a)) + len(words(b))) / 2)
-        sa, sb = shingles(a, n), shingles(b, n)
-        union = len(sa | sb)
-        out.append(union == 0 or len(sa & sb) / union >= threshold)
-    return out
+    return [jaccard(a, b, ngram) >= threshold for a, b in zip(texts_a, texts_b)]
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ n-grams are syllable n-grams.
 
 `shingle_hashes` normalises, splits and hashes a whole batch of texts in numpy (see the hashing
 section); `words`, `shingles` and `shingle_hash` are the one-text forms of the same thing.
+`jaccard` compares two texts exactly.
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def shingles(text: str, n: int) -> set[str]:
     if n < 1:
         raise ValueError(f"n-gram size must be at least 1, got {n}")
     return {" ".join(g) for g in _ngrams(words(text), n)}
+
+
+def jaccard(a: str, b: str, ngram: int = 0) -> float:
+    """Exact Jaccard similarity of the two texts' shingle sets (what MinHash estimates); n-gram
+    size `ngram`, or from the pair's mean length when 0. Two texts without words are identical (1)."""
+    n = ngram or choose_ngram((len(words(a)) + len(words(b))) / 2)
+    sa, sb = shingles(a, n), shingles(b, n)
+    union = len(sa | sb)
+    return len(sa & sb) / union if union else 1.0
 
 
 # --- hashing ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from data.schema import Pair, Prompt, Response
-from data.shingles import choose_ngram, normalize, shingles, words
+from data.shingles import jaccard, normalize
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,6 @@ class Dropped:
 
     def to_dict(self) -> dict[str, str]:
         return {"prompt_id": self.prompt_id, "a": self.a, "b": self.b, "reason": self.reason, "detail": self.detail}
-
-
-def jaccard(a: str, b: str) -> float:
-    """Jaccard similarity of the two texts' shingles, n-gram size chosen as the data room's dedup does."""
-    n = choose_ngram((len(words(a)) + len(words(b))) / 2)
-    sa, sb = shingles(a, n), shingles(b, n)
-    if not sa and not sb:
-        return 1.0
-    return len(sa & sb) / len(sa | sb)
 
 
 def drop_reason(pair: Pair, *, near_duplicate_threshold: float, drop_truncated: bool) -> tuple[str, str] | None:

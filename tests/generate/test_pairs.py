@@ -7,7 +7,8 @@ import unicodedata
 import pytest
 
 from data.schema import Prompt, Response
-from generate.pairs import build_pairs, drop_reason, jaccard
+from data.shingles import jaccard
+from generate.pairs import build_pairs, drop_reason
 from data.schema import Pair
 
 PROMPT = Prompt("Vì sao bầu trời có màu xanh?")
@@ -48,6 +49,13 @@ def test_near_identical_is_dropped_and_different_is_kept():
     assert reason(resp(LONG), resp(other)) is None
     # A strict threshold keeps what a loose one drops.
     assert reason(resp(LONG), resp(one_word), threshold=1.0) is None
+
+
+def test_jaccard_of_shingles():
+    assert jaccard("a b c", "a b d", ngram=1) == pytest.approx(2 / 4)
+    assert jaccard("a b c", "a b d", ngram=2) == pytest.approx(1 / 3)  # "a b" of {"a b", "b c", "b d"}
+    assert jaccard("a b c", "a b d") == jaccard("a b c", "a b d", ngram=1)  # 3 words: unigrams
+    assert jaccard("", "  ,. ") == 1.0 and jaccard("", "chữ") == 0.0
 
 
 def test_truncated_is_kept_and_flagged_unless_asked():
