@@ -8,7 +8,6 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
@@ -52,11 +51,11 @@ def _export(project: str) -> None:
     st.session_state["export-result"] = (project, report.to_dict(), buffer.getvalue())
 
 
-def _all_projects(current: str, current_summary: dict[str, Any]) -> None:
-    rows = []
-    for p in session.store().list_projects():
-        s = current_summary if p.name == current else session.store().dashboard(p.name).summary
-        rows.append({"project": p.name, **s, "done": s["judgements"] / s["needed"] if s["needed"] else 0.0})
+def _all_projects() -> None:
+    rows = [
+        {"project": name, **s, "done": s["judgements"] / s["needed"] if s["needed"] else 0.0}
+        for name, s in session.store().project_summaries().items()
+    ]
     st.dataframe(
         rows,
         hide_index=True,
@@ -68,7 +67,7 @@ def render(user: User, project: str) -> None:
     st.header(f"Dashboard · {escape_text(project)}")
     d = session.store().dashboard(project)
     st.subheader("Progress per project")
-    _all_projects(project, d.summary)
+    _all_projects()
 
     st.subheader("Per annotator")
     st.dataframe(d.per_annotator, hide_index=True)

@@ -385,3 +385,25 @@ def test_ensure_project_creates_once_and_keeps_queue_settings(store):
     with pytest.raises(ConfigError, match="overlap must be at least 1"):
         store.ensure_project("q", overlap=0)
     assert store.ensure_project("q").overlap == 2
+
+
+def test_project_summaries_match_each_dashboard(store, make_pairs):
+    store.create_project("a", overlap=2)
+    store.create_project("b", overlap=1, calibration=0.5)
+    store.create_project("empty")
+    store.import_pairs("a", make_pairs(6))
+    store.import_pairs("b", make_pairs(5, start=10))
+    for user in ("ann", "bob"):
+        store.add_user(user)
+    for _ in range(4):
+        _judge(store, "a", "ann", 1)
+    _judge(store, "a", "bob", -1)
+    store.skip(store.claim("a", "bob").id, "bob")
+    store.report(store.claim("b", "ann").id, "ann", "both unusable")
+    _judge(store, "b", "bob", 3)
+    summaries = store.project_summaries()
+    assert list(summaries) == ["a", "b", "empty"]
+    for name, summary in summaries.items():
+        assert summary == store.dashboard(name).summary
+    assert summaries["a"] == {"pairs": 6, "complete": 1, "judgements": 5, "needed": 12, "annotators": 2,
+                              "skipped": 1, "reported": 0}
