@@ -51,8 +51,10 @@ def _stage(cfg: ChainConfig, name: str, model: ModelConfig) -> RunConfig:
 
 def _after_sft(base: ModelConfig, sft_cfg: SftConfig, sft_summary: dict[str, Any]) -> ModelConfig:
     """The model the later stages start from: the SFT adapter merged into the base, or the merged folder."""
+    from train.models import saved_as
+
     model_dir = sft_summary["model_dir"]
-    if sft_cfg.save == "merged" or not sft_cfg.lora.enabled:
+    if saved_as(sft_cfg) == "merged":
         return dataclasses.replace(base, path=model_dir, adapter=None)
     return dataclasses.replace(base, adapter=model_dir)
 

@@ -224,8 +224,18 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
     }
 
 
+def saved_as(cfg: RunConfig) -> str:
+    """What <output_dir>/model will hold: "adapter" (a LoRA over the bare `model.path`) or "merged".
+
+    A run that started from `model.adapter` trained over a base with that adapter merged in; its own
+    adapter is only right over that merged base, so it is saved merged (an adapter folder would be
+    loaded over the bare base and score with the wrong weights). Full fine-tuning saves a full model.
+    """
+    return "adapter" if cfg.lora.enabled and cfg.save == "adapter" and not cfg.model.adapter else "merged"
+
+
 def save_final(trainer: Any, cfg: RunConfig) -> Path:
-    """Write the final adapter (or merged model) and tokenizer to <output_dir>/model, atomically.
+    """Write the final adapter (or merged model, see `saved_as`) and tokenizer to <output_dir>/model, atomically.
 
     Call it on every process (sharded runs gather weights collectively); only rank 0 writes.
     """
@@ -241,7 +251,7 @@ def save_final(trainer: Any, cfg: RunConfig) -> Path:
         return target
     model = trainer.accelerator.unwrap_model(trainer.model)
     with atomic_path(target, directory=True) as tmp:
-        if cfg.save == "merged" and isinstance(model, PeftModel):
+        if saved_as(cfg) == "merged" and isinstance(model, PeftModel):
             if cfg.quant.qlora:  # a 4-bit base cannot hold merged weights: merge into a fresh full-precision base
                 model = _merged_from_adapter(model, cfg, tmp)
             else:

@@ -375,10 +375,12 @@ class PpoTrainer:
         self.step, self.tokens, self.history = state["step"], state["tokens"], state["history"]
 
     def save_final(self, target: Path) -> Path:
-        """The policy adapter (or, with `save: merged`, the merged model) and tokenizer, atomically."""
+        """The policy adapter (or the merged model, see `train.models.saved_as`) and tokenizer, atomically."""
+        from train.models import saved_as
+
         peft_model = self._peft
         with atomic_path(target, directory=True) as tmp:
-            if self.cfg.save == "merged":
+            if saved_as(self.cfg) == "merged":
                 peft_model.delete_adapter(VALUE)
                 peft_model.merge_and_unload().save_pretrained(tmp)
             else:

@@ -227,7 +227,6 @@ class RoundRunner:
         wiring: dict[str, Any] = {"output_dir": str(out), "data": {"source": str(self.out("export"))}}
         if self.cfg.reward_from_policy:  # Llama 2: the reward model starts from the chat model
             wiring["model"] = _policy_model(self.rnd["policy"])
-            wiring.update(self._save_mode())  # scoring loads an adapter over its recorded base only
         cfg = _stage_config(RewardConfig, self.cfg.reward, self.over("reward"), wiring, config_file)
         summary = reward.run(cfg)
         self.record("reward", summary["model_dir"], f"prefkit train reward --config {config_file}",
@@ -239,10 +238,6 @@ class RoundRunner:
         else:
             self._rejection_sampling()
 
-    def _save_mode(self) -> dict[str, Any]:
-        # a policy with an adapter is merged in at load, so the result must be saved merged
-        return {"save": "merged"} if self.rnd["policy"].get("adapter") else {}
-
     def _ppo(self) -> None:
         from train import ppo
 
@@ -250,12 +245,12 @@ class RoundRunner:
         config_file = self.dir / "ppo.yaml"
         cfg = _stage_config(ppo.PpoConfig, self.cfg.ppo, self.over("ppo"), {
             "output_dir": str(out), "model": _policy_model(self.rnd["policy"]),
-            "data": {"source": self.cfg.prompts}, "reward": {"model": str(self.out("reward")), "function": None},
-            **self._save_mode()}, config_file)
+            "data": {"source": self.cfg.prompts}, "reward": {"model": str(self.out("reward")), "function": None}},
+            config_file)
         summary = ppo.run(cfg)
         self.record("policy", summary["model_dir"], f"prefkit train ppo --config {config_file}",
                     method="ppo", metrics=_scalars(summary["metrics"]))
-        self._finish(Path(summary["model_dir"]), cfg.save)
+        self._finish(Path(summary["model_dir"]), cfg)
 
     def _rejection_sampling(self) -> None:
         from train import best_of_k, sft
@@ -275,15 +270,16 @@ class RoundRunner:
         has_test = "test" in json.loads((dataset / "dataset_dict.json").read_text()).get("splits", [])
         cfg = _stage_config(SftConfig, self.cfg.sft, self.over("sft"), {
             "output_dir": str(sft_out), "model": _policy_model(self.rnd["policy"]),
-            "data": {"source": str(dataset), **({} if has_test else {"test_split": None})},
-            **self._save_mode()}, sft_file)
+            "data": {"source": str(dataset), **({} if has_test else {"test_split": None})}}, sft_file)
         summary = sft.run(cfg)
         self.record("policy", summary["model_dir"], f"prefkit train sft --config {sft_file}",
                     method="rejection_sampling", metrics=_scalars(summary["metrics"]))
-        self._finish(Path(summary["model_dir"]), cfg.save)
+        self._finish(Path(summary["model_dir"]), cfg)
 
-    def _finish(self, model_dir: Path, saved: str) -> None:
-        self.rnd["next_policy"] = _next_policy(self.rnd["policy"], model_dir, saved)
+    def _finish(self, model_dir: Path, cfg: Any) -> None:
+        from train.models import saved_as  # a policy with an adapter comes back merged
+
+        self.rnd["next_policy"] = _next_policy(self.rnd["policy"], model_dir, saved_as(cfg))
         self.rnd["status"] = "done"
         self.rnd["finished_at"] = _now()
         self.project.save()

@@ -144,3 +144,37 @@ def test_missing_column_and_qlora_on_cpu_fail_before_training(tiny_model_path, t
         with pytest.raises(ConfigError, match="qlora"):
             reward.run(_cfg(tiny_model_path, f, tmp_path / "o", "data.test_split=null", "quant.qlora=true"))
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+@pytest.fixture(scope="module")
+def sft_like_adapter(tiny_model_path, tmp_path_factory):
+    """A causal-LM LoRA adapter with non-zero weights, as the SFT stage saves one (chain: reward_from sft)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    lora = LoraConfig(r=8, lora_alpha=32, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    out = tmp_path_factory.mktemp("sft-adapter") / "model"
+    get_peft_model(base, lora).save_pretrained(out)
+    return out
+
+
+def test_reward_from_an_adapter_is_saved_so_scoring_reproduces_its_test_metrics(
+    tiny_model_path, marker_dataset, sft_like_adapter, tmp_path
+):
+    """Trained over base + merged SFT adapter, the saved model must carry that adapter: scoring the
+    saved folder gives the stage's own test accuracy and margin (an adapter over the bare base did not)."""
+    summary = reward.run(_cfg(tiny_model_path, marker_dataset, tmp_path / "run", "max_steps=4",
+                              f"model.adapter={sft_like_adapter}", "data.max_rows=24"))
+    model_dir = summary["model_dir"]
+    assert not (tmp_path / "run" / "model" / "adapter_config.json").exists()  # saved merged
+    cfg = _cfg(tiny_model_path, marker_dataset, tmp_path, "data.max_rows=24")
+    test = load_split(cfg.data, "test")
+    test.to_json(tmp_path / "test.jsonl", force_ascii=False)
+    result = reward.score_command(model_dir, str(tmp_path / "test.jsonl"), tmp_path / "scored.jsonl",
+                                  max_length=cfg.data.max_length)
+    m = summary["metrics"]
+    assert result["pairs"] == m["test_pairs"] == 24
+    assert result["accuracy"] == m["test_accuracy"]
+    assert result["reward_margin"] == pytest.approx(m["test_reward_margin"], rel=1e-4, abs=1e-5)
