@@ -2,7 +2,8 @@
 
 Public API, imported on first use so that `import generate` (and `prefkit data ...`) stays instant:
 
-- `generate_pairs(cfg, resume=False) -> Path` runs a whole generation into Parquet shards;
+- `generate_pairs(cfg, resume=False) -> Generated` runs a whole generation into Parquet shards
+  (`.out` the folder, `.report` what report.json holds);
 - `GenerateConfig`, `SamplingPlan`, `Setting` describe it;
 - `HFEngine` / `VLLMEngine` `.generate(requests) -> list[Result]` serve `Request`s directly
   (K samples of a prompt: one `Request(prompt, n=K, seed=s)`), `open_engine(cfg, model)` picks one;
@@ -19,6 +20,7 @@ from typing import Any
 _EXPORTS = {
     "generate_pairs": "generate.run",
     "open_engine": "generate.run",
+    "Generated": "generate.run",
     "GenerateConfig": "generate.config",
     "SamplingPlan": "generate.plan",
     "Setting": "generate.plan",

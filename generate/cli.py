@@ -6,7 +6,6 @@ command line override the YAML `--config`, and `--set key=value` overrides both.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -64,8 +63,8 @@ def generate(
         limit=limit,
         progress=None if progress else False,
     )
-    folder = generate_pairs(cfg, resume=resume)
-    summary = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    done = generate_pairs(cfg, resume=resume)
+    folder, summary = done.out, done.report
     typer.echo(
         f"{summary['pairs']} pairs in {len(summary['shards'])} shard(s) in {folder} "
         f"(dropped {summary['dropped']['count']}, skipped {summary['skipped']['count']}, "

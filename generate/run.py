@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -164,8 +165,16 @@ def _read(cfg: GenerateConfig) -> tuple[list[Prompt], list[dict[str, Any]]]:
     return prompts, unreadable
 
 
-def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Path:
-    """Run generation as `cfg` says; returns the output folder (shards, report.json, manifest.json).
+@dataclass(frozen=True)
+class Generated:
+    """What a run left: its folder (shards, report.json, manifest.json) and the report written there."""
+
+    out: Path
+    report: dict[str, Any]
+
+
+def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Generated:
+    """Run generation as `cfg` says; returns the output folder and its final report.
 
     With `resume`, an interrupted run in `cfg.out` continues where its last finished shard ended.
     """
@@ -190,10 +199,10 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Path:
             pairs, stats = run_step(chunk, plan, engines, cfg, progress)
             writer.write(pairs, stats)
             progress.prompts_done(len(chunk))
-        writer.finish()
+        report = writer.finish()
     finally:
         if progress is not None:
             progress.close()
         for engine in engines.values():
             engine.close()
-    return out
+    return Generated(out, report)

@@ -31,7 +31,8 @@ def report(out: Path) -> dict:
 def test_pairs_carry_their_generation_metadata(tiny_model_path, lora_adapter, prompts_file, questions, tmp_path):
     model = str(tiny_model_path)
     cfg = config(prompts_file, tmp_path / "out", [model, f"{model}@{lora_adapter}"], temperatures=[0.8], seed=3)
-    out = generate_pairs(cfg)
+    done = generate_pairs(cfg)
+    out = done.out
 
     assert sorted(p.name for p in out.glob("shard-*.parquet")) == ["shard-00000.parquet", "shard-00001.parquet"]
     assert tuple(pq.read_schema(out / "shard-00000.parquet").names) == PAIR_COLUMNS
@@ -50,6 +51,7 @@ def test_pairs_carry_their_generation_metadata(tiny_model_path, lora_adapter, pr
         assert (pair.a.adapter, pair.b.adapter) == (None, str(lora_adapter))
 
     rep = report(out)
+    assert done.report == rep  # the run returns the report it wrote
     assert rep["complete"] and rep["pairs"] == 4 and rep["responses"] == 8
     assert rep["prompts"] == {"read": 4, "done": 4, "unreadable_rows": 0}
     truncated = sum(r.truncated for p in pairs for r in (p.a, p.b))
@@ -62,7 +64,7 @@ def test_too_long_and_unreadable_prompts_are_skipped_and_reported(tiny_model_pat
     prompts = tmp_path / "prompts.jsonl"
     rows = [{"prompt": questions[0]}, {"prompt": "   "}, {"prompt": "Xin chào " * 400}, {"prompt": questions[1]}]
     prompts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    out = generate_pairs(config(prompts, tmp_path / "out", [str(tiny_model_path)], plan="random_pair"))
+    out = generate_pairs(config(prompts, tmp_path / "out", [str(tiny_model_path)], plan="random_pair")).out
 
     rep = report(out)
     assert rep["skipped"]["by_reason"] == {"prompt_too_long": 1, "unreadable_row": 1}
@@ -74,7 +76,7 @@ def test_too_long_and_unreadable_prompts_are_skipped_and_reported(tiny_model_pat
 
 
 def test_useless_pairs_are_dropped_and_counted(mute_model, prompts_file, tmp_path):
-    out = generate_pairs(config(prompts_file, tmp_path / "out", [str(mute_model)], temperatures=[0.5, 0.9, 1.3]))
+    out = generate_pairs(config(prompts_file, tmp_path / "out", [str(mute_model)], temperatures=[0.5, 0.9, 1.3])).out
     rep = report(out)
     # 4 prompts x 3 pairs of settings, every answer empty.
     assert rep["pairs"] == 0 and rep["dropped"]["by_reason"] == {"empty_response": 12}
@@ -110,7 +112,7 @@ def test_bad_input_gives_clear_errors(tiny_model_path, prompts_file, tmp_path):
 def test_a_finished_run_is_kept_safe(tiny_model_copy, questions, make_prompts, tmp_path):
     prompts = make_prompts(tmp_path / "prompts.jsonl", questions[:2])
     cfg = config(prompts, tmp_path / "out", [str(tiny_model_copy)])
-    out = generate_pairs(cfg)
+    out = generate_pairs(cfg).out
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     with pytest.raises(ConfigError, match="pass --resume"):
