@@ -346,6 +346,15 @@ class Judgement:
         preferred = shown_order[0] if point < 0 else shown_order[1]
         return cls(pair_id, annotator, preferred, Strength.from_level(abs(point)), shown_order=shown_order, **kw)
 
+    def seven_point(self) -> int:
+        """The 7-point value the annotator clicked (the inverse of `from_seven_point`): -3..-1
+        the left response as shown, 1..3 the right, 0 unsure."""
+        if self.preferred is None:
+            return 0
+        if self.shown_order is None:
+            raise ValueError(f"judgement on pair {self.pair_id} has no shown order, so no 7-point value")
+        return -self.strength.level if self.preferred == self.shown_order[0] else self.strength.level
+
     def signed_score(self, pair: Pair) -> int:
         """-3..3 in generation order: negative prefers `a`, positive prefers `b`, 0 unsure."""
         if self.preferred is None:

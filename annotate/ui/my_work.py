@@ -12,22 +12,10 @@ from data.schema import SEVEN_POINT_LABELS, Judgement, Pair
 RECENT = 50
 
 
-def shown_point(pair: Pair, judgement: Judgement) -> int:
-    """The judgement as the 7-point value the annotator clicked (left = A, right = B)."""
-    left = judgement.shown_order[0] if judgement.shown_order else pair.a.id
-    if judgement.preferred is None:
-        return 0
-    return -judgement.strength.level if judgement.preferred == left else judgement.strength.level
-
-
-def _shown_order(pair: Pair, judgement: Judgement) -> tuple[str, str]:
-    return judgement.shown_order or (pair.a.id, pair.b.id)
-
-
 def _save(user: User, project: str, pair: Pair, old: Judgement) -> None:
     state = st.session_state
-    order = _shown_order(pair, old)
-    point = next(p for p, label in SEVEN_POINT_LABELS.items() if label == state[f"edit-point-{pair.pair_id}"])
+    order = old.shown_order  # the store records it with every judgement
+    point = state[f"edit-point-{pair.pair_id}"]
     flagged = (state.get(f"edit-unsafe{side}-{pair.pair_id}") for side in "AB")
     unsafe = tuple(rid for rid, flag in zip(order, flagged, strict=True) if flag)
     rationale = (state.get(f"edit-rationale-{pair.pair_id}") or "").strip() or None
@@ -59,8 +47,8 @@ def render(user: User, project: str) -> None:
             {
                 "when (UTC)": j.created_at.strftime("%Y-%m-%d %H:%M"),
                 "prompt": _excerpt(pair.prompt.question),
-                "choice": SEVEN_POINT_LABELS[shown_point(pair, j)],
-                "flagged unsafe": ", ".join("AB"[_shown_order(pair, j).index(r)] for r in j.unsafe),
+                "choice": SEVEN_POINT_LABELS[j.seven_point()],
+                "flagged unsafe": ", ".join("AB"[j.shown_order.index(r)] for r in j.unsafe),
                 "seconds": round(j.seconds) if j.seconds is not None else None,
             }
             for pair, j in recent
@@ -76,7 +64,7 @@ def render(user: User, project: str) -> None:
         key="edit-which",
     )
     pair, judgement = by_id[chosen]
-    order = _shown_order(pair, judgement)
+    order = judgement.shown_order
     with st.container(border=True):
         st.markdown(safe_markdown(pair.prompt.question))
     for side, column, rid in zip("AB", st.columns(2), order, strict=True):
@@ -89,8 +77,9 @@ def render(user: User, project: str) -> None:
             )
     st.select_slider(
         "Choice",
-        options=[SEVEN_POINT_LABELS[p] for p in sorted(SEVEN_POINT_LABELS)],
-        value=SEVEN_POINT_LABELS[shown_point(pair, judgement)],
+        options=sorted(SEVEN_POINT_LABELS),
+        value=judgement.seven_point(),
+        format_func=SEVEN_POINT_LABELS.__getitem__,
         key=f"edit-point-{pair.pair_id}",
     )
     st.text_area("Rationale", value=judgement.rationale or "", key=f"edit-rationale-{pair.pair_id}", height=68)

@@ -206,7 +206,7 @@ def test_change_and_withdraw_a_judgement(seeded: Seeded) -> None:
     at.switch_page("ui/my_work.py").run()
     assert not at.exception
     assert at.dataframe[0].value["choice"].tolist() == ["B slightly better"]
-    at.select_slider[0].set_value(SEVEN_POINT_LABELS[-3])
+    at.select_slider[0].set_value(-3)  # options are the 7-point values, shown by their labels
     at.button(key="edit-save").click().run()
     ((pair, changed),) = seeded.store.my_judgements("bob", "demo")
     assert pair.pair_id == judged.pair_id

@@ -165,6 +165,20 @@ def test_shown_order_is_randomised_and_recorded(store, make_pairs):
     assert 15 <= left_is_a <= 45
 
 
+def test_stored_judgements_give_back_the_clicked_point(store, make_pairs):
+    store.create_project("p", overlap=1)
+    store.import_pairs("p", make_pairs(7))
+    store.add_user("ann")
+    clicked = {}
+    for point in range(-3, 4):
+        a = store.claim("p", "ann")
+        store.submit(a.id, "ann", Judgement.from_seven_point(a.pair.pair_id, "ann", point, a.shown_order))
+        clicked[a.pair.pair_id] = point
+    assert {j.pair_id: j.seven_point() for j in store.judgements("p")} == clicked
+    with pytest.raises(ValueError, match="no shown order"):
+        Judgement("x", "ann", "r1", Strength.BETTER).seven_point()
+
+
 def test_lease_expires_and_the_pair_returns(store, clock, make_pairs):
     store.create_project("p", overlap=1)
     store.import_pairs("p", make_pairs(1))
