@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterable, TypeVar, get_args, get_origin, get_type_hints
 
@@ -42,7 +43,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, where=where)
-    if origin in (list, tuple, typing.Sequence):
+    if origin in (list, tuple, Sequence):  # get_origin(typing.Sequence[X]) is the abc
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):

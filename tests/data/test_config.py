@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -66,3 +67,14 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(Cfg, tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides(["lr"])
+
+
+@dataclass
+class WithSequence:
+    sizes: Sequence[int] = (1,)
+
+
+def test_sequence_fields_are_lists_of_their_type() -> None:
+    assert load_config(WithSequence, None, ["sizes=2,3"]).sizes == [2, 3]
+    with pytest.raises(ConfigError, match=r"sizes\[1\]: expected an integer"):
+        load_config(WithSequence, None, ["sizes=2,x"])
