@@ -14,10 +14,11 @@ from pathlib import Path
 
 from annotate.store import Store
 from data.atomic import atomic_path
+from data.demo import sample_path
 from data.errors import ConfigError
 from data.readers import read_pairs
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "vi_preference_sample.jsonl"
+SAMPLE = sample_path()
 GUIDELINES = Path(__file__).resolve().parent / "static" / "demo_guidelines.md"
 PROJECT = "demo"
 ADMIN, ANNOTATOR = "demo-admin", "demo-annotator"

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from data.demo import sample_path
+
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 CHAT_TEMPLATE = (
@@ -47,7 +49,7 @@ _FALLBACK_TEXTS = [
 
 
 def _default_texts() -> list[str]:
-    sample = Path(__file__).resolve().parent.parent / "data" / "samples" / "vi_preference_sample.jsonl"
+    sample = sample_path()
     texts: list[str] = []
     if sample.exists():
         for line in sample.read_text(encoding="utf-8").splitlines():
