@@ -48,9 +48,6 @@ def main() -> None:
     except PrefkitError as e:
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":
