@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/dedup.py                # all 45,000 rows of ../shared/data/vi_alpaca_prompts.jsonl
     .venv/bin/python bench/dedup.py --rows 10000   # both on the first 10,000 rows (plain loop is slow)
-    .venv/bin/python bench/dedup.py --scale 22 --skip-plain   # prefkit alone on ~1,000,000 rows
+    .venv/bin/python bench/dedup.py --scale 23 --skip-plain   # prefkit alone on 1,035,000 rows
 
 Both dedup on prompt+response with the same threshold, num_perm, normalisation and shingles
 (`data.shingles`, n chosen by prefkit from the median length). The plain loop is what one writes
@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data.dedup import dedup_records  # noqa: E402
+from data.dedup import _cpu_count, dedup_records  # noqa: E402
 from data.shingles import shingles  # noqa: E402
 
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "vi_alpaca_prompts.jsonl"
@@ -107,7 +107,7 @@ def main() -> int:
     if args.scale > 1:
         rows = scaled(rows, args.scale)
     print(f"{len(rows):,} rows of {args.source.name}, key {'+'.join(KEY)}, threshold {args.threshold}, "
-          f"num_perm {args.num_perm}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+          f"num_perm {args.num_perm}; dedup uses {args.workers or _cpu_count()} of {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
 
     import datasketch  # noqa: F401 -- imports (scipy's, mostly) are not what is measured
     import scipy.sparse.csgraph  # noqa: F401
