@@ -8,6 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (library errors can run to pages), or its type's
+    name when it has no text: for one-line `DataError`/`ConfigError` messages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PrefkitError(Exception):
     """A problem the user can fix (bad input, bad config). Shown without a traceback, exit 2."""
 

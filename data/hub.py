@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from data.errors import DataError
+from data.errors import DataError, first_line
 
 
 def _scrub(text: str, token: str) -> str:
@@ -47,7 +47,7 @@ def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = F
                 commit_message="prefkit dataset card",
             )
     except Exception as e:  # noqa: BLE001 -- network, auth, permissions: one clear line, token scrubbed
-        reason = _scrub(str(e).splitlines()[0] if str(e) else "", token)
+        reason = _scrub(first_line(e), token)
         raise DataError(
             f"push to the Hub as {repo_id!r} failed ({type(e).__name__}: {reason})", field="push_to_hub"
         ) from None
@@ -78,7 +78,7 @@ def check_model_source(path: str, what: str = "model") -> None:
     try:
         HfApi().model_info(path, timeout=5)
     except Exception as e:  # noqa: BLE001 -- no network, unknown repo, gated: one clear line
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise ConfigError(
             f"{what} {path!r}: not a local folder, and the Hub did not answer for it "
             f"({type(e).__name__}: {reason}); pass a local model folder or check the id and the network"

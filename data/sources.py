@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from data.errors import DataError
+from data.errors import DataError, first_line
 
 TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
 TABLE_SUFFIXES = (".parquet",)
@@ -245,7 +245,7 @@ def _load_from_hub(repo_id: str, split: str | None) -> Any:
             HfApi().dataset_info(repo_id, timeout=5)
         loaded = datasets.load_dataset(repo_id, split=split or "train", streaming=True)
     except Exception as e:  # noqa: BLE001 -- offline, unknown repo, no such split: one clear line
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = first_line(e)
         raise DataError(
             f"cannot load Hub dataset {repo_id!r} ({type(e).__name__}: {reason}); "
             "check the id and the network, or pass a local file or save_to_disk folder",
