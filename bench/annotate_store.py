@@ -20,25 +20,20 @@ Two loads, because they answer different questions:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import random
-import statistics
 import tempfile
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import func, select
 
 from annotate.models import AssignmentRow, JudgementRow, PairRow
+from annotate.pgserver import NoPostgres, throwaway_postgres
 from annotate.store import Store
 from data.schema import Judgement, Pair, Prompt, Response
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET_P95_MS = 20.0
 TARGET_RATE = 500.0
 SOLO_PAIRS = 5_000
@@ -198,14 +193,6 @@ def bench(
     store.close()
 
 
-def _throwaway_postgres():
-    """The test suite's throwaway server (tests/annotate/conftest.py), loaded by path."""
-    spec = importlib.util.spec_from_file_location("annotate_conftest", ROOT / "tests" / "annotate" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.throwaway_postgres(), module.NoPostgres
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=100_000)
@@ -229,12 +216,10 @@ def main() -> None:
         if args.pg_url:
             bench(args.pg_url, "PostgreSQL", **run)
             return
-        server_cm, no_postgres = _throwaway_postgres()
         try:
-            with contextlib.ExitStack() as stack:
-                server = stack.enter_context(server_cm)
+            with throwaway_postgres() as server:
                 bench(server.new_database(), "PostgreSQL (throwaway server, fsync off)", **run)
-        except no_postgres as e:
+        except NoPostgres as e:
             print(f"\n== PostgreSQL: skipped: {e}")
 
 

@@ -1,101 +1,19 @@
 """Shared fixtures for the annotate room: store URLs on SQLite and on a real PostgreSQL server.
 
-The PostgreSQL server is started once per session from Debian's `postgresql` package (initdb into
-a temporary folder, `pg_ctl start` on a free loopback port, run as the `postgres` user when we
-are root) and stopped at the end. Each test gets a fresh database. PostgreSQL tests skip, saying
-why, only when no server can be started.
+The PostgreSQL server is started once per session by `annotate.pgserver.throwaway_postgres`
+(Debian's `postgresql` package on a free loopback port) and stopped at the end. Each test gets a
+fresh database. PostgreSQL tests skip, saying why, only when no server can be started.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-
-class PgServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.admin_url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-
-    def new_database(self) -> str:
-        import psycopg
-
-        name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-class NoPostgres(RuntimeError):
-    """No PostgreSQL server could be started here; the message says why."""
-
-
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[PgServer]:
-    """Start a PostgreSQL server in a temporary folder on a free loopback port; stop and remove it
-    on exit. Raises NoPostgres, saying why, when none can be started. (bench/annotate_store.py
-    uses this too.)"""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        raise NoPostgres("PostgreSQL server binaries not found (apt-get install postgresql; `make system-deps`)")
-    as_root = os.geteuid() == 0
-    run_as: list[str] = []
-    if as_root:
-        try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            raise NoPostgres("running as root but there is no 'postgres' user to run the server as") from None
-        run_as = ["runuser", "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="prefkit-pg-"))
-    if as_root:
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-    data, sock, log = root / "data", root / "sock", root / "server.log"
-    port = _free_port()
-    try:
-        subprocess.run(
-            [*run_as, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            check=True, capture_output=True, timeout=120,
-        )
-        subprocess.run([*run_as, "mkdir", "-p", str(sock)], check=True)
-        # fsync off (-F): a throwaway server; durability is not what the tests measure
-        opts = f"-p {port} -h 127.0.0.1 -k {sock} -F -c max_connections=400 -c shared_buffers=64MB"
-        subprocess.run(
-            [*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"],
-            check=True, capture_output=True, timeout=90,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace")[-300:]
-        server_log = log.read_text(errors="replace")[-500:] if log.exists() else ""
-        shutil.rmtree(root, ignore_errors=True)
-        raise NoPostgres(f"could not start a PostgreSQL server: {e} {detail} {server_log}") from None
-    try:
-        yield PgServer(port)
-    finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+from annotate.pgserver import NoPostgres, PgServer, throwaway_postgres
 
 
 @pytest.fixture(scope="session")
