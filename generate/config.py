@@ -13,6 +13,9 @@ from typing import Literal
 from data.errors import ConfigError
 from generate.plan import PlanMode, SamplingPlan, Setting
 
+# Weights' dtype; auto: bf16 on a GPU that supports it, else fp32 (half precision is slow on CPUs).
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
 DEFAULT_SYSTEM_PROMPT = (
     "Bạn là một trợ lý AI hữu ích, trung thực và an toàn. Hãy trả lời bằng tiếng Việt, rõ ràng và chính xác."
 )
@@ -47,7 +50,7 @@ class GenerateConfig:
     drop_truncated: bool = False  # truncated answers are kept and flagged unless this is set
     # Engines
     engine: Literal["hf", "vllm"] = "hf"
-    dtype: str = "auto"
+    dtype: Dtype = "auto"
     batch_size: int = 16  # hf: rows per generate call
     device: str = "auto"  # hf: cuda, cpu or auto
     tensor_parallel_size: int = 1  # vllm

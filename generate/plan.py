@@ -12,13 +12,13 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from data.errors import ConfigError
 from data.schema import content_id
 
 PlanMode = Literal["all_pairs", "random_pair", "samples"]
-PLAN_MODES: tuple[str, ...] = ("all_pairs", "random_pair", "samples")
+PLAN_MODES: tuple[str, ...] = get_args(PlanMode)
 
 # Beyond 2 the softmax is close to uniform: the text is noise, not a response worth annotating.
 MAX_TEMPERATURE = 2.0

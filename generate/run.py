@@ -55,7 +55,7 @@ class Progress:
         self.start = time.perf_counter()
         self.tokens = 0
 
-    def on_batch(self, completions: int, tokens: int) -> None:
+    def on_batch(self, tokens: int) -> None:
         self.tokens += tokens
         elapsed = time.perf_counter() - self.start
         self.bar.set_postfix_str(f"{self.tokens / elapsed:.1f} tok/s" if elapsed else "", refresh=True)
@@ -92,6 +92,7 @@ def run_step(
 ) -> tuple[list[Pair], StepStats]:
     """Sample every draw of every prompt in `chunk` (one engine call per model), pair and filter."""
     started = time.perf_counter()
+    on_batch = (lambda _completions, tokens: progress.on_batch(tokens)) if progress else None
     stats = StepStats(prompt_ids=[p.id for p in chunk])
     jobs: dict[str, list[tuple[int, int, Request]]] = defaultdict(list)  # model -> (prompt, draw, request)
     assignments = {}
@@ -122,7 +123,7 @@ def run_step(
 
     responses: dict[tuple[int, int], Response] = {}
     for model, items in jobs.items():
-        results = engines[model].generate([r for _, _, r in items], progress=progress.on_batch if progress else None)
+        results = engines[model].generate([r for _, _, r in items], progress=on_batch)
         for (pi, di, request), result in zip(items, results):
             c = result.completions[0]
             responses[(pi, di)] = Response(

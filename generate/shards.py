@@ -10,6 +10,7 @@ The report is rebuilt from the manifest after every shard, so it is current even
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -60,8 +61,7 @@ class ShardWriter:
             if self.out.exists() and any(p for p in self.out.iterdir() if not p.name.startswith(".")):
                 raise ConfigError(f"{self.out} is not empty and holds no generation run; choose another output folder")
             self.manifest = {"version": MANIFEST_VERSION, "fingerprint": fingerprint, "steps": [], "input": {}}
-        self.out.mkdir(parents=True, exist_ok=True)
-        for stale in self.out.glob(".*.tmp"):  # temp files of a killed write
+        for stale in self.out.glob(".*.tmp"):  # temp files of a killed write (none if no folder yet)
             stale.unlink(missing_ok=True)
         self.done_ids: set[str] = {pid for s in self.manifest["steps"] for pid in s["prompt_ids"]}
 
@@ -86,6 +86,8 @@ class ShardWriter:
         """What this session read (prompt counts, unreadable rows); replaced on every resume."""
         self.manifest["input"] = info
         self.manifest["complete"] = False
+        # Created only now, after the models loaded: a run that fails before leaves no empty folder.
+        self.out.mkdir(parents=True, exist_ok=True)
         self._save()
 
     def write(self, pairs: Sequence[Pair], stats: StepStats) -> Path:
@@ -110,10 +112,7 @@ class ShardWriter:
 
 
 def _by_reason(items: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for it in items:
-        counts[it["reason"]] = counts.get(it["reason"], 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(it["reason"] for it in items).items()))
 
 
 def build_report(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -20,10 +20,8 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from data.errors import ConfigError
 from data.hub import check_model_source
+from generate.config import Dtype
 from generate.engines.base import Completion, Engine, ProgressFn, Request, Result
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -31,15 +29,15 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto`: bf16 on a GPU that supports it, else fp32 (half precision is slow or unsupported on CPUs)."""
+def resolve_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
+    """`auto`: bf16 on a GPU that supports it, else fp32 (half precision is slow or unsupported on CPUs).
+
+    The name is checked where the settings are read (`GenerateConfig.dtype` is a Literal)."""
     if dtype == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+    return getattr(torch, dtype)
 
 
 def load_tokenizer(model: str):
@@ -103,7 +101,7 @@ class HFEngine(Engine):
         model_path: str | Path,
         adapter: str | Path | None = None,
         *,
-        dtype: str = "auto",
+        dtype: Dtype = "auto",
         batch_size: int = 16,
         device: str = "auto",
     ) -> None:

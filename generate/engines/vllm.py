@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data.errors import ConfigError
+from generate.config import Dtype
 from generate.engines.base import Completion, Engine, ProgressFn, Request, Result
 
 
@@ -56,7 +57,7 @@ class VLLMEngine(Engine):
         model_path: str | Path,
         adapter: str | Path | None = None,
         *,
-        dtype: str = "auto",
+        dtype: Dtype = "auto",
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         enable_lora: bool = False,

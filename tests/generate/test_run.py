@@ -12,6 +12,7 @@ import pytest
 from data.errors import ConfigError, DataError
 from data.readers import read_pairs
 from data.schema import PAIR_COLUMNS
+from data.config import load_config
 from generate.config import DEFAULT_SYSTEM_PROMPT, GenerateConfig, SettingConfig
 from generate.run import generate_pairs
 
@@ -96,6 +97,9 @@ def test_bad_input_gives_clear_errors(tiny_model_path, prompts_file, tmp_path):
     shutil.copy(tiny_model_path / "config.json", no_tokenizer)
     with pytest.raises(ConfigError, match="cannot load its tokenizer"):
         generate_pairs(config(prompts_file, tmp_path / "c", [str(no_tokenizer)]))
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # a bad model leaves no folder
+    with pytest.raises(ConfigError, match="dtype: must be one of 'auto', 'float32', 'bfloat16', 'float16', got 'fp8'"):
+        load_config(GenerateConfig, None, ["dtype=fp8"])
     with pytest.raises(ConfigError, match="out of range"):
         generate_pairs(config(prompts_file, tmp_path / "d", [str(tiny_model_path)], temperatures=[0.7, 2.5]))
     with pytest.raises(ConfigError, match="either `settings` or `models`"):
