@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from annotate.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Add, list and disable annotators.")
@@ -24,7 +27,8 @@ DB_OPTION = typer.Option(
 )
 
 
-def _store(db: str):  # -> annotate.store.Store
+def _store(db: str) -> "Store":
+    """The store, opened for one command: `with _store(db) as store:` closes it after."""
     from annotate.store import Store
 
     return Store.open(db)
@@ -33,9 +37,8 @@ def _store(db: str):  # -> annotate.store.Store
 @app.command()
 def init(db: str = DB_OPTION) -> None:
     """Create the store's tables (SQLite in WAL mode, or PostgreSQL). Safe to run again."""
-    store = _store(db)
-    typer.echo(f"store ready: {store.engine.url.render_as_string(hide_password=True)}")
-    store.close()
+    with _store(db) as store:
+        typer.echo(f"store ready: {store.engine.url.render_as_string(hide_password=True)}")
 
 
 @app.command("import")
@@ -58,16 +61,13 @@ def import_(
     """Load pairs into a project. Importing the same pairs again adds nothing."""
     from data.readers import read_pairs
 
-    store = _store(db)
-    try:
+    with _store(db) as store:
         store.ensure_project(
             project, guidelines=guidelines.read_text(encoding="utf-8") if guidelines else None, overlap=overlap,
             calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
         )
         result = store.import_pairs(project, read_pairs(pairs))
         total = store.count_pairs(project)
-    finally:
-        store.close()
     typer.echo(f"{project}: added {result.added} pairs, {result.skipped} already there; {total} in the project")
 
 
@@ -78,11 +78,8 @@ def users_add(
     db: str = DB_OPTION,
 ) -> None:
     """Create a user and print their sign-in token (shown only now; the store keeps a hash)."""
-    store = _store(db)
-    try:
+    with _store(db) as store:
         token = store.add_user(name, admin=admin)
-    finally:
-        store.close()
     typer.echo(f"{'admin' if admin else 'annotator'} {name!r} added; sign-in token (shown only now):", err=True)
     typer.echo(token)
 
@@ -90,11 +87,8 @@ def users_add(
 @users_app.command("list")
 def users_list(db: str = DB_OPTION) -> None:
     """List users with their role and status."""
-    store = _store(db)
-    try:
+    with _store(db) as store:
         users = store.list_users()
-    finally:
-        store.close()
     if not users:
         typer.echo("no users yet: prefkit annotate users add NAME", err=True)
     for u in users:
@@ -104,11 +98,8 @@ def users_list(db: str = DB_OPTION) -> None:
 @users_app.command("disable")
 def users_disable(name: str = typer.Argument(..., help="User name."), db: str = DB_OPTION) -> None:
     """Disable a user: their token and sessions stop working; their claims go back to the queue."""
-    store = _store(db)
-    try:
+    with _store(db) as store:
         store.disable_user(name)
-    finally:
-        store.close()
     typer.echo(f"{name!r} disabled")
 
 
@@ -126,14 +117,11 @@ def export(
     db: str = DB_OPTION,
 ) -> None:
     """Aggregate the project's judgements and write the dataset, as `prefkit data export` does."""
-    store = _store(db)
-    try:
+    with _store(db) as store:
         report = store.export(
             project, out, rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet, jsonl=jsonl,
             name=name,
         )
-    finally:
-        store.close()
     figures = report.to_dict()
     typer.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "strength_counts"))
 

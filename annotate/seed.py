@@ -28,8 +28,7 @@ TOKENS_FILE = "demo-tokens.json"
 def seed_demo(db_url: str, out_dir: str | Path, sample: str | Path = SAMPLE) -> tuple[str, str]:
     """Seed the demo project and accounts; returns (admin_token, annotator_token)."""
     tokens_file = Path(out_dir) / TOKENS_FILE
-    store = Store.open(db_url)
-    try:
+    with Store.open(db_url) as store:
         # calibration pairs need both demo accounts, not the default 2 × overlap (four
         # annotators that the demo does not have: it could never finish)
         store.ensure_project(
@@ -54,5 +53,3 @@ def seed_demo(db_url: str, out_dir: str | Path, sample: str | Path = SAMPLE) -> 
             os.chmod(tmp, 0o600)  # before the tokens are in it: never readable by others, not for a moment
             tmp.write_text(json.dumps({ADMIN: admin, ANNOTATOR: annotator}, indent=2) + "\n", encoding="utf-8")
         return admin, annotator
-    finally:
-        store.close()

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from sqlalchemy import (
@@ -193,6 +194,12 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def now(self) -> datetime:
         return _utc(self._clock())
@@ -638,12 +645,12 @@ class Store:
 
         def run(conn: Connection) -> Judgement:
             u = self._user(conn, user)
-            row = self._my_judgement(conn, u, pair_id, project)
-            pair = Pair.from_row(conn.execute(select(P.data).where(P.id == row.pair_row_id)).scalar_one())
+            row = self._my_judgement(conn, u, pair_id, project)  # with its pair: the one read needed
+            pair = Pair.from_row(row.data)
             _check_judgement(judgement, pair)
             values = _judgement_values(judgement, pair, (row.shown_left, row.shown_right))
             conn.execute(update(J).where(J.id == row.id).values(updated_at=self.now(), **values))
-            return _judgement(conn.execute(select(J).where(J.id == row.id)).one(), pair_id, u.name)
+            return _judgement(SimpleNamespace(**{**row._asdict(), **values}), pair_id, u.name)  # as now stored
 
         return self._retrying(run)
 
@@ -662,7 +669,7 @@ class Store:
         self._retrying(run)
 
     def _my_judgement(self, conn: Connection, user: User, pair_id: str, project: str | None) -> Row[Any]:
-        q = select(J).join(P, P.id == J.pair_row_id).where(J.user_id == user.id, P.pair_id == pair_id)
+        q = select(J, P.data).join(P, P.id == J.pair_row_id).where(J.user_id == user.id, P.pair_id == pair_id)
         if project is not None:
             q = q.where(J.project_id == self._project(conn, project).id)
         rows = conn.execute(q).all()

@@ -17,6 +17,7 @@ import streamlit as st
 
 from annotate.render import escape_text
 from annotate.store import Store, User
+from data.errors import ConfigError
 
 SESSION_PARAM = "s"
 PROJECT_PARAM = "p"
@@ -72,7 +73,10 @@ def _oidc_configured() -> bool:
 def _oidc_user() -> User | None:
     """An identity-provider user maps onto the store user named by their e-mail address."""
     email = st.user.get("email")
-    user = next((u for u in store().list_users() if email and u.name == email), None)
+    try:
+        user = store().get_user(email) if email else None
+    except ConfigError:  # no such user
+        user = None
     if user is None or user.disabled:
         st.error(f"{escape_text(str(email))} has no annotator account here; ask an admin to add one for this address.")
         st.button("Sign out", on_click=st.logout)

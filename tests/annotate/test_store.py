@@ -287,6 +287,7 @@ def test_my_work_change_and_withdraw(store, clock, make_pairs):
     )
     assert changed.preferred is None and changed.rationale == "không chắc"
     assert changed.shown_order == first.shown_order
+    assert {j.pair_id: j for j in store.judgements("p")}[first.pair_id] == changed  # returned as stored
     with pytest.raises(DataError, match="no judgement on pair"):
         store.change_judgement("bob", first.pair_id, changed)
 
