@@ -3,7 +3,7 @@
     .venv/bin/python bench/generate_batching.py                       # small random Llama on the CPU
     .venv/bin/python bench/generate_batching.py --size 1b --device cuda --dtype bfloat16 --requests 256
 
-Builds a random-weight Llama locally (tokenizer from `train.tiny_model`, nothing downloaded):
+Builds a random-weight Llama locally (`train.tiny_model.build_tiny_model`, nothing downloaded):
 `small` (hidden 256, 4 layers) for CPUs, `1b` (Llama-3.2-1B shape: hidden 2048, 16 layers,
 32 heads, 8 KV heads; the vocabulary is the local tokenizer's, so the embedding is smaller)
 for a GPU. The same requests (Vietnamese prompts, one seed each, fixed `max_tokens` with end
@@ -17,7 +17,6 @@ largest batch size, to show what the per-row seeded sampler costs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -35,37 +34,26 @@ SIZES = {
 
 
 def questions(n: int) -> list[str]:
-    if SHARED.exists():
-        out = []
-        with SHARED.open(encoding="utf-8") as f:
-            for line in f:
-                out.append(json.loads(line)["prompt"][:400])
-                if len(out) == n:
-                    return out
-    return [FALLBACK[i % len(FALLBACK)] for i in range(n)]
+    from data.readers import read_prompts
+
+    found = [p.question[:400] for p in read_prompts(SHARED)[:n]] if SHARED.exists() else []
+    return found or [FALLBACK[i % len(FALLBACK)] for i in range(n)]
 
 
 def build_model(size: str, out: Path) -> Path:
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import GenerationConfig
 
-    from train.tiny_model import build_tokenizer
+    from train.tiny_model import build_tiny_model
 
-    tokenizer = build_tokenizer(max_length=2048)
     shape = SIZES[size]
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=shape["hidden_size"], intermediate_size=shape["hidden_size"] * 4,
-        num_hidden_layers=shape["num_layers"], num_attention_heads=shape["num_heads"],
-        num_key_value_heads=max(1, shape["num_heads"] // 4), max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    path = build_tiny_model(
+        out, **shape, intermediate_size=shape["hidden_size"] * 4, num_kv_heads=max(1, shape["num_heads"] // 4),
+        max_length=2048,
     )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
     # No end of turn: every row generates exactly max_tokens, so tokens/s compare like with like.
-    model.generation_config = GenerationConfig(pad_token_id=tokenizer.pad_token_id, eos_token_id=[])
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    pad = GenerationConfig.from_pretrained(path).pad_token_id
+    GenerationConfig(pad_token_id=pad, eos_token_id=[]).save_pretrained(path)
+    return path
 
 
 def main() -> None:

@@ -97,8 +97,12 @@ def build_tiny_model(
     num_heads: int = 4,
     max_length: int = 512,
     seed: int = 0,
+    intermediate_size: int | None = None,
+    num_kv_heads: int | None = None,
 ) -> Path:
-    """Build and `save_pretrained` a random tiny Llama + tokenizer into `out_dir`; return the path."""
+    """Build and `save_pretrained` a random tiny Llama + tokenizer into `out_dir`; return the path.
+
+    `intermediate_size` defaults to 2 x hidden, `num_kv_heads` to half the heads (grouped-query)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -108,10 +112,10 @@ def build_tiny_model(
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=max(1, num_heads // 2),
+        num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
         max_position_embeddings=max_length,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
