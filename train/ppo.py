@@ -158,7 +158,7 @@ class PpoTrainer:
                                   num_training_steps=opt_steps)
         self.model, self.value_head, self.optimizer, self.scheduler = self.accelerator.prepare(
             model, self.value_head, optimizer, scheduler)
-        self.reward_fn = reward_fn or load_reward(cfg.reward, device=self.accelerator.device)
+        self.reward_fn = reward_fn or load_reward(cfg.reward)
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.tokens = 0

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from data.errors import ConfigError, DataError
 from data.schema import Strength
-from train.config import RewardConfig
+from train.config import ModelConfig, RewardConfig, RunConfig
 from train.datasets import load_split, preference_dataset
 from train.models import load_reward_model, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
 from train.summary import ThroughputCallback, finish_run
@@ -125,28 +125,33 @@ def _strengths(records: list[dict[str, Any]], source: str) -> list[str | None]:
     return out
 
 
-def load_trained_reward_model(model_dir: str | Path, base_model: str | None = None) -> tuple[Any, Any]:
-    """A saved reward model (merged folder, or adapter + its base) and its tokenizer, for scoring."""
+def load_trained_reward_model(
+    model_dir: str | Path, base_model: str | None = None, *, trust_remote_code: bool = False
+) -> tuple[Any, Any]:
+    """A saved reward model (merged folder, or adapter + its base) and its tokenizer, for scoring.
+
+    Loaded the way every stage loads (`train.models`): bf16 on a GPU that supports it, else fp32,
+    on the GPU when there is one; a missing or broken model is a `ConfigError`.
+    """
     import json
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from train.models import has_cuda, load_reward_model, load_tokenizer
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ConfigError(f"--model {model_dir}: no such folder")
     adapter_cfg = model_dir / "adapter_config.json"
-    if adapter_cfg.exists():
+    is_adapter = adapter_cfg.exists()
+    base = (base_model or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]) if is_adapter else str(model_dir)
+    tokenizer = load_tokenizer(RunConfig(model=ModelConfig(path=str(model_dir), trust_remote_code=trust_remote_code)))
+    model = load_reward_model(RunConfig(model=ModelConfig(path=base, trust_remote_code=trust_remote_code)),
+                              pad_token_id=tokenizer.pad_token_id)
+    if is_adapter:
         from peft import PeftModel
 
-        base = base_model or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
         model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
+    if has_cuda():
+        model.to("cuda")  # the current device: each process's own GPU under accelerate
     return model, tokenizer
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from data.errors import ConfigError
 from data.schema import Prompt
@@ -55,13 +55,12 @@ def import_reward_function(spec: str) -> RewardFn:
 class RewardModelScorer:
     """Scores (prompt, completion) pairs with the reward stage's saved model, as that stage scores."""
 
-    def __init__(self, path: str | Path, *, base_model: str | None = None, device: Any = None, batch_size: int = 16,
+    def __init__(self, path: str | Path, *, base_model: str | None = None, batch_size: int = 16,
                  max_length: int = 512) -> None:
         from train.reward import load_trained_reward_model
 
+        # on the GPU in bf16 where there is one (the stages' rule), else the CPU in fp32
         self.model, self.tokenizer = load_trained_reward_model(path, base_model)
-        if device is not None:
-            self.model.to(device)
         self.batch_size = batch_size
         self.max_length = max_length
 
@@ -73,10 +72,10 @@ class RewardModelScorer:
                                    max_length=self.max_length)
 
 
-def load_reward(section: RewardSection, **scorer_kw: Any) -> RewardFn:
+def load_reward(section: RewardSection) -> RewardFn:
     """The reward function a config names (a model folder or an importable rule)."""
     if bool(section.model) == bool(section.function):
         raise ConfigError("reward: set exactly one of reward.model (a reward model folder) or reward.function")
     if section.function:
         return import_reward_function(section.function)
-    return RewardModelScorer(section.model, batch_size=section.batch_size, max_length=section.max_length, **scorer_kw)
+    return RewardModelScorer(section.model, batch_size=section.batch_size, max_length=section.max_length)

@@ -178,3 +178,21 @@ def test_reward_from_an_adapter_is_saved_so_scoring_reproduces_its_test_metrics(
     assert result["pairs"] == m["test_pairs"] == 24
     assert result["accuracy"] == m["test_accuracy"]
     assert result["reward_margin"] == pytest.approx(m["test_reward_margin"], rel=1e-4, abs=1e-5)
+
+
+def test_reward_model_scorer_uses_the_gpu_in_bf16_where_there_is_one(tiny_model_path, tmp_path):
+    """GRPO/RLOO/best-of-K score through RewardModelScorer: on a GPU it must not sit on the CPU in fp32."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from data.schema import Prompt
+    from train.scoring import RewardModelScorer
+
+    folder = tmp_path / "rm"
+    AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(folder)
+    scorer = RewardModelScorer(folder)
+    gpu = torch.cuda.is_available()
+    assert scorer.model.device.type == ("cuda" if gpu else "cpu")
+    assert scorer.model.dtype == (torch.bfloat16 if gpu and torch.cuda.is_bf16_supported() else torch.float32)
+    scores = scorer([Prompt("Nói về trà."), Prompt("Kể về phở.")], ["Trà ngon.", "Phở ngon."])
+    assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
