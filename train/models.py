@@ -8,6 +8,7 @@ All stages go through here so that a config means the same thing in SFT, reward,
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,6 +195,7 @@ def resolve_resume(cfg: RunConfig) -> str | None:
 def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """Arguments every TRL `*Config` (a `TrainingArguments`) takes, from the shared run settings."""
     has_eval = cfg.data.test_split is not None
+    check_save_mode(cfg)
     if cfg.report_to != "none" and importlib.util.find_spec(cfg.report_to) is None:
         raise ConfigError(f"report_to: {cfg.report_to} needs the {cfg.report_to} package (pip install {cfg.report_to})")
     return {
@@ -232,6 +234,21 @@ def saved_as(cfg: RunConfig) -> str:
     loaded over the bare base and score with the wrong weights). Full fine-tuning saves a full model.
     """
     return "adapter" if cfg.lora.enabled and cfg.save == "adapter" and not cfg.model.adapter else "merged"
+
+
+def sharded_run() -> bool:
+    """Launched by `accelerate launch` with a DeepSpeed or FSDP config (weights sharded across ranks)."""
+    return any(os.environ.get(v, "false").lower() in ("1", "true") for v in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
+
+
+def check_save_mode(cfg: RunConfig) -> None:
+    """Before training: a merged LoRA save cannot be made from sharded weights here (only the adapter would be)."""
+    if cfg.lora.enabled and saved_as(cfg) == "merged" and sharded_run():
+        why = "save: merged" if cfg.save == "merged" else f"model.adapter {cfg.model.adapter!r} (needs a merged save)"
+        raise ConfigError(
+            f"{why} under DeepSpeed/FSDP: sharded runs save the adapter only. Use save: adapter and no "
+            "model.adapter (merge that adapter into a model folder first), or run without DeepSpeed/FSDP"
+        )
 
 
 def save_final(trainer: Any, cfg: RunConfig) -> Path:

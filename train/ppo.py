@@ -126,8 +126,9 @@ class PpoTrainer:
         from peft import get_peft_model
         from trl.trainer.utils import disable_dropout_in_model
 
-        from train.models import load_policy, load_tokenizer, peft_config, use_bf16
+        from train.models import check_save_mode, load_policy, load_tokenizer, peft_config, use_bf16
 
+        check_save_mode(cfg)
         self.cfg = cfg
         set_seed(cfg.seed)
         self.accelerator = Accelerator(

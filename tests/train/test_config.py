@@ -114,3 +114,16 @@ def test_missing_adapter_is_a_config_error(tiny_model_path, tmp_path):
     cfg = load_config(SftConfig, None, [f"model.path={tiny_model_path}", f"model.adapter={tmp_path / 'no-adapter'}"])
     with pytest.raises(ConfigError, match="model.adapter.*cannot load a peft adapter"):
         load_policy(cfg)
+
+
+@pytest.mark.parametrize("env", ["ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"])
+def test_merged_save_under_deepspeed_or_fsdp_is_a_config_error_before_training(env, monkeypatch):
+    """Sharded runs save only the adapter: `save: merged` (or a model.adapter, which needs it) must not
+    silently become an adapter folder."""
+    monkeypatch.setenv(env, "true")
+    with pytest.raises(ConfigError, match="save: merged under DeepSpeed/FSDP"):
+        trainer_kwargs(load_config(SftConfig, None, ["model.path=m", "save=merged"]))
+    with pytest.raises(ConfigError, match="model.adapter 'sft/model'"):
+        trainer_kwargs(load_config(DpoConfig, None, ["model.path=m", "model.adapter=sft/model"]))
+    assert trainer_kwargs(load_config(SftConfig, None, ["model.path=m"]))["output_dir"]  # adapter save: fine
+    assert trainer_kwargs(load_config(SftConfig, None, ["model.path=m", "save=merged", "lora.enabled=false"]))
