@@ -17,7 +17,7 @@ from annotate.seed import SAMPLE, TOKENS_FILE, seed_demo
 from annotate.store import Store
 from data.errors import ConfigError
 from data.readers import read_pairs
-from data.schema import SEVEN_POINT_LABELS, Judgement, Pair, Prompt, Response, Strength
+from data.schema import Judgement, Pair, Prompt, Response, Strength
 
 APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
 TIMEOUT = 60  # the first run imports pandas/pyarrow on a slow shared machine
