@@ -24,7 +24,9 @@ from train.config import DataConfig
 if TYPE_CHECKING:
     from datasets import Dataset
 
-_FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+# per-split files in one folder: <split>.jsonl as `prefkit data export --jsonl` writes them (jsonl/),
+# <split>-*.parquet shards as `--parquet` writes them (data/)
+_SPLIT_FILE_PATTERNS = ("{split}.parquet", "{split}.jsonl", "{split}.jsonl.gz", "{split}.json", "{split}-*.parquet")
 
 
 def load_split(cfg: DataConfig, split: str) -> "Dataset":
@@ -38,54 +40,59 @@ def load_split(cfg: DataConfig, split: str) -> "Dataset":
 
 
 def _load(source: str, split: str) -> "Dataset":
-    import datasets
+    """Formats are resolved by `data.sources`; only the split logic lives here."""
+    from data.sources import source_kind
 
     if "{split}" in source:
-        return _load_file(Path(source.format(split=split)), split)
+        return _from_rows([source.format(split=split)], None, split)
     path = Path(source)
-    if path.is_file():
-        if split != "train":
-            raise DataError(
-                f"a single file holds only the 'train' split, asked for {split!r}: write the path as "
-                f"'…/{{split}}.jsonl' for per-split files, or set data.test_split=null",
-                file=path,
-            )
-        return _load_file(path, split)
     if path.is_dir():
-        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                if split not in loaded:
-                    raise DataError(f"no split {split!r} (splits: {', '.join(loaded)})", file=path)
-                return loaded[split]
-            if split != "train":
-                raise DataError(f"a single saved Dataset holds only 'train', asked for {split!r}", file=path)
-            return loaded
-        for ext in _FILE_BUILDERS:
-            for candidate in (path / f"{split}{ext}", path / split / f"{split}{ext}"):
-                if candidate.is_file():
-                    return _load_file(candidate, split)
-        raise DataError(f"no save_to_disk dataset and no {split}.parquet/.jsonl/.json file here", file=path)
-    if path.suffix in _FILE_BUILDERS or source.startswith((".", "/")):
-        raise DataError("no such file or folder", file=path)
-    try:  # a Hub id
-        return datasets.load_dataset(source, split=split)
-    except Exception as e:  # network, missing repo or split: one clear line
-        raise DataError(f"cannot load Hub dataset split {split!r}: {e}", file=source) from None
+        for pattern in _SPLIT_FILE_PATTERNS:
+            files = sorted(path.glob(pattern.format(split=split)))
+            if files:
+                return _from_rows([str(f) for f in files], None, split)
+    kind = source_kind(source)
+    if kind == "missing":
+        raise DataError("no such file or folder (and not a Hub dataset id)", file=source)
+    if kind == "disk":
+        return _from_disk(path, split)
+    if kind != "hub" and split != "train":  # a file or a folder of generate's Parquet shards
+        raise DataError(
+            f"a single file holds only the 'train' split, asked for {split!r}: write the path as "
+            f"'…/{{split}}.jsonl' for per-split files, or set data.test_split=null",
+            file=path,
+        )
+    return _from_rows([source], split if kind == "hub" else None, split)
 
 
-def _load_file(path: Path, split: str) -> "Dataset":
+def _from_disk(path: Path, split: str) -> "Dataset":
     import datasets
 
-    if not path.is_file():
-        raise DataError(f"no such file for split {split!r}", file=path)
-    builder = _FILE_BUILDERS.get(path.suffix)
-    if builder is None:
-        raise DataError(f"unknown file type {path.suffix!r} (use .parquet, .jsonl, .json or .csv)", file=path)
-    try:
-        return datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
-    except Exception as e:
-        raise DataError(f"cannot read: {e}", file=path) from None
+    if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        raise DataError(f"no save_to_disk dataset and no {split}.parquet/.jsonl/.json file here", file=path)
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"no split {split!r} (splits: {', '.join(loaded)})", file=path)
+        return loaded[split]
+    if split != "train":
+        raise DataError(f"a single saved Dataset holds only 'train', asked for {split!r}", file=path)
+    return loaded
+
+
+def _from_rows(sources: list[str], source_split: str | None, split: str) -> "Dataset":
+    """Every record of files, a Parquet-shard folder or a Hub split (errors name file and line/row)."""
+    from datasets import Dataset
+
+    from data.sources import read_rows, source_kind
+
+    rows = []
+    for source in sources:
+        if source_kind(source) == "missing":
+            raise DataError(f"no such file for split {split!r}", file=source)
+        rows += [rec for _, rec in read_rows(source, source_split)]
+    columns = dict.fromkeys(k for rec in rows for k in rec)  # every column any row has, in first-seen order
+    return Dataset.from_dict({k: [rec.get(k) for rec in rows] for k in columns})
 
 
 def require_columns(ds: "Dataset", columns: list[str], source: str) -> None:

@@ -87,3 +87,37 @@ def test_rows_become_chat_conversations(tmp_path):
     assert row["prompt"][-1] == {"role": "user", "content": "Hỏi?"}
     assert row["rejected"] == [{"role": "assistant", "content": "Đáp."}]
     assert row["margin"] == 0.0 and row["strength"] is None  # no strength: no margin
+
+
+def test_gzipped_jsonl_parquet_export_and_shard_folders_load_like_data_reads_them(tmp_path, make_marker_rows):
+    """Sources resolve through data.sources: .jsonl.gz, the export's data/<split>-*.parquet, a folder of shards."""
+    import gzip
+
+    import pandas as pd
+
+    from data.export import export_dataset
+
+    rows = [r.to_record() for r in make_marker_rows(6)]
+    gz = tmp_path / "pairs.jsonl.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    assert load_split(DataConfig(source=str(gz)), "train")["question"] == [r["question"] for r in rows]
+
+    export_dataset(make_marker_rows(20), tmp_path / "ds", test_size=0.25, seed=1, parquet=True)
+    on_disk = DataConfig(source=str(tmp_path / "ds"))
+    shards = DataConfig(source=str(tmp_path / "ds" / "data"))
+    for split in ("train", "test"):
+        assert load_split(shards, split)["question"] == load_split(on_disk, split)["question"]
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    pd.DataFrame(rows[:4]).to_parquet(folder / "shard-00000.parquet")
+    pd.DataFrame(rows[4:]).to_parquet(folder / "shard-00001.parquet")
+    assert load_split(DataConfig(source=str(folder)), "train")["question"] == [r["question"] for r in rows]
+
+
+def test_a_broken_line_names_its_file_and_line(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps({"question": "q", "chosen": "a", "rejected": "b"}) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl.*line 2"):
+        load_split(DataConfig(source=str(f)), "train")
