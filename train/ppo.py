@@ -174,12 +174,14 @@ class PpoTrainer:
     def _batch_prompts(self, step: int) -> list[Prompt]:
         """The prompts of rollout `step`: a fresh seeded shuffle per pass, so resume needs only the step."""
         n, bs = len(self.prompts), self.cfg.batch_size
+        orders: dict[int, list[int]] = {}  # one permutation per pass over the prompts, not one per prompt
         out: list[Prompt] = []
         for i in range(step * bs, (step + 1) * bs):
             epoch, pos = divmod(i, n)
-            order = list(range(n))
-            random.Random(self.cfg.seed + epoch).shuffle(order)
-            out.append(self.prompts[order[pos]])
+            if epoch not in orders:
+                orders[epoch] = list(range(n))
+                random.Random(self.cfg.seed + epoch).shuffle(orders[epoch])
+            out.append(self.prompts[orders[epoch][pos]])
         return out
 
     @property
