@@ -123,14 +123,12 @@ def best_rows(scored: list[Scored]) -> list[PreferenceRow]:
 def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
     """Sample, score, keep the best; writes `dataset/`, `samples.jsonl`, `summary.json`."""
     from data.export import export_dataset
-    from data.readers import read_prompts
+    from train.datasets import load_prompts
     from train.summary import write_summary
 
     started = time.perf_counter()
     if prompts is None:
-        prompts = read_prompts(cfg.data.source, cfg.data.split)
-        if cfg.data.max_rows is not None:
-            prompts = prompts[: cfg.data.max_rows]
+        prompts = load_prompts(cfg.data)
     reward_fn = reward_fn or load_reward(cfg.reward)
     scored = sample_and_score(cfg, prompts, reward_fn)
     out = Path(cfg.output_dir)

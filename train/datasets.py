@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.errors import DataError
-from data.schema import MarginScheme, Strength
+from data.schema import MarginScheme, Prompt, Strength
 from train.config import DataConfig
 
 if TYPE_CHECKING:
@@ -93,6 +93,19 @@ def _from_rows(sources: list[str], source_split: str | None, split: str) -> "Dat
         rows += [rec for _, rec in read_rows(source, source_split)]
     columns = dict.fromkeys(k for rec in rows for k in rec)  # every column any row has, in first-seen order
     return Dataset.from_dict({k: [rec.get(k) for rec in rows] for k in columns})
+
+
+def load_prompts(cfg: DataConfig) -> list[Prompt]:
+    """The prompts of `source` / `split` (any prompt format with a question), first `max_rows`:
+    what PPO, RLOO/GRPO and best-of-K sample from."""
+    from data.readers import read_prompts
+
+    prompts = read_prompts(cfg.source, cfg.split)
+    if cfg.max_rows is not None:
+        prompts = prompts[: cfg.max_rows]
+    if not prompts:
+        raise DataError("no prompts", file=cfg.source)
+    return prompts
 
 
 def require_columns(ds: "Dataset", columns: list[str], source: str) -> None:

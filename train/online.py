@@ -84,11 +84,11 @@ def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: lis
     import trl
 
     from train.models import load_policy, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
-    from train.ppo import read_prompt_set
+    from train.datasets import load_prompts
     from train.summary import ThroughputCallback, finish_run
 
     started = time.perf_counter()
-    prompts = prompts if prompts is not None else read_prompt_set(cfg)
+    prompts = prompts if prompts is not None else load_prompts(cfg.data)
     reward_fn = reward_fn or load_reward(cfg.reward)
     common = {
         **trainer_kwargs(cfg),

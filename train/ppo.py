@@ -27,9 +27,10 @@ from torch import nn
 
 from data.atomic import atomic_path
 from data.config import to_dict
-from data.errors import ConfigError, DataError
+from data.errors import ConfigError
 from data.schema import Prompt
 from train.config import RunConfig
+from train.datasets import load_prompts
 from train.ppo_losses import gae, kl_penalised_rewards, masked_mean, policy_loss, value_loss, whiten
 from train.scoring import RewardFn, RewardSection, load_reward, messages
 
@@ -75,18 +76,6 @@ class PpoConfig(RunConfig):
             raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size ({self.mini_batch_size})")
         if self.temperature <= 0:
             raise ConfigError("temperature must be > 0 (PPO samples)")
-
-
-def read_prompt_set(cfg: RunConfig) -> list[Prompt]:
-    """The prompts of `data.source` / `data.split` (any format with a question), first `max_rows`."""
-    from data.readers import read_prompts
-
-    prompts = read_prompts(cfg.data.source, cfg.data.split)
-    if cfg.data.max_rows is not None:
-        prompts = prompts[: cfg.data.max_rows]
-    if not prompts:
-        raise DataError("no prompts", file=cfg.data.source)
-    return prompts
 
 
 class ValueHead(nn.Module):
@@ -137,7 +126,7 @@ class PpoTrainer:
             project_dir=str(cfg.output_dir),
             cpu=not torch.cuda.is_available(),
         )
-        self.prompts = prompts if prompts is not None else read_prompt_set(cfg)
+        self.prompts = prompts if prompts is not None else load_prompts(cfg.data)
         self.tokenizer = load_tokenizer(cfg, padding_side="left")
         lora = peft_config(cfg)
         model = get_peft_model(load_policy(cfg), lora, adapter_name=POLICY)

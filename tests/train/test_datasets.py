@@ -121,3 +121,15 @@ def test_a_broken_line_names_its_file_and_line(tmp_path):
     f.write_text(json.dumps({"question": "q", "chosen": "a", "rejected": "b"}) + "\n{not json\n")
     with pytest.raises(DataError, match=r"pairs\.jsonl.*line 2"):
         load_split(DataConfig(source=str(f)), "train")
+
+
+def test_load_prompts_reads_any_prompt_source_and_caps_rows(tmp_path):
+    from train.datasets import load_prompts
+
+    f = tmp_path / "prompts.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"Câu hỏi {i}?"}) + "\n" for i in range(5)))
+    prompts = load_prompts(DataConfig(source=str(f), max_rows=3))
+    assert [p.question for p in prompts] == ["Câu hỏi 0?", "Câu hỏi 1?", "Câu hỏi 2?"]
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DataError, match=r"empty\.jsonl: no records"):
+        load_prompts(DataConfig(source=str(tmp_path / "empty.jsonl")))
