@@ -61,10 +61,8 @@ def _after_sft(base: ModelConfig, sft_cfg: SftConfig, sft_summary: dict[str, Any
 
 def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
     """Run the configured stages in order; returns {stage: summary}."""
-    import json
-
-    from data.atomic import atomic_path
     from train import dpo, reward, sft
+    from train.summary import write_json
 
     started = time.perf_counter()
     summaries: dict[str, dict[str, Any]] = {}
@@ -77,10 +75,5 @@ def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
         summaries["reward"] = reward.run(_stage(cfg, "reward", start_model if cfg.reward_from == "sft" else cfg.model))
     if "dpo" in cfg.stages:
         summaries["dpo"] = dpo.run(_stage(cfg, "dpo", start_model))
-    out = Path(cfg.output_dir) / "summary.json"
-    with atomic_path(out) as tmp:
-        tmp.write_text(
-            json.dumps({"total_s": time.perf_counter() - started, "stages": summaries}, indent=2, default=str),
-            encoding="utf-8",
-        )
+    write_json(Path(cfg.output_dir) / "summary.json", {"total_s": time.perf_counter() - started, "stages": summaries})
     return summaries

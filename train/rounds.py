@@ -93,6 +93,8 @@ class Project:
 
     @classmethod
     def init(cls, folder: str | Path, config: str | Path | None, overrides: list[str] | None = None) -> "Project":
+        from train.summary import write_json  # lazily: it pulls in transformers
+
         folder = Path(folder)
         if (folder / STATE_FILE).exists():
             raise ConfigError(f"{folder}: already a rounds project ({STATE_FILE} exists)")
@@ -106,11 +108,13 @@ class Project:
             tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
         state = {"created_at": _now(), "config": CONFIG_FILE,
                  "initial_policy": {"model": cfg.model, "adapter": cfg.adapter}, "rounds": []}
-        _write_json(folder / STATE_FILE, state)
+        write_json(folder / STATE_FILE, state)
         return cls(folder)
 
     def save(self) -> None:
-        _write_json(self.folder / STATE_FILE, self.state)
+        from train.summary import write_json  # lazily: it pulls in transformers
+
+        write_json(self.folder / STATE_FILE, self.state)
 
     def current_policy(self) -> dict[str, str | None]:
         done = [r for r in self.state["rounds"] if r["status"] == "done"]
@@ -130,11 +134,6 @@ class Project:
         rounds.append(r)
         self.save()
         return r
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
 
 def _stage_config(cls: type, yaml_path: str | None, overrides: list[str], values: dict[str, Any], out: Path) -> Any:
@@ -203,20 +202,19 @@ class RoundRunner:
         self.record("judgements", target, f"cp {labelled.resolve()} {target}", source=str(labelled.resolve()))
 
     def export(self) -> None:
-        from data.aggregate import aggregate
-        from data.export import export_dataset
-        from data.readers import read_judgements, read_pairs
+        from data.export import export_judged
+        from data.readers import read_judgements, read_pairs, source_format
 
         pairs, labels = self.out("generate"), self.out("judgements")
-        rows, report = aggregate(read_pairs(pairs), read_judgements(labels), rule=self.cfg.aggregate_rule,
-                                 margin=self.cfg.margin)
         out = self.dir / "dataset"
-        export_dataset(rows, out, test_size=self.cfg.test_size, seed=self.rnd["round"], margin=self.cfg.margin,
-                       provenance={"round": self.rnd["round"], "pairs": str(pairs), "judgements": str(labels),
-                                   "aggregate": report.to_dict()})
+        _, report = export_judged(
+            read_pairs(pairs), read_judgements(labels), out, rule=self.cfg.aggregate_rule, margin=self.cfg.margin,
+            test_size=self.cfg.test_size, seed=self.rnd["round"],
+            provenance={"round": self.rnd["round"], "source": str(pairs), "format": source_format(pairs),
+                        "judgements": str(labels)})
         self.record("export", out, f"prefkit data export {pairs} {out} --judgements {labels} "
                     f"--rule {self.cfg.aggregate_rule} --margin {self.cfg.margin} "
-                    f"--test-size {self.cfg.test_size} --seed {self.rnd['round']}", rows=len(rows))
+                    f"--test-size {self.cfg.test_size} --seed {self.rnd['round']}", rows=report.exported)
 
     def reward(self) -> None:
         from train import reward

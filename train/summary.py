@@ -103,12 +103,17 @@ def build_summary(
     }
 
 
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Indented UTF-8 JSON, written then renamed (paths and other objects as their str)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    return path
+
+
 def write_summary(output_dir: str | Path, summary: dict[str, Any]) -> Path:
     """Write `summary.json` into `output_dir` (write-then-rename)."""
-    path = Path(output_dir) / SUMMARY_FILE
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    return path
+    return write_json(Path(output_dir) / SUMMARY_FILE, summary)
 
 
 def finish_run(

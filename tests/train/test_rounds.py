@@ -125,3 +125,27 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="methods"):
         Project.init(tmp_path / "other", config)
     assert not (tmp_path / "other" / "rounds.json").exists()
+
+
+@pytest.mark.slow
+def test_round_export_card_names_its_source_format_and_counts(tiny_model_path, tmp_path):
+    """The export step goes through data.export.export_judged: the card has the pairs' source,
+    their format and the aggregation counts, like `prefkit data export --judgements`."""
+    from train.rounds import AwaitingJudgements, Project, RoundRunner, run_round
+
+    project = tmp_path / "project"
+    Project.init(project, write_configs(tmp_path, tiny_model_path))
+    with pytest.raises(AwaitingJudgements):
+        run_round(project)
+    state = json.loads((project / "rounds.json").read_text())
+    labels = tmp_path / "labels.parquet"
+    judged = scripted_judge(project / state["rounds"][-1]["steps"]["generate"]["output"], labels)
+    proj = Project(project)
+    runner = RoundRunner(proj, proj.state["rounds"][-1])
+    runner.judgements(labels)
+    runner.export()
+    step = proj.state["rounds"][-1]["steps"]["export"]
+    card = (project / step["output"] / "README.md").read_text(encoding="utf-8")
+    assert f"`{project / 'round-1' / 'pairs'}` (format `pairs`)" in card
+    assert f"- **Judgements**: `{project / 'round-1' / 'judgements' / 'labels.parquet'}`" in card
+    assert f"{judged} pairs, {judged} judgements, {step['rows']} exported" in card and step["rows"] > 0
