@@ -140,8 +140,9 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
                                     "samples": [r.text for r in s.responses], "scores": s.scores,
                                     "best": s.best() if s.scores else None}, ensure_ascii=False) + "\n")
     rows = best_rows(scored)
-    export_dataset(rows, out / DATASET_DIR, test_size=cfg.test_size, seed=cfg.seed, margin="none",
-                   provenance={"stage": "best-of-k", "model": cfg.model.path, "adapter": cfg.model.adapter, "k": cfg.k})
+    dataset = export_dataset(rows, out / DATASET_DIR, test_size=cfg.test_size, seed=cfg.seed, margin="none",
+                             provenance={"stage": "best-of-k", "model": cfg.model.path, "adapter": cfg.model.adapter,
+                                         "k": cfg.k})
     best = [s.scores[s.best()] for s in scored if s.scores]
     mean = [sum(s.scores) / len(s.scores) for s in scored if s.scores]
     summary = {
@@ -149,6 +150,7 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
         "output_dir": str(out),
         "model_dir": None,
         "dataset_dir": str(out / DATASET_DIR),
+        "splits": list(dataset),  # "test" only with test_size > 0 and enough prompts
         "metrics": {
             "prompts": len(prompts),
             "kept": len(rows),

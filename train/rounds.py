@@ -263,9 +263,9 @@ class RoundRunner:
                 "seed": self.rnd["round"]}, bok_file)
             summary = best_of_k.run(bok_cfg)
             self.record("best_of_k", summary["dataset_dir"], f"prefkit train best-of-k --config {bok_file}",
-                        metrics=_scalars(summary["metrics"]))
+                        metrics=_scalars(summary["metrics"]), splits=summary["splits"])
         dataset = self.out("best_of_k")
-        has_test = "test" in json.loads((dataset / "dataset_dict.json").read_text()).get("splits", [])
+        has_test = "test" in self.rnd["steps"]["best_of_k"]["splits"]
         cfg = _stage_config(SftConfig, self.cfg.sft, self.over("sft"), {
             "output_dir": str(sft_out), "model": _policy_model(self.rnd["policy"]),
             "data": {"source": str(dataset), **({} if has_test else {"test_split": None})}}, sft_file)

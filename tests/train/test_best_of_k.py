@@ -22,6 +22,7 @@ def test_best_of_k_keeps_the_top_scored_sample(tiny_model_path, tmp_path):
 
     samples = [json.loads(line) for line in (tmp_path / "bok" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4
+    assert summary["splits"] == list(load_from_disk(str(tmp_path / "bok" / "dataset"))) == ["train"]  # rounds read it
     ds = load_from_disk(str(tmp_path / "bok" / "dataset"))["train"]
     kept = {r["question"]: r for r in ds}
     assert summary["metrics"]["kept"] == len(kept) > 0

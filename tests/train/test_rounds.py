@@ -53,6 +53,8 @@ def write_configs(root: Path, model: Path) -> Path:
 
 @pytest.mark.slow
 def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
+    from datasets import load_from_disk
+
     from data.readers import read_pairs
     from train.rounds import AwaitingJudgements, Project, run_round, status_text
 
@@ -92,6 +94,7 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
                     assert (project / word).is_file(), word
     assert r2["steps"]["reward"]["output"].endswith("reward/model")
     assert "best_of_k" in r1["steps"] and "best_of_k" not in r2["steps"]
+    assert r1["steps"]["best_of_k"]["splits"] == list(load_from_disk(str(project / r1["steps"]["best_of_k"]["output"])))
 
     text = status_text(project)
     assert "round 1 [rejection_sampling] done" in text and "round 2 [ppo] done" in text
