@@ -4,21 +4,22 @@ The policy (base + optional LoRA adapter) answers through the `generate` room's 
 Face here, vLLM on a GPU), the reward function scores every answer, and the top-scored answer of
 each prompt becomes new SFT data. The output is an exported dataset (the same layout
 `prefkit data export` writes, so `prefkit train sft` reads it as is) whose `chosen` is the best
-sample and `rejected` the worst, plus `samples.jsonl` with all K answers and their scores.
+sample and `rejected` the worst, plus `samples.jsonl` with all K answers, their seeds and scores.
+Prompts are asked, scored and kept with the system prompt generate uses; prompts too long for the
+model's context are skipped and listed in the summary, as generate reports them.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data.atomic import atomic_path
 from data.config import to_dict
 from data.errors import ConfigError
 from data.schema import PreferenceRow, Prompt, Response
+from generate.config import DEFAULT_SYSTEM_PROMPT
 from train.config import DataConfig, ModelConfig
 from train.scoring import RewardFn, RewardSection, load_reward
 
@@ -38,7 +39,8 @@ class BestOfKConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 256
-    seed: int = 0
+    seed: int = 0  # per-prompt seeds derive from it and the prompt: rounds with different seeds never share one
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # as generate asks: a prompt's own system text wins
     test_size: float = 0.0  # share of prompts held out as a `test` split of the new SFT data
     engine: Literal["hf", "vllm"] = "hf"
     batch_size: int = 16  # hf: rows per generate call
@@ -64,30 +66,43 @@ class Scored:
         return min(range(len(self.scores)), key=lambda i: self.scores[i])
 
 
-def sample_and_score(cfg: BestOfKConfig, prompts: list[Prompt], reward_fn: RewardFn) -> list[Scored]:
+def sample_and_score(
+    cfg: BestOfKConfig, prompts: list[Prompt], reward_fn: RewardFn
+) -> tuple[list[Scored], list[dict[str, str]]]:
     """K answers per prompt through the generate room's engine, each scored by `reward_fn`.
 
-    Empty answers (an immediate end of turn) are dropped before scoring: they make no SFT data.
+    Each prompt is asked (and scored, and kept) with the system prompt generate would use. Prompts
+    too long for the model's context are skipped and returned as `{"prompt_id", "reason", "detail"}`
+    (generate's report entries). Empty answers (an immediate end of turn) are dropped before
+    scoring: they make no SFT data.
     """
-    from generate.chat import format_prompt
+    from generate.chat import asked_prompt, format_prompt
     from generate.config import GenerateConfig
     from generate.engines.base import Request
+    from generate.plan import derive_seed
     from generate.run import open_engine
 
     gen = GenerateConfig(engine=cfg.engine, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.model.dtype,
                          seed=cfg.seed, max_tokens=cfg.max_new_tokens, progress=False)
     engine = open_engine(gen, cfg.model.path, adapter=cfg.model.adapter)
+    asked: list[Prompt] = []
+    requests: list[Request] = []
+    skipped: list[dict[str, str]] = []
     try:
-        requests = [
-            Request(format_prompt(engine.tokenizer, p.question, p.system), temperature=cfg.temperature,
-                    top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=cfg.seed + i * cfg.k, n=cfg.k)
-            for i, p in enumerate(prompts)
-        ]
-        results = engine.generate(requests)
+        for p in prompts:
+            prompt = asked_prompt(p, cfg.system_prompt)
+            text = format_prompt(engine.tokenizer, prompt.question, prompt.system)
+            if (why := engine.too_long(text, cfg.max_new_tokens)) is not None:
+                skipped.append({"prompt_id": p.id, "reason": "prompt_too_long", "detail": why})
+                continue
+            asked.append(prompt)
+            requests.append(Request(text, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+                                    seed=derive_seed("best-of-k", cfg.seed, prompt.id), n=cfg.k))
+        results = engine.generate(requests) if requests else []
     finally:
         engine.close()
     out: list[Scored] = []
-    for prompt, result in zip(prompts, results, strict=True):
+    for prompt, result in zip(asked, results, strict=True):
         responses = [
             Response(c.text, model=cfg.model.path, adapter=cfg.model.adapter, temperature=cfg.temperature,
                      top_p=cfg.top_p, seed=c.seed, finish_reason=c.finish_reason, n_tokens=c.n_tokens)
@@ -98,7 +113,7 @@ def sample_and_score(cfg: BestOfKConfig, prompts: list[Prompt], reward_fn: Rewar
     scores = iter(reward_fn([p for p, _ in flat], [r.text for _, r in flat]) if flat else [])
     for s in out:
         s.scores = [float(next(scores)) for _ in s.responses]
-    return out
+    return out, skipped
 
 
 def _meta(r: Response) -> dict[str, Any]:
@@ -123,6 +138,7 @@ def best_rows(scored: list[Scored]) -> list[PreferenceRow]:
 def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
     """Sample, score, keep the best; writes `dataset/`, `samples.jsonl`, `summary.json`."""
     from data.export import export_dataset
+    from data.writers import write_rows
     from train.datasets import load_prompts
     from train.summary import write_summary
 
@@ -130,15 +146,12 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
     if prompts is None:
         prompts = load_prompts(cfg.data)
     reward_fn = reward_fn or load_reward(cfg.reward)
-    scored = sample_and_score(cfg, prompts, reward_fn)
+    scored, skipped = sample_and_score(cfg, prompts, reward_fn)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / SAMPLES_FILE) as tmp:
-        with tmp.open("w", encoding="utf-8") as f:
-            for s in scored:
-                f.write(json.dumps({"prompt_id": s.prompt.id, "question": s.prompt.question,
-                                    "samples": [r.text for r in s.responses], "scores": s.scores,
-                                    "best": s.best() if s.scores else None}, ensure_ascii=False) + "\n")
+    write_rows(({"prompt_id": s.prompt.id, "system": s.prompt.system, "question": s.prompt.question,
+                 "samples": [r.text for r in s.responses], "scores": s.scores, "seeds": [r.seed for r in s.responses],
+                 "best": s.best() if s.scores else None} for s in scored), out / SAMPLES_FILE)
     rows = best_rows(scored)
     dataset = export_dataset(rows, out / DATASET_DIR, test_size=cfg.test_size, seed=cfg.seed, margin="none",
                              provenance={"stage": "best-of-k", "model": cfg.model.path, "adapter": cfg.model.adapter,
@@ -153,11 +166,13 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
         "splits": list(dataset),  # "test" only with test_size > 0 and enough prompts
         "metrics": {
             "prompts": len(prompts),
+            "skipped_too_long": len(skipped),
             "kept": len(rows),
             "samples": sum(len(s.responses) for s in scored),
             "mean_reward": sum(mean) / len(mean) if mean else None,
             "mean_best_reward": sum(best) / len(best) if best else None,
         },
+        "skipped": skipped,
         "durations": {"total_s": time.perf_counter() - started},
         "config": to_dict(cfg),
     }
