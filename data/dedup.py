@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from data.atomic import atomic_path
 from data.errors import ConfigError, DataError
 from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
 from data.shingles import choose_ngram, jaccard, shingle_hashes, word_counts
@@ -489,7 +488,7 @@ def dedup_file(
     .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
     `report`). Nothing is written when reading fails."""
     from data.readers import raw_and_canonical_records
-    from data.writers import output_suffix, write_rows
+    from data.writers import output_suffix, write_json, write_rows
 
     _check_settings(threshold, num_perm, ngram, verify, workers)
     out = Path(out)
@@ -511,8 +510,7 @@ def dedup_file(
     rep.source, rep.output = str(source), str(out)
     write_rows((rows[i] for i in kept), out)
     report_path = Path(report) if report is not None else _report_path(out)
-    with atomic_path(report_path) as tmp:
-        tmp.write_text(json.dumps(rep.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_json(report_path, rep.to_dict(), indent=1)
     return rep
 
 

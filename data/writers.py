@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
+    """One JSON document (a report, a manifest, a summary), UTF-8, written then renamed;
+    paths, datetimes and other objects are written as their str."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return path
+
 _FLOAT_FIELDS = {"margin", "agreement", "temperature", "top_p", "seconds"}
 _INT_FIELDS = {"n_annotators", "seed", "n_tokens"}
 

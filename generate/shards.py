@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from data.atomic import atomic_path
 from data.errors import ConfigError
 from data.schema import Pair
-from data.writers import write_pairs
+from data.writers import write_json, write_pairs
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
@@ -103,11 +102,9 @@ class ShardWriter:
         return self._save()
 
     def _save(self) -> dict[str, Any]:
-        with atomic_path(self.out / MANIFEST) as tmp:
-            tmp.write_text(json.dumps(self.manifest, ensure_ascii=False), encoding="utf-8")
+        write_json(self.out / MANIFEST, self.manifest, indent=None)
         report = build_report(self.manifest)
-        with atomic_path(self.out / REPORT) as tmp:
-            tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        write_json(self.out / REPORT, report)
         return report
 
 

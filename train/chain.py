@@ -62,7 +62,7 @@ def _after_sft(base: ModelConfig, sft_cfg: SftConfig, sft_summary: dict[str, Any
 def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
     """Run the configured stages in order; returns {stage: summary}."""
     from train import dpo, reward, sft
-    from train.summary import write_json
+    from data.writers import write_json
 
     started = time.perf_counter()
     summaries: dict[str, dict[str, Any]] = {}

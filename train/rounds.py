@@ -31,6 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from data.atomic import atomic_path
+from data.writers import write_json
 from data.config import load_config, to_dict
 from data.errors import ConfigError, PrefkitError
 
@@ -93,7 +94,6 @@ class Project:
 
     @classmethod
     def init(cls, folder: str | Path, config: str | Path | None, overrides: list[str] | None = None) -> "Project":
-        from train.summary import write_json  # lazily: it pulls in transformers
 
         folder = Path(folder)
         if (folder / STATE_FILE).exists():
@@ -112,7 +112,6 @@ class Project:
         return cls(folder)
 
     def save(self) -> None:
-        from train.summary import write_json  # lazily: it pulls in transformers
 
         write_json(self.folder / STATE_FILE, self.state)
 

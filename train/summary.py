@@ -7,15 +7,14 @@ full config, so that a run can be compared and reproduced without reading logs.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from data.atomic import atomic_path
 from data.config import to_dict
+from data.writers import write_json
 
 SUMMARY_FILE = "summary.json"
 
@@ -101,14 +100,6 @@ def build_summary(
         "config": to_dict(cfg),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
     }
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Indented UTF-8 JSON, written then renamed (paths and other objects as their str)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    return path
 
 
 def write_summary(output_dir: str | Path, summary: dict[str, Any]) -> Path:

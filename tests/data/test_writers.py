@@ -60,3 +60,21 @@ def test_unknown_suffix_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unknown output type"):
         write_rows([{"a": 1}], tmp_path / "out.csv")
     assert not list(tmp_path.iterdir())
+
+
+def test_write_json_is_atomic_and_writes_objects_as_text(tmp_path):
+    import json
+    from datetime import datetime, timezone
+
+    from data.writers import write_json
+
+    target = tmp_path / "report.json"
+    target.write_text('{"old": true}\n')
+    with pytest.raises(TypeError):
+        write_json(target, {1j: "complex key"})  # a key JSON cannot hold
+    assert json.loads(target.read_text()) == {"old": True}  # a failed write leaves the old file
+    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    write_json(target, {"path": tmp_path, "when": when, "text": "Xin chào"})
+    assert target.read_text(encoding="utf-8").endswith("\n") and "Xin chào" in target.read_text(encoding="utf-8")
+    assert json.loads(target.read_text()) == {"path": str(tmp_path), "when": str(when), "text": "Xin chào"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
