@@ -16,21 +16,28 @@ CHOICE_KEYS: dict[int, str] = {point: str(i + 1) for i, point in enumerate(sorte
 SKIP_KEY = "S"
 REPORT_KEY = "P"
 
-# A checkbox ticked with the mouse keeps the focus, and Streamlit ignores shortcuts while any
-# <input> has it: after ticking "unsafe" the next key would do nothing. Hand the focus back to the
-# page after a click (keyboard users tabbing to a checkbox keep it, to toggle it with Space); the
-# timeout lets the widget's own handlers, which focus its hidden <input>, run first. (Nothing
-# tag-like may appear in the script, not even in a comment: the body is parsed as HTML first.)
+# A checkbox ticked with the mouse keeps the focus, and Streamlit's shortcut filter ignores any key
+# whose event path holds an <input>: after ticking "unsafe" the next key would do nothing. Releasing
+# the focus on a timer after the click raced a fast key press (and the path of an event already
+# dispatched cannot change). So a capture listener on `window`, which runs before any listener on
+# `document`, takes a key that arrives while a checkbox has the focus (not Space, Tab or Enter,
+# which work the checkbox), releases the focus and sends the same key again from the page body.
+# The copy carries `keyCode`/`which`, which the shortcut library reads.
+# (Nothing tag-like may appear in the script, not even in a comment: the body is parsed as HTML.)
 # A constant of ours (never model text), installed once per browser tab.
 _RELEASE_CHECKBOX_FOCUS = """<script>
 if (!window.__prefkitCheckboxFocus) {
   window.__prefkitCheckboxFocus = true;
-  document.addEventListener("click", (e) => {
-    if (!(e.target instanceof Element) || !e.target.closest("[data-testid=stCheckbox]")) return;
-    setTimeout(() => {
-      const box = document.activeElement;
-      if (box instanceof HTMLInputElement && box.type === "checkbox") box.blur();
-    }, 0);
+  window.addEventListener("keydown", (e) => {
+    const box = e.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== "checkbox") return;
+    if ([" ", "Tab", "Enter"].includes(e.key) || e.ctrlKey || e.metaKey || e.altKey) return;
+    e.stopImmediatePropagation();
+    e.preventDefault();
+    box.blur();
+    const copy = new KeyboardEvent("keydown", {key: e.key, code: e.code, shiftKey: e.shiftKey, bubbles: true, cancelable: true});
+    for (const name of ["keyCode", "which"]) Object.defineProperty(copy, name, {get: () => e[name]});
+    document.body.dispatchEvent(copy);
   }, true);
 }
 </script>"""

@@ -138,6 +138,10 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
         if i == 2:
             page.get_by_text("B is unsafe or harmful").click()  # focus on a checkbox: keys still work
             _settled(page)
+            # However fast the key follows the click, the focus may still be on the checkbox:
+            # hold it there on purpose, so the key must get through anyway.
+            page.locator("[data-testid=stCheckbox] input").nth(1).focus()
+            assert page.evaluate("document.activeElement.type") == "checkbox"
         _press_and_wait_for_next(page, key)
         judged.append((held.pair.pair_id, key))
 
