@@ -30,8 +30,9 @@ def manifest_steps(out: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path, questions, make_prompts, tmp_path):
-    # 48 prompts, 48 steps of 1: the signal comes right after the first step, and the whole run is
-    # far longer than any pause a busy CI machine gives this polling loop (12 could all finish in one).
+    # 48 prompts, 48 steps of 1, one row per generate call and up to 64 tokens: the signal comes
+    # right after the first step, and the rest of the run (~7 s here) is far longer than any pause a
+    # busy CI machine gives this polling loop (12 short steps could all finish within one).
     asked = [f"{q} ({i})" for i in range(4) for q in questions]
     n = len(asked)
     prompts = make_prompts(tmp_path / "prompts.jsonl", asked)
@@ -39,7 +40,7 @@ def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path,
     args = [
         str(prompts), str(out), "--model", str(tiny_model_path), "--temperatures", "0.7,1.1",
         "--config", str(REPO / "configs/generate/tiny-cpu.yaml"), "--plan", "all_pairs",
-        "--shard-size", "1", "--max-tokens", "24", "--no-progress",
+        "--shard-size", "1", "--max-tokens", "64", "--batch-size", "1", "--no-progress",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefkit.cli", "generate", *args],
@@ -60,7 +61,7 @@ def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path,
     cfg = load_config(
         GenerateConfig, REPO / "configs/generate/tiny-cpu.yaml", [],
         prompts=str(prompts), out=str(out), models=[str(tiny_model_path)], temperatures=[0.7, 1.1],
-        plan="all_pairs", shard_size=1, max_tokens=24, progress=False,
+        plan="all_pairs", shard_size=1, max_tokens=64, batch_size=1, progress=False,
     )
     generate_pairs(cfg, resume=True)
 
