@@ -89,7 +89,7 @@ def plain_trl(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict) -
         kw["device_map"] = {"": 0}
     common = dict(output_dir=str(out), max_steps=s["steps"], per_device_train_batch_size=s["batch_size"],
                   gradient_accumulation_steps=s["grad_accum"], learning_rate=s["lr"], bf16=s["bf16"],
-                  activation_checkpointing=s["checkpointing"], logging_steps=5, save_strategy="no", report_to="none",
+                  gradient_checkpointing=s["checkpointing"], logging_steps=5, save_strategy="no", report_to="none",
                   include_num_input_tokens_seen="non_padding", max_length=s["max_length"], seed=42,
                   use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
     if stage == "reward":

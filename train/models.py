@@ -211,7 +211,7 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "per_device_train_batch_size": cfg.batch_size,
         "per_device_eval_batch_size": cfg.eval_batch_size or cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
-        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5 name; TRL reads the mirrored old one
+        "gradient_checkpointing": cfg.gradient_checkpointing,
         "bf16": use_bf16(cfg),
         "logging_steps": cfg.logging_steps,
         "save_strategy": "steps",
