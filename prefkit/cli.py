@@ -2,12 +2,14 @@
 
 Rooms' CLI modules import nothing heavy at module level (torch, vLLM, Streamlit load inside the
 commands), so `prefkit data ...` starts fast. A `PrefkitError` (bad input, bad config) becomes
-one line on stderr and exit code 2, never a traceback.
+one line on stderr and exit code 2, never a traceback (`prefkit --debug ...` shows the traceback
+behind that line as well).
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 
@@ -20,6 +22,36 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold tokens
     add_completion=False,
 )
+
+
+_debug = False
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prefkit")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"prefkit {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_show_version, help="Print prefkit's version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback behind a one-line error."),
+) -> None:
+    """Build human-preference data (generate, annotate, dedup, export) and train on it."""
+    global _debug
+    _debug = debug
 
 
 def _mount() -> None:
@@ -46,6 +78,8 @@ def main() -> None:
     try:
         app()
     except PrefkitError as e:
+        if _debug:
+            traceback.print_exc()
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         sys.exit(2)
 

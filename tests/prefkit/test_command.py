@@ -45,6 +45,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_version_and_debug_flags(tmp_path):
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"prefkit {version('prefkit')}"
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"\n')
+    plain = subprocess.run([sys.executable, "-m", "prefkit.cli", "data", "validate", str(bad)], capture_output=True, text=True)
+    debug = subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", "--debug", "data", "validate", str(bad)], capture_output=True, text=True
+    )
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" not in plain.stderr
+    assert "Traceback" in debug.stderr and "DataError" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1] == plain.stderr.rstrip().splitlines()[-1]
+
+
 def test_demo_runs_the_pipeline_and_seeds_a_store(tmp_path):
     from datasets import load_from_disk
 
