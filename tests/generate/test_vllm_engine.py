@@ -67,6 +67,18 @@ def test_stop_and_length_are_answers_abort_and_error_are_failures():
             finish_reason(reason)
 
 
+def test_config_temperatures_are_checked_naming_the_key():
+    from generate.config import GenerateConfig, SettingConfig
+
+    assert GenerateConfig(temperatures=[0, 2]).temperatures == [0.0, 2.0]
+    with pytest.raises(ConfigError, match=r"^temperatures\[1\]: temperature 2.5 is out of range .*vLLM refuses"):
+        GenerateConfig(temperatures=[0.7, 2.5])
+    with pytest.raises(ConfigError, match=r"^settings\[0\]\.temperature: temperature -0.1 is out of range"):
+        GenerateConfig(settings=[SettingConfig("m", -0.1)])
+    with pytest.raises(ConfigError, match=r"^max_lora_rank: 24 is not one vLLM accepts"):
+        GenerateConfig(max_lora_rank=24)
+
+
 # -- LoRA: max_lora_rank from the adapters, max_loras from their number ---------------------------
 
 
