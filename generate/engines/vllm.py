@@ -144,6 +144,19 @@ class VLLMCall:
     lora: tuple[str, int, str] | None
 
 
+def unavailable_reason() -> str | None:
+    """Why the vLLM engine cannot run in this process (None: it can): vllm missing, or no CUDA GPU."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "vllm is not installed (pip install 'prefkit[gpu]')"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible"
+    return None
+
+
 def start_llm(**kwargs: Any) -> Any:
     """`vllm.LLM(**kwargs)`, or a ConfigError that says how to get vLLM."""
     try:

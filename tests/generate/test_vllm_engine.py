@@ -17,6 +17,7 @@ from data.errors import ConfigError
 from generate.engines.base import EngineClosed, GenerationFailed, Request
 from generate.engines.vllm import (
     LORA_RANKS, LoraRegistry, VLLMEngine, adapter_rank, finish_reason, llm_kwargs, lora_rank_for, sampling_kwargs,
+    unavailable_reason,
 )
 
 
@@ -246,18 +247,8 @@ def test_opening_the_vllm_engine_without_vllm_says_how_to_get_it(tiny_model_path
 # -- on a GPU with vLLM --------------------------------------------------------------------------
 
 
-def _vllm_gpu_reason() -> str | None:
-    if importlib.util.find_spec("vllm") is None:
-        return "vllm is not installed (pip install 'prefkit[gpu]')"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no CUDA GPU visible"
-    return None
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(_vllm_gpu_reason() is not None, reason=_vllm_gpu_reason() or "")
+@pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 def test_vllm_engine_end_to_end_on_the_tiny_model(tiny_model_path):
     from generate.chat import format_prompt
 

@@ -4,12 +4,12 @@ The order-of-work tests wrap (never replace) the real engine opener and reward l
 what happens when.
 """
 
-import importlib.util
 import json
 
 import pytest
 
 from data.schema import Prompt
+from generate.engines.vllm import unavailable_reason
 
 
 def count_a(prompts, completions):
@@ -187,18 +187,8 @@ def test_best_of_k_config_checks_temperature_and_vllm_settings_by_key(tmp_path):
     assert (cfg.temperature, cfg.max_model_len, cfg.tensor_parallel_size, cfg.max_lora_rank) == (0.0, 2048, 2, None)
 
 
-def _vllm_gpu_reason() -> str | None:
-    if importlib.util.find_spec("vllm") is None:
-        return "vllm is not installed (pip install 'prefkit[gpu]')"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no CUDA GPU visible"
-    return None
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(_vllm_gpu_reason() is not None, reason=_vllm_gpu_reason() or "")
+@pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 def test_best_of_k_with_vllm_then_reward_scoring_in_one_process(tiny_model_path, reward_model_dir, tmp_path):
     """vLLM samples, its engine core shuts down, the reward model loads on the same GPU and scores."""
     import math
