@@ -168,19 +168,28 @@ def start_llm(**kwargs: Any) -> Any:
     return LLM(**kwargs)
 
 
-def release_distributed_state() -> None:
-    """vLLM's model-parallel groups and torch.distributed's process group, where vLLM made them.
+def distributed_initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def release_distributed_state(*, process_group: bool) -> None:
+    """vLLM's model-parallel groups, and with `process_group` its world and torch.distributed's group.
 
     With vLLM's default multiprocessing the groups live in the engine-core process (gone after its
     shutdown) and these find nothing to destroy; in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0) they
-    are this process's, and a second engine cannot start until they are gone.
+    are this process's (the same calls as vLLM's own `cleanup_dist_env_and_memory`). A process
+    group that existed before vLLM started (a launcher's) is not ours to destroy: `process_group`
+    is False then.
     """
     try:
         from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
     except ImportError:
         return
     destroy_model_parallel()
-    destroy_distributed_environment()
+    if process_group:
+        destroy_distributed_environment()
 
 
 class VLLMEngine(Engine):
@@ -223,6 +232,7 @@ class VLLMEngine(Engine):
         # vLLM checks at start that its share of the device is free: memory this process's caching
         # allocator still holds (a model trained just before, in a round) must go back first.
         free_accelerator_memory()
+        self._owns_process_group = not distributed_initialized()
         self.llm = start(**self.llm_kwargs)
         # The context vLLM settled on (it may shorten the model's own to fit the KV cache).
         model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
@@ -288,8 +298,9 @@ class VLLMEngine(Engine):
 
         vLLM 0.33's `LLM` has no `shutdown()`: its engine core client has (`llm.llm_engine.
         engine_core.shutdown()`: stops the engine-core process and its workers, or the in-process
-        executor). Then the `LLM` is dropped, vLLM's model-parallel and torch.distributed groups
-        destroyed, garbage collected and the CUDA cache emptied.
+        executor). Then the `LLM` is dropped, vLLM's model-parallel groups destroyed (and the
+        torch.distributed group, unless it existed before vLLM started), garbage collected and the
+        CUDA cache emptied.
         """
         if self.closed:
             return
@@ -301,5 +312,5 @@ class VLLMEngine(Engine):
                 core.shutdown()
         finally:
             del llm
-            release_distributed_state()
+            release_distributed_state(process_group=self._owns_process_group)
             free_accelerator_memory()
