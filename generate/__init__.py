@@ -9,7 +9,9 @@ Public API, imported on first use so that `import generate` (and `prefkit data .
   (K samples of a prompt: one `Request(prompt, n=K, seed=s)`), `open_engine(cfg, model)` picks one;
 - `asked_prompt(prompt, default_system)` is the prompt with the system prompt it is asked under, and
   `format_prompt(tokenizer, question, system)` applies the chat template (or the plain format);
-- `engine.too_long(formatted_prompt, max_tokens)` says why a prompt does not fit (None: it fits).
+- `engine.too_long(formatted_prompt, max_tokens)` says why a prompt does not fit (None: it fits);
+- `engine.close()` releases the model (idempotent; a closed engine raises `EngineClosed`), and
+  `free_accelerator_memory()` hands cached CUDA memory back between stages of one process.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ _EXPORTS = {
     "Request": "generate.engines.base",
     "Result": "generate.engines.base",
     "Completion": "generate.engines.base",
+    "EngineClosed": "generate.engines.base",
+    "GenerationFailed": "generate.engines.base",
+    "free_accelerator_memory": "generate.engines.base",
     "HFEngine": "generate.engines.hf",
     "VLLMEngine": "generate.engines.vllm",
     "format_prompt": "generate.chat",

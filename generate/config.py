@@ -10,11 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import math
+
 from data.errors import ConfigError
-from generate.plan import PlanMode, SamplingPlan, Setting
+from generate.plan import MAX_TEMPERATURE, PlanMode, SamplingPlan, Setting
 
 # Weights' dtype; auto: bf16 on a GPU that supports it, else fp32 (half precision is slow on CPUs).
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+
+def check_temperature(value: object, key: str) -> float:
+    """`value` as a temperature, or a ConfigError naming `key`: 0 (greedy) to 2 on both engines.
+
+    vLLM 0.33 refuses a temperature above 2 (`SamplingParams`); beyond 2 the text is noise anyway.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+            or not 0 <= value <= MAX_TEMPERATURE:
+        raise ConfigError(f"{key}: temperature {value!r} is out of range (0 = greedy, to {MAX_TEMPERATURE:g}; "
+                          f"vLLM refuses more than {MAX_TEMPERATURE:g})")
+    return float(value)
+
 
 DEFAULT_SYSTEM_PROMPT = (
     "Bạn là một trợ lý AI hữu ích, trung thực và an toàn. Hãy trả lời bằng tiếng Việt, rõ ràng và chính xác."
@@ -55,7 +71,7 @@ class GenerateConfig:
     device: str = "auto"  # hf: cuda, cpu or auto
     tensor_parallel_size: int = 1  # vllm
     gpu_memory_utilization: float = 0.9  # vllm: share of the GPU for all base models together
-    max_lora_rank: int = 16  # vllm
+    max_lora_rank: int | None = None  # vllm: default the adapters' largest rank, rounded up to 1, 8, 16, 32, ... 512
     max_model_len: int | None = None  # vllm: context length (default: the model's)
     progress: bool = True
 
@@ -74,6 +90,10 @@ class GenerateConfig:
             raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.tensor_parallel_size < 1:
             raise ConfigError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        self.temperatures = [check_temperature(t, f"temperatures[{i}]") for i, t in enumerate(self.temperatures)]
+        for i, st in enumerate(self.settings):
+            st.temperature = check_temperature(st.temperature, f"settings[{i}].temperature")
+        check_vllm_settings(self.max_lora_rank, self.max_model_len)
         if self.system_prompt is not None and not self.system_prompt.strip():
             self.system_prompt = None
 
@@ -94,3 +114,13 @@ class GenerateConfig:
 
     def sampling_plan(self) -> SamplingPlan:
         return SamplingPlan(self.sampling_settings(), mode=self.plan, samples=self.samples, seed=self.seed)
+
+
+def check_vllm_settings(max_lora_rank: int | None, max_model_len: int | None) -> None:
+    """The vLLM settings a config can get wrong before anything loads (generate's and best-of-K's)."""
+    from generate.engines.vllm import LORA_RANKS
+
+    if max_lora_rank is not None and max_lora_rank not in LORA_RANKS:
+        raise ConfigError(f"max_lora_rank: {max_lora_rank!r} is not one vLLM accepts ({', '.join(map(str, LORA_RANKS))})")
+    if max_model_len is not None and max_model_len < 1:
+        raise ConfigError(f"max_model_len must be >= 1, got {max_model_len}")

@@ -26,19 +26,20 @@ from generate.shards import ShardWriter, StepStats
 
 
 def open_engine(
-    cfg: GenerateConfig, model: str, *, adapter: str | None = None, enable_lora: bool = False, n_models: int = 1
+    cfg: GenerateConfig, model: str, *, adapter: str | None = None, adapters: Sequence[str] = (), n_models: int = 1
 ) -> Engine:
     """The engine `cfg.engine` names, for one base model (LoRA adapters are per request).
 
+    `adapters` are the ones its requests will name (vLLM sizes its LoRA slots and rank from them).
     vLLM engines of `n_models` base models loaded together split `gpu_memory_utilization`.
     """
     if cfg.engine == "vllm":
         from generate.engines.vllm import VLLMEngine
 
         return VLLMEngine(
-            model, adapter, dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization / n_models, enable_lora=enable_lora,
-            max_lora_rank=cfg.max_lora_rank, max_model_len=cfg.max_model_len, seed=cfg.seed,
+            model, adapter, adapters=adapters, dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization / n_models, max_lora_rank=cfg.max_lora_rank,
+            max_model_len=cfg.max_model_len, seed=cfg.seed,
         )
     from generate.engines.hf import HFEngine
 
@@ -186,14 +187,15 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Generated:
     prompts, unreadable = _read(cfg)
     writer = ShardWriter(out, fingerprint(cfg, plan), resume=resume)
     pending = [p for p in prompts if p.id not in writer.done_ids]
-    lora_models = {s.model for s in plan.settings if s.adapter}
+    adapters = {m: list(dict.fromkeys(s.adapter for s in plan.settings if s.model == m and s.adapter))
+                for m in {s.model for s in plan.settings}}
     engines: dict[str, Engine] = {}
     progress = None
     try:
         if pending:  # models load before the manifest is touched: a bad model changes nothing on disk
             models = list(dict.fromkeys(s.model for s in plan.settings))
             for model in models:
-                engines[model] = open_engine(cfg, model, enable_lora=model in lora_models, n_models=len(models))
+                engines[model] = open_engine(cfg, model, adapters=adapters[model], n_models=len(models))
         writer.set_input(prompts=len(prompts), unreadable=unreadable, config=to_dict(cfg))
         progress = Progress(len(pending), cfg.progress)
         for chunk in _steps(pending, cfg.shard_size):

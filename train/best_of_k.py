@@ -21,7 +21,8 @@ from data.errors import ConfigError
 from data.schema import PreferenceRow, Prompt, Response
 from generate.config import DEFAULT_SYSTEM_PROMPT
 from train.config import DataConfig, ModelConfig
-from train.scoring import RewardFn, RewardSection, load_reward
+from generate.engines.base import free_accelerator_memory
+from train.scoring import RewardFn, RewardSection, import_reward_function, load_reward
 
 SAMPLES_FILE = "samples.jsonl"
 DATASET_DIR = "dataset"
@@ -44,13 +45,35 @@ class BestOfKConfig:
     test_size: float = 0.0  # share of prompts held out as a `test` split of the new SFT data
     engine: Literal["hf", "vllm"] = "hf"
     batch_size: int = 16  # hf: rows per generate call
-    device: str = "auto"
+    device: str = "auto"  # hf
+    tensor_parallel_size: int = 1  # vllm: GPUs for the policy
+    gpu_memory_utilization: float = 0.9  # vllm: its share of the GPU (the reward model loads after it closes)
+    max_model_len: int | None = None  # vllm: context length (default: the model's)
+    max_lora_rank: int | None = None  # vllm: default model.adapter's rank, rounded up to a value vLLM accepts
 
     def __post_init__(self) -> None:
+        from generate.config import check_temperature, check_vllm_settings
+
         if self.k < 2:
             raise ConfigError(f"k must be at least 2 (best of one is no choice), got {self.k}")
         if not self.model.path:
             raise ConfigError("model.path is empty: the policy to sample from")
+        self.temperature = check_temperature(self.temperature, "temperature")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        check_vllm_settings(self.max_lora_rank, self.max_model_len)
+
+
+def check_reward(section: RewardSection) -> None:
+    """What `load_reward(section)` would refuse that can be seen without loading a model."""
+    if bool(section.model) == bool(section.function):
+        raise ConfigError("reward: set exactly one of reward.model (a reward model folder) or reward.function")
+    if section.function:
+        import_reward_function(section.function)
+    elif not Path(section.model).is_dir():
+        raise ConfigError(f"reward.model {section.model!r}: no such folder")
 
 
 @dataclass
@@ -67,14 +90,16 @@ class Scored:
 
 
 def sample_and_score(
-    cfg: BestOfKConfig, prompts: list[Prompt], reward_fn: RewardFn
+    cfg: BestOfKConfig, prompts: list[Prompt], reward_fn: RewardFn | None = None
 ) -> tuple[list[Scored], list[dict[str, str]]]:
-    """K answers per prompt through the generate room's engine, each scored by `reward_fn`.
+    """K answers per prompt through the generate room's engine, each scored by the reward.
 
-    Each prompt is asked (and scored, and kept) with the system prompt generate would use. Prompts
-    too long for the model's context are skipped and returned as `{"prompt_id", "reason", "detail"}`
-    (generate's report entries). Empty answers (an immediate end of turn) are dropped before
-    scoring: they make no SFT data.
+    Sampling comes first and the engine is closed (its accelerator memory released) before the
+    reward is scored: without `reward_fn`, `cfg.reward` is loaded only then, so a reward model
+    never shares the GPU with a vLLM engine. Each prompt is asked (and scored, and
+    kept) with the system prompt generate would use. Prompts too long for the model's context are
+    skipped and returned as `{"prompt_id", "reason", "detail"}` (generate's report entries). Empty
+    answers (an immediate end of turn) are dropped before scoring: they make no SFT data.
     """
     from generate.chat import asked_prompt, format_prompt
     from generate.config import GenerateConfig
@@ -83,7 +108,10 @@ def sample_and_score(
     from generate.run import open_engine
 
     gen = GenerateConfig(engine=cfg.engine, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.model.dtype,
-                         seed=cfg.seed, max_tokens=cfg.max_new_tokens, progress=False)
+                         seed=cfg.seed, max_tokens=cfg.max_new_tokens, progress=False,
+                         tensor_parallel_size=cfg.tensor_parallel_size,
+                         gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
+                         max_lora_rank=cfg.max_lora_rank)
     engine = open_engine(gen, cfg.model.path, adapter=cfg.model.adapter)
     asked: list[Prompt] = []
     requests: list[Request] = []
@@ -110,7 +138,10 @@ def sample_and_score(
         ]
         out.append(Scored(prompt, responses, []))
     flat = [(s.prompt, r) for s in out for r in s.responses]
-    scores = iter(reward_fn([p for p, _ in flat], [r.text for _, r in flat]) if flat else [])
+    if not flat:
+        return out, skipped
+    reward_fn = reward_fn or load_reward(cfg.reward)  # the engine is closed: its memory is free
+    scores = iter(reward_fn([p for p, _ in flat], [r.text for _, r in flat]))
     for s in out:
         s.scores = [float(next(scores)) for _ in s.responses]
     return out, skipped
@@ -145,8 +176,11 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
     started = time.perf_counter()
     if prompts is None:
         prompts = load_prompts(cfg.data)
-    reward_fn = reward_fn or load_reward(cfg.reward)
+    if reward_fn is None:
+        check_reward(cfg.reward)  # a wrong reward section fails now, not after the sampling
     scored, skipped = sample_and_score(cfg, prompts, reward_fn)
+    reward_fn = None  # a reward model loaded for scoring: its memory is freed below
+    free_accelerator_memory()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_rows(({"prompt_id": s.prompt.id, "system": s.prompt.system, "question": s.prompt.question,

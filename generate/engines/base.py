@@ -48,7 +48,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Completion:
-    """One sampled answer. `finish_reason` is "stop" (end of turn) or "length" (hit max_tokens).
+    """One sampled answer. `finish_reason` is "stop" (end of turn) or "length" (hit max_tokens);
+    an engine that ends a request any other way raises `GenerationFailed` instead.
 
     `n_tokens` counts generated tokens including the end-of-turn token; `seed` is the seed that
     drove this sample (None when unseeded).
@@ -66,18 +67,43 @@ class Result:
     completions: tuple[Completion, ...]
 
 
+class EngineClosed(RuntimeError):
+    """Work was asked of an engine after `close()` (a caller's bug: open a new engine)."""
+
+
+class GenerationFailed(RuntimeError):
+    """The engine ended a request without an answer (vLLM's finish reasons `abort` / `error`)."""
+
+
+def free_accelerator_memory() -> None:
+    """Collect unreachable objects and hand cached CUDA memory back to the driver.
+
+    Call it between stages that load models in one process: PyTorch's caching allocator keeps
+    freed blocks, and a vLLM engine (its own process) measures the device's free memory at start.
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 class Engine:
     """A loaded model that turns requests into results, in request order (the base of both engines).
 
     `tokenizer` is the model's (for chat formatting); `max_context` its context length in tokens
     (None when unknown). `too_long` is the one "does this prompt fit" rule: callers skip and report
-    the prompts it names, and `generate` refuses them.
+    the prompts it names, and `generate` refuses them (`encode_requests`). After `close()` the
+    engine refuses work with `EngineClosed`; closing twice is harmless.
     """
 
     model: str
     adapter: str | None
     tokenizer: Any
     max_context: int | None
+    closed: bool = False
 
     def prompt_tokens(self, prompt: str) -> int:
         """Tokens of a formatted prompt as the engine counts them (no special tokens added)."""
@@ -95,8 +121,25 @@ class Engine:
             )
         return None
 
+    def check_open(self) -> None:
+        if self.closed:
+            raise EngineClosed(f"the engine for {self.model!r} is closed: it takes no more requests")
+
+    def encode_requests(self, requests: Sequence[Request]) -> list[list[int]]:
+        """Each request's prompt token ids; refuses a closed engine and any prompt `too_long` names.
+
+        Callers skip what `too_long` names, so a refusal here is a caller's bug, not bad input.
+        """
+        self.check_open()
+        ids = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in requests]
+        for i, (r, x) in enumerate(zip(requests, ids)):
+            if (overflow := self._overflow(len(x), r.max_tokens)) is not None:
+                raise ValueError(f"request {i}: {overflow} (check Engine.too_long first)")
+        return ids
+
     def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]:
         raise NotImplementedError
 
     def close(self) -> None:
+        """Release the model and its accelerator memory; idempotent."""
         raise NotImplementedError

@@ -21,7 +21,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from data.errors import ConfigError
 from data.hub import check_model_source
 from generate.config import Dtype
-from generate.engines.base import Completion, Engine, ProgressFn, Request, Result
+from generate.engines.base import Completion, Engine, ProgressFn, Request, Result, free_accelerator_memory
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -172,11 +172,7 @@ class HFEngine(Engine):
 
     def generate(self, requests: Sequence[Request], progress: ProgressFn | None = None) -> list[Result]:
         requests = list(requests)
-        lengths = [self.prompt_tokens(r.prompt) for r in requests]
-        for i, (r, n) in enumerate(zip(requests, lengths)):
-            # Callers skip what `too_long` names; reaching this is a caller's bug, not bad input.
-            if (overflow := self._overflow(n, r.max_tokens)) is not None:
-                raise ValueError(f"request {i}: {overflow} (check Engine.too_long first)")
+        lengths = [len(ids) for ids in self.encode_requests(requests)]  # refuses closed / too long
         rows = [
             _Row(i, s, r.adapter if r.adapter is not None else self.adapter)
             for i, r in enumerate(requests)
@@ -237,6 +233,8 @@ class HFEngine(Engine):
         return completions
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         del self.net
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        free_accelerator_memory()

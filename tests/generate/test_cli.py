@@ -71,7 +71,9 @@ def run_prefkit(*args: str) -> subprocess.CompletedProcess:
 def test_bad_settings_exit_2_with_one_line(prompts_file, tmp_path):
     hot = run_prefkit(str(prompts_file), str(tmp_path / "a"), "--model", "m", "--temperatures", "0.7,2.5")
     assert hot.returncode == 2
-    assert hot.stderr.strip() == "error: temperature 2.5 for model 'm' is out of range (0 to 2.0)"
+    assert hot.stderr.strip() == (
+        "error: temperatures[1]: temperature 2.5 is out of range (0 = greedy, to 2; vLLM refuses more than 2)"
+    )
     unknown = run_prefkit(str(prompts_file), str(tmp_path / "b"), "--model", "m", "--set", "temprature=1")
     assert unknown.returncode == 2 and "unknown key(s) temprature" in unknown.stderr
     words = run_prefkit(str(prompts_file), str(tmp_path / "c"), "--model", "m", "--temperatures", "warm")

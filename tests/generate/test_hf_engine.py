@@ -132,3 +132,16 @@ def test_lora_adapter_changes_answers_and_base_stays_available(tiny_model_path, 
         [request, Request(p, temperature=0.0, max_tokens=8, adapter=str(lora_adapter))]
     )
     assert [r.completions[0].text for r in both] == [base, with_adapter]
+
+
+def test_close_is_idempotent_and_a_closed_engine_refuses_work(tiny_model_path):
+    from generate.engines.base import EngineClosed
+
+    engine = HFEngine(tiny_model_path, device="cpu", dtype="float32")
+    [result] = engine.generate([Request("Xin chào", max_tokens=2)])
+    assert len(result.completions) == 1
+    engine.close()
+    engine.close()
+    assert engine.closed and not hasattr(engine, "net")
+    with pytest.raises(EngineClosed, match="is closed"):
+        engine.generate([Request("Xin chào", max_tokens=2)])
