@@ -7,10 +7,10 @@ Streamlit load inside the commands.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
@@ -27,11 +27,32 @@ DB_OPTION = typer.Option(
 )
 
 
-def _store(db: str) -> "Store":
-    """The store, opened for one command: `with _store(db) as store:` closes it after."""
-    from annotate.store import Store
+DB_POOL_OPTION = typer.Option(
+    None, "--db-pool", min=0,
+    help="Store connections kept open for reuse (default 16; 0 = a new connection per transaction). "
+    "Also settable in the URL as ?pool=N.",
+)
 
-    return Store.open(db)
+
+def _open(db: str) -> "Store":
+    from annotate.store import Store, one_line_errors
+
+    with one_line_errors(db):
+        return Store.open(db)
+
+
+@contextlib.contextmanager
+def _store(db: str) -> Iterator["Store"]:
+    """The store, opened for one command and closed after; a database that cannot be reached
+    (now or midway) is one line on stderr, exit 2."""
+    from annotate.store import one_line_errors
+
+    store = _open(db)
+    try:
+        with one_line_errors(db):
+            yield store
+    finally:
+        store.close()
 
 
 @app.command()
@@ -131,14 +152,16 @@ def serve(
     db: str = DB_OPTION,
     port: int = typer.Option(8501, help="Port to listen on."),
     address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 to serve a team)."),
+    db_pool: Optional[int] = DB_POOL_OPTION,
 ) -> None:
-    """Start the annotation app (Streamlit, headless) on this store."""
-    from annotate.server import streamlit_command
+    """Start the annotation app (Streamlit, headless) on this store. `kill` (SIGTERM) or Ctrl-C
+    stops the server with it."""
+    from annotate.server import check_port, run_forwarding_signals, streamlit_command
+    from annotate.store import with_pool
 
-    _store(db).close()  # create the tables and fail here, not in the browser, on a bad URL
+    check_port(port, address)  # before anything is printed: a busy port is one line, exit 2
+    db = with_pool(db, db_pool)
+    _open(db).close()  # create the tables and fail here, not in the browser, on a bad URL
     typer.echo(f"annotation app on http://{address}:{port} (Ctrl-C to stop)", err=True)
-    try:
-        code = subprocess.run(streamlit_command(port, address), env={**os.environ, "PREFKIT_DB": db}).returncode
-    except KeyboardInterrupt:
-        code = 0
+    code = run_forwarding_signals(streamlit_command(port, address), env={**os.environ, "PREFKIT_DB": db})
     raise typer.Exit(code)

@@ -43,7 +43,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from annotate import auth
 from annotate.models import (
@@ -71,9 +73,10 @@ if TYPE_CHECKING:
 A, J, P, U = AssignmentRow, JudgementRow, PairRow, UserRow
 
 _IMPORT_CHUNK = 2000
-# Connections kept open between bursts; up to `max_connections` (one per concurrent caller,
-# e.g. Streamlit sessions) while busy, so a PostgreSQL server's slots are not held idle.
-_IDLE_CONNECTIONS = 8
+# Connections kept open between bursts (`pool`, `--db-pool`, `?pool=N`); up to `max_connections`
+# (one per concurrent caller, e.g. Streamlit sessions) while busy. Connections beyond the pool are
+# closed when returned, so a pool smaller than the busy callers opens a new one per transaction.
+_IDLE_CONNECTIONS = 16
 SESSION_TTL = timedelta(hours=12)
 
 
@@ -161,35 +164,38 @@ class Store:
     # -----------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow, max_connections: int = 40) -> "Store":
+    def open(
+        cls, url: str, *, clock: Callable[[], datetime] = utcnow, max_connections: int = 40, pool: int | None = None
+    ) -> "Store":
         """Open (and create the tables of) a store. `url` is a SQLAlchemy URL
         (`sqlite:///path.db`, `postgresql+psycopg://user@host:port/db`) or a plain file path.
 
         SQLite gets WAL mode, a 30 s busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for
         writes. `clock` returns aware UTC datetimes (tests pass their own to expire leases).
-        `max_connections` bounds the pool: callers beyond it wait for a free connection.
+        `max_connections` bounds the pool: callers beyond it wait for a free connection. `pool`
+        (or `?pool=N` in the URL) is how many connections stay open for reuse (default 16);
+        0 opens a new connection for every transaction.
         """
-        if "://" not in url:
-            url = f"sqlite:///{Path(url).expanduser().resolve()}"
-        idle = min(_IDLE_CONNECTIONS, max_connections)
-        pool = {"pool_size": idle, "max_overflow": max_connections - idle}
+        url, pool = _split_pool(url, pool)
+        idle = min(pool, max_connections)
+        pool_args: dict[str, Any] = (
+            {"poolclass": NullPool} if idle == 0 else {"pool_size": idle, "max_overflow": max_connections - idle}
+        )
         if url.startswith("sqlite"):
             if url in ("sqlite://", "sqlite:///:memory:"):
                 raise ConfigError("an in-memory SQLite store is not shared between connections; give a file path")
             db_file = url.split(":///", 1)[-1].split("?", 1)[0]
             Path(db_file).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, **pool)
+            engine = create_engine(url, **pool_args)
             _sqlite_setup(engine)
         elif url.startswith("postgresql"):
             # No pre-ping (a round trip per transaction): a dropped connection fails one attempt,
             # the pool discards it, and `_retrying` runs the transaction again.
-            engine = create_engine(url, **pool)
+            engine = create_engine(url, **pool_args)
         else:
             raise ConfigError(f"unsupported store URL {url!r}: use a SQLite path or postgresql+psycopg://…")
-        try:
+        with one_line_errors(engine.url):
             Base.metadata.create_all(engine)
-        except OperationalError as e:
-            raise ConfigError(f"cannot open store {engine.url.render_as_string(hide_password=True)}: {e.orig}") from e
         return cls(engine, clock)
 
     def close(self) -> None:
@@ -896,6 +902,53 @@ _DONE = (
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+
+def with_pool(url: str, pool: int | None) -> str:
+    """`url` with `?pool=N` set (a plain path becomes a `sqlite:///` URL); unchanged for None."""
+    if pool is None:
+        return url
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    return make_url(url).update_query_dict({"pool": str(pool)}).render_as_string(hide_password=False)
+
+
+def _split_pool(url: str, pool: int | None) -> tuple[str, int]:
+    """(URL without our `pool` setting, pool size): the argument wins over `?pool=N`."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}", _IDLE_CONNECTIONS if pool is None else pool
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a store URL: {url!r}") from None
+    in_url = parsed.query.get("pool")
+    if in_url is not None:
+        try:
+            from_url = int(in_url if isinstance(in_url, str) else in_url[-1])
+        except ValueError:
+            raise ConfigError(f"?pool= in the store URL must be a whole number, got {in_url!r}") from None
+        url = parsed.difference_update_query(["pool"]).render_as_string(hide_password=False)
+        pool = from_url if pool is None else pool
+    pool = _IDLE_CONNECTIONS if pool is None else pool
+    if pool < 0:
+        raise ConfigError(f"the store's pool size must be 0 or more, got {pool}")
+    return url, pool
+
+
+@contextlib.contextmanager
+def one_line_errors(url: Any) -> Iterator[None]:
+    """A database that cannot be reached or refuses the connection (now or midway through a
+    command) becomes one ConfigError line naming the store, not a driver's multi-line report."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        shown = (make_url(url) if isinstance(url, str) and "://" in url else url)
+        shown = shown.render_as_string(hide_password=True) if hasattr(shown, "render_as_string") else str(shown)
+        raise ConfigError(f"cannot use store {shown}: {_one_line(e.orig)}") from None
+
+
+def _one_line(e: BaseException | None) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 from typer.testing import CliRunner
 
-from annotate.server import running_server
+from annotate.server import free_port, port_is_free, running_server
 from annotate.store import Store
 from data.errors import ConfigError
 from data.schema import Judgement
@@ -114,11 +118,92 @@ def test_bad_pairs_file_is_one_line_error_and_adds_nothing(tmp_path, make_pairs)
 
 def test_serve_starts_the_app_on_the_store(tmp_path):
     db = tmp_path / "store.db"
+    ports: list[int] = []
 
     def serve(port: int) -> list[str]:
+        ports.append(port)
         return [sys.executable, "-c", "from prefkit.cli import main; main()", "annotate", "serve",
                 "--db", str(db), "--port", str(port)]
 
     with running_server(serve, timeout=90) as url:
         assert url.startswith("http://127.0.0.1:")
         assert db.exists()  # serve created the store before starting Streamlit
+        assert not port_is_free(ports[0])
+    assert port_is_free(ports[0])  # running_server left no server behind
+
+
+def _started(args: list[str], port: int, cwd: str | None = None, timeout: float = 120) -> subprocess.Popen[str]:
+    """`prefkit ARGS` in a session of its own (so the test can see every process it leaves),
+    once the app answers on `port`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from prefkit.cli import main; main()", *args], cwd=cwd, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the app never answered"
+        time.sleep(0.2)
+
+
+def _assert_sigterm_stops_everything(proc: subprocess.Popen[str], port: int) -> None:
+    """SIGTERM to the command alone (as `kill PID` does): it stops, its Streamlit child with it,
+    and the port is free for the next server."""
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        left = True
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            left = False
+        if left:  # clean up before failing: never leave a server behind
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, "a process of the command outlived it"
+    assert port_is_free(port)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
+def test_sigterm_on_serve_stops_the_streamlit_server(tmp_path):
+    port = free_port()
+    proc = _started(["annotate", "serve", "--db", str(tmp_path / "s.db"), "--port", str(port)], port)
+    _assert_sigterm_stops_everything(proc, port)
+
+
+@pytest.mark.slow
+def test_sigterm_on_demo_stops_the_streamlit_server(tmp_path):
+    port = free_port()
+    proc = _started(["demo", "--out", str(tmp_path / "demo"), "--port", str(port)], port, cwd=str(tmp_path), timeout=300)
+    _assert_sigterm_stops_everything(proc, port)
+
+
+def test_busy_port_is_one_line_naming_the_option(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = _prefkit("annotate", "serve", "--db", str(tmp_path / "s.db"), "--port", str(port))
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.strip() == f"error: port {port} on 127.0.0.1 is already in use; pick another with --port N"
+        assert not (tmp_path / "s.db").exists()  # refused before anything was done
+        r = _prefkit("demo", "--out", str(tmp_path / "demo"), "--port", str(port))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--port N" in r.stderr
+        assert not (tmp_path / "demo").exists()
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    url = f"postgresql+psycopg://prefkit:secret@127.0.0.1:{free_port()}/nothing"
+    for args in (["init"], ["users", "list"], ["serve", "--port", str(free_port())]):
+        r = _prefkit("annotate", *args, "--db", url)
+        assert r.returncode == 2, r.stderr
+        line = r.stderr.strip()
+        assert "\n" not in line and line.startswith("error: cannot use store postgresql+psycopg://prefkit:***@")
+        assert "secret" not in line and "refused" in line.lower()
