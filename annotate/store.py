@@ -226,7 +226,7 @@ class Store:
             try:
                 with self._tx(write=True) as conn:
                     return fn(conn)
-            except (IntegrityError, OperationalError):
+            except (IntegrityError, OperationalError, _LookAgain):
                 attempt += 1
                 if attempt >= attempts:
                     raise
@@ -494,6 +494,11 @@ class Store:
         def run(conn: Connection) -> Assignment | None:
             now = self.now()
             expires = now + timedelta(seconds=lease_seconds)
+            if self._pg:
+                # One claim at a time per user (two tabs clicking at once get the same pair, as on
+                # SQLite, whose writers are serialised anyway). NO KEY UPDATE: inserts that only
+                # reference the user (their FK check) are not blocked.
+                conn.execute(_LOCK_USER, {"uid": uid})
             if self._reap_due(proj.id, now):
                 _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
             held = conn.execute(_HELD, {"uid": uid, "pid": proj.id}).first()
@@ -506,15 +511,22 @@ class Store:
             # nothing is left ahead (pairs freed behind them are meanwhile others' to take).
             after = self._cursor.get((proj.id, uid))
             params = {"pid": proj.id, "uid": uid, "after": _BEFORE_ALL}
-            cand = None
-            for start in ([after] if after is not None else []) + [_BEFORE_ALL]:
-                cand = conn.execute(_PICK_PG if self._pg else _PICK, {**params, "after": start}).first()
-                if cand is not None:
-                    break
+            cand = self._pick(conn, params, after)
+            if cand is None:
+                # Before saying "nothing left": free the leases that ran out since the last reap.
+                # On PostgreSQL this also waits for a concurrent claim that is reaping them right
+                # now (its rows are locked until it commits), so the next look sees its freed pairs.
+                _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
+                self._last_reap[proj.id] = now
+                cand = self._pick(conn, params, None)
             if cand is None and self._pg:
                 # SKIP LOCKED also skips pairs that are only busy for a moment (another claim or a
                 # submit updating them): before saying "nothing left", wait for those.
                 cand = conn.execute(_PICK_PG_WAIT, params).first()
+                if cand is None and conn.execute(_ANY_OPEN, params).first() is not None:
+                    # A pair freed by a transaction that committed after our statements began:
+                    # look again in a fresh transaction (bounded by `_retrying`).
+                    raise _LookAgain()
             if cand is None:
                 self._active_user(conn, name)  # a disabled user is told so, not "nothing left"
                 return None
@@ -533,6 +545,15 @@ class Store:
             return Assignment(aid, proj.name, name, pair, order, now, expires, cand.is_calibration)
 
         return self._retrying(run)
+
+    def _pick(self, conn: Connection, params: dict[str, Any], after: int | None) -> Row[Any] | None:
+        """The first open pair for this user after queue position `after` (then from the start);
+        on PostgreSQL passing over pairs other transactions hold locked."""
+        for start in ([after] if after is not None else []) + [_BEFORE_ALL]:
+            cand = conn.execute(_PICK_PG if self._pg else _PICK, {**params, "after": start}).first()
+            if cand is not None:
+                return cand
+        return None
 
     def _cached_project(self, name: str) -> Project:
         """Projects' ids and seeds never change, so the hot path looks them up once."""
@@ -871,6 +892,8 @@ _PICK = (
 # PostgreSQL: lock the chosen pair and let concurrent claims pass over it to the next one.
 _PICK_PG = _PICK.with_for_update(skip_locked=True, of=P)
 _PICK_PG_WAIT = _PICK.with_for_update(of=P)
+_ANY_OPEN = _PICK.with_only_columns(P.id)  # the same test, unlocked, in a fresh snapshot
+_LOCK_USER = select(U.id).where(U.id == _b("uid")).with_for_update(key_share=True)  # FOR NO KEY UPDATE
 _LEASE = dict(
     shown_left=_b("left"), shown_right=_b("right"), status=ACTIVE, claimed_at=_b("now"), expires_at=_b("expires"),
     finished_at=None, reason=None,
@@ -902,6 +925,10 @@ _DONE = (
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+
+class _LookAgain(Exception):
+    """Raised inside a claim to run it again in a fresh transaction (see `Store.claim`)."""
 
 
 def with_pool(url: str, pool: int | None) -> str:
