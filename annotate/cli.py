@@ -1,4 +1,4 @@
-"""`prefkit annotate ...`: init, import, users add|list|disable, export, serve.
+"""`prefkit annotate ...`: init, import, users add|list|disable|enable|reset-token, export, serve.
 
 Every command takes `--db` (a SQLite path or a `postgresql+psycopg://` URL; default `$PREFKIT_DB`
 or `annotations.db`). Nothing heavy is imported at module level: the store, readers and
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from annotate.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-users_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Add, list and disable annotators.")
+users_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Add, list, disable and re-enable annotators; reset a token.")
 app.add_typer(users_app, name="users")
 
 DB_OPTION = typer.Option(
@@ -107,13 +107,21 @@ def users_add(
 
 @users_app.command("list")
 def users_list(db: str = DB_OPTION) -> None:
-    """List users with their role and status."""
+    """List users: name, role, status, and failed sign-ins (last 24 h; when the last was; and
+    until when sign-in is refused unchecked, if it is)."""
     with _store(db) as store:
         users = store.list_users()
+        sign_ins = store.sign_in_status()
     if not users:
         typer.echo("no users yet: prefkit annotate users add NAME", err=True)
     for u in users:
-        typer.echo(f"{u.name}\t{'admin' if u.is_admin else 'annotator'}\t{'disabled' if u.disabled else 'active'}")
+        st = sign_ins.get(u.name)
+        failures = f"{st.failures_24h if st else 0} failed sign-ins (24 h)"
+        if st and st.last_failure:
+            failures += f", last {st.last_failure:%Y-%m-%d %H:%M:%S} UTC"
+        if st and st.locked_until:
+            failures += f", waiting until {st.locked_until:%H:%M:%S} UTC"
+        typer.echo(f"{u.name}\t{'admin' if u.is_admin else 'annotator'}\t{'disabled' if u.disabled else 'active'}\t{failures}")
 
 
 @users_app.command("disable")
@@ -122,6 +130,24 @@ def users_disable(name: str = typer.Argument(..., help="User name."), db: str = 
     with _store(db) as store:
         store.disable_user(name)
     typer.echo(f"{name!r} disabled")
+
+
+@users_app.command("enable")
+def users_enable(name: str = typer.Argument(..., help="User name."), db: str = DB_OPTION) -> None:
+    """Re-enable a user (their token works again) and clear any wait after failed sign-ins."""
+    with _store(db) as store:
+        store.enable_user(name)
+    typer.echo(f"{name!r} enabled")
+
+
+@users_app.command("reset-token")
+def users_reset_token(name: str = typer.Argument(..., help="User name."), db: str = DB_OPTION) -> None:
+    """Give a user a new sign-in token (printed only now): the old one and their sessions stop
+    working, and any wait after failed sign-ins is cleared."""
+    with _store(db) as store:
+        token = store.reset_token(name)
+    typer.echo(f"new sign-in token for {name!r} (shown only now; the old one no longer works):", err=True)
+    typer.echo(token)
 
 
 @app.command()

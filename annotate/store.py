@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import threading
 import time
@@ -61,6 +62,7 @@ from annotate.models import (
     PairRow,
     ProjectRow,
     SessionRow,
+    SignInRow,
     UserRow,
 )
 from data.errors import ConfigError, DataError
@@ -78,6 +80,12 @@ _IMPORT_CHUNK = 2000
 # closed when returned, so a pool smaller than the busy callers opens a new one per transaction.
 _IDLE_CONNECTIONS = 16
 SESSION_TTL = timedelta(hours=12)
+# Sign-in: failures counted since the last success within this window; beyond the free ones,
+# each further attempt waits 1, 2, 4, ... s after the last failure, at most MAX_SIGN_IN_WAIT.
+SIGN_IN_WINDOW = timedelta(minutes=15)
+FREE_FAILURES_PER_USER = 5
+FREE_FAILURES_PER_CLIENT = 20  # higher: many people may share one address (an office, a proxy)
+MAX_SIGN_IN_WAIT = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -271,6 +279,7 @@ class Store:
         queue settings: asking for different ones is a ConfigError; given `guidelines` replace
         its guidelines. One write transaction, so concurrent callers create it once."""
         asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
+        _no_nul(name, "project name", ConfigError)
 
         def run(conn: Connection) -> Project:
             row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
@@ -290,6 +299,7 @@ class Store:
                 have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
                 raise ConfigError(f"project {name!r} already exists with {have}; queue settings cannot change")
             if guidelines is not None and guidelines != existing.guidelines:
+                _no_nul(guidelines, "guidelines")
                 conn.execute(update(ProjectRow).where(ProjectRow.id == existing.id).values(guidelines=guidelines))
                 return self._project(conn, name)
             return existing
@@ -301,6 +311,8 @@ class Store:
     ) -> dict[str, Any]:
         if not name.strip():
             raise ConfigError("project name is empty")
+        _no_nul(name, "project name", ConfigError)
+        _no_nul(guidelines, "guidelines")
         if overlap < 1:
             raise ConfigError(f"overlap must be at least 1, got {overlap}")
         if not 0.0 <= calibration <= 1.0:
@@ -323,12 +335,13 @@ class Store:
         return [_project(r) for r in rows]
 
     def set_guidelines(self, name: str, markdown: str) -> None:
+        _no_nul(markdown, "guidelines")
         with self._tx(write=True) as conn:
             pid = self._project(conn, name).id
             conn.execute(update(ProjectRow).where(ProjectRow.id == pid).values(guidelines=markdown))
 
     def _project(self, conn: Connection, name: str) -> Project:
-        row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
+        row = None if "\x00" in name else conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
         if row is None:
             raise ConfigError(f"no project named {name!r} in this store")
         return _project(row)
@@ -392,6 +405,7 @@ class Store:
         name = name.strip()
         if not name:
             raise ConfigError("user name is empty")
+        _no_nul(name, "user name", ConfigError)
         token, key, hashed = auth.new_token()
         try:
             with self._tx(write=True) as conn:
@@ -405,17 +419,35 @@ class Store:
             raise ConfigError(f"user {name!r} already exists") from None
         return token
 
-    def authenticate(self, token: str) -> User | None:
-        """The enabled user this token belongs to, or None."""
-        parts = auth.split_token(token)
-        if parts is None:
-            return None
-        key, secret = parts
+    def authenticate(self, token: str, client: str | None = None) -> User | None:
+        """The enabled user this token belongs to, or None. Every attempt is recorded (for
+        `sign_in_status`). After `FREE_FAILURES_PER_USER` failures on one account, or
+        `FREE_FAILURES_PER_CLIENT` from one `client` (an IP address, a browser tab), since its
+        last success and within `SIGN_IN_WINDOW`, each further attempt must wait 1, 2, 4, …
+        seconds (at most `MAX_SIGN_IN_WAIT`) after the last failure: until then it is refused
+        unchecked with `SignInThrottled`, which says how long to wait."""
+        parts = None if "\x00" in token else auth.split_token(token)
+        client = client[:200] if client else None
+        now = self.now()
         with self._tx() as conn:
-            row = conn.execute(select(U).where(U.token_key == key)).first()
-        if row is None or row.disabled or not auth.verify_secret(secret, row.token_hash):
-            return None
-        return _user(row)
+            row = conn.execute(select(U).where(U.token_key == parts[0])).first() if parts else None
+            uid = row.id if row is not None else None
+            wait, whose = self._sign_in_wait(conn, uid, client, now)
+        if wait > 0:
+            self._record_sign_in(uid, client, "throttled", now)
+            raise SignInThrottled(
+                f"too many failed sign-ins {whose}; try again in {math.ceil(wait)} s", wait_seconds=wait
+            )
+        if parts is None or row is None:
+            outcome = "unknown"
+        elif row.disabled:
+            outcome = "disabled"
+        elif not auth.verify_secret(parts[1], row.token_hash):
+            outcome = "bad-token"
+        else:
+            outcome = "ok"
+        self._record_sign_in(uid, client, outcome, now)
+        return _user(row) if outcome == "ok" else None
 
     def get_user(self, name: str) -> User:
         with self._tx() as conn:
@@ -463,9 +495,84 @@ class Store:
         with self._tx(write=True) as conn:
             conn.execute(delete(SessionRow).where(SessionRow.key_hash == auth.session_key_hash(key)))
 
+    # -----------------------------------------------------------------------------------------
+    # Sign-in: slowing down failures, admin reset
+    # -----------------------------------------------------------------------------------------
+
+    def _sign_in_wait(self, conn: Connection, uid: int | None, client: str | None, now: datetime) -> tuple[float, str]:
+        """Seconds the next attempt must still wait, and for what ("for this account", "from
+        this client"); 0 when it may be checked now."""
+        worst, whose = 0.0, ""
+        for column, value, free, label in (
+            (SignInRow.user_id, uid, FREE_FAILURES_PER_USER, "for this account"),
+            (SignInRow.client, client, FREE_FAILURES_PER_CLIENT, "from this client"),
+        ):
+            if value is None:
+                continue
+            cleared = conn.execute(
+                select(func.max(SignInRow.at)).where(column == value, SignInRow.outcome.in_(_SIGN_IN_CLEARS))
+            ).scalar()
+            since = max(now - SIGN_IN_WINDOW, _utc(cleared)) if cleared is not None else now - SIGN_IN_WINDOW
+            n, last = conn.execute(
+                select(func.count(), func.max(SignInRow.at)).where(
+                    column == value, SignInRow.outcome.in_(_SIGN_IN_FAILURES), SignInRow.at > since
+                )
+            ).one()
+            if n >= free:
+                delay = min(2.0 ** (n - free), MAX_SIGN_IN_WAIT.total_seconds())
+                left = (_utc(last) + timedelta(seconds=delay) - now).total_seconds()
+                if left > worst:
+                    worst, whose = left, label
+        return worst, whose
+
+    def _record_sign_in(self, uid: int | None, client: str | None, outcome: str, now: datetime) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(insert(SignInRow).values(user_id=uid, client=client, outcome=outcome, at=now))
+
+    def sign_in_status(self) -> dict[str, SignInStatus]:
+        """Failed sign-ins per user, for admins (`prefkit annotate users list`)."""
+        now = self.now()
+        out: dict[str, SignInStatus] = {}
+        with self._tx() as conn:
+            users = conn.execute(select(U.id, U.name).order_by(U.name)).all()
+            day = dict(conn.execute(
+                select(SignInRow.user_id, func.count()).where(
+                    SignInRow.outcome.in_(_SIGN_IN_FAILURES), SignInRow.at > now - timedelta(days=1)
+                ).group_by(SignInRow.user_id)
+            ).all())
+            last = dict(conn.execute(
+                select(SignInRow.user_id, func.max(SignInRow.at)).where(SignInRow.outcome.in_(_SIGN_IN_FAILURES))
+                .group_by(SignInRow.user_id)
+            ).all())
+            for uid, name in users:
+                wait, _ = self._sign_in_wait(conn, uid, None, now)
+                out[name] = SignInStatus(
+                    failures_24h=day.get(uid, 0), last_failure=_utc(last[uid]) if uid in last else None,
+                    locked_until=now + timedelta(seconds=wait) if wait > 0 else None,
+                )
+        return out
+
+    def reset_token(self, name: str) -> str:
+        """A new sign-in token for `name` (returned once; the old one stops working), their
+        sessions ended and any sign-in wait cleared."""
+        token, key, hashed = auth.new_token()
+        with self._tx(write=True) as conn:
+            uid = self._user(conn, name).id
+            conn.execute(update(U).where(U.id == uid).values(token_key=key, token_hash=hashed))
+            conn.execute(delete(SessionRow).where(SessionRow.user_id == uid))
+            conn.execute(insert(SignInRow).values(user_id=uid, client=None, outcome="reset", at=self.now()))
+        return token
+
+    def enable_user(self, name: str) -> None:
+        """Re-enable a disabled user (their token works again) and clear any sign-in wait."""
+        with self._tx(write=True) as conn:
+            uid = self._user(conn, name).id
+            conn.execute(update(U).where(U.id == uid).values(disabled=False))
+            conn.execute(insert(SignInRow).values(user_id=uid, client=None, outcome="reset", at=self.now()))
+
     def _user(self, conn: Connection, user: User | str) -> User:
         name = user.name if isinstance(user, User) else user
-        row = conn.execute(_USER, {"name": name}).first()
+        row = None if "\x00" in name else conn.execute(_USER, {"name": name}).first()
         if row is None:
             raise ConfigError(f"no user named {name!r} in this store")
         return _user(row)
@@ -622,6 +729,7 @@ class Store:
         dashboard. Like skip, the user is not offered the pair again."""
         if not reason or not reason.strip():
             raise DataError("a report needs a reason", field="reason")
+        _no_nul(reason, "reason")
         self._finish(assignment_id, user, REPORTED, reason.strip())
 
     def _finish(self, assignment_id: int, user: User | str, status: str, reason: str | None) -> None:
@@ -927,6 +1035,33 @@ _DONE = (
 # ---------------------------------------------------------------------------------------------
 
 
+def _no_nul(value: str | None, field: str, error: type[DataError] | type[ConfigError] = DataError) -> None:
+    """PostgreSQL text cannot hold a NUL character (SQLite could); the store refuses it on both
+    backends, with one line naming the field, rather than keep it on one and fail on the other."""
+    if value is not None and "\x00" in value:
+        message = f"{field} contains a NUL character (\\x00), which the store cannot keep; remove it"
+        raise error(message, field=field) if error is DataError else ConfigError(message)
+
+
+class SignInThrottled(ConfigError):
+    """A sign-in refused unchecked because of earlier failures; `wait_seconds` until the next try."""
+
+    def __init__(self, message: str, wait_seconds: float) -> None:
+        super().__init__(message)
+        self.wait_seconds = wait_seconds
+
+
+@dataclass(frozen=True)
+class SignInStatus:
+    failures_24h: int  # failed sign-ins naming this user in the last 24 hours
+    last_failure: datetime | None
+    locked_until: datetime | None  # when a sign-in is refused unchecked until
+
+
+_SIGN_IN_FAILURES = ("bad-token", "unknown", "disabled")
+_SIGN_IN_CLEARS = ("ok", "reset")
+
+
 class _LookAgain(Exception):
     """Raised inside a claim to run it again in a fresh transaction (see `Store.claim`)."""
 
@@ -1032,6 +1167,7 @@ def _check_judgement(j: Judgement, pair: Pair) -> None:
 
 
 def _judgement_values(j: Judgement, pair: Pair, shown: tuple[str, str]) -> dict[str, Any]:
+    _no_nul(j.rationale, "rationale")
     return dict(
         preferred=j.preferred, strength=j.strength.value, score=j.signed_score(pair), shown_left=shown[0],
         shown_right=shown[1], unsafe=list(j.unsafe), rationale=j.rationale, seconds=j.seconds,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from typer.testing import CliRunner
@@ -50,7 +51,7 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     admin_token = invoke("users", "add", "lan", "--admin", "--db", db_url).stdout.strip()
     ann_token = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
     listed = invoke("users", "list", "--db", db_url).stdout.splitlines()
-    assert listed == ["lan\tadmin\tactive", "minh\tannotator\tactive"]
+    assert listed == ["lan\tadmin\tactive\t0 failed sign-ins (24 h)", "minh\tannotator\tactive\t0 failed sign-ins (24 h)"]
 
     store = Store.open(db_url)
     try:
@@ -75,10 +76,48 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     assert (ds_dir / "README.md").exists() and (ds_dir / "jsonl" / "train.jsonl").exists()
 
     invoke("users", "disable", "minh", "--db", db_url)
-    assert invoke("users", "list", "--db", db_url).stdout.splitlines()[1] == "minh\tannotator\tdisabled"
+    assert invoke("users", "list", "--db", db_url).stdout.splitlines()[1].startswith("minh\tannotator\tdisabled\t")
     store = Store.open(db_url)
     assert store.authenticate(ann_token) is None
     store.close()
+
+
+def test_admin_sees_failed_sign_ins_resets_a_token_and_re_enables(db_url):
+    from annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
+
+    old = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
+    # 11 failures spread over the last minute, each after its wait: the 12th try waits 64 s
+    clock = [datetime.now(timezone.utc) - timedelta(seconds=63.2)]
+    store = Store.open(db_url, clock=lambda: clock[0])
+    try:
+        failures = 0
+        while failures < FREE_FAILURES_PER_USER + 6:
+            try:
+                assert store.authenticate(old[:-3] + "xyz", client="ip:192.0.2.7") is None
+                failures += 1
+            except SignInThrottled as e:
+                clock[0] += timedelta(seconds=e.wait_seconds + 0.01)
+        with pytest.raises(SignInThrottled, match="try again in 64 s"):
+            store.authenticate(old)
+    finally:
+        store.close()
+    line = invoke("users", "list", "--db", db_url).stdout.strip()
+    assert line.startswith(f"minh\tannotator\tactive\t{FREE_FAILURES_PER_USER + 6} failed sign-ins (24 h), last ")
+    assert "waiting until" in line
+    r = invoke("users", "reset-token", "minh", "--db", db_url)
+    assert len(r.stdout.splitlines()) == 1 and "shown only now" in r.stderr
+    new = r.stdout.strip()
+    assert new.startswith("pk_") and new != old and new not in r.stderr
+    assert "waiting until" not in invoke("users", "list", "--db", db_url).stdout
+    invoke("users", "disable", "minh", "--db", db_url)
+    assert "'minh' enabled" in invoke("users", "enable", "minh", "--db", db_url).stdout
+    store = Store.open(db_url)
+    try:
+        assert store.authenticate(old) is None and store.authenticate(new).name == "minh"
+    finally:
+        store.close()
+    r = _prefkit("annotate", "users", "reset-token", "ghost", "--db", db_url)  # the real command's exit
+    assert r.returncode == 2 and r.stderr.strip() == "error: no user named 'ghost' in this store"
 
 
 def test_import_refuses_to_change_queue_settings(sqlite_url, make_pairs, tmp_path):
