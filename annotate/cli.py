@@ -67,7 +67,7 @@ def import_(
     pairs: str = typer.Argument(
         ..., help="Pairs from `prefkit generate` (Parquet shards folder) or any preference file."
     ),
-    project: str = typer.Option(..., "--project", help="Project name; created on first import."),
+    project: str = typer.Option(..., "--project", help="Project name; created by the first import that succeeds."),
     overlap: Optional[int] = typer.Option(
         None, help="Judgements each pair needs from different annotators (new project: 2)."
     ),
@@ -83,11 +83,11 @@ def import_(
     from data.readers import read_pairs
 
     with _store(db) as store:
-        store.ensure_project(
-            project, guidelines=guidelines.read_text(encoding="utf-8") if guidelines else None, overlap=overlap,
-            calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
+        # one transaction: a file that fails half-way creates no project (a retry may change settings)
+        result = store.import_project(
+            project, read_pairs(pairs), guidelines=guidelines.read_text(encoding="utf-8") if guidelines else None,
+            overlap=overlap, calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
         )
-        result = store.import_pairs(project, read_pairs(pairs))
         total = store.count_pairs(project)
     typer.echo(f"{project}: added {result.added} pairs, {result.skipped} already there; {total} in the project")
 

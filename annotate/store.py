@@ -278,33 +278,75 @@ class Store:
         `create_project`'s defaults; `seed` is used only then). An existing project keeps its
         queue settings: asking for different ones is a ConfigError; given `guidelines` replace
         its guidelines. One write transaction, so concurrent callers create it once."""
-        asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
         _no_nul(name, "project name", ConfigError)
 
         def run(conn: Connection) -> Project:
-            row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
-            if row is None:
-                conn.execute(
-                    insert(ProjectRow).values(
-                        **self._new_project_values(
-                            name, guidelines or "", 2 if overlap is None else overlap,
-                            0.0 if calibration is None else calibration, calibration_overlap, seed,
-                        )
-                    )
-                )
-                return self._project(conn, name)
-            existing = _project(row)
-            clash = [k for k, v in asked.items() if v is not None and v != getattr(existing, k)]
-            if clash:
-                have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
-                raise ConfigError(f"project {name!r} already exists with {have}; queue settings cannot change")
-            if guidelines is not None and guidelines != existing.guidelines:
-                _no_nul(guidelines, "guidelines")
-                conn.execute(update(ProjectRow).where(ProjectRow.id == existing.id).values(guidelines=guidelines))
-                return self._project(conn, name)
-            return existing
+            return self._ensure_project(
+                conn, name, guidelines=guidelines, overlap=overlap, calibration=calibration,
+                calibration_overlap=calibration_overlap, seed=seed,
+            )
 
         return self._retrying(run)  # a concurrent creator's insert wins; the retry finds its project
+
+    def import_project(
+        self,
+        name: str,
+        pairs: Iterable[Pair],
+        *,
+        guidelines: str | None = None,
+        overlap: int | None = None,
+        calibration: float | None = None,
+        calibration_overlap: int | None = None,
+        seed: int = 0,
+    ) -> ImportResult:
+        """`ensure_project` and `import_pairs` in one transaction (`prefkit annotate import`):
+        if reading the pairs fails, a new project is not created either, so a retry may use
+        other settings. Idempotent by `pair_id`, like `import_pairs`."""
+        _no_nul(name, "project name", ConfigError)
+        try:
+            with self._tx(write=True) as conn:
+                proj = self._ensure_project(
+                    conn, name, guidelines=guidelines, overlap=overlap, calibration=calibration,
+                    calibration_overlap=calibration_overlap, seed=seed,
+                )
+                return self._import_pairs(conn, proj, pairs)
+        except IntegrityError:  # PostgreSQL: another import created the same project meanwhile
+            raise ConfigError(f"project {name!r} was created by another import meanwhile; run this one again") from None
+
+    def _ensure_project(
+        self,
+        conn: Connection,
+        name: str,
+        *,
+        guidelines: str | None,
+        overlap: int | None,
+        calibration: float | None,
+        calibration_overlap: int | None,
+        seed: int,
+    ) -> Project:
+        """The body of `ensure_project`, inside the caller's write transaction."""
+        asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
+        row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
+        if row is None:
+            conn.execute(
+                insert(ProjectRow).values(
+                    **self._new_project_values(
+                        name, guidelines or "", 2 if overlap is None else overlap,
+                        0.0 if calibration is None else calibration, calibration_overlap, seed,
+                    )
+                )
+            )
+            return self._project(conn, name)
+        existing = _project(row)
+        clash = [k for k, v in asked.items() if v is not None and v != getattr(existing, k)]
+        if clash:
+            have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
+            raise ConfigError(f"project {name!r} already exists with {have}; queue settings cannot change")
+        if guidelines is not None and guidelines != existing.guidelines:
+            _no_nul(guidelines, "guidelines")
+            conn.execute(update(ProjectRow).where(ProjectRow.id == existing.id).values(guidelines=guidelines))
+            return self._project(conn, name)
+        return existing
 
     def _new_project_values(
         self, name: str, guidelines: str, overlap: int, calibration: float, calibration_overlap: int | None, seed: int
@@ -355,32 +397,34 @@ class Store:
         pairs again adds nothing. Queue order and calibration membership come from the project's
         seed and each pair's id, so they do not depend on import order."""
         with self._tx(write=True) as conn:
-            proj = self._project(conn, project)
-            seen = set(conn.execute(select(P.pair_id).where(P.project_id == proj.id)).scalars())
-            now = self.now()
-            added = skipped = 0
-            batch: list[dict[str, Any]] = []
-            for pair in pairs:
-                if pair.pair_id in seen:
-                    skipped += 1
-                    continue
-                seen.add(pair.pair_id)
-                cal = _hash_int("calibration", proj.seed, pair.pair_id, bits=53) / 2**53 < proj.calibration
-                position = _hash_int("position", proj.seed, pair.pair_id) - (2**56 if cal else 0)
-                batch.append(
-                    dict(
-                        project_id=proj.id, pair_id=pair.pair_id, data=pair.to_row(), position=position,
-                        is_calibration=cal, required=proj.calibration_overlap if cal else proj.overlap,
-                        done=0, held=0, complete=False, created_at=now,
-                    )
+            return self._import_pairs(conn, self._project(conn, project), pairs)
+
+    def _import_pairs(self, conn: Connection, proj: Project, pairs: Iterable[Pair]) -> ImportResult:
+        seen = set(conn.execute(select(P.pair_id).where(P.project_id == proj.id)).scalars())
+        now = self.now()
+        added = skipped = 0
+        batch: list[dict[str, Any]] = []
+        for pair in pairs:
+            if pair.pair_id in seen:
+                skipped += 1
+                continue
+            seen.add(pair.pair_id)
+            cal = _hash_int("calibration", proj.seed, pair.pair_id, bits=53) / 2**53 < proj.calibration
+            position = _hash_int("position", proj.seed, pair.pair_id) - (2**56 if cal else 0)
+            batch.append(
+                dict(
+                    project_id=proj.id, pair_id=pair.pair_id, data=pair.to_row(), position=position,
+                    is_calibration=cal, required=proj.calibration_overlap if cal else proj.overlap,
+                    done=0, held=0, complete=False, created_at=now,
                 )
-                if len(batch) >= _IMPORT_CHUNK:
-                    conn.execute(insert(P), batch)
-                    added += len(batch)
-                    batch = []
-            if batch:
+            )
+            if len(batch) >= _IMPORT_CHUNK:
                 conn.execute(insert(P), batch)
                 added += len(batch)
+                batch = []
+        if batch:
+            conn.execute(insert(P), batch)
+            added += len(batch)
         return ImportResult(added=added, skipped=skipped)
 
     def pairs(self, project: str) -> list[Pair]:

@@ -133,3 +133,19 @@ def test_admin_resets_a_token_and_re_enables_a_user(store, clock):
     assert store.authenticate(new).name == "lan" and not store.get_user("lan").disabled
     with pytest.raises(ConfigError, match="no user named"):
         store.reset_token("ghost")
+
+
+def test_an_import_that_fails_half_way_creates_no_project(store, make_pairs):
+    def pairs_then_bad_row():
+        yield from make_pairs(3000)  # more than one insert batch before the failure
+        raise DataError("a broken row", file="pairs.jsonl", line=3001, field="chosen")
+
+    with pytest.raises(DataError, match="line 3001"):
+        store.import_project("p", pairs_then_bad_row(), overlap=2, guidelines="g")
+    assert store.list_projects() == []
+    result = store.import_project("p", make_pairs(10), overlap=3)  # other settings: a fresh start
+    assert (result.added, store.get_project("p").overlap) == (10, 3)
+    again = store.import_project("p", make_pairs(12), overlap=3)  # idempotent, like import_pairs
+    assert (again.added, again.skipped, store.count_pairs("p")) == (2, 10, 12)
+    with pytest.raises(ConfigError, match="already exists with overlap=3"):
+        store.import_project("p", make_pairs(1), overlap=2)
