@@ -149,3 +149,60 @@ def test_an_import_that_fails_half_way_creates_no_project(store, make_pairs):
     assert (again.added, again.skipped, store.count_pairs("p")) == (2, 10, 12)
     with pytest.raises(ConfigError, match="already exists with overlap=3"):
         store.import_project("p", make_pairs(1), overlap=2)
+
+
+def _connects(store: Store) -> list[int]:
+    opened = [0]
+
+    @event.listens_for(store.engine, "connect")
+    def _count(*_args) -> None:
+        opened[0] += 1
+
+    return opened
+
+
+def test_the_pool_reuses_connections_and_can_be_sized(db_url, make_pairs):
+    import threading
+
+    setup = Store.open(db_url)
+    setup.create_project("p", overlap=8)
+    setup.import_pairs("p", make_pairs(30))
+    for i in range(8):
+        setup.add_user(f"u{i}")
+    setup.close()
+
+    def work(store: Store) -> int:
+        """8 annotators at once, 5 claim+submit each: 80 transactions and more."""
+        opened = _connects(store)
+
+        def run(u: str) -> None:
+            for _ in range(5):
+                a = store.claim("p", u)
+                store.submit(a.id, u, Judgement.from_seven_point(a.pair.pair_id, u, 1, a.shown_order))
+
+        threads = [threading.Thread(target=run, args=(f"u{i}",)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        store.close()
+        return opened[0]
+
+    pooled = Store.open(db_url)  # default: 16 kept open
+    assert isinstance(pooled.engine.pool, QueuePool) and pooled.engine.pool.size() == 16
+    assert work(pooled) <= 8  # at most one connection per concurrent annotator, reused
+    unpooled = Store.open(with_pool(db_url, 0))  # `--db-pool 0`: a connection per transaction
+    assert isinstance(unpooled.engine.pool, NullPool)
+    assert work(unpooled) >= 80
+    small = Store.open(db_url + "?pool=2")  # the URL setting; it never reaches the driver
+    assert small.engine.pool.size() == 2 and "pool" not in small.engine.url.query
+    small.close()
+    with pytest.raises(ConfigError, match=r"\?pool= in the store URL must be a whole number"):
+        Store.open(db_url + "?pool=many")
+
+
+def test_with_pool_sets_the_url_setting(tmp_path):
+    assert with_pool("x.db", None) == "x.db"
+    url = with_pool(str(tmp_path / "x.db"), 4)
+    assert url == f"sqlite:///{tmp_path / 'x.db'}?pool=4"
+    assert with_pool("postgresql+psycopg://u:pw@h:5/db?pool=2", 9) == "postgresql+psycopg://u:pw@h:5/db?pool=9"
