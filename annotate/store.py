@@ -86,6 +86,7 @@ SIGN_IN_WINDOW = timedelta(minutes=15)
 FREE_FAILURES_PER_USER = 5
 FREE_FAILURES_PER_CLIENT = 20  # higher: many people may share one address (an office, a proxy)
 MAX_SIGN_IN_WAIT = timedelta(minutes=15)
+SIGN_IN_KEPT = timedelta(days=30)  # how long attempts stay on record
 
 
 @dataclass(frozen=True)
@@ -572,6 +573,8 @@ class Store:
     def _record_sign_in(self, uid: int | None, client: str | None, outcome: str, now: datetime) -> None:
         with self._tx(write=True) as conn:
             conn.execute(insert(SignInRow).values(user_id=uid, client=client, outcome=outcome, at=now))
+            if outcome == "ok":  # as sessions are purged at sign-in: the record keeps 30 days
+                conn.execute(delete(SignInRow).where(SignInRow.at < now - SIGN_IN_KEPT))
 
     def sign_in_status(self) -> dict[str, SignInStatus]:
         """Failed sign-ins per user, for admins (`prefkit annotate users list`)."""

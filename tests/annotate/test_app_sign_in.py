@@ -21,7 +21,7 @@ def _try(at: AppTest, token: str) -> AppTest:
 def test_repeated_wrong_tokens_are_refused_unchecked_until_reset(sqlite_url: str, monkeypatch: pytest.MonkeyPatch):
     store = Store.open(sqlite_url)
     token = store.add_user("bob")
-    monkeypatch.setenv("PREFKIT_DB", sqlite_url)
+    monkeypatch.setenv("PREFKIT_DB", sqlite_url + "?pool=2")  # as `serve --db-pool 2` passes it
     at = AppTest.from_file(APP, default_timeout=60).run()
     wrong = token.rsplit("_", 1)[0] + "_wrong-secret"
     for _ in range(FREE_FAILURES_PER_USER):

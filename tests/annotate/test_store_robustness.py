@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.pool import NullPool, QueuePool
 
 from annotate.store import Store, with_pool
@@ -98,6 +98,13 @@ def test_repeated_failures_on_one_account_are_slowed_down(store, clock):
         store.authenticate(_wrong(token))
     clock.advance(16 * 60)
     assert store.authenticate(token).name == "lan"
+    assert store.sign_in_status()["lan"].failures_24h == FREE_FAILURES_PER_USER * 2 + 3
+    clock.advance(31 * 24 * 3600)  # the record keeps 30 days: a sign-in purges older attempts
+    assert store.authenticate(token).name == "lan"
+    with store.engine.connect() as c:
+        from annotate.models import SignInRow
+
+        assert c.execute(select(func.count()).select_from(SignInRow)).scalar_one() == 1
 
 
 def test_repeated_failures_from_one_client_are_slowed_down(store, clock):
