@@ -698,7 +698,10 @@ class Store:
             self._cursor[(proj.id, uid)] = cand.position
             return Assignment(aid, proj.name, name, pair, order, now, expires, cand.is_calibration)
 
-        return self._retrying(run)
+        try:
+            return self._retrying(run)
+        except _LookAgain:  # still racing after every retry: "nothing now", never a crash
+            return None
 
     def _pick(self, conn: Connection, params: dict[str, Any], after: int | None) -> Row[Any] | None:
         """The first open pair for this user after queue position `after` (then from the start);
