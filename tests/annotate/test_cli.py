@@ -223,6 +223,21 @@ def test_sigterm_on_serve_stops_the_streamlit_server(tmp_path):
     _assert_sigterm_stops_everything(proc, port)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_kill_9_on_serve_still_stops_the_streamlit_server(tmp_path):
+    port = free_port()
+    proc = _started(["annotate", "serve", "--db", str(tmp_path / "s.db"), "--port", str(port)], port)
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to forward anything: the child is told by the kernel
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while not port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    free = port_is_free(port)
+    if not free:  # clean up before failing: the group outlives its killed leader
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert free, "the Streamlit server outlived its killed parent"
+
+
 @pytest.mark.slow
 def test_sigterm_on_demo_stops_the_streamlit_server(tmp_path):
     port = free_port()
