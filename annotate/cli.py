@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from annotate.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-users_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Add, list, disable and re-enable annotators; reset a token.")
+users_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Add, list, disable and re-enable annotators; reset a token."
+)
 app.add_typer(users_app, name="users")
 
 DB_OPTION = typer.Option(
@@ -121,7 +123,8 @@ def users_list(db: str = DB_OPTION) -> None:
             failures += f", last {st.last_failure:%Y-%m-%d %H:%M:%S} UTC"
         if st and st.locked_until:
             failures += f", waiting until {st.locked_until:%H:%M:%S} UTC"
-        typer.echo(f"{u.name}\t{'admin' if u.is_admin else 'annotator'}\t{'disabled' if u.disabled else 'active'}\t{failures}")
+        role, status = "admin" if u.is_admin else "annotator", "disabled" if u.disabled else "active"
+        typer.echo(f"{u.name}\t{role}\t{status}\t{failures}")
 
 
 @users_app.command("disable")

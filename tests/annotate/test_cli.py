@@ -51,7 +51,9 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     admin_token = invoke("users", "add", "lan", "--admin", "--db", db_url).stdout.strip()
     ann_token = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
     listed = invoke("users", "list", "--db", db_url).stdout.splitlines()
-    assert listed == ["lan\tadmin\tactive\t0 failed sign-ins (24 h)", "minh\tannotator\tactive\t0 failed sign-ins (24 h)"]
+    assert listed == [
+        "lan\tadmin\tactive\t0 failed sign-ins (24 h)", "minh\tannotator\tactive\t0 failed sign-ins (24 h)"
+    ]
 
     store = Store.open(db_url)
     try:
