@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $(STAMP)
 
+# `make demo PORT=8600` when 8501 is taken.
 demo: setup
-	$(VENV)/bin/prefkit demo
+	$(VENV)/bin/prefkit demo $(if $(PORT),--port $(PORT))
 
 test: setup
 	$(PY) -m pytest -q

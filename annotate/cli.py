@@ -1,4 +1,4 @@
-"""`prefkit annotate ...`: init, import, users add|list|disable, export, serve.
+"""`prefkit annotate ...`: init, import, users add|list|disable|enable|reset-token, export, serve.
 
 Every command takes `--db` (a SQLite path or a `postgresql+psycopg://` URL; default `$PREFKIT_DB`
 or `annotations.db`). Nothing heavy is imported at module level: the store, readers and
@@ -7,10 +7,10 @@ Streamlit load inside the commands.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from annotate.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-users_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Add, list and disable annotators.")
+users_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Add, list, disable and re-enable annotators; reset a token."
+)
 app.add_typer(users_app, name="users")
 
 DB_OPTION = typer.Option(
@@ -27,11 +29,32 @@ DB_OPTION = typer.Option(
 )
 
 
-def _store(db: str) -> "Store":
-    """The store, opened for one command: `with _store(db) as store:` closes it after."""
-    from annotate.store import Store
+DB_POOL_OPTION = typer.Option(
+    None, "--db-pool", min=0,
+    help="Store connections kept open for reuse (default 16; 0 = a new connection per transaction). "
+    "Also settable in the URL as ?pool=N.",
+)
 
-    return Store.open(db)
+
+def _open(db: str) -> "Store":
+    from annotate.store import Store, one_line_errors
+
+    with one_line_errors(db):
+        return Store.open(db)
+
+
+@contextlib.contextmanager
+def _store(db: str) -> Iterator["Store"]:
+    """The store, opened for one command and closed after; a database that cannot be reached
+    (now or midway) is one line on stderr, exit 2."""
+    from annotate.store import one_line_errors
+
+    store = _open(db)
+    try:
+        with one_line_errors(db):
+            yield store
+    finally:
+        store.close()
 
 
 @app.command()
@@ -46,7 +69,7 @@ def import_(
     pairs: str = typer.Argument(
         ..., help="Pairs from `prefkit generate` (Parquet shards folder) or any preference file."
     ),
-    project: str = typer.Option(..., "--project", help="Project name; created on first import."),
+    project: str = typer.Option(..., "--project", help="Project name; created by the first import that succeeds."),
     overlap: Optional[int] = typer.Option(
         None, help="Judgements each pair needs from different annotators (new project: 2)."
     ),
@@ -62,11 +85,11 @@ def import_(
     from data.readers import read_pairs
 
     with _store(db) as store:
-        store.ensure_project(
-            project, guidelines=guidelines.read_text(encoding="utf-8") if guidelines else None, overlap=overlap,
-            calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
+        # one transaction: a file that fails half-way creates no project (a retry may change settings)
+        result = store.import_project(
+            project, read_pairs(pairs), guidelines=guidelines.read_text(encoding="utf-8") if guidelines else None,
+            overlap=overlap, calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
         )
-        result = store.import_pairs(project, read_pairs(pairs))
         total = store.count_pairs(project)
     typer.echo(f"{project}: added {result.added} pairs, {result.skipped} already there; {total} in the project")
 
@@ -86,13 +109,22 @@ def users_add(
 
 @users_app.command("list")
 def users_list(db: str = DB_OPTION) -> None:
-    """List users with their role and status."""
+    """List users: name, role, status, and failed sign-ins (last 24 h; when the last was; and
+    until when sign-in is refused unchecked, if it is)."""
     with _store(db) as store:
         users = store.list_users()
+        sign_ins = store.sign_in_status()
     if not users:
         typer.echo("no users yet: prefkit annotate users add NAME", err=True)
     for u in users:
-        typer.echo(f"{u.name}\t{'admin' if u.is_admin else 'annotator'}\t{'disabled' if u.disabled else 'active'}")
+        st = sign_ins.get(u.name)
+        failures = f"{st.failures_24h if st else 0} failed sign-ins (24 h)"
+        if st and st.last_failure:
+            failures += f", last {st.last_failure:%Y-%m-%d %H:%M:%S} UTC"
+        if st and st.locked_until:
+            failures += f", waiting until {st.locked_until:%H:%M:%S} UTC"
+        role, status = "admin" if u.is_admin else "annotator", "disabled" if u.disabled else "active"
+        typer.echo(f"{u.name}\t{role}\t{status}\t{failures}")
 
 
 @users_app.command("disable")
@@ -101,6 +133,24 @@ def users_disable(name: str = typer.Argument(..., help="User name."), db: str = 
     with _store(db) as store:
         store.disable_user(name)
     typer.echo(f"{name!r} disabled")
+
+
+@users_app.command("enable")
+def users_enable(name: str = typer.Argument(..., help="User name."), db: str = DB_OPTION) -> None:
+    """Re-enable a user (their token works again) and clear any wait after failed sign-ins."""
+    with _store(db) as store:
+        store.enable_user(name)
+    typer.echo(f"{name!r} enabled")
+
+
+@users_app.command("reset-token")
+def users_reset_token(name: str = typer.Argument(..., help="User name."), db: str = DB_OPTION) -> None:
+    """Give a user a new sign-in token (printed only now): the old one and their sessions stop
+    working, and any wait after failed sign-ins is cleared."""
+    with _store(db) as store:
+        token = store.reset_token(name)
+    typer.echo(f"new sign-in token for {name!r} (shown only now; the old one no longer works):", err=True)
+    typer.echo(token)
 
 
 @app.command()
@@ -131,14 +181,16 @@ def serve(
     db: str = DB_OPTION,
     port: int = typer.Option(8501, help="Port to listen on."),
     address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 to serve a team)."),
+    db_pool: Optional[int] = DB_POOL_OPTION,
 ) -> None:
-    """Start the annotation app (Streamlit, headless) on this store."""
-    from annotate.server import streamlit_command
+    """Start the annotation app (Streamlit, headless) on this store. `kill` (SIGTERM) or Ctrl-C
+    stops the server with it."""
+    from annotate.server import check_port, run_forwarding_signals, streamlit_command
+    from annotate.store import with_pool
 
-    _store(db).close()  # create the tables and fail here, not in the browser, on a bad URL
+    check_port(port, address)  # before anything is printed: a busy port is one line, exit 2
+    db = with_pool(db, db_pool)
+    _open(db).close()  # create the tables and fail here, not in the browser, on a bad URL
     typer.echo(f"annotation app on http://{address}:{port} (Ctrl-C to stop)", err=True)
-    try:
-        code = subprocess.run(streamlit_command(port, address), env={**os.environ, "PREFKIT_DB": db}).returncode
-    except KeyboardInterrupt:
-        code = 0
+    code = run_forwarding_signals(streamlit_command(port, address), env={**os.environ, "PREFKIT_DB": db})
     raise typer.Exit(code)

@@ -172,3 +172,24 @@ class JudgementRow(Base):
         Index("ix_judgements_project_created", "project_id", "created_at"),
         Index("ix_judgements_user_created", "user_id", "created_at"),
     )
+
+
+class SignInRow(Base):
+    """One sign-in attempt with a token: who it named (when the token's key matched a user),
+    from which client (an IP address, or the browser tab when there is none), and how it went:
+    `ok`, `bad-token`, `unknown` (no such key), `disabled`, `throttled` (refused unchecked while
+    waiting out earlier failures), or `reset` (an admin reset the token or re-enabled the user,
+    which clears the wait). Failures since the last success slow the next attempt down."""
+
+    __tablename__ = "sign_ins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    client: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_sign_ins_user_at", "user_id", "at"),
+        Index("ix_sign_ins_client_at", "client", "at"),
+    )

@@ -2,7 +2,8 @@
 
 `throwaway_postgres()` starts one from Debian's `postgresql` package: initdb into a temporary
 folder, `pg_ctl start` on a free loopback port (run as the `postgres` user when we are root),
-and stops and removes it on exit. The annotate tests' `pg_server` fixture and
+and stops and removes it on exit (a watchdog process does it if we are killed first). The
+annotate tests' `pg_server` fixture and
 `bench/annotate_store.py` use it.
 """
 
@@ -14,6 +15,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -83,8 +85,31 @@ def throwaway_postgres() -> Iterator[PgServer]:
         server_log = log.read_text(errors="replace")[-500:] if log.exists() else ""
         shutil.rmtree(root, ignore_errors=True)
         raise NoPostgres(f"could not start a PostgreSQL server: {e} {detail} {server_log}") from None
+    stop = [*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]
+    watchdog = _watchdog(stop, root)
     try:
         yield PgServer(port)
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+        subprocess.run(stop, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+        watchdog.kill()
+        watchdog.wait()
+
+
+# Stops the server and removes its folder if the process that started it dies without doing so
+# (a test run killed with kill -9): pg_ctl daemonises the server, so nothing else would.
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+parent, stop, root = int(sys.argv[1]), sys.argv[3:], sys.argv[2]
+while os.getppid() == parent:
+    time.sleep(1)
+subprocess.run(stop, capture_output=True)
+shutil.rmtree(root, ignore_errors=True)
+"""
+
+
+def _watchdog(stop: list[str], root: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(root), *stop],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import threading
 import time
@@ -43,7 +44,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from annotate import auth
 from annotate.models import (
@@ -59,6 +62,7 @@ from annotate.models import (
     PairRow,
     ProjectRow,
     SessionRow,
+    SignInRow,
     UserRow,
 )
 from data.errors import ConfigError, DataError
@@ -71,10 +75,18 @@ if TYPE_CHECKING:
 A, J, P, U = AssignmentRow, JudgementRow, PairRow, UserRow
 
 _IMPORT_CHUNK = 2000
-# Connections kept open between bursts; up to `max_connections` (one per concurrent caller,
-# e.g. Streamlit sessions) while busy, so a PostgreSQL server's slots are not held idle.
-_IDLE_CONNECTIONS = 8
+# Connections kept open between bursts (`pool`, `--db-pool`, `?pool=N`); up to `max_connections`
+# (one per concurrent caller, e.g. Streamlit sessions) while busy. Connections beyond the pool are
+# closed when returned, so a pool smaller than the busy callers opens a new one per transaction.
+_IDLE_CONNECTIONS = 16
 SESSION_TTL = timedelta(hours=12)
+# Sign-in: failures counted since the last success within this window; beyond the free ones,
+# each further attempt waits 1, 2, 4, ... s after the last failure, at most MAX_SIGN_IN_WAIT.
+SIGN_IN_WINDOW = timedelta(minutes=15)
+FREE_FAILURES_PER_USER = 5
+FREE_FAILURES_PER_CLIENT = 20  # higher: many people may share one address (an office, a proxy)
+MAX_SIGN_IN_WAIT = timedelta(minutes=15)
+SIGN_IN_KEPT = timedelta(days=30)  # how long attempts stay on record
 
 
 @dataclass(frozen=True)
@@ -161,35 +173,38 @@ class Store:
     # -----------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, clock: Callable[[], datetime] = utcnow, max_connections: int = 40) -> "Store":
+    def open(
+        cls, url: str, *, clock: Callable[[], datetime] = utcnow, max_connections: int = 40, pool: int | None = None
+    ) -> "Store":
         """Open (and create the tables of) a store. `url` is a SQLAlchemy URL
         (`sqlite:///path.db`, `postgresql+psycopg://user@host:port/db`) or a plain file path.
 
         SQLite gets WAL mode, a 30 s busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for
         writes. `clock` returns aware UTC datetimes (tests pass their own to expire leases).
-        `max_connections` bounds the pool: callers beyond it wait for a free connection.
+        `max_connections` bounds the pool: callers beyond it wait for a free connection. `pool`
+        (or `?pool=N` in the URL) is how many connections stay open for reuse (default 16);
+        0 opens a new connection for every transaction.
         """
-        if "://" not in url:
-            url = f"sqlite:///{Path(url).expanduser().resolve()}"
-        idle = min(_IDLE_CONNECTIONS, max_connections)
-        pool = {"pool_size": idle, "max_overflow": max_connections - idle}
+        url, pool = _split_pool(url, pool)
+        idle = min(pool, max_connections)
+        pool_args: dict[str, Any] = (
+            {"poolclass": NullPool} if idle == 0 else {"pool_size": idle, "max_overflow": max_connections - idle}
+        )
         if url.startswith("sqlite"):
             if url in ("sqlite://", "sqlite:///:memory:"):
                 raise ConfigError("an in-memory SQLite store is not shared between connections; give a file path")
             db_file = url.split(":///", 1)[-1].split("?", 1)[0]
             Path(db_file).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, **pool)
+            engine = create_engine(url, **pool_args)
             _sqlite_setup(engine)
         elif url.startswith("postgresql"):
             # No pre-ping (a round trip per transaction): a dropped connection fails one attempt,
             # the pool discards it, and `_retrying` runs the transaction again.
-            engine = create_engine(url, **pool)
+            engine = create_engine(url, **pool_args)
         else:
             raise ConfigError(f"unsupported store URL {url!r}: use a SQLite path or postgresql+psycopg://…")
-        try:
+        with one_line_errors(engine.url):
             Base.metadata.create_all(engine)
-        except OperationalError as e:
-            raise ConfigError(f"cannot open store {engine.url.render_as_string(hide_password=True)}: {e.orig}") from e
         return cls(engine, clock)
 
     def close(self) -> None:
@@ -220,7 +235,7 @@ class Store:
             try:
                 with self._tx(write=True) as conn:
                     return fn(conn)
-            except (IntegrityError, OperationalError):
+            except (IntegrityError, OperationalError, _LookAgain):
                 attempt += 1
                 if attempt >= attempts:
                     raise
@@ -264,37 +279,83 @@ class Store:
         `create_project`'s defaults; `seed` is used only then). An existing project keeps its
         queue settings: asking for different ones is a ConfigError; given `guidelines` replace
         its guidelines. One write transaction, so concurrent callers create it once."""
-        asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
+        _no_nul(name, "project name", ConfigError)
 
         def run(conn: Connection) -> Project:
-            row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
-            if row is None:
-                conn.execute(
-                    insert(ProjectRow).values(
-                        **self._new_project_values(
-                            name, guidelines or "", 2 if overlap is None else overlap,
-                            0.0 if calibration is None else calibration, calibration_overlap, seed,
-                        )
-                    )
-                )
-                return self._project(conn, name)
-            existing = _project(row)
-            clash = [k for k, v in asked.items() if v is not None and v != getattr(existing, k)]
-            if clash:
-                have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
-                raise ConfigError(f"project {name!r} already exists with {have}; queue settings cannot change")
-            if guidelines is not None and guidelines != existing.guidelines:
-                conn.execute(update(ProjectRow).where(ProjectRow.id == existing.id).values(guidelines=guidelines))
-                return self._project(conn, name)
-            return existing
+            return self._ensure_project(
+                conn, name, guidelines=guidelines, overlap=overlap, calibration=calibration,
+                calibration_overlap=calibration_overlap, seed=seed,
+            )
 
         return self._retrying(run)  # a concurrent creator's insert wins; the retry finds its project
+
+    def import_project(
+        self,
+        name: str,
+        pairs: Iterable[Pair],
+        *,
+        guidelines: str | None = None,
+        overlap: int | None = None,
+        calibration: float | None = None,
+        calibration_overlap: int | None = None,
+        seed: int = 0,
+    ) -> ImportResult:
+        """`ensure_project` and `import_pairs` in one transaction (`prefkit annotate import`):
+        if reading the pairs fails, a new project is not created either, so a retry may use
+        other settings. Idempotent by `pair_id`, like `import_pairs`."""
+        _no_nul(name, "project name", ConfigError)
+        try:
+            with self._tx(write=True) as conn:
+                proj = self._ensure_project(
+                    conn, name, guidelines=guidelines, overlap=overlap, calibration=calibration,
+                    calibration_overlap=calibration_overlap, seed=seed,
+                )
+                return self._import_pairs(conn, proj, pairs)
+        except IntegrityError:  # PostgreSQL: another import created the same project meanwhile
+            raise ConfigError(f"project {name!r} was created by another import meanwhile; run this one again") from None
+
+    def _ensure_project(
+        self,
+        conn: Connection,
+        name: str,
+        *,
+        guidelines: str | None,
+        overlap: int | None,
+        calibration: float | None,
+        calibration_overlap: int | None,
+        seed: int,
+    ) -> Project:
+        """The body of `ensure_project`, inside the caller's write transaction."""
+        asked = {"overlap": overlap, "calibration": calibration, "calibration_overlap": calibration_overlap}
+        row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
+        if row is None:
+            conn.execute(
+                insert(ProjectRow).values(
+                    **self._new_project_values(
+                        name, guidelines or "", 2 if overlap is None else overlap,
+                        0.0 if calibration is None else calibration, calibration_overlap, seed,
+                    )
+                )
+            )
+            return self._project(conn, name)
+        existing = _project(row)
+        clash = [k for k, v in asked.items() if v is not None and v != getattr(existing, k)]
+        if clash:
+            have = ", ".join(f"{k}={getattr(existing, k)}" for k in clash)
+            raise ConfigError(f"project {name!r} already exists with {have}; queue settings cannot change")
+        if guidelines is not None and guidelines != existing.guidelines:
+            _no_nul(guidelines, "guidelines")
+            conn.execute(update(ProjectRow).where(ProjectRow.id == existing.id).values(guidelines=guidelines))
+            return self._project(conn, name)
+        return existing
 
     def _new_project_values(
         self, name: str, guidelines: str, overlap: int, calibration: float, calibration_overlap: int | None, seed: int
     ) -> dict[str, Any]:
         if not name.strip():
             raise ConfigError("project name is empty")
+        _no_nul(name, "project name", ConfigError)
+        _no_nul(guidelines, "guidelines")
         if overlap < 1:
             raise ConfigError(f"overlap must be at least 1, got {overlap}")
         if not 0.0 <= calibration <= 1.0:
@@ -317,12 +378,13 @@ class Store:
         return [_project(r) for r in rows]
 
     def set_guidelines(self, name: str, markdown: str) -> None:
+        _no_nul(markdown, "guidelines")
         with self._tx(write=True) as conn:
             pid = self._project(conn, name).id
             conn.execute(update(ProjectRow).where(ProjectRow.id == pid).values(guidelines=markdown))
 
     def _project(self, conn: Connection, name: str) -> Project:
-        row = conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
+        row = None if "\x00" in name else conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
         if row is None:
             raise ConfigError(f"no project named {name!r} in this store")
         return _project(row)
@@ -336,32 +398,34 @@ class Store:
         pairs again adds nothing. Queue order and calibration membership come from the project's
         seed and each pair's id, so they do not depend on import order."""
         with self._tx(write=True) as conn:
-            proj = self._project(conn, project)
-            seen = set(conn.execute(select(P.pair_id).where(P.project_id == proj.id)).scalars())
-            now = self.now()
-            added = skipped = 0
-            batch: list[dict[str, Any]] = []
-            for pair in pairs:
-                if pair.pair_id in seen:
-                    skipped += 1
-                    continue
-                seen.add(pair.pair_id)
-                cal = _hash_int("calibration", proj.seed, pair.pair_id, bits=53) / 2**53 < proj.calibration
-                position = _hash_int("position", proj.seed, pair.pair_id) - (2**56 if cal else 0)
-                batch.append(
-                    dict(
-                        project_id=proj.id, pair_id=pair.pair_id, data=pair.to_row(), position=position,
-                        is_calibration=cal, required=proj.calibration_overlap if cal else proj.overlap,
-                        done=0, held=0, complete=False, created_at=now,
-                    )
+            return self._import_pairs(conn, self._project(conn, project), pairs)
+
+    def _import_pairs(self, conn: Connection, proj: Project, pairs: Iterable[Pair]) -> ImportResult:
+        seen = set(conn.execute(select(P.pair_id).where(P.project_id == proj.id)).scalars())
+        now = self.now()
+        added = skipped = 0
+        batch: list[dict[str, Any]] = []
+        for pair in pairs:
+            if pair.pair_id in seen:
+                skipped += 1
+                continue
+            seen.add(pair.pair_id)
+            cal = _hash_int("calibration", proj.seed, pair.pair_id, bits=53) / 2**53 < proj.calibration
+            position = _hash_int("position", proj.seed, pair.pair_id) - (2**56 if cal else 0)
+            batch.append(
+                dict(
+                    project_id=proj.id, pair_id=pair.pair_id, data=pair.to_row(), position=position,
+                    is_calibration=cal, required=proj.calibration_overlap if cal else proj.overlap,
+                    done=0, held=0, complete=False, created_at=now,
                 )
-                if len(batch) >= _IMPORT_CHUNK:
-                    conn.execute(insert(P), batch)
-                    added += len(batch)
-                    batch = []
-            if batch:
+            )
+            if len(batch) >= _IMPORT_CHUNK:
                 conn.execute(insert(P), batch)
                 added += len(batch)
+                batch = []
+        if batch:
+            conn.execute(insert(P), batch)
+            added += len(batch)
         return ImportResult(added=added, skipped=skipped)
 
     def pairs(self, project: str) -> list[Pair]:
@@ -386,6 +450,7 @@ class Store:
         name = name.strip()
         if not name:
             raise ConfigError("user name is empty")
+        _no_nul(name, "user name", ConfigError)
         token, key, hashed = auth.new_token()
         try:
             with self._tx(write=True) as conn:
@@ -399,17 +464,35 @@ class Store:
             raise ConfigError(f"user {name!r} already exists") from None
         return token
 
-    def authenticate(self, token: str) -> User | None:
-        """The enabled user this token belongs to, or None."""
-        parts = auth.split_token(token)
-        if parts is None:
-            return None
-        key, secret = parts
+    def authenticate(self, token: str, client: str | None = None) -> User | None:
+        """The enabled user this token belongs to, or None. Every attempt is recorded (for
+        `sign_in_status`). After `FREE_FAILURES_PER_USER` failures on one account, or
+        `FREE_FAILURES_PER_CLIENT` from one `client` (an IP address, a browser tab), since its
+        last success and within `SIGN_IN_WINDOW`, each further attempt must wait 1, 2, 4, …
+        seconds (at most `MAX_SIGN_IN_WAIT`) after the last failure: until then it is refused
+        unchecked with `SignInThrottled`, which says how long to wait."""
+        parts = None if "\x00" in token else auth.split_token(token)
+        client = client[:200] if client else None
+        now = self.now()
         with self._tx() as conn:
-            row = conn.execute(select(U).where(U.token_key == key)).first()
-        if row is None or row.disabled or not auth.verify_secret(secret, row.token_hash):
-            return None
-        return _user(row)
+            row = conn.execute(select(U).where(U.token_key == parts[0])).first() if parts else None
+            uid = row.id if row is not None else None
+            wait, whose = self._sign_in_wait(conn, uid, client, now)
+        if wait > 0:
+            self._record_sign_in(uid, client, "throttled", now)
+            raise SignInThrottled(
+                f"too many failed sign-ins {whose}; try again in {math.ceil(wait)} s", wait_seconds=wait
+            )
+        if parts is None or row is None:
+            outcome = "unknown"
+        elif row.disabled:
+            outcome = "disabled"
+        elif not auth.verify_secret(parts[1], row.token_hash):
+            outcome = "bad-token"
+        else:
+            outcome = "ok"
+        self._record_sign_in(uid, client, outcome, now)
+        return _user(row) if outcome == "ok" else None
 
     def get_user(self, name: str) -> User:
         with self._tx() as conn:
@@ -457,9 +540,86 @@ class Store:
         with self._tx(write=True) as conn:
             conn.execute(delete(SessionRow).where(SessionRow.key_hash == auth.session_key_hash(key)))
 
+    # -----------------------------------------------------------------------------------------
+    # Sign-in: slowing down failures, admin reset
+    # -----------------------------------------------------------------------------------------
+
+    def _sign_in_wait(self, conn: Connection, uid: int | None, client: str | None, now: datetime) -> tuple[float, str]:
+        """Seconds the next attempt must still wait, and for what ("for this account", "from
+        this client"); 0 when it may be checked now."""
+        worst, whose = 0.0, ""
+        for column, value, free, label in (
+            (SignInRow.user_id, uid, FREE_FAILURES_PER_USER, "for this account"),
+            (SignInRow.client, client, FREE_FAILURES_PER_CLIENT, "from this client"),
+        ):
+            if value is None:
+                continue
+            cleared = conn.execute(
+                select(func.max(SignInRow.at)).where(column == value, SignInRow.outcome.in_(_SIGN_IN_CLEARS))
+            ).scalar()
+            since = max(now - SIGN_IN_WINDOW, _utc(cleared)) if cleared is not None else now - SIGN_IN_WINDOW
+            n, last = conn.execute(
+                select(func.count(), func.max(SignInRow.at)).where(
+                    column == value, SignInRow.outcome.in_(_SIGN_IN_FAILURES), SignInRow.at > since
+                )
+            ).one()
+            if n >= free:
+                delay = min(2.0 ** (n - free), MAX_SIGN_IN_WAIT.total_seconds())
+                left = (_utc(last) + timedelta(seconds=delay) - now).total_seconds()
+                if left > worst:
+                    worst, whose = left, label
+        return worst, whose
+
+    def _record_sign_in(self, uid: int | None, client: str | None, outcome: str, now: datetime) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(insert(SignInRow).values(user_id=uid, client=client, outcome=outcome, at=now))
+            if outcome == "ok":  # as sessions are purged at sign-in: the record keeps 30 days
+                conn.execute(delete(SignInRow).where(SignInRow.at < now - SIGN_IN_KEPT))
+
+    def sign_in_status(self) -> dict[str, SignInStatus]:
+        """Failed sign-ins per user, for admins (`prefkit annotate users list`)."""
+        now = self.now()
+        out: dict[str, SignInStatus] = {}
+        with self._tx() as conn:
+            users = conn.execute(select(U.id, U.name).order_by(U.name)).all()
+            day = dict(conn.execute(
+                select(SignInRow.user_id, func.count()).where(
+                    SignInRow.outcome.in_(_SIGN_IN_FAILURES), SignInRow.at > now - timedelta(days=1)
+                ).group_by(SignInRow.user_id)
+            ).all())
+            last = dict(conn.execute(
+                select(SignInRow.user_id, func.max(SignInRow.at)).where(SignInRow.outcome.in_(_SIGN_IN_FAILURES))
+                .group_by(SignInRow.user_id)
+            ).all())
+            for uid, name in users:
+                wait, _ = self._sign_in_wait(conn, uid, None, now)
+                out[name] = SignInStatus(
+                    failures_24h=day.get(uid, 0), last_failure=_utc(last[uid]) if uid in last else None,
+                    locked_until=now + timedelta(seconds=wait) if wait > 0 else None,
+                )
+        return out
+
+    def reset_token(self, name: str) -> str:
+        """A new sign-in token for `name` (returned once; the old one stops working), their
+        sessions ended and any sign-in wait cleared."""
+        token, key, hashed = auth.new_token()
+        with self._tx(write=True) as conn:
+            uid = self._user(conn, name).id
+            conn.execute(update(U).where(U.id == uid).values(token_key=key, token_hash=hashed))
+            conn.execute(delete(SessionRow).where(SessionRow.user_id == uid))
+            conn.execute(insert(SignInRow).values(user_id=uid, client=None, outcome="reset", at=self.now()))
+        return token
+
+    def enable_user(self, name: str) -> None:
+        """Re-enable a disabled user (their token works again) and clear any sign-in wait."""
+        with self._tx(write=True) as conn:
+            uid = self._user(conn, name).id
+            conn.execute(update(U).where(U.id == uid).values(disabled=False))
+            conn.execute(insert(SignInRow).values(user_id=uid, client=None, outcome="reset", at=self.now()))
+
     def _user(self, conn: Connection, user: User | str) -> User:
         name = user.name if isinstance(user, User) else user
-        row = conn.execute(_USER, {"name": name}).first()
+        row = None if "\x00" in name else conn.execute(_USER, {"name": name}).first()
         if row is None:
             raise ConfigError(f"no user named {name!r} in this store")
         return _user(row)
@@ -488,6 +648,11 @@ class Store:
         def run(conn: Connection) -> Assignment | None:
             now = self.now()
             expires = now + timedelta(seconds=lease_seconds)
+            if self._pg:
+                # One claim at a time per user (two tabs clicking at once get the same pair, as on
+                # SQLite, whose writers are serialised anyway). NO KEY UPDATE: inserts that only
+                # reference the user (their FK check) are not blocked.
+                conn.execute(_LOCK_USER, {"uid": uid})
             if self._reap_due(proj.id, now):
                 _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
             held = conn.execute(_HELD, {"uid": uid, "pid": proj.id}).first()
@@ -500,15 +665,22 @@ class Store:
             # nothing is left ahead (pairs freed behind them are meanwhile others' to take).
             after = self._cursor.get((proj.id, uid))
             params = {"pid": proj.id, "uid": uid, "after": _BEFORE_ALL}
-            cand = None
-            for start in ([after] if after is not None else []) + [_BEFORE_ALL]:
-                cand = conn.execute(_PICK_PG if self._pg else _PICK, {**params, "after": start}).first()
-                if cand is not None:
-                    break
+            cand = self._pick(conn, params, after)
+            if cand is None:
+                # Before saying "nothing left": free the leases that ran out since the last reap.
+                # On PostgreSQL this also waits for a concurrent claim that is reaping them right
+                # now (its rows are locked until it commits), so the next look sees its freed pairs.
+                _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
+                self._last_reap[proj.id] = now
+                cand = self._pick(conn, params, None)
             if cand is None and self._pg:
                 # SKIP LOCKED also skips pairs that are only busy for a moment (another claim or a
                 # submit updating them): before saying "nothing left", wait for those.
                 cand = conn.execute(_PICK_PG_WAIT, params).first()
+                if cand is None and conn.execute(_ANY_OPEN, params).first() is not None:
+                    # A pair freed by a transaction that committed after our statements began:
+                    # look again in a fresh transaction (bounded by `_retrying`).
+                    raise _LookAgain()
             if cand is None:
                 self._active_user(conn, name)  # a disabled user is told so, not "nothing left"
                 return None
@@ -526,7 +698,19 @@ class Store:
             self._cursor[(proj.id, uid)] = cand.position
             return Assignment(aid, proj.name, name, pair, order, now, expires, cand.is_calibration)
 
-        return self._retrying(run)
+        try:
+            return self._retrying(run)
+        except _LookAgain:  # still racing after every retry: "nothing now", never a crash
+            return None
+
+    def _pick(self, conn: Connection, params: dict[str, Any], after: int | None) -> Row[Any] | None:
+        """The first open pair for this user after queue position `after` (then from the start);
+        on PostgreSQL passing over pairs other transactions hold locked."""
+        for start in ([after] if after is not None else []) + [_BEFORE_ALL]:
+            cand = conn.execute(_PICK_PG if self._pg else _PICK, {**params, "after": start}).first()
+            if cand is not None:
+                return cand
+        return None
 
     def _cached_project(self, name: str) -> Project:
         """Projects' ids and seeds never change, so the hot path looks them up once."""
@@ -595,6 +779,7 @@ class Store:
         dashboard. Like skip, the user is not offered the pair again."""
         if not reason or not reason.strip():
             raise DataError("a report needs a reason", field="reason")
+        _no_nul(reason, "reason")
         self._finish(assignment_id, user, REPORTED, reason.strip())
 
     def _finish(self, assignment_id: int, user: User | str, status: str, reason: str | None) -> None:
@@ -865,6 +1050,8 @@ _PICK = (
 # PostgreSQL: lock the chosen pair and let concurrent claims pass over it to the next one.
 _PICK_PG = _PICK.with_for_update(skip_locked=True, of=P)
 _PICK_PG_WAIT = _PICK.with_for_update(of=P)
+_ANY_OPEN = _PICK.with_only_columns(P.id)  # the same test, unlocked, in a fresh snapshot
+_LOCK_USER = select(U.id).where(U.id == _b("uid")).with_for_update(key_share=True)  # FOR NO KEY UPDATE
 _LEASE = dict(
     shown_left=_b("left"), shown_right=_b("right"), status=ACTIVE, claimed_at=_b("now"), expires_at=_b("expires"),
     finished_at=None, reason=None,
@@ -896,6 +1083,84 @@ _DONE = (
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+
+def _no_nul(value: str | None, field: str, error: type[DataError] | type[ConfigError] = DataError) -> None:
+    """PostgreSQL text cannot hold a NUL character (SQLite could); the store refuses it on both
+    backends, with one line naming the field, rather than keep it on one and fail on the other."""
+    if value is not None and "\x00" in value:
+        message = f"{field} contains a NUL character (\\x00), which the store cannot keep; remove it"
+        raise error(message, field=field) if error is DataError else ConfigError(message)
+
+
+class SignInThrottled(ConfigError):
+    """A sign-in refused unchecked because of earlier failures; `wait_seconds` until the next try."""
+
+    def __init__(self, message: str, wait_seconds: float) -> None:
+        super().__init__(message)
+        self.wait_seconds = wait_seconds
+
+
+@dataclass(frozen=True)
+class SignInStatus:
+    failures_24h: int  # failed sign-ins naming this user in the last 24 hours
+    last_failure: datetime | None
+    locked_until: datetime | None  # when a sign-in is refused unchecked until
+
+
+_SIGN_IN_FAILURES = ("bad-token", "unknown", "disabled")
+_SIGN_IN_CLEARS = ("ok", "reset")
+
+
+class _LookAgain(Exception):
+    """Raised inside a claim to run it again in a fresh transaction (see `Store.claim`)."""
+
+
+def with_pool(url: str, pool: int | None) -> str:
+    """`url` with `?pool=N` set (a plain path becomes a `sqlite:///` URL); unchanged for None."""
+    if pool is None:
+        return url
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    return make_url(url).update_query_dict({"pool": str(pool)}).render_as_string(hide_password=False)
+
+
+def _split_pool(url: str, pool: int | None) -> tuple[str, int]:
+    """(URL without our `pool` setting, pool size): the argument wins over `?pool=N`."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}", _IDLE_CONNECTIONS if pool is None else pool
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a store URL: {url!r}") from None
+    in_url = parsed.query.get("pool")
+    if in_url is not None:
+        try:
+            from_url = int(in_url if isinstance(in_url, str) else in_url[-1])
+        except ValueError:
+            raise ConfigError(f"?pool= in the store URL must be a whole number, got {in_url!r}") from None
+        url = parsed.difference_update_query(["pool"]).render_as_string(hide_password=False)
+        pool = from_url if pool is None else pool
+    pool = _IDLE_CONNECTIONS if pool is None else pool
+    if pool < 0:
+        raise ConfigError(f"the store's pool size must be 0 or more, got {pool}")
+    return url, pool
+
+
+@contextlib.contextmanager
+def one_line_errors(url: Any) -> Iterator[None]:
+    """A database that cannot be reached or refuses the connection (now or midway through a
+    command) becomes one ConfigError line naming the store, not a driver's multi-line report."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        shown = (make_url(url) if isinstance(url, str) and "://" in url else url)
+        shown = shown.render_as_string(hide_password=True) if hasattr(shown, "render_as_string") else str(shown)
+        raise ConfigError(f"cannot use store {shown}: {_one_line(e.orig)}") from None
+
+
+def _one_line(e: BaseException | None) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -952,6 +1217,7 @@ def _check_judgement(j: Judgement, pair: Pair) -> None:
 
 
 def _judgement_values(j: Judgement, pair: Pair, shown: tuple[str, str]) -> dict[str, Any]:
+    _no_nul(j.rationale, "rationale")
     return dict(
         preferred=j.preferred, strength=j.strength.value, score=j.signed_score(pair), shown_left=shown[0],
         shown_right=shown[1], unsafe=list(j.unsafe), rationale=j.rationale, seconds=j.seconds,

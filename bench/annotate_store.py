@@ -15,6 +15,11 @@ Two loads, because they answer different questions:
     .venv/bin/python bench/annotate_store.py                       # both backends, 100k pairs
     .venv/bin/python bench/annotate_store.py --backend sqlite --pairs 20000 --seconds 10
     .venv/bin/python bench/annotate_store.py --pg-url postgresql+psycopg://user@host/db
+    .venv/bin/python bench/annotate_store.py --only pool --backend postgresql   # just the pool
+
+The pool section (`--only pool`): the same saturated load with the connection pool (the default,
+`--db-pool`/`?pool=N`) and without it (`pool=0`: a new connection per transaction), alternated
+in one run, each several times; it prints connections opened and the ratio pooled ÷ unpooled.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from annotate.models import AssignmentRow, JudgementRow, PairRow
 from annotate.pgserver import NoPostgres, throwaway_postgres
-from annotate.store import Store
+from annotate.store import Store, with_pool
 from data.schema import Judgement, Pair, Prompt, Response
 
 TARGET_P95_MS = 20.0
@@ -193,6 +198,45 @@ def bench(
     store.close()
 
 
+def pool_effect(url: str, name: str, n_annotators: int, seconds: float, rounds: int, pool: int) -> None:
+    """Saturated claim+submit by `n_annotators`, with the store's pool of `pool` connections and
+    without a pool (pool=0), alternated `rounds` times each in this one process: judgements per
+    second, p95 latency and server connections opened per run, and the pooled ÷ unpooled ratios."""
+    print(f"\n== {name}: connection pool ({n_annotators} annotators, {rounds} × {seconds:g} s each way) ==")
+    setup = Store.open(url)
+    users = [f"pool{i:02d}" for i in range(n_annotators)]
+    for u in users:
+        setup.add_user(u)
+    setup.close()
+    results: dict[int, list[tuple[Run, int]]] = {pool: [], 0: []}
+    for r in range(rounds):
+        for size in (0, pool) if r % 2 == 0 else (pool, 0):  # alternate which goes first
+            project = f"pool-{size}-{r}"
+            store = Store.open(with_pool(url, size))
+            store.create_project(project, overlap=2)
+            store.import_pairs(project, make_pairs(20_000))
+            opened = [0]
+
+            @event.listens_for(store.engine, "connect")
+            def _count(*_args: object) -> None:
+                opened[0] += 1
+
+            run = annotate(store, project, users, f"pool={size}", seconds, 0.0)
+            store.close()
+            results[size].append((run, opened[0]))
+            print(run.line() + f"  connections opened {opened[0]}")
+    def total(size: int) -> tuple[float, float, float]:
+        runs = results[size]
+        judged = sum(r.judgements for r, _ in runs)
+        rate = judged / sum(r.seconds for r, _ in runs)
+        p95 = sorted(x for r, _ in runs for x in r.latencies_ms)[int(0.95 * judged)] if judged else float("nan")
+        return rate, p95, sum(c for _, c in runs) / max(judged, 1)
+
+    (rate_p, p95_p, conn_p), (rate_u, p95_u, conn_u) = total(pool), total(0)
+    print(f"  pooled (pool={pool}) ÷ unpooled: throughput ×{rate_p / rate_u:.2f}, p95 latency ×{p95_p / p95_u:.2f}, "
+          f"connections opened per judgement {conn_p:.3f} vs {conn_u:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=100_000)
@@ -203,22 +247,32 @@ def main() -> None:
                     help="the same for a second paced run near the 500/s target (32 × 1/0.05 s = 640/s offered)")
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--pg-url", help="use this PostgreSQL database instead of starting a throwaway server")
+    ap.add_argument("--only", choices=["load", "pool"], help="run only the load bench or only the pool comparison")
+    ap.add_argument("--pool", type=int, default=16, help="pool size for the pooled side of the pool comparison")
+    ap.add_argument("--pool-rounds", type=int, default=3, help="runs each way in the pool comparison (alternated)")
+    ap.add_argument("--pool-seconds", type=float, default=4.0, help="length of each pool-comparison run")
     args = ap.parse_args()
     run = dict(
         n_pairs=args.pairs, n_annotators=args.annotators, seconds=args.seconds, think=args.think,
         fast_think=args.fast_think,
     )
 
+    def both(url: str, name: str, fresh_url: str | None = None) -> None:
+        if args.only != "pool":
+            bench(url, name, **run)
+        if args.only != "load":
+            pool_effect(fresh_url or url, name, args.annotators, args.pool_seconds, args.pool_rounds, args.pool)
+
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="prefkit-bench-") as d:
-            bench(f"sqlite:///{d}/bench.db", "SQLite (WAL)", **run)
+            both(f"sqlite:///{d}/bench.db", "SQLite (WAL)", f"sqlite:///{d}/pool.db")
     if args.backend in ("postgresql", "both"):
         if args.pg_url:
-            bench(args.pg_url, "PostgreSQL", **run)
+            both(args.pg_url, "PostgreSQL")
             return
         try:
             with throwaway_postgres() as server:
-                bench(server.new_database(), "PostgreSQL (throwaway server, fsync off)", **run)
+                both(server.new_database(), "PostgreSQL (throwaway server, fsync off)", server.new_database())
         except NoPostgres as e:
             print(f"\n== PostgreSQL: skipped: {e}")
 

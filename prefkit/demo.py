@@ -15,14 +15,17 @@ import typer
 def demo(
     out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the annotation app at the end."),
-    port: int = typer.Option(8501, help="Port for the annotation app (loopback)."),
+    port: int = typer.Option(8501, help="Port for the annotation app (loopback; `make demo PORT=8600`)."),
 ) -> None:
     """Run the data pipeline on the bundled sample, seed an annotation store, open the app."""
     from rich.console import Console
 
     from annotate.seed import seed_demo
+    from annotate.server import check_port
     from data.demo import run_data_demo
 
+    if serve:
+        check_port(port, "127.0.0.1")  # a busy port is one line before any work, not after it
     console = Console()
     run_data_demo(out)
 
@@ -39,4 +42,4 @@ def demo(
     console.print(f"[bold]5. serve[/]     open http://127.0.0.1:{port} and paste a token (Ctrl-C to stop)")
     from annotate.cli import serve as serve_command
 
-    serve_command(db=db_url, port=port, address="127.0.0.1")
+    serve_command(db=db_url, port=port, address="127.0.0.1", db_pool=None)

@@ -16,7 +16,7 @@ import os
 import streamlit as st
 
 from annotate.render import escape_text
-from annotate.store import Store, User
+from annotate.store import SignInThrottled, Store, User
 from data.errors import ConfigError
 
 SESSION_PARAM = "s"
@@ -88,12 +88,27 @@ def _oidc_user() -> User | None:
 
 def _sign_in_with_token() -> None:
     token = st.session_state.get("sign_in_token", "")
-    user = store().authenticate(token) if token else None
+    user = _authenticate(token) if token else None
     st.session_state["sign_in_token"] = ""  # never keep the token in the tab's state
     if user is None:
-        st.session_state["sign_in_error"] = "That token is not valid (or the account is disabled)."
+        st.session_state.setdefault("sign_in_error", "That token is not valid (or the account is disabled).")
         return
     _remember(store().start_session(user))
+
+
+def _authenticate(token: str) -> User | None:
+    """`Store.authenticate` for this client (its IP address, or this tab when there is none, as
+    on localhost): repeated failures are slowed down per account and per client."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ip = st.context.ip_address
+    ctx = get_script_run_ctx()
+    client = f"ip:{ip}" if ip else (f"tab:{ctx.session_id}" if ctx is not None else None)
+    try:
+        return store().authenticate(token, client=client)
+    except SignInThrottled as e:
+        st.session_state["sign_in_error"] = f"Sign-in refused: {e}."
+        return None
 
 
 def sign_in_page() -> None:

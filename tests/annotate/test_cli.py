@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from typer.testing import CliRunner
 
-from annotate.server import running_server
+from annotate.server import free_port, port_is_free, running_server
 from annotate.store import Store
 from data.errors import ConfigError
 from data.schema import Judgement
@@ -46,7 +51,9 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     admin_token = invoke("users", "add", "lan", "--admin", "--db", db_url).stdout.strip()
     ann_token = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
     listed = invoke("users", "list", "--db", db_url).stdout.splitlines()
-    assert listed == ["lan\tadmin\tactive", "minh\tannotator\tactive"]
+    assert listed == [
+        "lan\tadmin\tactive\t0 failed sign-ins (24 h)", "minh\tannotator\tactive\t0 failed sign-ins (24 h)"
+    ]
 
     store = Store.open(db_url)
     try:
@@ -71,10 +78,48 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     assert (ds_dir / "README.md").exists() and (ds_dir / "jsonl" / "train.jsonl").exists()
 
     invoke("users", "disable", "minh", "--db", db_url)
-    assert invoke("users", "list", "--db", db_url).stdout.splitlines()[1] == "minh\tannotator\tdisabled"
+    assert invoke("users", "list", "--db", db_url).stdout.splitlines()[1].startswith("minh\tannotator\tdisabled\t")
     store = Store.open(db_url)
     assert store.authenticate(ann_token) is None
     store.close()
+
+
+def test_admin_sees_failed_sign_ins_resets_a_token_and_re_enables(db_url):
+    from annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
+
+    old = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
+    # 11 failures spread over the last minute, each after its wait: the 12th try waits 64 s
+    clock = [datetime.now(timezone.utc) - timedelta(seconds=63.2)]
+    store = Store.open(db_url, clock=lambda: clock[0])
+    try:
+        failures = 0
+        while failures < FREE_FAILURES_PER_USER + 6:
+            try:
+                assert store.authenticate(old[:-3] + "xyz", client="ip:192.0.2.7") is None
+                failures += 1
+            except SignInThrottled as e:
+                clock[0] += timedelta(seconds=e.wait_seconds + 0.01)
+        with pytest.raises(SignInThrottled, match="try again in 64 s"):
+            store.authenticate(old)
+    finally:
+        store.close()
+    line = invoke("users", "list", "--db", db_url).stdout.strip()
+    assert line.startswith(f"minh\tannotator\tactive\t{FREE_FAILURES_PER_USER + 6} failed sign-ins (24 h), last ")
+    assert "waiting until" in line
+    r = invoke("users", "reset-token", "minh", "--db", db_url)
+    assert len(r.stdout.splitlines()) == 1 and "shown only now" in r.stderr
+    new = r.stdout.strip()
+    assert new.startswith("pk_") and new != old and new not in r.stderr
+    assert "waiting until" not in invoke("users", "list", "--db", db_url).stdout
+    invoke("users", "disable", "minh", "--db", db_url)
+    assert "'minh' enabled" in invoke("users", "enable", "minh", "--db", db_url).stdout
+    store = Store.open(db_url)
+    try:
+        assert store.authenticate(old) is None and store.authenticate(new).name == "minh"
+    finally:
+        store.close()
+    r = _prefkit("annotate", "users", "reset-token", "ghost", "--db", db_url)  # the real command's exit
+    assert r.returncode == 2 and r.stderr.strip() == "error: no user named 'ghost' in this store"
 
 
 def test_import_refuses_to_change_queue_settings(sqlite_url, make_pairs, tmp_path):
@@ -108,17 +153,119 @@ def test_bad_pairs_file_is_one_line_error_and_adds_nothing(tmp_path, make_pairs)
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "line 2" in err[0] and "question" in err[0]
     store = Store.open(str(db))
-    assert store.count_pairs("p") == 0  # the project exists, half a file was not imported
+    assert store.list_projects() == []  # no project either: a failed import leaves nothing behind
+    store.close()
+    # so the retry, with the file fixed, may choose other settings
+    r = _prefkit("annotate", "import", str(good), "--project", "p", "--overlap", "3", env={"PREFKIT_DB": str(db)})
+    assert r.returncode == 0, r.stderr
+    store = Store.open(str(db))
+    assert store.count_pairs("p") == 2 and store.get_project("p").overlap == 3
     store.close()
 
 
 def test_serve_starts_the_app_on_the_store(tmp_path):
     db = tmp_path / "store.db"
+    ports: list[int] = []
 
     def serve(port: int) -> list[str]:
+        ports.append(port)
         return [sys.executable, "-c", "from prefkit.cli import main; main()", "annotate", "serve",
                 "--db", str(db), "--port", str(port)]
 
     with running_server(serve, timeout=90) as url:
         assert url.startswith("http://127.0.0.1:")
         assert db.exists()  # serve created the store before starting Streamlit
+        assert not port_is_free(ports[0])
+    assert port_is_free(ports[0])  # running_server left no server behind
+
+
+def _started(args: list[str], port: int, cwd: str | None = None, timeout: float = 120) -> subprocess.Popen[str]:
+    """`prefkit ARGS` in a session of its own (so the test can see every process it leaves),
+    once the app answers on `port`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from prefkit.cli import main; main()", *args], cwd=cwd, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the app never answered"
+        time.sleep(0.2)
+
+
+def _assert_sigterm_stops_everything(proc: subprocess.Popen[str], port: int) -> None:
+    """SIGTERM to the command alone (as `kill PID` does): it stops, its Streamlit child with it,
+    and the port is free for the next server."""
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        left = True
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            left = False
+        if left:  # clean up before failing: never leave a server behind
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, "a process of the command outlived it"
+    assert port_is_free(port)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
+def test_sigterm_on_serve_stops_the_streamlit_server(tmp_path):
+    port = free_port()
+    proc = _started(["annotate", "serve", "--db", str(tmp_path / "s.db"), "--port", str(port)], port)
+    _assert_sigterm_stops_everything(proc, port)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_kill_9_on_serve_still_stops_the_streamlit_server(tmp_path):
+    port = free_port()
+    proc = _started(["annotate", "serve", "--db", str(tmp_path / "s.db"), "--port", str(port)], port)
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to forward anything: the child is told by the kernel
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while not port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    free = port_is_free(port)
+    if not free:  # clean up before failing: the group outlives its killed leader
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert free, "the Streamlit server outlived its killed parent"
+
+
+@pytest.mark.slow
+def test_sigterm_on_demo_stops_the_streamlit_server(tmp_path):
+    port = free_port()
+    proc = _started(["demo", "--out", str(tmp_path / "demo"), "--port", str(port)], port, cwd=str(tmp_path), timeout=300)
+    _assert_sigterm_stops_everything(proc, port)
+
+
+def test_busy_port_is_one_line_naming_the_option(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = _prefkit("annotate", "serve", "--db", str(tmp_path / "s.db"), "--port", str(port))
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.strip() == f"error: port {port} on 127.0.0.1 is already in use; pick another with --port N"
+        assert not (tmp_path / "s.db").exists()  # refused before anything was done
+        r = _prefkit("demo", "--out", str(tmp_path / "demo"), "--port", str(port))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--port N" in r.stderr
+        assert not (tmp_path / "demo").exists()
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    url = f"postgresql+psycopg://prefkit:secret@127.0.0.1:{free_port()}/nothing"
+    for args in (["init"], ["serve", "--port", str(free_port())]):
+        r = _prefkit("annotate", *args, "--db", url)
+        assert r.returncode == 2, r.stderr
+        line = r.stderr.strip()
+        assert "\n" not in line and line.startswith("error: cannot use store postgresql+psycopg://prefkit:***@")
+        assert "secret" not in line and "refused" in line.lower()

@@ -116,3 +116,101 @@ def test_several_processes_claim_and_submit_without_loss_or_duplicates(db_url, m
     assert not [r for r in results if r[0] == "error"], results
     _check_invariants(store, "p", n_pairs, overlap, dict(results))
     store.close()
+
+
+def _bulk_users(store: Store, names: list[str]) -> None:
+    """Many users at once for a test's setup (their tokens are never used: no scrypt per user)."""
+    import secrets
+
+    from sqlalchemy import insert
+
+    from annotate.models import UserRow
+
+    with store.engine.begin() as c:
+        c.execute(insert(UserRow), [
+            dict(name=n, token_key=secrets.token_hex(8), token_hash="unused", is_admin=False, disabled=False,
+                 created_at=store.now())
+            for n in names
+        ])
+
+
+def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make_pairs, clock):
+    """160 leases run out at once; 32 annotators (on two stores, as two processes) claim at the
+    same moment. Every one of them gets a pair, and together they finish all 160: nobody is told
+    "nothing left" while freed pairs sit unclaimed. Three rounds, each a fresh race."""
+    stores = [Store.open(db_url, clock=clock), Store.open(db_url, clock=clock)]
+    n_pairs, rounds = 160, 3
+    holders = [f"h{i:03d}" for i in range(n_pairs)]
+    claimers = [f"c{i:02d}" for i in range(32)]
+    _bulk_users(stores[0], holders + claimers)
+    for r in range(rounds):
+        project = f"p{r}"
+        stores[0].create_project(project, overlap=1)
+        stores[0].import_pairs(project, make_pairs(n_pairs))
+        held = [stores[0].claim(project, h, lease_seconds=60) for h in holders]
+        assert all(held)
+        clock.advance(61)  # every lease has run out; nobody has reaped them yet
+        first: dict[str, object] = {}
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(len(claimers))
+
+        def run(i: int, user: str) -> None:
+            store = stores[i % 2]
+            try:
+                barrier.wait()
+                a = store.claim(project, user)
+                first[user] = a
+                barrier.wait()  # all first claims are in before anyone works through the rest
+                while a is not None:
+                    store.submit(a.id, user, Judgement.from_seven_point(a.pair.pair_id, user, 1, a.shown_order))
+                    a = store.claim(project, user)
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+                barrier.abort()
+
+        threads = [threading.Thread(target=run, args=(i, u)) for i, u in enumerate(claimers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        told_nothing = [u for u, a in first.items() if a is None]
+        assert not told_nothing, f"round {r}: {len(told_nothing)} of 32 told nothing is left"
+        pid = stores[0].get_project(project).id
+        with stores[0].engine.connect() as c:
+            done, held_now = c.execute(
+                select(func.sum(PairRow.done), func.sum(PairRow.held)).where(PairRow.project_id == pid)
+            ).one()
+        assert (done, held_now) == (n_pairs, 0), f"round {r}: freed pairs left unclaimed"
+        js = stores[0].judgements(project)  # each freed pair taken once, by the claimers
+        assert len({j.pair_id for j in js}) == len(js) == n_pairs and {j.annotator for j in js} <= set(claimers)
+    for s in stores:
+        s.close()
+
+
+def test_two_simultaneous_claims_by_one_user_get_the_same_pair(db_url, make_pairs):
+    """Two tabs of one annotator claim at the same instant: one claim, the same pair for both."""
+    stores = [Store.open(db_url), Store.open(db_url)]
+    stores[0].create_project("p", overlap=1)
+    stores[0].import_pairs("p", make_pairs(40))
+    stores[0].add_user("lan")
+    for _ in range(10):
+        got: list[object] = [None, None]
+        barrier = threading.Barrier(2)
+
+        def run(i: int) -> None:
+            barrier.wait()
+            got[i] = stores[i].claim("p", "lan")
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        a, b = got
+        assert a is not None and b is not None and a.id == b.id and a.pair.pair_id == b.pair.pair_id
+        stores[0].submit(a.id, "lan", Judgement.from_seven_point(a.pair.pair_id, "lan", 2, a.shown_order))
+    with stores[0].engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(AssignmentRow)).scalar_one() == 10
+    for s in stores:
+        s.close()
