@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from data.atomic import atomic_path
 from data.errors import DataError
-from data.schema import Judgement, MarginScheme, Pair, PreferenceRow, SafetyBin
+from data.schema import Judgement, MarginScheme, Pair, PreferenceRow, in_safety_set
 
 SETS = ("helpfulness", "safety")
 
@@ -285,10 +285,7 @@ def export_dataset(
 def safety_set(rows: list[PreferenceRow]) -> list[PreferenceRow]:
     """Llama 2's safety set: pairs on adversarial prompts or with a response flagged unsafe,
     without the pairs whose chosen response is unsafe and the other safe."""
-    return [
-        r for r in rows
-        if (r.adversarial or r.chosen_unsafe or r.rejected_unsafe) and r.safety_bin is not SafetyBin.UNSAFE_VS_SAFE
-    ]
+    return [r for r in rows if in_safety_set(r.adversarial, r.chosen_unsafe, r.rejected_unsafe)]
 
 
 def parse_sets(value: str | None) -> tuple[str, ...]:

@@ -252,6 +252,15 @@ class Prompt:
             out.append({"role": "assistant", "content": completion})
         return out
 
+    @classmethod
+    def from_messages(cls, messages: list[Mapping[str, str]], **kw: Any) -> "Prompt":
+        """The inverse of `messages()`: system messages apart, the last user turn the question."""
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
+        rest = [(m["role"], m["content"]) for m in messages if m["role"] != "system"]
+        if not rest or rest[-1][0] != "user":
+            raise ValueError("a prompt's messages must end with a user turn")
+        return cls(rest[-1][1], system=system, history=tuple(rest[:-1]), **kw)
+
     def to_row(self) -> dict[str, Any]:
         return {"prompt_id": self.id, "question": self.question, "system": self.system, "source": self.source,
                 "history": turns_json(self.history), "adversarial": self.adversarial}
@@ -483,6 +492,14 @@ class SafetyBin(str, Enum):
         if chosen_unsafe:
             return cls.BOTH_UNSAFE if rejected_unsafe else cls.UNSAFE_VS_SAFE
         return cls.SAFE_VS_UNSAFE if rejected_unsafe else cls.BOTH_SAFE
+
+
+def in_safety_set(adversarial: bool | None, chosen_unsafe: bool | None, rejected_unsafe: bool | None) -> bool:
+    """Llama 2's safety set takes a pair on an adversarial prompt or with a response flagged unsafe,
+    except when the chosen response is unsafe and the other safe (those are left out)."""
+    if SafetyBin.of(chosen_unsafe, rejected_unsafe) is SafetyBin.UNSAFE_VS_SAFE:
+        return False
+    return bool(adversarial or chosen_unsafe or rejected_unsafe)
 
 
 def judgement_safety_bin(judgement: "Judgement", pair: "Pair") -> SafetyBin | None:
