@@ -30,7 +30,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from data.errors import DataError
-from data.schema import RESPONSE_FIELDS, Judgement, Pair, PreferenceRow, Prompt, Strength, Turn, _opt_bool, _turns
+from data.schema import RESPONSE_FIELDS, Judgement, Pair, PreferenceRow, Prompt, Strength, Turn, parse_bool, parse_turns
 from data.sources import Location
 
 FORMATS = (
@@ -183,14 +183,14 @@ def _prompt_parts(turns: list[Turn], loc: Location, field: str) -> tuple[str | N
 def history_field(rec: Mapping[str, Any], loc: Location) -> tuple[Turn, ...]:
     """The optional `history` column: earlier turns as JSON text or a list of messages."""
     try:
-        return _turns(rec.get("history"))
+        return parse_turns(rec.get("history"))
     except (ValueError, TypeError) as e:
         raise loc.error(f"not a list of user/assistant messages: {e}", "history") from None
 
 
 def bool_field(rec: Mapping[str, Any], name: str, loc: Location) -> bool | None:
     try:
-        return _opt_bool(rec.get(name), name)
+        return parse_bool(rec.get(name), name)
     except ValueError as e:
         raise loc.error(str(e), name) from None
 

@@ -183,7 +183,7 @@ Turn = tuple[str, str]  # (role: "user" | "assistant", content)
 ROLES = ("user", "assistant")
 
 
-def _turns(value: Any, name: str = "history") -> tuple[Turn, ...]:
+def parse_turns(value: Any, name: str = "history") -> tuple[Turn, ...]:
     """Turns from (role, content) pairs, {"role", "content"} dicts, or their JSON text."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ()
@@ -232,7 +232,7 @@ class Prompt:
 
     def __post_init__(self) -> None:
         _require_text(self.question, "question")
-        object.__setattr__(self, "history", _turns(self.history))
+        object.__setattr__(self, "history", parse_turns(self.history))
         if self.history and self.history[0][0] != "user":
             raise ValueError("history must start with a user turn")
         object.__setattr__(self, "adversarial", bool(self.adversarial))
@@ -272,7 +272,7 @@ class Prompt:
             id=_opt_str(row.get("prompt_id") or row.get("id")) or "",
             system=_opt_str(row.get("system")),
             source=_opt_str(row.get("source")),
-            history=_turns(row.get("history")),
+            history=parse_turns(row.get("history")),
             adversarial=bool(row.get("adversarial") or False),
         )
 
@@ -511,7 +511,7 @@ def judgement_safety_bin(judgement: "Judgement", pair: "Pair") -> SafetyBin | No
     return SafetyBin.of(judgement.preferred in judgement.unsafe, other in judgement.unsafe)
 
 
-def _opt_bool(value: Any, name: str) -> bool | None:
+def parse_bool(value: Any, name: str) -> bool | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, bool):
@@ -554,10 +554,10 @@ class PreferenceRow:
         _require_text(self.rejected, "rejected")
         if self.strength is not None:
             self.strength = Strength.parse(self.strength)
-        self.history = _turns(self.history)
+        self.history = parse_turns(self.history)
         self.adversarial = bool(self.adversarial)
-        self.chosen_unsafe = _opt_bool(self.chosen_unsafe, "chosen_unsafe")
-        self.rejected_unsafe = _opt_bool(self.rejected_unsafe, "rejected_unsafe")
+        self.chosen_unsafe = parse_bool(self.chosen_unsafe, "chosen_unsafe")
+        self.rejected_unsafe = parse_bool(self.rejected_unsafe, "rejected_unsafe")
         if not self.id:
             parts: list[Any] = [self.system or "", self.question, self.chosen, self.rejected]
             if self.history:  # one-turn rows keep the ids they had before conversations existed

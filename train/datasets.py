@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.errors import DataError
-from data.schema import MarginScheme, Prompt, Strength, _turns, in_safety_set
+from data.schema import MarginScheme, Prompt, Strength, parse_turns, in_safety_set
 from train.config import DataConfig
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def prompt_messages(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]
         system = systems[i] if systems is not None else None
         msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
         try:
-            history = _turns(histories[i]) if histories is not None else ()
+            history = parse_turns(histories[i]) if histories is not None else ()
         except (ValueError, TypeError) as e:
             raise DataError(f"not a list of user/assistant messages: {e}", file=cfg.source, row=i,
                             field="history") from None

@@ -140,6 +140,16 @@ def _strengths(records: list[dict[str, Any]], source: str) -> list[str | None]:
     return out
 
 
+def _history(rec: dict[str, Any], source: str, row: int) -> tuple[tuple[str, str], ...]:
+    """A row's earlier turns (the export's `history` column), so multi-turn rows score whole."""
+    from data.schema import parse_turns
+
+    try:
+        return parse_turns(rec.get("history"))
+    except (ValueError, TypeError) as e:
+        raise DataError(f"not a list of user/assistant messages: {e}", file=source, row=row, field="history") from None
+
+
 def load_trained_reward_model(
     model_dir: str | Path, base_model: str | None = None, *, trust_remote_code: bool = False
 ) -> tuple[Any, Any]:
@@ -209,6 +219,7 @@ def score_command(
         for rec in records:
             system = rec.get("system")
             msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
+            msgs += [{"role": r, "content": c} for r, c in _history(rec, source, len(out_))]  # earlier turns
             out_.append(msgs + [{"role": "user", "content": rec[question_column]}, {"role": "assistant", "content": rec[col]}])
         return out_
 
