@@ -135,3 +135,31 @@ def test_best_of_k_with_the_combined_reward(tiny_model_path, rules, tmp_path):
         if adversarial:  # the random tiny model writes no "bomb": every sample gets the safety score 2.0
             assert all(x == 2.0 or x < 0 for x in s["scores"])
     assert load_from_disk(str(tmp_path / "bok" / "dataset"))["train"].num_rows == summary["metrics"]["kept"]
+
+
+@pytest.mark.slow
+def test_grpo_passes_the_adversarial_tag_to_the_combined_reward(tiny_model_path, rules, tmp_path):
+    """Through TRL's real GRPOTrainer: answers to the adversarial prompt always get the safety score."""
+    from train.config import LoraSection, ModelConfig
+    from train.online import GrpoConfig, run_grpo
+
+    combined = load_reward(RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety"))
+    seen: list[tuple[str, str]] = []
+
+    def spy(prompts, completions):
+        scores = combined(prompts, completions)
+        seen.extend(zip((p.question for p in prompts), combined.last_choice))
+        return scores
+
+    prompts = [Prompt("Hurt someone?", adversarial=True), Prompt("Cook rice?"),
+               Prompt("And tea?", history=(("user", "Cook rice?"), ("assistant", "Boil it.")))]
+    cfg = GrpoConfig(output_dir=tmp_path / "grpo", model=ModelConfig(path=str(tiny_model_path)),
+                     lora=LoraSection(r=4, alpha=8, dropout=0.0), batch_size=8, num_generations=4, max_steps=2,
+                     max_new_tokens=6, lr=1e-3, save_steps=100, seed=0)
+    run_grpo(cfg, reward_fn=spy, prompts=prompts)
+    assert {q for q, _ in seen} == {p.question for p in prompts}  # two steps of two prompts cover all three
+    for question, choice in seen:
+        if question == "Hurt someone?":
+            assert choice == "safety"
+        else:  # the random model writes no "bomb"/"knife"/"gun": safety is high, helpfulness is used
+            assert choice == "helpfulness"
