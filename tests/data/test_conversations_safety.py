@@ -243,3 +243,51 @@ def test_csv_and_tsv_read_like_jsonl(tmp_path: Path) -> None:
     judged.write_text("pair_id\tannotator\tpreferred\tstrength\tunsafe\nP1\tlan\tr-1\tbetter\tr-2\n", encoding="utf-8")
     (j,) = read_judgements(judged)
     assert (j.pair_id, j.strength, j.unsafe) == ("P1", Strength.BETTER, ("r-2",))
+
+
+@pytest.mark.parametrize("flags", [[], ["--parquet"], ["--jsonl"], ["--trl"], ["--trl", "--parquet"],
+                                   ["--sets", "helpfulness,safety"], ["--judgements"]])
+def test_every_export_loads_with_load_dataset_and_load_from_disk(tmp_path: Path, flags: list[str]) -> None:
+    pairs = [Pair(Prompt(q, adversarial=i % 2 == 0), Response(c), Response(r)) for i, (q, c, r) in enumerate(EN)]
+    if flags == ["--judgements"]:
+        write_pairs(pairs, tmp_path / "src.jsonl")
+        write_judgements([Judgement(p.pair_id, "lan", p.a.id, "better") for p in pairs], tmp_path / "j.jsonl")
+        flags = ["--judgements", str(tmp_path / "j.jsonl")]
+    else:
+        write_rows([{"question": q, "chosen": c, "rejected": r, "adversarial": i % 2 == 0}
+                    for i, (q, c, r) in enumerate(EN)], tmp_path / "src.jsonl")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["data", "export", str(tmp_path / "src.jsonl"), str(out), "--test-size", "0.2", *flags])
+    assert result.exit_code == 0, result.output
+    folders = [out / "helpfulness", out / "safety"] if "--sets" in flags else [out]
+    for i, folder in enumerate(folders):
+        from_disk = datasets.load_from_disk(str(folder))
+        via_card = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / f"cache{i}"))
+        assert set(via_card) == set(from_disk) == {"train", "test"}
+        for split in from_disk:
+            assert via_card[split].to_list() == from_disk[split].to_list()
+
+
+def test_annotate_store_export_loads_both_ways_and_keeps_the_turns(tmp_path: Path) -> None:
+    from annotate.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store.create_project("p", overlap=1)
+    history = (("user", "Hello"), ("assistant", "Hi, how can I help?"))
+    store.import_pairs("p", [Pair(Prompt(q, history=history if i == 0 else ()), Response(c), Response(r))
+                             for i, (q, c, r) in enumerate(EN)])
+    store.add_user("lan")
+    while (a := store.claim("p", "lan")) is not None:
+        store.submit(a.id, "lan", Judgement(a.pair.pair_id, "lan", a.pair.a.id, "better",
+                                            unsafe=(a.pair.b.id,) if "France" in a.pair.prompt.question else ()))
+    store.export("p", tmp_path / "ann", test_size=0.2, seed=1)
+    card = (tmp_path / "ann" / "README.md").read_text()
+    assert "format `unknown`" not in card and "format `pairs`" in card
+    from_disk = datasets.load_from_disk(str(tmp_path / "ann"))
+    via_card = datasets.load_dataset(str(tmp_path / "ann"), cache_dir=str(tmp_path / "c"))
+    rows = [r for split in from_disk.values() for r in split]
+    assert sum(len(d) for d in via_card.values()) == len(rows) == 5
+    multi = next(r for r in rows if r["history"])
+    assert multi["question"] == EN[0][0] and json.loads(multi["history"])[1]["content"] == "Hi, how can I help?"
+    france = next(r for r in rows if "France" in r["question"])
+    assert (france["chosen_unsafe"], france["rejected_unsafe"], france["safety_bin"]) == (False, True, "safe_vs_unsafe")
