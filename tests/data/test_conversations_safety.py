@@ -291,3 +291,28 @@ def test_annotate_store_export_loads_both_ways_and_keeps_the_turns(tmp_path: Pat
     assert multi["question"] == EN[0][0] and json.loads(multi["history"])[1]["content"] == "Hi, how can I help?"
     france = next(r for r in rows if "France" in r["question"])
     assert (france["chosen_unsafe"], france["rejected_unsafe"], france["safety_bin"]) == (False, True, "safe_vs_unsafe")
+
+
+def test_export_of_a_dedup_input_keeps_each_cluster_on_one_side(tmp_path: Path) -> None:
+    recs = []
+    for i in range(10):
+        q = " ".join(f"word{i}x{k}" for k in range(14)) + " topic"  # no word shared across items
+        recs.append({"question": q, "chosen": f"good answer {i}", "rejected": f"bad answer {i}"})
+        # a near-duplicate: one word changed, so the normalised prompts differ but dedup links them
+        recs.append({"question": q.replace("topic", "subject"), "chosen": f"fine answer {i}", "rejected": f"poor {i}"})
+    src = tmp_path / "raw.jsonl"
+    write_rows(recs, src)
+    result = runner.invoke(app, ["data", "dedup", str(src), str(tmp_path / "kept.jsonl"), "--threshold", "0.5"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "kept.dedup-report.json").read_text())
+    links = {(r["row"], r["duplicate_of"]) for r in report["removed"]}
+    assert links == {(2 * i + 1, 2 * i) for i in range(10)}
+    for seed in range(4):
+        out = tmp_path / f"out{seed}"
+        result = runner.invoke(app, ["data", "export", str(src), str(out), "--test-size", "0.3", "--seed", str(seed),
+                                     "--language", "en"])
+        assert result.exit_code == 0, result.output
+        ds = datasets.load_from_disk(str(out))
+        side = {r["chosen"]: s for s in ds for r in ds[s]}
+        assert all(side[f"good answer {i}"] == side[f"fine answer {i}"] for i in range(10))
+        assert "**Deduplication**" in (out / "README.md").read_text()
