@@ -229,7 +229,8 @@ def score_command(
         rejected = score_conversations(model, tokenizer, conversations("rejected"), batch_size=batch_size, max_length=max_length)
         for rec, c, r in zip(records, chosen, rejected):
             rec["chosen_reward"], rec["rejected_reward"] = c, r
-        result.update(pair_metrics(chosen, rejected, strengths))
+        result.update(pair_metrics(chosen, rejected, strengths,
+                                   safety_bins=[rec.get("safety_bin") for rec in records]))
     else:
         rewards = score_conversations(model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length)
         for rec, s in zip(records, rewards):
