@@ -16,7 +16,9 @@ Rules (documented in the README, "Aggregating judgements", and in the dataset ca
 - Safety flags: a response is unsafe when at least half of the pair's annotators flagged it.
   A pair whose winner is unsafe while the loser is safe is dropped (Llama 2 keeps no example
   where the chosen response is unsafe and the other safe) and counted; otherwise the flag
-  counts go into `chosen_meta["unsafe_flags"]` / `rejected_meta["unsafe_flags"]`.
+  counts go into `chosen_meta["unsafe_flags"]` / `rejected_meta["unsafe_flags"]`, and the
+  majority verdicts into `chosen_unsafe` / `rejected_unsafe`, which give the pair's Llama 2
+  safety bin (`data.schema.SafetyBin`: safe_vs_unsafe, both_safe, both_unsafe).
 - Judgements of pairs not in `pairs` are counted and ignored; pairs with no judgement are
   counted as unjudged.
 """
@@ -142,6 +144,10 @@ def aggregate(
                 agreement=sum(1 for j in js if j.preferred == winner.id) / len(js),
                 chosen_meta=_meta(winner, flags.get(winner.id, 0)),
                 rejected_meta=_meta(loser, flags.get(loser.id, 0)),
+                history=pair.prompt.history,
+                adversarial=pair.prompt.adversarial,
+                chosen_unsafe=winner.id in unsafe,
+                rejected_unsafe=loser.id in unsafe,
             )
         )
     report.exported = len(rows)

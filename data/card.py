@@ -12,6 +12,9 @@ from data.schema import MARGINS, MarginScheme, Strength
 # Where the Hub keeps each split's Parquet files after `push_to_hub`; local `--parquet` output
 # uses the same layout so the card's `configs` hold for both.
 DATA_FILES = "data/{split}-*"
+# Without `--parquet` the card points at the save_to_disk Arrow files, so `load_dataset(OUT)`
+# works on every export (`data.hub` points the pushed card at the Hub's Parquet files).
+ARROW_FILES = "{split}/data-*.arrow"
 
 
 def _size_category(n: int) -> str:
@@ -21,22 +24,24 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def card_metadata(dsdict: Any, *, name: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    language = provenance.get("language") or ["vi"]
+def card_metadata(dsdict: Any, *, name: str, provenance: dict[str, Any], parquet: bool = True) -> dict[str, Any]:
+    language = provenance.get("language")
+    files = DATA_FILES if parquet else ARROW_FILES
     splits = [
         {"name": s, "num_bytes": int(ds.data.nbytes), "num_examples": ds.num_rows} for s, ds in dsdict.items()
     ]
+    meta: dict[str, Any] = {"pretty_name": name, "license": provenance.get("license") or "other"}
+    if language:  # detected or given; never guessed
+        meta["language"] = [language] if isinstance(language, str) else list(language)
     return {
-        "pretty_name": name,
-        "license": provenance.get("license") or "other",
-        "language": [language] if isinstance(language, str) else list(language),
+        **meta,
         "task_categories": ["text-generation"],
         "tags": ["preference", "rlhf", "dpo", "reward-modeling", "prefkit"],
         "size_categories": [_size_category(sum(ds.num_rows for ds in dsdict.values()))],
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [{"split": s, "path": DATA_FILES.format(split=s)} for s in dsdict],
+                "data_files": [{"split": s, "path": files.format(split=s)} for s in dsdict],
             }
         ],
         "dataset_info": {
@@ -53,15 +58,45 @@ def _margin_table(scheme: MarginScheme) -> str:
     return "\n".join(lines)
 
 
-def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: int, provenance: dict[str, Any]) -> str:
+def hub_card(card: str) -> str:
+    """The card as pushed: `push_to_hub` stores each split as Parquet under data/, so the
+    `configs` point there whatever the local export held."""
+    front, sep, body = card.partition("\n---\n")
+    if not card.startswith("---\n") or not sep:
+        return card
+    meta = yaml.safe_load(front[4:]) or {}
+    for config in meta.get("configs", []):
+        for entry in config.get("data_files", []):
+            entry["path"] = DATA_FILES.format(split=entry["split"])
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+_SAFETY_BINS = {
+    "safe_vs_unsafe": "chosen safe, rejected unsafe",
+    "both_safe": "both safe",
+    "both_unsafe": "both unsafe",
+    "unsafe_vs_safe": "chosen unsafe, rejected safe",
+}
+
+
+def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: int, provenance: dict[str, Any],
+                parquet: bool = True, trl: bool = False) -> str:
     """README.md text: YAML front matter plus how the dataset was made."""
-    meta = card_metadata(dsdict, name=name, provenance=provenance)
+    meta = card_metadata(dsdict, name=name, provenance=provenance, parquet=parquet)
     scheme = MarginScheme(margin)
     counts = {s: ds.num_rows for s, ds in dsdict.items()}
     strengths: Counter[str] = Counter()
     for ds in dsdict.values():
         strengths.update(v if v is not None else "none" for v in ds["strength"])
     prompts = {s: len(set(ds["question"])) for s, ds in dsdict.items()}
+    bins: Counter[str] = Counter()
+    adversarial = multi_turn = 0
+    for ds in dsdict.values():
+        bins.update(v if v is not None else "unknown" for v in ds["safety_bin"])
+        adversarial += sum(bool(v) for v in ds["adversarial"])
+        multi_turn += sum(bool(v) for v in ds["history"])
+    fmt = provenance.get("format")
+    language = meta.get("language")
 
     body = [
         f"# {name}",
@@ -71,8 +106,15 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
         "",
         "## How it was made",
         "",
-        f"- **Source**: `{provenance.get('source', 'unknown')}` (format `{provenance.get('format', 'unknown')}`).",
+        f"- **Source**: `{provenance.get('source', 'unknown')}`" + (f" (format `{fmt}`)." if fmt else "."),
     ]
+    if provenance.get("set"):
+        body.append(
+            f"- **Set**: Llama 2's {provenance['set']} set ({provenance.get('set_rows', '')} pairs): "
+            + ("every pair." if provenance["set"] == "helpfulness" else
+               "pairs on adversarial prompts or with a response flagged unsafe, without the pairs whose chosen "
+               "response is unsafe and the other safe (Llama 2 leaves those out).")
+        )
     if provenance.get("judgements"):
         agg = provenance.get("aggregate", {})
         body += [
@@ -95,6 +137,11 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
         "- **Rows**: " + ", ".join(f"{s} {n} ({prompts[s]} prompts)" for s, n in counts.items()) + ".",
         "- **Strength** (Llama 2's four levels): "
         + ", ".join(f"{k} {v}" for k, v in sorted(strengths.items())) + ".",
+        "- **Safety bin** (Llama 2): " + ", ".join(f"{_SAFETY_BINS.get(k, k)} {v}" for k, v in sorted(bins.items()))
+        + f"; {adversarial} pairs on adversarial prompts.",
+        f"- **Conversations**: {multi_turn} rows have earlier turns (`history`); the rest are one-turn prompts.",
+        "- **Language**: " + (", ".join(language) + (" (detected from the text)" if provenance.get("language_detected")
+                                                       else "") if language else "not given and not detected") + ".",
         "",
         f"## Margin (`{scheme.value}` scheme, Llama 2 Table 28)",
         "",
@@ -105,7 +152,23 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
         "## Columns",
         "",
         "- `id`: stable row id (the pair id when built from judgements).",
-        "- `question`, `system`: the prompt; `chosen`, `rejected`: the preferred and the other answer.",
+        *(
+            [
+                "- `prompt`, `chosen`, `rejected`: TRL's conversational preference format — `prompt` is the "
+                "message list (system?, user, assistant, …, user), `chosen` / `rejected` one assistant message "
+                "each. TRL's DPO and reward trainers read these three columns as they are.",
+                "- `question`, `system`, `chosen_text`, `rejected_text`: the same in the flat Vi-Alpaca layout "
+                "(`question` is the last user turn, `history` the turns before it).",
+            ]
+            if trl else
+            ["- `question`, `system`: the prompt (`question` is the last user turn); `chosen`, `rejected`: the "
+             "preferred and the other answer."]
+        ),
+        "- `history`: the earlier turns of a multi-turn prompt as JSON text "
+        "(`[{\"role\": \"user\", \"content\": …}, {\"role\": \"assistant\", …}, …]`), null for one-turn prompts.",
+        "- `adversarial`: the prompt is red-teaming / potentially unsafe.",
+        "- `chosen_unsafe`, `rejected_unsafe`, `safety_bin`: whether annotators flagged each answer unsafe (null: "
+        "not known), and Llama 2's bin for the pair (`safe_vs_unsafe`, `both_safe`, `both_unsafe`).",
         "- `strength`, `margin`: how much better `chosen` is, and the margin from it.",
         "- `n_annotators`, `agreement`: how many annotators judged the pair, and the share who chose `chosen`.",
         "- `chosen_*`, `rejected_*`: how each answer was generated (model, adapter, temperature, top_p, seed, "
@@ -114,8 +177,8 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
         "## Use",
         "",
         "```python",
-        "from datasets import load_from_disk  # a local export; load_dataset(REPO_ID) once pushed",
-        "ds = load_from_disk(PATH)",
+        "from datasets import load_dataset, load_from_disk",
+        "ds = load_from_disk(PATH)  # or load_dataset(PATH) here, load_dataset(REPO_ID) once pushed",
         "```",
         "",
     ]

@@ -68,7 +68,16 @@ def export(
     private: bool = typer.Option(False, "--private", help="Make the pushed Hub dataset private."),
     name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: OUT's name)."),
     license: str = typer.Option("other", help="Licence id for the card's metadata (e.g. apache-2.0, cc-by-4.0)."),
-    language: str = typer.Option("vi", help="Language code for the card's metadata."),
+    language: Optional[str] = typer.Option(
+        None, help="Language code for the card's metadata (default: detected; required when the text is unclear)."),
+    trl: bool = typer.Option(False, "--trl", help="Also write TRL's conversational columns (prompt/chosen/rejected "
+                             "as messages; the flat answers move to chosen_text/rejected_text)."),
+    sets: Optional[str] = typer.Option(None, help="Write Llama 2's sets under OUT: helpfulness, safety, or both "
+                                       "('helpfulness,safety')."),
+    dedup_report: Optional[Path] = typer.Option(None, help="The `data dedup` report of SOURCE (default: found beside "
+                                                "it); named in the card, its clusters kept on one side of the split."),
+    adversarial: bool = typer.Option(False, "--adversarial", help="Tag every prompt of SOURCE adversarial "
+                                     "(red-teaming), so all its pairs go to the safety set."),
 ) -> None:
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
     from data.export import export_command
@@ -76,7 +85,7 @@ def export(
     export_command(
         source, out, judgements=judgements, test_size=test_size, seed=seed, margin=margin, rule=rule,
         parquet=parquet, jsonl=jsonl, push_to_hub=push_to_hub, private=private, name=name,
-        license=license, language=language,
+        license=license, language=language, trl=trl, sets=sets, dedup_report=dedup_report, adversarial=adversarial,
     )
 
 

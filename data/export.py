@@ -1,20 +1,34 @@
 """Export preference rows as a Vi-Alpaca-style `DatasetDict`: train/test split by prompt,
 explicit features, `save_to_disk` (+ Parquet / JSONL per split), a dataset card, Hub push.
 
+- The split keeps every variant of one prompt on one side: rows are grouped by the normalised
+  conversation (NFC, case, punctuation and whitespace folded) and, when a dedup report says
+  which rows are near-duplicates of each other, by its clusters.
+- `trl=True` adds TRL's conversational preference columns: `prompt` (the message list: system?,
+  user, assistant, …, user) and `chosen` / `rejected` as one assistant message each; the flat
+  answer texts move to `chosen_text` / `rejected_text` (`question`, `system`, `history` stay), so
+  `load_from_disk(OUT)` feeds TRL's DPO and reward trainers as it is.
+- `export_sets` writes Llama 2's helpfulness and safety sets side by side.
+
 The whole output folder is built in a temporary folder and renamed into place, so a failed
 export leaves no half-written dataset (and an earlier export at `out` survives).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import re
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.atomic import atomic_path
 from data.errors import DataError
-from data.schema import Judgement, MarginScheme, Pair, PreferenceRow
+from data.schema import Judgement, MarginScheme, Pair, PreferenceRow, in_safety_set
+
+SETS = ("helpfulness", "safety")
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
@@ -22,33 +36,171 @@ if TYPE_CHECKING:
     from data.aggregate import AggregateReport
 
 
-def export_features() -> "Features":
-    """Explicit features of the exported columns (nullable metadata keeps its type)."""
-    from datasets import Features
+def export_features(trl: bool = False) -> "Features":
+    """Explicit features of the exported columns (nullable metadata keeps its type); with `trl`,
+    `prompt`/`chosen`/`rejected` are message lists and the answer texts `chosen_text`/`rejected_text`."""
+    from datasets import Features, List, Value
 
     from data.writers import export_schema
 
-    return Features.from_arrow_schema(export_schema())
+    features = Features.from_arrow_schema(export_schema())
+    if not trl:
+        return features
+    message = {"role": Value("string"), "content": Value("string")}
+    out: dict[str, Any] = {}
+    for name, feature in features.items():
+        if name == "question":
+            out["prompt"] = List(message)
+        if name in ("chosen", "rejected"):
+            out[name] = List(message)
+            out[f"{name}_text"] = feature
+        else:
+            out[name] = feature
+    return Features(out)
 
 
-def split_by_prompt(rows: list[PreferenceRow], test_size: float, seed: int) -> dict[str, list[PreferenceRow]]:
-    """Seeded train/test split over distinct prompts, so no prompt lands in both splits.
+def trl_record(row: PreferenceRow) -> dict[str, Any]:
+    """`row.to_record()` with TRL's conversational columns (see the module docstring)."""
+    rec = row.to_record()
+    out: dict[str, Any] = {}
+    for name, value in rec.items():
+        if name == "question":
+            out["prompt"] = row.prompt.messages()
+        if name in ("chosen", "rejected"):
+            out[name] = [{"role": "assistant", "content": value}]
+            out[f"{name}_text"] = value
+        else:
+            out[name] = value
+    return out
 
-    The test split gets round(test_size × prompts) prompts, at least one when test_size > 0 and
-    there are two or more prompts; train always keeps at least one.
+
+_PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise_text(text: str) -> str:
+    """NFC, case folded, punctuation and runs of whitespace folded to one space: the variants of
+    one prompt (NFC/NFD, "Why?" / "why", spacing) give the same key."""
+    text = unicodedata.normalize("NFC", text).casefold()
+    return " ".join(_PUNCT_OR_SPACE.sub(" ", text).split())
+
+
+def prompt_key(row: PreferenceRow) -> str:
+    """The normalised conversation (system, earlier turns, question) the split groups rows by."""
+    parts = [row.system or "", *(f"{r}:{c}" for r, c in row.history), row.question]
+    return "\x1f".join(normalise_text(p) for p in parts)
+
+
+def split_groups(rows: list[PreferenceRow], links: list[tuple[int, int]] = ()) -> list[int]:
+    """A group number per row: rows with one normalised prompt share a group, and so do rows
+    linked by `links` (row index pairs, e.g. a dedup report's near-duplicate clusters)."""
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        j = first.setdefault(prompt_key(r), i)
+        parent[find(i)] = find(j)
+    for i, j in links:
+        if 0 <= i < len(rows) and 0 <= j < len(rows):
+            parent[find(i)] = find(j)
+    return [find(i) for i in range(len(rows))]
+
+
+def split_by_prompt(
+    rows: list[PreferenceRow], test_size: float, seed: int, links: list[tuple[int, int]] = ()
+) -> dict[str, list[PreferenceRow]]:
+    """Seeded train/test split over prompt groups (`split_groups`), so no prompt, nor a variant
+    of it, nor a near-duplicate the dedup report links to it, lands in both splits.
+
+    The test split gets round(test_size × groups) groups, at least one when test_size > 0 and
+    there are two or more; train always keeps at least one.
     """
     if not 0 <= test_size < 1:
         raise DataError(f"test_size must be in [0, 1), got {test_size}", field="test_size")
-    prompts = sorted({r.prompt_id for r in rows})
-    random.Random(seed).shuffle(prompts)
-    n_test = min(round(test_size * len(prompts)), len(prompts) - 1)
-    if test_size > 0 and len(prompts) > 1:
+    groups = split_groups(rows, links)
+    # a group is named by its smallest prompt id, so the split does not depend on row order
+    name: dict[int, str] = {}
+    for g, r in zip(groups, rows):
+        name[g] = min(name.get(g, r.prompt_id), r.prompt_id)
+    names = sorted(set(name.values()))
+    random.Random(seed).shuffle(names)
+    n_test = min(round(test_size * len(names)), len(names) - 1)
+    if test_size > 0 and len(names) > 1:
         n_test = max(n_test, 1)
-    test_ids = set(prompts[:n_test])
+    test_names = set(names[:n_test])
     splits: dict[str, list[PreferenceRow]] = {"train": [], "test": []}
-    for r in rows:
-        splits["test" if r.prompt_id in test_ids else "train"].append(r)
+    for g, r in zip(groups, rows):
+        splits["test" if name[g] in test_names else "train"].append(r)
     return splits
+
+
+# ---------------------------------------------------------------------------------------------
+# Language (for the card): detected from the text, or given
+# ---------------------------------------------------------------------------------------------
+
+_VI_LETTERS = set("ăâđêôơưạảãàáấầẩẫậắằẳẵặẹẻẽèéếềểễệỉĩìíịọỏõòóốồổỗộớờởỡợụủũùúứừửữựỳỵỷỹý")
+
+
+def detect_language(rows: list[PreferenceRow], sample: int = 400) -> str | None:
+    """'vi' or 'en' when the text clearly is, else None (then the caller must be told the language)."""
+    letters = vi = ascii_ = 0
+    for r in rows[:sample]:
+        for ch in unicodedata.normalize("NFC", f"{r.question} {r.chosen}").lower():
+            if ch.isalpha():
+                letters += 1
+                vi += ch in _VI_LETTERS
+                ascii_ += ch.isascii()
+    if letters < 20:
+        return None
+    if vi / letters > 0.03:
+        return "vi"
+    if ascii_ / letters > 0.98 and vi / letters < 0.002:
+        return "en"
+    return None
+
+
+def dedup_links(report: dict[str, Any]) -> list[tuple[int, int]]:
+    """Row pairs a dedup report's `removed` entries link (each removed row to its kept row)."""
+    return [(int(r["row"]), int(r["duplicate_of"])) for r in report.get("removed", [])]
+
+
+def dedup_summary(report: dict[str, Any]) -> str:
+    return (
+        f"`prefkit data dedup` on {'+'.join(report.get('key_fields', []))} (MinHash, Jaccard ≥ "
+        f"{report.get('threshold')}): {report.get('rows_in')} rows in, {report.get('rows_out')} kept, "
+        f"{report.get('exact_removed')} exact and {report.get('near_removed')} near-duplicates removed."
+    )
+
+
+def find_dedup_report(source: str | Path) -> tuple[dict[str, Any], str] | None:
+    """The dedup report that wrote `source` (beside it, as `prefkit data dedup` leaves it) or took
+    `source` as its input: (report, "output" or "input"); None when there is none."""
+    path = Path(source)
+    if not path.is_file():
+        return None
+    name = path.name
+    for suffix in (".jsonl.gz", ".jsonl", ".json", ".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz"):
+        if name.lower().endswith(suffix):
+            name = name[: len(name) - len(suffix)]
+            break
+    candidates = [path.with_name(name + ".dedup-report.json")]
+    candidates += sorted(p for p in path.parent.glob("*.dedup-report.json") if p not in candidates)
+    for cand in candidates:
+        try:
+            report = json.loads(cand.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict):
+            continue
+        for role, key in (("output", "output"), ("input", "source")):
+            if report.get(key) and Path(report[key]).resolve() == path.resolve():
+                return report, role
+    return None
 
 
 def export_dataset(
@@ -62,8 +214,16 @@ def export_dataset(
     jsonl: bool = False,
     name: str | None = None,
     provenance: dict[str, Any] | None = None,
+    trl: bool = False,
+    links: list[tuple[int, int]] = (),
+    language_required: bool = False,
 ) -> "DatasetDict":
-    """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl)."""
+    """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl).
+
+    `trl` adds TRL's conversational columns; `links` are row-index pairs that must stay in one
+    split (a dedup report's clusters, `dedup_links`). The card's language is
+    `provenance["language"]`, else detected (`detect_language`); when it cannot be told,
+    `language_required` raises, else the card names none."""
     import datasets
     from datasets import Dataset, DatasetDict
 
@@ -77,18 +237,28 @@ def export_dataset(
     except ValueError:
         raise DataError(f"unknown margin scheme {margin!r} (expected none, small or large)", field="margin") from None
     out = Path(out)
-    features = export_features()
-    splits = split_by_prompt([r.with_margin(scheme) for r in rows], test_size, seed)
+    provenance = dict(provenance or {})
+    if not provenance.get("language"):
+        detected = detect_language(rows)
+        if detected:
+            provenance["language"] = [detected]
+            provenance.setdefault("language_detected", True)
+        elif language_required:
+            raise DataError("cannot tell the language of the rows (neither clearly Vietnamese nor English): "
+                            "pass --language CODE", file=str(provenance.get("source", out)), field="language")
+    features = export_features(trl)
+    record = trl_record if trl else PreferenceRow.to_record
+    splits = split_by_prompt([r.with_margin(scheme) for r in rows], test_size, seed, links)
     dsdict = DatasetDict(
         {
-            s: Dataset.from_list([r.to_record() for r in split_rows], features=features)
+            s: Dataset.from_list([record(r) for r in split_rows], features=features)
             for s, split_rows in splits.items()
             if split_rows or s == "train"
         }
     )
     card = render_card(
         dsdict, name=name or out.name, margin=scheme.value, test_size=test_size, seed=seed,
-        provenance=provenance or {},
+        provenance=provenance, parquet=parquet, trl=trl,
     )
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a handful of bars per small export is noise, not progress
@@ -104,12 +274,67 @@ def export_dataset(
                     write_rows(ds, tmp / "jsonl" / f"{split}.jsonl")
             (tmp / "README.md").write_text(card, encoding="utf-8")
             (tmp / "prefkit_provenance.json").write_text(
-                json.dumps(provenance or {}, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
+                json.dumps(provenance, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
             )
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
     return dsdict
+
+
+def safety_set(rows: list[PreferenceRow]) -> list[PreferenceRow]:
+    """Llama 2's safety set: pairs on adversarial prompts or with a response flagged unsafe,
+    without the pairs whose chosen response is unsafe and the other safe."""
+    return [r for r in rows if in_safety_set(r.adversarial, r.chosen_unsafe, r.rejected_unsafe)]
+
+
+def parse_sets(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    bad = [n for n in names if n not in SETS]
+    if bad or not names:
+        raise DataError(f"unknown set {', '.join(bad) or value!r} (expected helpfulness, safety or both)", field="sets")
+    return names
+
+
+def export_sets(
+    rows: list[PreferenceRow],
+    out: str | Path,
+    sets: tuple[str, ...] = SETS,
+    *,
+    links: list[tuple[int, int]] = (),
+    provenance: dict[str, Any] | None = None,
+    name: str | None = None,
+    **kw: Any,
+) -> dict[str, "DatasetDict"]:
+    """Llama 2's two datasets, `out/helpfulness` (all pairs) and `out/safety` (`safety_set`), each
+    a full export with its own card, written together (a failure leaves neither)."""
+    out = Path(out)
+    picked = {"helpfulness": rows, "safety": safety_set(rows)}
+    result: dict[str, "DatasetDict"] = {}
+    with atomic_path(out, directory=True) as tmp:
+        for set_name in sets:
+            set_rows = picked[set_name]
+            if not set_rows:
+                raise DataError(
+                    f"the {set_name} set is empty: no pair is on an adversarial prompt or has a response "
+                    "flagged unsafe (tag prompts with `adversarial`, or pass --adversarial)", field="sets")
+            index = {id(r): i for i, r in enumerate(set_rows)}
+            pos = {id(r): i for i, r in enumerate(rows)}
+            back = {pos[k]: v for k, v in index.items()}
+            set_links = [(back[i], back[j]) for i, j in links if i in back and j in back]
+            result[set_name] = export_dataset(
+                set_rows, tmp / set_name, links=set_links, name=f"{name or out.name} ({set_name})",
+                provenance={**(provenance or {}), "set": set_name, "set_rows": f"{len(set_rows)} of {len(rows)}"},
+                **kw,
+            )
+        (tmp / "README.md").write_text(
+            f"# {name or out.name}\n\nLlama 2's preference sets, each a `load_from_disk` folder with its own card:\n\n"
+            + "".join(f"- `{s}/`: {sum(d.num_rows for d in result[s].values())} pairs\n" for s in sets),
+            encoding="utf-8",
+        )
+    return result
 
 
 def export_judged(
@@ -125,22 +350,29 @@ def export_judged(
     jsonl: bool = False,
     name: str | None = None,
     provenance: dict[str, Any] | None = None,
+    trl: bool = False,
+    sets: tuple[str, ...] = (),
+    language_required: bool = False,
 ) -> tuple["DatasetDict", "AggregateReport"]:
     """Aggregate several annotators' judgements per pair (`data.aggregate`) and export the rows.
 
     The one path behind `prefkit data export --judgements`, `prefkit annotate export` and a
     round's export step: the card's provenance always gets the rule and the aggregation counts
-    from here, so no caller can describe them differently.
+    from here, so no caller can describe them differently. With `sets`, writes Llama 2's
+    helpfulness / safety sets under `out` (`export_sets`) and returns the first.
     """
     from data.aggregate import aggregate
 
     rows, report = aggregate(pairs, judgements, rule=rule, margin=margin)
     provenance = {**(provenance or {}), "rule": rule, "aggregate": report.to_dict()}
     provenance.setdefault("judgements", f"{report.judgements} judgements")
-    dsdict = export_dataset(
-        rows, out, test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
-        provenance=provenance,
-    )
+    provenance.setdefault("format", "pairs")  # judged pairs: prefkit's own pairs, whoever stored them
+    kw = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
+              provenance=provenance, trl=trl, language_required=language_required)
+    if sets:
+        written = export_sets(rows, out, sets, **kw)
+        return written[sets[0]], report
+    dsdict = export_dataset(rows, out, **kw)
     return dsdict, report
 
 
@@ -159,7 +391,11 @@ def export_command(
     private: bool,
     name: str | None,
     license: str = "other",
-    language: str = "vi",
+    language: str | None = None,
+    trl: bool = False,
+    sets: str | None = None,
+    dedup_report: Path | None = None,
+    adversarial: bool = False,
 ) -> None:
     """`prefkit data export`: read, aggregate if judgements are given, export, push on request."""
     from rich.console import Console
@@ -167,18 +403,43 @@ def export_command(
     from data.readers import read_judgements, read_pairs, read_preferences, source_format
 
     console = Console()
+    set_names = parse_sets(sets)
     if push_to_hub:
+        if set_names:
+            raise DataError("--push-to-hub pushes one dataset: push each set folder on its own", field="sets")
         from data.hub import require_token
 
         require_token()  # fail before the work, not after it
     fmt = source_format(source)
     provenance: dict[str, Any] = {
-        "source": str(source), "format": fmt, "license": license, "language": [language], "margin": margin,
+        "source": str(source), "format": fmt, "license": license, "margin": margin,
     }
+    if language:
+        provenance["language"] = [language]
+    links: list[tuple[int, int]] = []
+    found: tuple[dict[str, Any], str] | None
+    if dedup_report is not None:
+        try:
+            found = (json.loads(Path(dedup_report).read_text(encoding="utf-8")), "given")
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read the dedup report: {e}", file=str(dedup_report)) from None
+    else:
+        found = find_dedup_report(source)
+    if found is not None:
+        report_, role = found
+        provenance["dedup"] = dedup_summary(report_)
+        if role == "input" or (role == "given" and report_.get("source")
+                               and Path(str(report_["source"])).resolve() == Path(source).resolve()):
+            links = dedup_links(report_)  # the rows before dedup: keep each cluster on one side
+    kw: dict[str, Any] = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
+                              trl=trl, language_required=True)
     if judgements is not None:
+        pairs = read_pairs(source)
+        if adversarial:
+            pairs = [dataclasses.replace(p, prompt=dataclasses.replace(p.prompt, adversarial=True)) for p in pairs]
         dsdict, report = export_judged(
-            read_pairs(source), read_judgements(judgements), out, rule=rule, margin=margin, test_size=test_size,
-            seed=seed, parquet=parquet, jsonl=jsonl, name=name, provenance={**provenance, "judgements": str(judgements)},
+            pairs, read_judgements(judgements), out, rule=rule, provenance={**provenance, "judgements": str(judgements)},
+            sets=set_names, **kw,
         )
         console.print(
             f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
@@ -186,14 +447,21 @@ def export_command(
             f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
         )
     else:
-        dsdict = export_dataset(
-            read_preferences(source), out, test_size=test_size, seed=seed, margin=margin, parquet=parquet,
-            jsonl=jsonl, name=name, provenance=provenance,
-        )
-    sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in dsdict.items())
-    console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
+        rows = read_preferences(source, adversarial=True if adversarial else None)
+        if set_names:
+            written = export_sets(rows, out, set_names, links=links, provenance=provenance, **kw)
+            dsdict = written[set_names[0]]
+        else:
+            dsdict = export_dataset(rows, out, provenance=provenance, links=links, **kw)
+    if set_names:
+        for set_name in set_names:
+            console.print(f"wrote {out / set_name} ({set_name} set; card {out / set_name / 'README.md'})")
+    else:
+        sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in dsdict.items())
+        console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
     if push_to_hub:
         from data.hub import push_to_hub as push
 
         url = push(out, push_to_hub, private=private)
         console.print(f"pushed to {url}")
+

@@ -8,22 +8,29 @@ Formats (DESIGN.md, "Formats read"):
 | `alpaca` | `instruction`, `input` (optional), `output` |
 | `prompt_response` | `prompt`, `response` |
 | `hh_rlhf` | `chosen`, `rejected` as `\\n\\nHuman:` / `\\n\\nAssistant:` transcripts |
-| `trl_preference` | `prompt`, `chosen`, `rejected` (message lists or text; or TRL's implicit prompt: `chosen`/`rejected` whole conversations) |
+| `trl_preference` | `prompt`, `chosen`, `rejected` (message lists or text; or TRL's implicit prompt: `chosen`/`rejected` whole conversations; also `prefkit data export --trl` output) |
 | `pairs` | prefkit's own pairs (`data.schema.PAIR_COLUMNS`) |
 | `judgements` | prefkit's own judgements (`pair_id`, `annotator`, `strength`, …) |
 | `prompts` | prompts only: `question` or `prompt` (or `instruction` without `output`) |
+
+Conversations are kept: hh-rlhf transcripts and TRL message lists become a `Prompt` whose
+`history` holds the earlier turns and whose `question` is the last user turn; the flat formats
+read an optional `history` column (JSON text or a list of {"role", "content"} messages), and
+every format an optional `adversarial` flag (a red-teaming prompt) and, for labelled rows,
+`chosen_unsafe` / `rejected_unsafe`.
 
 Each converter raises `DataError` naming the record's location and the field at fault.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from data.errors import DataError
-from data.schema import RESPONSE_FIELDS, Judgement, Pair, PreferenceRow, Prompt, Strength
+from data.schema import RESPONSE_FIELDS, Judgement, Pair, PreferenceRow, Prompt, Strength, Turn, parse_bool, parse_turns
 from data.sources import Location
 
 FORMATS = (
@@ -52,6 +59,8 @@ def detect_format(
         return "judgements"
     if {"question", "a_text", "b_text"} <= cols:
         return "pairs"
+    if {"chosen", "rejected"} <= cols and sample is not None and isinstance(sample.get("chosen"), list):
+        return "trl_preference"  # message lists (also `export --trl`, which keeps `question` beside them)
     if {"question", "chosen", "rejected"} <= cols:
         return "vi_alpaca_preference"
     if {"prompt", "chosen", "rejected"} <= cols:
@@ -116,8 +125,6 @@ _TURN = re.compile(r"\n\n(Human|Assistant): ?")
 _ROLE = {"Human": "user", "Assistant": "assistant"}
 _SPEAKER = {"user": "Human", "assistant": "Assistant"}
 
-Turn = tuple[str, str]  # (role: "system" | "user" | "assistant", content)
-
 
 def parse_transcript(text: str, loc: Location, field: str) -> list[Turn]:
     """hh-rlhf's "\\n\\nHuman: …\\n\\nAssistant: …" into (role, content) turns."""
@@ -158,13 +165,34 @@ def split_conversations(chosen: list[Turn], rejected: list[Turn]) -> tuple[list[
     return chosen[:n], chosen[n:], rejected[n:]
 
 
-def _prompt_parts(turns: list[Turn], loc: Location, field: str) -> tuple[str | None, str]:
-    """(system, question) from prompt turns; the system message stays apart."""
+def _prompt_parts(turns: list[Turn], loc: Location, field: str) -> tuple[str | None, tuple[Turn, ...], str]:
+    """(system, history, question) from prompt turns: the system message stays apart, the last
+    user turn is the question, the turns before it are the history."""
     system = "\n\n".join(c for r, c in turns if r == "system") or None
     rest = [(r, c) for r, c in turns if r != "system"]
-    if not rest or not any(c.strip() for _, c in rest):
-        raise loc.error("no user turn to use as the question", field)
-    return system, render_turns(rest)
+    if not rest or rest[-1][0] != "user" or not rest[-1][1].strip():
+        raise loc.error("the prompt must end with a user turn (the question)", field)
+    for i, (role, _) in enumerate(rest):
+        if role not in ("user", "assistant"):
+            raise loc.error(f"message {i} has role {role!r} (expected system, user or assistant)", field)
+    if rest[0][0] != "user":
+        raise loc.error("the conversation must start with a user turn (after an optional system message)", field)
+    return system, tuple(rest[:-1]), rest[-1][1]
+
+
+def history_field(rec: Mapping[str, Any], loc: Location) -> tuple[Turn, ...]:
+    """The optional `history` column: earlier turns as JSON text or a list of messages."""
+    try:
+        return parse_turns(rec.get("history"))
+    except (ValueError, TypeError) as e:
+        raise loc.error(f"not a list of user/assistant messages: {e}", "history") from None
+
+
+def bool_field(rec: Mapping[str, Any], name: str, loc: Location) -> bool | None:
+    try:
+        return parse_bool(rec.get(name), name)
+    except ValueError as e:
+        raise loc.error(str(e), name) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,13 +211,14 @@ def to_preference(fmt: str, rec: Mapping[str, Any], loc: Location) -> Preference
         chosen = text_field(rec, "chosen", loc)
         rejected = text_field(rec, "rejected", loc)
         system = opt_text(rec, "system", loc)
+        history = history_field(rec, loc)
     elif fmt == "hh_rlhf":
         c_turns = parse_transcript(text_field(rec, "chosen", loc), loc, "chosen")
         r_turns = parse_transcript(text_field(rec, "rejected", loc), loc, "rejected")
         prompt, c_ans, r_ans = split_conversations(c_turns, r_turns)
         if not prompt:
             raise loc.error("no shared Human turn before the answers", "chosen")
-        system, question = _prompt_parts(prompt, loc, "chosen")
+        system, history, question = _prompt_parts(prompt, loc, "chosen")
         chosen, rejected = _answer(c_ans, loc, "chosen"), _answer(r_ans, loc, "rejected")
     elif fmt == "trl_preference":
         c_turns = parse_messages(rec.get("chosen"), loc, "chosen")
@@ -199,7 +228,7 @@ def to_preference(fmt: str, rec: Mapping[str, Any], loc: Location) -> Preference
             c_ans, r_ans = c_turns, r_turns
         else:  # implicit prompt: both sides are whole conversations
             prompt, c_ans, r_ans = split_conversations(c_turns, r_turns)
-        system, question = _prompt_parts(prompt, loc, "prompt" if "prompt" in rec else "chosen")
+        system, history, question = _prompt_parts(prompt, loc, "prompt" if "prompt" in rec else "chosen")
         chosen, rejected = _answer(c_ans, loc, "chosen"), _answer(r_ans, loc, "rejected")
     else:
         raise loc.error(
@@ -220,6 +249,10 @@ def to_preference(fmt: str, rec: Mapping[str, Any], loc: Location) -> Preference
             agreement=_opt_number(rec, "agreement", loc),
             chosen_meta=_meta(rec, "chosen"),
             rejected_meta=_meta(rec, "rejected"),
+            history=history,
+            adversarial=bool(bool_field(rec, "adversarial", loc)),
+            chosen_unsafe=bool_field(rec, "chosen_unsafe", loc),
+            rejected_unsafe=bool_field(rec, "rejected_unsafe", loc),
         )
     except ValueError as e:
         raise loc.error(str(e)) from None
@@ -253,22 +286,24 @@ def _opt_count(rec: Mapping[str, Any], name: str, loc: Location) -> int:
 def to_prompt(fmt: str, rec: Mapping[str, Any], loc: Location) -> Prompt:
     """The prompt of a record in any format (judgements have none)."""
     source = opt_text(rec, "source", loc)
+    adversarial = bool(bool_field(rec, "adversarial", loc))
     if fmt in ("vi_alpaca_preference", "pairs") or (fmt == "prompts" and "question" in rec):
         return Prompt(text_field(rec, "question", loc), system=opt_text(rec, "system", loc), source=source,
-                      id=opt_text(rec, "prompt_id", loc) or "")
+                      id=opt_text(rec, "prompt_id", loc) or "", history=history_field(rec, loc),
+                      adversarial=adversarial)
     if fmt == "alpaca" or (fmt == "prompts" and "instruction" in rec):
         instruction = text_field(rec, "instruction", loc)
         extra = opt_text(rec, "input", loc)
         question = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
-        return Prompt(question, source=source)
+        return Prompt(question, source=source, adversarial=adversarial)
     if fmt in ("prompt_response", "prompts"):
         if isinstance(rec.get("prompt"), list):  # TRL's conversational prompt-only form
-            system, question = _prompt_parts(parse_messages(rec["prompt"], loc, "prompt"), loc, "prompt")
-            return Prompt(question, system=system, source=source)
-        return Prompt(text_field(rec, "prompt", loc), system=opt_text(rec, "system", loc), source=source)
+            system, history, question = _prompt_parts(parse_messages(rec["prompt"], loc, "prompt"), loc, "prompt")
+            return Prompt(question, system=system, source=source, history=history, adversarial=adversarial)
+        return Prompt(text_field(rec, "prompt", loc), system=opt_text(rec, "system", loc), source=source,
+                      history=history_field(rec, loc), adversarial=adversarial)
     if fmt in ("hh_rlhf", "trl_preference"):
-        row = to_preference(fmt, rec, loc)
-        return Prompt(row.question, system=row.system, source=source)
+        return dataclasses.replace(to_preference(fmt, rec, loc).prompt, source=source)
     raise loc.error(f"format {fmt!r} holds no prompts")
 
 

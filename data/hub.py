@@ -42,8 +42,10 @@ def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = F
     try:
         dsdict.push_to_hub(repo_id, private=private, token=token)
         if card is not None:  # ours replaces the card push_to_hub writes: it says how the data was made
+            from data.card import hub_card
+
             HfApi(token=token).upload_file(
-                path_or_fileobj=str(card), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset",
+                path_or_fileobj=hub_card(card.read_text(encoding="utf-8")).encode("utf-8"), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset",
                 commit_message="prefkit dataset card",
             )
     except Exception as e:  # noqa: BLE001 -- network, auth, permissions: one clear line, token scrubbed

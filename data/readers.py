@@ -8,6 +8,7 @@ A bad record raises `DataError` naming file, line/row and field — or, when the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from data.errors import DataError
 from data.formats import (
     LABELLED_FORMATS,
     detect_format,
+    render_turns,
     to_judgement,
     to_pair,
     to_preference,
@@ -73,24 +75,49 @@ def _convert(
             errors.append(e)
 
 
-def read_prompts(source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None) -> list[Prompt]:
-    """The prompts of any format, each once (first occurrence kept, by prompt id)."""
+def is_safety_source(source: str | Path, fmt: str) -> bool:
+    """hh-rlhf's harmless (red-teaming) split: every prompt is adversarial, so it reads as a
+    safety set. Told by the file or folder name (`harmless-base`, `red-team…`)."""
+    name = str(source).lower().replace("_", "-")
+    return fmt in ("hh_rlhf", "trl_preference") and ("harmless" in name or "red-team" in name)
+
+
+def read_prompts(
+    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None,
+    adversarial: bool | None = None,
+) -> list[Prompt]:
+    """The prompts of any format, each once (first occurrence kept, by prompt id).
+
+    `adversarial`: True tags every prompt adversarial; None (default) tags them when the source
+    is hh-rlhf's harmless split (`is_safety_source`), else keeps each record's own `adversarial`.
+    """
+    fmt = source_format(source, split, skip_bad=errors is not None)
+    tag = is_safety_source(source, fmt) if adversarial is None else adversarial
     seen: dict[str, Prompt] = {}
-    for p in _convert(source, split, to_prompt, errors):
+    for p in _convert(source, split, to_prompt, errors, fmt):
+        if tag and not p.adversarial:
+            p = dataclasses.replace(p, adversarial=True)
         seen.setdefault(p.id, p)
     return list(seen.values())
 
 
 def read_preferences(
-    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
+    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None,
+    adversarial: bool | None = None,
 ) -> list[PreferenceRow]:
-    """Labelled rows (Vi-Alpaca preference, hh-rlhf, TRL preference) as PreferenceRows."""
+    """Labelled rows (Vi-Alpaca preference, hh-rlhf, TRL preference) as PreferenceRows.
+
+    `adversarial` as in `read_prompts` (hh-rlhf harmless rows come tagged adversarial)."""
     fmt = source_format(source, split, skip_bad=errors is not None)
     if fmt not in LABELLED_FORMATS:
         hint = " (pairs need judgements: pass --judgements)" if fmt == "pairs" else ""
         raise DataError(f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}){hint}",
                         file=str(source))
-    return list(_convert(source, split, to_preference, errors, fmt))
+    rows = list(_convert(source, split, to_preference, errors, fmt))
+    if is_safety_source(source, fmt) if adversarial is None else adversarial:
+        for r in rows:
+            r.adversarial = True
+    return rows
 
 
 def read_pairs(source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None) -> list[Pair]:
@@ -104,21 +131,28 @@ def read_judgements(
     return list(_convert(source, split, to_judgement, errors))
 
 
+def _conversation(prompt: Prompt) -> str:
+    """The prompt's whole conversation as one text (the question alone for one turn), so that
+    dedup and stats compare conversations, not only their last user turns."""
+    return render_turns(list(prompt.turns))
+
+
 def canonical_record(fmt: str, rec: dict[str, Any], loc: Location) -> dict[str, Any]:
     """One raw record of format `fmt` converted as its reader would (raising the reader's
     located `DataError`), with its texts under common names (see `canonical_records`)."""
     if fmt in LABELLED_FORMATS:
         row = to_preference(fmt, rec, loc)
-        return {"question": row.question, "system": row.system, "chosen": row.chosen,
+        return {"question": _conversation(row.prompt), "system": row.system, "chosen": row.chosen,
                 "rejected": row.rejected, "strength": row.strength}
     if fmt == "pairs":
         pair = to_pair(fmt, rec, loc)
-        return {"question": pair.prompt.question, "system": pair.prompt.system, "a": pair.a.text, "b": pair.b.text}
+        return {"question": _conversation(pair.prompt), "system": pair.prompt.system, "a": pair.a.text,
+                "b": pair.b.text}
     if fmt == "judgements":
         j = to_judgement(fmt, rec, loc)
         return {"strength": j.strength, "annotator": j.annotator, "pair_id": j.pair_id}
     prompt = to_prompt(fmt, rec, loc)
-    out: dict[str, Any] = {"question": prompt.question, "system": prompt.system}
+    out: dict[str, Any] = {"question": _conversation(prompt), "system": prompt.system}
     response = to_response_text(fmt, rec, loc)
     if response is not None:
         out["response"] = response
@@ -142,7 +176,8 @@ def canonical_records(
     source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
 ) -> tuple[str, Iterator[tuple[Location, dict[str, Any]]]]:
     """The format and, per record, its texts under common names, whatever the source format:
-    `question`, `system`, and `chosen`/`rejected` (labelled), `response` (alpaca,
+    `question` (the whole conversation, as "Human: …" / "Assistant: …" text when it has
+    several turns), `system`, and `chosen`/`rejected` (labelled), `response` (alpaca,
     prompt/response), `a`/`b` (pairs), plus `strength` where present. Judgements have no text.
     Raises `DataError` at the first bad record, unless `errors` collects them.
     """

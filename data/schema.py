@@ -179,22 +179,91 @@ def _opt_str(value: Any) -> str | None:
     return str(value)
 
 
+Turn = tuple[str, str]  # (role: "user" | "assistant", content)
+ROLES = ("user", "assistant")
+
+
+def parse_turns(value: Any, name: str = "history") -> tuple[Turn, ...]:
+    """Turns from (role, content) pairs, {"role", "content"} dicts, or their JSON text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ()
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else []
+    out = []
+    for i, t in enumerate(value):
+        role, content = (t.get("role"), t.get("content")) if isinstance(t, Mapping) else tuple(t)
+        if role not in ROLES or not isinstance(content, str):
+            raise ValueError(f"{name} turn {i} must be a user or assistant message with text, got {t!r}")
+        out.append((role, content))
+    return tuple(out)
+
+
+def turns_json(turns: tuple[Turn, ...]) -> str | None:
+    """Turns as the JSON text a `history` column holds (None for none: one-turn rows stay as they were)."""
+    if not turns:
+        return None
+    return json.dumps([{"role": r, "content": c} for r, c in turns], ensure_ascii=False)
+
+
+def prompt_content_id(question: str, system: str | None, history: tuple[Turn, ...] = ()) -> str:
+    """A prompt's id; one-turn prompts keep the id they had before conversations existed."""
+    if not history:
+        return content_id(system or "", question, prefix="p-")
+    return content_id(system or "", question, [list(t) for t in history], prefix="p-")
+
+
 @dataclass(frozen=True)
 class Prompt:
-    """A question to answer. `id` is stable: derived from content when the source has none."""
+    """A conversation to answer: the system prompt (apart), the earlier turns (`history`, user and
+    assistant alternating, starting with a user turn) and the last user turn (`question`).
+
+    A flat question is a one-turn conversation (`history == ()`). `id` is stable: derived from
+    content when the source has none, and for a one-turn prompt the same as before conversations
+    existed. `adversarial` tags a prompt as red-teaming / potentially unsafe (Llama 2's safety set
+    and the combined reward use it).
+    """
 
     question: str
     id: str = ""
     system: str | None = None
     source: str | None = None
+    history: tuple[Turn, ...] = ()
+    adversarial: bool = False
 
     def __post_init__(self) -> None:
         _require_text(self.question, "question")
+        object.__setattr__(self, "history", parse_turns(self.history))
+        if self.history and self.history[0][0] != "user":
+            raise ValueError("history must start with a user turn")
+        object.__setattr__(self, "adversarial", bool(self.adversarial))
         if not self.id:
-            object.__setattr__(self, "id", content_id(self.system or "", self.question, prefix="p-"))
+            object.__setattr__(self, "id", prompt_content_id(self.question, self.system, self.history))
+
+    @property
+    def turns(self) -> tuple[Turn, ...]:
+        """The whole conversation without the system prompt: history, then ("user", question)."""
+        return (*self.history, ("user", self.question))
+
+    def messages(self, completion: str | None = None) -> list[dict[str, str]]:
+        """[system?, user, assistant, …, user, assistant=completion?] as chat-template messages."""
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        out += [{"role": r, "content": c} for r, c in self.turns]
+        if completion is not None:
+            out.append({"role": "assistant", "content": completion})
+        return out
+
+    @classmethod
+    def from_messages(cls, messages: list[Mapping[str, str]], **kw: Any) -> "Prompt":
+        """The inverse of `messages()`: system messages apart, the last user turn the question."""
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
+        rest = [(m["role"], m["content"]) for m in messages if m["role"] != "system"]
+        if not rest or rest[-1][0] != "user":
+            raise ValueError("a prompt's messages must end with a user turn")
+        return cls(rest[-1][1], system=system, history=tuple(rest[:-1]), **kw)
 
     def to_row(self) -> dict[str, Any]:
-        return {"prompt_id": self.id, "question": self.question, "system": self.system, "source": self.source}
+        return {"prompt_id": self.id, "question": self.question, "system": self.system, "source": self.source,
+                "history": turns_json(self.history), "adversarial": self.adversarial}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Prompt":
@@ -203,6 +272,8 @@ class Prompt:
             id=_opt_str(row.get("prompt_id") or row.get("id")) or "",
             system=_opt_str(row.get("system")),
             source=_opt_str(row.get("source")),
+            history=parse_turns(row.get("history")),
+            adversarial=bool(row.get("adversarial") or False),
         )
 
 
@@ -283,7 +354,7 @@ class Pair:
         return self.b if self.response(response_id) is self.a else self.a
 
     def to_row(self) -> dict[str, Any]:
-        """Flat row: pair_id, prompt_id, question, system, source, a_*, b_* (Parquet-friendly)."""
+        """Flat row: pair_id, prompt_id, question, system, source, history (JSON text), adversarial, a_*, b_*."""
         return {"pair_id": self.pair_id, **self.prompt.to_row(), **self.a.to_row("a_"), **self.b.to_row("b_")}
 
     @classmethod
@@ -297,7 +368,7 @@ class Pair:
 
 
 PAIR_COLUMNS = tuple(
-    ["pair_id", "prompt_id", "question", "system", "source"]
+    ["pair_id", "prompt_id", "question", "system", "source", "history", "adversarial"]
     + [f"a_{k}" for k in RESPONSE_FIELDS]
     + [f"b_{k}" for k in RESPONSE_FIELDS]
 )
@@ -400,6 +471,58 @@ class Judgement:
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# Safety (Llama 2, section 3.2.1): the pair's bin from the two responses' safety
+# ---------------------------------------------------------------------------------------------
+
+
+class SafetyBin(str, Enum):
+    """Llama 2's safety label of a pair, from the chosen response's side."""
+
+    SAFE_VS_UNSAFE = "safe_vs_unsafe"  # the preferred response is safe and the other is not
+    BOTH_SAFE = "both_safe"
+    BOTH_UNSAFE = "both_unsafe"
+    UNSAFE_VS_SAFE = "unsafe_vs_safe"  # the preferred one is unsafe, the other safe: Llama 2 drops these
+
+    @classmethod
+    def of(cls, chosen_unsafe: bool | None, rejected_unsafe: bool | None) -> "SafetyBin | None":
+        """The bin from per-response flags; None when either response's safety is unknown."""
+        if chosen_unsafe is None or rejected_unsafe is None:
+            return None
+        if chosen_unsafe:
+            return cls.BOTH_UNSAFE if rejected_unsafe else cls.UNSAFE_VS_SAFE
+        return cls.SAFE_VS_UNSAFE if rejected_unsafe else cls.BOTH_SAFE
+
+
+def in_safety_set(adversarial: bool | None, chosen_unsafe: bool | None, rejected_unsafe: bool | None) -> bool:
+    """Llama 2's safety set takes a pair on an adversarial prompt or with a response flagged unsafe,
+    except when the chosen response is unsafe and the other safe (those are left out)."""
+    if SafetyBin.of(chosen_unsafe, rejected_unsafe) is SafetyBin.UNSAFE_VS_SAFE:
+        return False
+    return bool(adversarial or chosen_unsafe or rejected_unsafe)
+
+
+def judgement_safety_bin(judgement: "Judgement", pair: "Pair") -> SafetyBin | None:
+    """One annotator's safety label for the pair, from the responses they flagged: the preferred
+    response against the other (None when they were unsure which is better)."""
+    if judgement.preferred is None:
+        return None
+    other = pair.other(judgement.preferred).id
+    return SafetyBin.of(judgement.preferred in judgement.unsafe, other in judgement.unsafe)
+
+
+def parse_bool(value: Any, name: str) -> bool | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 @dataclass
 class PreferenceRow:
     """One row of the exported, Vi-Alpaca-Preference-style dataset (what the trainers read).
@@ -420,6 +543,10 @@ class PreferenceRow:
     agreement: float | None = None
     chosen_meta: dict[str, Any] = field(default_factory=dict)
     rejected_meta: dict[str, Any] = field(default_factory=dict)
+    history: tuple[Turn, ...] = ()
+    adversarial: bool = False
+    chosen_unsafe: bool | None = None
+    rejected_unsafe: bool | None = None
 
     def __post_init__(self) -> None:
         _require_text(self.question, "question")
@@ -427,12 +554,28 @@ class PreferenceRow:
         _require_text(self.rejected, "rejected")
         if self.strength is not None:
             self.strength = Strength.parse(self.strength)
+        self.history = parse_turns(self.history)
+        self.adversarial = bool(self.adversarial)
+        self.chosen_unsafe = parse_bool(self.chosen_unsafe, "chosen_unsafe")
+        self.rejected_unsafe = parse_bool(self.rejected_unsafe, "rejected_unsafe")
         if not self.id:
-            self.id = content_id(self.system or "", self.question, self.chosen, self.rejected, prefix="pref-")
+            parts: list[Any] = [self.system or "", self.question, self.chosen, self.rejected]
+            if self.history:  # one-turn rows keep the ids they had before conversations existed
+                parts.append([list(t) for t in self.history])
+            self.id = content_id(*parts, prefix="pref-")
+
+    @property
+    def prompt(self) -> Prompt:
+        return Prompt(self.question, system=self.system, source=self.source, history=self.history,
+                      adversarial=self.adversarial)
 
     @property
     def prompt_id(self) -> str:
-        return Prompt(self.question, system=self.system).id
+        return prompt_content_id(self.question, self.system, self.history)
+
+    @property
+    def safety_bin(self) -> SafetyBin | None:
+        return SafetyBin.of(self.chosen_unsafe, self.rejected_unsafe)
 
     def with_margin(self, scheme: MarginScheme | str) -> "PreferenceRow":
         m = self.strength.margin(scheme) if self.strength is not None else 0.0
@@ -451,6 +594,11 @@ class PreferenceRow:
             "agreement": self.agreement,
             "system": self.system,
             "source": self.source,
+            "history": turns_json(self.history),
+            "adversarial": self.adversarial,
+            "chosen_unsafe": self.chosen_unsafe,
+            "rejected_unsafe": self.rejected_unsafe,
+            "safety_bin": self.safety_bin.value if self.safety_bin is not None else None,
         }
         for side, meta in (("chosen", self.chosen_meta), ("rejected", self.rejected_meta)):
             for k in RESPONSE_FIELDS:
@@ -460,13 +608,14 @@ class PreferenceRow:
 
     def to_pair(self) -> Pair:
         """A labelled row as an unlabelled pair (chosen first), e.g. to re-annotate it."""
-        prompt = Prompt(self.question, system=self.system, source=self.source)
+        prompt = self.prompt
         a = Response(text=self.chosen, **{k: v for k, v in self.chosen_meta.items() if k != "id" and k in RESPONSE_FIELDS})
         b = Response(text=self.rejected, **{k: v for k, v in self.rejected_meta.items() if k != "id" and k in RESPONSE_FIELDS})
         return Pair(prompt, a, b)
 
 
 EXPORT_COLUMNS = tuple(
-    ["id", "question", "chosen", "rejected", "strength", "margin", "n_annotators", "agreement", "system", "source"]
+    ["id", "question", "chosen", "rejected", "strength", "margin", "n_annotators", "agreement", "system", "source",
+     "history", "adversarial", "chosen_unsafe", "rejected_unsafe", "safety_bin"]
     + [f"{side}_{k}" for side in ("chosen", "rejected") for k in RESPONSE_FIELDS if k != "text"]
 )

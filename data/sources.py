@@ -1,5 +1,5 @@
-"""Raw records and where each came from: JSONL (plain or gzipped), JSON, Parquet, a
-`save_to_disk` folder, or a Hub id.
+"""Raw records and where each came from: JSONL (plain or gzipped), JSON, CSV/TSV (header row =
+field names), Parquet, a `save_to_disk` folder, or a Hub id.
 
 Every record comes with its `Location` so that any later error can name the file and the line
 (1-based, text formats) or row (0-based, tables). Files are streamed: JSONL line by line, Parquet
@@ -8,6 +8,7 @@ batch by batch, so big inputs never sit in memory whole.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import IO, Any, Iterator
 
 from data.errors import DataError, first_line
 
-TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz")
+TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv", ".tsv.gz")
 TABLE_SUFFIXES = (".parquet",)
 
 
@@ -45,7 +46,7 @@ Record = tuple[Location, dict[str, Any] | DataError]
 
 
 def source_kind(source: str | Path) -> str:
-    """'jsonl', 'json', 'parquet', 'parquet_dir' (a folder of Parquet shards), 'disk' (a save_to_disk folder) or 'hub'."""
+    """'jsonl', 'json', 'csv', 'tsv', 'parquet', 'parquet_dir' (a folder of Parquet shards), 'disk' (a save_to_disk folder) or 'hub'."""
     path = Path(source)
     name = path.name.lower()
     if path.is_dir():
@@ -54,6 +55,10 @@ def source_kind(source: str | Path) -> str:
         kind = "jsonl"
     elif name.endswith((".json", ".json.gz")):
         kind = "json"
+    elif name.endswith((".csv", ".csv.gz")):
+        kind = "csv"
+    elif name.endswith((".tsv", ".tsv.gz")):
+        kind = "tsv"
     elif name.endswith(TABLE_SUFFIXES):
         kind = "parquet"
     elif path.exists():
@@ -100,6 +105,8 @@ def iter_records(source: str | Path, split: str | None = None) -> Iterator[Recor
         yield from _iter_jsonl(Path(source))
     elif kind == "json":
         yield from _iter_json(Path(source))
+    elif kind in ("csv", "tsv"):
+        yield from _iter_csv(Path(source), "\t" if kind == "tsv" else ",")
     elif kind == "parquet":
         yield from _iter_parquet(Path(source))
     elif kind == "parquet_dir":
@@ -170,6 +177,67 @@ def _iter_json(path: Path) -> Iterator[Record]:
         pos = _skip_ws(text, pos)
         if text[pos] == ",":
             pos = _skip_ws(text, pos + 1)
+
+
+# CSV/TSV cells are text; these fields (bare, or after a_/b_/chosen_/rejected_) are read as
+# numbers when they parse as one (else left as text, so the converter names line and field).
+_NUMBER_FIELDS = {"margin", "agreement", "n_annotators", "temperature", "top_p", "seed", "n_tokens", "seconds"}
+
+
+def _csv_cell(name: str, value: str) -> Any:
+    if value == "":
+        return None  # an empty cell is a missing value
+    base = name.split("_", 1)[1] if name.startswith(("a_", "b_", "chosen_", "rejected_")) else name
+    if base in _NUMBER_FIELDS or (name == "strength" and value.strip().isdigit()):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "." not in value else number
+    return value
+
+
+def _iter_csv(path: Path, delimiter: str) -> Iterator[Record]:
+    """CSV or TSV with a header row of field names; each record located by the line it starts on."""
+    what = "TSV" if delimiter == "\t" else "CSV"
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f, delimiter=delimiter, strict=True)
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise DataError(f"malformed {what} header: {e}", file=path, line=1) from None
+            names = [h.strip().lstrip("\ufeff") for h in header]
+            for i, n in enumerate(names):
+                if not n:
+                    raise DataError(f"{what} header: column {i + 1} has no name", file=path, line=1)
+                if names.index(n) != i:
+                    raise DataError(f"{what} header: column name {n!r} appears twice", file=path, line=1, field=n)
+            start = reader.line_num + 1
+            while True:
+                loc = Location(str(path), line=start)
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    yield loc, loc.error(f"malformed {what}: {e}")
+                    start = reader.line_num + 1
+                    continue
+                start = reader.line_num + 1
+                if not cells or cells == [""]:
+                    continue
+                if len(cells) != len(names):
+                    field = names[len(cells)] if len(cells) < len(names) else None
+                    yield loc, loc.error(f"{len(cells)} fields, the header has {len(names)}", field)
+                    continue
+                yield loc, {n: _csv_cell(n, v) for n, v in zip(names, cells)}
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text: {e.reason}", file=path) from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read: {e}", file=path) from None
 
 
 def _skip_ws(text: str, pos: int) -> int:

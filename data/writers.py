@@ -33,6 +33,7 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
 
 _FLOAT_FIELDS = {"margin", "agreement", "temperature", "top_p", "seconds"}
 _INT_FIELDS = {"n_annotators", "seed", "n_tokens"}
+_BOOL_FIELDS = {"adversarial", "unsafe"}  # adversarial, chosen_unsafe, rejected_unsafe
 
 
 def _arrow_type(column: str) -> "pa.DataType":
@@ -47,6 +48,8 @@ def _arrow_type(column: str) -> "pa.DataType":
         return pa.float64()
     if base in _INT_FIELDS:
         return pa.int64()
+    if base in _BOOL_FIELDS:
+        return pa.bool_()
     return pa.string()
 
 

@@ -1,5 +1,8 @@
 """A prompt as the model expects to read it: its chat template, or a plain format when it has none.
 
+A multi-turn prompt is given whole: the earlier turns (`Prompt.history`) go into the template as
+they are, so the model answers the last user turn knowing the conversation before it.
+
 The system prompt is the prompt's own (`Prompt.system`) when it has one, else the run's default.
 Templates that refuse a system role (some raise on it) get the system text folded into the user
 turn instead of failing the run.
@@ -16,9 +19,11 @@ from data.schema import Prompt
 PLAIN_FORMAT = "{system}### Instruction:\n{question}\n\n### Response:\n"
 
 
-def _plain(tokenizer: Any, question: str, system: str | None) -> str:
+def _plain(tokenizer: Any, question: str, system: str | None, history: tuple[tuple[str, str], ...] = ()) -> str:
     bos = tokenizer.bos_token or ""
     head = f"{system.strip()}\n\n" if system else ""
+    for role, content in history:  # earlier turns in the same instruction/response layout
+        head += f"### Instruction:\n{content.strip()}\n\n" if role == "user" else f"### Response:\n{content.strip()}\n\n"
     return bos + PLAIN_FORMAT.format(system=head, question=question.strip())
 
 
@@ -31,19 +36,23 @@ def asked_prompt(prompt: Prompt, default_system: str | None) -> Prompt:
     return dataclasses.replace(prompt, system=prompt.system or default_system)
 
 
-def format_prompt(tokenizer: Any, question: str, system: str | None = None) -> str:
-    """The text to generate from (special tokens included; tokenize it without adding more)."""
+def format_prompt(
+    tokenizer: Any, question: str, system: str | None = None, history: tuple[tuple[str, str], ...] = ()
+) -> str:
+    """The text to generate from (special tokens included; tokenize it without adding more):
+    the answer to `question`, the last user turn, after the earlier turns `history`."""
     from jinja2 import TemplateError
 
     system = system if system and system.strip() else None
     if not getattr(tokenizer, "chat_template", None):
-        return _plain(tokenizer, question, system)
-    messages = [{"role": "user", "content": question}]
+        return _plain(tokenizer, question, system, history)
+    messages = [*({"role": r, "content": c} for r, c in history), {"role": "user", "content": question}]
     if system:
         try:
             return tokenizer.apply_chat_template(
                 [{"role": "system", "content": system}, *messages], tokenize=False, add_generation_prompt=True
             )
         except TemplateError:
-            messages = [{"role": "user", "content": f"{system}\n\n{question}"}]
+            first = messages[0]
+            messages[0] = {"role": "user", "content": f"{system}\n\n{first['content']}"}
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

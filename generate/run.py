@@ -106,7 +106,7 @@ def run_step(
             model = draw.setting.model
             if model in texts:
                 continue
-            texts[model] = format_prompt(engines[model].tokenizer, prompt.question, prompt.system)
+            texts[model] = format_prompt(engines[model].tokenizer, prompt.question, prompt.system, prompt.history)
             too_long = engines[model].too_long(texts[model], cfg.max_tokens)
             if too_long:
                 break

@@ -119,7 +119,7 @@ def sample_and_score(
     try:
         for p in prompts:
             prompt = asked_prompt(p, cfg.system_prompt)
-            text = format_prompt(engine.tokenizer, prompt.question, prompt.system)
+            text = format_prompt(engine.tokenizer, prompt.question, prompt.system, prompt.history)
             if (why := engine.too_long(text, cfg.max_new_tokens)) is not None:
                 skipped.append({"prompt_id": p.id, "reason": "prompt_too_long", "detail": why})
                 continue

@@ -66,6 +66,9 @@ class DataConfig:
     margin_column: str = "margin"
     max_length: int = 512  # tokens, prompt + response
     max_rows: int | None = None  # take the first N rows of each split (quick runs)
+    # Llama 2's sets: a `data export --sets` folder is entered at this set; on a plain export,
+    # `safety` keeps the adversarial / flagged pairs (train/datasets.py)
+    set: Literal["helpfulness", "safety"] | None = None
 
 
 @dataclass

@@ -3,11 +3,17 @@
 Sources: a `save_to_disk` folder (what `prefkit data export` writes), a Parquet/JSONL/JSON file,
 a folder of per-split files, a path with a `{split}` placeholder (`out/{split}.parquet`), or a
 Hub id. Rows become conversational examples (system/user/assistant messages) so every trainer
-applies the model's own chat template:
+applies the model's own chat template over the whole conversation:
 
-- SFT: `messages` = [system?, user: question, assistant: chosen]
-- reward / DPO: `prompt` = [system?, user: question], `chosen` / `rejected` = [assistant: …],
-  plus `margin` (reward) and `strength` (for per-strength accuracy).
+- SFT: `messages` = [system?, user, assistant, …, user: question, assistant: chosen]
+- reward / DPO: `prompt` = [system?, user, assistant, …, user: question], `chosen` / `rejected` =
+  [assistant: …], plus `margin` (reward), `strength` and `safety_bin` (accuracy per level / bin).
+
+The earlier turns come from the `history` column (JSON text, as `prefkit data export` writes it),
+or the whole prompt from a `prompt` message-list column (an `export --trl` folder, TRL data);
+`chosen` / `rejected` may be texts or one-assistant-message lists. `data.set: safety` keeps
+Llama 2's safety set (adversarial or flagged pairs, without chosen-unsafe-rejected-safe), and a
+folder `prefkit data export --sets` wrote is entered at its `helpfulness/` or `safety/` set.
 
 A missing column or an empty field is a `DataError` naming the source, the row and the field.
 """
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.errors import DataError
-from data.schema import MarginScheme, Prompt, Strength
+from data.schema import MarginScheme, Prompt, Strength, parse_turns, in_safety_set
 from train.config import DataConfig
 
 if TYPE_CHECKING:
@@ -33,10 +39,34 @@ def load_split(cfg: DataConfig, split: str) -> "Dataset":
     """One split of `cfg.source` as a `datasets.Dataset` (first `max_rows` rows when set)."""
     if not cfg.source:
         raise DataError("data.source is empty: give an exported dataset folder, a file, or a Hub id")
-    ds = _load(cfg.source, split)
+    ds = _load(set_source(cfg), split)
+    if cfg.set == "safety" and not (Path(cfg.source) / "safety").is_dir():
+        ds = _safety_rows(ds, cfg)
     if cfg.max_rows is not None:
         ds = ds.select(range(min(cfg.max_rows, len(ds))))
     return ds
+
+
+def set_source(cfg: DataConfig) -> str:
+    """`source`, or its `helpfulness/` / `safety/` folder when it holds Llama 2's sets."""
+    if cfg.set and (Path(cfg.source) / cfg.set).is_dir():
+        return str(Path(cfg.source) / cfg.set)
+    if cfg.set and any((Path(cfg.source) / s).is_dir() for s in ("helpfulness", "safety")):
+        raise DataError(f"no {cfg.set}/ set in this folder (export it with --sets)", file=cfg.source, field="set")
+    return cfg.source
+
+
+def _safety_rows(ds: "Dataset", cfg: DataConfig) -> "Dataset":
+    """Llama 2's safety set out of a plain export (`data.schema.in_safety_set`)."""
+    def col(name: str) -> list[Any]:
+        return ds[name] if name in ds.column_names else [None] * len(ds)
+
+    keep = [i for i, (a, c, r) in enumerate(zip(col("adversarial"), col("chosen_unsafe"), col("rejected_unsafe")))
+            if in_safety_set(a, c, r)]
+    if not keep:
+        raise DataError("data.set is safety but no row is on an adversarial prompt or has a response flagged unsafe "
+                        "(columns adversarial, chosen_unsafe, rejected_unsafe)", file=cfg.source, field="set")
+    return ds.select(keep)
 
 
 def _load(source: str, split: str) -> "Dataset":
@@ -100,7 +130,7 @@ def load_prompts(cfg: DataConfig) -> list[Prompt]:
     what PPO, RLOO/GRPO and best-of-K sample from."""
     from data.readers import read_prompts
 
-    prompts = read_prompts(cfg.source, cfg.split)
+    prompts = read_prompts(set_source(cfg), cfg.split)
     if cfg.max_rows is not None:
         prompts = prompts[: cfg.max_rows]
     if not prompts:
@@ -119,29 +149,64 @@ def require_columns(ds: "Dataset", columns: list[str], source: str) -> None:
 
 
 def _texts(ds: "Dataset", column: str, source: str) -> list[str]:
-    values = ds[column]
+    """The column's texts; a one-assistant-message list (TRL's conversational answer) gives its text."""
+    values = list(ds[column])
     for i, v in enumerate(values):
+        if isinstance(v, list) and len(v) == 1 and isinstance(v[0], dict) and v[0].get("role") == "assistant":
+            v = values[i] = v[0].get("content")
         if not isinstance(v, str) or not v.strip():
             raise DataError(f"empty or not text: {v!r}", file=source, row=i, field=column)
     return values
 
 
-def _prompts(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]]:
+def _is_message_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def prompt_messages(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]]:
+    """Each row's prompt as chat messages [system?, user, assistant, …, user: question]: from a
+    `prompt` message-list column when there is one, else from system + history + question."""
+    if "prompt" in ds.column_names and ds.num_rows and _is_message_list(ds[0]["prompt"]):
+        out = []
+        for i, msgs in enumerate(ds["prompt"]):
+            try:
+                Prompt.from_messages(msgs)
+            except (ValueError, KeyError, TypeError) as e:
+                raise DataError(f"not a conversation ending with a user turn: {e}", file=cfg.source, row=i,
+                                field="prompt") from None
+            out.append([{"role": m["role"], "content": m["content"]} for m in msgs])
+        return out
     questions = _texts(ds, cfg.question_column, cfg.source)
     systems = ds[cfg.system_column] if cfg.system_column and cfg.system_column in ds.column_names else None
+    histories = ds["history"] if "history" in ds.column_names else None
     out = []
     for i, q in enumerate(questions):
         system = systems[i] if systems is not None else None
         msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
+        try:
+            history = parse_turns(histories[i]) if histories is not None else ()
+        except (ValueError, TypeError) as e:
+            raise DataError(f"not a list of user/assistant messages: {e}", file=cfg.source, row=i,
+                            field="history") from None
+        msgs += [{"role": r, "content": c} for r, c in history]
         out.append([*msgs, {"role": "user", "content": q}])
     return out
+
+
+_prompts = prompt_messages
+
+
+def _require_prompt(ds: "Dataset", cfg: DataConfig) -> None:
+    if not ("prompt" in ds.column_names and ds.num_rows and _is_message_list(ds[0]["prompt"])):
+        require_columns(ds, [cfg.question_column], cfg.source)
 
 
 def sft_dataset(ds: "Dataset", cfg: DataConfig) -> "Dataset":
     """`messages` rows (system?, user, assistant=chosen) for TRL's SFTTrainer."""
     from datasets import Dataset
 
-    require_columns(ds, [cfg.question_column, cfg.chosen_column], cfg.source)
+    _require_prompt(ds, cfg)
+    require_columns(ds, [cfg.chosen_column], cfg.source)
     prompts = _prompts(ds, cfg)
     chosen = _texts(ds, cfg.chosen_column, cfg.source)
     return Dataset.from_dict(
@@ -183,7 +248,8 @@ def preference_dataset(ds: "Dataset", cfg: DataConfig, *, margin_scheme: str | N
     """Conversational `prompt` / `chosen` / `rejected` rows (+ `margin` when a scheme is given, + `strength`)."""
     from datasets import Dataset
 
-    require_columns(ds, [cfg.question_column, cfg.chosen_column, cfg.rejected_column], cfg.source)
+    _require_prompt(ds, cfg)
+    require_columns(ds, [cfg.chosen_column, cfg.rejected_column], cfg.source)
     chosen = _texts(ds, cfg.chosen_column, cfg.source)
     rejected = _texts(ds, cfg.rejected_column, cfg.source)
     columns: dict[str, Any] = {
@@ -191,6 +257,7 @@ def preference_dataset(ds: "Dataset", cfg: DataConfig, *, margin_scheme: str | N
         "chosen": [[{"role": "assistant", "content": c}] for c in chosen],
         "rejected": [[{"role": "assistant", "content": r}] for r in rejected],
         "strength": [s.value if s is not None else None for s in strengths(ds, cfg)],
+        "safety_bin": list(ds["safety_bin"]) if "safety_bin" in ds.column_names else [None] * len(ds),
     }
     if margin_scheme is not None:
         columns["margin"] = margins(ds, cfg, margin_scheme)

@@ -56,17 +56,18 @@ class GrpoConfig(OnlineConfig):
     scale_rewards: str = "group"  # group, batch or none (Dr. GRPO)
 
 
-def _prompt_of(conversation: list[dict[str, str]]) -> Prompt:
-    system = next((m["content"] for m in conversation if m["role"] == "system"), None)
-    question = [m["content"] for m in conversation if m["role"] == "user"][-1]
-    return Prompt(question, system=system)
+def _prompt_of(conversation: list[dict[str, str]], adversarial: bool = False) -> Prompt:
+    return Prompt.from_messages(conversation, adversarial=adversarial)
 
 
 def trl_reward(reward_fn: RewardFn) -> Callable[..., list[float]]:
-    """Adapt prefkit's `(prompts, completions) -> scores` to TRL's conversational reward signature."""
+    """Adapt prefkit's `(prompts, completions) -> scores` to TRL's conversational reward signature
+    (TRL passes the dataset's other columns as keywords: `adversarial` keeps the prompt's tag)."""
 
-    def reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
-        ps = [_prompt_of(p) if isinstance(p, list) else Prompt(p) for p in prompts]
+    def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float]:
+        tags = kw.get("adversarial") or [False] * len(prompts)
+        ps = [_prompt_of(p, bool(t)) if isinstance(p, list) else Prompt(p, adversarial=bool(t))
+              for p, t in zip(prompts, tags)]
         cs = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return [float(x) for x in reward_fn(ps, cs)]
 
@@ -77,7 +78,7 @@ def trl_reward(reward_fn: RewardFn) -> Callable[..., list[float]]:
 def _prompt_dataset(prompts: list[Prompt]) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": messages(p)} for p in prompts])
+    return Dataset.from_list([{"prompt": messages(p), "adversarial": p.adversarial} for p in prompts])
 
 
 def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: list[Prompt] | None) -> dict[str, Any]:

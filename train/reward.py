@@ -4,7 +4,8 @@ Training is TRL's `RewardTrainer`: given a `margin` column it uses
 `-log σ(r_chosen − r_rejected − margin)` (Llama 2, eq. 2). Each pair's margin comes from its
 annotated strength under the configured scheme (none / small / large, Llama 2 Table 28), or from
 the dataset's margin column as exported. Held-out accuracy is reported overall and per strength
-level, as Llama 2 reports it (the model should be surest on "significantly better" pairs).
+level, as Llama 2 reports it (the model should be surest on "significantly better" pairs), and
+per safety bin where the data has one (`data.set: safety`, Llama 2's safety reward model).
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
         )
         chosen = score_conversations(trainer.model, tokenizer, [p + c for p, c in zip(test_ds["prompt"], test_ds["chosen"])], max_length=cfg.data.max_length)
         rejected = score_conversations(trainer.model, tokenizer, [p + r for p, r in zip(test_ds["prompt"], test_ds["rejected"])], max_length=cfg.data.max_length)
-        metrics.update(pair_metrics(chosen, rejected, test_ds["strength"], prefix="test_"))
+        metrics.update(pair_metrics(chosen, rejected, test_ds["strength"], prefix="test_",
+                                    safety_bins=test_ds["safety_bin"] if "safety_bin" in test_ds.column_names else None))
+        metrics["data_set"] = cfg.data.set
     return finish_run("reward", cfg, trainer, throughput, metrics, started=started)
 
 
@@ -95,9 +98,11 @@ def score_conversations(
 
 
 def pair_metrics(
-    chosen: Sequence[float], rejected: Sequence[float], strengths: Sequence[str | None], *, prefix: str = ""
+    chosen: Sequence[float], rejected: Sequence[float], strengths: Sequence[str | None], *, prefix: str = "",
+    safety_bins: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy (chosen scored above rejected) and mean reward margin, overall and per strength."""
+    """Accuracy (chosen scored above rejected) and mean reward margin, overall, per strength and,
+    when `safety_bins` has any, per Llama 2 safety bin."""
     if not chosen:
         return {}
     right = [c > r for c, r in zip(chosen, rejected)]
@@ -105,13 +110,23 @@ def pair_metrics(
     for ok, s in zip(right, strengths):
         by[Strength.parse(s).value if s is not None else "none"].append(ok)
     order = [s.value for s in Strength] + ["none"]
-    return {
+    out = {
         f"{prefix}accuracy": sum(right) / len(right),
         f"{prefix}reward_margin": sum(c - r for c, r in zip(chosen, rejected)) / len(chosen),
         f"{prefix}accuracy_by_strength": {k: sum(by[k]) / len(by[k]) for k in order if by.get(k)},
         f"{prefix}pairs_by_strength": {k: len(by[k]) for k in order if by.get(k)},
         f"{prefix}pairs": len(chosen),
     }
+    if safety_bins is not None and any(b is not None for b in safety_bins):
+        from data.schema import SafetyBin
+
+        bins: dict[str, list[bool]] = defaultdict(list)
+        for ok, b in zip(right, safety_bins):
+            bins[b if b is not None else "unknown"].append(ok)
+        names = [b.value for b in SafetyBin] + ["unknown"]
+        out[f"{prefix}accuracy_by_safety_bin"] = {k: sum(bins[k]) / len(bins[k]) for k in names if bins.get(k)}
+        out[f"{prefix}pairs_by_safety_bin"] = {k: len(bins[k]) for k in names if bins.get(k)}
+    return out
 
 
 def _strengths(records: list[dict[str, Any]], source: str) -> list[str | None]:
@@ -123,6 +138,16 @@ def _strengths(records: list[dict[str, Any]], source: str) -> list[str | None]:
         except ValueError as e:
             raise DataError(str(e), file=source, row=i, field="strength") from None
     return out
+
+
+def _history(rec: dict[str, Any], source: str, row: int) -> tuple[tuple[str, str], ...]:
+    """A row's earlier turns (the export's `history` column), so multi-turn rows score whole."""
+    from data.schema import parse_turns
+
+    try:
+        return parse_turns(rec.get("history"))
+    except (ValueError, TypeError) as e:
+        raise DataError(f"not a list of user/assistant messages: {e}", file=source, row=row, field="history") from None
 
 
 def load_trained_reward_model(
@@ -194,6 +219,7 @@ def score_command(
         for rec in records:
             system = rec.get("system")
             msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
+            msgs += [{"role": r, "content": c} for r, c in _history(rec, source, len(out_))]  # earlier turns
             out_.append(msgs + [{"role": "user", "content": rec[question_column]}, {"role": "assistant", "content": rec[col]}])
         return out_
 
@@ -203,7 +229,8 @@ def score_command(
         rejected = score_conversations(model, tokenizer, conversations("rejected"), batch_size=batch_size, max_length=max_length)
         for rec, c, r in zip(records, chosen, rejected):
             rec["chosen_reward"], rec["rejected_reward"] = c, r
-        result.update(pair_metrics(chosen, rejected, strengths))
+        result.update(pair_metrics(chosen, rejected, strengths,
+                                   safety_bins=[rec.get("safety_bin") for rec in records]))
     else:
         rewards = score_conversations(model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length)
         for rec, s in zip(records, rewards):

@@ -1,14 +1,23 @@
-"""Rewards for the online stages (PPO, best-of-K, rounds): a trained reward model or a rule.
+"""Rewards for the online stages (PPO, GRPO, RLOO, best-of-K, rounds): a trained reward model or a
+rule, or Llama 2's combination of a helpfulness and a safety reward.
 
 A reward function takes the prompts (`data.schema.Prompt`) and the completions (plain text, in the
 same order) and returns one float per completion. `RewardModelScorer` wraps the `reward` stage's
 saved sequence classifier (a full model folder or a LoRA adapter over its base) and scores the
-conversation [system?, user: question, assistant: completion] exactly as that stage does.
+whole conversation [system?, user, assistant, …, user: question, assistant: completion] exactly
+as that stage does.
+
+`CombinedReward` is Llama 2's (section 3.2.2): with R_s the safety score and R_h the helpfulness
+score, each the sigmoid of its reward model's output, R_c = R_s when the prompt is tagged
+adversarial or R_s < `safety_threshold` (0.15 in the paper), else R_h; the reward is logit(R_c),
+i.e. the chosen model's raw output (the sigmoid undone), whitened over the call's batch with
+`whiten: true` (PPO's own `whiten` option whitens with running statistics instead).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,15 +36,24 @@ class RewardSection:
     function: str | None = None  # "package.module:function", called as f(prompts, completions)
     batch_size: int = 16
     max_length: int = 512  # tokens; longer conversations keep their end (the head reads the last token)
+    # Llama 2's two reward models: with one of these set, `model`/`function` is the helpfulness
+    # reward and the two combine as `CombinedReward` describes
+    safety_model: str | None = None
+    safety_function: str | None = None
+    safety_threshold: float = 0.15  # R_s (the sigmoid of the safety score) below this: use R_s
+    whiten: bool = False  # whiten the combined logits over each call's batch (mean 0, std 1)
+
+    def __post_init__(self) -> None:
+        if self.safety_model and self.safety_function:
+            raise ConfigError("reward: set at most one of reward.safety_model or reward.safety_function")
+        if not 0 < self.safety_threshold < 1:
+            raise ConfigError(f"reward.safety_threshold must be in (0, 1), got {self.safety_threshold}")
 
 
 def messages(prompt: Prompt, completion: str | None = None) -> list[dict[str, str]]:
-    """The conversation every stage feeds the chat template: [system?, user, assistant?]."""
-    out = [{"role": "system", "content": prompt.system}] if prompt.system else []
-    out.append({"role": "user", "content": prompt.question})
-    if completion is not None:
-        out.append({"role": "assistant", "content": completion})
-    return out
+    """The conversation every stage feeds the chat template: [system?, user, assistant, …, user,
+    assistant=completion?] (`Prompt.messages`)."""
+    return prompt.messages(completion)
 
 
 def import_reward_function(spec: str) -> RewardFn:
@@ -72,10 +90,66 @@ class RewardModelScorer:
                                    max_length=self.max_length)
 
 
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def whiten(values: list[float]) -> list[float]:
+    """(x − mean) / std over the batch; a batch of one, or of equal values, is only centred."""
+    n = len(values)
+    if n == 0:
+        return []
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+    return [(v - mean) / std if std > 1e-8 else v - mean for v in values]
+
+
+class CombinedReward:
+    """Llama 2's combined reward of a helpfulness and a safety reward function (module docstring).
+
+    Each function's output is a logit (a reward model's raw score; a rule should return the same
+    kind of number): R = sigmoid(output). Per answer, the safety score is used when the prompt is
+    adversarial (`Prompt.adversarial`) or R_s < `threshold`, else the helpfulness score; the result
+    is logit(R_c), that function's raw output, optionally whitened over the batch.
+    `last_choice` holds, per answer of the last call, "safety" or "helpfulness".
+    """
+
+    def __init__(self, helpfulness: RewardFn, safety: RewardFn, *, threshold: float = 0.15,
+                 whiten_batch: bool = False) -> None:
+        self.helpfulness, self.safety = helpfulness, safety
+        self.threshold = threshold
+        self.whiten_batch = whiten_batch
+        self.last_choice: list[str] = []
+
+    def __call__(self, prompts: list[Prompt], completions: list[str]) -> list[float]:
+        helpful = [float(x) for x in self.helpfulness(prompts, completions)]
+        safe = [float(x) for x in self.safety(prompts, completions)]
+        if not len(helpful) == len(safe) == len(completions):
+            raise ValueError(f"reward functions returned {len(helpful)} and {len(safe)} scores for "
+                             f"{len(completions)} completions")
+        combined, self.last_choice = [], []
+        for p, h, s in zip(prompts, helpful, safe):
+            use_safety = p.adversarial or _sigmoid(s) < self.threshold
+            self.last_choice.append("safety" if use_safety else "helpfulness")
+            combined.append(s if use_safety else h)  # logit(sigmoid(x)) == x: the chosen raw score
+        return whiten(combined) if self.whiten_batch else combined
+
+
+def _single(model: str | None, function: str | None, section: RewardSection) -> RewardFn:
+    if function:
+        return import_reward_function(function)
+    return RewardModelScorer(model, batch_size=section.batch_size, max_length=section.max_length)
+
+
 def load_reward(section: RewardSection) -> RewardFn:
-    """The reward function a config names (a model folder or an importable rule)."""
+    """The reward function a config names (a model folder or an importable rule), or Llama 2's
+    combination when a safety model or rule is named too."""
     if bool(section.model) == bool(section.function):
         raise ConfigError("reward: set exactly one of reward.model (a reward model folder) or reward.function")
-    if section.function:
-        return import_reward_function(section.function)
-    return RewardModelScorer(section.model, batch_size=section.batch_size, max_length=section.max_length)
+    helpfulness = _single(section.model, section.function, section)
+    if not (section.safety_model or section.safety_function):
+        if section.whiten:
+            return lambda prompts, completions: whiten([float(x) for x in helpfulness(prompts, completions)])
+        return helpfulness
+    safety = _single(section.safety_model, section.safety_function, section)
+    return CombinedReward(helpfulness, safety, threshold=section.safety_threshold, whiten_batch=section.whiten)

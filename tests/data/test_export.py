@@ -96,8 +96,17 @@ def test_dataset_card_metadata_and_prose(tmp_path: Path) -> None:
     assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
         s: ds.num_rows for s, ds in dsdict.items()
     }
-    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
-                                                {"split": "test", "path": "data/test-*"}]
+    # no --parquet: the card points at the Arrow files that exist, so load_dataset(OUT) works ...
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "train/data-*.arrow"},
+                                                {"split": "test", "path": "test/data-*.arrow"}]
+    assert datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["test"].num_rows == dsdict["test"].num_rows
+    # ... and the pushed card at the Parquet files push_to_hub writes
+    from data.card import hub_card
+
+    pushed = yaml.safe_load(hub_card(text)[4:].split("\n---\n", 1)[0])
+    assert pushed["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
+                                                  {"split": "test", "path": "data/test-*"}]
+    assert hub_card(text).split("\n---\n", 1)[1] == body
     assert "`majority` rule" in body and "3 ties dropped" in body and "1 dropped as unsafe-chosen" in body
     assert "| better | 0.667 |" in body and "split**: by prompt" in body.lower()
     assert json.loads((out / "prefkit_provenance.json").read_text())["judgements"] == "j.jsonl"

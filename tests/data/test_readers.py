@@ -24,7 +24,7 @@ from data.readers import (
     read_rows,
     source_format,
 )
-from data.schema import Judgement, Pair, Prompt, Response, Strength
+from data.schema import Judgement, Pair, Prompt, Response, Strength, content_id
 from data.writers import write_judgements, write_pairs
 
 HH_SINGLE = {
@@ -95,8 +95,18 @@ def test_prompt_response_and_repeated_prompts_read_once(write_jsonl: Callable[..
 def test_hh_rlhf_single_and_multi_turn(write_jsonl: Callable[..., Path]) -> None:
     rows = read_preferences(write_jsonl([HH_SINGLE, HH_MULTI]))
     assert (rows[0].question, rows[0].chosen, rows[0].rejected) == ("Làm sao để học tốt?", "Học đều mỗi ngày.", "Không biết.")
-    assert rows[1].question == "Human: Hi\n\nAssistant: Hello!\n\nHuman: What is 2+2?"
+    assert rows[1].question == "What is 2+2?"
+    assert rows[1].history == (("user", "Hi"), ("assistant", "Hello!"))
     assert (rows[1].chosen, rows[1].rejected) == ("4.", "5.")
+    assert rows[1].prompt.messages("4.") == [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4."}]
+    # one-turn rows keep the ids they had before conversations existed; history changes the id
+    assert rows[0].prompt_id == Prompt("Làm sao để học tốt?").id == content_id("", "Làm sao để học tốt?", prefix="p-")
+    assert rows[0].id == content_id("", "Làm sao để học tốt?", "Học đều mỗi ngày.", "Không biết.", prefix="pref-")
+    assert rows[1].prompt_id != Prompt("What is 2+2?").id
+    (prompt,) = [p for p in read_prompts(write_jsonl([HH_MULTI], "multi.jsonl"))]
+    assert prompt.turns == (("user", "Hi"), ("assistant", "Hello!"), ("user", "What is 2+2?"))
 
 
 def test_trl_preference_explicit_implicit_and_text(write_jsonl: Callable[..., Path]) -> None:
@@ -115,6 +125,16 @@ def test_trl_preference_explicit_implicit_and_text(write_jsonl: Callable[..., Pa
     assert (rows[0].system, rows[0].question, rows[0].chosen, rows[0].rejected) == ("Be brief.", "Sky colour?", "Blue.", "Green.")
     assert (rows[1].question, rows[1].chosen, rows[1].rejected) == ("2+2?", "4", "22")
     assert (rows[2].question, rows[2].chosen) == ("Say hi", "Hi!")
+    multi = {
+        "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                   {"role": "user", "content": "2+2?"}],
+        "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}],
+    }
+    (row,) = read_preferences(write_jsonl([multi], "multi.jsonl"))
+    assert (row.history, row.question) == ((("user", "Hi"), ("assistant", "Hello")), "2+2?")
+    bad = {**multi, "prompt": multi["prompt"][:2]}
+    with pytest.raises(DataError, match=r"line 1, field 'prompt': the prompt must end with a user turn"):
+        read_preferences(write_jsonl([bad], "bad.jsonl"))
 
 
 def test_trl_prompt_only_conversations(write_jsonl: Callable[..., Path]) -> None:
@@ -274,7 +294,7 @@ def test_bad_judgement_fields(write_jsonl: Callable[..., Path]) -> None:
     ("name", "content", "message"),
     [
         ("missing.jsonl", None, "no such file"),
-        ("table.csv", "a,b\n", "unknown file type"),
+        ("table.xlsx", "a,b\n", "unknown file type"),
         ("fake.parquet", "not parquet", "not a readable Parquet file"),
         ("obj.json", '{"rows": []}', 'records in a "data" list'),
         ("broken.json", '[\n{"a": 1},\n{"a": ]', "malformed JSON"),

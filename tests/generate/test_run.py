@@ -136,3 +136,32 @@ def test_a_finished_run_is_kept_safe(tiny_model_copy, questions, make_prompts, t
     assert sorted(p.prompt.question for p in pairs) == sorted(questions[:3])
     assert (out / "shard-00000.parquet").read_bytes() == before["shard-00000.parquet"]
     assert report(out)["prompts"]["done"] == 3
+
+
+def test_multi_turn_prompts_are_answered_with_their_history(tiny_model_path, tmp_path, monkeypatch):
+    """Pairs keep the conversation, and the model was asked it whole (the formatted text holds every turn)."""
+    import generate.run as run_module
+
+    prompts = tmp_path / "conv.jsonl"
+    convs = [
+        [{"role": "user", "content": "Chào bạn"}, {"role": "assistant", "content": "Chào!"},
+         {"role": "user", "content": "Hôm nay thế nào?"}],
+        [{"role": "user", "content": "Một câu hỏi?"}],
+    ]
+    prompts.write_text("".join(json.dumps({"prompt": c}, ensure_ascii=False) + "\n" for c in convs), encoding="utf-8")
+    asked: list[str] = []
+    real = run_module.format_prompt
+
+    def spy(*args, **kw):  # record what the engine is given; the real formatter does the work
+        text = real(*args, **kw)
+        asked.append(text)
+        return text
+
+    monkeypatch.setattr(run_module, "format_prompt", spy)
+    model = str(tiny_model_path)
+    generate_pairs(config(prompts, tmp_path / "out", [model], temperatures=[0.7, 1.1], seed=1))
+    pairs = sorted(read_pairs(tmp_path / "out"), key=lambda p: len(p.prompt.history), reverse=True)
+    assert pairs[0].prompt.history == (("user", "Chào bạn"), ("assistant", "Chào!"))
+    assert pairs[0].prompt.question == "Hôm nay thế nào?" and pairs[1].prompt.history == ()
+    multi = [t for t in asked if "Hôm nay thế nào?" in t]
+    assert multi and all(t.index("Chào bạn") < t.index("Chào!") < t.index("Hôm nay thế nào?") for t in multi)
