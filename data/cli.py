@@ -13,6 +13,14 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
+OVERWRITE = typer.Option(
+    False, "--overwrite", help="Replace an existing output, but only one this same command wrote (never an input)."
+)
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid",
+    help="Skip bad rows instead of stopping: counted on stderr, written with reasons to *.rejected.jsonl beside the output.",
+)
+
 
 @app.command()
 def validate(
@@ -43,13 +51,15 @@ def dedup(
     verify: str = typer.Option("exact", help="Confirm candidate pairs by 'exact' Jaccard or 'estimate'."),
     workers: int = typer.Option(0, help="Processes for hashing (0: all cores)."),
     report: Optional[Path] = typer.Option(None, help="Report path (default: OUT with .dedup-report.json)."),
+    overwrite: bool = OVERWRITE,
+    skip_invalid: bool = SKIP_INVALID,
 ) -> None:
     """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
     from data.dedup import dedup_command
 
     dedup_command(
         source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-        verify=verify, workers=workers, report=report,
+        verify=verify, workers=workers, report=report, overwrite=overwrite, skip_invalid=skip_invalid,
     )
 
 
@@ -69,6 +79,8 @@ def export(
     name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: OUT's name)."),
     license: str = typer.Option("other", help="Licence id for the card's metadata (e.g. apache-2.0, cc-by-4.0)."),
     language: str = typer.Option("vi", help="Language code for the card's metadata."),
+    overwrite: bool = OVERWRITE,
+    skip_invalid: bool = SKIP_INVALID,
 ) -> None:
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
     from data.export import export_command
@@ -76,7 +88,7 @@ def export(
     export_command(
         source, out, judgements=judgements, test_size=test_size, seed=seed, margin=margin, rule=rule,
         parquet=parquet, jsonl=jsonl, push_to_hub=push_to_hub, private=private, name=name,
-        license=license, language=language,
+        license=license, language=language, overwrite=overwrite, skip_invalid=skip_invalid,
     )
 
 

@@ -62,8 +62,10 @@ def export_dataset(
     jsonl: bool = False,
     name: str | None = None,
     provenance: dict[str, Any] | None = None,
+    marker: str | None = None,
 ) -> "DatasetDict":
-    """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl)."""
+    """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl);
+    `marker` (a command's name) marks the folder as that command's output (`data.outputs`)."""
     import datasets
     from datasets import Dataset, DatasetDict
 
@@ -106,6 +108,10 @@ def export_dataset(
             (tmp / "prefkit_provenance.json").write_text(
                 json.dumps(provenance or {}, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
             )
+            if marker is not None:
+                from data.outputs import mark_output
+
+                mark_output(tmp, marker, folder=True)
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
@@ -125,6 +131,7 @@ def export_judged(
     jsonl: bool = False,
     name: str | None = None,
     provenance: dict[str, Any] | None = None,
+    marker: str | None = None,
 ) -> tuple["DatasetDict", "AggregateReport"]:
     """Aggregate several annotators' judgements per pair (`data.aggregate`) and export the rows.
 
@@ -139,7 +146,7 @@ def export_judged(
     provenance.setdefault("judgements", f"{report.judgements} judgements")
     dsdict = export_dataset(
         rows, out, test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
-        provenance=provenance,
+        provenance=provenance, marker=marker,
     )
     return dsdict, report
 
@@ -160,25 +167,44 @@ def export_command(
     name: str | None,
     license: str = "other",
     language: str = "vi",
+    overwrite: bool = False,
+    skip_invalid: bool = False,
 ) -> None:
-    """`prefkit data export`: read, aggregate if judgements are given, export, push on request."""
+    """`prefkit data export`: read, aggregate if judgements are given, export, push on request.
+
+    OUT goes through the output guard first (`data.outputs.check_output`): never an input or a
+    folder holding one; an existing one only with --overwrite and only a previous export."""
+    import typer
     from rich.console import Console
 
+    from data.outputs import check_output
     from data.readers import read_judgements, read_pairs, read_preferences, source_format
+    from data.rejects import rejected_path, skipped_line, write_rejected
 
     console = Console()
+    command = "data export"
+    inputs = [source, judgements]
+    check_output(out, command, inputs=inputs, overwrite=overwrite, folder=True)
+    rejected = rejected_path(out) if skip_invalid else None
+    if rejected is not None:
+        check_output(rejected, command, inputs=inputs, overwrite=overwrite, option="the rejected file")
     if push_to_hub:
         from data.hub import require_token
 
         require_token()  # fail before the work, not after it
-    fmt = source_format(source)
+    invalid: list[DataError] | None = [] if skip_invalid else None
+    fmt = source_format(source, skip_bad=skip_invalid)
     provenance: dict[str, Any] = {
         "source": str(source), "format": fmt, "license": license, "language": [language], "margin": margin,
     }
     if judgements is not None:
+        pairs, judged = read_pairs(source, errors=invalid), read_judgements(judgements, errors=invalid)
+        if invalid:
+            provenance["invalid_skipped"] = len(invalid)
         dsdict, report = export_judged(
-            read_pairs(source), read_judgements(judgements), out, rule=rule, margin=margin, test_size=test_size,
+            pairs, judged, out, rule=rule, margin=margin, test_size=test_size,
             seed=seed, parquet=parquet, jsonl=jsonl, name=name, provenance={**provenance, "judgements": str(judgements)},
+            marker=command,
         )
         console.print(
             f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
@@ -186,10 +212,20 @@ def export_command(
             f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
         )
     else:
+        rows = read_preferences(source, errors=invalid)
+        if invalid:
+            provenance["invalid_skipped"] = len(invalid)
         dsdict = export_dataset(
-            read_preferences(source), out, test_size=test_size, seed=seed, margin=margin, parquet=parquet,
-            jsonl=jsonl, name=name, provenance=provenance,
+            rows, out, test_size=test_size, seed=seed, margin=margin, parquet=parquet,
+            jsonl=jsonl, name=name, provenance=provenance, marker=command,
         )
+    if rejected is not None:
+        from data.outputs import mark_output
+
+        write_rejected(invalid or [], rejected)
+        mark_output(rejected, command, folder=False)
+        if invalid:
+            typer.echo(skipped_line(invalid, rejected), err=True)
     sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in dsdict.items())
     console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
     if push_to_hub:
