@@ -67,18 +67,11 @@ def _writable_ancestor(out: Path) -> Path:
     return parent
 
 
-def check_output(
-    out: str | Path,
-    command: str,
-    *,
-    inputs: Iterable[str | Path | None] = (),
-    overwrite: bool = False,
-    folder: bool = False,
-    option: str = "OUT",
-) -> Path:
-    """Refuse (`DataError`, one line naming `out`) an output that would destroy something; see the
-    module text. `inputs` are the paths the command reads (missing ones, e.g. Hub ids, are
-    ignored); `folder` says whether the output is a folder or a file; `option` names it in errors."""
+def check_not_input(
+    out: str | Path, inputs: Iterable[str | Path | None], *, option: str = "OUT", what: str = "input"
+) -> None:
+    """Refuse an output that is, contains, or lies inside one of `inputs` (missing ones, e.g. Hub
+    ids, are ignored); `what` names them in the error ("input", "store")."""
     out = Path(out)
     where = str(out)
     resolved = out.resolve()
@@ -87,13 +80,46 @@ def check_output(
             continue
         inp = Path(given).resolve()
         if resolved == inp or (out.exists() and _same(out, inp)):
-            raise DataError(f"{option} is the input {given}; choose another output (inputs are never overwritten)",
+            raise DataError(f"{option} is the {what} {given}; choose another output ({what}s are never overwritten)",
                             file=where)
         if inp.is_relative_to(resolved):
-            raise DataError(f"{option} contains the input {given}; choose another output (inputs are never "
+            raise DataError(f"{option} contains the {what} {given}; choose another output ({what}s are never "
                             "overwritten)", file=where)
         if resolved.is_relative_to(inp):
-            raise DataError(f"{option} lies inside the input {given}; choose an output outside it", file=where)
+            raise DataError(f"{option} lies inside the {what} {given}; choose an output outside it", file=where)
+
+
+def check_writable(out: str | Path, *, option: str = "OUT", into: bool = False) -> None:
+    """Refuse an output whose folder cannot be written: the nearest existing folder above `out`
+    (or `out` itself with `into`, for a folder written into in place) gets a probe file."""
+    out = Path(out)
+    parent = out if into and out.is_dir() else _writable_ancestor(out)
+    if not parent.is_dir():
+        raise DataError(f"{parent} is not a folder, so {option} cannot be created", file=str(out))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".prefkit-probe.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataError(f"cannot write into {parent}: {e.strerror or e}", file=str(out)) from None
+
+
+def check_output(
+    out: str | Path,
+    command: str,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    overwrite: bool = False,
+    folder: bool = False,
+    option: str = "OUT",
+    what: str = "input",
+) -> Path:
+    """Refuse (`DataError`, one line naming `out`) an output that would destroy something; see the
+    module text. `inputs` are the paths the command reads (missing ones, e.g. Hub ids, are
+    ignored); `folder` says whether the output is a folder or a file; `option` names it in errors."""
+    out = Path(out)
+    where = str(out)
+    check_not_input(out, inputs, option=option, what=what)
     if out.exists() or out.is_symlink():
         if folder and not out.is_dir():
             raise DataError(f"{option} is a file; the output must be a folder", file=where)
@@ -116,15 +142,7 @@ def check_output(
                     "move it away yourself or choose another output",
                     file=where,
                 )
-    parent = _writable_ancestor(out)
-    if not parent.is_dir():
-        raise DataError(f"{parent} is not a folder, so {option} cannot be created", file=where)
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".prefkit-probe.", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise DataError(f"cannot write into {parent}: {e.strerror or e}", file=where) from None
+    check_writable(out, option=option)
     return out
 
 

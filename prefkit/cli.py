@@ -7,6 +7,7 @@ one line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -42,11 +43,22 @@ def _mount() -> None:
 _mount()
 
 
+# File-system refusals that reach the top (a folder made read-only mid-run, a full disk) are the
+# user's to fix, like bad input: one line naming the path, not a traceback.
+_FS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR}
+
+
 def main() -> None:
     try:
         app()
     except PrefkitError as e:
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in _FS_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        typer.secho(f"error: {where}cannot write or read: {e.strerror or e}", err=True, fg=typer.colors.RED)
         sys.exit(2)
 
 
