@@ -185,15 +185,14 @@ def export(
     db: str = DB_OPTION,
 ) -> None:
     """Aggregate the project's judgements and write the dataset, as `prefkit data export` does."""
-    from data.outputs import check_output, mark_output
+    from data.outputs import check_output
 
     check_output(out, "annotate export", inputs=store_paths(db), overwrite=overwrite, folder=True, what="store")
     with _store(db) as store:
         report = store.export(
             project, out, rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet, jsonl=jsonl,
-            name=name,
+            name=name, marker="annotate export",
         )
-    mark_output(out, "annotate export", folder=True)
     figures = report.to_dict()
     typer.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "strength_counts"))
 

@@ -117,9 +117,12 @@ def check_output(
     """Refuse (`DataError`, one line naming `out`) an output that would destroy something; see the
     module text. `inputs` are the paths the command reads (missing ones, e.g. Hub ids, are
     ignored); `folder` says whether the output is a folder or a file; `option` names it in errors."""
+    from data.atomic import clean_stale
+
     out = Path(out)
     where = str(out)
     check_not_input(out, inputs, option=option, what=what)
+    clean_stale(out)  # a previous output left mid-swap by a killed run is put back before it is judged
     if out.exists() or out.is_symlink():
         if folder and not out.is_dir():
             raise DataError(f"{option} is a file; the output must be a folder", file=where)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from prefkit.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "samples" / "vi_preference_sample.jsonl"
@@ -25,19 +24,8 @@ HH_TEST = "hh_rlhf_harmless_test.jsonl.gz"
 
 
 @pytest.fixture
-def prefkit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Callable:
-    """Run `prefkit ARGS` in tmp_path; returns (exit code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["prefkit", *map(str, args)])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        out, err = capsys.readouterr()
-        return exited.value.code or 0, out, err
-
-    return run
+def prefkit(prefkit_main: Callable) -> Callable:
+    return prefkit_main
 
 
 def refused(result: tuple[int, str, str], *needles: str) -> str:
