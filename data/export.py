@@ -194,6 +194,7 @@ def export_command(
         require_token()  # fail before the work, not after it
     invalid: list[DataError] | None = [] if skip_invalid else None
     fmt = source_format(source, skip_bad=skip_invalid)
+
     provenance: dict[str, Any] = {
         "source": str(source), "format": fmt, "license": license, "language": [language], "margin": margin,
     }
@@ -201,6 +202,7 @@ def export_command(
         pairs, judged = read_pairs(source, errors=invalid), read_judgements(judgements, errors=invalid)
         if invalid:
             provenance["invalid_skipped"] = len(invalid)
+        _drop_previous(rejected)
         dsdict, report = export_judged(
             pairs, judged, out, rule=rule, margin=margin, test_size=test_size,
             seed=seed, parquet=parquet, jsonl=jsonl, name=name, provenance={**provenance, "judgements": str(judgements)},
@@ -215,6 +217,7 @@ def export_command(
         rows = read_preferences(source, errors=invalid)
         if invalid:
             provenance["invalid_skipped"] = len(invalid)
+        _drop_previous(rejected)
         dsdict = export_dataset(
             rows, out, test_size=test_size, seed=seed, margin=margin, parquet=parquet,
             jsonl=jsonl, name=name, provenance=provenance, marker=command,
@@ -233,3 +236,10 @@ def export_command(
 
         url = push(out, push_to_hub, private=private)
         console.print(f"pushed to {url}")
+
+
+def _drop_previous(rejected: Path | None) -> None:
+    """The previous run's rejected rows go before the new export is swapped in, so they never sit
+    beside a newer export (a run killed after the swap leaves no rejected file, not a stale one)."""
+    if rejected is not None:
+        rejected.unlink(missing_ok=True)
