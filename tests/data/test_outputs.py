@@ -279,3 +279,13 @@ def test_a_plain_prompts_file_still_reads_as_prompts(prefkit, tmp_path: Path) ->
     (tmp_path / "prompts.jsonl").write_text('{"question": "Thủ đô?"}\n{"question": "Hai cộng hai?"}\n',
                                             encoding="utf-8")
     assert "prompts" in ok(prefkit("data", "validate", "prompts.jsonl"))
+
+
+def test_best_of_k_never_writes_over_its_prompts(prefkit, tmp_path: Path) -> None:
+    (tmp_path / "bok").mkdir()
+    prompts = tmp_path / "bok" / "samples.jsonl"
+    prompts.write_text('{"question": "Xin chào"}\n', encoding="utf-8")
+    refused(prefkit("train", "best-of-k", "--config", REPO / "configs" / "train" / "best-of-k-tiny.yaml",
+                    "--set", "output_dir=bok", "--set", "data.source=bok/samples.jsonl"),
+            "bok/samples.jsonl: output_dir's samples.jsonl is the input bok/samples.jsonl")
+    assert prompts.read_text(encoding="utf-8") == '{"question": "Xin chào"}\n'
