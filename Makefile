@@ -9,12 +9,16 @@ STAMP := $(VENV)/.prefkit-installed
 
 setup: $(STAMP)
 
-# The CPU build of torch goes in first (it lies on this machine's disk); the project's
-# torch range is then already satisfied, so no multi-GB CUDA build is pulled.
+# torch goes in first, so the project's torch range is already satisfied after. Which build
+# `torch==2.13.0` gets depends on where pip looks: a local CPU wheel (as on the CI machines) if
+# pip finds one first; from the public index alone (PyPI) on Linux x86_64, the CUDA build with its
+# nvidia-* packages (several GB). TORCH_INDEX picks the index, e.g. the CPU build:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -79,19 +79,84 @@ def import_(
     ),
     seed: int = typer.Option(0, help="Seed for queue order and the calibration draw (new project)."),
     guidelines: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Markdown file of instructions."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid",
+        help="Skip bad rows instead of stopping: counted on stderr, written with reasons to PROJECT.rejected.jsonl "
+        "beside a SQLite store (in the current folder for a server store), or to --rejected.",
+    ),
+    rejected: Optional[Path] = typer.Option(None, help="Where --skip-invalid writes the bad rows."),
     db: str = DB_OPTION,
 ) -> None:
     """Load pairs into a project. Importing the same pairs again adds nothing."""
     from data.readers import read_pairs
 
+    text = _read_guidelines(guidelines) if guidelines else None
+    invalid, rejected = _rejected_target(pairs, rejected or _default_rejected(project, db), db) if skip_invalid \
+        else (None, None)
+    read = read_pairs(pairs, errors=invalid)
+    if invalid:
+        _write_rejected(invalid, rejected)
     with _store(db) as store:
-        # one transaction: a file that fails half-way creates no project (a retry may change settings)
+        # one transaction: a store error half-way creates no project (a retry may change settings)
         result = store.import_project(
-            project, read_pairs(pairs), guidelines=guidelines.read_text(encoding="utf-8") if guidelines else None,
+            project, read, guidelines=text,
             overlap=overlap, calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
         )
         total = store.count_pairs(project)
     typer.echo(f"{project}: added {result.added} pairs, {result.skipped} already there; {total} in the project")
+
+
+def _read_guidelines(path: Path) -> str:
+    from data.errors import DataError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text: {e.reason}", file=path, line=line, field="guidelines") from None
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror or e}", file=path, field="guidelines") from None
+
+
+def store_paths(db: str) -> list[Path]:
+    """The files of a SQLite store (the database and its WAL/SHM companions); none for a server URL."""
+    if "://" in db:
+        if not db.startswith("sqlite:///") or db in ("sqlite://", "sqlite:///:memory:"):
+            return []
+        db = db[len("sqlite:///"):].split("?", 1)[0]
+    path = Path(db).expanduser()
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def _default_rejected(project: str, db: str) -> Path:
+    """`PROJECT.rejected.jsonl` beside a SQLite store; in the current folder for a server store."""
+    files = store_paths(db)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in project).lstrip(".") or "project"
+    return (files[0].parent if files else Path(".")) / f"{safe}.rejected.jsonl"
+
+
+def _rejected_target(pairs: str, target: Path, db: str) -> tuple[list, Path]:
+    """The list that collects bad rows and the checked path they go to. A rejected file is a
+    log of one import: it replaces a previous one of `annotate import` only."""
+    from data.outputs import check_not_input, check_output, written_by
+
+    from data.errors import DataError
+
+    check_not_input(target, [pairs, *store_paths(db)], option="the rejected file")
+    if target.is_file() and target.stat().st_size and written_by(target, folder=False) != "annotate import":
+        raise DataError("the rejected file already exists and was not written by prefkit annotate import; "
+                        "choose another path with --rejected", file=target)
+    check_output(target, "annotate import", overwrite=True, option="the rejected file")
+    return [], target
+
+
+def _write_rejected(invalid: list, path: Path) -> None:
+    from data.outputs import mark_output
+    from data.rejects import skipped_line, write_rejected
+
+    write_rejected(invalid, path)
+    mark_output(path, "annotate import", folder=False)
+    typer.echo(skipped_line(invalid, path), err=True)
 
 
 @users_app.command("add")
@@ -164,13 +229,19 @@ def export(
     parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet files per split."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write JSONL files per split."),
     name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: the project's)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing OUT, but only a previous `annotate export` (never the store)."
+    ),
     db: str = DB_OPTION,
 ) -> None:
     """Aggregate the project's judgements and write the dataset, as `prefkit data export` does."""
+    from data.outputs import check_output
+
+    check_output(out, "annotate export", inputs=store_paths(db), overwrite=overwrite, folder=True, what="store")
     with _store(db) as store:
         report = store.export(
             project, out, rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet, jsonl=jsonl,
-            name=name,
+            name=name, marker="annotate export",
         )
     figures = report.to_dict()
     typer.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "strength_counts"))

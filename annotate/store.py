@@ -993,6 +993,7 @@ class Store:
         parquet: bool = False,
         jsonl: bool = False,
         name: str | None = None,
+        marker: str | None = None,
     ) -> AggregateReport:
         """Aggregate the project's judgements and write the dataset with
         `data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
@@ -1006,7 +1007,7 @@ class Store:
         _, report = export_judged(
             pairs, judgements, Path(out), rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet,
             jsonl=jsonl, name=name or project,
-            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs)},
+            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs)}, marker=marker,
         )
         return report
 

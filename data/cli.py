@@ -13,6 +13,14 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
+OVERWRITE = typer.Option(
+    False, "--overwrite", help="Replace an existing output, but only one this same command wrote (never an input)."
+)
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid",
+    help="Skip bad rows instead of stopping: counted on stderr, written with reasons to *.rejected.jsonl beside the output.",
+)
+
 
 @app.command()
 def validate(
@@ -43,13 +51,15 @@ def dedup(
     verify: str = typer.Option("exact", help="Confirm candidate pairs by 'exact' Jaccard or 'estimate'."),
     workers: int = typer.Option(0, help="Processes for hashing (0: all cores)."),
     report: Optional[Path] = typer.Option(None, help="Report path (default: OUT with .dedup-report.json)."),
+    overwrite: bool = OVERWRITE,
+    skip_invalid: bool = SKIP_INVALID,
 ) -> None:
     """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
     from data.dedup import dedup_command
 
     dedup_command(
         source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-        verify=verify, workers=workers, report=report,
+        verify=verify, workers=workers, report=report, overwrite=overwrite, skip_invalid=skip_invalid,
     )
 
 
@@ -78,6 +88,8 @@ def export(
                                                 "it); named in the card, its clusters kept on one side of the split."),
     adversarial: bool = typer.Option(False, "--adversarial", help="Tag every prompt of SOURCE adversarial "
                                      "(red-teaming), so all its pairs go to the safety set."),
+    overwrite: bool = OVERWRITE,
+    skip_invalid: bool = SKIP_INVALID,
 ) -> None:
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
     from data.export import export_command
@@ -86,6 +98,7 @@ def export(
         source, out, judgements=judgements, test_size=test_size, seed=seed, margin=margin, rule=rule,
         parquet=parquet, jsonl=jsonl, push_to_hub=push_to_hub, private=private, name=name,
         license=license, language=language, trl=trl, sets=sets, dedup_report=dedup_report, adversarial=adversarial,
+        overwrite=overwrite, skip_invalid=skip_invalid,
     )
 
 

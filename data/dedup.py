@@ -94,6 +94,7 @@ class DedupReport:
     seconds: float
     source: str | None = None
     output: str | None = None
+    invalid_skipped: int = 0  # bad rows left out with --skip-invalid (written to the rejected file)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -483,17 +484,31 @@ def dedup_file(
     workers: int = 0,
     report: str | Path | None = None,
     progress: bool = False,
+    *,
+    invalid: list[DataError] | None = None,
+    rejected: str | Path | None = None,
+    marker: str | None = None,
 ) -> DedupReport:
     """Deduplicate a file (any format `data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
     .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
-    `report`). Nothing is written when reading fails."""
+    `report`). Nothing is written when reading fails.
+
+    With `invalid` (a list), bad rows are collected there and left out instead of stopping the
+    run, and written with their reasons to `rejected`. OUT, the report and the rejected file are
+    committed as one unit (`data.atomic.atomic_files`): a run killed while writing never leaves a
+    new OUT beside a previous run's report. `marker` (the command's name) marks each output as
+    written by that command (`data.outputs`).
+    """
+    from data.atomic import atomic_files
+    from data.outputs import mark_output
     from data.readers import raw_and_canonical_records
-    from data.writers import output_suffix, write_json, write_rows
+    from data.rejects import rejected_rows
+    from data.writers import output_suffix, write_rows_to
 
     _check_settings(threshold, num_perm, ngram, verify, workers)
     out = Path(out)
-    output_suffix(out)  # an unwritable output type fails before the source is read
-    fmt, records = raw_and_canonical_records(source)
+    suffix = output_suffix(out)  # an unwritable output type fails before the source is read
+    fmt, records = raw_and_canonical_records(source, errors=invalid)
     names = resolve_key(on, fmt)
     fields = [KEY_NAMES[name] for name in names]
     rows: list[dict[str, Any]] = []
@@ -508,9 +523,18 @@ def dedup_file(
     for r in rep.removed:
         r.location, r.duplicate_of_location = locations[r.row], locations[r.duplicate_of]
     rep.source, rep.output = str(source), str(out)
-    write_rows((rows[i] for i in kept), out)
+    rep.invalid_skipped = len(invalid or ())
     report_path = Path(report) if report is not None else _report_path(out)
-    write_json(report_path, rep.to_dict(), indent=1)
+    targets = [out, report_path] + ([Path(rejected)] if rejected is not None else [])
+    with atomic_files(targets) as temps:
+        write_rows_to((rows[i] for i in kept), temps[0], suffix)
+        temps[1].write_text(json.dumps(rep.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n",
+                            encoding="utf-8")
+        if rejected is not None:
+            write_rows_to(rejected_rows(invalid or []), temps[2], ".jsonl")
+        if marker is not None:
+            for target in targets:
+                mark_output(target, marker, folder=False)
     return rep
 
 
@@ -526,12 +550,36 @@ def dedup_command(
     verify: str = "exact",
     workers: int = 0,
     report: Path | None = None,
+    overwrite: bool = False,
+    skip_invalid: bool = False,
 ) -> None:
-    """`prefkit data dedup`: dedup the file and print one summary line and where things went."""
+    """`prefkit data dedup`: dedup the file and print one summary line and where things went.
+
+    OUT, the report and (with --skip-invalid) the rejected file go through the output guard first:
+    none may be an input, and an existing one is replaced only with --overwrite and only when
+    `prefkit data dedup` wrote it."""
     import typer
 
+    from data.outputs import check_distinct, check_output
+    from data.rejects import rejected_path, skipped_line
+    from data.writers import output_suffix
+
+    command = "data dedup"
+    output_suffix(Path(out))
+    report_path = report if report is not None else _report_path(Path(out))
+    rejected = rejected_path(out) if skip_invalid else None
+    check_distinct(("OUT", out), ("--report", report_path), ("the rejected file", rejected))
+    for name, path in (("OUT", out), ("--report", report_path), ("the rejected file", rejected)):
+        if path is not None:
+            check_output(path, command, inputs=[source], overwrite=overwrite, option=name)
+    invalid: list[DataError] | None = [] if skip_invalid else None
     rep = dedup_file(source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-                     verify=verify, workers=workers, report=report, progress=True)
+                     verify=verify, workers=workers, report=report_path, progress=True, invalid=invalid,
+                     rejected=rejected, marker=command)
+    if invalid:
+        typer.echo(skipped_line(invalid, rejected), err=True)
     typer.echo(rep.summary())
     typer.echo(f"kept rows: {out}")
-    typer.echo(f"report:    {report if report is not None else _report_path(Path(out))}")
+    typer.echo(f"report:    {report_path}")
+    if rejected is not None:
+        typer.echo(f"rejected:  {rejected} ({len(invalid or ())} rows)")

@@ -6,6 +6,7 @@ The `prefkit` command turns a `PrefkitError` into one line on stderr and exit co
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def first_line(exc: BaseException) -> str:
@@ -20,7 +21,10 @@ class PrefkitError(Exception):
 
 
 class DataError(PrefkitError):
-    """Bad input data. `line` is 1-based for text formats; `row` is 0-based for tables."""
+    """Bad input data. `line` is 1-based for text formats; `row` is 0-based for tables.
+    `record` is the bad record as read, when a reader skipped it (`--skip-invalid`)."""
+
+    record: Any = None
 
     def __init__(
         self,

@@ -217,13 +217,15 @@ def export_dataset(
     trl: bool = False,
     links: list[tuple[int, int]] = (),
     language_required: bool = False,
+    marker: str | None = None,
 ) -> "DatasetDict":
     """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl).
 
     `trl` adds TRL's conversational columns; `links` are row-index pairs that must stay in one
     split (a dedup report's clusters, `dedup_links`). The card's language is
     `provenance["language"]`, else detected (`detect_language`); when it cannot be told,
-    `language_required` raises, else the card names none."""
+    `language_required` raises, else the card names none. `marker` (a command's name) marks the
+    folder as that command's output (`data.outputs`)."""
     import datasets
     from datasets import Dataset, DatasetDict
 
@@ -276,6 +278,10 @@ def export_dataset(
             (tmp / "prefkit_provenance.json").write_text(
                 json.dumps(provenance, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
             )
+            if marker is not None:
+                from data.outputs import mark_output
+
+                mark_output(tmp, marker, folder=True)
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
@@ -306,6 +312,7 @@ def export_sets(
     links: list[tuple[int, int]] = (),
     provenance: dict[str, Any] | None = None,
     name: str | None = None,
+    marker: str | None = None,
     **kw: Any,
 ) -> dict[str, "DatasetDict"]:
     """Llama 2's two datasets, `out/helpfulness` (all pairs) and `out/safety` (`safety_set`), each
@@ -334,6 +341,10 @@ def export_sets(
             + "".join(f"- `{s}/`: {sum(d.num_rows for d in result[s].values())} pairs\n" for s in sets),
             encoding="utf-8",
         )
+        if marker is not None:
+            from data.outputs import mark_output
+
+            mark_output(tmp, marker, folder=True)
     return result
 
 
@@ -353,6 +364,7 @@ def export_judged(
     trl: bool = False,
     sets: tuple[str, ...] = (),
     language_required: bool = False,
+    marker: str | None = None,
 ) -> tuple["DatasetDict", "AggregateReport"]:
     """Aggregate several annotators' judgements per pair (`data.aggregate`) and export the rows.
 
@@ -368,7 +380,7 @@ def export_judged(
     provenance.setdefault("judgements", f"{report.judgements} judgements")
     provenance.setdefault("format", "pairs")  # judged pairs: prefkit's own pairs, whoever stored them
     kw = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
-              provenance=provenance, trl=trl, language_required=language_required)
+              provenance=provenance, trl=trl, language_required=language_required, marker=marker)
     if sets:
         written = export_sets(rows, out, sets, **kw)
         return written[sets[0]], report
@@ -396,21 +408,37 @@ def export_command(
     sets: str | None = None,
     dedup_report: Path | None = None,
     adversarial: bool = False,
+    overwrite: bool = False,
+    skip_invalid: bool = False,
 ) -> None:
-    """`prefkit data export`: read, aggregate if judgements are given, export, push on request."""
+    """`prefkit data export`: read, aggregate if judgements are given, export, push on request.
+
+    OUT goes through the output guard first (`data.outputs.check_output`): never an input or a
+    folder holding one; an existing one only with --overwrite and only a previous export."""
+    import typer
     from rich.console import Console
 
+    from data.outputs import check_output
     from data.readers import read_judgements, read_pairs, read_preferences, source_format
+    from data.rejects import rejected_path, skipped_line, write_rejected
 
     console = Console()
     set_names = parse_sets(sets)
+    command = "data export"
+    inputs = [source, judgements]
+    check_output(out, command, inputs=inputs, overwrite=overwrite, folder=True)
+    rejected = rejected_path(out) if skip_invalid else None
+    if rejected is not None:
+        check_output(rejected, command, inputs=inputs, overwrite=overwrite, option="the rejected file")
     if push_to_hub:
         if set_names:
             raise DataError("--push-to-hub pushes one dataset: push each set folder on its own", field="sets")
         from data.hub import require_token
 
         require_token()  # fail before the work, not after it
-    fmt = source_format(source)
+    invalid: list[DataError] | None = [] if skip_invalid else None
+    fmt = source_format(source, skip_bad=skip_invalid)
+
     provenance: dict[str, Any] = {
         "source": str(source), "format": fmt, "license": license, "margin": margin,
     }
@@ -434,12 +462,15 @@ def export_command(
     kw: dict[str, Any] = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
                               trl=trl, language_required=True)
     if judgements is not None:
-        pairs = read_pairs(source)
+        pairs, judged = read_pairs(source, errors=invalid), read_judgements(judgements, errors=invalid)
+        if invalid:
+            provenance["invalid_skipped"] = len(invalid)
         if adversarial:
             pairs = [dataclasses.replace(p, prompt=dataclasses.replace(p.prompt, adversarial=True)) for p in pairs]
+        _drop_previous(rejected)
         dsdict, report = export_judged(
-            pairs, read_judgements(judgements), out, rule=rule, provenance={**provenance, "judgements": str(judgements)},
-            sets=set_names, **kw,
+            pairs, judged, out, rule=rule, provenance={**provenance, "judgements": str(judgements)},
+            sets=set_names, marker=command, **kw,
         )
         console.print(
             f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
@@ -447,12 +478,22 @@ def export_command(
             f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
         )
     else:
-        rows = read_preferences(source, adversarial=True if adversarial else None)
+        rows = read_preferences(source, adversarial=True if adversarial else None, errors=invalid)
+        if invalid:
+            provenance["invalid_skipped"] = len(invalid)
+        _drop_previous(rejected)
         if set_names:
-            written = export_sets(rows, out, set_names, links=links, provenance=provenance, **kw)
+            written = export_sets(rows, out, set_names, links=links, provenance=provenance, marker=command, **kw)
             dsdict = written[set_names[0]]
         else:
-            dsdict = export_dataset(rows, out, provenance=provenance, links=links, **kw)
+            dsdict = export_dataset(rows, out, provenance=provenance, links=links, marker=command, **kw)
+    if rejected is not None:
+        from data.outputs import mark_output
+
+        write_rejected(invalid or [], rejected)
+        mark_output(rejected, command, folder=False)
+        if invalid:
+            typer.echo(skipped_line(invalid, rejected), err=True)
     if set_names:
         for set_name in set_names:
             console.print(f"wrote {out / set_name} ({set_name} set; card {out / set_name / 'README.md'})")
@@ -465,3 +506,9 @@ def export_command(
         url = push(out, push_to_hub, private=private)
         console.print(f"pushed to {url}")
 
+
+def _drop_previous(rejected: Path | None) -> None:
+    """The previous run's rejected rows go before the new export is swapped in, so they never sit
+    beside a newer export (a run killed after the swap leaves no rejected file, not a stale one)."""
+    if rejected is not None:
+        rejected.unlink(missing_ok=True)

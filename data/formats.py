@@ -69,6 +69,14 @@ def detect_format(
         if sample is not None and isinstance(sample.get("chosen"), list):
             return "trl_preference"
         return "hh_rlhf"
+    half = cols & {"chosen", "rejected"}
+    if half:  # one side of a preference pair: a broken preference row, not a prompts file
+        (missing,) = {"chosen", "rejected"} - half
+        raise DataError(
+            f"the first record has {next(iter(half))!r} but no {missing!r}: it looks like a broken preference "
+            "row (a preference row needs question or prompt, chosen and rejected; a prompts file has neither)",
+            file=file, field=missing,
+        )
     if {"instruction", "output"} <= cols:
         return "alpaca"
     if {"prompt", "response"} <= cols:

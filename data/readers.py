@@ -72,6 +72,7 @@ def _convert(
         except DataError as e:
             if errors is None:
                 raise
+            e.record = rec
             errors.append(e)
 
 
@@ -160,16 +161,17 @@ def canonical_record(fmt: str, rec: dict[str, Any], loc: Location) -> dict[str, 
 
 
 def raw_and_canonical_records(
-    source: str | Path, split: str | None = None
+    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
 ) -> tuple[str, Iterator[tuple[Location, dict[str, Any], dict[str, Any]]]]:
     """The format and, per record in one pass, its location, the raw record and its canonical
-    form (as `canonical_records`); raises `DataError` at the first bad record."""
-    fmt = source_format(source, split)
+    form (as `canonical_records`); raises `DataError` at the first bad record, unless `errors`
+    collects them."""
+    fmt = source_format(source, split, skip_bad=errors is not None)
 
     def convert(fmt: str, rec: dict[str, Any], loc: Location) -> tuple[Location, dict[str, Any], dict[str, Any]]:
         return loc, rec, canonical_record(fmt, rec, loc)
 
-    return fmt, _convert(source, split, convert, None, fmt)
+    return fmt, _convert(source, split, convert, errors, fmt)
 
 
 def canonical_records(

@@ -124,22 +124,43 @@ def _as_record(value: Any, loc: Location) -> dict[str, Any] | DataError:
     return value
 
 
+def _open_bytes(path: Path) -> IO[bytes]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def _bad_line(loc: Location, message: str, raw: str) -> DataError:
+    err = loc.error(message)
+    err.record = raw  # what `--skip-invalid` writes to the rejected file
+    return err
+
+
 def _iter_jsonl(path: Path) -> Iterator[Record]:
+    """Line by line, decoded per line, so a non-UTF-8 or malformed line is named by its number
+    (and can be skipped) instead of stopping the whole file."""
     try:
-        with _open_text(path) as f:
-            for n, line in enumerate(f, start=1):
+        with _open_bytes(path) as f:
+            for n, raw in enumerate(f, start=1):
+                loc = Location(str(path), line=n)
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield loc, _bad_line(loc, f"not UTF-8 text: {e.reason} at byte {e.start + 1} of the line",
+                                         raw.decode("utf-8", "replace").rstrip("\r\n"))
+                    continue
                 if not line.strip():
                     continue
-                loc = Location(str(path), line=n)
                 try:
                     value = json.loads(line)
                 except json.JSONDecodeError as e:
-                    yield loc, loc.error(f"malformed JSON: {e.msg} (column {e.colno})")
+                    yield loc, _bad_line(loc, f"malformed JSON: {e.msg} (column {e.colno})", line.rstrip("\r\n"))
+                    continue
+                except RecursionError:
+                    yield loc, _bad_line(loc, "JSON nested too deep to read", line[:200])
                     continue
                 yield loc, _as_record(value, loc)
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text: {e.reason}", file=path) from None
-    except (OSError, EOFError) as e:  # e.g. a truncated or fake .gz
+    except (OSError, EOFError, gzip.BadGzipFile) as e:  # e.g. a truncated or fake .gz
         raise DataError(f"cannot read: {e}", file=path) from None
 
 
@@ -149,7 +170,7 @@ def _iter_json(path: Path) -> Iterator[Record]:
         with _open_text(path) as f:
             text = f.read()
     except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text: {e.reason}", file=path) from None
+        raise DataError(f"not UTF-8 text: {e.reason}", file=path, line=_line_of_byte(path, e.start)) from None
     except (OSError, EOFError) as e:
         raise DataError(f"cannot read: {e}", file=path) from None
     decoder = json.JSONDecoder()
@@ -157,6 +178,8 @@ def _iter_json(path: Path) -> Iterator[Record]:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"malformed JSON: {e.msg} (column {e.colno})", file=path, line=e.lineno) from None
+    except RecursionError:
+        raise DataError("JSON nested too deep to read", file=path) from None
     if isinstance(value, dict):
         if not isinstance(value.get("data"), list):
             raise DataError('a JSON object must hold its records in a "data" list', file=path, field="data")
@@ -240,6 +263,15 @@ def _iter_csv(path: Path, delimiter: str) -> Iterator[Record]:
         raise DataError(f"cannot read: {e}", file=path) from None
 
 
+def _line_of_byte(path: Path, offset: int) -> int | None:
+    """The 1-based line holding byte `offset` of the (decompressed) file."""
+    try:
+        with _open_bytes(path) as f:
+            return f.read(offset).count(b"\n") + 1
+    except (OSError, EOFError):
+        return None
+
+
 def _skip_ws(text: str, pos: int) -> int:
     while text[pos] in " \t\r\n":
         pos += 1
@@ -265,9 +297,16 @@ def _iter_parquet(path: Path) -> Iterator[Record]:
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"not a readable Parquet file: {e}", file=path) from None
+        raise DataError(f"not a readable Parquet file: {first_line(e)}", file=path) from None
     row = 0
-    for batch in pf.iter_batches(batch_size=4096):
+    batches = pf.iter_batches(batch_size=4096)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as e:  # corrupt data pages: the rows after `row` are lost
+            raise DataError(f"corrupt Parquet data from this row on: {first_line(e)}", file=path, row=row) from None
+        if batch is None:
+            break
         for rec in batch.to_pylist():
             yield Location(str(path), row=row), rec
             row += 1
@@ -275,9 +314,13 @@ def _iter_parquet(path: Path) -> Iterator[Record]:
 
 def parquet_columns(path: str | Path) -> list[str]:
     """Column names from the Parquet schema (known even when the file has no rows)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return list(pq.read_schema(path).names)
+    try:
+        return list(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"not a readable Parquet file: {first_line(e)}", file=path) from None
 
 
 def _pick_split(dsdict: Any, split: str | None, where: str) -> Any:

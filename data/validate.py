@@ -133,4 +133,12 @@ def validate_command(source: str, *, max_chars: int, max_errors: int, split: str
     print_report(report)
     if not report.ok:
         first = report.errors[0]
+        if report.rows > report.n_errors:
+            from rich.console import Console
+
+            Console().print(
+                f"To go on without the {report.n_errors} bad record(s): fix them, or pass --skip-invalid to "
+                "`prefkit data dedup`, `prefkit data export` or `prefkit annotate import`, which skip them and "
+                "write them with their reasons to a *.rejected.jsonl beside the output."
+            )
         raise DataError(f"{report.n_errors} bad record(s); first: {first}")

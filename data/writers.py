@@ -93,26 +93,32 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: str | Path, schema: "pa.
     """
     path = Path(path)
     suffix = output_suffix(path)
-    n = 0
     with atomic_path(path) as tmp:
-        if suffix in (".jsonl", ".jsonl.gz"):
-            opener = gzip.open if suffix == ".jsonl.gz" else open
-            with opener(tmp, "wt", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(dict(row), ensure_ascii=False, default=str) + "\n")
-                    n += 1
-        elif suffix == ".json":
-            data = [dict(r) for r in rows]
-            tmp.write_text(json.dumps(data, ensure_ascii=False, default=str, indent=1) + "\n", encoding="utf-8")
-            n = len(data)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        return write_rows_to(rows, tmp, suffix, schema)
 
-            data = [dict(r) for r in rows]
-            table = pa.Table.from_pylist(data, schema=schema) if schema is not None else pa.Table.from_pylist(data)
-            pq.write_table(table, tmp)
-            n = len(data)
+
+def write_rows_to(rows: Iterable[Mapping[str, Any]], tmp: Path, suffix: str, schema: "pa.Schema | None" = None) -> int:
+    """Write `rows` in the format of `suffix` to `tmp` as it is (no rename): for callers that
+    commit several files as one unit (`data.atomic.atomic_files`). Returns the count."""
+    n = 0
+    if suffix in (".jsonl", ".jsonl.gz"):
+        opener = gzip.open if suffix == ".jsonl.gz" else open
+        with opener(tmp, "wt", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(dict(row), ensure_ascii=False, default=str) + "\n")
+                n += 1
+    elif suffix == ".json":
+        data = [dict(r) for r in rows]
+        tmp.write_text(json.dumps(data, ensure_ascii=False, default=str, indent=1) + "\n", encoding="utf-8")
+        n = len(data)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        data = [dict(r) for r in rows]
+        table = pa.Table.from_pylist(data, schema=schema) if schema is not None else pa.Table.from_pylist(data)
+        pq.write_table(table, tmp)
+        n = len(data)
     return n
 
 

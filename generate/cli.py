@@ -63,6 +63,11 @@ def generate(
         limit=limit,
         progress=None if progress else False,
     )
+    if cfg.out:  # OUT never holds or lies in the prompts, and can be written (before any model loads)
+        from data.outputs import check_not_input, check_writable
+
+        check_not_input(cfg.out, [cfg.prompts])
+        check_writable(cfg.out, into=True)
     done = generate_pairs(cfg, resume=resume)
     folder, summary = done.out, done.report
     typer.echo(

@@ -8,6 +8,7 @@ behind that line as well).
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 
@@ -74,6 +75,11 @@ def _mount() -> None:
 _mount()
 
 
+# File-system refusals that reach the top (a folder made read-only mid-run, a full disk) are the
+# user's to fix, like bad input: one line naming the path, not a traceback.
+_FS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR}
+
+
 def main() -> None:
     try:
         app()
@@ -81,6 +87,12 @@ def main() -> None:
         if _debug:
             traceback.print_exc()
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in _FS_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        typer.secho(f"error: {where}cannot write or read: {e.strerror or e}", err=True, fg=typer.colors.RED)
         sys.exit(2)
 
 

@@ -175,6 +175,11 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
 
     started = time.perf_counter()
     if prompts is None:
+        from data.outputs import check_not_input
+
+        out = Path(cfg.output_dir)  # what this stage writes never is or holds its prompts
+        for written in (out / SAMPLES_FILE, out / DATASET_DIR, out / "summary.json"):
+            check_not_input(written, [cfg.data.source], option=f"output_dir's {written.name}")
         prompts = load_prompts(cfg.data)
     if reward_fn is None:
         check_reward(cfg.reward)  # a wrong reward section fails now, not after the sampling

@@ -57,3 +57,25 @@ def prefkit_bin() -> Path:
     if not PREFKIT.exists():
         pytest.skip(f"the prefkit command is not installed at {PREFKIT}")
     return PREFKIT
+
+
+@pytest.fixture
+def prefkit_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Callable:
+    """Run `prefkit ARGS` in this process, in tmp_path, through `prefkit.cli.main` with the real
+    argv (the path the installed command takes: a `PrefkitError` becomes one stderr line and exit
+    code 2). Returns (exit code, stdout, stderr)."""
+    import sys
+
+    from prefkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: Any) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["prefkit", *map(str, args)])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        out, err = capsys.readouterr()
+        return exited.value.code or 0, out, err
+
+    return run

@@ -53,3 +53,37 @@ def test_directory_is_swapped_whole(tmp_path):
         (d / "new.txt").write_text("v2")
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+
+
+def test_files_unit_fails_before_any_rename_when_a_companion_cannot_be_written(tmp_path):
+    import subprocess
+
+    from data.atomic import atomic_files
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needed to make a folder read-only for root)")
+    try:
+        out = tmp_path / "out.jsonl"
+        out.write_text("previous\n")
+        with pytest.raises(PermissionError):
+            with atomic_files([out, ro / "report.json"]) as temps:
+                temps[0].write_text("new\n")
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)], check=True)
+    assert out.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "ro"]
+
+
+def test_files_unit_replaces_main_and_companions(tmp_path):
+    from data.atomic import atomic_files
+
+    main, report = tmp_path / "kept.jsonl", tmp_path / "kept.report.json"
+    main.write_text("v1\n")
+    report.write_text("r1\n")
+    with atomic_files([main, report]) as (t_main, t_report):
+        t_main.write_text("v2\n")
+        t_report.write_text("r2\n")
+    assert (main.read_text(), report.read_text()) == ("v2\n", "r2\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl", "kept.report.json"]

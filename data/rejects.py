@@ -1,0 +1,50 @@
+"""Rows left out by `--skip-invalid`: where they go and how they are announced.
+
+A command run with `--skip-invalid` collects its reader's `DataError`s instead of stopping at the
+first, goes on with the good rows, writes every bad one with its location and reason to a
+`*.rejected.jsonl` beside its output, and says on stderr how many it skipped and where the first
+few were. Without the option the readers raise at the first bad row, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from data.errors import DataError
+
+SHOWN = 3  # locations named on stderr
+
+
+def rejected_path(out: str | Path) -> Path:
+    """`kept.jsonl` -> `kept.rejected.jsonl`; a folder `out/x` -> `out/x.rejected.jsonl` beside it."""
+    out = Path(out)
+    name = out.name
+    for suffix in (".jsonl.gz", ".jsonl", ".json", ".parquet"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out.with_name(f"{name}.rejected.jsonl")
+
+
+def rejected_rows(errors: Sequence[DataError]) -> list[dict]:
+    """One JSON-ready row per bad record: where, field, reason, and the record as read."""
+    return [
+        {"file": e.file, "line": e.line, "row": e.row, "field": e.field, "reason": e.message,
+         "record": getattr(e, "record", None)}
+        for e in errors
+    ]
+
+
+def write_rejected(errors: Sequence[DataError], path: str | Path) -> int:
+    from data.writers import write_rows
+
+    return write_rows(rejected_rows(errors), path)
+
+
+def skipped_line(errors: Sequence[DataError], path: str | Path | None) -> str:
+    """One stderr line: how many rows were skipped, the first few locations, where they went."""
+    first = "; ".join(str(e) for e in errors[:SHOWN])
+    more = f"; … {len(errors) - SHOWN} more" if len(errors) > SHOWN else ""
+    to = f" (all with reasons in {path})" if path is not None else ""
+    return f"skipped {len(errors)} invalid row(s){to}: {first}{more}"

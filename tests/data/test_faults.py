@@ -1,0 +1,177 @@
+"""kill -9 at each rename step of every writer (issue 13): a whole output is always left behind,
+never a new output beside a previous run's report, and the next run cleans what the killed one left.
+
+The real `prefkit` command runs in a subprocess with `PREFKIT_FAULT_AT=STEP`, which makes
+`data.atomic` SIGKILL the process at that step (see `data.atomic.FAULT_STEPS`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.atomic import FAULT_ENV, FAULT_STEPS, NO_EXCHANGE_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "samples" / "vi_preference_sample.jsonl"
+
+
+def prefkit(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, NO_EXCHANGE_ENV)}
+    full.update({"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})})
+    return subprocess.run([sys.executable, "-m", "prefkit.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env=full, timeout=300)
+
+
+def killed_at(step: str, *args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+    proc = prefkit(*args, cwd=cwd, env={FAULT_ENV: step, **(env or {})})
+    assert proc.returncode == -signal.SIGKILL, (step, proc.returncode, proc.stderr)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith((".tmp", ".old")))
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    """The sample plus one bad row, so --skip-invalid writes a third file (the rejected rows)."""
+    path = tmp_path / "in.jsonl"
+    path.write_text(SAMPLE.read_text(encoding="utf-8") + '{"question": "q", "chosen": "", "rejected": "r"}\n',
+                    encoding="utf-8")
+    return path
+
+
+def test_every_step_is_named_in_the_module() -> None:
+    assert len(set(FAULT_STEPS)) == len(FAULT_STEPS) >= 8
+
+
+@pytest.mark.parametrize("step", ["file:written", "files:written", "files:companions-removed",
+                                  "files:renamed-0", "files:renamed-1"])
+def test_dedup_killed_at_each_step_never_pairs_a_new_output_with_an_old_report(prefkit_main, src: Path,
+                                                                              tmp_path: Path, step: str) -> None:
+    base = ["data", "dedup", src, "kept.jsonl", "--skip-invalid"]
+    assert prefkit_main(*base)[0] == 0
+    v1 = (tmp_path / "kept.jsonl").read_text(encoding="utf-8")
+    killed_at(step, *base, "--threshold", "0.3", "--overwrite", cwd=tmp_path)
+
+    kept = (tmp_path / "kept.jsonl").read_text(encoding="utf-8")  # always there, always whole
+    rows = [json.loads(x) for x in kept.splitlines()]
+    report_path = tmp_path / "kept.dedup-report.json"
+    if report_path.exists():  # a report, when there is one, describes the OUT beside it
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        assert report["rows_out"] == len(rows)
+        assert report["threshold"] == (0.8 if kept == v1 else 0.3)
+    else:
+        assert step in ("files:companions-removed", "files:renamed-0")
+    if step in ("file:written", "files:written"):
+        assert kept == v1 and report_path.exists()
+    if step in ("files:renamed-0", "files:renamed-1"):
+        assert kept != v1  # the stricter run's rows
+
+    code, _, err = prefkit_main(*base, "--threshold", "0.3", "--overwrite")
+    assert code == 0, err
+    assert leftovers(tmp_path) == []  # the killed run's temp files are gone
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["threshold"] == 0.3 and report["rows_out"] == len((tmp_path / "kept.jsonl").read_text().splitlines())
+
+
+@pytest.mark.parametrize(("step", "exchange"), [
+    ("file:written", True), ("dir:written", True), ("dir:exchanged", True),
+    ("dir:old-moved", False), ("dir:renamed", False),
+])
+def test_export_killed_at_each_step_keeps_a_whole_dataset(prefkit_main, src: Path, tmp_path: Path, step: str,
+                                                        exchange: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datasets import load_from_disk
+
+    env = {} if exchange else {NO_EXCHANGE_ENV: "1"}
+    base = ["data", "export", src, "ds", "--skip-invalid"]
+    assert prefkit_main(*base)[0] == 0
+    killed_at(step, *base, "--overwrite", "--test-size", "0.5", cwd=tmp_path, env=env)
+
+    if step == "dir:old-moved":
+        # two-rename fallback (no RENAME_EXCHANGE): the old dataset waits under its .old name...
+        assert not (tmp_path / "ds").exists() and len(leftovers(tmp_path)) == 2
+        # ...and any prefkit write to that output puts it back first; a refused one changes nothing else
+        code, _, err = prefkit_main(*base)
+        assert code == 2 and "already exists (written by prefkit data export)" in err
+    test_rows = load_from_disk(str(tmp_path / "ds"))["test"].num_rows
+    expect_new = step in ("dir:exchanged", "dir:renamed")
+    assert (test_rows > 20) == expect_new  # the new export whole, or the old one whole
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = prefkit_main(*base, "--overwrite", "--test-size", "0.5")
+    assert code == 0, err
+    assert leftovers(tmp_path) == []
+    assert load_from_disk(str(tmp_path / "ds"))["test"].num_rows > 20
+
+
+@pytest.mark.parametrize("step", ["dir:written", "dir:exchanged"])
+def test_annotate_export_killed_mid_swap_keeps_a_whole_dataset(prefkit_main, tmp_path: Path, step: str) -> None:
+    from datasets import load_from_disk
+
+    from annotate.store import Store
+    from data.readers import read_pairs
+    from data.schema import Judgement
+
+    store = Store.open(str(tmp_path / "s.db"))
+    try:
+        store.ensure_project("p", overlap=1)
+        store.add_user("lan")
+        store.import_pairs("p", read_pairs(SAMPLE))
+        while (a := store.claim("p", "lan")) is not None:
+            store.submit(a.id, "lan", Judgement.from_seven_point(a.pair.pair_id, "lan", -2, a.shown_order))
+    finally:
+        store.close()
+    base = ["annotate", "export", "ds", "--project", "p", "--db", "s.db"]
+    assert prefkit_main(*base)[0] == 0
+    killed_at(step, *base, "--overwrite", "--test-size", "0.5", cwd=tmp_path)
+    assert (load_from_disk(str(tmp_path / "ds"))["test"].num_rows > 20) == (step == "dir:exchanged")
+    assert prefkit_main(*base, "--overwrite")[0] == 0
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_generate_killed_while_writing_resumes_and_cleans_up(tiny_model_path: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"question": f"Câu hỏi số {i}?"}) + "\n" for i in range(4)),
+                       encoding="utf-8")
+    base = ["generate", prompts, "gen", "--model", tiny_model_path, "--temperatures", "0.7,1.0",
+            "--config", REPO / "configs" / "generate" / "tiny-cpu.yaml", "--shard-size", "2", "--no-progress"]
+    killed_at("file:written", *base, cwd=tmp_path)  # the first write: the manifest, before any shard
+    assert leftovers(tmp_path / "gen")
+    done = prefkit(*base, "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert leftovers(tmp_path) == []
+    assert json.loads((tmp_path / "gen" / "report.json").read_text(encoding="utf-8"))["pairs"] == 4
+
+
+def test_only_a_dead_runs_temp_files_are_cleaned(tmp_path: Path) -> None:
+    from data.atomic import atomic_path, clean_stale
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    target = tmp_path / "out.jsonl"
+    live_tmp = tmp_path / f".out.jsonl.{os.getpid()}.abcd.tmp"
+    dead_tmp = tmp_path / f".out.jsonl.{dead.pid}.abcd.tmp"
+    other = tmp_path / f".other.jsonl.{dead.pid}.abcd.tmp"
+    for p in (live_tmp, dead_tmp, other):
+        p.write_text("x")
+    with atomic_path(target) as tmp:
+        tmp.write_text("new\n")
+    assert live_tmp.exists() and other.exists() and not dead_tmp.exists()
+
+    folder = tmp_path / "ds"
+    old = tmp_path / f".ds.{dead.pid}.old"  # a swap killed between its two renames
+    old.mkdir()
+    (old / "data.txt").write_text("v1")
+    assert clean_stale(folder) == [old]
+    assert (folder / "data.txt").read_text() == "v1" and not old.exists()
+    shutil.rmtree(folder)
