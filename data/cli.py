@@ -41,15 +41,17 @@ def dedup(
     ngram: int = typer.Option(0, help="Word/syllable n-gram size for shingles (0: chosen from text length)."),
     seed: int = typer.Option(1, help="MinHash seed."),
     verify: str = typer.Option("exact", help="Confirm candidate pairs by 'exact' Jaccard or 'estimate'."),
-    workers: int = typer.Option(0, help="Processes for hashing (0: all cores)."),
+    workers: int = typer.Option(0, help="Processes for hashing (0: all cores; with --engine ray and no --address: the local Ray instance's CPUs)."),
     report: Optional[Path] = typer.Option(None, help="Report path (default: OUT with .dedup-report.json)."),
+    engine: str = typer.Option("local", help="local (this machine's cores) or ray (Ray Data; pip install 'prefkit[ray]')."),
+    address: Optional[str] = typer.Option(None, help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance."),
 ) -> None:
     """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
     from data.dedup import dedup_command
 
     dedup_command(
         source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-        verify=verify, workers=workers, report=report,
+        verify=verify, workers=workers, report=report, engine=engine, address=address,
     )
 
 
