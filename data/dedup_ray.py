@@ -4,8 +4,9 @@
    local engine's own chunk function (`data.dedup._sign_chunk`: shingles, MinHash signature,
    shingle-set digest, empty flag) on each block, wherever the cluster has a CPU.
 2. Candidates: `map_batches` cuts each signature into its LSH bands and emits one
-   (band, bucket key, row) record per band; a Ray group-by on (band, bucket key) gathers each
-   bucket, and `map_groups` lists its pairs with the same rule as `data.minhash.candidate_pairs`
+   (band, bucket key, row) record per band; a Ray group-by on (band, bucket key) counts each
+   bucket's rows, the records of buckets with two rows or more are grouped again, and
+   `map_groups` lists each such bucket's pairs with the same rule as `data.minhash.candidate_pairs`
    (every member with the bucket's first row and with its next WINDOW-1 members, in row order).
 
 Verification, clustering and the report stay on the driver (`data.dedup._run`), so the kept rows
@@ -44,6 +45,18 @@ def _band_keys(batch: dict[str, np.ndarray], bands: int, rows_per_band: int) -> 
         "key": np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64),
         "pos": np.tile(pos, bands),
     }
+
+
+def _shared_keys(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Bucket keys with two rows or more, from a (band, key, count()) batch."""
+    return {"key": batch["key"][batch["count()"] >= 2]}
+
+
+def _in_shared(batch: dict[str, np.ndarray], shared: np.ndarray) -> dict[str, np.ndarray]:
+    """The (band, key, pos) rows whose key is a shared bucket's (in any band: a superset, whose
+    extra rows only form buckets of one, which give no pairs)."""
+    keep = np.isin(batch["key"], shared)
+    return {k: v[keep] for k, v in batch.items()}
 
 
 def _bucket_pairs(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -141,12 +154,23 @@ class RayEngine(DedupEngine):
         return np.stack([codes // n, codes % n], axis=1)
 
     def _pairs(self, blocks: list[np.ndarray], bands: int, rows_per_band: int) -> dict[str, np.ndarray]:
-        ds = (
+        parts = max(1, min(len(blocks) * bands, 2 * self._cpus()))  # the default (200) costs seconds here
+        keyed = (
             self.ray.data.from_numpy(blocks)
             .map_batches(_band_keys, batch_format="numpy", batch_size=None,
                          fn_kwargs={"bands": bands, "rows_per_band": rows_per_band})
-            # A few partitions per CPU: the default (200) costs seconds of scheduling on small data.
-            .groupby(["band", "key"], num_partitions=max(1, min(len(blocks) * bands, 2 * self._cpus())))
+            .materialize()
+        )
+        # Most buckets hold one row. A native count per (band, key) finds the shared ones first, so
+        # the Python `map_groups` only runs on buckets that can give pairs.
+        counts = keyed.groupby(["band", "key"], num_partitions=parts).count()
+        shared = _collect(counts.map_batches(_shared_keys, batch_format="numpy", batch_size=None), ("key",))["key"]
+        if not len(shared):
+            return {"i": np.empty(0, dtype=np.int64), "j": np.empty(0, dtype=np.int64)}
+        ds = (
+            keyed.map_batches(_in_shared, batch_format="numpy", batch_size=None,
+                              fn_kwargs={"shared": np.unique(shared.astype(np.uint64))})
+            .groupby(["band", "key"], num_partitions=parts)
             .map_groups(_bucket_pairs, batch_format="numpy")
         )
         return _collect(ds, ("i", "j"))
