@@ -4,10 +4,11 @@
    local engine's own chunk function (`data.dedup._sign_chunk`: shingles, MinHash signature,
    shingle-set digest, empty flag) on each block, wherever the cluster has a CPU.
 2. Candidates: `map_batches` cuts each signature into its LSH bands and emits one
-   (band, bucket key, row) record per band; a Ray group-by on (band, bucket key) counts each
-   bucket's rows, the records of buckets with two rows or more are grouped again, and
-   `map_groups` lists each such bucket's pairs with the same rule as `data.minhash.candidate_pairs`
-   (every member with the bucket's first row and with its next WINDOW-1 members, in row order).
+   (band, bucket key, row) record per band; a Ray group-by on the band and a hash part of the
+   bucket key gathers whole buckets in (band x CPUs) groups, and `map_groups` lists their pairs
+   with `data.minhash.bucket_pairs`, the rule of the local engine (every member with the bucket's
+   first row and with its next WINDOW-1 members, in row order). A group per bucket would call
+   Python once per bucket, and almost every bucket holds one row.
 
 Verification, clustering and the report stay on the driver (`data.dedup._run`), so the kept rows
 and the report are those of `--engine local` on the same input, settings and seed.
@@ -26,7 +27,7 @@ import numpy as np
 
 from data.dedup import CHUNK_ROWS, DedupEngine, _sign_chunk
 from data.errors import ConfigError
-from data.minhash import WINDOW, row_keys
+from data.minhash import bucket_pairs, row_keys, unique_pairs
 
 
 def _sign_batch(batch: dict[str, np.ndarray], n_fields: int, ngrams: tuple[int, ...], num_perm: int,
@@ -36,41 +37,24 @@ def _sign_batch(batch: dict[str, np.ndarray], n_fields: int, ngrams: tuple[int, 
     return {"row": batch["row"], "sig": sigs, "digest": digests, "empty": empty}
 
 
-def _band_keys(batch: dict[str, np.ndarray], bands: int, rows_per_band: int) -> dict[str, np.ndarray]:
+def _band_keys(batch: dict[str, np.ndarray], bands: int, rows_per_band: int, parts: int) -> dict[str, np.ndarray]:
     data = batch["data"]
     pos, sigs = data[:, 0].astype(np.int64), data[:, 1:]
     keys = [row_keys(sigs[:, b * rows_per_band : (b + 1) * rows_per_band]) for b in range(bands)]
+    key = np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64)
     return {
         "band": np.repeat(np.arange(bands, dtype=np.int32), len(pos)),
-        "key": np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64),
+        "part": (key % np.uint64(parts)).astype(np.int32),  # a hash part of the bucket key
+        "key": key,
         "pos": np.tile(pos, bands),
     }
 
 
-def _shared_keys(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Bucket keys with two rows or more, from a (band, key, count()) batch."""
-    return {"key": batch["key"][batch["count()"] >= 2]}
-
-
-def _in_shared(batch: dict[str, np.ndarray], shared: np.ndarray) -> dict[str, np.ndarray]:
-    """The (band, key, pos) rows whose key is a shared bucket's (in any band: a superset, whose
-    extra rows only form buckets of one, which give no pairs)."""
-    keep = np.isin(batch["key"], shared)
-    return {k: v[keep] for k, v in batch.items()}
-
-
-def _bucket_pairs(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The candidate pairs of one bucket (its rows sorted), as `candidate_pairs` makes them."""
-    pos = np.sort(group["pos"].astype(np.int64))
-    m = len(pos)
-    if m < 2:
-        return {"i": np.empty(0, dtype=np.int64), "j": np.empty(0, dtype=np.int64)}
-    left = [np.full(m - 1, pos[0])]
-    right = [pos[1:]]
-    for d in range(1, min(WINDOW, m)):
-        left.append(pos[:-d])
-        right.append(pos[d:])
-    return {"i": np.concatenate(left), "j": np.concatenate(right)}
+def _group_pairs(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The candidate pairs of one group (one band, one hash part of its bucket keys): whole
+    buckets, bucketed as `candidate_pairs` does."""
+    pairs = bucket_pairs(group["key"].astype(np.uint64), group["pos"].astype(np.int64))
+    return {"i": pairs[:, 0], "j": pairs[:, 1]}
 
 
 def _collect(ds: Any, columns: Sequence[str]) -> dict[str, np.ndarray]:
@@ -137,43 +121,18 @@ class RayEngine(DedupEngine):
         n = len(sigs)
         if n < 2:
             return np.empty((0, 2), dtype=np.int64)
-        from ray.data.context import DataContext, ShuffleStrategy
-
         table = np.concatenate([np.arange(n, dtype=np.uint32)[:, None], sigs.astype(np.uint32)], axis=1)
         blocks = [table[lo : lo + CHUNK_ROWS] for lo in range(0, n, CHUNK_ROWS)]
-        ctx = DataContext.get_current()
-        before, ctx.shuffle_strategy = ctx.shuffle_strategy, ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-        try:  # (sort-based: the hash shuffle's aggregator actors take seconds to start, measured here)
-            got = self._pairs(blocks, bands, rows_per_band)
-        finally:
-            ctx.shuffle_strategy = before
-        if not len(got["i"]):
-            return np.empty((0, 2), dtype=np.int64)
-        pairs = np.sort(np.stack([got["i"], got["j"]], axis=1).astype(np.int64), axis=1)
-        codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
-        return np.stack([codes // n, codes % n], axis=1)
-
-    def _pairs(self, blocks: list[np.ndarray], bands: int, rows_per_band: int) -> dict[str, np.ndarray]:
-        parts = max(1, min(len(blocks) * bands, 2 * self._cpus()))  # the default (200) costs seconds here
-        keyed = (
+        parts = max(1, self._cpus())  # groups per band: bands x parts groups in all
+        ds = (
             self.ray.data.from_numpy(blocks)
             .map_batches(_band_keys, batch_format="numpy", batch_size=None,
-                         fn_kwargs={"bands": bands, "rows_per_band": rows_per_band})
-            .materialize()
+                         fn_kwargs={"bands": bands, "rows_per_band": rows_per_band, "parts": parts})
+            .groupby(["band", "part"], num_partitions=min(bands * parts, 2 * self._cpus()))
+            .map_groups(_group_pairs, batch_format="numpy")
         )
-        # Most buckets hold one row. A native count per (band, key) finds the shared ones first, so
-        # the Python `map_groups` only runs on buckets that can give pairs.
-        counts = keyed.groupby(["band", "key"], num_partitions=parts).count()
-        shared = _collect(counts.map_batches(_shared_keys, batch_format="numpy", batch_size=None), ("key",))["key"]
-        if not len(shared):
-            return {"i": np.empty(0, dtype=np.int64), "j": np.empty(0, dtype=np.int64)}
-        ds = (
-            keyed.map_batches(_in_shared, batch_format="numpy", batch_size=None,
-                              fn_kwargs={"shared": np.unique(shared.astype(np.uint64))})
-            .groupby(["band", "key"], num_partitions=parts)
-            .map_groups(_bucket_pairs, batch_format="numpy")
-        )
-        return _collect(ds, ("i", "j"))
+        got = _collect(ds, ("i", "j"))
+        return unique_pairs(np.stack([got["i"], got["j"]], axis=1) if len(got["i"]) else np.empty((0, 2)), n)
 
     def _cpus(self) -> int:
         return int(self.ray.cluster_resources().get("CPU", 1))
