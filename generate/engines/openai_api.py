@@ -120,7 +120,7 @@ class OpenAIEngine(Engine):
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _post_once(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _post_once(self, path: str, body: dict[str, Any] | None, timeout: float | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
@@ -128,7 +128,7 @@ class OpenAIEngine(Engine):
         req = urllib.request.Request(
             self.base_url + path, data=data, headers=headers, method="GET" if body is None else "POST"
         )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
             return json.loads(resp.read().decode("utf-8"))
 
     def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -164,7 +164,7 @@ class OpenAIEngine(Engine):
         """The served context length when `/v1/models` tells it (vLLM's `max_model_len`), else the
         tokenizer's own limit when it states a real one, else None (the server then decides)."""
         try:
-            models = self._post_once("/models", None).get("data", [])
+            models = self._post_once("/models", None, timeout=min(self.timeout, 30.0)).get("data", [])
         except (urllib.error.URLError, OSError, ValueError, AttributeError):
             models = []
         for m in models if isinstance(models, list) else []:
