@@ -3,6 +3,11 @@
     .venv/bin/python bench/dedup.py                # all 45,000 rows of ../shared/data/vi_alpaca_prompts.jsonl
     .venv/bin/python bench/dedup.py --rows 10000   # both on the first 10,000 rows (plain loop is slow)
     .venv/bin/python bench/dedup.py --scale 23 --skip-plain   # prefkit alone on 1,035,000 rows
+    .venv/bin/python bench/dedup.py --engine ray --rows 20000  # Ray Data engine next to local, same rows
+
+With `--engine ray` the local engine and the Ray engine (a local Ray instance with --workers CPUs,
+or the cluster at --address) run alternately on the same rows; Ray's start-up is timed once,
+apart, and each engine's rate is printed with the ratio and whether their results are identical.
 
 Both dedup on prompt+response with the same threshold, num_perm, normalisation and shingles
 (`data.shingles`, n chosen by prefkit from the median length). The plain loop is what one writes
@@ -95,6 +100,8 @@ def main() -> int:
     ap.add_argument("--verify", default="exact", choices=["exact", "estimate"])
     ap.add_argument("--workers", type=int, default=0, help="prefkit worker processes (0: all cores)")
     ap.add_argument("--repeat", type=int, default=3, help="prefkit runs; the median is reported")
+    ap.add_argument("--engine", default="local", choices=["local", "ray"], help="ray: also time the Ray engine")
+    ap.add_argument("--address", default=None, help="--engine ray: a cluster to join (default: a local instance)")
     args = ap.parse_args()
 
     if not args.source.exists():
@@ -111,6 +118,9 @@ def main() -> int:
 
     import datasketch  # noqa: F401 -- imports (scipy's, mostly) are not what is measured
     import scipy.sparse.csgraph  # noqa: F401
+
+    if args.engine == "ray":
+        return ray_vs_local(rows, args)
 
     runs = []  # prefkit takes seconds, so a burst of load from other jobs skews one run: median of --repeat
     for _ in range(args.repeat):
@@ -147,6 +157,44 @@ def main() -> int:
         for i in sorted(rows_only)[:3]:
             print(f"  {label}: row {i}: {rows[i]['prompt'][:70]!r}")
     return 0
+
+
+CHUNK = 2_000
+
+
+def ray_vs_local(rows: list[dict], args: argparse.Namespace) -> int:
+    """Local and Ray engines alternately on the same rows (median of --repeat runs each)."""
+    from data.dedup_ray import RayEngine
+
+    t0 = time.perf_counter()
+    engine = RayEngine(address=args.address, num_cpus=args.workers or None)
+    start_s = time.perf_counter() - t0
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    kw = dict(threshold=args.threshold, num_perm=args.num_perm, seed=args.seed, verify=args.verify)
+    times: dict[str, list[float]] = {"local": [], "ray": []}
+    results = {}
+    try:
+        t0 = time.perf_counter()  # the first job starts the workers and ships the code: timed apart
+        dedup_records(rows[:CHUNK], KEY, engine=engine, **kw)
+        warm_s = time.perf_counter() - t0
+        for _ in range(args.repeat):
+            for name in ("local", "ray"):
+                t0 = time.perf_counter()
+                results[name] = dedup_records(rows, KEY, workers=args.workers, engine=engine if name == "ray" else "local", **kw)
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        engine.close()
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    same = results["local"][0] == results["ray"][0] and results["local"][1].removed == results["ray"][1].removed
+    print(f"ray start-up (not in the rates): {start_s:.1f} s, then {warm_s:.1f} s for a first job of {CHUNK} rows; "
+          f"cluster CPUs: {cpus}")
+    for name in ("local", "ray"):
+        print(f"{name:5s} engine: {med[name]:8.2f} s  {len(rows) / med[name]:10,.0f} rows/s  "
+              f"runs: {', '.join(f'{t:.2f}' for t in times[name])} s")
+    print(f"ray / local rate: {med['local'] / med['ray']:.2f}x; identical kept rows and removals: {same}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -49,10 +49,12 @@ def dedup(
     ngram: int = typer.Option(0, help="Word/syllable n-gram size for shingles (0: chosen from text length)."),
     seed: int = typer.Option(1, help="MinHash seed."),
     verify: str = typer.Option("exact", help="Confirm candidate pairs by 'exact' Jaccard or 'estimate'."),
-    workers: int = typer.Option(0, help="Processes for hashing (0: all cores)."),
+    workers: int = typer.Option(0, help="Processes for hashing (0: all cores; with --engine ray and no --address: the local Ray instance's CPUs)."),
     report: Optional[Path] = typer.Option(None, help="Report path (default: OUT with .dedup-report.json)."),
     overwrite: bool = OVERWRITE,
     skip_invalid: bool = SKIP_INVALID,
+    engine: str = typer.Option("local", help="local (this machine's cores) or ray (Ray Data; pip install 'prefkit[ray]')."),
+    address: Optional[str] = typer.Option(None, help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance."),
 ) -> None:
     """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
     from data.dedup import dedup_command
@@ -60,6 +62,7 @@ def dedup(
     dedup_command(
         source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
         verify=verify, workers=workers, report=report, overwrite=overwrite, skip_invalid=skip_invalid,
+        engine=engine, address=address,
     )
 
 

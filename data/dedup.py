@@ -56,6 +56,39 @@ KEY_NAMES = {"prompt": "question", "system": "system", "chosen": "chosen", "reje
              "response": "response", "a": "a", "b": "b"}
 
 
+ENGINES = ("local", "ray")
+
+
+class DedupEngine:
+    """Where the two steps that grow with the data run: signatures (`chunk_results`, in input
+    order, as `_sign_chunk` returns them) and LSH candidates (`candidate_pairs`, the same pairs as
+    `data.minhash.candidate_pairs`). `data.dedup_ray.RayEngine` runs them on a Ray cluster."""
+
+    def chunk_results(self, keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], num_perm: int,
+                      seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        raise NotImplementedError
+
+    def candidate_pairs(self, sigs: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def open_engine(engine: str, address: str | None = None, workers: int = 0) -> DedupEngine | None:
+    """None for "local" (this machine's cores); a `RayEngine` for "ray" (joins `address`, or starts
+    a local Ray instance with `workers` CPUs, all when 0)."""
+    if engine == "local":
+        if address:
+            raise ConfigError("--address is for --engine ray")
+        return None
+    if engine == "ray":
+        from data.dedup_ray import RayEngine
+
+        return RayEngine(address=address, num_cpus=workers or None)
+    raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
 @dataclass
 class RemovedRow:
     """A row left out, and the kept row it duplicates (rows are 0-based input positions)."""
@@ -275,7 +308,11 @@ def _run(
     verify: str,
     workers: int,
     progress: bool,
+    engine: "DedupEngine | None" = None,
 ) -> tuple[list[int], DedupReport]:
+    """The whole pipeline. `engine` computes the signatures and the LSH candidates (the two steps
+    that grow with the data); None is this machine's cores. Everything else runs here, so every
+    engine gives the same kept rows and the same report."""
     started = time.perf_counter()
     try:
         bands, rows_per_band = lsh_params(threshold, num_perm)
@@ -284,8 +321,10 @@ def _run(
     n = len(rows)
     ngrams = _ngram_sizes(keys, len(key_fields), ngram)
 
+    chunks = (engine.chunk_results(keys, ngrams, num_perm, seed) if engine is not None
+              else _chunk_results(keys, ngrams, num_perm, seed, workers, progress))
     sig_parts, digest_parts, empty_parts = [], [], []
-    for s, d, e in _chunk_results(keys, ngrams, num_perm, seed, workers, progress):
+    for s, d, e in chunks:
         sig_parts.append(s)
         digest_parts.append(d)
         empty_parts.append(e)
@@ -314,7 +353,7 @@ def _run(
     same_set = np.stack([active[first_of_set[set_of]], active], axis=1)
     same_set = same_set[same_set[:, 0] != same_set[:, 1]]
     reps = active[np.sort(first_of_set)]
-    pairs = candidate_pairs(sigs[reps], bands, rows_per_band)
+    pairs = (engine.candidate_pairs if engine is not None else candidate_pairs)(sigs[reps], bands, rows_per_band)
     pairs = reps[pairs] if len(pairs) else pairs
     if verify == "exact" and len(pairs):
         sims = _exact_jaccard(keys, ngrams, pairs)
@@ -406,9 +445,14 @@ def dedup_records(
     verify: str = "exact",
     workers: int = 0,
     progress: bool = False,
+    engine: str | DedupEngine = "local",
+    address: str | None = None,
 ) -> tuple[list[int], DedupReport]:
     """Deduplicate `records` on the text fields `key_fields`; returns the kept indices (input
-    order) and the report. A missing or non-text key field raises `DataError` naming the row."""
+    order) and the report. A missing or non-text key field raises `DataError` naming the row.
+
+    `engine` "ray" computes signatures and candidates on Ray (`address`, else a local instance);
+    an open `DedupEngine` is used as is (and left open)."""
     if not key_fields:
         raise ConfigError("no key fields to compare")
     _check_settings(threshold, num_perm, ngram, verify, workers)
@@ -419,8 +463,21 @@ def dedup_records(
         keys = []
     if len(keys) != len(records) or not set(map(type, chain.from_iterable(keys))) <= {str}:
         _raise_bad_record(records, key_fields)
-    return _run(records, keys, list(key_fields), threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-                verify=verify, workers=workers, progress=progress)
+    return _with_engine(engine, address, workers, lambda eng: _run(
+        records, keys, list(key_fields), threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
+        verify=verify, workers=workers, progress=progress, engine=eng))
+
+
+def _with_engine(engine: str | DedupEngine, address: str | None, workers: int, work: Any) -> Any:
+    """`work(engine)` with the engine `engine` names, opened (and closed) here unless given open."""
+    if isinstance(engine, DedupEngine) or engine is None:
+        return work(engine)
+    eng = open_engine(engine, address, workers)
+    try:
+        return work(eng)
+    finally:
+        if eng is not None:
+            eng.close()
 
 
 def near_duplicate_pairs(
@@ -488,6 +545,8 @@ def dedup_file(
     invalid: list[DataError] | None = None,
     rejected: str | Path | None = None,
     marker: str | None = None,
+    engine: str | DedupEngine = "local",
+    address: str | None = None,
 ) -> DedupReport:
     """Deduplicate a file (any format `data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
     .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
@@ -506,6 +565,8 @@ def dedup_file(
     from data.writers import output_suffix, write_rows_to
 
     _check_settings(threshold, num_perm, ngram, verify, workers)
+    if isinstance(engine, str) and engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     out = Path(out)
     suffix = output_suffix(out)  # an unwritable output type fails before the source is read
     fmt, records = raw_and_canonical_records(source, errors=invalid)
@@ -518,8 +579,9 @@ def dedup_file(
         rows.append(row)
         locations.append(str(loc))
         keys.append([texts.get(f) or "" for f in fields])  # an absent system prompt is empty
-    kept, rep = _run(rows, keys, names, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-                     verify=verify, workers=workers, progress=progress)
+    kept, rep = _with_engine(engine, address, workers, lambda eng: _run(
+        rows, keys, names, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed, verify=verify,
+        workers=workers, progress=progress, engine=eng))
     for r in rep.removed:
         r.location, r.duplicate_of_location = locations[r.row], locations[r.duplicate_of]
     rep.source, rep.output = str(source), str(out)
@@ -552,6 +614,8 @@ def dedup_command(
     report: Path | None = None,
     overwrite: bool = False,
     skip_invalid: bool = False,
+    engine: str = "local",
+    address: str | None = None,
 ) -> None:
     """`prefkit data dedup`: dedup the file and print one summary line and where things went.
 
@@ -575,7 +639,7 @@ def dedup_command(
     invalid: list[DataError] | None = [] if skip_invalid else None
     rep = dedup_file(source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
                      verify=verify, workers=workers, report=report_path, progress=True, invalid=invalid,
-                     rejected=rejected, marker=command)
+                     rejected=rejected, marker=command, engine=engine, address=address)
     if invalid:
         typer.echo(skipped_line(invalid, rejected), err=True)
     typer.echo(rep.summary())

@@ -97,33 +97,44 @@ def row_keys(block: np.ndarray) -> np.ndarray:
     return h
 
 
+def bucket_pairs(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Pairs of `rows` whose band `keys` are equal (one band): each bucket's members in row order,
+    each with the bucket's first member and with its next WINDOW-1 members. Shape (pairs, 2)."""
+    n = len(keys)
+    order = np.lexsort((rows, keys))  # by key, then row: bucket members in row order
+    sk, rows = keys[order], rows[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = sk[1:] != sk[:-1]
+    group = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.append(starts, n))
+    if sizes.max(initial=0) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    first = rows[starts[group]]
+    star = first != rows
+    found = [np.stack([first[star], rows[star]], axis=1)]
+    for d in range(1, min(WINDOW, int(sizes.max()))):
+        same = group[d:] == group[:-d]
+        found.append(np.stack([rows[:-d][same], rows[d:][same]], axis=1))
+    return np.concatenate(found).astype(np.int64, copy=False)
+
+
+def unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Each pair once, (i, j) with i < j, sorted; `n` bounds the row numbers."""
+    if not len(pairs):
+        return np.empty((0, 2), dtype=np.int64)
+    pairs = np.sort(pairs, axis=1).astype(np.int64)
+    codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
+    return np.stack([codes // n, codes % n], axis=1)
+
+
 def candidate_pairs(sigs: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
     """Pairs (i, j), i < j, of rows sharing at least one band: shape (pairs, 2), int64, sorted,
     each pair once. Rows are positions in `sigs`."""
     n = len(sigs)
-    found: list[np.ndarray] = []
-    for band in range(bands):
-        keys = row_keys(sigs[:, band * rows_per_band : (band + 1) * rows_per_band])
-        order = np.argsort(keys, kind="stable")  # stable: bucket members in row order
-        sk = keys[order]
-        new = np.ones(n, dtype=bool)
-        new[1:] = sk[1:] != sk[:-1]
-        group = np.cumsum(new) - 1
-        starts = np.flatnonzero(new)
-        sizes = np.diff(np.append(starts, n))
-        if sizes.max(initial=0) < 2:
-            continue
-        first = order[starts[group]]
-        star = first != order
-        found.append(np.stack([first[star], order[star]], axis=1))
-        for d in range(1, min(WINDOW, int(sizes.max()))):
-            same = group[d:] == group[:-d]
-            found.append(np.stack([order[:-d][same], order[d:][same]], axis=1))
-    if not found:
-        return np.empty((0, 2), dtype=np.int64)
-    pairs = np.sort(np.concatenate(found), axis=1).astype(np.int64)
-    codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
-    return np.stack([codes // n, codes % n], axis=1)
+    rows = np.arange(n, dtype=np.int64)
+    found = [bucket_pairs(row_keys(sigs[:, b * rows_per_band : (b + 1) * rows_per_band]), rows) for b in range(bands)]
+    return unique_pairs(np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64), n)
 
 
 def estimated_jaccard(sigs: np.ndarray, pairs: np.ndarray) -> np.ndarray:

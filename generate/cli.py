@@ -22,7 +22,16 @@ def generate(
     ),
     temperatures: Optional[str] = typer.Option(None, help="Comma-separated temperatures, e.g. 0.6,0.9,1.2 (0 to 2)."),
     top_p: Optional[float] = typer.Option(None, help="Nucleus sampling top-p for every setting."),
-    engine: Optional[str] = typer.Option(None, help="hf (transformers, any machine) or vllm (GPU)."),
+    engine: Optional[str] = typer.Option(
+        None, help="hf (transformers, any machine), vllm (GPU) or openai (any OpenAI-compatible server, see --base-url)."
+    ),
+    base_url: Optional[str] = typer.Option(
+        None, help="openai engine: the server's /v1 URL (default $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1); key from $OPENAI_API_KEY."
+    ),
+    concurrency: Optional[int] = typer.Option(None, help="openai engine: requests in flight at once."),
+    shard: Optional[str] = typer.Option(
+        None, help="I/N: answer only part I of N of the prompts (0 <= I < N); N runs can share one OUT folder."
+    ),
     plan: Optional[str] = typer.Option(
         None, help="all_pairs (every two settings), random_pair (two settings per prompt) or samples (N of one)."
     ),
@@ -53,6 +62,9 @@ def generate(
         temperatures=temperatures,
         top_p=top_p,
         engine=engine,
+        base_url=base_url,
+        concurrency=concurrency,
+        shard=shard,
         plan=plan,
         samples=samples,
         seed=seed,

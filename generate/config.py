@@ -65,7 +65,7 @@ class GenerateConfig:
     near_duplicate_threshold: float = 0.9  # Jaccard of word shingles at or above which a pair is dropped
     drop_truncated: bool = False  # truncated answers are kept and flagged unless this is set
     # Engines
-    engine: Literal["hf", "vllm"] = "hf"
+    engine: Literal["hf", "vllm", "openai"] = "hf"
     dtype: Dtype = "auto"
     batch_size: int = 16  # hf: rows per generate call
     device: str = "auto"  # hf: cuda, cpu or auto
@@ -73,6 +73,15 @@ class GenerateConfig:
     gpu_memory_utilization: float = 0.9  # vllm: share of the GPU for all base models together
     max_lora_rank: int | None = None  # vllm: default the adapters' largest rank, rounded up to 1, 8, 16, 32, ... 512
     max_model_len: int | None = None  # vllm: context length (default: the model's)
+    base_url: str | None = None  # openai: the server's /v1 URL (default: $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1)
+    api_key_env: str = "OPENAI_API_KEY"  # openai: environment variable holding the API key (never the key itself)
+    tokenizer: str | None = None  # openai: local folder or Hub id of the served model's tokenizer (default: the model)
+    concurrency: int = 8  # openai: requests in flight at once
+    retries: int = 5  # openai: tries after the first on connection errors, timeouts, 429 and 5xx
+    request_timeout: float = 600.0  # openai: seconds to wait for one answer
+    # Data-parallel runs: "I/N" answers only the prompts of part I of N (by prompt id), writing its
+    # shards, manifest and report under part-specific names, so N runs share one output folder.
+    shard: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -94,6 +103,14 @@ class GenerateConfig:
         for i, st in enumerate(self.settings):
             st.temperature = check_temperature(st.temperature, f"settings[{i}].temperature")
         check_vllm_settings(self.max_lora_rank, self.max_model_len)
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if not self.request_timeout > 0:
+            raise ConfigError(f"request_timeout must be > 0, got {self.request_timeout}")
+        if self.shard is not None:
+            self.shard_part()  # checks the form
         if self.system_prompt is not None and not self.system_prompt.strip():
             self.system_prompt = None
 
@@ -111,6 +128,19 @@ class GenerateConfig:
             base, _, adapter = m.partition("@")
             out.extend(Setting(base, t, self.top_p, adapter or None) for t in self.temperatures)
         return tuple(out)
+
+    def shard_part(self) -> tuple[int, int] | None:
+        """`shard` "I/N" as (I, N) with 0 <= I < N; None for a whole (unsharded) run."""
+        if self.shard is None:
+            return None
+        i, sep, n = str(self.shard).partition("/")
+        try:
+            part, parts = int(i), int(n)
+        except ValueError:
+            part = parts = -1
+        if not sep or parts < 1 or not 0 <= part < parts:
+            raise ConfigError(f"shard must be I/N with 0 <= I < N (e.g. 0/4), got {self.shard!r}")
+        return part, parts
 
     def sampling_plan(self) -> SamplingPlan:
         return SamplingPlan(self.sampling_settings(), mode=self.plan, samples=self.samples, seed=self.seed)

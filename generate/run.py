@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 from data.config import to_dict
 from data.errors import ConfigError, DataError
 from data.readers import read_prompts
-from data.schema import Pair, Prompt, Response
+from data.schema import Pair, Prompt, Response, content_id
 from generate.chat import asked_prompt, format_prompt
 from generate.config import GenerateConfig
 from generate.engines.base import Engine, Request
@@ -40,6 +40,13 @@ def open_engine(
             model, adapter, adapters=adapters, dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization / n_models, max_lora_rank=cfg.max_lora_rank,
             max_model_len=cfg.max_model_len, seed=cfg.seed,
+        )
+    if cfg.engine == "openai":
+        from generate.engines.openai_api import OpenAIEngine
+
+        return OpenAIEngine(
+            model, adapter, base_url=cfg.base_url, api_key_env=cfg.api_key_env, tokenizer=cfg.tokenizer,
+            concurrency=cfg.concurrency, retries=cfg.retries, timeout=cfg.request_timeout,
         )
     from generate.engines.hf import HFEngine
 
@@ -153,6 +160,12 @@ def run_step(
     return kept, stats
 
 
+def prompt_part(prompt_id: str, parts: int) -> int:
+    """Which of `parts` data-parallel parts answers a prompt: from its id alone, so N runs given
+    the same prompts split them disjointly and completely, in any order, on any machine."""
+    return int(content_id("part", prompt_id, length=15), 16) % parts
+
+
 def _read(cfg: GenerateConfig) -> tuple[list[Prompt], list[dict[str, Any]]]:
     if not cfg.prompts:
         raise ConfigError("no prompts: pass PROMPTS (a file, save_to_disk folder or Hub id)")
@@ -185,7 +198,10 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Generated:
         raise ConfigError("no output folder: pass OUT")
     out = Path(cfg.out)
     prompts, unreadable = _read(cfg)
-    writer = ShardWriter(out, fingerprint(cfg, plan), resume=resume)
+    part = cfg.shard_part()
+    if part is not None:  # data-parallel: this run answers its own disjoint part of the prompts
+        prompts = [p for p in prompts if prompt_part(p.id, part[1]) == part[0]]
+    writer = ShardWriter(out, fingerprint(cfg, plan), resume=resume, part=part)
     pending = [p for p in prompts if p.id not in writer.done_ids]
     adapters = {m: list(dict.fromkeys(s.adapter for s in plan.settings if s.model == m and s.adapter))
                 for m in {s.model for s in plan.settings}}

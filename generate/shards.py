@@ -10,6 +10,7 @@ The report is rebuilt from the manifest after every shard, so it is current even
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,35 +41,89 @@ class StepStats:
     dropped: list[dict[str, Any]] = field(default_factory=list)
 
 
+PART_FILE = re.compile(r"part-(\d+)-of-(\d+)\.")
+
+
+class PartNames:
+    """File names of a whole run (`shard-00000.parquet`, `manifest.json`, `report.json`) or of part
+    I of N of a data-parallel run (`part-001-of-004.shard-00000.parquet`, `part-001-of-004.manifest.json`,
+    ...): the parts of one split share a folder without touching each other's files, and every
+    shard is a `*.parquet` at the top of the folder, so readers of a Parquet folder read them all."""
+
+    def __init__(self, part: tuple[int, int] | None) -> None:
+        self.part = part
+        self.prefix = "" if part is None else f"part-{part[0]:03d}-of-{part[1]:03d}."
+        self.manifest = self.prefix + MANIFEST
+        self.report = self.prefix + REPORT
+
+    def shard(self, k: int) -> str:
+        return self.prefix + SHARD_NAME.format(k)
+
+    def is_sibling(self, name: str) -> bool:
+        """A file of another part of the same N."""
+        m = PART_FILE.match(name)
+        return bool(m) and self.part is not None and int(m.group(2)) == self.part[1] and int(m.group(1)) != self.part[0]
+
+
 class ShardWriter:
     """Writes shards into `out` and tracks what is done; refuses to mix two different runs."""
 
-    def __init__(self, out: Path, fingerprint: dict[str, Any], *, resume: bool) -> None:
+    def __init__(
+        self, out: Path, fingerprint: dict[str, Any], *, resume: bool, part: tuple[int, int] | None = None
+    ) -> None:
         self.out = Path(out)
-        self.fingerprint = fingerprint
+        self.fingerprint = fingerprint if part is None else {**fingerprint, "parts": part[1]}
+        self.names = PartNames(part)
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"{self.out} is a file; the output must be a folder")
-        manifest_path = self.out / MANIFEST
+        manifest_path = self.out / self.names.manifest
         if manifest_path.exists():
             if not resume:
                 raise ConfigError(
-                    f"{self.out} already holds a generation run ({MANIFEST}); pass --resume to continue it, "
+                    f"{self.out} already holds a generation run ({self.names.manifest}); pass --resume to continue it, "
                     "or choose another output folder"
                 )
             self.manifest = self._load(manifest_path)
         else:
-            if self.out.exists() and any(p for p in self.out.iterdir() if not p.name.startswith(".")):
-                raise ConfigError(f"{self.out} is not empty and holds no generation run; choose another output folder")
-            self.manifest = {"version": MANIFEST_VERSION, "fingerprint": fingerprint, "steps": [], "input": {}}
-        for stale in self.out.glob(".*.tmp"):  # temp files of a killed write (none if no folder yet)
+            if self.out.exists():
+                self._check_siblings()
+            self.manifest = {"version": MANIFEST_VERSION, "fingerprint": self.fingerprint, "steps": [], "input": {}}
+        # Temp files of a killed write of this run (part); other parts may be writing theirs right now.
+        for stale in self.out.glob(f".{self.names.prefix}*.tmp"):
             stale.unlink(missing_ok=True)
         self.done_ids: set[str] = {pid for s in self.manifest["steps"] for pid in s["prompt_ids"]}
 
-    def _load(self, path: Path) -> dict[str, Any]:
+    def _check_siblings(self) -> None:
+        """A fresh run needs an empty folder; a fresh part may join a folder holding only other
+        parts of the same split (same N, same settings)."""
+        others = [p for p in self.out.iterdir() if not p.name.startswith(".")]
+        if not others:
+            return
+        if self.names.part is None:
+            raise ConfigError(f"{self.out} is not empty and holds no generation run; choose another output folder")
+        if not all(self.names.is_sibling(p.name) for p in others):
+            raise ConfigError(
+                f"{self.out} is not empty and holds more than other parts of a {self.names.part[1]}-way split; "
+                "choose another output folder"
+            )
+        for path in sorted(p for p in others if p.name.endswith("." + MANIFEST)):
+            sibling = self._read(path).get("fingerprint", {})
+            changed = sorted(k for k in set(sibling) | set(self.fingerprint) if sibling.get(k) != self.fingerprint.get(k))
+            if changed:
+                detail = "; ".join(f"{k}: {sibling.get(k)!r} -> {self.fingerprint.get(k)!r}" for k in changed)
+                raise ConfigError(
+                    f"{path}: another part of this folder ran with different settings ({detail}); "
+                    "use the same settings for every part, or another output folder"
+                )
+
+    def _read(self, path: Path) -> dict[str, Any]:
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"{path}: unreadable manifest ({e})") from None
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        manifest = self._read(path)
         if manifest.get("version") != MANIFEST_VERSION:
             raise ConfigError(f"{path}: manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}")
         old = manifest.get("fingerprint", {})
@@ -90,7 +145,7 @@ class ShardWriter:
         self._save()
 
     def write(self, pairs: Sequence[Pair], stats: StepStats) -> Path:
-        path = self.out / SHARD_NAME.format(len(self.manifest["steps"]))
+        path = self.out / self.names.shard(len(self.manifest["steps"]))
         write_pairs(pairs, path)  # typed columns: an all-null column types the same in every shard
         self.manifest["steps"].append({"shard": path.name, **asdict(stats)})
         self.done_ids.update(stats.prompt_ids)
@@ -102,9 +157,9 @@ class ShardWriter:
         return self._save()
 
     def _save(self) -> dict[str, Any]:
-        write_json(self.out / MANIFEST, self.manifest, indent=None)
+        write_json(self.out / self.names.manifest, self.manifest, indent=None)
         report = build_report(self.manifest)
-        write_json(self.out / REPORT, report)
+        write_json(self.out / self.names.report, report)
         return report
 
 

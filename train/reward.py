@@ -44,6 +44,11 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
         center_rewards_coefficient=cfg.center_rewards_coefficient,
     )
     throughput = ThroughputCallback()
+    # The new `score` head is drawn from torch's global generator: seed it, so that a run is
+    # reproducible and one process and N data-parallel processes start from the same head.
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     trainer = RewardTrainer(
         model=load_reward_model(cfg, pad_token_id=tokenizer.pad_token_id),
         args=args,
