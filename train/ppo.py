@@ -6,7 +6,7 @@ head on the critic's last hidden state). The reference policy is the base with a
 disabled, so the per-token KL penalty costs no second model.
 
 Each step: sample a rollout batch of prompts, generate, score with the reward function, compute
-per-token KL-penalised rewards (optionally whitened), GAE advantages (whitened) and returns, then
+per-token KL-penalised rewards (the final score optionally whitened first, `whiten`), GAE advantages (whitened) and returns, then
 run `ppo_epochs` passes of clipped policy and value losses over shuffled mini-batches.
 Checkpoints hold both adapters, the value head, optimizer, scheduler, RNG and log history, so a
 resumed run continues exactly where the last checkpoint left it. The maths is in `ppo_losses`.
@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ from data.errors import ConfigError
 from data.schema import Prompt
 from train.config import RunConfig
 from train.datasets import load_prompts
-from train.ppo_losses import gae, kl_penalised_rewards, masked_mean, policy_loss, value_loss, whiten
+from train.ppo_losses import gae, masked_mean, policy_loss, shaped_rewards, value_loss, whiten
 from train.scoring import RewardFn, RewardSection, load_reward, messages
 
 POLICY = "default"  # peft's default name, so the saved policy adapter is a plain adapter folder
@@ -61,7 +61,13 @@ class PpoConfig(RunConfig):
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.1
-    whiten_rewards: bool = False
+    # whitening of the reward before GAE: `sequence` (Llama 2) standardises the final score over the
+    # rollout batch before the per-token KL penalty is added; `tokens` whitens the per-token KL-penalised
+    # rewards, mean kept (TRL's `whiten_rewards`, length-biased); `none` leaves them as they are
+    whiten: Literal["none", "sequence", "tokens"] = "none"
+    whiten_rewards: bool | None = None  # replaced by `whiten`; kept only to name the replacement
+    rollout_batch_size: int | None = None  # prompts generated at once (None: batch_size)
+    forward_batch_size: int | None = None  # rows per forward pass, rollout and loss (None: mini_batch_size)
     missing_eos_penalty: float | None = None  # subtracted from the score of a response that never ended
     max_grad_norm: float = 1.0
     lr: float = 1e-5
@@ -76,6 +82,15 @@ class PpoConfig(RunConfig):
             raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size ({self.mini_batch_size})")
         if self.temperature <= 0:
             raise ConfigError("temperature must be > 0 (PPO samples)")
+        if self.whiten_rewards is not None:
+            raise ConfigError(
+                f"whiten_rewards: {str(self.whiten_rewards).lower()} is replaced by whiten: sequence (Llama 2: the "
+                "final score whitened over the batch), tokens (the old whiten_rewards: true, as TRL) or none "
+                "(the old false)")
+        for name in ("rollout_batch_size", "forward_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1 (or null)")
 
 
 class ValueHead(nn.Module):
@@ -232,9 +247,7 @@ class PpoTrainer:
         if cfg.missing_eos_penalty is not None:
             scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
-        rewards, kl = kl_penalised_rewards(scores, logprobs, ref_logprobs, mask, cfg.kl_coef)
-        if cfg.whiten_rewards:
-            rewards = whiten(rewards, mask, shift_mean=False)
+        rewards, kl = shaped_rewards(scores, logprobs, ref_logprobs, mask, cfg.kl_coef, whitening=cfg.whiten)
         advantages, returns = gae(rewards, values, mask, gamma=cfg.gamma, lam=cfg.lam)
         advantages = whiten(advantages, mask)
         self.tokens += int(query_mask.sum() + mask.sum())

@@ -113,3 +113,20 @@ def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, marker_datase
     std_err = max(h["reward_std"] for h in hist[:3]) / math.sqrt(3 * cfg.batch_size)
     assert last - first > 2 * std_err, (first, last, std_err)
     assert all(h["kl"] < 30.0 for h in hist)
+
+
+def test_whiten_configs_and_the_old_whiten_rewards_key(tmp_path):
+    from data.config import load_config
+    from data.errors import ConfigError
+    from train.ppo import PpoConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    assert load_config(PpoConfig, repo / "configs/train/ppo-gpu.yaml").whiten == "sequence"  # Llama 2
+    assert load_config(PpoConfig, repo / "configs/train/ppo-tiny.yaml").whiten == "none"
+    old = tmp_path / "old.yaml"
+    old.write_text("model: {path: m}\nwhiten_rewards: true\n")
+    with pytest.raises(ConfigError, match="whiten_rewards: true is replaced by whiten: sequence") as err:
+        load_config(PpoConfig, old)
+    assert "tokens (the old whiten_rewards: true" in str(err.value)
+    with pytest.raises(ConfigError, match="rollout_batch_size"):
+        load_config(PpoConfig, None, ["model.path=m", "rollout_batch_size=0"])
