@@ -18,6 +18,7 @@ import math
 import random
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -121,6 +122,45 @@ class Rollout:
     stats: dict[str, float]
 
 
+LOGIT_CHUNK_TOKENS = 1024  # real tokens per vocabulary projection: 1024 × 128,256 × 4 B = 0.5 GB of fp32 logits
+
+
+def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    from trl.trainer.utils import selective_log_softmax
+
+    return selective_log_softmax(head(hidden).float() / temperature, labels)
+
+
+def token_logprobs(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                   temperature: float = 1.0, *, with_entropy: bool = False,
+                   chunk_tokens: int = LOGIT_CHUNK_TOKENS) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token `log softmax(head(hidden) / T)[label]` (float32, 0 where `mask` is 0), and the entropy
+    when asked, without materialising `rows × length × vocab` logits: only the real tokens are projected,
+    `chunk_tokens` at a time. With gradients on, each chunk is checkpointed, so backward recomputes its
+    logits instead of keeping them: at most one chunk of fp32 logits exists at any moment."""
+    keep = mask.bool()
+    flat_h, flat_y = hidden[keep], labels[keep]
+    lps, ents = [], []
+    for i in range(0, flat_h.shape[0], chunk_tokens):
+        h, y = flat_h[i:i + chunk_tokens], flat_y[i:i + chunk_tokens]
+        if torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            lps.append(checkpoint(_chunk_logprobs, head, h, y, temperature, use_reentrant=False))
+            continue
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+        logits = head(h).float() / temperature
+        lps.append(selective_log_softmax(logits, y))
+        if with_entropy:
+            ents.append(entropy_from_logits(logits))
+        del logits
+    zeros = torch.zeros(labels.shape, dtype=torch.float32, device=hidden.device)
+    logprobs = zeros.masked_scatter(keep, torch.cat(lps)) if lps else zeros
+    entropy = (zeros.masked_scatter(keep, torch.cat(ents)) if ents else zeros.clone()) if with_entropy else None
+    return logprobs, entropy
+
+
 class PpoTrainer:
     """Build with a config (and optionally a reward function / prompts for tests), then `train()`."""
 
@@ -195,52 +235,81 @@ class PpoTrainer:
     # ------------------------------------------------------------------------------ forwards
 
     def _forward(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor, mask: torch.Tensor,
-                 adapter: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token (log-probs, entropy) under `adapter` (None: the reference) or (values, None) for VALUE."""
+                 adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token (log-probs, entropy or None) under `adapter` (None: the reference) or (values, None)
+        for VALUE, for the rows given (callers pass at most `forward_batch_size` rows).
+
+        The decoder runs once; the vocabulary projection runs only on the real response tokens, a few
+        thousand at a time (`token_logprobs`), so full `rows × length × vocab` logits never exist."""
         ids = torch.cat([query, response], dim=1)
         attn = torch.cat([query_mask, mask.long()], dim=1)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)  # left padding: positions count real tokens only
         P = query.shape[1]
         peft_model = self._peft
-        if adapter == VALUE:
-            peft_model.set_adapter(VALUE)
-            hidden = peft_model.get_base_model().get_decoder()(input_ids=ids, attention_mask=attn, position_ids=pos)
-            return self.value_head(hidden.last_hidden_state[:, P - 1:-1]), None
-        if adapter is None:
-            with peft_model.disable_adapter():
-                logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
-        else:
+        base = peft_model.get_base_model()
+        if adapter is not None:
             peft_model.set_adapter(adapter)
-            logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
-        logits = logits[:, P - 1:-1].float() / self.cfg.temperature
-        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+        with self.accelerator.autocast(), (peft_model.disable_adapter() if adapter is None else nullcontext()):
+            hidden = base.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+            hidden = hidden[:, P - 1:-1]  # the state that predicts each response token
+            if adapter == VALUE:
+                return self.value_head(hidden), None
+            return token_logprobs(base.get_output_embeddings(), hidden, response, mask, self.cfg.temperature,
+                                  with_entropy=entropy)
 
-        return selective_log_softmax(logits, response), entropy_from_logits(logits)
+    def _chunked(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor, mask: torch.Tensor,
+                 adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`_forward` over all rows, `forward_batch_size` rows at a time (the rollout's no-grad passes)."""
+        step = self.forward_batch_size
+        outs, ents = [], []
+        for i in range(0, response.shape[0], step):
+            sl = slice(i, i + step)
+            out, ent = self._forward(query[sl], query_mask[sl], response[sl], mask[sl], adapter, entropy=entropy)
+            outs.append(out)
+            ents.append(ent)
+        return torch.cat(outs), (torch.cat(ents) if entropy else None)
+
+    @property
+    def forward_batch_size(self) -> int:
+        return self.cfg.forward_batch_size or self.cfg.mini_batch_size
 
     # ------------------------------------------------------------------------------- rollout
+
+    @torch.no_grad()
+    def _generate(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sampled response ids for every prompt row, `rollout_batch_size` prompts at a time, right-padded."""
+        cfg, tok = self.cfg, self.tokenizer
+        peft_model = self._peft
+        peft_model.set_adapter(POLICY)
+        P = enc["input_ids"].shape[1]
+        step = cfg.rollout_batch_size or cfg.batch_size
+        parts = []
+        for i in range(0, enc["input_ids"].shape[0], step):
+            out = peft_model.generate(
+                input_ids=enc["input_ids"][i:i + step], attention_mask=enc["attention_mask"][i:i + step],
+                do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            )
+            parts.append(out[:, P:])
+        width = max(p.shape[1] for p in parts)
+        return torch.cat([nn.functional.pad(p, (0, width - p.shape[1]), value=tok.pad_token_id) for p in parts])
 
     @torch.no_grad()
     def rollout(self, prompts: list[Prompt]) -> Rollout:
         cfg, tok = self.cfg, self.tokenizer
         texts = [tok.apply_chat_template(messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.accelerator.device)
-        peft_model = self._peft
-        peft_model.set_adapter(POLICY)
-        out = peft_model.generate(
-            **enc, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        )
         query, query_mask = enc["input_ids"], enc["attention_mask"]
-        response = out[:, query.shape[1]:]
+        response = self._generate(enc)
         is_eos = response == tok.eos_token_id
         ended = is_eos.any(dim=1)
         first_eos = torch.where(ended, is_eos.float().argmax(dim=1), torch.full_like(ended, response.shape[1], dtype=torch.long))
         mask = (torch.arange(response.shape[1], device=response.device)[None, :] <= first_eos[:, None]).float()
         response = torch.where(mask.bool(), response, torch.full_like(response, tok.pad_token_id))
 
-        logprobs, entropy = self._forward(query, query_mask, response, mask, POLICY)
-        ref_logprobs, _ = self._forward(query, query_mask, response, mask, None)
-        values, _ = self._forward(query, query_mask, response, mask, VALUE)
+        logprobs, entropy = self._chunked(query, query_mask, response, mask, POLICY, entropy=True)
+        ref_logprobs, _ = self._chunked(query, query_mask, response, mask, None)
+        values, _ = self._chunked(query, query_mask, response, mask, VALUE)
         completions = tok.batch_decode(response, skip_special_tokens=True)
         scores = torch.tensor(self.reward_fn(prompts, completions), dtype=torch.float32, device=response.device)
         raw_scores = scores.clone()
@@ -274,14 +343,26 @@ class PpoTrainer:
             order = torch.randperm(ro.query.shape[0], device=ro.query.device)
             for start in range(0, len(order), cfg.mini_batch_size):
                 i = order[start:start + cfg.mini_batch_size]
-                q, qm, r, m = ro.query[i], ro.query_mask[i], ro.response[i], ro.mask[i]
-                # separate graphs for the two adapters: each backward sees only its own adapter active
-                logprobs, _ = self._forward(q, qm, r, m, POLICY)
-                pg, clipfrac, approx_kl = policy_loss(logprobs, ro.logprobs[i], ro.advantages[i], m, cliprange=cfg.cliprange)
-                self.accelerator.backward(pg / cfg.grad_accum)
-                values, _ = self._forward(q, qm, r, m, VALUE)
-                vf, vf_clipfrac = value_loss(values, ro.values[i], ro.returns[i], m, cliprange_value=cfg.cliprange_value)
-                self.accelerator.backward(cfg.vf_coef * vf / cfg.grad_accum)
+                # the mini-batch's losses are token means over all its rows; each `forward_batch_size`
+                # slice adds its tokens' share, so the gradient equals one pass over the whole mini-batch
+                tokens = ro.mask[i].sum().clamp(min=1)
+                parts: dict[str, torch.Tensor] = {}
+                for j in range(0, len(i), self.forward_batch_size):
+                    c = i[j:j + self.forward_batch_size]
+                    q, qm, r, m = ro.query[c], ro.query_mask[c], ro.response[c], ro.mask[c]
+                    share = m.sum() / tokens
+                    # separate graphs for the two adapters: each backward sees only its own adapter active
+                    logprobs, _ = self._forward(q, qm, r, m, POLICY)
+                    pg, clipfrac, approx_kl = policy_loss(logprobs, ro.logprobs[c], ro.advantages[c], m,
+                                                          cliprange=cfg.cliprange)
+                    self.accelerator.backward(pg * share / cfg.grad_accum)
+                    values, _ = self._forward(q, qm, r, m, VALUE)
+                    vf, vf_clipfrac = value_loss(values, ro.values[c], ro.returns[c], m,
+                                                 cliprange_value=cfg.cliprange_value)
+                    self.accelerator.backward(cfg.vf_coef * vf * share / cfg.grad_accum)
+                    for k, v in (("policy_loss", pg), ("clipfrac", clipfrac), ("approx_kl", approx_kl),
+                                 ("value_loss", vf), ("value_clipfrac", vf_clipfrac)):
+                        parts[k] = parts.get(k, 0.0) + (v.detach() * share)
                 micro += 1
                 if micro % cfg.grad_accum == 0 or start + cfg.mini_batch_size >= len(order):
                     if cfg.max_grad_norm:
@@ -290,9 +371,8 @@ class PpoTrainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     micro = 0
-                for k, v in (("policy_loss", pg), ("clipfrac", clipfrac), ("approx_kl", approx_kl),
-                             ("value_loss", vf), ("value_clipfrac", vf_clipfrac)):
-                    sums[k] = sums.get(k, 0.0) + v.item()
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
                 count += 1
         return {k: v / count for k, v in sums.items()}
 

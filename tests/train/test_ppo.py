@@ -130,3 +130,81 @@ def test_whiten_configs_and_the_old_whiten_rewards_key(tmp_path):
     assert "tokens (the old whiten_rewards: true" in str(err.value)
     with pytest.raises(ConfigError, match="rollout_batch_size"):
         load_config(PpoConfig, None, ["model.path=m", "rollout_batch_size=0"])
+
+
+def test_chunked_token_logprobs_equal_full_logits_values_and_gradients():
+    import torch
+
+    from train.ppo import token_logprobs
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 50)
+    hidden = torch.randn(3, 5, 6, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]]).float()
+    full = torch.log_softmax(head(hidden).float() / 0.7, -1).gather(-1, labels[..., None]).squeeze(-1) * mask
+    (full * torch.arange(1.0, 6.0)).sum().backward()
+    want_h, want_w = hidden.grad.clone(), head.weight.grad.clone()
+    hidden.grad, head.weight.grad = None, None
+    chunked, _ = token_logprobs(head, hidden, labels, mask, 0.7, chunk_tokens=3)  # 10 real tokens: 4 chunks
+    assert torch.allclose(chunked, full, atol=1e-6)
+    (chunked * torch.arange(1.0, 6.0)).sum().backward()
+    assert torch.allclose(hidden.grad, want_h, atol=1e-6) and torch.allclose(head.weight.grad, want_w, atol=1e-6)
+    with torch.no_grad():
+        lp, ent = token_logprobs(head, hidden, labels, mask, 0.7, with_entropy=True, chunk_tokens=4)
+        p = torch.softmax(head(hidden) / 0.7, -1)
+        assert torch.allclose(lp, full, atol=1e-6)
+        assert torch.allclose(ent, -(p * p.log()).sum(-1) * mask, atol=1e-5)
+
+
+def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_path):
+    """forward_batch_size splits the rollout's forwards and each mini-batch's loss: the log-probs equal the
+    model's own full logits, and one update's gradient (Adam's first moment) equals the unchunked one."""
+    import torch
+
+    from train.ppo import POLICY, PpoTrainer
+
+    def trainer(**kw):
+        cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=8, ppo_epochs=1, max_steps=1,
+                         max_new_tokens=8, max_grad_norm=0.0, **kw)
+        t = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
+        torch.manual_seed(1)
+        with torch.no_grad():  # a policy adapter that differs from the reference
+            for name, p in t._peft.named_parameters():
+                if "lora_B" in name and ".default" in name:
+                    p.normal_(0, 0.2)
+        return t
+
+    one = trainer()
+    torch.manual_seed(2)
+    ro = one.rollout(PROMPTS)
+    q = torch.cat([ro.query, ro.response], dim=1)
+    attn = torch.cat([ro.query_mask, ro.mask.long()], dim=1)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    P = ro.query.shape[1]
+    with torch.no_grad():
+        one._peft.set_adapter(POLICY)
+        logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+        full = torch.log_softmax(logits, -1).gather(-1, ro.response[..., None]).squeeze(-1) * ro.mask
+        with one._peft.disable_adapter():
+            ref_logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+        ref_full = torch.log_softmax(ref_logits, -1).gather(-1, ro.response[..., None]).squeeze(-1) * ro.mask
+    assert torch.allclose(ro.logprobs, full, atol=1e-5)
+    assert not torch.allclose(full, ref_full, atol=1e-3)  # the policy is not the reference here
+    chunked = trainer(forward_batch_size=3, rollout_batch_size=3)
+    lp, _ = chunked._chunked(ro.query, ro.query_mask, ro.response, ro.mask, POLICY)
+    ref, _ = chunked._chunked(ro.query, ro.query_mask, ro.response, ro.mask, None)
+    assert torch.allclose(lp, full, atol=1e-5) and torch.allclose(ref, ref_full, atol=1e-5)
+    assert chunked.rollout(PROMPTS).response.shape[0] == 8  # three generate calls (3 + 3 + 2 prompts)
+
+    moments = []
+    for t in (one, chunked):
+        torch.manual_seed(3)
+        t.ppo_update(ro)
+        moments.append([t.optimizer.state[p]["exp_avg"].clone() if p in t.optimizer.state else None
+                        for g in t.optimizer.param_groups for p in g["params"]])
+    assert [a is None for a in moments[0]] == [b is None for b in moments[1]]
+    moments = [[a for a in m if a is not None] for m in moments]
+    assert len(moments[0]) > 0
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(*moments))
+    assert any(a.abs().sum() > 0 for a in moments[0])
