@@ -3,7 +3,8 @@
 `model`, `data` and `seed` are given once at the top and copied into every stage; each stage's
 section (`sft:`, `reward:`, `dpo:`) holds the rest of its config. Stage outputs go to
 `<output_dir>/<stage>`. DPO (and the reward model, with `reward_from: sft`) start from the SFT
-result: its adapter merged into the base, or its merged folder. All summaries are also written
+result: they keep training its adapter over the bare (4-bit with QLoRA) base, which also makes it
+DPO's reference (`train.models.continues_adapter`); or they start from its merged folder. All summaries are also written
 together to `<output_dir>/summary.json`.
 """
 
@@ -50,7 +51,7 @@ def _stage(cfg: ChainConfig, name: str, model: ModelConfig) -> RunConfig:
 
 
 def _after_sft(base: ModelConfig, sft_cfg: SftConfig, sft_summary: dict[str, Any]) -> ModelConfig:
-    """The model the later stages start from: the SFT adapter merged into the base, or the merged folder."""
+    """The model the later stages start from: the SFT adapter (continued by them), or the merged folder."""
     from train.models import saved_as
 
     model_dir = sft_summary["model_dir"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from train.config import SftConfig
 from train.datasets import load_split, sft_dataset
-from train.models import load_policy, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
 from train.summary import ThroughputCallback, finish_run
 
 CONFIG = SftConfig
@@ -41,7 +41,7 @@ def run(cfg: SftConfig) -> dict[str, Any]:
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=peft_config(cfg),
+        peft_config=trainer_peft_config(cfg),
         callbacks=[throughput],
     )
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))

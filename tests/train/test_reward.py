@@ -163,12 +163,14 @@ def sft_like_adapter(tiny_model_path, tmp_path_factory):
 def test_reward_from_an_adapter_is_saved_so_scoring_reproduces_its_test_metrics(
     tiny_model_path, marker_dataset, sft_like_adapter, tmp_path
 ):
-    """Trained over base + merged SFT adapter, the saved model must carry that adapter: scoring the
-    saved folder gives the stage's own test accuracy and margin (an adapter over the bare base did not)."""
+    """Started from the SFT adapter, the reward stage keeps training it (as a SEQ_CLS adapter with the
+    new head); saved as an adapter over the bare base, scoring the saved folder gives the stage's own
+    test accuracy and margin."""
     summary = reward.run(_cfg(tiny_model_path, marker_dataset, tmp_path / "run", "max_steps=4",
                               f"model.adapter={sft_like_adapter}", "data.max_rows=24"))
     model_dir = summary["model_dir"]
-    assert not (tmp_path / "run" / "model" / "adapter_config.json").exists()  # saved merged
+    adapter = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_path) and "score" in adapter["modules_to_save"]
     cfg = _cfg(tiny_model_path, marker_dataset, tmp_path, "data.max_rows=24")
     test = load_split(cfg.data, "test")
     test.to_json(tmp_path / "test.jsonl", force_ascii=False)
