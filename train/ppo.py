@@ -1,9 +1,11 @@
 """prefkit's PPO for language models (InstructGPT / Llama 2), on transformers + peft + accelerate.
 
-One copy of the weights: the SFT model (its adapter merged in) is the frozen base; two LoRA
-adapters sit on it, `default` for the policy and `value` for the critic (plus a linear value
-head on the critic's last hidden state). The reference policy is the base with adapters
-disabled, so the per-token KL penalty costs no second model.
+One copy of the weights: `model.path` is the frozen base (4-bit under QLoRA); LoRA adapters sit on
+it: `default` for the policy and `value` for the critic (plus a linear value head on the critic's
+last hidden state). Started from a previous stage's adapter (`model.adapter`, e.g. SFT's), the
+policy *is* that adapter, trained further, and a frozen copy of it (`ref`) is the reference: the
+SFT model. Otherwise the policy is a new adapter and the reference is the base with the adapters
+disabled. Either way the per-token KL penalty costs no second model.
 
 Each step: sample a rollout batch of prompts, generate, score with the reward function, compute
 per-token KL-penalised rewards (the final score optionally whitened first, `whiten`), GAE advantages (whitened) and returns, then
@@ -37,6 +39,7 @@ from train.scoring import RewardFn, RewardSection, load_reward, messages
 
 POLICY = "default"  # peft's default name, so the saved policy adapter is a plain adapter folder
 VALUE = "value"
+REF = "ref"  # a frozen copy of `model.adapter` when the run continues one: the KL reference
 STATE_FILE = "trainer_state.pt"
 
 
@@ -170,7 +173,7 @@ class PpoTrainer:
         from peft import get_peft_model
         from trl.trainer.utils import disable_dropout_in_model
 
-        from train.models import check_save_mode, load_policy, load_tokenizer, peft_config, use_bf16
+        from train.models import check_save_mode, continues_adapter, load_policy, load_tokenizer, peft_config, use_bf16
 
         check_save_mode(cfg)
         self.cfg = cfg
@@ -183,8 +186,16 @@ class PpoTrainer:
         )
         self.prompts = prompts if prompts is not None else load_prompts(cfg.data)
         self.tokenizer = load_tokenizer(cfg, padding_side="left")
-        lora = peft_config(cfg)
-        model = get_peft_model(load_policy(cfg), lora, adapter_name=POLICY)
+        if continues_adapter(cfg):
+            # started from a previous stage's adapter (e.g. SFT): the policy keeps training exactly that
+            # adapter over the bare (4-bit with QLoRA) base, and a frozen copy of it is the KL reference:
+            # the SFT model itself, never a merge into 4-bit
+            model = load_policy(cfg, adapter_name=POLICY)
+            model.load_adapter(cfg.model.adapter, adapter_name=REF, is_trainable=False)
+            self.ref_adapter: str | None = REF
+        else:
+            model = get_peft_model(load_policy(cfg), peft_config(cfg), adapter_name=POLICY)
+            self.ref_adapter = None  # the reference is the base with the adapters disabled
         model.add_adapter(VALUE, peft_config(cfg))
         model.set_requires_grad([POLICY, VALUE], True)
         if cfg.gradient_checkpointing:
@@ -236,8 +247,8 @@ class PpoTrainer:
 
     def _forward(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor, mask: torch.Tensor,
                  adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token (log-probs, entropy or None) under `adapter` (None: the reference) or (values, None)
-        for VALUE, for the rows given (callers pass at most `forward_batch_size` rows).
+        """Per-token (log-probs, entropy or None) under `adapter` (POLICY, REF, or None: the adapters
+        disabled) or (values, None) for VALUE, for the rows given (at most `forward_batch_size` rows).
 
         The decoder runs once; the vocabulary projection runs only on the real response tokens, a few
         thousand at a time (`token_logprobs`), so full `rows × length × vocab` logits never exist."""
@@ -248,7 +259,7 @@ class PpoTrainer:
         peft_model = self._peft
         base = peft_model.get_base_model()
         if adapter is not None:
-            peft_model.set_adapter(adapter)
+            peft_model.set_adapter(adapter, inference_mode=adapter == REF)  # REF stays frozen
         with self.accelerator.autocast(), (peft_model.disable_adapter() if adapter is None else nullcontext()):
             hidden = base.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
             hidden = hidden[:, P - 1:-1]  # the state that predicts each response token
@@ -308,7 +319,7 @@ class PpoTrainer:
         response = torch.where(mask.bool(), response, torch.full_like(response, tok.pad_token_id))
 
         logprobs, entropy = self._chunked(query, query_mask, response, mask, POLICY, entropy=True)
-        ref_logprobs, _ = self._chunked(query, query_mask, response, mask, None)
+        ref_logprobs, _ = self._chunked(query, query_mask, response, mask, self.ref_adapter)
         values, _ = self._chunked(query, query_mask, response, mask, VALUE)
         completions = tok.batch_decode(response, skip_special_tokens=True)
         scores = torch.tensor(self.reward_fn(prompts, completions), dtype=torch.float32, device=response.device)
@@ -460,16 +471,13 @@ class PpoTrainer:
         self.step, self.tokens, self.history = state["step"], state["tokens"], state["history"]
 
     def save_final(self, target: Path) -> Path:
-        """The policy adapter (or the merged model, see `train.models.saved_as`) and tokenizer, atomically."""
-        from train.models import saved_as
+        """The policy adapter (over the bare `model.path`, also when the run continued `model.adapter`),
+        or with `save: merged` a full model: merged at full precision, from a fresh bf16/fp32 copy of
+        `model.path` under QLoRA, never from the 4-bit one (`train.models.save_model_final`)."""
+        from train.models import save_model_final
 
-        peft_model = self._peft
         with atomic_path(target, directory=True) as tmp:
-            if saved_as(self.cfg) == "merged":
-                peft_model.delete_adapter(VALUE)
-                peft_model.merge_and_unload().save_pretrained(tmp)
-            else:
-                peft_model.save_pretrained(tmp, selected_adapters=[POLICY])
+            save_model_final(self._peft, self.cfg, tmp, adapter_name=POLICY)
             self.tokenizer.save_pretrained(tmp)
         return target
 

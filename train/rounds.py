@@ -16,7 +16,9 @@ Which method a round uses is one line: `methods: [rejection_sampling, rejection_
 in the config, or `--method` on the command line.
 
 A policy is always a model folder plus at most one adapter: a stage that starts from a policy
-with an adapter merges it in and saves a merged model, so no chain of adapters builds up.
+with an adapter keeps training that adapter (`train.models.continues_adapter`) and saves it again
+as an adapter over the same model folder (or, with `save: merged`, a full model), so no chain of
+adapters builds up and nothing is ever merged into a 4-bit base.
 
 Like Llama 2, round N's reward model trains on every round's labelled data so far (`reward_data:
 all`, deduplicated by pair, the newest label winning), optionally with open preference sets mixed in
@@ -440,7 +442,7 @@ class RoundRunner:
         self._finish(Path(summary["model_dir"]), cfg)
 
     def _finish(self, model_dir: Path, cfg: Any) -> None:
-        from train.models import saved_as  # a policy with an adapter comes back merged
+        from train.models import saved_as
 
         self.rnd["next_policy"] = _next_policy(self.rnd["policy"], model_dir, saved_as(cfg))
         self.rnd["status"] = "done"

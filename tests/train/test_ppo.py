@@ -220,3 +220,97 @@ def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_pat
     assert len(moments[0]) > 0
     assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(*moments))
     assert any(a.abs().sum() > 0 for a in moments[0])
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tiny_model_path, tmp_path_factory):
+    """A causal-LM LoRA adapter with non-zero weights (r=4, unlike the PPO config's r=8), as SFT saves one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, init_lora_weights=False,
+                      task_type="CAUSAL_LM")
+    out = tmp_path_factory.mktemp("sft") / "model"
+    get_peft_model(base, lora).save_pretrained(out)
+    return out
+
+
+def test_ppo_from_an_sft_adapter_trains_it_against_the_sft_model_as_reference(tiny_model_path, sft_adapter, tmp_path):
+    """Started from model.adapter, the policy is exactly the SFT model at the start (KL 0 on the first
+    rollout, the reference being a frozen copy of the adapter, not the bare base); the saved adapter is
+    the SFT adapter trained further, over the bare base; `save: merged` is that adapter merged."""
+    import torch
+    from peft import PeftModel, load_peft_weights
+    from transformers import AutoModelForCausalLM
+
+    from train.ppo import POLICY, REF, PpoTrainer
+
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=2,
+                     max_new_tokens=8, lr=1e-2)
+    cfg.model.adapter = str(sft_adapter)
+    trainer = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
+    assert trainer.ref_adapter == REF
+    torch.manual_seed(0)
+    ro = trainer.rollout(PROMPTS[:4])
+    ref, _ = trainer._chunked(ro.query, ro.query_mask, ro.response, ro.mask, REF)
+    bare, _ = trainer._chunked(ro.query, ro.query_mask, ro.response, ro.mask, None)
+    assert torch.allclose(ro.logprobs, ref, atol=1e-6) and ro.stats["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert not torch.allclose(ref, bare, atol=1e-3)  # the reference is the SFT model, not the base
+    frozen = {n: p.detach().clone() for n, p in trainer._peft.named_parameters() if f".{REF}." in n}
+    in_optimizer = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert frozen and not any(id(p) in in_optimizer for n, p in trainer._peft.named_parameters() if n in frozen)
+
+    summary = trainer.train()
+    assert all(torch.equal(p, frozen[n]) for n, p in trainer._peft.named_parameters() if n in frozen)
+    saved = Path(summary["model_dir"])
+    config = json.loads((saved / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["base_model_name_or_path"] == str(tiny_model_path)  # SFT's adapter, continued
+    sft_w, ppo_w = load_peft_weights(str(sft_adapter)), load_peft_weights(str(saved))
+    assert set(sft_w) == set(ppo_w) and any(not torch.equal(sft_w[k], ppo_w[k]) for k in sft_w)
+    policy = trainer._peft
+    policy.set_adapter(POLICY)
+
+    merged_cfg = ppo_config(tiny_model_path, tmp_path / "ppo-merged", batch_size=4, mini_batch_size=4, ppo_epochs=1,
+                            max_steps=1, max_new_tokens=8, save="merged")
+    merged_cfg.model.adapter = str(saved)
+    merged_trainer = PpoTrainer(merged_cfg, reward_fn=count_a, prompts=PROMPTS)
+    out = merged_trainer.save_final(tmp_path / "merged")  # no training: the merge of `saved` over the base
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    expected = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(saved)).merge_and_unload()
+    ids = torch.tensor([[1, 5, 9, 12, 7]])
+    assert torch.allclose(merged(ids).logits, expected(ids).logits, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_ppo_from_an_sft_adapter_saves_a_full_precision_merge(tiny_model_path, sft_adapter, tmp_path):
+    """QLoRA PPO from an SFT adapter: KL 0 at the start (reference = the SFT adapter on the same 4-bit
+    base) and `save: merged` comes from a fresh full-precision base, so it equals the saved adapter
+    merged at full precision (a merge into the 4-bit base would be rounded, see test_chaining)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        pytest.skip("needs bitsandbytes (prefkit[gpu])")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from train.config import QuantConfig
+    from train.ppo import PpoTrainer
+
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=2,
+                     max_new_tokens=8, quant=QuantConfig(qlora=True), save="merged", forward_batch_size=2)
+    cfg.model.adapter = str(sft_adapter)
+    trainer = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
+    summary = trainer.train()
+    assert summary["log_history"][0]["kl"] == pytest.approx(0.0, abs=1e-3)
+    adapter_dir = tmp_path / "adapter"
+    trainer._peft.save_pretrained(adapter_dir, selected_adapters=["default"])
+    merged = AutoModelForCausalLM.from_pretrained(summary["model_dir"], dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.bfloat16)
+    expected = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().float()
+    for (name, w), (_, e) in zip(merged.named_parameters(), expected.named_parameters()):
+        assert torch.allclose(w, e, atol=1e-2), name

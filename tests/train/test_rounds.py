@@ -80,9 +80,9 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
     assert r2["policy"] == r1["next_policy"]
     pairs = read_pairs(project / r2["steps"]["generate"]["output"])
     assert pairs and {p.a.adapter for p in pairs} == {r1["next_policy"]["adapter"]}
-    # round 2 started from an adapter, so PPO saved a merged model: the next policy is one folder
-    assert r2["next_policy"] == {"model": str(project / "round-2" / "ppo" / "model"), "adapter": None}
-    assert (project / "round-2" / "ppo" / "model" / "config.json").exists()
+    # round 2 started from round 1's adapter: PPO kept training it and saved it as an adapter over the base
+    assert r2["next_policy"] == {"model": str(tiny_model_path), "adapter": str(project / "round-2" / "ppo" / "model")}
+    assert (project / "round-2" / "ppo" / "model" / "adapter_config.json").exists()
     for rnd, policy_cmd in ((r1, "prefkit train sft"), (r2, "prefkit train ppo")):
         steps = rnd["steps"]
         assert steps["export"]["rows"] > 0
@@ -115,7 +115,7 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
     text = status_text(project)
     assert "round 1 [rejection_sampling] done" in text and "round 2 [ppo] done" in text
     assert f"$ prefkit train ppo --config {project / 'round-2' / 'ppo.yaml'}" in text
-    assert f"current policy: {project / 'round-2' / 'ppo' / 'model'}" in text
+    assert f"current policy: {tiny_model_path} + adapter {project / 'round-2' / 'ppo' / 'model'}" in text
 
 
 def test_round_cli_init_status_and_clear_errors(tmp_path):
