@@ -42,3 +42,16 @@ def test_train_gpu_bench_fails_loudly_when_no_row_fits(tmp_path):
         sys.path.pop(0)
     with pytest.raises(SystemExit, match="0 training rows kept"):
         train_gpu._check_kept("reward", "plain TRL", 0)
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_path_runs_the_whole_chain_and_writes_its_figures(tmp_path):
+    out = tmp_path / "check.json"
+    r = _run([str(REPO / "bench/gpu_check.py"), "--cpu", "--steps", "3", "--json", str(out)], tmp_path)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    report = json.loads(out.read_text())
+    assert report["ok"] is True
+    stages = report["modes"]["lora"]
+    assert {"sft", "reward", "dpo", "ppo", "grpo", "best_of_k"} <= set(stages)
+    assert stages["chain_logprobs_max_abs_diff"] < 1e-4
+    assert all(stages[s]["wall_s"] > 0 for s in ("sft", "reward", "dpo", "ppo", "grpo", "best_of_k"))
