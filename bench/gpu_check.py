@@ -152,7 +152,7 @@ class Stages:
 
         c, data = self.common(), [f"data.source={self.pairs}", "data.max_length=256", "batch_size=8"]
         s = self.timed("sft", sft.run, load_config(SftConfig, None, [*c, *data, f"output_dir={self.out / 'sft'}",
-                                                                     f"max_steps={self.steps}", "lr=1e-3"]))
+                                                                     f"max_steps={self.steps}", f"lr={1e-2 if self.cpu else 1e-3}"]))
         losses = s["losses"]
         check(losses["final_train_loss"] < losses["first_train_loss"], f"sft loss did not fall: {losses['first_train_loss']} -> {losses['final_train_loss']}")
         sft_dir = s["model_dir"]

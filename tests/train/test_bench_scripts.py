@@ -47,7 +47,7 @@ def test_train_gpu_bench_fails_loudly_when_no_row_fits(tmp_path):
 @pytest.mark.slow
 def test_gpu_check_cpu_path_runs_the_whole_chain_and_writes_its_figures(tmp_path):
     out = tmp_path / "check.json"
-    r = _run([str(REPO / "bench/gpu_check.py"), "--cpu", "--steps", "3", "--json", str(out)], tmp_path)
+    r = _run([str(REPO / "bench/gpu_check.py"), "--cpu", "--steps", "6", "--json", str(out)], tmp_path)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     report = json.loads(out.read_text())
     assert report["ok"] is True
