@@ -1,20 +1,31 @@
-"""PPO anchor: prefkit's PPO against TRL 1.12's experimental `PPOTrainer` on the same task.
+"""PPO anchor: prefkit's PPO against TRL 1.12's experimental `PPOTrainer`, like for like.
 
-TRL 1.13+ ships no PPO, so TRL 1.12 runs in its own virtual environment (`bench/.venv-trl112`,
-created here when missing: torch 2.13 CPU first, then `trl==1.12.*`). Both trainers get the
-same tiny Llama, the same prompts, the same reward model (trained here with prefkit's reward
-stage on marker pairs, saved merged so TRL 1.12 can load it), the same LoRA, batch sizes, PPO
-epochs, KL coefficient, clipping and learning rate. Printed: each trainer's mean reward per
-rollout (as each computes it: TRL scores the raw generated ids, prefkit the conversation rendered
-with the chat template, as the reward stage trained it), rollouts/s with prefkit's speed as a
-ratio of TRL's, and one common yardstick: 64 answers from the start and from each final policy,
-scored the same way.
+TRL 1.13+ ships no PPO, so TRL 1.12 runs in its own virtual environment, `bench/.venv-trl112`,
+built on first run: a venv whose only own package is `trl==1.12.*` (installed `--no-deps`), with the
+main venv's site-packages on its path (a `.pth` file), so both sides run the same torch,
+transformers, peft and accelerate and differ only in the trainer.
+
+Like for like: both trainers get the same tiny Llama, the same 16 prompts rendered with the same
+chat template, the same LoRA on the policy, batch sizes, PPO epochs, KL coefficient (k1 estimator),
+clipping and learning rate, and the *same scorer on the same text*: TRL 1.12's `get_reward` on the
+reward model is replaced, in the TRL worker, by prefkit's `RewardModelScorer` called on the decoded
+prompt and answer, exactly as prefkit's PPO calls it (TRL's own `get_reward` would score the raw
+token ids, a different input). Each trainer runs in a fresh subprocess, `--repeats` times,
+alternating, so both see the same machine load; figures are medians over repeats. Reported:
+rollouts/s (and the ratio), the training reward gain (mean of the last 3 rollouts minus the first 3,
+same scorer), the per-answer KL each trainer logs (same estimator), the peak memory of the worker
+process (max RSS on the CPU; peak allocated on a GPU), and one yardstick outside both trainers:
+answers sampled from the start policy and from each final policy with the same seeds, scored by the
+same scorer, with their KL to the start policy computed the same way.
+
+Known difference left in: TRL 1.12 trains a full separate value model (prefkit: a second LoRA
+adapter and a linear head on the shared base), which costs it memory and time.
 
     .venv/bin/python bench/ppo_anchor.py                   # tiny model, CPU
     .venv/bin/python bench/ppo_anchor.py --preset 1b       # random-weight ~1B Llama config, bf16 (GPU)
 
 With `--preset 1b` the reward model is the same config with a random score head (speed and
-memory only: its rewards mean nothing). Peak GPU memory is printed when there is a GPU.
+memory only: its rewards mean nothing).
 """
 
 from __future__ import annotations
@@ -48,20 +59,25 @@ LORA_TARGETS = ["q_proj", "v_proj", "up_proj", "down_proj", "lm_head"]
 
 
 def ensure_anchor_venv() -> Path | None:
-    """`bench/.venv-trl112` with torch 2.13 CPU and trl 1.12; None (and why) when it cannot be made."""
+    """`bench/.venv-trl112`: trl 1.12 only, over the main venv's packages; None (and why) when it cannot be made."""
+    import site
+    import sysconfig
+
     python = ANCHOR_VENV / "bin" / "python"
     if python.exists():
         return python
-    steps = [
-        [sys.executable, "-m", "venv", str(ANCHOR_VENV)],
-        [str(python), "-m", "pip", "install", "-q", "torch==2.13.0"],
-        [str(python), "-m", "pip", "install", "-q", "trl==1.12.*", "peft", "accelerate", "datasets"],
-    ]
-    for cmd in steps:
-        print("$", " ".join(cmd), flush=True)
-        if subprocess.run(cmd).returncode != 0:
-            print(f"could not build the TRL 1.12 venv (step failed: {' '.join(cmd)}); running prefkit only")
-            return None
+    print("$", sys.executable, "-m venv", ANCHOR_VENV, flush=True)
+    if subprocess.run([sys.executable, "-m", "venv", str(ANCHOR_VENV)]).returncode != 0:
+        print("could not create the TRL 1.12 venv; running prefkit only")
+        return None
+    purelib = Path(sysconfig.get_paths(vars={"base": str(ANCHOR_VENV), "platbase": str(ANCHOR_VENV)})["purelib"])
+    purelib.mkdir(parents=True, exist_ok=True)
+    (purelib / "main-venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    cmd = [str(python), "-m", "pip", "install", "-q", "--no-deps", "trl==1.12.*"]
+    print("$", " ".join(cmd), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        print(f"could not install TRL 1.12 (step failed: {' '.join(cmd)}); running prefkit only")
+        return None
     return python
 
 
@@ -131,10 +147,20 @@ def train_reward(policy: Path, out: Path) -> None:
     reward.run(cfg)
 
 
-# ------------------------------------------------------------------------------------ prefkit
+# ---------------------------------------------------------------------------------- the workers
 
 
-def run_prefkit(policy: Path, reward_model: Path, preset: str) -> dict:
+def _peak_memory() -> dict:
+    import resource
+
+    import torch
+
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
+
+
+def run_prefkit(policy: str, reward_model: str, out: str) -> None:
+    """Runs in a fresh process on the main venv: prefkit's PPO, scored by prefkit's RewardModelScorer."""
     import torch
 
     from data.schema import Prompt
@@ -143,161 +169,221 @@ def run_prefkit(policy: Path, reward_model: Path, preset: str) -> dict:
     from train.scoring import RewardSection
 
     s = SETTINGS
-    cfg = PpoConfig(output_dir=WORK / f"{preset}-prefkit", model=ModelConfig(path=str(policy)),
+    cfg = PpoConfig(output_dir=Path(out).with_suffix(""), model=ModelConfig(path=policy),
                     lora=LoraSection(r=s["lora_r"], alpha=s["lora_alpha"], dropout=0.0, target_modules=LORA_TARGETS),
-                    reward=RewardSection(model=str(reward_model)), batch_size=s["batch_size"],
+                    reward=RewardSection(model=reward_model), batch_size=s["batch_size"],
                     mini_batch_size=s["mini_batch_size"], ppo_epochs=s["ppo_epochs"], max_steps=s["steps"],
                     lr=s["lr"], lr_scheduler="constant", kl_coef=s["kl_coef"], cliprange=s["cliprange"],
                     cliprange_value=s["cliprange_value"], vf_coef=s["vf_coef"], gamma=s["gamma"], lam=s["lam"],
                     max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], save_steps=0, seed=s["seed"],
                     logging_steps=1000)
     trainer = PpoTrainer(cfg, prompts=[Prompt(p) for p in PROMPTS])
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     summary = trainer.train()
-    return {"rewards": [h["reward"] for h in summary["log_history"]], "kl": [h["kl"] for h in summary["log_history"]],
-            "train_s": summary["durations"]["train_s"], "steps": summary["steps"],
-            "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
-
-
-def common_score(policy: Path, adapter: Path | None, reward_model: Path, samples: int = 4) -> float:
-    """Mean reward of `samples` answers per prompt, sampled through the generate room's engine and
-    scored by prefkit's scorer: the same yardstick for the start and for both trained policies."""
-    from data.schema import Prompt
-    from generate.chat import format_prompt
-    from generate.engines.base import Request
-    from generate.engines.hf import HFEngine
-    from train.scoring import RewardModelScorer
-
-    engine = HFEngine(policy, adapter, batch_size=64)
-    prompts = [Prompt(p) for p in PROMPTS]
-    try:
-        results = engine.generate([Request(format_prompt(engine.tokenizer, p.question), temperature=1.0,
-                                           max_tokens=SETTINGS["max_new_tokens"], seed=1000 + i * samples, n=samples)
-                                   for i, p in enumerate(prompts)])
-    finally:
-        engine.close()
-    pairs = [(p, c.text) for p, r in zip(prompts, results) for c in r.completions]
-    scores = RewardModelScorer(reward_model)([p for p, _ in pairs], [c for _, c in pairs])
-    return sum(scores) / len(scores)
-
-
-# -------------------------------------------------------------------------- TRL 1.12 (own venv)
+    hist = summary["log_history"]
+    Path(out).write_text(json.dumps({
+        "rewards": [h["reward"] for h in hist], "kl": [h["kl"] for h in hist], "train_s": summary["durations"]["train_s"],
+        "steps": summary["steps"], "policy": str(Path(summary["model_dir"])), **_peak_memory()}))
 
 
 def run_trl112(policy: str, reward_model: str, out: str) -> None:
-    """Runs inside bench/.venv-trl112: TRL 1.12's experimental PPOTrainer on the same task."""
+    """Runs in bench/.venv-trl112: TRL 1.12's PPOTrainer, its reward call replaced by prefkit's scorer
+    on the decoded prompt and answer (the text prefkit's PPO scores)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from trl.experimental.ppo import PPOConfig, PPOTrainer
+    from trl.experimental.ppo import ppo_trainer as trl_ppo
+
+    from data.schema import Prompt
+    from train.scoring import RewardModelScorer
 
     s = SETTINGS
     torch.manual_seed(s["seed"])
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
     tok = AutoTokenizer.from_pretrained(policy, padding_side="left")
+    prompts = [Prompt(p) for p in PROMPTS]
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in PROMPTS]
-    ds = Dataset.from_dict({"input_ids": [tok(t, add_special_tokens=False)["input_ids"] for t in texts]})
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    by_ids = {tuple(i): p for i, p in zip(ids, prompts)}
+    ds = Dataset.from_dict({"input_ids": ids})
+    scorer = RewardModelScorer(reward_model)  # prefkit's scorer, as prefkit's PPO loads it
+    original_get_reward = trl_ppo.get_reward
+
+    def shared_get_reward(model, query_responses, pad_token_id, context_length):
+        if model is not scorer.model and getattr(model, "module", None) is not scorer.model:
+            return original_get_reward(model, query_responses, pad_token_id, context_length)  # the value model
+        queries = [tuple(t for t in q.tolist() if t != pad_token_id) for q in query_responses[:, :context_length]]
+        answers = tok.batch_decode(query_responses[:, context_length:], skip_special_tokens=True)
+        scores = torch.tensor(scorer([by_ids[q] for q in queries], answers), dtype=torch.float32,
+                              device=query_responses.device)
+        lengths = trl_ppo.first_true_indices(query_responses[:, context_length:] == pad_token_id) - 1 + context_length
+        return None, scores, lengths
+
+    trl_ppo.get_reward = shared_get_reward
     model = AutoModelForCausalLM.from_pretrained(policy, dtype=dtype)
     value = AutoModelForSequenceClassification.from_pretrained(policy, num_labels=1, dtype=dtype)
-    reward = AutoModelForSequenceClassification.from_pretrained(reward_model, num_labels=1, dtype=dtype)
-    for m in (value, reward):
-        m.config.pad_token_id = tok.pad_token_id
+    value.config.pad_token_id = tok.pad_token_id
     args = PPOConfig(
         # one optimizer step per mini-batch, as prefkit: the whole rollout batch is one device batch
         # split into mini-batches (gradient accumulation here would halve TRL's optimizer steps)
         output_dir=str(Path(out).parent / "trl112-out"), per_device_train_batch_size=s["batch_size"],
         gradient_accumulation_steps=1, num_mini_batches=s["batch_size"] // s["mini_batch_size"],
         num_ppo_epochs=s["ppo_epochs"], total_episodes=s["steps"] * s["batch_size"], learning_rate=s["lr"],
-        lr_scheduler_type="constant", kl_coef=s["kl_coef"], cliprange=s["cliprange"], cliprange_value=s["cliprange_value"],
-        vf_coef=s["vf_coef"], gamma=s["gamma"], lam=s["lam"], response_length=s["max_new_tokens"],
-        temperature=s["temperature"], stop_token="eos", missing_eos_penalty=None, logging_steps=1, save_strategy="no",
-        report_to=[], num_sample_generations=0, seed=s["seed"], bf16=cuda, use_cpu=not cuda,
-        local_rollout_forward_batch_size=s["batch_size"],
+        lr_scheduler_type="constant", kl_coef=s["kl_coef"], kl_estimator="k1", cliprange=s["cliprange"],
+        cliprange_value=s["cliprange_value"], vf_coef=s["vf_coef"], gamma=s["gamma"], lam=s["lam"],
+        response_length=s["max_new_tokens"], temperature=s["temperature"], stop_token="eos", missing_eos_penalty=None,
+        whiten_rewards=False, logging_steps=1, save_strategy="no", report_to=[], num_sample_generations=0,
+        seed=s["seed"], bf16=cuda, use_cpu=not cuda, local_rollout_forward_batch_size=s["batch_size"],
     )
     lora = LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=0.0, target_modules=LORA_TARGETS,
                       task_type="CAUSAL_LM")
-    trainer = PPOTrainer(args=args, processing_class=tok, model=model, ref_model=None, reward_model=reward,
+    trainer = PPOTrainer(args=args, processing_class=tok, model=model, ref_model=None, reward_model=scorer.model,
                          train_dataset=ds, value_model=value, peft_config=lora)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t0
-    trainer.save_model(str(Path(out).with_suffix("")) + "-policy")  # the LoRA policy, for the common scoring
+    policy_dir = str(Path(out).with_suffix("")) + "-policy"
+    trainer.save_model(policy_dir)  # the LoRA policy, for the yardstick
     logs = [h for h in trainer.state.log_history if "objective/scores" in h]
     Path(out).write_text(json.dumps({
         "rewards": [h["objective/scores"] for h in logs], "kl": [h["objective/kl"] for h in logs],
-        "train_s": train_s, "steps": len(logs),
-        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-    }))
+        "train_s": train_s, "steps": len(logs), "policy": policy_dir, **_peak_memory()}))
+
+
+# -------------------------------------------------------------------------------- the yardstick
+
+
+def yardstick(policy: Path, adapter: str | None, reward_model: Path, samples: int = 4) -> dict:
+    """`samples` answers per prompt from base (+ adapter), seeded identically for every policy:
+    mean score by prefkit's scorer and mean per-answer KL to the start policy (Σ log π − log π_start)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from data.schema import Prompt
+    from train.scoring import RewardModelScorer
+
+    tok = AutoTokenizer.from_pretrained(policy, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in PROMPTS]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(1000)
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=SETTINGS["max_new_tokens"],
+                             num_return_sequences=samples, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                             top_k=None, top_p=1.0)
+        P = enc["input_ids"].shape[1]
+        response = out[:, P:]
+        is_eos = response == tok.eos_token_id
+        first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full((len(response),), response.shape[1]))
+        mask = (torch.arange(response.shape[1])[None] <= first[:, None]).float()
+        attn = torch.cat([enc["attention_mask"].repeat_interleave(samples, 0), mask.long()], 1)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+
+        def logprobs() -> torch.Tensor:
+            logits = model(input_ids=out, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+            return torch.log_softmax(logits, -1).gather(-1, response[..., None]).squeeze(-1) * mask
+
+        kl = 0.0
+        if adapter:
+            lp = logprobs()
+            with model.disable_adapter():
+                kl = (lp - logprobs()).sum(1).mean().item()
+    answers = tok.batch_decode(torch.where(mask.bool(), response, tok.pad_token_id), skip_special_tokens=True)
+    prompts = [Prompt(p) for p in PROMPTS for _ in range(samples)]
+    scores = RewardModelScorer(reward_model)(prompts, answers)
+    return {"score": sum(scores) / len(scores), "kl": kl}
 
 
 # --------------------------------------------------------------------------------------- main
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def _gain(rewards: list[float]) -> float:
+    return sum(rewards[-3:]) / 3 - sum(rewards[:3]) / 3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=["tiny", "1b"], default="tiny")
     parser.add_argument("--steps", type=int, default=SETTINGS["steps"])
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each trainer; the fastest is reported")
-    parser.add_argument("--trl112-worker", nargs=3, metavar=("POLICY", "REWARD", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each trainer; medians reported")
+    parser.add_argument("--worker", nargs=4, metavar=("SIDE", "POLICY", "REWARD", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.preset == "1b":
         SETTINGS.update(max_new_tokens=128, lr=1e-5, lora_r=16, lora_alpha=32)
     SETTINGS["steps"] = args.steps
-    if args.trl112_worker:
-        run_trl112(*args.trl112_worker)
+    sys.path.insert(0, str(REPO))
+    if args.worker:
+        side, *rest = args.worker
+        (run_trl112 if side == "trl112" else run_prefkit)(*rest)
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.path.insert(0, str(REPO))
     WORK.mkdir(parents=True, exist_ok=True)
     policy, reward_model = build_models(args.preset)
 
-    # The machine may be shared: run both `--repeats` times, alternating, and keep each one's fastest
-    # run for the speed figures (curves and KL are from the first run; the seeds make runs repeat).
-    python = ensure_anchor_venv()
-    anchors: list[dict] = []
-    runs: list[dict] = []
-    for _ in range(args.repeats):
-        if python is not None:
-            out = WORK / f"{args.preset}-trl112.json"
-            cmd = [str(python), __file__, "--preset", args.preset, "--steps", str(args.steps),
-                   "--trl112-worker", str(policy), str(reward_model), str(out)]
-            print("running TRL 1.12 PPOTrainer ...", flush=True)
-            if subprocess.run(cmd).returncode == 0:
-                anchors.append(json.loads(out.read_text()))
+    anchor_python = ensure_anchor_venv()
+    sides = {"prefkit": sys.executable, **({"TRL 1.12": str(anchor_python)} if anchor_python else {})}
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    for rep in range(args.repeats):
+        order = list(sides) if rep % 2 == 0 else list(reversed(sides))  # alternate who runs first
+        for name in order:
+            out = WORK / f"{args.preset}-{'trl112' if name == 'TRL 1.12' else 'prefkit'}-{rep}.json"
+            cmd = [sides[name], __file__, "--preset", args.preset, "--steps", str(args.steps), "--worker",
+                   "trl112" if name == "TRL 1.12" else "prefkit", str(policy), str(reward_model), str(out)]
+            print(f"repeat {rep + 1}/{args.repeats}: {name} ...", flush=True)
+            if subprocess.run(cmd, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}).returncode == 0:
+                runs[name].append(json.loads(out.read_text()))
             else:
-                print("TRL 1.12 run failed (see above)")
-        print("running prefkit PPO ...", flush=True)
-        runs.append(run_prefkit(policy, reward_model, args.preset))
-    ours = {**runs[0], "train_s": min(r["train_s"] for r in runs)}
-    anchor = {**anchors[0], "train_s": min(a["train_s"] for a in anchors)} if anchors else None
-    common = {"start": common_score(policy, None, reward_model),
-              "prefkit": common_score(policy, WORK / f"{args.preset}-prefkit" / "model", reward_model)}
-    if anchor:
-        common["TRL 1.12"] = common_score(policy, WORK / f"{args.preset}-trl112-policy", reward_model)
+                print(f"{name} run failed (see above)")
+    runs = {k: v for k, v in runs.items() if v}
 
-    print(f"\nPPO anchor, preset {args.preset}: {SETTINGS}")
-    print(f"{'rollout':>7}  {'TRL 1.12 reward':>15}  {'prefkit reward':>14}  {'TRL 1.12 KL':>11}  {'prefkit KL':>10}")
-    for i in range(max(len(ours["rewards"]), len(anchor["rewards"]) if anchor else 0)):
-        a = f"{anchor['rewards'][i]:15.3f}" if anchor and i < len(anchor["rewards"]) else f"{'-':>15}"
-        ak = f"{anchor['kl'][i]:11.3f}" if anchor and i < len(anchor["kl"]) else f"{'-':>11}"
-        o = f"{ours['rewards'][i]:14.3f}" if i < len(ours["rewards"]) else f"{'-':>14}"
-        ok = f"{ours['kl'][i]:10.3f}" if i < len(ours["kl"]) else f"{'-':>10}"
-        print(f"{i + 1:>7}  {a}  {o}  {ak}  {ok}")
-    ours_rate = ours["steps"] / ours["train_s"]
-    print(f"\nfastest of {args.repeats} runs each:")
-    print(f"prefkit : {ours_rate:.3f} rollouts/s ({ours['train_s']:.1f} s for {ours['steps']})"
-          + (f", peak GPU {ours['peak_gpu_memory_gb']:.2f} GiB" if ours["peak_gpu_memory_gb"] else ""))
-    if anchor:
-        rate = anchor["steps"] / anchor["train_s"]
-        print(f"TRL 1.12: {rate:.3f} rollouts/s ({anchor['train_s']:.1f} s for {anchor['steps']})"
-              + (f", peak GPU {anchor['peak_gpu_memory_gb']:.2f} GiB" if anchor["peak_gpu_memory_gb"] else ""))
-        print(f"prefkit / TRL 1.12 speed: {ours_rate / rate:.2f}x")
-    print("\nsame yardstick (64 answers from the start / each final policy, scored by prefkit's scorer):")
-    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in common.items()))
+    print(f"\nPPO anchor, preset {args.preset}, {args.repeats} alternating runs each: {SETTINGS}")
+    print("training reward (prefkit's scorer on the same text for both) and per-answer KL, first run of each:")
+    names = list(runs)
+    print(f"{'rollout':>7}  " + "  ".join(f"{n + ' reward':>16}  {n + ' KL':>12}" for n in names))
+    for i in range(max(len(r[0]["rewards"]) for r in runs.values())):
+        cells = []
+        for n in names:
+            r = runs[n][0]
+            cells.append(f"{r['rewards'][i]:16.3f}  {r['kl'][i]:12.3f}" if i < len(r["rewards"]) else f"{'-':>16}  {'-':>12}")
+        print(f"{i + 1:>7}  " + "  ".join(cells))
+    print("\nmedian over runs (range):")
+    summary = {}
+    for n, rs in runs.items():
+        rates = [r["steps"] / r["train_s"] for r in rs]
+        gains = [_gain(r["rewards"]) for r in rs]
+        kls = [sum(r["kl"][-3:]) / 3 for r in rs]
+        mem = [r["peak_gpu_memory_gb"] if r["peak_gpu_memory_gb"] is not None else r["peak_rss_mb"] / 1024 for r in rs]
+        unit = "GiB GPU" if rs[0]["peak_gpu_memory_gb"] is not None else "GiB RSS"
+        summary[n] = _median(rates)
+        print(f"  {n:<9} {_median(rates):.3f} rollouts/s ({min(rates):.3f}–{max(rates):.3f}); reward gain "
+              f"{_median(gains):+.3f} ({min(gains):+.3f}–{max(gains):+.3f}); KL at the end {_median(kls):.2f} "
+              f"({min(kls):.2f}–{max(kls):.2f}); peak memory {_median(mem):.2f} {unit}")
+    if len(summary) == 2:
+        print(f"  prefkit / TRL 1.12 speed: {summary['prefkit'] / summary['TRL 1.12']:.2f}x (medians)")
+    print("\nyardstick (64 answers, same seeds, prefkit's scorer; KL to the start policy), first run's policy of each:")
+    start = yardstick(policy, None, reward_model)
+    print(f"  start     score {start['score']:+.3f}")
+    for n, rs in runs.items():
+        y = yardstick(policy, rs[0]["policy"], reward_model)
+        print(f"  {n:<9} score {y['score']:+.3f} (gain {y['score'] - start['score']:+.3f}), KL {y['kl']:.2f}")
 
 
 if __name__ == "__main__":

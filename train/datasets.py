@@ -5,7 +5,8 @@ a folder of per-split files, a path with a `{split}` placeholder (`out/{split}.p
 Hub id. Rows become conversational examples (system/user/assistant messages) so every trainer
 applies the model's own chat template over the whole conversation:
 
-- SFT: `messages` = [system?, user, assistant, …, user: question, assistant: chosen]
+- SFT: `messages` = [system?, user, assistant, …, user: question, assistant: chosen]; system: the
+  row's, else `data.system_prompt`
 - reward / DPO: `prompt` = [system?, user, assistant, …, user: question], `chosen` / `rejected` =
   [assistant: …], plus `margin` (reward), `strength` and `safety_bin` (accuracy per level / bin).
 
@@ -182,6 +183,8 @@ def prompt_messages(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]
     out = []
     for i, q in enumerate(questions):
         system = systems[i] if systems is not None else None
+        if not (isinstance(system, str) and system.strip()):
+            system = cfg.system_prompt  # the config's system prompt, where the row has none
         msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
         try:
             history = parse_turns(histories[i]) if histories is not None else ()

@@ -1,9 +1,11 @@
 """DPO with TRL on the exported pairs.
 
 With LoRA (the default) the reference model is the same weights with the adapter disabled, so
-no second copy sits in memory; starting from an SFT adapter (`model.adapter`) merges it first, so
-the reference is the SFT model, as in the usual recipe. Without LoRA a second copy of the starting
-model is loaded as the reference (TRL would otherwise reload `model.path`, losing a merged adapter).
+no second copy sits in memory. Started from an SFT adapter (`model.adapter`), DPO keeps training
+that adapter (over the bare, possibly 4-bit, base) and TRL keeps a frozen copy of it named "ref"
+as the reference: the reference is exactly the SFT model, as in the usual recipe. Without LoRA a
+second copy of the starting model is loaded as the reference (TRL would otherwise reload
+`model.path`, losing a merged adapter).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from train.config import DpoConfig
 from train.datasets import load_split, preference_dataset
-from train.models import load_policy, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
 from train.summary import ThroughputCallback, finish_run
 
 CONFIG = DpoConfig
@@ -43,16 +45,17 @@ def run(cfg: DpoConfig) -> dict[str, Any]:
         label_smoothing=cfg.label_smoothing,
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
     )
-    lora = peft_config(cfg)
     throughput = ThroughputCallback()
     trainer = DPOTrainer(
         model=load_policy(cfg),
-        ref_model=None if lora is not None else load_policy(cfg),
+        # LoRA: no second copy (a new adapter: disabled = the start model; a continued `model.adapter`:
+        # TRL's frozen "ref" copy of it). Full fine-tuning: a second copy of the start model.
+        ref_model=None if cfg.lora.enabled else load_policy(cfg),
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=lora,
+        peft_config=trainer_peft_config(cfg),
         callbacks=[throughput],
     )
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))

@@ -107,31 +107,108 @@ def _model_kwargs(cfg: RunConfig) -> dict[str, Any]:
     return kw
 
 
-def _from_pretrained(auto_cls: Any, cfg: RunConfig, **extra: Any) -> "PreTrainedModel":
+def continues_adapter(cfg: RunConfig) -> bool:
+    """True when the stage keeps training `model.adapter` itself (LoRA or QLoRA started from a previous stage).
+
+    That adapter is loaded trainable (as the seed recipe's `load_adapter(..., is_trainable=True)`), so
+    training starts from exactly the previous stage's model, 4-bit base or not; its r/alpha/targets
+    are the previous stage's, the `lora` section's are not used. The trainers then get no new
+    `peft_config` (see `trainer_peft_config`), and TRL's DPO/GRPO/RLOO keep a frozen copy of the
+    adapter named "ref" as their reference: the previous stage's model, not the bare base.
+    """
+    return bool(cfg.model.adapter) and cfg.lora.enabled
+
+
+def trainer_peft_config(cfg: RunConfig, **kwargs: Any) -> "LoraConfig | None":
+    """The `peft_config` to hand a TRL trainer: a new adapter, or None when the model already carries
+    the trainable `model.adapter` (`continues_adapter`)."""
+    return None if continues_adapter(cfg) else peft_config(cfg, **kwargs)
+
+
+def _from_pretrained(
+    auto_cls: Any,
+    cfg: RunConfig,
+    *,
+    task_type: str = "CAUSAL_LM",
+    modules_to_save: list[str] | None = None,
+    adapter_name: str = "default",
+    **extra: Any,
+) -> "PreTrainedModel":
+    """The base from `model.path` (4-bit with QLoRA), then `model.adapter`: merged at full precision for
+    full fine-tuning, else loaded as a trainable adapter named `adapter_name` (never merged into 4-bit)."""
     check_model_source(cfg.model.path, "model.path")
     try:
         model = auto_cls.from_pretrained(cfg.model.path, **_model_kwargs(cfg), **extra)
     except OSError as e:  # missing folder / not a model / unreachable Hub id
         raise ConfigError(f"model.path {cfg.model.path!r}: cannot load a model: {e}") from None
-    if cfg.model.adapter:
+    if cfg.model.adapter and not cfg.lora.enabled:  # full fine-tuning: exact merge (never 4-bit: qlora needs lora)
         model = _merge_adapter(model, cfg.model.adapter)
     if cfg.quant.qlora:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    if continues_adapter(cfg):
+        model = load_trainable_adapter(
+            model, cfg.model.adapter, task_type=task_type, modules_to_save=modules_to_save, adapter_name=adapter_name
+        )
     return model
 
 
-def _merge_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
-    """Fold a trained LoRA adapter (e.g. SFT's) into the base, so the next stage starts from it."""
-    from peft import PeftConfig, PeftModel
+def _adapter_config(adapter: str) -> Any:
+    from peft import PeftConfig
 
     if not (Path(adapter) / "adapter_config.json").exists() and Path(adapter).exists():
         raise ConfigError(f"model.adapter {adapter!r}: no adapter_config.json there")
     try:
-        config = PeftConfig.from_pretrained(adapter)
+        return PeftConfig.from_pretrained(adapter)
     except (OSError, ValueError) as e:
         raise ConfigError(f"model.adapter {adapter!r}: cannot load a peft adapter: {e}") from None
+
+
+def load_trainable_adapter(
+    model: "PreTrainedModel",
+    adapter: str,
+    *,
+    task_type: str = "CAUSAL_LM",
+    modules_to_save: list[str] | None = None,
+    adapter_name: str = "default",
+) -> Any:
+    """`model` wrapped as a PeftModel whose adapter `adapter_name` is `adapter`, trainable.
+
+    `task_type` may differ from the adapter's own (a causal-LM SFT adapter continued as a reward
+    model: "SEQ_CLS", with the new `score` head in `modules_to_save`).
+    """
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    config = _adapter_config(adapter)
+    config.task_type = task_type
+    if modules_to_save:
+        config.modules_to_save = list(dict.fromkeys([*(config.modules_to_save or []), *modules_to_save]))
+    config.inference_mode = False
+    peft_model = get_peft_model(model, config, adapter_name=adapter_name)
+    # modules the adapter did not save (a new `score` head) keep their fresh weights
+    weights = {**get_peft_model_state_dict(peft_model, adapter_name=adapter_name), **load_peft_weights(adapter)}
+    result = set_peft_model_state_dict(peft_model, weights, adapter_name=adapter_name)
+    missing = [k for k in result.missing_keys if f".{adapter_name}." in k and "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise ConfigError(f"model.adapter {adapter!r}: does not fit model.path (missing {missing[:2]}, "
+                          f"unexpected {list(result.unexpected_keys)[:2]})")
+    return peft_model
+
+
+def is_quantized(model: Any) -> bool:
+    """A bitsandbytes 4/8-bit base (merging into it would re-quantise, and round away, the adapter)."""
+    return getattr(model, "hf_quantizer", None) is not None or bool(getattr(model, "is_loaded_in_4bit", False))
+
+
+def _merge_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
+    """Fold a trained LoRA adapter into a full-precision base (full fine-tuning from it, or a merged save)."""
+    from peft import PeftModel
+
+    if is_quantized(model):
+        raise ConfigError(f"model.adapter {adapter!r}: refusing to merge an adapter into a quantised base (it would be rounded away)")
+    config = _adapter_config(adapter)
     # task-agnostic wrapper: lets a causal-LM (SFT) adapter merge into a reward model's trunk too
     config.task_type = None
     return PeftModel.from_pretrained(model, adapter, config=config).merge_and_unload()
@@ -153,11 +230,12 @@ def load_tokenizer(cfg: RunConfig, *, padding_side: str | None = None) -> "PreTr
     return tok
 
 
-def load_policy(cfg: RunConfig) -> "PreTrainedModel":
-    """A causal LM from `model.path` (+ merged `model.adapter`), in the run's dtype (4-bit with QLoRA)."""
+def load_policy(cfg: RunConfig, *, adapter_name: str = "default") -> "PreTrainedModel":
+    """A causal LM from `model.path` in the run's dtype (4-bit with QLoRA), with `model.adapter`:
+    a PeftModel training that adapter (named `adapter_name`) when LoRA is on, else merged in."""
     from transformers import AutoModelForCausalLM
 
-    model = _from_pretrained(AutoModelForCausalLM, cfg)
+    model = _from_pretrained(AutoModelForCausalLM, cfg, adapter_name=adapter_name)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = model.config.pad_token_id
     return model
@@ -167,11 +245,14 @@ def load_reward_model(cfg: RunConfig, *, pad_token_id: int | None = None) -> "Pr
     """A one-label sequence classifier (the reward model) from `model.path`.
 
     From a causal-LM checkpoint the `score` head is new (random); train it through
-    `peft_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"])`.
+    `trainer_peft_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"])`. With `model.adapter`
+    and LoRA, that (e.g. SFT) adapter is continued as a SEQ_CLS adapter with `score` trainable.
     """
     from transformers import AutoModelForSequenceClassification
 
-    model = _from_pretrained(AutoModelForSequenceClassification, cfg, num_labels=1)
+    model = _from_pretrained(
+        AutoModelForSequenceClassification, cfg, task_type="SEQ_CLS", modules_to_save=["score"], num_labels=1
+    )
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id  # the head reads the last non-pad token
     return model
@@ -196,6 +277,8 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """Arguments every TRL `*Config` (a `TrainingArguments`) takes, from the shared run settings."""
     has_eval = cfg.data.test_split is not None
     check_save_mode(cfg)
+    if "8bit" in cfg.optim and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"optim: {cfg.optim} needs bitsandbytes (pip install 'prefkit[gpu]'); use adamw_torch here")
     if cfg.report_to != "none" and importlib.util.find_spec(cfg.report_to) is None:
         raise ConfigError(f"report_to: {cfg.report_to} needs the {cfg.report_to} package (pip install {cfg.report_to})")
     return {
@@ -208,6 +291,10 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "lr_scheduler_type": cfg.lr_scheduler,
         "warmup_steps": cfg.warmup,
         "weight_decay": cfg.weight_decay,
+        "optim": cfg.optim,
+        "max_grad_norm": cfg.max_grad_norm,
+        "adam_beta1": cfg.adam_beta1,
+        "adam_beta2": cfg.adam_beta2,
         "per_device_train_batch_size": cfg.batch_size,
         "per_device_eval_batch_size": cfg.eval_batch_size or cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
@@ -229,11 +316,11 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
 def saved_as(cfg: RunConfig) -> str:
     """What <output_dir>/model will hold: "adapter" (a LoRA over the bare `model.path`) or "merged".
 
-    A run that started from `model.adapter` trained over a base with that adapter merged in; its own
-    adapter is only right over that merged base, so it is saved merged (an adapter folder would be
-    loaded over the bare base and score with the wrong weights). Full fine-tuning saves a full model.
+    A run started from `model.adapter` kept training that adapter over the bare base
+    (`continues_adapter`), so its adapter save, too, is right over the bare `model.path`.
+    Full fine-tuning saves a full model.
     """
-    return "adapter" if cfg.lora.enabled and cfg.save == "adapter" and not cfg.model.adapter else "merged"
+    return "adapter" if cfg.lora.enabled and cfg.save == "adapter" else "merged"
 
 
 def sharded_run() -> bool:
@@ -244,10 +331,9 @@ def sharded_run() -> bool:
 def check_save_mode(cfg: RunConfig) -> None:
     """Before training: a merged LoRA save cannot be made from sharded weights here (only the adapter would be)."""
     if cfg.lora.enabled and saved_as(cfg) == "merged" and sharded_run():
-        why = "save: merged" if cfg.save == "merged" else f"model.adapter {cfg.model.adapter!r} (needs a merged save)"
         raise ConfigError(
-            f"{why} under DeepSpeed/FSDP: sharded runs save the adapter only. Use save: adapter and no "
-            "model.adapter (merge that adapter into a model folder first), or run without DeepSpeed/FSDP"
+            "save: merged under DeepSpeed/FSDP: sharded runs save the adapter only. Use save: adapter "
+            "(merge it into a model folder after the run), or run without DeepSpeed/FSDP"
         )
 
 
@@ -268,29 +354,59 @@ def save_final(trainer: Any, cfg: RunConfig) -> Path:
         return target
     model = trainer.accelerator.unwrap_model(trainer.model)
     with atomic_path(target, directory=True) as tmp:
-        if saved_as(cfg) == "merged" and isinstance(model, PeftModel):
-            if cfg.quant.qlora:  # a 4-bit base cannot hold merged weights: merge into a fresh full-precision base
-                model = _merged_from_adapter(model, cfg, tmp)
-            else:
-                model = model.merge_and_unload()
-        model.save_pretrained(tmp)
+        save_model_final(model, cfg, tmp)
         if trainer.processing_class is not None:
             trainer.processing_class.save_pretrained(tmp)
     return target
 
 
-def _merged_from_adapter(model: Any, cfg: RunConfig, tmp: Path) -> "PreTrainedModel":
+def save_model_final(model: Any, cfg: RunConfig, folder: Path, *, adapter_name: str = "default") -> None:
+    """Save `model` into `folder`: the adapter `adapter_name` alone (not TRL's "ref" copy, nor PPO's
+    value adapter), or merged (`saved_as`). A merged save never comes out of a 4-bit model: the
+    adapter is merged into a fresh full-precision base loaded from `model.path`."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        model.save_pretrained(folder)
+        return
+    if saved_as(cfg) == "adapter":
+        model.save_pretrained(folder, selected_adapters=[adapter_name])
+        _fix_adapter_folder(folder, adapter_name)
+        return
+    if cfg.quant.qlora or is_quantized(model.get_base_model()):
+        merged = _merged_from_adapter(model, cfg, folder, adapter_name=adapter_name)
+    else:
+        for name in [n for n in model.peft_config if n != adapter_name]:
+            model.delete_adapter(name)
+        model.set_adapter(adapter_name)
+        merged = model.merge_and_unload()
+    merged.save_pretrained(folder)
+
+
+def _fix_adapter_folder(folder: Path, adapter_name: str) -> None:
+    """peft writes a non-"default" adapter into <folder>/<name>/: move it up, so the folder is the adapter."""
+    sub = Path(folder) / adapter_name
+    if adapter_name != "default" and sub.is_dir() and not (Path(folder) / "adapter_config.json").exists():
+        for item in sub.iterdir():
+            item.rename(Path(folder) / item.name)
+        sub.rmdir()
+
+
+def _merged_from_adapter(model: Any, cfg: RunConfig, tmp: Path, *, adapter_name: str = "default") -> "PreTrainedModel":
+    """The trained adapter merged into `model.path` loaded afresh in the compute dtype (not 4-bit)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     adapter_dir = tmp / "_adapter"
-    model.save_pretrained(adapter_dir)
-    is_seq_cls = model.peft_config["default"].task_type == "SEQ_CLS"
+    model.save_pretrained(adapter_dir, selected_adapters=[adapter_name])
+    _fix_adapter_folder(adapter_dir, adapter_name)
+    is_seq_cls = model.peft_config[adapter_name].task_type == "SEQ_CLS"
     auto_cls = AutoModelForSequenceClassification if is_seq_cls else AutoModelForCausalLM
     extra = {"num_labels": 1} if is_seq_cls else {}
-    base = auto_cls.from_pretrained(cfg.model.path, dtype=getattr(torch, cfg.quant.compute_dtype), **extra)
-    if cfg.model.adapter:
-        base = _merge_adapter(base, cfg.model.adapter)
+    base = auto_cls.from_pretrained(
+        cfg.model.path, dtype=getattr(torch, cfg.quant.compute_dtype), trust_remote_code=cfg.model.trust_remote_code, **extra
+    )
+    # the adapter was trained over the bare model.path (a started-from adapter was continued, not merged)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     shutil.rmtree(adapter_dir)
     return merged

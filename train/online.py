@@ -84,7 +84,7 @@ def _prompt_dataset(prompts: list[Prompt]) -> Any:
 def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: list[Prompt] | None) -> dict[str, Any]:
     import trl
 
-    from train.models import load_policy, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+    from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
     from train.datasets import load_prompts
     from train.summary import ThroughputCallback, finish_run
 
@@ -117,7 +117,7 @@ def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: lis
         args=args,
         train_dataset=_prompt_dataset(prompts),
         processing_class=load_tokenizer(cfg, padding_side="left"),
-        peft_config=peft_config(cfg),
+        peft_config=trainer_peft_config(cfg),
         callbacks=[throughput],
     )
     trainer.train(resume_from_checkpoint=resolve_resume(cfg))

@@ -1,12 +1,14 @@
 """prefkit's PPO for language models (InstructGPT / Llama 2), on transformers + peft + accelerate.
 
-One copy of the weights: the SFT model (its adapter merged in) is the frozen base; two LoRA
-adapters sit on it, `default` for the policy and `value` for the critic (plus a linear value
-head on the critic's last hidden state). The reference policy is the base with adapters
-disabled, so the per-token KL penalty costs no second model.
+One copy of the weights: `model.path` is the frozen base (4-bit under QLoRA); LoRA adapters sit on
+it: `default` for the policy and `value` for the critic (plus a linear value head on the critic's
+last hidden state). Started from a previous stage's adapter (`model.adapter`, e.g. SFT's), the
+policy *is* that adapter, trained further, and a frozen copy of it (`ref`) is the reference: the
+SFT model. Otherwise the policy is a new adapter and the reference is the base with the adapters
+disabled. Either way the per-token KL penalty costs no second model.
 
 Each step: sample a rollout batch of prompts, generate, score with the reward function, compute
-per-token KL-penalised rewards (optionally whitened), GAE advantages (whitened) and returns, then
+per-token KL-penalised rewards (the final score optionally whitened first, `whiten`), GAE advantages (whitened) and returns, then
 run `ppo_epochs` passes of clipped policy and value losses over shuffled mini-batches.
 Checkpoints hold both adapters, the value head, optimizer, scheduler, RNG and log history, so a
 resumed run continues exactly where the last checkpoint left it. The maths is in `ppo_losses`.
@@ -18,9 +20,10 @@ import math
 import random
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,11 +34,12 @@ from data.errors import ConfigError
 from data.schema import Prompt
 from train.config import RunConfig
 from train.datasets import load_prompts
-from train.ppo_losses import gae, kl_penalised_rewards, masked_mean, policy_loss, value_loss, whiten
+from train.ppo_losses import gae, masked_mean, policy_loss, shaped_rewards, value_loss, whiten
 from train.scoring import RewardFn, RewardSection, load_reward, messages
 
 POLICY = "default"  # peft's default name, so the saved policy adapter is a plain adapter folder
 VALUE = "value"
+REF = "ref"  # a frozen copy of `model.adapter` when the run continues one: the KL reference
 STATE_FILE = "trainer_state.pt"
 
 
@@ -61,7 +65,13 @@ class PpoConfig(RunConfig):
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     vf_coef: float = 0.1
-    whiten_rewards: bool = False
+    # whitening of the reward before GAE: `sequence` (Llama 2) standardises the final score over the
+    # rollout batch before the per-token KL penalty is added; `tokens` whitens the per-token KL-penalised
+    # rewards, mean kept (TRL's `whiten_rewards`, length-biased); `none` leaves them as they are
+    whiten: Literal["none", "sequence", "tokens"] = "none"
+    whiten_rewards: bool | None = None  # replaced by `whiten`; kept only to name the replacement
+    rollout_batch_size: int | None = None  # prompts generated at once (None: batch_size)
+    forward_batch_size: int | None = None  # rows per forward pass, rollout and loss (None: mini_batch_size)
     missing_eos_penalty: float | None = None  # subtracted from the score of a response that never ended
     max_grad_norm: float = 1.0
     lr: float = 1e-5
@@ -76,6 +86,15 @@ class PpoConfig(RunConfig):
             raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size ({self.mini_batch_size})")
         if self.temperature <= 0:
             raise ConfigError("temperature must be > 0 (PPO samples)")
+        if self.whiten_rewards is not None:
+            raise ConfigError(
+                f"whiten_rewards: {str(self.whiten_rewards).lower()} is replaced by whiten: sequence (Llama 2: the "
+                "final score whitened over the batch), tokens (the old whiten_rewards: true, as TRL) or none "
+                "(the old false)")
+        for name in ("rollout_batch_size", "forward_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1 (or null)")
 
 
 class ValueHead(nn.Module):
@@ -106,6 +125,45 @@ class Rollout:
     stats: dict[str, float]
 
 
+LOGIT_CHUNK_TOKENS = 1024  # real tokens per vocabulary projection: 1024 × 128,256 × 4 B = 0.5 GB of fp32 logits
+
+
+def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    from trl.trainer.utils import selective_log_softmax
+
+    return selective_log_softmax(head(hidden).float() / temperature, labels)
+
+
+def token_logprobs(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                   temperature: float = 1.0, *, with_entropy: bool = False,
+                   chunk_tokens: int = LOGIT_CHUNK_TOKENS) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token `log softmax(head(hidden) / T)[label]` (float32, 0 where `mask` is 0), and the entropy
+    when asked, without materialising `rows × length × vocab` logits: only the real tokens are projected,
+    `chunk_tokens` at a time. With gradients on, each chunk is checkpointed, so backward recomputes its
+    logits instead of keeping them: at most one chunk of fp32 logits exists at any moment."""
+    keep = mask.bool()
+    flat_h, flat_y = hidden[keep], labels[keep]
+    lps, ents = [], []
+    for i in range(0, flat_h.shape[0], chunk_tokens):
+        h, y = flat_h[i:i + chunk_tokens], flat_y[i:i + chunk_tokens]
+        if torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            lps.append(checkpoint(_chunk_logprobs, head, h, y, temperature, use_reentrant=False))
+            continue
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+        logits = head(h).float() / temperature
+        lps.append(selective_log_softmax(logits, y))
+        if with_entropy:
+            ents.append(entropy_from_logits(logits))
+        del logits
+    zeros = torch.zeros(labels.shape, dtype=torch.float32, device=hidden.device)
+    logprobs = zeros.masked_scatter(keep, torch.cat(lps)) if lps else zeros
+    entropy = (zeros.masked_scatter(keep, torch.cat(ents)) if ents else zeros.clone()) if with_entropy else None
+    return logprobs, entropy
+
+
 class PpoTrainer:
     """Build with a config (and optionally a reward function / prompts for tests), then `train()`."""
 
@@ -115,7 +173,7 @@ class PpoTrainer:
         from peft import get_peft_model
         from trl.trainer.utils import disable_dropout_in_model
 
-        from train.models import check_save_mode, load_policy, load_tokenizer, peft_config, use_bf16
+        from train.models import check_save_mode, continues_adapter, load_policy, load_tokenizer, peft_config, use_bf16
 
         check_save_mode(cfg)
         self.cfg = cfg
@@ -128,8 +186,16 @@ class PpoTrainer:
         )
         self.prompts = prompts if prompts is not None else load_prompts(cfg.data)
         self.tokenizer = load_tokenizer(cfg, padding_side="left")
-        lora = peft_config(cfg)
-        model = get_peft_model(load_policy(cfg), lora, adapter_name=POLICY)
+        if continues_adapter(cfg):
+            # started from a previous stage's adapter (e.g. SFT): the policy keeps training exactly that
+            # adapter over the bare (4-bit with QLoRA) base, and a frozen copy of it is the KL reference:
+            # the SFT model itself, never a merge into 4-bit
+            model = load_policy(cfg, adapter_name=POLICY)
+            model.load_adapter(cfg.model.adapter, adapter_name=REF, is_trainable=False)
+            self.ref_adapter: str | None = REF
+        else:
+            model = get_peft_model(load_policy(cfg), peft_config(cfg), adapter_name=POLICY)
+            self.ref_adapter = None  # the reference is the base with the adapters disabled
         model.add_adapter(VALUE, peft_config(cfg))
         model.set_requires_grad([POLICY, VALUE], True)
         if cfg.gradient_checkpointing:
@@ -180,61 +246,88 @@ class PpoTrainer:
     # ------------------------------------------------------------------------------ forwards
 
     def _forward(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor, mask: torch.Tensor,
-                 adapter: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token (log-probs, entropy) under `adapter` (None: the reference) or (values, None) for VALUE."""
+                 adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token (log-probs, entropy or None) under `adapter` (POLICY, REF, or None: the adapters
+        disabled) or (values, None) for VALUE, for the rows given (at most `forward_batch_size` rows).
+
+        The decoder runs once; the vocabulary projection runs only on the real response tokens, a few
+        thousand at a time (`token_logprobs`), so full `rows × length × vocab` logits never exist."""
         ids = torch.cat([query, response], dim=1)
         attn = torch.cat([query_mask, mask.long()], dim=1)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)  # left padding: positions count real tokens only
         P = query.shape[1]
         peft_model = self._peft
-        if adapter == VALUE:
-            peft_model.set_adapter(VALUE)
-            hidden = peft_model.get_base_model().get_decoder()(input_ids=ids, attention_mask=attn, position_ids=pos)
-            return self.value_head(hidden.last_hidden_state[:, P - 1:-1]), None
-        if adapter is None:
-            with peft_model.disable_adapter():
-                logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
-        else:
-            peft_model.set_adapter(adapter)
-            logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
-        logits = logits[:, P - 1:-1].float() / self.cfg.temperature
-        from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+        base = peft_model.get_base_model()
+        if adapter is not None:
+            peft_model.set_adapter(adapter, inference_mode=adapter == REF)  # REF stays frozen
+        with self.accelerator.autocast(), (peft_model.disable_adapter() if adapter is None else nullcontext()):
+            hidden = base.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+            hidden = hidden[:, P - 1:-1]  # the state that predicts each response token
+            if adapter == VALUE:
+                return self.value_head(hidden), None
+            return token_logprobs(base.get_output_embeddings(), hidden, response, mask, self.cfg.temperature,
+                                  with_entropy=entropy)
 
-        return selective_log_softmax(logits, response), entropy_from_logits(logits)
+    def _chunked(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor, mask: torch.Tensor,
+                 adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`_forward` over all rows, `forward_batch_size` rows at a time (the rollout's no-grad passes)."""
+        step = self.forward_batch_size
+        outs, ents = [], []
+        for i in range(0, response.shape[0], step):
+            sl = slice(i, i + step)
+            out, ent = self._forward(query[sl], query_mask[sl], response[sl], mask[sl], adapter, entropy=entropy)
+            outs.append(out)
+            ents.append(ent)
+        return torch.cat(outs), (torch.cat(ents) if entropy else None)
+
+    @property
+    def forward_batch_size(self) -> int:
+        return self.cfg.forward_batch_size or self.cfg.mini_batch_size
 
     # ------------------------------------------------------------------------------- rollout
+
+    @torch.no_grad()
+    def _generate(self, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sampled response ids for every prompt row, `rollout_batch_size` prompts at a time, right-padded."""
+        cfg, tok = self.cfg, self.tokenizer
+        peft_model = self._peft
+        peft_model.set_adapter(POLICY)
+        P = enc["input_ids"].shape[1]
+        step = cfg.rollout_batch_size or cfg.batch_size
+        parts = []
+        for i in range(0, enc["input_ids"].shape[0], step):
+            out = peft_model.generate(
+                input_ids=enc["input_ids"][i:i + step], attention_mask=enc["attention_mask"][i:i + step],
+                do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            )
+            parts.append(out[:, P:])
+        width = max(p.shape[1] for p in parts)
+        return torch.cat([nn.functional.pad(p, (0, width - p.shape[1]), value=tok.pad_token_id) for p in parts])
 
     @torch.no_grad()
     def rollout(self, prompts: list[Prompt]) -> Rollout:
         cfg, tok = self.cfg, self.tokenizer
         texts = [tok.apply_chat_template(messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.accelerator.device)
-        peft_model = self._peft
-        peft_model.set_adapter(POLICY)
-        out = peft_model.generate(
-            **enc, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        )
         query, query_mask = enc["input_ids"], enc["attention_mask"]
-        response = out[:, query.shape[1]:]
+        response = self._generate(enc)
         is_eos = response == tok.eos_token_id
         ended = is_eos.any(dim=1)
         first_eos = torch.where(ended, is_eos.float().argmax(dim=1), torch.full_like(ended, response.shape[1], dtype=torch.long))
         mask = (torch.arange(response.shape[1], device=response.device)[None, :] <= first_eos[:, None]).float()
         response = torch.where(mask.bool(), response, torch.full_like(response, tok.pad_token_id))
 
-        logprobs, entropy = self._forward(query, query_mask, response, mask, POLICY)
-        ref_logprobs, _ = self._forward(query, query_mask, response, mask, None)
-        values, _ = self._forward(query, query_mask, response, mask, VALUE)
+        logprobs, entropy = self._chunked(query, query_mask, response, mask, POLICY, entropy=True)
+        ref_logprobs, _ = self._chunked(query, query_mask, response, mask, self.ref_adapter)
+        values, _ = self._chunked(query, query_mask, response, mask, VALUE)
         completions = tok.batch_decode(response, skip_special_tokens=True)
         scores = torch.tensor(self.reward_fn(prompts, completions), dtype=torch.float32, device=response.device)
         raw_scores = scores.clone()
         if cfg.missing_eos_penalty is not None:
             scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
-        rewards, kl = kl_penalised_rewards(scores, logprobs, ref_logprobs, mask, cfg.kl_coef)
-        if cfg.whiten_rewards:
-            rewards = whiten(rewards, mask, shift_mean=False)
+        rewards, kl = shaped_rewards(scores, logprobs, ref_logprobs, mask, cfg.kl_coef, whitening=cfg.whiten)
         advantages, returns = gae(rewards, values, mask, gamma=cfg.gamma, lam=cfg.lam)
         advantages = whiten(advantages, mask)
         self.tokens += int(query_mask.sum() + mask.sum())
@@ -261,14 +354,26 @@ class PpoTrainer:
             order = torch.randperm(ro.query.shape[0], device=ro.query.device)
             for start in range(0, len(order), cfg.mini_batch_size):
                 i = order[start:start + cfg.mini_batch_size]
-                q, qm, r, m = ro.query[i], ro.query_mask[i], ro.response[i], ro.mask[i]
-                # separate graphs for the two adapters: each backward sees only its own adapter active
-                logprobs, _ = self._forward(q, qm, r, m, POLICY)
-                pg, clipfrac, approx_kl = policy_loss(logprobs, ro.logprobs[i], ro.advantages[i], m, cliprange=cfg.cliprange)
-                self.accelerator.backward(pg / cfg.grad_accum)
-                values, _ = self._forward(q, qm, r, m, VALUE)
-                vf, vf_clipfrac = value_loss(values, ro.values[i], ro.returns[i], m, cliprange_value=cfg.cliprange_value)
-                self.accelerator.backward(cfg.vf_coef * vf / cfg.grad_accum)
+                # the mini-batch's losses are token means over all its rows; each `forward_batch_size`
+                # slice adds its tokens' share, so the gradient equals one pass over the whole mini-batch
+                tokens = ro.mask[i].sum().clamp(min=1)
+                parts: dict[str, torch.Tensor] = {}
+                for j in range(0, len(i), self.forward_batch_size):
+                    c = i[j:j + self.forward_batch_size]
+                    q, qm, r, m = ro.query[c], ro.query_mask[c], ro.response[c], ro.mask[c]
+                    share = m.sum() / tokens
+                    # separate graphs for the two adapters: each backward sees only its own adapter active
+                    logprobs, _ = self._forward(q, qm, r, m, POLICY)
+                    pg, clipfrac, approx_kl = policy_loss(logprobs, ro.logprobs[c], ro.advantages[c], m,
+                                                          cliprange=cfg.cliprange)
+                    self.accelerator.backward(pg * share / cfg.grad_accum)
+                    values, _ = self._forward(q, qm, r, m, VALUE)
+                    vf, vf_clipfrac = value_loss(values, ro.values[c], ro.returns[c], m,
+                                                 cliprange_value=cfg.cliprange_value)
+                    self.accelerator.backward(cfg.vf_coef * vf * share / cfg.grad_accum)
+                    for k, v in (("policy_loss", pg), ("clipfrac", clipfrac), ("approx_kl", approx_kl),
+                                 ("value_loss", vf), ("value_clipfrac", vf_clipfrac)):
+                        parts[k] = parts.get(k, 0.0) + (v.detach() * share)
                 micro += 1
                 if micro % cfg.grad_accum == 0 or start + cfg.mini_batch_size >= len(order):
                     if cfg.max_grad_norm:
@@ -277,9 +382,8 @@ class PpoTrainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     micro = 0
-                for k, v in (("policy_loss", pg), ("clipfrac", clipfrac), ("approx_kl", approx_kl),
-                             ("value_loss", vf), ("value_clipfrac", vf_clipfrac)):
-                    sums[k] = sums.get(k, 0.0) + v.item()
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
                 count += 1
         return {k: v / count for k, v in sums.items()}
 
@@ -367,16 +471,13 @@ class PpoTrainer:
         self.step, self.tokens, self.history = state["step"], state["tokens"], state["history"]
 
     def save_final(self, target: Path) -> Path:
-        """The policy adapter (or the merged model, see `train.models.saved_as`) and tokenizer, atomically."""
-        from train.models import saved_as
+        """The policy adapter (over the bare `model.path`, also when the run continued `model.adapter`),
+        or with `save: merged` a full model: merged at full precision, from a fresh bf16/fp32 copy of
+        `model.path` under QLoRA, never from the 4-bit one (`train.models.save_model_final`)."""
+        from train.models import save_model_final
 
-        peft_model = self._peft
         with atomic_path(target, directory=True) as tmp:
-            if saved_as(self.cfg) == "merged":
-                peft_model.delete_adapter(VALUE)
-                peft_model.merge_and_unload().save_pretrained(tmp)
-            else:
-                peft_model.save_pretrained(tmp, selected_adapters=[POLICY])
+            save_model_final(self._peft, self.cfg, tmp, adapter_name=POLICY)
             self.tokenizer.save_pretrained(tmp)
         return target
 

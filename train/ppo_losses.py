@@ -59,6 +59,35 @@ def kl_penalised_rewards(
     return rewards * mask, kl
 
 
+def shaped_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    *,
+    whitening: str = "none",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-token rewards GAE sees, with the batch's whitening. Returns `(rewards, kl)`.
+
+    - `none`: `kl_penalised_rewards` as is.
+    - `sequence` (Llama 2, §3.2.3): the final scores are whitened over the batch, `(s − mean) / std`
+      (unbiased std), *then* the per-token KL penalty is added. Only the score's scale and offset
+      change, the same for every answer, so the ranking of answers is untouched and length plays no part.
+    - `tokens` (TRL's `whiten_rewards`): the KL-penalised per-token rewards are whitened over all real
+      tokens of the batch, mean kept. Every token of a long answer then gets a share of the shift, so an
+      answer's return depends on its length with a sign set by the reward model's arbitrary offset.
+    """
+    if whitening == "sequence":
+        scores = whiten(scores.float().reshape(1, -1)).reshape(scores.shape)
+    elif whitening not in ("none", "tokens"):
+        raise ValueError(f"whitening must be none, sequence or tokens, got {whitening!r}")
+    rewards, kl = kl_penalised_rewards(scores, logprobs, ref_logprobs, mask, kl_coef)
+    if whitening == "tokens":
+        rewards = whiten(rewards, mask, shift_mean=False)
+    return rewards, kl
+
+
 def gae(
     rewards: torch.Tensor,
     values: torch.Tensor,

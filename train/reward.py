@@ -19,7 +19,7 @@ from data.errors import ConfigError, DataError
 from data.schema import Strength
 from train.config import ModelConfig, RewardConfig, RunConfig
 from train.datasets import load_split, preference_dataset
-from train.models import load_reward_model, load_tokenizer, peft_config, resolve_resume, trainer_kwargs
+from train.models import load_reward_model, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
 from train.summary import ThroughputCallback, finish_run
 
 CONFIG = RewardConfig
@@ -56,7 +56,7 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
         eval_dataset=test_ds,
         processing_class=tokenizer,
         # a causal-LM checkpoint has no reward head: "score" is new and must train with the adapter
-        peft_config=peft_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"]),
+        peft_config=trainer_peft_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"]),
         callbacks=[throughput],
     )
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))

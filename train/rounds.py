@@ -16,13 +16,25 @@ Which method a round uses is one line: `methods: [rejection_sampling, rejection_
 in the config, or `--method` on the command line.
 
 A policy is always a model folder plus at most one adapter: a stage that starts from a policy
-with an adapter merges it in and saves a merged model, so no chain of adapters builds up.
+with an adapter keeps training that adapter (`train.models.continues_adapter`) and saves it again
+as an adapter over the same model folder (or, with `save: merged`, a full model), so no chain of
+adapters builds up and nothing is ever merged into a 4-bit base.
+
+Like Llama 2, round N's reward model trains on every round's labelled data so far (`reward_data:
+all`, deduplicated by pair, the newest label winning), optionally with open preference sets mixed in
+by share (`reward_mix`); `reward_data: round` trains on the round's own labels only. Every step in
+`rounds.json` records the code (prefkit version, git commit), the library versions and a content
+hash of each dataset it read or wrote, so a round can be audited and reproduced.
 """
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
+import random
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +51,15 @@ STATE_FILE = "rounds.json"
 CONFIG_FILE = "rounds.yaml"
 Method = Literal["rejection_sampling", "ppo"]
 STEPS = ("generate", "judgements", "export", "reward", "policy")
+
+
+@dataclass
+class MixSet:
+    """An extra preference set mixed into every round's reward data (Llama 2 mixes open data)."""
+
+    source: str = ""  # any labelled format the data room reads (exported folder, JSONL, Parquet, Hub id)
+    share: float = 0.0  # its share of the reward model's training rows, in (0, 1)
+    split: str | None = None  # None: the reader's default ("train" of a dataset folder; a file's rows)
 
 
 @dataclass
@@ -61,6 +82,10 @@ class RoundsConfig:
     ppo: str | None = None  # configs/train/ppo-*.yaml
     overrides: dict[str, list[str]] = field(default_factory=dict)
     reward_from_policy: bool = True  # each round's reward model starts from its policy (else: the reward YAML's model)
+    # all (Llama 2): round N's reward model trains on rounds 1..N's labelled data, deduplicated by pair;
+    # round: on this round's labels only
+    reward_data: Literal["all", "round"] = "all"
+    reward_mix: list[MixSet] = field(default_factory=list)  # open preference sets mixed in by share
     aggregate_rule: str = "mean"
     margin: Literal["none", "small", "large"] = "small"
     test_size: float = 0.2
@@ -73,6 +98,13 @@ class RoundsConfig:
         unknown = set(self.overrides) - {"generate", "reward", "sft", "best_of_k", "ppo"}
         if unknown:
             raise ConfigError(f"overrides: unknown stage(s) {', '.join(sorted(unknown))}")
+        for i, mix in enumerate(self.reward_mix):
+            if not mix.source:
+                raise ConfigError(f"reward_mix[{i}].source is empty")
+            if not 0 < mix.share < 1:
+                raise ConfigError(f"reward_mix[{i}].share must be in (0, 1), got {mix.share}")
+        if self.reward_mix and sum(m.share for m in self.reward_mix) >= 1:
+            raise ConfigError("reward_mix: the shares must add up to less than 1 (the rest is the rounds' own data)")
 
     def method(self, round_no: int) -> Method:
         return self.methods[min(round_no, len(self.methods)) - 1]
@@ -80,6 +112,73 @@ class RoundsConfig:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+HASH_SKIP = {"README.md"}  # a dataset card: rendered from the data, and it names its folder
+
+
+def content_hash(path: str | Path) -> str | None:
+    """`sha256:<hex>` of a file's bytes (what `sha256sum` prints), or of a folder's files (relative path + bytes, in path order,
+    the dataset card left out, so the same rows exported into two folders hash the same); None when
+    `path` is not local (a Hub id)."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and f.name not in HASH_SKIP)
+    for f in files:
+        if p.is_dir():
+            h.update(f.relative_to(p).as_posix().encode("utf-8") + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        if p.is_dir():
+            h.update(b"\x1f")
+    return "sha256:" + h.hexdigest()
+
+
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "vllm")
+_CODE: dict[str, Any] = {}
+
+
+def code_versions() -> dict[str, Any]:
+    """prefkit's version, the git commit of the code that ran (when it is a git checkout; `dirty` when
+    tracked files differ from it) and the installed versions of the libraries the stages use."""
+    if not _CODE:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def ver(name: str) -> str | None:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return None
+
+        repo = Path(__file__).resolve().parents[1]
+        commit, dirty = None, None
+        try:
+            out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=20)
+            if out.returncode == 0:
+                commit = out.stdout.strip()
+                status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                        capture_output=True, text=True, timeout=60)
+                dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+        _CODE.update(prefkit=ver("prefkit"), git_commit=commit, git_dirty=dirty,
+                     libraries={n: v for n in LIBRARIES if (v := ver(n)) is not None})
+    return {**_CODE, "libraries": dict(_CODE["libraries"])}
+
+
+def free_memory() -> None:
+    """Between in-process stages: drop the last stage's objects and hand cached GPU memory back."""
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 class Project:
@@ -103,6 +202,9 @@ class Project:
             value = getattr(cfg, name)
             if value and Path(value).exists():  # local paths work from any folder later (Hub ids stay)
                 setattr(cfg, name, str(Path(value).resolve()))
+        for mix in cfg.reward_mix:
+            if Path(mix.source).exists():
+                mix.source = str(Path(mix.source).resolve())
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / CONFIG_FILE) as tmp:
             tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -165,9 +267,18 @@ class RoundRunner:
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.project.folder)) if path.is_relative_to(self.project.folder) else str(path)
 
-    def record(self, step: str, output: Path | str | None, command: str, **extra: Any) -> None:
-        self.rnd["steps"][step] = {"output": self.rel(Path(output)) if output else None, "command": command,
-                                   "finished_at": _now(), **extra}
+    def record(self, step: str, output: Path | str | None, command: str, *, inputs: list[str | Path] = (),
+               outputs: list[str | Path] = (), **extra: Any) -> None:
+        """One finished step: its output, command, code and library versions, and the content hash of
+        every dataset it read (`inputs`) and wrote (`outputs`)."""
+        code = code_versions()
+        self.rnd["steps"][step] = {
+            "output": self.rel(Path(output)) if output else None, "command": command, "finished_at": _now(),
+            **extra,
+            "code": {k: code[k] for k in ("prefkit", "git_commit", "git_dirty")}, "libraries": code["libraries"],
+            "data": {"inputs": {self.rel(Path(p)) if Path(p).exists() else str(p): content_hash(p) for p in inputs},
+                     "outputs": {self.rel(Path(p)): content_hash(p) for p in outputs}},
+        }
         self.project.save()
 
     def out(self, step: str) -> Path:
@@ -190,7 +301,8 @@ class RoundRunner:
                             {"prompts": self.cfg.prompts, "out": str(out), "models": [model],
                              "seed": self.rnd["round"]}, config_file)
         generate_pairs(cfg, resume=out.exists())
-        self.record("generate", out, f"prefkit generate --config {config_file} --resume")
+        self.record("generate", out, f"prefkit generate --config {config_file} --resume",
+                    inputs=[self.cfg.prompts], outputs=[out])
 
     def judgements(self, labelled: Path) -> None:
         if not labelled.is_file():
@@ -198,7 +310,8 @@ class RoundRunner:
         target = self.dir / "judgements" / labelled.name  # the name keeps its format's suffix
         with atomic_path(target) as tmp:
             shutil.copyfile(labelled, tmp)
-        self.record("judgements", target, f"cp {labelled.resolve()} {target}", source=str(labelled.resolve()))
+        self.record("judgements", target, f"cp {labelled.resolve()} {target}", source=str(labelled.resolve()),
+                    inputs=[labelled.resolve()], outputs=[target])
 
     def export(self) -> None:
         from data.export import export_judged
@@ -213,7 +326,8 @@ class RoundRunner:
                         "judgements": str(labels)})
         self.record("export", out, f"prefkit data export {pairs} {out} --judgements {labels} "
                     f"--rule {self.cfg.aggregate_rule} --margin {self.cfg.margin} "
-                    f"--test-size {self.cfg.test_size} --seed {self.rnd['round']}", rows=report.exported)
+                    f"--test-size {self.cfg.test_size} --seed {self.rnd['round']}", rows=report.exported,
+                    inputs=[pairs, labels], outputs=[out])
 
     def reward(self) -> None:
         from train import reward
@@ -221,13 +335,65 @@ class RoundRunner:
 
         out = self.dir / "reward"
         config_file = self.dir / "reward.yaml"
-        wiring: dict[str, Any] = {"output_dir": str(out), "data": {"source": str(self.out("export"))}}
+        source, data_info, inputs = self.reward_data()
+        wiring: dict[str, Any] = {"output_dir": str(out), "data": {"source": str(source)}}
         if self.cfg.reward_from_policy:  # Llama 2: the reward model starts from the chat model
             wiring["model"] = _policy_model(self.rnd["policy"])
         cfg = _stage_config(RewardConfig, self.cfg.reward, self.over("reward"), wiring, config_file)
         summary = reward.run(cfg)
         self.record("reward", summary["model_dir"], f"prefkit train reward --config {config_file}",
-                    metrics=_scalars(summary["metrics"]))
+                    metrics=_scalars(summary["metrics"]), reward_data=data_info, inputs=inputs or [source],
+                    outputs=[source] if inputs else [])
+
+    def reward_data(self) -> tuple[Path, dict[str, Any], list[str | Path]]:
+        """The reward model's dataset: this round's export (`reward_data: round`, no mix), or every
+        round's export so far, deduplicated by pair (the newest round's label wins), plus the
+        `reward_mix` sets at their shares, exported (re-split by prompt) into `round-N/reward-data`.
+        Returns (dataset, what it holds, the datasets it came from)."""
+        from data.export import export_dataset
+        from data.readers import read_preferences
+
+        own = self.out("export")
+        if self.cfg.reward_data == "round" and not self.cfg.reward_mix:
+            return own, {"rounds": [self.rnd["round"]], "rows": self.rnd["steps"]["export"].get("rows")}, []
+        rounds = [r for r in self.project.state["rounds"] if r["round"] <= self.rnd["round"] and "export" in r["steps"]]
+        if self.cfg.reward_data == "round":
+            rounds = [self.rnd]
+        rows: dict[tuple, Any] = {}
+        read = 0
+        sources: list[str | Path] = []
+        per_round: dict[int, int] = {}
+        for r in rounds:
+            folder = self.project.folder / r["steps"]["export"]["output"]
+            sources.append(folder)
+            splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+            for split in splits:
+                for row in read_preferences(folder, split):
+                    read += 1
+                    key = _pair_key(row)
+                    rows.pop(key, None)  # a pair labelled again later: the newer label replaces it
+                    rows[key] = row
+                    per_round[r["round"]] = per_round.get(r["round"], 0) + 1
+        collected = list(rows.values())
+        info: dict[str, Any] = {"mode": self.cfg.reward_data, "rounds": [r["round"] for r in rounds],
+                                "rows_read": read, "rows_read_by_round": per_round,
+                                "duplicates_dropped": read - len(collected), "rows": len(collected), "mix": []}
+        total = len(collected) / (1 - sum(m.share for m in self.cfg.reward_mix)) if self.cfg.reward_mix else 0
+        rng = random.Random(self.rnd["round"])
+        for mix in self.cfg.reward_mix:
+            pool = [row for row in read_preferences(mix.source, mix.split) if _pair_key(row) not in rows]
+            want = round(mix.share * total)
+            taken = rng.sample(pool, min(want, len(pool)))
+            for row in taken:
+                rows[_pair_key(row)] = row
+            sources.append(mix.source)
+            info["mix"].append({"source": mix.source, "split": mix.split, "share": mix.share, "wanted": want,
+                                "rows": len(taken), "available": len(pool)})
+        out = self.dir / "reward-data"
+        export_dataset(list(rows.values()), out, test_size=self.cfg.test_size, seed=self.rnd["round"],
+                       margin=self.cfg.margin, provenance={"round": self.rnd["round"], "reward_data": info})
+        info["rows"] = len(rows)
+        return out, info, sources
 
     def policy(self) -> None:
         if self.rnd["method"] == "ppo":
@@ -246,7 +412,7 @@ class RoundRunner:
             config_file)
         summary = ppo.run(cfg)
         self.record("policy", summary["model_dir"], f"prefkit train ppo --config {config_file}",
-                    method="ppo", metrics=_scalars(summary["metrics"]))
+                    method="ppo", metrics=_scalars(summary["metrics"]), inputs=[self.cfg.prompts])
         self._finish(Path(summary["model_dir"]), cfg)
 
     def _rejection_sampling(self) -> None:
@@ -262,7 +428,9 @@ class RoundRunner:
                 "seed": self.rnd["round"]}, bok_file)
             summary = best_of_k.run(bok_cfg)
             self.record("best_of_k", summary["dataset_dir"], f"prefkit train best-of-k --config {bok_file}",
-                        metrics=_scalars(summary["metrics"]), splits=summary["splits"])
+                        metrics=_scalars(summary["metrics"]), splits=summary["splits"],
+                        inputs=[self.cfg.prompts], outputs=[summary["dataset_dir"]])
+            free_memory()
         dataset = self.out("best_of_k")
         has_test = "test" in self.rnd["steps"]["best_of_k"]["splits"]
         cfg = _stage_config(SftConfig, self.cfg.sft, self.over("sft"), {
@@ -270,11 +438,11 @@ class RoundRunner:
             "data": {"source": str(dataset), **({} if has_test else {"test_split": None})}}, sft_file)
         summary = sft.run(cfg)
         self.record("policy", summary["model_dir"], f"prefkit train sft --config {sft_file}",
-                    method="rejection_sampling", metrics=_scalars(summary["metrics"]))
+                    method="rejection_sampling", metrics=_scalars(summary["metrics"]), inputs=[dataset])
         self._finish(Path(summary["model_dir"]), cfg)
 
     def _finish(self, model_dir: Path, cfg: Any) -> None:
-        from train.models import saved_as  # a policy with an adapter comes back merged
+        from train.models import saved_as
 
         self.rnd["next_policy"] = _next_policy(self.rnd["policy"], model_dir, saved_as(cfg))
         self.rnd["status"] = "done"
@@ -282,8 +450,18 @@ class RoundRunner:
         self.project.save()
 
 
+def _pair_key(row: Any) -> tuple:
+    """A pair's identity whichever answer won: the prompt and the two answers as a set."""
+    return (row.system or "", row.question, frozenset((row.chosen, row.rejected)))
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
+    """The scalar metrics and the flat dicts of scalars (accuracy per strength, pairs per strength)."""
+    def scalar(v: Any) -> bool:
+        return isinstance(v, (int, float, str)) or v is None
+
+    return {k: v for k, v in metrics.items()
+            if scalar(v) or (isinstance(v, dict) and all(scalar(x) for x in v.values()))}
 
 
 class AwaitingJudgements(PrefkitError):
@@ -300,6 +478,7 @@ def run_round(project_dir: str | Path, *, judgements: str | Path | None = None, 
     steps = rnd["steps"]
     if "generate" not in steps:
         runner.generate()
+        free_memory()
     if "judgements" not in steps:
         if judgements is None:
             rnd["status"] = "awaiting_judgements"
@@ -313,8 +492,10 @@ def run_round(project_dir: str | Path, *, judgements: str | Path | None = None, 
         runner.export()
     if "reward" not in steps:
         runner.reward()
+        free_memory()
     if "policy" not in steps:
         runner.policy()
+        free_memory()
     return rnd
 
 

@@ -54,7 +54,7 @@ def test_chain_runs_sft_reward_dpo_from_the_cli(tiny_model_path, marker_dataset,
     chain = json.loads((out / "summary.json").read_text())["stages"]
     assert list(chain) == ["sft", "reward", "dpo"]
     sft_model = chain["sft"]["model_dir"]
-    # the reward model and DPO both start from the SFT adapter (merged into the base)
+    # the reward model and DPO both start from (and keep training) the SFT adapter
     assert chain["reward"]["config"]["model"]["adapter"] == sft_model
     assert chain["dpo"]["config"]["model"]["adapter"] == sft_model
     for stage in ("sft", "reward", "dpo"):

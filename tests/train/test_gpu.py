@@ -34,3 +34,34 @@ def test_qlora_dpo_on_gpu_with_merged_save(tiny_model_path, marker_dataset, tmp_
     summary = dpo.run(load_config(DpoConfig, None, [*_sets(tiny_model_path, marker_dataset, tmp_path / "dpo"), "save=merged"]))
     assert summary["metrics"]["last"]["rewards/margins"] > summary["metrics"]["first"]["rewards/margins"]
     assert summary["peak_gpu_memory_gb"] > 0
+
+
+def test_qlora_dpo_from_a_qlora_sft_adapter_starts_at_the_sft_model(tiny_model_path, marker_dataset, tmp_path):
+    """Real 4-bit: SFT with QLoRA, then DPO from its adapter. The DPO policy before its first step is
+    the SFT model (4-bit base + SFT adapter), and so is its reference: first implicit rewards are 0."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from train import sft
+    from train.config import SftConfig
+    from train.models import load_policy
+
+    sets = _sets(tiny_model_path, marker_dataset, tmp_path / "sft")
+    sft_summary = sft.run(load_config(SftConfig, None, sets))
+    adapter = sft_summary["model_dir"]
+    dpo_sets = [*_sets(tiny_model_path, marker_dataset, tmp_path / "dpo"), f"model.adapter={adapter}", "logging_steps=1"]
+    cfg = load_config(DpoConfig, None, dpo_sets)
+    ids = torch.randint(10, 300, (2, 16), device="cuda")
+    policy = load_policy(cfg)
+    base4 = load_policy(load_config(DpoConfig, None, _sets(tiny_model_path, marker_dataset, tmp_path / "x")))
+    want = PeftModel.from_pretrained(base4, adapter)
+    with torch.no_grad():
+        policy.eval(), want.eval()
+        torch.testing.assert_close(policy(input_ids=ids).logits.float(), want(input_ids=ids).logits.float(), rtol=0, atol=1e-2)
+    del policy, want, base4
+    summary = dpo.run(cfg)
+    # ~0: the policy and its reference are the same SFT adapter (TRL keeps the trained copy in bf16 under QLoRA)
+    assert abs(summary["metrics"]["first"]["rewards/chosen"]) < 0.05
+    assert (tmp_path / "dpo" / "model" / "adapter_config.json").exists()
+    merged = dpo.run(load_config(DpoConfig, None, [*dpo_sets, "save=merged", f"output_dir={tmp_path / 'dpo-m'}"]))
+    assert AutoModelForCausalLM.from_pretrained(merged["model_dir"]).dtype == torch.bfloat16  # never a 4-bit save

@@ -30,17 +30,28 @@ def ppo_config(model_path, out, **kw):
     return PpoConfig(**{**base, **kw})
 
 
-@pytest.mark.slow
-def test_ppo_raises_rule_based_reward_with_bounded_kl(tiny_model_path, tmp_path):
-    from train.ppo import run
-
-    summary = run(ppo_config(tiny_model_path, tmp_path / "ppo"), reward_fn=count_a, prompts=PROMPTS)
-    hist = summary["log_history"]
-    assert len(hist) == 15
+def kl_bound(hist, kl_coef):
+    """The largest KL a run that did its job can have: PPO maximises E[score] − β·KL, and the reference
+    itself reaches E_ref[score] at KL 0, so a policy at least as good on that objective has
+    KL ≤ (E[score] − E_ref[score]) / β. Scores and KL are 3-rollout means at the start and the end."""
     first = sum(h["reward"] for h in hist[:3]) / 3
     last = sum(h["reward"] for h in hist[-3:]) / 3
+    return first, last, (last - first) / kl_coef
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 3])  # seed 3 broke the old hand-tuned bound (KL < 30)
+def test_ppo_raises_rule_based_reward_with_bounded_kl(tiny_model_path, tmp_path, seed):
+    from train.ppo import run
+
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", seed=seed)
+    summary = run(cfg, reward_fn=count_a, prompts=PROMPTS)
+    hist = summary["log_history"]
+    assert len(hist) == 15
+    first, last, bound = kl_bound(hist, cfg.kl_coef)
     assert last > first + 1.0, (first, last)
-    assert all(h["kl"] < 30.0 for h in hist), [h["kl"] for h in hist]  # nats per response of 16 tokens
+    kl_end = sum(h["kl"] for h in hist[-3:]) / 3
+    assert kl_end <= bound, (kl_end, bound, [h["kl"] for h in hist])  # nats per answer of ≤ 16 tokens
     for key in ("entropy", "clipfrac", "value_loss", "policy_loss"):
         assert key in hist[-1]
     on_disk = json.loads((tmp_path / "ppo" / "summary.json").read_text())
@@ -112,4 +123,194 @@ def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, marker_datase
     # the rise must exceed twice the standard error of a 3-batch mean of the first batches' scores
     std_err = max(h["reward_std"] for h in hist[:3]) / math.sqrt(3 * cfg.batch_size)
     assert last - first > 2 * std_err, (first, last, std_err)
-    assert all(h["kl"] < 30.0 for h in hist)
+    kl_end = sum(h["kl"] for h in hist[-3:]) / 3
+    assert kl_end <= kl_bound(hist, cfg.kl_coef)[2], (kl_end, [h["kl"] for h in hist])
+
+
+def test_whiten_configs_and_the_old_whiten_rewards_key(tmp_path):
+    from data.config import load_config
+    from data.errors import ConfigError
+    from train.ppo import PpoConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    assert load_config(PpoConfig, repo / "configs/train/ppo-gpu.yaml").whiten == "sequence"  # Llama 2
+    assert load_config(PpoConfig, repo / "configs/train/ppo-tiny.yaml").whiten == "none"
+    old = tmp_path / "old.yaml"
+    old.write_text("model: {path: m}\nwhiten_rewards: true\n")
+    with pytest.raises(ConfigError, match="whiten_rewards: true is replaced by whiten: sequence") as err:
+        load_config(PpoConfig, old)
+    assert "tokens (the old whiten_rewards: true" in str(err.value)
+    with pytest.raises(ConfigError, match="rollout_batch_size"):
+        load_config(PpoConfig, None, ["model.path=m", "rollout_batch_size=0"])
+
+
+def test_chunked_token_logprobs_equal_full_logits_values_and_gradients():
+    import torch
+
+    from train.ppo import token_logprobs
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 50)
+    hidden = torch.randn(3, 5, 6, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]]).float()
+    full = torch.log_softmax(head(hidden).float() / 0.7, -1).gather(-1, labels[..., None]).squeeze(-1) * mask
+    (full * torch.arange(1.0, 6.0)).sum().backward()
+    want_h, want_w = hidden.grad.clone(), head.weight.grad.clone()
+    hidden.grad, head.weight.grad = None, None
+    chunked, _ = token_logprobs(head, hidden, labels, mask, 0.7, chunk_tokens=3)  # 10 real tokens: 4 chunks
+    assert torch.allclose(chunked, full, atol=1e-6)
+    (chunked * torch.arange(1.0, 6.0)).sum().backward()
+    assert torch.allclose(hidden.grad, want_h, atol=1e-6) and torch.allclose(head.weight.grad, want_w, atol=1e-6)
+    with torch.no_grad():
+        lp, ent = token_logprobs(head, hidden, labels, mask, 0.7, with_entropy=True, chunk_tokens=4)
+        p = torch.softmax(head(hidden) / 0.7, -1)
+        assert torch.allclose(lp, full, atol=1e-6)
+        assert torch.allclose(ent, -(p * p.log()).sum(-1) * mask, atol=1e-5)
+
+
+def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_path):
+    """forward_batch_size splits the rollout's forwards and each mini-batch's loss: the log-probs equal the
+    model's own full logits, and one update's gradient (Adam's first moment) equals the unchunked one."""
+    import torch
+
+    from train.ppo import POLICY, PpoTrainer
+
+    def trainer(**kw):
+        cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=8, ppo_epochs=1, max_steps=1,
+                         max_new_tokens=8, max_grad_norm=0.0, **kw)
+        t = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
+        torch.manual_seed(1)
+        with torch.no_grad():  # a policy adapter that differs from the reference
+            for name, p in t._peft.named_parameters():
+                if "lora_B" in name and ".default" in name:
+                    p.normal_(0, 0.2)
+        return t
+
+    one = trainer()
+    torch.manual_seed(2)
+    ro = one.rollout(PROMPTS)
+    q = torch.cat([ro.query, ro.response], dim=1)
+    attn = torch.cat([ro.query_mask, ro.mask.long()], dim=1)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    P = ro.query.shape[1]
+    with torch.no_grad():
+        one._peft.set_adapter(POLICY)
+        logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+        full = torch.log_softmax(logits, -1).gather(-1, ro.response[..., None]).squeeze(-1) * ro.mask
+        with one._peft.disable_adapter():
+            ref_logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+        ref_full = torch.log_softmax(ref_logits, -1).gather(-1, ro.response[..., None]).squeeze(-1) * ro.mask
+    assert torch.allclose(ro.logprobs, full, atol=1e-5)
+    assert not torch.allclose(full, ref_full, atol=1e-3)  # the policy is not the reference here
+    chunked = trainer(forward_batch_size=3, rollout_batch_size=3)
+    lp, _ = chunked._chunked(ro.query, ro.query_mask, ro.response, ro.mask, POLICY)
+    ref, _ = chunked._chunked(ro.query, ro.query_mask, ro.response, ro.mask, None)
+    assert torch.allclose(lp, full, atol=1e-5) and torch.allclose(ref, ref_full, atol=1e-5)
+    assert chunked.rollout(PROMPTS).response.shape[0] == 8  # three generate calls (3 + 3 + 2 prompts)
+
+    moments = []
+    for t in (one, chunked):
+        torch.manual_seed(3)
+        t.ppo_update(ro)
+        moments.append([t.optimizer.state[p]["exp_avg"].clone() if p in t.optimizer.state else None
+                        for g in t.optimizer.param_groups for p in g["params"]])
+    assert [a is None for a in moments[0]] == [b is None for b in moments[1]]
+    moments = [[a for a in m if a is not None] for m in moments]
+    assert len(moments[0]) > 0
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(*moments))
+    assert any(a.abs().sum() > 0 for a in moments[0])
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tiny_model_path, tmp_path_factory):
+    """A causal-LM LoRA adapter with non-zero weights (r=4, unlike the PPO config's r=8), as SFT saves one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, init_lora_weights=False,
+                      task_type="CAUSAL_LM")
+    out = tmp_path_factory.mktemp("sft") / "model"
+    get_peft_model(base, lora).save_pretrained(out)
+    return out
+
+
+def test_ppo_from_an_sft_adapter_trains_it_against_the_sft_model_as_reference(tiny_model_path, sft_adapter, tmp_path):
+    """Started from model.adapter, the policy is exactly the SFT model at the start (KL 0 on the first
+    rollout, the reference being a frozen copy of the adapter, not the bare base); the saved adapter is
+    the SFT adapter trained further, over the bare base; `save: merged` is that adapter merged."""
+    import torch
+    from peft import PeftModel, load_peft_weights
+    from transformers import AutoModelForCausalLM
+
+    from train.ppo import POLICY, REF, PpoTrainer
+
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=2,
+                     max_new_tokens=8, lr=1e-2)
+    cfg.model.adapter = str(sft_adapter)
+    trainer = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
+    assert trainer.ref_adapter == REF
+    torch.manual_seed(0)
+    ro = trainer.rollout(PROMPTS[:4])
+    ref, _ = trainer._chunked(ro.query, ro.query_mask, ro.response, ro.mask, REF)
+    bare, _ = trainer._chunked(ro.query, ro.query_mask, ro.response, ro.mask, None)
+    assert torch.allclose(ro.logprobs, ref, atol=1e-6) and ro.stats["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert not torch.allclose(ref, bare, atol=1e-3)  # the reference is the SFT model, not the base
+    frozen = {n: p.detach().clone() for n, p in trainer._peft.named_parameters() if f".{REF}." in n}
+    in_optimizer = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert frozen and not any(id(p) in in_optimizer for n, p in trainer._peft.named_parameters() if n in frozen)
+
+    summary = trainer.train()
+    assert all(torch.equal(p, frozen[n]) for n, p in trainer._peft.named_parameters() if n in frozen)
+    saved = Path(summary["model_dir"])
+    config = json.loads((saved / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["base_model_name_or_path"] == str(tiny_model_path)  # SFT's adapter, continued
+    sft_w, ppo_w = load_peft_weights(str(sft_adapter)), load_peft_weights(str(saved))
+    assert set(sft_w) == set(ppo_w) and any(not torch.equal(sft_w[k], ppo_w[k]) for k in sft_w)
+    policy = trainer._peft
+    policy.set_adapter(POLICY)
+
+    merged_cfg = ppo_config(tiny_model_path, tmp_path / "ppo-merged", batch_size=4, mini_batch_size=4, ppo_epochs=1,
+                            max_steps=1, max_new_tokens=8, save="merged")
+    merged_cfg.model.adapter = str(saved)
+    merged_trainer = PpoTrainer(merged_cfg, reward_fn=count_a, prompts=PROMPTS)
+    out = merged_trainer.save_final(tmp_path / "merged")  # no training: the merge of `saved` over the base
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    expected = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(saved)).merge_and_unload()
+    ids = torch.tensor([[1, 5, 9, 12, 7]])
+    assert torch.allclose(merged(ids).logits, expected(ids).logits, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_ppo_from_an_sft_adapter_saves_a_full_precision_merge(tiny_model_path, sft_adapter, tmp_path):
+    """QLoRA PPO from an SFT adapter: KL 0 at the start (reference = the SFT adapter on the same 4-bit
+    base) and `save: merged` comes from a fresh full-precision base, so it equals the saved adapter
+    merged at full precision (a merge into the 4-bit base would be rounded, see test_chaining)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        pytest.skip("needs bitsandbytes (prefkit[gpu])")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from train.config import QuantConfig
+    from train.ppo import PpoTrainer
+
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=2,
+                     max_new_tokens=8, quant=QuantConfig(qlora=True), save="merged", forward_batch_size=2)
+    cfg.model.adapter = str(sft_adapter)
+    trainer = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
+    summary = trainer.train()
+    assert summary["log_history"][0]["kl"] == pytest.approx(0.0, abs=1e-3)
+    adapter_dir = tmp_path / "adapter"
+    trainer._peft.save_pretrained(adapter_dir, selected_adapters=["default"])
+    merged = AutoModelForCausalLM.from_pretrained(summary["model_dir"], dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.bfloat16)
+    expected = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().float()
+    for (name, w), (_, e) in zip(merged.named_parameters(), expected.named_parameters()):
+        assert torch.allclose(w, e, atol=1e-2), name

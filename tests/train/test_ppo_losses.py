@@ -73,3 +73,51 @@ def test_kl_penalty_per_token_and_score_on_last_real_token():
     rewards, kl = kl_penalised_rewards(scores, logprobs, ref, mask, kl_coef=0.1)
     assert kl[0].tolist() == pytest.approx([0.5, 0.0, 0.0])
     assert rewards[0].tolist() == pytest.approx([-0.05, 2.0, 0.0])
+
+
+def test_sequence_whitening_whitens_the_final_score_then_adds_the_kl_penalty():
+    from train.ppo_losses import shaped_rewards
+
+    scores = torch.tensor([1.0, 2.0, 3.0, 6.0])  # mean 3, unbiased variance (4 + 1 + 0 + 9) / 3 = 14/3
+    std = math.sqrt(14 / 3)
+    logprobs = torch.tensor([[-1.0, -1.0], [-1.0, -1.0], [-2.0, -1.0], [-1.0, -1.0]])
+    ref = torch.tensor([[-1.5, -1.0], [-1.0, -1.0], [-1.0, -1.0], [-1.0, -1.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    rewards, kl = shaped_rewards(scores, logprobs, ref, mask, kl_coef=0.1, whitening="sequence")
+    # row 0: KL 0.5 on token 0 → −0.05, whitened score (1−3)/std on its last token
+    assert rewards[0].tolist() == pytest.approx([-0.05, -2 / std], rel=1e-5)
+    assert rewards[1].tolist() == pytest.approx([-1 / std, 0.0], rel=1e-5)  # ends after one token
+    assert rewards[2].tolist() == pytest.approx([0.1, 0.0], abs=1e-6)  # KL −1 → +0.1; score 3 is the mean → 0
+    assert rewards[3].tolist() == pytest.approx([0.0, 3 / std], rel=1e-5)
+    assert kl[0].tolist() == pytest.approx([0.5, 0.0])
+    none, _ = shaped_rewards(scores, logprobs, ref, mask, kl_coef=0.1, whitening="none")
+    assert none[3].tolist() == pytest.approx([0.0, 6.0])
+
+
+def test_token_whitening_lets_a_short_low_score_outrank_a_long_high_score_and_sequence_does_not():
+    """The issue's example: an 8-token answer scored 1.0 and a 32-token answer scored 2.0, no KL.
+    `tokens` whitens all 40 token rewards (mean 3/40 kept); `sequence` whitens the two scores."""
+    from train.ppo_losses import shaped_rewards
+
+    scores = torch.tensor([1.0, 2.0])
+    mask = torch.zeros(2, 32)
+    mask[0, :8] = 1.0
+    mask[1, :] = 1.0
+    zeros = torch.zeros(2, 32)
+    mean = 3 / 40
+    std = math.sqrt((1.0 + 4.0 - 40 * mean**2) / 39)
+    # return (γ = 1) of each answer = sum of its whitened token rewards = (score − n·mean)/std + n·mean
+    short_return = (1.0 - 8 * mean) / std + 8 * mean  # 1.743
+    long_return = (2.0 - 32 * mean) / std + 32 * mean  # 1.257
+    tok, _ = shaped_rewards(scores, zeros, zeros, mask, kl_coef=0.1, whitening="tokens")
+    assert tok.sum(dim=1).tolist() == pytest.approx([short_return, long_return], rel=1e-5)
+    assert tok[0].sum() > tok[1].sum()  # the length bias: the worse answer now earns more
+    seq, _ = shaped_rewards(scores, zeros, zeros, mask, kl_coef=0.1, whitening="sequence")
+    assert seq.sum(dim=1).tolist() == pytest.approx([-math.sqrt(0.5), math.sqrt(0.5)], rel=1e-5)
+
+
+def test_unknown_whitening_is_refused():
+    from train.ppo_losses import shaped_rewards
+
+    with pytest.raises(ValueError, match="whitening"):
+        shaped_rewards(torch.zeros(1), torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), 0.1, whitening="batch")

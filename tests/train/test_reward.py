@@ -163,12 +163,14 @@ def sft_like_adapter(tiny_model_path, tmp_path_factory):
 def test_reward_from_an_adapter_is_saved_so_scoring_reproduces_its_test_metrics(
     tiny_model_path, marker_dataset, sft_like_adapter, tmp_path
 ):
-    """Trained over base + merged SFT adapter, the saved model must carry that adapter: scoring the
-    saved folder gives the stage's own test accuracy and margin (an adapter over the bare base did not)."""
+    """Started from the SFT adapter, the reward stage keeps training it (as a SEQ_CLS adapter with the
+    new head); saved as an adapter over the bare base, scoring the saved folder gives the stage's own
+    test accuracy and margin."""
     summary = reward.run(_cfg(tiny_model_path, marker_dataset, tmp_path / "run", "max_steps=4",
                               f"model.adapter={sft_like_adapter}", "data.max_rows=24"))
     model_dir = summary["model_dir"]
-    assert not (tmp_path / "run" / "model" / "adapter_config.json").exists()  # saved merged
+    adapter = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_path) and "score" in adapter["modules_to_save"]
     cfg = _cfg(tiny_model_path, marker_dataset, tmp_path, "data.max_rows=24")
     test = load_split(cfg.data, "test")
     test.to_json(tmp_path / "test.jsonl", force_ascii=False)
@@ -196,3 +198,32 @@ def test_reward_model_scorer_uses_the_gpu_in_bf16_where_there_is_one(tiny_model_
     assert scorer.model.dtype == (torch.bfloat16 if gpu and torch.cuda.is_bf16_supported() else torch.float32)
     scores = scorer([Prompt("Nói về trà."), Prompt("Kể về phở.")], ["Trà ngon.", "Phở ngon."])
     assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
+
+
+@pytest.mark.slow
+def test_reward_model_reads_a_marker_not_the_length(tiny_model_path, make_balanced_rows, tmp_path):
+    """The marker sits at a random place, in place of a distractor of the same token count, so length
+    carries no signal: held-out accuracy (overall and per strength level) must beat the untrained
+    model's (same head seed), which is near chance."""
+    from data.export import export_dataset
+    from transformers import AutoTokenizer
+
+    from train.models import load_reward_model
+
+    rows = make_balanced_rows(160, seed=0)
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    assert all(len(tok(r.chosen)["input_ids"]) == len(tok(r.rejected)["input_ids"]) for r in rows)
+    export_dataset(rows, tmp_path / "ds", test_size=0.25, seed=1, margin="small")
+    cfg = _cfg(tiny_model_path, tmp_path / "ds", tmp_path / "run", "max_steps=60", "logging_steps=20")
+    test = preference_dataset(load_split(cfg.data, "test"), cfg.data)
+    convs = lambda col: [p + c for p, c in zip(test["prompt"], test[col])]  # noqa: E731
+
+    torch.manual_seed(cfg.seed)
+    untrained = load_reward_model(cfg, pad_token_id=tok.pad_token_id)
+    before = reward.pair_metrics(reward.score_conversations(untrained, tok, convs("chosen")),
+                                 reward.score_conversations(untrained, tok, convs("rejected")), test["strength"])
+    m = reward.run(cfg)["metrics"]
+    assert m["test_pairs"] == 40
+    assert m["test_accuracy"] >= 0.85 and m["test_accuracy"] >= before["accuracy"] + 0.2, (before["accuracy"], m["test_accuracy"])
+    assert set(m["test_accuracy_by_strength"]) == {s.value for s in Strength}
+    assert all(acc >= 0.6 for acc in m["test_accuracy_by_strength"].values()), m["test_accuracy_by_strength"]

@@ -80,9 +80,9 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
     assert r2["policy"] == r1["next_policy"]
     pairs = read_pairs(project / r2["steps"]["generate"]["output"])
     assert pairs and {p.a.adapter for p in pairs} == {r1["next_policy"]["adapter"]}
-    # round 2 started from an adapter, so PPO saved a merged model: the next policy is one folder
-    assert r2["next_policy"] == {"model": str(project / "round-2" / "ppo" / "model"), "adapter": None}
-    assert (project / "round-2" / "ppo" / "model" / "config.json").exists()
+    # round 2 started from round 1's adapter: PPO kept training it and saved it as an adapter over the base
+    assert r2["next_policy"] == {"model": str(tiny_model_path), "adapter": str(project / "round-2" / "ppo" / "model")}
+    assert (project / "round-2" / "ppo" / "model" / "adapter_config.json").exists()
     for rnd, policy_cmd in ((r1, "prefkit train sft"), (r2, "prefkit train ppo")):
         steps = rnd["steps"]
         assert steps["export"]["rows"] > 0
@@ -93,13 +93,29 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
                 if word.endswith(".yaml"):
                     assert (project / word).is_file(), word
     assert r2["steps"]["reward"]["output"].endswith("reward/model")
+    # Llama 2: round 2's reward model trained on both rounds' labels (reward_data: all, the default)
+    rd = r2["steps"]["reward"]["reward_data"]
+    assert rd["rounds"] == [1, 2] and rd["rows"] == r1["steps"]["export"]["rows"] + r2["steps"]["export"]["rows"] - rd["duplicates_dropped"]
+    assert r1["steps"]["reward"]["reward_data"]["rounds"] == [1]
+    reward_yaml = yaml.safe_load((project / "round-2" / "reward.yaml").read_text())
+    assert reward_yaml["data"]["source"] == str(project / "round-2" / "reward-data")
+    assert set(r2["steps"]["reward"]["data"]["inputs"]) == {"round-1/dataset", "round-2/dataset"}
+    assert r2["steps"]["reward"]["data"]["outputs"]["round-2/reward-data"].startswith("sha256:")
+    assert r2["steps"]["reward"]["metrics"]["test_accuracy_by_strength"]  # per-strength accuracy is kept
+    for rnd in (r1, r2):
+        for name, step in rnd["steps"].items():
+            assert step["code"]["prefkit"] and "git_commit" in step["code"], name
+            assert step["libraries"]["torch"] and step["libraries"]["transformers"], name
+            assert all(h is None or h.startswith("sha256:") for h in step["data"]["inputs"].values()), name
+    assert r1["steps"]["export"]["data"]["outputs"]["round-1/dataset"].startswith("sha256:")
+    assert set(r1["steps"]["export"]["data"]["inputs"]) == {"round-1/pairs", "round-1/judgements/labels-1.parquet"}
     assert "best_of_k" in r1["steps"] and "best_of_k" not in r2["steps"]
     assert r1["steps"]["best_of_k"]["splits"] == list(load_from_disk(str(project / r1["steps"]["best_of_k"]["output"])))
 
     text = status_text(project)
     assert "round 1 [rejection_sampling] done" in text and "round 2 [ppo] done" in text
     assert f"$ prefkit train ppo --config {project / 'round-2' / 'ppo.yaml'}" in text
-    assert f"current policy: {project / 'round-2' / 'ppo' / 'model'}" in text
+    assert f"current policy: {tiny_model_path} + adapter {project / 'round-2' / 'ppo' / 'model'}" in text
 
 
 def test_round_cli_init_status_and_clear_errors(tmp_path):
@@ -152,3 +168,100 @@ def test_round_export_card_names_its_source_format_and_counts(tiny_model_path, t
     assert f"`{project / 'round-1' / 'pairs'}` (format `pairs`)" in card
     assert f"- **Judgements**: `{project / 'round-1' / 'judgements' / 'labels.parquet'}`" in card
     assert f"{judged} pairs, {judged} judgements, {step['rows']} exported" in card and step["rows"] > 0
+
+
+def _fake_round(project, n, rows, tmp_path):
+    """A round whose export step is done (an exported dataset of `rows`), as `run_round` records it."""
+    from data.export import export_dataset
+
+    out = project.folder / f"round-{n}" / "dataset"
+    export_dataset(rows, out, test_size=0.25, seed=n)
+    project.state["rounds"].append({"round": n, "method": "ppo", "status": "running", "dir": f"round-{n}",
+                                    "policy": {"model": "m", "adapter": None}, "next_policy": None,
+                                    "steps": {"export": {"output": f"round-{n}/dataset", "rows": len(rows)}}})
+    return project.state["rounds"][-1]
+
+
+def test_reward_data_all_accumulates_rounds_dedups_pairs_and_mixes_open_data_by_share(tmp_path):
+    from data.export import export_dataset
+    from data.readers import read_preferences
+    from data.schema import PreferenceRow, Strength
+    from train.rounds import Project, RoundRunner
+
+    def row(i, flip=False, strength=Strength.BETTER):
+        a, b = f"trả lời tốt {i}", f"trả lời kém {i}"
+        return PreferenceRow(question=f"câu hỏi {i}", chosen=b if flip else a, rejected=a if flip else b, strength=strength)
+
+    open_rows = [PreferenceRow(question=f"open {i}", chosen=f"yes {i}", rejected=f"no {i}") for i in range(100)]
+    export_dataset(open_rows, tmp_path / "open", test_size=0.0, seed=0)
+    config = tmp_path / "rounds.yaml"
+    config.write_text(yaml.safe_dump({"model": "m", "prompts": "p.jsonl", "test_size": 0.25,
+                                      "reward_mix": [{"source": str(tmp_path / "open"), "share": 0.2}]}))
+    project = Project.init(tmp_path / "proj", config)
+    _fake_round(project, 1, [row(i) for i in range(8)], tmp_path)
+    # round 2 labels pairs 6, 7 again (7 the other way round) and 8 new pairs
+    r2 = _fake_round(project, 2, [row(6), row(7, flip=True, strength=Strength.SLIGHTLY_BETTER)]
+                     + [row(i) for i in range(8, 16)], tmp_path)
+    source, info, inputs = RoundRunner(project, r2).reward_data()
+    assert source == project.folder / "round-2" / "reward-data"
+    assert info["rounds"] == [1, 2] and info["rows_read"] == 18 and info["duplicates_dropped"] == 2
+    # 16 distinct pairs are 80 %: open data adds round(0.2 × 16 / 0.8) = 4 rows
+    assert info["mix"][0]["wanted"] == 4 and info["mix"][0]["rows"] == 4 and info["rows"] == 20
+    got = [r for split in ("train", "test") for r in read_preferences(source, split)]
+    assert len(got) == 20 and sum(r.question.startswith("open") for r in got) == 4
+    seven = [r for r in got if r.question == "câu hỏi 7"]
+    assert len(seven) == 1 and seven[0].chosen == "trả lời kém 7"  # the newest label wins
+    assert seven[0].strength == Strength.SLIGHTLY_BETTER
+    assert {str(p) for p in inputs} == {str(project.folder / "round-1" / "dataset"),
+                                        str(project.folder / "round-2" / "dataset"), str(tmp_path / "open")}
+    # the train and test splits share no prompt
+    train_q = {r.question for r in read_preferences(source, "train")}
+    assert not train_q & {r.question for r in read_preferences(source, "test")}
+
+    project.cfg.reward_data, project.cfg.reward_mix = "round", []
+    own, info, inputs = RoundRunner(project, r2).reward_data()
+    assert own == project.folder / "round-2" / "dataset" and info["rounds"] == [2] and inputs == []
+
+
+def test_content_hash_and_code_versions(tmp_path):
+    import subprocess
+
+    from data.export import export_dataset
+    from data.schema import PreferenceRow
+    from train.rounds import code_versions, content_hash
+
+    rows = [PreferenceRow(question=f"q{i}", chosen=f"c{i}", rejected=f"r{i}") for i in range(6)]
+    export_dataset(rows, tmp_path / "a", test_size=0.3, seed=1)
+    export_dataset(rows, tmp_path / "b", test_size=0.3, seed=1)  # same rows, another folder (and card name)
+    export_dataset(rows[:5] + [PreferenceRow(question="q5", chosen="c5!", rejected="r5")], tmp_path / "c",
+                   test_size=0.3, seed=1)
+    assert content_hash(tmp_path / "a") == content_hash(tmp_path / "b")
+    assert content_hash(tmp_path / "a") != content_hash(tmp_path / "c")
+    assert content_hash(tmp_path / "a").startswith("sha256:") and content_hash("org/hub-id") is None
+    (tmp_path / "f.jsonl").write_text("x\n")
+    import hashlib
+
+    assert content_hash(tmp_path / "f.jsonl") == "sha256:" + hashlib.sha256(b"x\n").hexdigest()
+    code = code_versions()
+    repo = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert code["git_commit"] == head.stdout.strip() and isinstance(code["git_dirty"], bool)
+    import torch
+    import transformers
+
+    assert code["libraries"]["torch"] == torch.__version__ and code["libraries"]["transformers"] == transformers.__version__
+
+
+def test_reward_mix_config_errors(tmp_path):
+    from data.config import load_config
+    from data.errors import ConfigError
+    from train.rounds import RoundsConfig
+
+    with pytest.raises(ConfigError, match="share must be in"):
+        load_config(RoundsConfig, None, ["model=m", "prompts=p"], reward_mix=[{"source": "x", "share": 1.5}])
+    with pytest.raises(ConfigError, match="add up to less than 1"):
+        load_config(RoundsConfig, None, ["model=m", "prompts=p"],
+                    reward_mix=[{"source": "x", "share": 0.5}, {"source": "y", "share": 0.5}])
+    with pytest.raises(ConfigError, match="reward_data"):
+        load_config(RoundsConfig, None, ["model=m", "prompts=p", "reward_data=some"])
