@@ -52,7 +52,7 @@ def import_(
     ),
     calibration: Optional[float] = typer.Option(None, help="Share of pairs that get more judgements (new project: 0)."),
     calibration_overlap: Optional[int] = typer.Option(
-        None, help="Judgements a calibration pair needs (default: 2 × overlap)."
+        None, help="Judgements a calibration pair needs (default: the overlap)."
     ),
     seed: int = typer.Option(0, help="Seed for queue order and the calibration draw (new project)."),
     guidelines: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Markdown file of instructions."),

@@ -44,7 +44,7 @@ def test_import_is_idempotent_and_round_trips(store, make_pairs):
 
 def test_project_settings_are_checked(store):
     store.create_project("p", guidelines="# Rules", overlap=3)
-    assert store.get_project("p").calibration_overlap == 6
+    assert store.get_project("p").calibration_overlap == 3  # default: the project's overlap
     with pytest.raises(ConfigError, match="already exists"):
         store.create_project("p")
     with pytest.raises(ConfigError, match="overlap must be at least 1"):
@@ -343,7 +343,7 @@ def test_dashboard_figures(store, clock, make_pairs):
     assert d.labels_per_hour["judgements"].sum() == 8 and d.labels_per_hour["hour"].nunique() >= 2
     assert len(d.time_per_item) == 8
     assert dict(zip(d.strength["strength"], d.strength["judgements"])) == {
-        "significantly better": 0, "better": 4, "slightly better": 4, "negligibly better / unsure": 0}
+        "significantly better": 0, "better": 4, "slightly better": 4, "negligibly better": 0, "unsure": 0}
     bias = d.position_bias.set_index("annotator")
     assert bias.loc["ann", "left_share"] == 1.0 and bias.loc["bob", "left_share"] == 0.0
     assert bias.loc["(all)", "left_share"] == 0.5
