@@ -122,7 +122,7 @@ def test_sign_in_then_judge_shows_next_pair_in_one_click(seeded: Seeded) -> None
 
     at.checkbox[0].check()  # "A is unsafe": A is the left response as shown
     at.text_area[0].input("B lặp lại câu hỏi")
-    _click(at, "choice-2")  # "A better"
+    _click(at, "choice-3")  # "A better"
     assert not at.exception
 
     (stored,) = seeded.store.my_judgements("bob", "demo")
@@ -174,12 +174,13 @@ def test_a_refused_action_is_explained_not_a_traceback(seeded: Seeded) -> None:
 
 def test_every_point_of_the_row_maps_to_the_shown_side(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
-    for point in (-3, 0, 3):
+    for point in (-4, -1, 0, 1, 4):  # Llama 2's scale: a side with every level, and unsure
         held = seeded.store.claim("demo", "bob")
         _click(at, f"choice{point}")
         judged = {p.pair_id: j for p, j in seeded.store.my_judgements("bob", "demo")}[held.pair.pair_id]
-        assert judged.strength.level == abs(point)
-        assert judged.preferred == {-3: held.shown_order[0], 0: None, 3: held.shown_order[1]}[point]
+        assert judged.strength.level == max(0, abs(point) - 1)
+        assert judged.preferred == (held.shown_order[0] if point < 0 else held.shown_order[1] if point else None)
+        assert judged.choice() == point
 
 
 def test_skip_and_report(seeded: Seeded) -> None:
@@ -201,12 +202,12 @@ def test_skip_and_report(seeded: Seeded) -> None:
 def test_change_and_withdraw_a_judgement(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
     judged = _shown_question(at, seeded)
-    _click(at, "choice1")  # B slightly better
+    _click(at, "choice2")  # B slightly better
 
     at.switch_page("ui/my_work.py").run()
     assert not at.exception
     assert at.dataframe[0].value["choice"].tolist() == ["B slightly better"]
-    at.select_slider[0].set_value(-3)  # options are the 7-point values, shown by their labels
+    at.select_slider[0].set_value(-4)  # options are the choice values, shown by their labels
     at.button(key="edit-save").click().run()
     ((pair, changed),) = seeded.store.my_judgements("bob", "demo")
     assert pair.pair_id == judged.pair_id
@@ -337,7 +338,7 @@ def test_seed_demo_is_ready_to_label_and_idempotent(tmp_path: Path) -> None:
     assert seed_demo(url, tmp_path) == (admin, annotator)  # a second `make demo` changes nothing
     store = Store.open(url)
     assert store.count_pairs("demo") == len(read_pairs(SAMPLE)) > 50
-    assert "7-point" in store.get_project("demo").guidelines
+    assert "negligibly better" in store.get_project("demo").guidelines
     assert store.authenticate(admin).is_admin and not store.authenticate(annotator).is_admin
     assert oct((tmp_path / TOKENS_FILE).stat().st_mode & 0o777) == "0o600"
     (tmp_path / TOKENS_FILE).unlink()

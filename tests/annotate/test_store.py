@@ -391,10 +391,10 @@ def test_ensure_project_creates_once_and_keeps_queue_settings(store):
     with ThreadPoolExecutor(8) as pool:  # racing first imports create one project
         made = list(pool.map(lambda _: store.ensure_project("p", overlap=1, calibration=0.5, seed=3), range(8)))
     assert len({p.id for p in made}) == 1 and [p.name for p in store.list_projects()] == ["p"]
-    assert (made[0].overlap, made[0].calibration, made[0].calibration_overlap, made[0].seed) == (1, 0.5, 2, 3)
+    assert (made[0].overlap, made[0].calibration, made[0].calibration_overlap, made[0].seed) == (1, 0.5, 1, 3)
     assert store.ensure_project("p", overlap=1, guidelines="## Rules").guidelines == "## Rules"
     assert store.ensure_project("p").guidelines == "## Rules"  # None leaves them as they are
-    with pytest.raises(ConfigError, match="already exists with overlap=1, calibration_overlap=2; queue settings"):
+    with pytest.raises(ConfigError, match="already exists with overlap=1, calibration_overlap=1; queue settings"):
         store.ensure_project("p", overlap=2, calibration_overlap=4, guidelines="## Other")
     assert store.get_project("p").guidelines == "## Rules"  # the refused call changed nothing
     with pytest.raises(ConfigError, match="overlap must be at least 1"):
