@@ -36,13 +36,20 @@ ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 # The choice row's container sticks to the bottom of the window, on the page's own background.
 _CSS = """<style>
-.st-key-choices {
-  position: sticky; bottom: 0; z-index: 99; padding: 0.4rem 0 0.2rem;
+[data-testid=stLayoutWrapper]:has(> .st-key-choices) {
+  position: sticky; bottom: 0; z-index: 99;
+}
+.st-key-choices { padding: 0.4rem 0 0.6rem;
   background: var(--prefkit-bg, #fff); border-top: 1px solid rgba(128, 128, 128, 0.35);
 }
+[data-testid=stMainBlockContainer] { padding-top: 2.5rem; padding-bottom: 1rem; }
 .st-key-choices button { min-height: 2.4rem; padding: 0.15rem 0.3rem; }
 .st-key-choices button p { font-size: 0.8rem; line-height: 1.15; }
 .st-key-choices [data-testid=stCaptionContainer] p { font-size: 0.72rem; margin: 0; }
+@media (max-width: 1100px) {
+  .st-key-choices kbd { display: none; }
+  .st-key-choices button p { font-size: 0.74rem; }
+}
 .st-key-prompt [data-testid=stChatMessage] { padding: 0.35rem 0.5rem; }
 </style>"""
 
@@ -131,19 +138,30 @@ def _turn(role: str, text: str) -> None:
 
 
 def render_prompt(prompt: str | list[dict[str, str]], system: str | None = None) -> None:
-    """The prompt as a conversation: one bubble per turn, roles named; the turns before the last
-    user turn are folded in an expander, the last user turn (and anything after it) always shown."""
+    """The prompt. A dialogue is a conversation: one bubble per turn, roles named; the turns
+    before the last user turn are folded in an expander, the last user turn (and anything after
+    it) always shown. A single question is shown as it is (a long one scrolls in its box)."""
     turns = dialogue_turns(prompt)
     last_user = max((i for i, (role, _) in enumerate(turns) if role == "user"), default=0)
     with st.container(border=True, key="prompt"):
         if system:
             st.caption("System: " + escape_text(system))
+        if len(turns) == 1:
+            text = turns[0][1]
+            with st.container(height=LONG_TURN_PX if len(text) > LONG_TURN else "content", border=False):
+                st.markdown(safe_markdown(text))
+            return
         if last_user > 0:
             with st.expander(f"Earlier in the conversation ({last_user} turns)", expanded=False):
                 for role, text in turns[:last_user]:
                     _turn(role, text)
         for role, text in turns[last_user:]:
             _turn(role, text)
+
+
+def _breakable(label: str) -> str:
+    """The label with soft hyphens in its long words, so a narrow button breaks them cleanly."""
+    return label.replace("significantly", "signif\u00adicantly").replace("negligibly", "neglig\u00adibly")
 
 
 def _choice_row(user: User, project: str, assignment: Assignment | None) -> None:
@@ -155,13 +173,13 @@ def _choice_row(user: User, project: str, assignment: Assignment | None) -> None
         if assignment is not None:
             for column, (point, label) in zip(st.columns(9, gap="small"), sorted(CHOICE_LABELS.items()), strict=True):
                 column.button(
-                    label,
+                    _breakable(label),
                     key=f"choice{point}-{assignment.id}",
                     on_click=_submit,
                     args=(user, assignment, point),
                     shortcut=CHOICE_KEYS[point],
                     width="stretch",
-                    type="secondary",
+                    wrap=True,
                 )
         undo, skip, reason, report = st.columns([1, 1, 2, 1.3], vertical_alignment="bottom", gap="small")
         undo.button(

@@ -123,7 +123,7 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
     questions = {p.prompt.question: p for p in store.pairs("demo")}
 
     judged: list[tuple[str, str]] = []
-    for i, key in enumerate(["1", "4", "7"]):  # A significantly better, unsure, B significantly better
+    for i, key in enumerate(["1", "5", "9"]):  # A significantly better, unsure, B significantly better
         held = store.claim("demo", ANNOTATOR)
         assert _prompt(page) == held.pair.prompt.question
         assert held.pair.prompt.question in questions
@@ -131,7 +131,7 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
             # Typing digits into the rationale must not submit: shortcuts stay out of text fields.
             box = page.get_by_label("Rationale (optional)")
             box.click()
-            box.press_sequentially("câu 1 và câu 7 giống nhau")
+            box.press_sequentially("câu 1 và câu 9 giống nhau")
             assert _prompt(page) == held.pair.prompt.question
             assert len(store.my_judgements(ANNOTATOR, "demo")) == 1
             box.blur()  # commits the text; the next key press goes to the page
@@ -152,9 +152,9 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
         left, right = j.shown_order
         if key == "1":
             assert j.preferred == left and j.strength is Strength.SIGNIFICANTLY_BETTER
-        elif key == "4":
+        elif key == "5":
             assert j.preferred is None and j.strength is Strength.NEGLIGIBLY_BETTER
-            assert j.rationale == "câu 1 và câu 7 giống nhau"
+            assert j.rationale == "câu 1 và câu 9 giống nhau"
         else:
             assert j.preferred == right and j.strength is Strength.SIGNIFICANTLY_BETTER
             assert j.unsafe == (right,)
