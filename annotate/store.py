@@ -935,22 +935,69 @@ class Store:
         parquet: bool = False,
         jsonl: bool = False,
         name: str | None = None,
+        complete_only: bool = False,
     ) -> AggregateReport:
         """Aggregate the project's judgements and write the dataset with
         `data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
-        project goes in, so the card counts the ones not yet judged. Returns the aggregate report."""
+        project goes in, so the card counts the ones not yet judged; with `complete_only`, only the
+        pairs that have all the judgements their overlap asks for. The card and the returned
+        report say how many judged pairs are complete and how many are below their overlap."""
         from data.export import export_judged
 
         judgements = self.judgements(project)
         if not judgements:
             raise DataError(f"project {project!r} has no judgements to export")
         pairs = self.pairs(project)
+        completeness = self.completeness(project, complete_only=complete_only)
+        if complete_only:
+            keep = self._complete_pair_ids(project)
+            pairs = [p for p in pairs if p.pair_id in keep]
+            judgements = [j for j in judgements if j.pair_id in keep]
+            if not judgements:
+                raise DataError(f"project {project!r} has no pair with all its judgements yet (--complete-only)")
         _, report = export_judged(
             pairs, judgements, Path(out), rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet,
             jsonl=jsonl, name=name or project,
-            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs)},
+            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs),
+                        "completeness": completeness},
         )
+        report.complete_pairs = completeness["complete_pairs"]
+        report.below_overlap_pairs = completeness["below_overlap_pairs"]
+        report.complete_only = complete_only
         return report
+
+    def _complete_pair_ids(self, project: str) -> set[str]:
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            return set(conn.execute(select(P.pair_id).where(P.project_id == pid, P.complete == true())).scalars())
+
+    def completeness(self, project: str, complete_only: bool = False) -> dict[str, Any]:
+        """Judged pairs at their full overlap (`complete_pairs`) and judged pairs still below it
+        (`below_overlap_pairs`), for the export's summary and dataset card."""
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            row = conn.execute(
+                select(
+                    func.count().filter(P.complete == true()),
+                    func.count().filter(P.complete == false(), P.done > 0),
+                ).where(P.project_id == pid)
+            ).one()
+        return {"complete_pairs": int(row[0]), "below_overlap_pairs": int(row[1]), "complete_only": complete_only}
+
+    def export_judgements(self, project: str, out: str | Path) -> int:
+        """Write the project's judgement table (`pair_id`, `annotator`, `preferred`, `strength`,
+        shown order, flags, rationale, seconds, `created_at`; JSONL, JSON or Parquet by the file's
+        suffix): what `prefkit data export --judgements` and `prefkit round run --judgements`
+        read. Refuses to overwrite a file. Returns the number of judgements written."""
+        from data.writers import write_judgements
+
+        out = Path(out)
+        if out.exists():
+            raise ConfigError(f"{out} already exists; give a new file name")
+        judgements = self.judgements(project)
+        if not judgements:
+            raise DataError(f"project {project!r} has no judgements to export")
+        return write_judgements(judgements, out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ class AggregateReport:
     unknown_pair_judgements: int = 0
     mean_agreement: float | None = None
     strength_counts: dict[str, int] = field(default_factory=dict)
+    # Filled by callers that know each pair's required overlap (the annotation store): judged
+    # pairs with all their judgements, judged pairs still below it, and whether only the
+    # complete ones were exported. None when unknown (e.g. a judgements file).
+    complete_pairs: int | None = None
+    below_overlap_pairs: int | None = None
+    complete_only: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
