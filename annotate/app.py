@@ -15,6 +15,7 @@ import streamlit as st
 from annotate.render import escape_text
 from annotate.shortcuts import install_page_script
 from annotate.ui import session
+from annotate.ui.label import PAGE_CSS
 
 UI = Path(__file__).parent / "ui"
 
@@ -39,5 +40,6 @@ with st.sidebar:
     session.choose_project(user)
     st.button("Sign out", on_click=session.sign_out, key="sign-out")
     install_page_script()
+    st.html(PAGE_CSS)
 
 page.run()

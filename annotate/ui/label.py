@@ -34,8 +34,10 @@ LONG_TURN = 1200  # characters: a longer last turn scrolls in a box of its own
 LONG_TURN_PX = 260
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
-# The choice row's container sticks to the bottom of the window, on the page's own background.
-_CSS = """<style>
+# The choice row's container sticks to the bottom of the window, on the page's own background;
+# a wide table in model text scrolls inside its box instead of spilling out. Installed by the app
+# on every page (the table rule serves My work too).
+PAGE_CSS = """<style>
 [data-testid=stLayoutWrapper]:has(> .st-key-choices) {
   position: sticky; bottom: 0; z-index: 99;
 }
@@ -51,6 +53,7 @@ _CSS = """<style>
   .st-key-choices button p { font-size: 0.74rem; }
 }
 .st-key-prompt [data-testid=stChatMessage] { padding: 0.35rem 0.5rem; }
+[data-testid=stMarkdownContainer] table { display: block; max-width: 100%; overflow-x: auto; }
 </style>"""
 
 
@@ -204,7 +207,6 @@ def _choice_row(user: User, project: str, assignment: Assignment | None) -> None
 
 
 def render(user: User, project: str) -> None:
-    st.html(_CSS)
     # The progress bar sits on top but is filled last: the next pair is on screen before the count.
     head, progress = st.columns([1, 3], vertical_alignment="center")
     head.markdown(f"**{escape_text(project)}**", help="The project you are labelling (change it in the sidebar).")

@@ -4,6 +4,7 @@ skip and report, changing and withdrawing a judgement, admin-only pages, and unt
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass
@@ -377,3 +378,40 @@ def test_seed_demo_tokens_are_never_readable_by_others(tmp_path: Path, monkeypat
     monkeypatch.setattr(Path, "write_text", spy)
     seed_demo(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path)
     assert modes == [0o600]
+
+
+def test_dashboard_access_complete_only_and_judgement_table(seeded: Seeded) -> None:
+    """The admin assigns annotators on the dashboard; an annotator sees only the projects they
+    may label; Export offers complete-only and the raw judgement table."""
+    seeded.store.create_project("secret", overlap=1)
+    seeded.store.import_pairs("secret", seeded.pairs[:2])
+    seeded.store.add_user("chi")
+    at = _signed_in(seeded.annotator)
+    for point in (-2, 1):
+        _click(at, f"choice{point}")
+    assert at.selectbox(key="project-picker").options == ["demo", "secret"]  # no members: open to all
+
+    admin = _signed_in(seeded.admin)
+    admin.switch_page("ui/dashboard.py").run()
+    assert not admin.exception
+    admin.multiselect(key="members-demo").select("chi").run()
+    admin.button(key="save-members").click().run()
+    assert seeded.store.members("demo") == ["chi"]
+    bob = _signed_in(seeded.annotator)
+    assert bob.selectbox(key="project-picker").options == ["secret"]  # demo is for chi now
+
+    admin.checkbox(key="export-complete-only").check().run()
+    admin.button(key="export").click().run()
+    _, summary, _ = admin.session_state["export-result"]
+    assert "has no pair with all its judgements yet" in summary  # overlap 2, one judgement each
+    admin.checkbox(key="export-complete-only").uncheck().run()
+    admin.button(key="export").click().run()
+    _, summary, _ = admin.session_state["export-result"]
+    assert (summary["complete_pairs"], summary["below_overlap_pairs"], summary["exported"]) == (0, 2, 2)
+    assert "0 judged pairs have all the judgements" in "\n".join(c.value for c in admin.caption)
+
+    admin.button(key="export-judgements").click().run()
+    project, n, data = admin.session_state["judgements-result"]
+    assert (project, n) == ("demo", 2)
+    rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    assert {r["annotator"] for r in rows} == {"bob"} and {r["strength"] for r in rows} == {"slightly_better", "negligibly_better"}
