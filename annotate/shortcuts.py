@@ -34,8 +34,8 @@ NARROW_PX = 1100
 #   `keyCode`/`which`, which the shortcut library reads. An open dropdown keeps its keys.
 # - Enter or Space on a focused button of the choice row does nothing: only the keys shown on
 #   the labels (and the mouse) act there.
-# A MutationObserver moves the page to the top when a new pair is drawn (its container's key
-# holds the assignment id), and on a narrow window the sidebar is collapsed once per tab.
+# A MutationObserver (looking at most once per frame) moves the page to the top when a new pair
+# is drawn (its container's key holds the assignment id), and on a narrow window the sidebar is collapsed once per tab.
 # (Nothing tag-like may appear in the script, not even in a comment: the body is parsed as HTML.)
 # A constant of ours (never model text), installed once per browser tab.
 _PAGE_SCRIPT = """<script>
@@ -67,8 +67,9 @@ if (!window.__prefkitKeys) {
     if ((e.key === "Enter" || e.key === " ") && inChoices(el)) stop(e);
   }, true);
   window.addEventListener("keyup", (e) => { if (e.key === " " && inChoices(e.target)) stop(e); }, true);
-  let shown = null;
-  new MutationObserver(() => {
+  let shown = null, queued = false;
+  const newPair = () => {
+    queued = false;
     const pair = document.querySelector("[class*='st-key-pair-']");
     const id = pair ? [...pair.classList].find((c) => c.startsWith("st-key-pair-")) : null;
     if (id && id !== shown) {
@@ -80,6 +81,10 @@ if (!window.__prefkitKeys) {
       }
       shown = id;
     }
+  };
+  // At most one look per frame, however many mutations a rerun makes.
+  new MutationObserver(() => {
+    if (!queued) { queued = true; requestAnimationFrame(newPair); }
   }).observe(document.body, {childList: true, subtree: true});
   if (window.innerWidth < NARROW) {
     const collapse = () => {

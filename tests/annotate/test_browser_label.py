@@ -102,6 +102,7 @@ def _sign_in(page: Any, url: str, token: str, project: str, wait: bool = True) -
     page.keyboard.press("Enter")
     if wait:
         page.locator(".st-key-prompt").wait_for()
+        page.get_by_label("Sign-in token").wait_for(state="detached")  # it held the focus
         _settled(page)
 
 
@@ -112,11 +113,16 @@ def _prompt(page: Any) -> str:
 def _press_and_wait_for_next(page: Any, key: str) -> None:
     before = _prompt(page)
     page.keyboard.press(key)
-    page.wait_for_function(
-        "before => { const p = document.querySelector('.st-key-prompt');"
-        " return p && p.innerText.trim() !== before; }",
-        arg=before,
-    )
+    try:
+        page.wait_for_function(
+            "before => { const p = document.querySelector('.st-key-prompt');"
+            " return p && p.innerText.trim() !== before; }",
+            arg=before,
+        )
+    except Exception:
+        page.screenshot(path="/tmp/wt14/fail.png")
+        print("ACTIVE", page.evaluate("document.activeElement.outerHTML.slice(0, 300)"))
+        raise
     _settled(page)
 
 
