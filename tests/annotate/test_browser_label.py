@@ -18,7 +18,6 @@ from annotate.store import Store
 from data.schema import Pair, Prompt, Response, Strength
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 WAIT_MS = 30_000
 WIDTHS = [800, 1366]
 QUIET_MS = 700  # long enough for a (wrongly) triggered rerun to reach the store
@@ -75,16 +74,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     store.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def _tab(browser: Any, width: int) -> Any:
     context = browser.new_context(viewport={"width": width, "height": 800})
     tab = context.new_page()
@@ -113,16 +102,11 @@ def _prompt(page: Any) -> str:
 def _press_and_wait_for_next(page: Any, key: str) -> None:
     before = _prompt(page)
     page.keyboard.press(key)
-    try:
-        page.wait_for_function(
-            "before => { const p = document.querySelector('.st-key-prompt');"
-            " return p && p.innerText.trim() !== before; }",
-            arg=before,
-        )
-    except Exception:
-        page.screenshot(path="/tmp/wt14/fail.png")
-        print("ACTIVE", page.evaluate("document.activeElement.outerHTML.slice(0, 300)"))
-        raise
+    page.wait_for_function(
+        "before => { const p = document.querySelector('.st-key-prompt');"
+        " return p && p.innerText.trim() !== before; }",
+        arg=before,
+    )
     _settled(page)
 
 
