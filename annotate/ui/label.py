@@ -207,15 +207,8 @@ def _choice_row(user: User, project: str, assignment: Assignment | None) -> None
 
 
 def render(user: User, project: str) -> None:
-    """The page. Its body is a fragment: a choice, Skip, Report or Undo reruns only the pair
-    area, not the whole app (sidebar, navigation, sign-in check), which keeps click-to-next-pair
-    close to a bare Streamlit button's round trip. Every store call still checks the user (a
-    disabled user's submit is refused), and any full rerun checks the session again."""
-    _pair_area(user, project)
-
-
-@st.fragment
-def _pair_area(user: User, project: str) -> None:
+    # Not a fragment on purpose: a fragment rerun started by the rationale's commit (Esc, Tab,
+    # blur) dropped the choice key pressed right after it (seen in the browser tests).
     # The progress bar sits on top but is filled last: the next pair is on screen before the count.
     head, progress = st.columns([1, 3], vertical_alignment="center")
     head.markdown(f"**{escape_text(project)}**", help="The project you are labelling (change it in the sidebar).")

@@ -415,3 +415,22 @@ def test_dashboard_access_complete_only_and_judgement_table(seeded: Seeded) -> N
     assert (project, n) == ("demo", 2)
     rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
     assert {r["annotator"] for r in rows} == {"bob"} and {r["strength"] for r in rows} == {"slightly_better", "negligibly_better"}
+
+
+def test_sign_in_lifetime_is_a_setting(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import select
+
+    from annotate.models import SessionRow
+
+    monkeypatch.setenv("PREFKIT_SESSION_HOURS", "0.5")
+    before = seeded.store.now()
+    _signed_in(seeded.annotator)
+    with seeded.store.engine.connect() as conn:
+        (expires,) = conn.execute(select(SessionRow.expires_at)).scalars().all()
+    lifetime = (expires.replace(tzinfo=before.tzinfo) - before).total_seconds()
+    assert 29 * 60 < lifetime < 31 * 60  # half an hour, not the default 12 h
+    monkeypatch.setenv("PREFKIT_SESSION_HOURS", "soon")
+    at = _app().run()
+    at.text_input(key="sign_in_token").input(seeded.annotator)
+    at.button[0].click().run()
+    assert "must be a number of hours above 0" in at.error[0].value

@@ -33,6 +33,10 @@ DIALOGUE = (
     " and set traps along the walls.\n\nHuman: Which traps are the most humane?\n\nAssistant:"
 )
 
+WIDE_TABLE = "| " + " | ".join(f"cột{k}" for k in range(14)) + " |\n|" + "---|" * 14 + "\n| " + " | ".join(
+    "giá-trị-rất-dài" for _ in range(14)
+) + " |"
+
 
 def _pairs(tag: str, n: int) -> list[Pair]:
     return [
@@ -61,7 +65,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         project(
             f"chat{width}",
             [Pair(Prompt(DIALOGUE.replace("humane?", f"humane? ({i})")), Response(long_answer + str(i)),
-                  Response(f"Live-catch traps {i}."))
+                  Response(f"Live-catch traps {i}.\n\n{WIDE_TABLE}"))
              for i in range(3)],
             f"chat{width}",
         )
@@ -190,6 +194,19 @@ def test_keys_leave_the_rationale_and_never_record_something_else(browser: Any, 
     # A key with no label does nothing either.
     page.evaluate("document.activeElement.blur()")
     _nothing_happens(page, store, user, project, "x")
+
+    # A project chosen with the mouse in the sidebar: the next key judges a pair of that project
+    # (the one now shown), and is not typed into the dropdown.
+    if width >= 1100:  # the sidebar is open
+        page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").click()
+        page.get_by_role("option", name="zzz").click()
+        page.wait_for_function("() => document.querySelector('.st-key-prompt')?.innerText.includes('zzz')")
+        _settled(page)
+        held = store.claim("zzz", user)
+        _press_and_wait_for_next(page, "9")
+        assert _judgement(store, user, "zzz", held.pair.pair_id).choice() == 4
+        box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox] input")
+        assert box.input_value() == "zzz"
     page.context.close()
 
 
@@ -276,6 +293,16 @@ def test_dialogue_bubbles_choice_row_on_screen_next_pair_at_top(
     for button in buttons:
         box = button.bounding_box()
         assert box["width"] >= 60 and box["height"] <= 64, box  # no letter-by-letter wrapping
+    # A wide table in a response scrolls inside its box instead of spilling out of it.
+    for side in "AB":
+        box = page.locator(f".st-key-response{side}")
+        if box.locator("table").count():
+            outer, table = box.bounding_box(), box.locator("table").bounding_box()
+            assert table["x"] + table["width"] <= outer["x"] + outer["width"] + 1, (outer, table)
+            assert box.locator("table").evaluate("t => t.scrollWidth > t.clientWidth")
+            break
+    else:
+        raise AssertionError("the table is not shown")
     page.screenshot(path=str(Path(app["folder"]) / f"label-{width}.png"))
 
     # Scrolled down to read a long answer, then judged: the next pair opens at the top.
