@@ -24,9 +24,10 @@ UNDO_KEY = "U"
 NARROW_PX = 1100
 
 # One capture listener on `window` (it runs before Streamlit's listener on `document`):
-# - A text box (the rationale): Escape, Ctrl/Cmd+Enter and Tab leave it. Streamlit keeps the text
-#   (it commits a text area on blur and on Ctrl+Enter) and the next key is the page's again. Tab
-#   therefore never walks on to a choice button, where Enter would record a judgement.
+# - A text box (the rationale): Escape, Ctrl/Cmd+Enter and Tab leave it at once (blur). Streamlit
+#   keeps the text (it commits a text area on blur) and the next key is the page's again, however
+#   fast it follows. Tab therefore never walks on to a choice button, where Enter would record a
+#   judgement.
 # - A checkbox, radio or closed dropdown keeps the focus after a mouse click, and Streamlit's
 #   shortcut filter ignores keys whose event path holds an input (a dropdown even takes the key as
 #   search text: a report by key was always "Bad prompt"). A printable key (or Escape) arriving
@@ -55,8 +56,10 @@ if (!window.__prefkitKeys) {
     const combo = el instanceof HTMLInputElement && el.getAttribute("role") === "combobox";
     const text = el instanceof HTMLTextAreaElement || (el instanceof HTMLInputElement && !combo && !NOT_TEXT.includes(el.type));
     if (text) {
-      if (e.key === "Escape" || (e.key === "Tab" && el instanceof HTMLTextAreaElement)) { stop(e); el.blur(); }
-      else if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) setTimeout(() => el.blur(), 0);
+      // Left at once, in this handler: a key pressed right after must not find the box focused.
+      const leave = e.key === "Escape" || (e.key === "Enter" && (e.ctrlKey || e.metaKey))
+        || (e.key === "Tab" && el instanceof HTMLTextAreaElement);
+      if (leave) { stop(e); el.blur(); }
       return;
     }
     const toggle = el instanceof HTMLInputElement && (el.type === "checkbox" || el.type === "radio");

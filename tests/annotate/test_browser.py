@@ -84,6 +84,8 @@ def _sign_in(page: Any, url: str, token: str, project: str) -> None:
     page.keyboard.press("Enter")
     page.locator(".st-key-prompt").wait_for()
     _settled(page)
+    page.locator("[class*='st-key-choice0-'] button").wait_for()  # keys act once their buttons exist
+    _settled(page)
 
 
 def _prompt(page: Any) -> str:

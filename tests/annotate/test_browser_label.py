@@ -97,6 +97,10 @@ def _sign_in(page: Any, url: str, token: str, project: str, wait: bool = True) -
         page.locator(".st-key-prompt").wait_for()
         page.get_by_label("Sign-in token").wait_for(state="detached")  # it held the focus
         _settled(page)
+        # A key pressed before the choice row exists does nothing (no button has it yet): the
+        # run after sign-in may still be drawing it, so wait for it.
+        page.locator("[class*='st-key-choice0-'] button").wait_for()
+        _settled(page)
 
 
 def _prompt(page: Any) -> str:
@@ -230,7 +234,8 @@ def test_undo_takes_back_a_judgement_and_a_skip(browser: Any, app: dict[str, Any
     assert _prompt(page) != second
     before = _prompt(page)
     page.locator(".st-key-undo button").click()  # button
-    page.wait_for_function("b => document.querySelector('.st-key-prompt').innerText.trim() !== b", arg=before)
+    page.wait_for_function("b => document.querySelector('.st-key-prompt')?.innerText.trim() !== b", arg=before)
+    page.locator(".st-key-prompt").wait_for()
     _settled(page)
     assert _prompt(page) == second
     assert "Undone: your last skip" in page.inner_text("body")
