@@ -13,11 +13,13 @@ from pathlib import Path
 import streamlit as st
 
 from annotate.render import escape_text
+from annotate.shortcuts import install_page_script
 from annotate.ui import session
+from annotate.ui.label import PAGE_CSS
 
 UI = Path(__file__).parent / "ui"
 
-st.set_page_config(page_title="prefkit annotate", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="prefkit annotate", page_icon="⚖️", layout="wide", initial_sidebar_state="auto")
 
 user = session.current_user()
 if user is None:
@@ -35,7 +37,9 @@ page = st.navigation(pages)
 
 with st.sidebar:
     st.caption(f"Signed in as **{escape_text(user.name)}**" + (" (admin)" if user.is_admin else ""))
-    session.choose_project()
+    session.choose_project(user)
     st.button("Sign out", on_click=session.sign_out, key="sign-out")
+    install_page_script()
+    st.html(PAGE_CSS)
 
 page.run()

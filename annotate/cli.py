@@ -1,4 +1,5 @@
-"""`prefkit annotate ...`: init, import, users add|list|disable|enable|reset-token, export, serve.
+"""`prefkit annotate ...`: init, import, users add|list|disable|enable|reset-token, assign, unassign,
+export, serve.
 
 Every command takes `--db` (a SQLite path or a `postgresql+psycopg://` URL; default `$PREFKIT_DB`
 or `annotations.db`). Nothing heavy is imported at module level: the store, readers and
@@ -75,7 +76,7 @@ def import_(
     ),
     calibration: Optional[float] = typer.Option(None, help="Share of pairs that get more judgements (new project: 0)."),
     calibration_overlap: Optional[int] = typer.Option(
-        None, help="Judgements a calibration pair needs (default: 2 × overlap)."
+        None, help="Judgements a calibration pair needs (default: the overlap)."
     ),
     seed: int = typer.Option(0, help="Seed for queue order and the calibration draw (new project)."),
     guidelines: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Markdown file of instructions."),
@@ -219,8 +220,40 @@ def users_reset_token(name: str = typer.Argument(..., help="User name."), db: st
 
 
 @app.command()
+def assign(
+    names: list[str] = typer.Argument(..., help="User names."),
+    project: str = typer.Option(..., "--project", help="Project they may label."),
+    db: str = DB_OPTION,
+) -> None:
+    """Let annotators label a project. A project with no one assigned is open to every annotator;
+    once someone is assigned, only its members (and admins) see and label it."""
+    with _store(db) as store:
+        for name in names:
+            store.assign(project, name)
+        members = store.members(project)
+    typer.echo(f"{project}: {', '.join(members)}")
+
+
+@app.command()
+def unassign(
+    names: list[str] = typer.Argument(..., help="User names."),
+    project: str = typer.Option(..., "--project", help="Project to take them off."),
+    db: str = DB_OPTION,
+) -> None:
+    """Take annotators off a project (a pair they hold there goes back to the queue). With no
+    one left assigned, the project is open to every annotator again."""
+    with _store(db) as store:
+        for name in names:
+            store.unassign(project, name)
+        members = store.members(project)
+    typer.echo(f"{project}: {', '.join(members) if members else 'open to every annotator'}")
+
+
+@app.command()
 def export(
-    out: Path = typer.Argument(..., help="Output folder (save_to_disk layout + README.md dataset card)."),
+    out: Path = typer.Argument(
+        ..., help="Output folder (save_to_disk layout + README.md dataset card); with --judgements, a new file."
+    ),
     project: str = typer.Option(..., "--project", help="Project to export."),
     rule: str = typer.Option("mean", help="How several judgements become one row: mean or majority."),
     margin: str = typer.Option("small", help="Margin scheme: none, small or large (Llama 2, Table 28)."),
@@ -229,19 +262,33 @@ def export(
     parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet files per split."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write JSONL files per split."),
     name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: the project's)."),
+    complete_only: bool = typer.Option(
+        False, "--complete-only", help="Export only pairs that have all the judgements their overlap asks for."
+    ),
+    judgements: bool = typer.Option(
+        False, "--judgements",
+        help="Write the raw judgement table to OUT (.jsonl, .json or .parquet) instead: what "
+        "`prefkit round run --judgements` and `prefkit data export --judgements` read.",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing OUT, but only a previous `annotate export` (never the store)."
     ),
     db: str = DB_OPTION,
 ) -> None:
-    """Aggregate the project's judgements and write the dataset, as `prefkit data export` does."""
+    """Aggregate the project's judgements and write the dataset, as `prefkit data export` does
+    (or, with --judgements, write the judgements themselves)."""
     from data.outputs import check_output
 
-    check_output(out, "annotate export", inputs=store_paths(db), overwrite=overwrite, folder=True, what="store")
+    check_output(out, "annotate export", inputs=store_paths(db), overwrite=overwrite, folder=not judgements,
+                 what="store")
     with _store(db) as store:
+        if judgements:
+            n = store.export_judgements(project, out, replace=overwrite, marker="annotate export")
+            typer.echo(f"wrote {out}: {n} judgements of project {project}")
+            return
         report = store.export(
             project, out, rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet, jsonl=jsonl,
-            name=name, marker="annotate export",
+            name=name, complete_only=complete_only, marker="annotate export",
         )
     figures = report.to_dict()
     typer.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "strength_counts"))
@@ -253,15 +300,24 @@ def serve(
     port: int = typer.Option(8501, help="Port to listen on."),
     address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 to serve a team)."),
     db_pool: Optional[int] = DB_POOL_OPTION,
+    session_hours: float = typer.Option(
+        12.0, "--session-hours", envvar="PREFKIT_SESSION_HOURS",
+        help="How long a sign-in lasts (closing the tab does not end it; signing out does).",
+    ),
 ) -> None:
     """Start the annotation app (Streamlit, headless) on this store. `kill` (SIGTERM) or Ctrl-C
     stops the server with it."""
     from annotate.server import check_port, run_forwarding_signals, streamlit_command
     from annotate.store import with_pool
 
+    if not session_hours > 0:
+        raise typer.BadParameter(f"must be above 0, got {session_hours}", param_hint="--session-hours")
     check_port(port, address)  # before anything is printed: a busy port is one line, exit 2
     db = with_pool(db, db_pool)
     _open(db).close()  # create the tables and fail here, not in the browser, on a bad URL
     typer.echo(f"annotation app on http://{address}:{port} (Ctrl-C to stop)", err=True)
-    code = run_forwarding_signals(streamlit_command(port, address), env={**os.environ, "PREFKIT_DB": db})
+    code = run_forwarding_signals(
+        streamlit_command(port, address),
+        env={**os.environ, "PREFKIT_DB": db, "PREFKIT_SESSION_HOURS": str(session_hours)},
+    )
     raise typer.Exit(code)

@@ -21,7 +21,7 @@ class Dashboard:
     per_annotator: pd.DataFrame  # annotator, judgements, today, skipped, reported, median_seconds, last_at
     labels_per_hour: pd.DataFrame  # hour (UTC), annotator, judgements
     time_per_item: pd.DataFrame  # annotator, seconds (one row per judgement with a time)
-    strength: pd.DataFrame  # strength, judgements (Llama 2's four levels, strongest first)
+    strength: pd.DataFrame  # strength, judgements (four levels with a side, strongest first; then "unsure")
     position_bias: pd.DataFrame  # annotator, left, right, unsure, left_share (of decided votes)
     agreement: AgreementReport  # on pairs with two or more judgements
     reports: pd.DataFrame  # pair_id, annotator, reason, at
@@ -61,10 +61,11 @@ def build_dashboard(
     )
     time_per_item = j.loc[j["seconds"].notna(), ["annotator", "seconds"]].reset_index(drop=True)
 
-    counts = j["strength"].value_counts()
+    # Llama 2's four levels with a side, then "unsure" (no side) on its own row.
+    counts = j.loc[j["preferred"].notna(), "strength"].value_counts()
     strength = pd.DataFrame({
-        "strength": [s.label for s in Strength],
-        "judgements": [int(counts.get(s.value, 0)) for s in Strength],
+        "strength": [s.label for s in Strength] + ["unsure"],
+        "judgements": [int(counts.get(s.value, 0)) for s in Strength] + [int(j["preferred"].isna().sum())],
     })
 
     side = pd.Series("unsure", index=j.index)

@@ -111,6 +111,17 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ProjectMemberRow(Base):
+    """Who may label a project. A project with no members is open to every annotator; once an
+    admin assigns someone, only its members (and admins) may claim its pairs."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SessionRow(Base):
     """Who is signed in: a browser tab keeps only the session key; the store knows the user."""
 

@@ -154,3 +154,28 @@ def _block(node: SyntaxTreeNode) -> str:
 def safe_markdown(text: str) -> str:
     """Markdown for `st.markdown(..., unsafe_allow_html=False)` that renders `text` inertly."""
     return _blocks(SyntaxTreeNode(_MD.parse(text)).children)
+
+
+# Display only: the hh-rlhf transcript ("\n\nHuman: …\n\nAssistant: …") split into turns. Once
+# prompts carry their turns (a list of {role, content}), those are passed in as they are.
+_TURN_MARK = re.compile(r"(?:^\s*|\n[ \t]*\n)(Human|Assistant):[ \t]?")
+_ROLE = {"human": "user", "user": "user", "assistant": "assistant", "system": "system"}
+
+
+def dialogue_turns(prompt: str | list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(role, text) per turn, role "user", "assistant" or "system". A list of {role, content}
+    turns is taken as given (roles normalised); a transcript string is split on its
+    "Human:" / "Assistant:" markers; a string without markers (or with only one "Human:") is
+    one user turn."""
+    if not isinstance(prompt, str):
+        return [(_ROLE.get(str(t["role"]).lower(), str(t["role"]).lower()), str(t["content"])) for t in prompt]
+    marks = list(_TURN_MARK.finditer(prompt))
+    if not marks or prompt[: marks[0].start()].strip():
+        return [("user", prompt.strip())]
+    turns = []
+    for m, nxt in zip(marks, marks[1:] + [None]):
+        text = prompt[m.end(): nxt.start() if nxt else len(prompt)].strip()
+        turns.append((_ROLE[m.group(1).lower()], text))
+    if turns and not turns[-1][1] and turns[-1][0] == "assistant":
+        turns.pop()  # the transcript's trailing "Assistant:" cue is where the responses go
+    return turns

@@ -37,6 +37,8 @@ from sqlalchemy import (
     event,
     exists,
     false,
+    literal,
+    or_,
     func,
     insert,
     select,
@@ -60,6 +62,7 @@ from annotate.models import (
     Base,
     JudgementRow,
     PairRow,
+    ProjectMemberRow,
     ProjectRow,
     SessionRow,
     SignInRow,
@@ -72,7 +75,7 @@ if TYPE_CHECKING:
     from annotate.dashboard_data import Dashboard
     from data.aggregate import AggregateReport
 
-A, J, P, U = AssignmentRow, JudgementRow, PairRow, UserRow
+A, J, M, P, U = AssignmentRow, JudgementRow, ProjectMemberRow, PairRow, UserRow
 
 _IMPORT_CHUNK = 2000
 # Connections kept open between bursts (`pool`, `--db-pool`, `?pool=N`); up to `max_connections`
@@ -255,8 +258,9 @@ class Store:
         seed: int = 0,
     ) -> Project:
         """A new project. Each pair needs `overlap` judgements from different annotators; a
-        seeded `calibration` share of pairs needs `calibration_overlap` (default 2 × overlap)
-        and is handed out first, so agreement figures appear early."""
+        seeded `calibration` share of pairs needs `calibration_overlap` (default: `overlap`, so
+        a team of `overlap` annotators can finish them) and is handed out first, so agreement
+        figures appear early."""
         values = self._new_project_values(name, guidelines, overlap, calibration, calibration_overlap, seed)
         try:
             with self._tx(write=True) as conn:
@@ -360,7 +364,7 @@ class Store:
             raise ConfigError(f"overlap must be at least 1, got {overlap}")
         if not 0.0 <= calibration <= 1.0:
             raise ConfigError(f"calibration must be a share between 0 and 1, got {calibration}")
-        cal_overlap = calibration_overlap if calibration_overlap is not None else 2 * overlap
+        cal_overlap = calibration_overlap if calibration_overlap is not None else overlap
         if cal_overlap < overlap:
             raise ConfigError(f"calibration_overlap ({cal_overlap}) must be at least overlap ({overlap})")
         return dict(
@@ -660,19 +664,21 @@ class Store:
                 conn.execute(_RENEW, {"aid": held.id, "expires": expires})
                 return _assignment(held, proj.name, name, expires)
 
+            if not self._may_label(conn, proj.id, uid):
+                raise ConfigError(f"{name!r} is not assigned to project {proj.name!r}; ask an admin")
             # Resume the walk after this user's last pair, so that pairs they judged and others
             # have not finished yet are not rescanned on every claim; from the start only when
             # nothing is left ahead (pairs freed behind them are meanwhile others' to take).
             after = self._cursor.get((proj.id, uid))
             params = {"pid": proj.id, "uid": uid, "after": _BEFORE_ALL}
-            cand = self._pick(conn, params, after)
+            cand = self._pick_skipped(conn, params) or self._pick(conn, params, after)
             if cand is None:
                 # Before saying "nothing left": free the leases that ran out since the last reap.
                 # On PostgreSQL this also waits for a concurrent claim that is reaping them right
                 # now (its rows are locked until it commits), so the next look sees its freed pairs.
                 _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
                 self._last_reap[proj.id] = now
-                cand = self._pick(conn, params, None)
+                cand = self._pick_skipped(conn, params) or self._pick(conn, params, None)
             if cand is None and self._pg:
                 # SKIP LOCKED also skips pairs that are only busy for a moment (another claim or a
                 # submit updating them): before saying "nothing left", wait for those.
@@ -695,7 +701,8 @@ class Store:
             else:
                 aid = conn.execute(_NEW, {"prid": cand.id, "uid": uid, "pid": proj.id, **lease}).scalar_one()
             conn.execute(_HOLD, {"prid": cand.id})
-            self._cursor[(proj.id, uid)] = cand.position
+            if not getattr(cand, "returned", False):  # a skipped pair taken out of turn leaves the walk where it was
+                self._cursor[(proj.id, uid)] = cand.position
             return Assignment(aid, proj.name, name, pair, order, now, expires, cand.is_calibration)
 
         try:
@@ -711,6 +718,66 @@ class Store:
             if cand is not None:
                 return cand
         return None
+
+    def _pick_skipped(self, conn: Connection, params: dict[str, Any]) -> Row[Any] | None:
+        """A pair someone skipped that this user may take, before the walk: the walk resumes
+        after each user's last pair, so a pair skipped behind them would otherwise reach them
+        only at the end of the queue. Driven from the (few) skipped assignments."""
+        return conn.execute(_PICK_SKIPPED_PG if self._pg else _PICK_SKIPPED, params).first()
+
+    # -----------------------------------------------------------------------------------------
+    # Who may label which project
+    # -----------------------------------------------------------------------------------------
+
+    def _may_label(self, conn: Connection, project_id: int, user_id: int) -> bool:
+        """Admins always; others when the project has no members (open) or they are one."""
+        return bool(conn.execute(_MAY_LABEL, {"pid": project_id, "uid": user_id}).scalar())
+
+    def assign(self, project: str, user: str) -> None:
+        """Let `user` label `project` (from then on, only its members and admins may)."""
+
+        def run(conn: Connection) -> None:
+            proj, u = self._project(conn, project), self._user(conn, user)
+            if conn.execute(select(M.user_id).where(M.project_id == proj.id, M.user_id == u.id)).first() is None:
+                conn.execute(insert(M).values(project_id=proj.id, user_id=u.id, created_at=self.now()))
+
+        self._retrying(run)
+
+    def unassign(self, project: str, user: str) -> None:
+        """Take `user` off `project`; a pair they hold there goes back to the queue. When the
+        last member goes, the project is open to every annotator again."""
+
+        def run(conn: Connection) -> None:
+            proj, u = self._project(conn, project), self._user(conn, user)
+            conn.execute(delete(M).where(M.project_id == proj.id, M.user_id == u.id))
+            held = conn.execute(
+                update(A).where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
+                .values(status=EXPIRED).returning(A.pair_row_id)
+            ).scalars().all()
+            _release(conn, held)
+
+        self._retrying(run)
+
+    def members(self, project: str) -> list[str]:
+        """Names of the annotators assigned to `project` (empty: open to all)."""
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            return list(conn.execute(
+                select(U.name).join(M, M.user_id == U.id).where(M.project_id == pid).order_by(U.name)
+            ).scalars())
+
+    def projects_for(self, user: User | str) -> list[Project]:
+        """The projects `user` may label: every one for an admin; otherwise the open ones and
+        those they are assigned to."""
+        with self._tx() as conn:
+            u = self._user(conn, user)
+            q = select(ProjectRow).order_by(ProjectRow.name)
+            if not u.is_admin:
+                q = q.where(or_(
+                    ~exists().where(M.project_id == ProjectRow.id),
+                    exists().where(M.project_id == ProjectRow.id, M.user_id == u.id),
+                ))
+            return [_project(r) for r in conn.execute(q).all()]
 
     def _cached_project(self, name: str) -> Project:
         """Projects' ids and seeds never change, so the hot path looks them up once."""
@@ -796,6 +863,65 @@ class Store:
                 _release(conn, [a.pair_row_id])
 
         self._retrying(run)
+
+    def undo_last(self, project: str, user: User | str, lease_seconds: float = 900) -> str | None:
+        """Take back the user's last action in `project` (a judgement, a skip or a report) done
+        within the last `lease_seconds`: the judgement is deleted (or the skip/report undone) and
+        the pair is theirs again as a fresh lease, shown by the next `claim`; the pair they held
+        meanwhile goes back to the queue, to come next after it. Called again, it goes one
+        action further back. Returns what was undone ("judgement", "skip", "report"), or None
+        when there is nothing to undo. A skipped or reported pair another annotator has taken
+        since (it needs no more judgements) cannot be undone: DataError."""
+        proj = self._cached_project(project)
+        name = user.name if isinstance(user, User) else user
+
+        def run(conn: Connection) -> str | None:
+            u = self._active_user(conn, name)
+            now = self.now()
+            last = conn.execute(
+                select(A.id, A.status, A.pair_row_id, P.done, P.held, P.required, P.pair_id)
+                .join(P, P.id == A.pair_row_id)
+                .where(
+                    A.user_id == u.id, A.project_id == proj.id, A.status.in_([SUBMITTED, SKIPPED, REPORTED]),
+                    A.finished_at >= now - timedelta(seconds=lease_seconds),
+                )
+                .order_by(A.finished_at.desc(), A.id.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                return None
+            if last.status == SUBMITTED:
+                conn.execute(delete(J).where(J.assignment_id == last.id))
+                conn.execute(  # one judgement fewer, one lease more: done + held is unchanged
+                    update(P).where(P.id == last.pair_row_id)
+                    .values(done=P.done - 1, held=P.held + 1, complete=P.done - 1 >= P.required)
+                )
+            else:
+                if last.done + last.held >= last.required:
+                    raise DataError(
+                        f"pair {last.pair_id} was taken by other annotators since; the "
+                        f"{'skip' if last.status == SKIPPED else 'report'} stays",
+                        field="undo",
+                    )
+                conn.execute(_HOLD, {"prid": last.pair_row_id})
+            held = conn.execute(
+                update(A).where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
+                .values(status=EXPIRED).returning(A.pair_row_id)
+            ).all()
+            _release(conn, [h.pair_row_id for h in held])
+            positions = conn.execute(select(P.position).where(P.id.in_([h.pair_row_id for h in held]))).scalars().all()
+            if positions:  # the pair put down comes next after the undone one
+                key = (proj.id, u.id)
+                self._cursor[key] = min([self._cursor.get(key, min(positions))] + [p - 1 for p in positions])
+            conn.execute(
+                update(A).where(A.id == last.id).values(
+                    status=ACTIVE, claimed_at=now, expires_at=now + timedelta(seconds=lease_seconds),
+                    finished_at=None, reason=None,
+                )
+            )
+            return {SUBMITTED: "judgement", SKIPPED: "skip", REPORTED: "report"}[last.status]
+
+        return self._retrying(run)
 
     def _own_assignment(self, conn: Connection, assignment_id: int, name: str) -> Row[Any]:
         """The assignment with its pair, owner and any judgement; it must be `name`'s, and
@@ -994,22 +1120,76 @@ class Store:
         jsonl: bool = False,
         name: str | None = None,
         marker: str | None = None,
+        complete_only: bool = False,
     ) -> AggregateReport:
         """Aggregate the project's judgements and write the dataset with
         `data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
-        project goes in, so the card counts the ones not yet judged. Returns the aggregate report."""
+        project goes in, so the card counts the ones not yet judged; with `complete_only`, only the
+        pairs that have all the judgements their overlap asks for. The card and the returned
+        report say how many judged pairs are complete and how many are below their overlap."""
         from data.export import export_judged
 
         judgements = self.judgements(project)
         if not judgements:
             raise DataError(f"project {project!r} has no judgements to export")
         pairs = self.pairs(project)
+        completeness = self.completeness(project, complete_only=complete_only)
+        if complete_only:
+            keep = self._complete_pair_ids(project)
+            pairs = [p for p in pairs if p.pair_id in keep]
+            judgements = [j for j in judgements if j.pair_id in keep]
+            if not judgements:
+                raise DataError(f"project {project!r} has no pair with all its judgements yet (--complete-only)")
         _, report = export_judged(
             pairs, judgements, Path(out), rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet,
             jsonl=jsonl, name=name or project,
-            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs)}, marker=marker,
+            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs),
+                        "completeness": completeness}, marker=marker,
         )
+        report.complete_pairs = completeness["complete_pairs"]
+        report.below_overlap_pairs = completeness["below_overlap_pairs"]
+        report.complete_only = complete_only
         return report
+
+    def _complete_pair_ids(self, project: str) -> set[str]:
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            return set(conn.execute(select(P.pair_id).where(P.project_id == pid, P.complete == true())).scalars())
+
+    def completeness(self, project: str, complete_only: bool = False) -> dict[str, Any]:
+        """Judged pairs at their full overlap (`complete_pairs`) and judged pairs still below it
+        (`below_overlap_pairs`), for the export's summary and dataset card."""
+        with self._tx() as conn:
+            pid = self._project(conn, project).id
+            row = conn.execute(
+                select(
+                    func.count().filter(P.complete == true()),
+                    func.count().filter(P.complete == false(), P.done > 0),
+                ).where(P.project_id == pid)
+            ).one()
+        return {"complete_pairs": int(row[0]), "below_overlap_pairs": int(row[1]), "complete_only": complete_only}
+
+    def export_judgements(self, project: str, out: str | Path, *, replace: bool = False,
+                          marker: str | None = None) -> int:
+        """Write the project's judgement table (`pair_id`, `annotator`, `preferred`, `strength`,
+        shown order, flags, rationale, seconds, `created_at`; JSONL, JSON or Parquet by the file's
+        suffix): what `prefkit data export --judgements` and `prefkit round run --judgements`
+        read. Refuses to overwrite a file unless `replace` (the CLI's output guard has checked it is
+        a previous export's); `marker` marks the file as that command's output (`data.outputs`).
+        Returns the number of judgements written."""
+        from data.outputs import mark_output
+        from data.writers import write_judgements
+
+        out = Path(out)
+        if out.exists() and not replace:
+            raise ConfigError(f"{out} already exists; give a new file name")
+        judgements = self.judgements(project)
+        if not judgements:
+            raise DataError(f"project {project!r} has no judgements to export")
+        n = write_judgements(judgements, out)
+        if marker is not None:
+            mark_output(out, marker, folder=False)
+        return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1048,6 +1228,34 @@ _PICK = (
     .order_by(P.position)
     .limit(1)
 )
+# A pair someone skipped, open, and never this user's: found from the skipped assignments.
+_SKIPPER = AssignmentRow.__table__.alias("skipper")
+_PICK_SKIPPED = (
+    select(
+        P.id, P.pair_id, P.data, P.is_calibration, P.position,
+        select(A.id).where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
+        .scalar_subquery().label("expired_id"),
+        literal(True).label("returned"),
+    )
+    .select_from(_SKIPPER)
+    .join(P, P.id == _SKIPPER.c.pair_row_id)
+    .where(
+        _SKIPPER.c.status == SKIPPED, _SKIPPER.c.project_id == _b("pid"), _SKIPPER.c.user_id != _b("uid"),
+        exists().where(U.id == _b("uid"), U.disabled == false()),
+        P.complete == false(), P.done + P.held < P.required,
+        ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
+    )
+    .order_by(P.position)
+    .limit(1)
+)
+_PICK_SKIPPED_PG = _PICK_SKIPPED.with_for_update(skip_locked=True, of=P)
+_MAY_LABEL = select(
+    or_(
+        U.is_admin,
+        ~exists().where(M.project_id == _b("pid")),
+        exists().where(M.project_id == _b("pid"), M.user_id == U.id),
+    )
+).where(U.id == _b("uid"))
 # PostgreSQL: lock the chosen pair and let concurrent claims pass over it to the next one.
 _PICK_PG = _PICK.with_for_update(skip_locked=True, of=P)
 _PICK_PG_WAIT = _PICK.with_for_update(of=P)

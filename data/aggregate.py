@@ -4,9 +4,11 @@ Rules (documented in the README, "Aggregating judgements", and in the dataset ca
 
 - Each annotator counts once per pair: a re-judgement replaces their earlier one (latest
   `created_at` wins).
-- `mean` rule: average the signed 7-point scores (`Judgement.signed_score`: negative prefers
-  `a`, positive `b`). The sign picks the winner; |mean| rounded half up to the nearest level
-  (0..3) is the strength. `majority` rule: the side with more votes wins (unsure votes count
+- `mean` rule: average the signed levels (`Judgement.signed_level`, -4..4: negative prefers
+  `a`, positive `b`, |value| = strength level + 1, so "negligibly better" is ±1 and still has a
+  side; unsure is 0). The sign picks the winner; |mean| rounded half up, less one, is the
+  strength level (0..3; below 0.5 it is 0, "negligibly better"). A single "A negligibly better"
+  is a winner with margin 0. `majority` rule: the side with more votes wins (unsure votes count
   for neither); the strength is the most common level among the winner's voters, the lower
   level on a tie.
 - No winner (mean exactly 0, equal votes, or everyone unsure): the pair is dropped and counted
@@ -50,6 +52,12 @@ class AggregateReport:
     unknown_pair_judgements: int = 0
     mean_agreement: float | None = None
     strength_counts: dict[str, int] = field(default_factory=dict)
+    # Filled by callers that know each pair's required overlap (the annotation store): judged
+    # pairs with all their judgements, judged pairs still below it, and whether only the
+    # complete ones were exported. None when unknown (e.g. a judgements file).
+    complete_pairs: int | None = None
+    below_overlap_pairs: int | None = None
+    complete_only: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,10 +78,11 @@ def _round_half_up(x: float) -> int:
 def decide(pair: Pair, judgements: list[Judgement], rule: str) -> tuple[Response, Strength] | None:
     """The winning response and strength under `rule`, or None when there is no winner."""
     if rule == "mean":
-        mean = sum(j.signed_score(pair) for j in judgements) / len(judgements)
+        mean = sum(j.signed_level(pair) for j in judgements) / len(judgements)
         if mean == 0:
             return None
-        return (pair.a if mean < 0 else pair.b), Strength.from_level(min(3, _round_half_up(abs(mean))))
+        level = min(3, max(0, _round_half_up(abs(mean)) - 1))
+        return (pair.a if mean < 0 else pair.b), Strength.from_level(level)
     votes = Counter(j.preferred for j in judgements if j.preferred is not None)
     a_votes, b_votes = votes.get(pair.a.id, 0), votes.get(pair.b.id, 0)
     if a_votes == b_votes:

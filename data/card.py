@@ -120,7 +120,8 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
         body += [
             f"- **Judgements**: `{provenance['judgements']}`, aggregated per pair with the "
             f"`{agg.get('rule', provenance.get('rule', 'mean'))}` rule: winner -> `chosen`, loser -> `rejected`. "
-            "Pairs with no winner (ties, all unsure) are dropped, as in Llama 2; pairs whose chosen response "
+            "A side marked negligibly better is a winner (margin 0); pairs with no winner (ties, all unsure) are "
+            "dropped, as in Llama 2; pairs whose chosen response "
             "at least half the annotators flagged unsafe while the other was not flagged are dropped.",
         ]
         if agg:  # counts only when the aggregation reported them (data.export.export_judged does)
@@ -129,6 +130,15 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
                 f"{agg['exported']} exported, {agg['ties_dropped']} ties dropped, "
                 f"{agg['unsafe_chosen_dropped']} dropped as unsafe-chosen, "
                 f"{agg['unjudged_pairs']} pairs not yet judged."
+            )
+        comp = provenance.get("completeness")
+        if comp:  # the annotation store knows each pair's overlap
+            body.append(
+                f"- **Completeness**: {comp['complete_pairs']} judged pairs have all the judgements their overlap "
+                f"asks for, {comp['below_overlap_pairs']} have fewer"
+                + (" (left out: only complete pairs were exported)." if comp.get("complete_only")
+                   else " (included; their `n_annotators` says how many judged them, and a single judgement "
+                        "has agreement 1.0 by definition).")
             )
     if provenance.get("dedup"):
         body.append(f"- **Deduplication**: {provenance['dedup']}")

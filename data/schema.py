@@ -44,11 +44,11 @@ class Strength(str, Enum):
     SIGNIFICANTLY_BETTER = "significantly_better"
     BETTER = "better"
     SLIGHTLY_BETTER = "slightly_better"
-    NEGLIGIBLY_BETTER = "negligibly_better"  # also "unsure"
+    NEGLIGIBLY_BETTER = "negligibly_better"  # with a side: margin 0; with none: "unsure"
 
     @property
     def level(self) -> int:
-        """3 for significantly better … 0 for negligibly better / unsure."""
+        """3 for significantly better … 0 for negligibly better (and unsure)."""
         return _LEVEL[self]
 
     @property
@@ -94,7 +94,7 @@ _LABEL = {
     Strength.SIGNIFICANTLY_BETTER: "significantly better",
     Strength.BETTER: "better",
     Strength.SLIGHTLY_BETTER: "slightly better",
-    Strength.NEGLIGIBLY_BETTER: "negligibly better / unsure",
+    Strength.NEGLIGIBLY_BETTER: "negligibly better",
 }
 _ALIASES = {
     "significantly better": Strength.SIGNIFICANTLY_BETTER,
@@ -127,8 +127,23 @@ MARGINS: dict[MarginScheme, dict[Strength, float]] = {
 }
 
 
-# The annotator's 7-point row, left (A) to right (B): -3 = A significantly better,
-# 0 = negligibly different / unsure, +3 = B significantly better.
+# Llama 2's scale as the annotator's row, left (A) to right (B): a side with each of the four
+# levels, "negligibly better" included, and "unsure" (no side) in the middle. -4 = A significantly
+# better, -1 = A negligibly better, 0 = unsure, 1 = B negligibly better, 4 = B significantly better.
+CHOICE_LABELS: dict[int, str] = {
+    -4: "A significantly better",
+    -3: "A better",
+    -2: "A slightly better",
+    -1: "A negligibly better",
+    0: "Unsure",
+    1: "B negligibly better",
+    2: "B slightly better",
+    3: "B better",
+    4: "B significantly better",
+}
+
+# The earlier 7-point row (no side for "negligibly better"), kept for callers and stored data that
+# use it: -3 = A significantly better, 0 = negligibly different / unsure, +3 = B significantly better.
 SEVEN_POINT_LABELS: dict[int, str] = {
     -3: "A significantly better",
     -2: "A better",
@@ -383,7 +398,8 @@ class Judgement:
     """One annotator's verdict on one pair.
 
     `preferred` is the id of the better response, or None when the annotator is unsure (then
-    `strength` is NEGLIGIBLY_BETTER). `shown_order` is the (left, right) response ids as shown.
+    `strength` is NEGLIGIBLY_BETTER). A preferred response with NEGLIGIBLY_BETTER is Llama 2's
+    "negligibly better": a winner with margin 0. `shown_order` is the (left, right) response ids as shown.
     `unsafe` holds the ids of responses the annotator flagged as unsafe.
     """
 
@@ -416,6 +432,38 @@ class Judgement:
             return cls(pair_id, annotator, None, Strength.NEGLIGIBLY_BETTER, shown_order=shown_order, **kw)
         preferred = shown_order[0] if point < 0 else shown_order[1]
         return cls(pair_id, annotator, preferred, Strength.from_level(abs(point)), shown_order=shown_order, **kw)
+
+    @classmethod
+    def from_choice(
+        cls, pair_id: str, annotator: str, point: int, shown_order: tuple[str, str], **kw: Any
+    ) -> "Judgement":
+        """From the choice row (`CHOICE_LABELS`): -4..-1 prefer the left response (significantly …
+        negligibly better), 1..4 the right, 0 unsure (no winner)."""
+        if point not in CHOICE_LABELS:
+            raise ValueError(f"choice must be -4..4, got {point!r}")
+        if point == 0:
+            return cls(pair_id, annotator, None, Strength.NEGLIGIBLY_BETTER, shown_order=shown_order, **kw)
+        preferred = shown_order[0] if point < 0 else shown_order[1]
+        return cls(pair_id, annotator, preferred, Strength.from_level(abs(point) - 1), shown_order=shown_order, **kw)
+
+    def choice(self) -> int:
+        """The choice-row value (the inverse of `from_choice`): -4..-1 the left response as
+        shown, 1..4 the right, 0 unsure. Judgements stored before the 9-choice row read the same
+        way (their middle button was unsure)."""
+        if self.preferred is None:
+            return 0
+        if self.shown_order is None:
+            raise ValueError(f"judgement on pair {self.pair_id} has no shown order, so no choice value")
+        level = self.strength.level + 1
+        return -level if self.preferred == self.shown_order[0] else level
+
+    def signed_level(self, pair: Pair) -> int:
+        """-4..4 in generation order: negative prefers `a`, positive `b`, |value| = level + 1
+        (so "negligibly better" is ±1, still a side), 0 unsure. What the mean rule averages."""
+        if self.preferred is None:
+            return 0
+        level = self.strength.level + 1
+        return -level if self.preferred == pair.a.id else level
 
     def seven_point(self) -> int:
         """The 7-point value the annotator clicked (the inverse of `from_seven_point`): -3..-1

@@ -29,6 +29,10 @@ _AGREEMENT_LABELS = {
 }
 
 
+_COUNTS = ("pairs", "complete", "judgements", "needed", "annotators", "skipped", "reported")
+_SHARE = st.column_config.NumberColumn(format="%.2f")
+
+
 def _file_name(project: str) -> str:
     return re.sub(r"[^\w.-]+", "_", project).strip("._") or "dataset"
 
@@ -36,10 +40,13 @@ def _file_name(project: str) -> str:
 def _export(project: str) -> None:
     """Run the store's export (what `prefkit data export` does) and keep a zip to download."""
     rule, margin = st.session_state["export-rule"], st.session_state["export-margin"]
+    complete_only = bool(st.session_state.get("export-complete-only"))
     with tempfile.TemporaryDirectory(prefix="prefkit-export-") as tmp:
         out = Path(tmp) / "dataset"
         try:
-            report = session.store().export(project, out, rule=rule, margin=margin, jsonl=True)
+            report = session.store().export(
+                project, out, rule=rule, margin=margin, jsonl=True, complete_only=complete_only
+            )
         except PrefkitError as e:
             st.session_state["export-result"] = (project, str(e), None)
             return
@@ -51,6 +58,41 @@ def _export(project: str) -> None:
     st.session_state["export-result"] = (project, report.to_dict(), buffer.getvalue())
 
 
+def _export_judgements(project: str) -> None:
+    """The raw judgement table (JSONL), what `prefkit round run --judgements` reads."""
+    with tempfile.TemporaryDirectory(prefix="prefkit-judgements-") as tmp:
+        out = Path(tmp) / "judgements.jsonl"
+        try:
+            n = session.store().export_judgements(project, out)
+        except PrefkitError as e:
+            st.session_state["judgements-result"] = (project, str(e), None)
+            return
+        st.session_state["judgements-result"] = (project, n, out.read_bytes())
+
+
+def _assign(project: str) -> None:
+    store = session.store()
+    wanted = set(st.session_state.pop(f"members-{project}", None) or [])  # re-read from the store next run
+    have = set(store.members(project))
+    for name in sorted(wanted - have):
+        store.assign(project, name)
+    for name in sorted(have - wanted):
+        store.unassign(project, name)
+    st.toast(f"{project}: " + (", ".join(sorted(wanted)) if wanted else "open to every annotator"))
+
+
+def _access(project: str) -> None:
+    """Who may label this project (empty: every annotator)."""
+    store = session.store()
+    annotators = [u.name for u in store.list_users() if not u.is_admin and not u.disabled]
+    key = f"members-{project}"
+    if key not in st.session_state:
+        st.session_state[key] = [m for m in store.members(project) if m in annotators]
+    pick, save = st.columns([4, 1], vertical_alignment="bottom")
+    pick.multiselect("Annotators assigned to this project (none: open to every annotator)", annotators, key=key)
+    save.button("Save", key="save-members", on_click=_assign, args=(project,))
+
+
 def _all_projects() -> None:
     rows = [
         {"project": name, **s, "done": s["judgements"] / s["needed"] if s["needed"] else 0.0}
@@ -59,8 +101,20 @@ def _all_projects() -> None:
     st.dataframe(
         rows,
         hide_index=True,
-        column_config={"done": st.column_config.ProgressColumn("done", min_value=0.0, max_value=1.0, format="percent")},
+        column_config={
+            "done": st.column_config.ProgressColumn("done", min_value=0.0, max_value=1.0, format="percent"),
+            **{k: st.column_config.NumberColumn(k, format="localized") for k in _COUNTS},
+        },
     )
+
+
+def _figure(value: object) -> str:
+    """A count as an integer, a share or coefficient to three decimals, a missing one as "–"."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.3f}"
+    return f"{int(value):,}" if isinstance(value, (int, float)) else str(value)
 
 
 def render(user: User, project: str) -> None:
@@ -70,7 +124,16 @@ def render(user: User, project: str) -> None:
     _all_projects()
 
     st.subheader("Per annotator")
-    st.dataframe(d.per_annotator, hide_index=True)
+    st.dataframe(
+        d.per_annotator,
+        hide_index=True,
+        column_config={
+            "median_seconds": st.column_config.NumberColumn("median time", format="%.1f s"),
+            "last_at": st.column_config.DatetimeColumn("last (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+    with st.expander("Access", expanded=False):
+        _access(project)
 
     hourly, strength = st.columns(2)
     with hourly:
@@ -88,16 +151,21 @@ def render(user: User, project: str) -> None:
             st.dataframe(
                 d.time_per_item.groupby("annotator")["seconds"].describe(percentiles=[0.5, 0.9])[
                     ["count", "mean", "50%", "90%"]
-                ]
+                ],
+                column_config={
+                    "count": st.column_config.NumberColumn(format="%d"),
+                    **{k: st.column_config.NumberColumn(k, format="%.1f s") for k in ("mean", "50%", "90%")},
+                },
             )
     with bias:
         st.markdown("**Position bias** (share of decided votes for the left response; 0.5 is none)")
-        st.dataframe(d.position_bias, hide_index=True)
+        st.dataframe(d.position_bias, hide_index=True, column_config={"left_share": _SHARE})
 
     st.subheader("Agreement on overlapping pairs")
     figures = d.agreement.as_dict()
     st.dataframe(
-        [{"measure": label, "value": figures[key]} for key, label in _AGREEMENT_LABELS.items()], hide_index=True
+        [{"measure": label, "value": _figure(figures[key])} for key, label in _AGREEMENT_LABELS.items()],
+        hide_index=True,
     )
 
     if len(d.reports):
@@ -105,9 +173,15 @@ def render(user: User, project: str) -> None:
         st.dataframe(d.reports, hide_index=True)
 
     st.subheader("Export")
-    rule, margin, go = st.columns([2, 2, 1], vertical_alignment="bottom")
+    done = session.store().completeness(project)
+    st.caption(
+        f"{done['complete_pairs']:,} judged pairs have all the judgements their overlap asks for; "
+        f"{done['below_overlap_pairs']:,} have fewer (a single judgement shows agreement 1.0)."
+    )
+    rule, margin, only, go = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     rule.selectbox("Aggregation rule", RULES, key="export-rule")
     margin.selectbox("Margin scheme", [m.value for m in MarginScheme], index=1, key="export-margin")
+    only.checkbox("Complete pairs only", key="export-complete-only")
     go.button("Export", key="export", on_click=_export, args=(project,), type="primary")
     result = st.session_state.get("export-result")
     if result and result[0] == project:
@@ -122,6 +196,20 @@ def render(user: User, project: str) -> None:
                 file_name=f"{_file_name(project)}.zip",
                 mime="application/zip",
                 key="export-zip",
+            )
+    st.button(
+        "Prepare the judgement table (for prefkit round run --judgements)", key="export-judgements",
+        on_click=_export_judgements, args=(project,),
+    )
+    table = st.session_state.get("judgements-result")
+    if table and table[0] == project:
+        _, n, data = table
+        if data is None:
+            st.error(escape_text(str(n)))
+        else:
+            st.download_button(
+                f"Download {n:,} judgements (.jsonl)", data, file_name=f"{_file_name(project)}-judgements.jsonl",
+                mime="application/jsonl", key="judgements-jsonl",
             )
 
 

@@ -1,9 +1,15 @@
-"""Label page: the prompt, two responses side by side, the 7-point row, flags, Skip, Report.
+"""Label page: the prompt as a conversation, two responses side by side, the choice row (Llama 2's
+scale: a side with each of four levels, and unsure), flags, Skip, Report and Undo.
 
 Every action is a button callback, and callbacks run before the script: one click submits to the
 store and the same rerun claims and draws the next pair (no second click, no second rerun). The
 store's claim hands back the pair this user already holds, so a reload or a second tab shows the
 same pair, and its submit is idempotent per (annotator, pair), so a double click records once.
+
+Layout, 800 px to wide: the choice row (with Skip, Report, Undo) sticks to the bottom of the
+window, so it is reachable without scrolling whatever the length of the pair; earlier turns of a
+dialogue are folded away (the last user turn is always shown) and a long last turn scrolls in its
+own box; the next pair opens at the top (the page script in `annotate.shortcuts`).
 """
 
 from __future__ import annotations
@@ -14,16 +20,41 @@ from collections.abc import Callable
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from annotate.render import escape_text, safe_markdown
-from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, help_line, release_checkbox_focus
+from annotate.render import dialogue_turns, escape_text, safe_markdown
+from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, UNDO_KEY, help_line
 from annotate.store import Assignment, User
 from annotate.ui import session
 from data.errors import PrefkitError
-from data.schema import SEVEN_POINT_LABELS, Judgement, utcnow
+from data.schema import CHOICE_LABELS, Judgement, utcnow
 
 LEASE_SECONDS = 30 * 60
 REPORT_REASONS = ("Bad prompt", "Both responses unusable", "Other")
 SIDES = ("A", "B")
+LONG_TURN = 1200  # characters: a longer last turn scrolls in a box of its own
+LONG_TURN_PX = 260
+ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+
+# The choice row's container sticks to the bottom of the window, on the page's own background;
+# a wide table in model text scrolls inside its box instead of spilling out. Installed by the app
+# on every page (the table rule serves My work too).
+PAGE_CSS = """<style>
+[data-testid=stLayoutWrapper]:has(> .st-key-choices) {
+  position: sticky; bottom: 0; z-index: 99;
+}
+.st-key-choices { padding: 0.4rem 0 0.6rem;
+  background: var(--prefkit-bg, #fff); border-top: 1px solid rgba(128, 128, 128, 0.35);
+}
+[data-testid=stMainBlockContainer] { padding-top: 2.5rem; padding-bottom: 1rem; }
+.st-key-choices button { min-height: 2.4rem; padding: 0.15rem 0.3rem; }
+.st-key-choices button p { font-size: 0.8rem; line-height: 1.15; }
+.st-key-choices [data-testid=stCaptionContainer] p { font-size: 0.72rem; margin: 0; }
+@media (max-width: 1100px) {
+  .st-key-choices kbd { display: none; }
+  .st-key-choices button p { font-size: 0.74rem; }
+}
+.st-key-prompt [data-testid=stChatMessage] { padding: 0.35rem 0.5rem; }
+[data-testid=stMarkdownContainer] table { display: block; max-width: 100%; overflow-x: auto; }
+</style>"""
 
 
 def _clear_form() -> None:
@@ -56,7 +87,7 @@ def _submit(user: User, assignment: Assignment, point: int) -> None:
     state = st.session_state
     unsafe = tuple(rid for side, rid in zip(SIDES, assignment.shown_order, strict=True) if state.get(f"unsafe{side}"))
     rationale = (state.get("rationale") or "").strip() or None
-    judgement = Judgement.from_seven_point(
+    judgement = Judgement.from_choice(
         assignment.pair.pair_id,
         user.name,
         point,
@@ -80,6 +111,15 @@ def _report(user: User, assignment: Assignment) -> None:
     session.store().report(assignment.id, user, f"{reason}: {note}" if note else reason)
 
 
+@_store_action
+def _undo(user: User, project: str) -> None:
+    undone = session.store().undo_last(project, user, LEASE_SECONDS)
+    st.session_state["label-note"] = (
+        f"Undone: your last {undone}. The pair is back on screen." if undone
+        else "Nothing to undo (only your actions of the last 30 minutes in this project)."
+    )
+
+
 def _progress(slot: DeltaGenerator, user: User, project: str, holding: bool) -> None:
     p = session.store().progress(project, user)
     left = p.left_in_queue + holding  # the store counts the pairs besides the one on screen
@@ -90,59 +130,114 @@ def _progress(slot: DeltaGenerator, user: User, project: str, holding: bool) -> 
     )
 
 
+def _turn(role: str, text: str) -> None:
+    with st.chat_message(role, avatar=":material/person:" if role == "user" else ":material/smart_toy:"):
+        st.caption(ROLE_NAMES.get(role, escape_text(role)))
+        if len(text) > LONG_TURN:
+            with st.container(height=LONG_TURN_PX, border=False):
+                st.markdown(safe_markdown(text))
+        else:
+            st.markdown(safe_markdown(text))
+
+
+def render_prompt(prompt: str | list[dict[str, str]], system: str | None = None) -> None:
+    """The prompt. A dialogue is a conversation: one bubble per turn, roles named; the turns
+    before the last user turn are folded in an expander, the last user turn (and anything after
+    it) always shown. A single question is shown as it is (a long one scrolls in its box)."""
+    turns = dialogue_turns(prompt)
+    last_user = max((i for i, (role, _) in enumerate(turns) if role == "user"), default=0)
+    with st.container(border=True, key="prompt"):
+        if system:
+            st.caption("System: " + escape_text(system))
+        if len(turns) == 1:
+            text = turns[0][1]
+            with st.container(height=LONG_TURN_PX if len(text) > LONG_TURN else "content", border=False):
+                st.markdown(safe_markdown(text))
+            return
+        if last_user > 0:
+            with st.expander(f"Earlier in the conversation ({last_user} turns)", expanded=False):
+                for role, text in turns[:last_user]:
+                    _turn(role, text)
+        for role, text in turns[last_user:]:
+            _turn(role, text)
+
+
+def _breakable(label: str) -> str:
+    """The label with soft hyphens in its long words, so a narrow button breaks them cleanly."""
+    return label.replace("significantly", "signif\u00adicantly").replace("negligibly", "neglig\u00adibly")
+
+
+def _choice_row(user: User, project: str, assignment: Assignment | None) -> None:
+    """The sticky bottom row: the nine choices, then Undo, Skip, the report reason and Report.
+    Buttons are keyed by assignment: a double click's second click either repeats the same
+    (idempotent) submit or, once the next pair is drawn, finds its widget gone and is dropped;
+    it never lands on a pair the annotator has not seen."""
+    with st.container(key="choices"):
+        if assignment is not None:
+            for column, (point, label) in zip(st.columns(9, gap="small"), sorted(CHOICE_LABELS.items()), strict=True):
+                column.button(
+                    _breakable(label),
+                    key=f"choice{point}-{assignment.id}",
+                    on_click=_submit,
+                    args=(user, assignment, point),
+                    shortcut=CHOICE_KEYS[point],
+                    width="stretch",
+                    wrap=True,
+                )
+        undo, skip, reason, report = st.columns([1, 1, 2, 1.3], vertical_alignment="bottom", gap="small")
+        undo.button(
+            "Undo last", key="undo", on_click=_undo, args=(user, project), shortcut=UNDO_KEY, width="stretch",
+            icon=":material/undo:",
+        )
+        if assignment is not None:
+            skip.button(
+                "Skip", key=f"skip-{assignment.id}", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY,
+                width="stretch",
+            )
+            reason.selectbox("Problem", REPORT_REASONS, key="reason", label_visibility="collapsed")
+            report.button(
+                "Report a problem",
+                key=f"report-{assignment.id}",
+                on_click=_report,
+                args=(user, assignment),
+                shortcut=REPORT_KEY,
+                width="stretch",
+            )
+        st.caption(help_line())
+
+
 def render(user: User, project: str) -> None:
+    # Not a fragment on purpose: a fragment rerun started by the rationale's commit (Esc, Tab,
+    # blur) dropped the choice key pressed right after it (seen in the browser tests).
     # The progress bar sits on top but is filled last: the next pair is on screen before the count.
-    progress_slot = st.empty()
+    head, progress = st.columns([1, 3], vertical_alignment="center")
+    head.markdown(f"**{escape_text(project)}**", help="The project you are labelling (change it in the sidebar).")
+    progress_slot = progress.empty()
     if error := st.session_state.pop("label-error", None):
         st.error(escape_text(error))
-    assignment = session.store().claim(project, user, LEASE_SECONDS)
+    if note := st.session_state.pop("label-note", None):
+        st.info(escape_text(note))
+    try:
+        assignment = session.store().claim(project, user, LEASE_SECONDS)
+    except PrefkitError as e:  # e.g. taken off this project by an admin
+        st.error(escape_text(str(e)))
+        return
     if assignment is None:
         st.success("Your queue is empty: nothing left to judge in this project. Thank you!")
+        _choice_row(user, project, None)
         _progress(progress_slot, user, project, holding=False)
         return
     pair = assignment.pair
-    st.markdown("#### Prompt")
-    if pair.prompt.system:
-        st.caption("System: " + escape_text(pair.prompt.system))
-    with st.container(border=True, key="prompt"):
-        st.markdown(safe_markdown(pair.prompt.question))
-
-    for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order, strict=True):
-        with column:
-            st.markdown(f"#### Response {side}")
-            with st.container(border=True, key=f"response{side}"):
-                st.markdown(safe_markdown(pair.response(rid).text))
-            st.checkbox(f"{side} is unsafe or harmful", key=f"unsafe{side}")
-
+    with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
+        render_prompt(pair.prompt.question, pair.prompt.system)
+        for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order, strict=True):
+            with column:
+                st.markdown(f"**Response {side}**")
+                with st.container(border=True, key=f"response{side}"):
+                    st.markdown(safe_markdown(pair.response(rid).text))
+                st.checkbox(f"{side} is unsafe or harmful", key=f"unsafe{side}")
     st.text_area("Rationale (optional)", key="rationale", height=68)
-    # Buttons are keyed by assignment: a double click's second click either repeats the same
-    # (idempotent) submit or, once the next pair is drawn, finds its widget gone and is dropped;
-    # it never lands on a pair the annotator has not seen.
-    for column, (point, label) in zip(st.columns(7), sorted(SEVEN_POINT_LABELS.items()), strict=True):
-        column.button(
-            label,
-            key=f"choice{point}-{assignment.id}",
-            on_click=_submit,
-            args=(user, assignment, point),
-            shortcut=CHOICE_KEYS[point],
-            width="stretch",
-            wrap=True,
-        )
-    st.caption(help_line())
-    skip, reason, report = st.columns([1, 2, 1], vertical_alignment="bottom")
-    skip.button(
-        "Skip", key=f"skip-{assignment.id}", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY, width="stretch"
-    )
-    reason.selectbox("Problem", REPORT_REASONS, key="reason")
-    report.button(
-        "Report a problem",
-        key=f"report-{assignment.id}",
-        on_click=_report,
-        args=(user, assignment),
-        shortcut=REPORT_KEY,
-        width="stretch",
-    )
-    release_checkbox_focus()
+    _choice_row(user, project, assignment)
     _progress(progress_slot, user, project, holding=True)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotate.render import safe_markdown
+from annotate.render import escape_text, safe_markdown
 from annotate.store import User
 from annotate.ui import session
-from data.schema import SEVEN_POINT_LABELS, Judgement, Pair
+from data.schema import CHOICE_LABELS, Judgement, Pair
 
 RECENT = 50
 
@@ -19,7 +19,7 @@ def _save(user: User, project: str, pair: Pair, old: Judgement) -> None:
     flagged = (state.get(f"edit-unsafe{side}-{pair.pair_id}") for side in "AB")
     unsafe = tuple(rid for rid, flag in zip(order, flagged, strict=True) if flag)
     rationale = (state.get(f"edit-rationale-{pair.pair_id}") or "").strip() or None
-    new = Judgement.from_seven_point(
+    new = Judgement.from_choice(
         pair.pair_id, user.name, point, order, unsafe=unsafe, rationale=rationale, seconds=old.seconds
     )
     session.store().change_judgement(user, pair.pair_id, new, project=project)
@@ -37,7 +37,7 @@ def _excerpt(text: str, n: int = 80) -> str:
 
 
 def render(user: User, project: str) -> None:
-    st.header("My work")
+    st.header(f"My work · {escape_text(project)}")
     recent = session.store().my_judgements(user, project, limit=RECENT)
     if not recent:
         st.info("You have not judged anything in this project yet.")
@@ -47,7 +47,7 @@ def render(user: User, project: str) -> None:
             {
                 "when (UTC)": j.created_at.strftime("%Y-%m-%d %H:%M"),
                 "prompt": _excerpt(pair.prompt.question),
-                "choice": SEVEN_POINT_LABELS[j.seven_point()],
+                "choice": CHOICE_LABELS[j.choice()],
                 "flagged unsafe": ", ".join("AB"[j.shown_order.index(r)] for r in j.unsafe),
                 "seconds": round(j.seconds) if j.seconds is not None else None,
             }
@@ -77,9 +77,9 @@ def render(user: User, project: str) -> None:
             )
     st.select_slider(
         "Choice",
-        options=sorted(SEVEN_POINT_LABELS),
-        value=judgement.seven_point(),
-        format_func=SEVEN_POINT_LABELS.__getitem__,
+        options=sorted(CHOICE_LABELS),
+        value=judgement.choice(),
+        format_func=CHOICE_LABELS.__getitem__,
         key=f"edit-point-{pair.pair_id}",
     )
     st.text_area("Rationale", value=judgement.rationale or "", key=f"edit-rationale-{pair.pair_id}", height=68)

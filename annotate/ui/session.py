@@ -12,16 +12,34 @@ provider use OIDC instead.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import streamlit as st
 
 from annotate.render import escape_text
-from annotate.store import SignInThrottled, Store, User
+from annotate.store import SESSION_TTL, SignInThrottled, Store, User
 from data.errors import ConfigError
 
 SESSION_PARAM = "s"
 PROJECT_PARAM = "p"
 DB_ENV = "PREFKIT_DB"
+SESSION_HOURS_ENV = "PREFKIT_SESSION_HOURS"
+
+
+def session_lifetime() -> timedelta:
+    """How long a sign-in lasts: `$PREFKIT_SESSION_HOURS` (`prefkit annotate serve
+    --session-hours`), 12 h by default. Closing the tab does not end it; signing out does."""
+    raw = os.environ.get(SESSION_HOURS_ENV)
+    if not raw:
+        return SESSION_TTL
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = -1.0
+    if not hours > 0:
+        st.error(f"${SESSION_HOURS_ENV} must be a number of hours above 0, got {raw!r}.")
+        st.stop()
+    return timedelta(hours=hours)
 
 
 @st.cache_resource(show_spinner=False)
@@ -81,7 +99,7 @@ def _oidc_user() -> User | None:
         st.error(f"{escape_text(str(email))} has no annotator account here; ask an admin to add one for this address.")
         st.button("Sign out", on_click=st.logout)
         st.stop()
-    key = store().start_session(user)
+    key = store().start_session(user, ttl=session_lifetime())
     _remember(key)
     return user
 
@@ -93,7 +111,7 @@ def _sign_in_with_token() -> None:
     if user is None:
         st.session_state.setdefault("sign_in_error", "That token is not valid (or the account is disabled).")
         return
-    _remember(store().start_session(user))
+    _remember(store().start_session(user, ttl=session_lifetime()))
 
 
 def _authenticate(token: str) -> User | None:
@@ -133,15 +151,32 @@ def sign_out() -> None:
         st.logout()
 
 
-def choose_project() -> None:
-    """The sidebar's project picker; pages read the choice from `st.session_state["project"]`.
-    It is kept in `?p=` too, so a reload (or a shared link) opens the same project."""
-    names = [p.name for p in store().list_projects()]
+PROJECT_KEY = "project"  # the project every page shows and acts on
+_PICKER_KEY = "project-picker"  # the sidebar widget, kept equal to it
+
+
+def _picked() -> None:
+    st.session_state[PROJECT_KEY] = st.session_state[_PICKER_KEY]
+
+
+def choose_project(user: User) -> None:
+    """The sidebar's project picker, listing the projects `user` may label. The choice lives in
+    `st.session_state["project"]`, changed only by the picker's own change callback (never by a
+    widget that lost its state on a fast page move), and the widget is set from it on every run:
+    what the sidebar shows is what the page acts on. It is kept in `?p=` too, so a reload (or a
+    shared link) opens the same project."""
+    names = [p.name for p in store().projects_for(user)]
+    state = st.session_state
     if not names:
+        state.pop(PROJECT_KEY, None)
         return
-    wanted = st.query_params.get(PROJECT_PARAM)
-    index = names.index(wanted) if wanted in names else 0
-    st.query_params[PROJECT_PARAM] = st.sidebar.selectbox("Project", names, index=index, key="project")
+    chosen = state.get(PROJECT_KEY)
+    if chosen not in names:
+        wanted = st.query_params.get(PROJECT_PARAM)
+        chosen = wanted if wanted in names else names[0]
+    state[PROJECT_KEY] = state[_PICKER_KEY] = chosen
+    st.sidebar.selectbox("Project", names, key=_PICKER_KEY, on_change=_picked)
+    st.query_params[PROJECT_PARAM] = chosen
 
 
 def page_context(admin: bool = False) -> tuple[User, str]:
@@ -152,8 +187,11 @@ def page_context(admin: bool = False) -> tuple[User, str]:
     if admin and not user.is_admin:
         st.error("This page is for admins.")
         st.stop()
-    project = st.session_state.get("project")
+    project = st.session_state.get(PROJECT_KEY)
     if not project:
-        st.info("There is no project yet: an admin creates one with `prefkit annotate import PAIRS --project NAME`.")
+        st.info(
+            "There is no project for you yet: an admin creates one with `prefkit annotate import PAIRS --project NAME`"
+            " and assigns annotators with `prefkit annotate assign NAME --project NAME`."
+        )
         st.stop()
     return user, project

@@ -4,6 +4,7 @@ skip and report, changing and withdrawing a judgement, admin-only pages, and unt
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass
@@ -122,7 +123,7 @@ def test_sign_in_then_judge_shows_next_pair_in_one_click(seeded: Seeded) -> None
 
     at.checkbox[0].check()  # "A is unsafe": A is the left response as shown
     at.text_area[0].input("B lặp lại câu hỏi")
-    _click(at, "choice-2")  # "A better"
+    _click(at, "choice-3")  # "A better"
     assert not at.exception
 
     (stored,) = seeded.store.my_judgements("bob", "demo")
@@ -174,12 +175,13 @@ def test_a_refused_action_is_explained_not_a_traceback(seeded: Seeded) -> None:
 
 def test_every_point_of_the_row_maps_to_the_shown_side(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
-    for point in (-3, 0, 3):
+    for point in (-4, -1, 0, 1, 4):  # Llama 2's scale: a side with every level, and unsure
         held = seeded.store.claim("demo", "bob")
         _click(at, f"choice{point}")
         judged = {p.pair_id: j for p, j in seeded.store.my_judgements("bob", "demo")}[held.pair.pair_id]
-        assert judged.strength.level == abs(point)
-        assert judged.preferred == {-3: held.shown_order[0], 0: None, 3: held.shown_order[1]}[point]
+        assert judged.strength.level == max(0, abs(point) - 1)
+        assert judged.preferred == (held.shown_order[0] if point < 0 else held.shown_order[1] if point else None)
+        assert judged.choice() == point
 
 
 def test_skip_and_report(seeded: Seeded) -> None:
@@ -201,12 +203,12 @@ def test_skip_and_report(seeded: Seeded) -> None:
 def test_change_and_withdraw_a_judgement(seeded: Seeded) -> None:
     at = _signed_in(seeded.annotator)
     judged = _shown_question(at, seeded)
-    _click(at, "choice1")  # B slightly better
+    _click(at, "choice2")  # B slightly better
 
     at.switch_page("ui/my_work.py").run()
     assert not at.exception
     assert at.dataframe[0].value["choice"].tolist() == ["B slightly better"]
-    at.select_slider[0].set_value(-3)  # options are the 7-point values, shown by their labels
+    at.select_slider[0].set_value(-4)  # options are the choice values, shown by their labels
     at.button(key="edit-save").click().run()
     ((pair, changed),) = seeded.store.my_judgements("bob", "demo")
     assert pair.pair_id == judged.pair_id
@@ -337,7 +339,7 @@ def test_seed_demo_is_ready_to_label_and_idempotent(tmp_path: Path) -> None:
     assert seed_demo(url, tmp_path) == (admin, annotator)  # a second `make demo` changes nothing
     store = Store.open(url)
     assert store.count_pairs("demo") == len(read_pairs(SAMPLE)) > 50
-    assert "7-point" in store.get_project("demo").guidelines
+    assert "negligibly better" in store.get_project("demo").guidelines
     assert store.authenticate(admin).is_admin and not store.authenticate(annotator).is_admin
     assert oct((tmp_path / TOKENS_FILE).stat().st_mode & 0o777) == "0o600"
     (tmp_path / TOKENS_FILE).unlink()
@@ -376,3 +378,59 @@ def test_seed_demo_tokens_are_never_readable_by_others(tmp_path: Path, monkeypat
     monkeypatch.setattr(Path, "write_text", spy)
     seed_demo(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path)
     assert modes == [0o600]
+
+
+def test_dashboard_access_complete_only_and_judgement_table(seeded: Seeded) -> None:
+    """The admin assigns annotators on the dashboard; an annotator sees only the projects they
+    may label; Export offers complete-only and the raw judgement table."""
+    seeded.store.create_project("secret", overlap=1)
+    seeded.store.import_pairs("secret", seeded.pairs[:2])
+    seeded.store.add_user("chi")
+    at = _signed_in(seeded.annotator)
+    for point in (-2, 1):
+        _click(at, f"choice{point}")
+    assert at.selectbox(key="project-picker").options == ["demo", "secret"]  # no members: open to all
+
+    admin = _signed_in(seeded.admin)
+    admin.switch_page("ui/dashboard.py").run()
+    assert not admin.exception
+    admin.multiselect(key="members-demo").select("chi").run()
+    admin.button(key="save-members").click().run()
+    assert seeded.store.members("demo") == ["chi"]
+    bob = _signed_in(seeded.annotator)
+    assert bob.selectbox(key="project-picker").options == ["secret"]  # demo is for chi now
+
+    admin.checkbox(key="export-complete-only").check().run()
+    admin.button(key="export").click().run()
+    _, summary, _ = admin.session_state["export-result"]
+    assert "has no pair with all its judgements yet" in summary  # overlap 2, one judgement each
+    admin.checkbox(key="export-complete-only").uncheck().run()
+    admin.button(key="export").click().run()
+    _, summary, _ = admin.session_state["export-result"]
+    assert (summary["complete_pairs"], summary["below_overlap_pairs"], summary["exported"]) == (0, 2, 2)
+    assert "0 judged pairs have all the judgements" in "\n".join(c.value for c in admin.caption)
+
+    admin.button(key="export-judgements").click().run()
+    project, n, data = admin.session_state["judgements-result"]
+    assert (project, n) == ("demo", 2)
+    rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    assert {r["annotator"] for r in rows} == {"bob"} and {r["strength"] for r in rows} == {"slightly_better", "negligibly_better"}
+
+
+def test_sign_in_lifetime_is_a_setting(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import select
+
+    from annotate.models import SessionRow
+
+    monkeypatch.setenv("PREFKIT_SESSION_HOURS", "0.5")
+    before = seeded.store.now()
+    _signed_in(seeded.annotator)
+    with seeded.store.engine.connect() as conn:
+        (expires,) = conn.execute(select(SessionRow.expires_at)).scalars().all()
+    lifetime = (expires.replace(tzinfo=before.tzinfo) - before).total_seconds()
+    assert 29 * 60 < lifetime < 31 * 60  # half an hour, not the default 12 h
+    monkeypatch.setenv("PREFKIT_SESSION_HOURS", "soon")
+    at = _app().run()
+    at.text_input(key="sign_in_token").input(seeded.annotator)
+    at.button[0].click().run()
+    assert "must be a number of hours above 0" in at.error[0].value

@@ -268,3 +268,57 @@ def test_unreachable_database_is_one_line(tmp_path):
         line = r.stderr.strip()
         assert "\n" not in line and line.startswith("error: cannot use store postgresql+psycopg://prefkit:***@")
         assert "secret" not in line and "refused" in line.lower()
+
+
+def test_assign_completeness_and_the_judgement_table(sqlite_url, make_pairs, tmp_path):
+    """assign/unassign; export --complete-only with completeness on the card and in the summary;
+    export --judgements writes the table `prefkit data export --judgements` (and a round) reads."""
+    from datasets import load_from_disk
+
+    from data.aggregate import aggregate
+    from data.readers import read_judgements, read_pairs
+
+    pairs_file = tmp_path / "pairs.jsonl"
+    write_pairs(make_pairs(6), pairs_file)
+    invoke("import", str(pairs_file), "--project", "vi", "--overlap", "2", "--db", sqlite_url)
+    for user in ("an", "binh", "chi"):
+        invoke("users", "add", user, "--db", sqlite_url)
+    assert invoke("assign", "an", "binh", "--project", "vi", "--db", sqlite_url).stdout.strip() == "vi: an, binh"
+    store = Store.open(sqlite_url)
+    try:
+        with pytest.raises(ConfigError, match="not assigned"):
+            store.claim("vi", "chi")
+        for user, n in (("an", 6), ("binh", 2)):  # two pairs complete, four below their overlap
+            for _ in range(n):
+                a = store.claim("vi", user)  # "a negligibly better", wherever a was shown
+                point = -1 if a.shown_order[0] == a.pair.a.id else 1
+                store.submit(a.id, user, Judgement.from_choice(a.pair.pair_id, user, point, a.shown_order))
+    finally:
+        store.close()
+    out = invoke("unassign", "an", "binh", "--project", "vi", "--db", sqlite_url).stdout
+    assert out.strip() == "vi: open to every annotator"
+
+    out = invoke("export", str(tmp_path / "all"), "--project", "vi", "--test-size", "0.5", "--db", sqlite_url).stdout
+    assert "complete_pairs=2" in out and "below_overlap_pairs=4" in out and "exported=6" in out, out
+    card = (tmp_path / "all" / "README.md").read_text(encoding="utf-8")
+    assert "2 judged pairs have all the judgements their overlap asks for, 4 have fewer (included" in card
+    out = invoke("export", str(tmp_path / "done"), "--project", "vi", "--complete-only", "--test-size", "0.5",
+                 "--db", sqlite_url).stdout
+    assert "exported=2" in out and "complete_only=True" in out
+    done = load_from_disk(str(tmp_path / "done"))
+    assert sum(ds.num_rows for ds in done.values()) == 2
+    assert all(n == 2 for ds in done.values() for n in ds["n_annotators"])
+    assert "(left out: only complete pairs were exported)" in (tmp_path / "done" / "README.md").read_text("utf-8")
+
+    table = tmp_path / "judgements.jsonl"
+    out = invoke("export", str(table), "--project", "vi", "--judgements", "--db", sqlite_url).stdout
+    assert out.strip() == f"wrote {table}: 8 judgements of project vi"
+    judgements = read_judgements(table)
+    assert len(judgements) == 8 and {j.annotator for j in judgements} == {"an", "binh"}
+    assert all(abs(j.choice()) == 1 and j.preferred is not None for j in judgements)  # a side, kept
+    rows, report = aggregate(read_pairs(pairs_file), judgements)  # as `prefkit round run --judgements` does
+    assert report.exported == 6 and {r.margin for r in rows} == {0.0}
+    # never overwrites
+    result = runner.invoke(app, ["annotate", "export", str(table), "--project", "vi", "--judgements",
+                                 "--db", sqlite_url])
+    assert result.exit_code != 0 and "already exists" in str(result.exception or result.output)

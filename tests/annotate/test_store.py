@@ -44,7 +44,7 @@ def test_import_is_idempotent_and_round_trips(store, make_pairs):
 
 def test_project_settings_are_checked(store):
     store.create_project("p", guidelines="# Rules", overlap=3)
-    assert store.get_project("p").calibration_overlap == 6
+    assert store.get_project("p").calibration_overlap == 3  # default: the project's overlap
     with pytest.raises(ConfigError, match="already exists"):
         store.create_project("p")
     with pytest.raises(ConfigError, match="overlap must be at least 1"):
@@ -343,7 +343,7 @@ def test_dashboard_figures(store, clock, make_pairs):
     assert d.labels_per_hour["judgements"].sum() == 8 and d.labels_per_hour["hour"].nunique() >= 2
     assert len(d.time_per_item) == 8
     assert dict(zip(d.strength["strength"], d.strength["judgements"])) == {
-        "significantly better": 0, "better": 4, "slightly better": 4, "negligibly better / unsure": 0}
+        "significantly better": 0, "better": 4, "slightly better": 4, "negligibly better": 0, "unsure": 0}
     bias = d.position_bias.set_index("annotator")
     assert bias.loc["ann", "left_share"] == 1.0 and bias.loc["bob", "left_share"] == 0.0
     assert bias.loc["(all)", "left_share"] == 0.5
@@ -391,10 +391,10 @@ def test_ensure_project_creates_once_and_keeps_queue_settings(store):
     with ThreadPoolExecutor(8) as pool:  # racing first imports create one project
         made = list(pool.map(lambda _: store.ensure_project("p", overlap=1, calibration=0.5, seed=3), range(8)))
     assert len({p.id for p in made}) == 1 and [p.name for p in store.list_projects()] == ["p"]
-    assert (made[0].overlap, made[0].calibration, made[0].calibration_overlap, made[0].seed) == (1, 0.5, 2, 3)
+    assert (made[0].overlap, made[0].calibration, made[0].calibration_overlap, made[0].seed) == (1, 0.5, 1, 3)
     assert store.ensure_project("p", overlap=1, guidelines="## Rules").guidelines == "## Rules"
     assert store.ensure_project("p").guidelines == "## Rules"  # None leaves them as they are
-    with pytest.raises(ConfigError, match="already exists with overlap=1, calibration_overlap=2; queue settings"):
+    with pytest.raises(ConfigError, match="already exists with overlap=1, calibration_overlap=1; queue settings"):
         store.ensure_project("p", overlap=2, calibration_overlap=4, guidelines="## Other")
     assert store.get_project("p").guidelines == "## Rules"  # the refused call changed nothing
     with pytest.raises(ConfigError, match="overlap must be at least 1"):

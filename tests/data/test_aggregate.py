@@ -54,9 +54,44 @@ def test_majority_rule_uses_votes_and_most_common_level() -> None:
     js = [judge(p, "an", -1), judge(p, "binh", -1), judge(p, "chi", 3), judge(p, "dung", 0)]
     rows, _ = aggregate([p], js, rule="majority")
     assert (rows[0].chosen, rows[0].strength, rows[0].agreement) == ("A0", Strength.SLIGHTLY_BETTER, 0.5)
-    # the mean rule sees (-1 -1 +3 +0)/4 = 0.25 -> b wins, negligibly better
-    rows, _ = aggregate([p], js, rule="mean")
+    # the mean rule sees the signed levels (-2 -2 +4 +0)/4 = 0: no winner
+    rows, report = aggregate([p], js, rule="mean")
+    assert rows == [] and report.ties_dropped == 1
+    # one more "B slightly better" tips it: (-2 -2 +4 +0 +2)/5 = 0.4 -> b, negligibly better, margin 0
+    rows, _ = aggregate([p], js + [judge(p, "em", 1)], rule="mean")
     assert (rows[0].chosen, rows[0].strength, rows[0].margin) == ("B0", Strength.NEGLIGIBLY_BETTER, 0.0)
+
+
+def choose(p: Pair, annotator: str, point: int) -> Judgement:
+    """`point` on the 9-choice row (Llama 2's scale) with a shown in the left place."""
+    return Judgement.from_choice(p.pair_id, annotator, point, (p.a.id, p.b.id), created_at=T0)
+
+
+@pytest.mark.parametrize("rule", ["mean", "majority"])
+def test_negligibly_better_keeps_its_side_and_unsure_has_none(rule: str) -> None:
+    negligible, unsure = pair(1), pair(2)
+    js = [choose(negligible, "an", -1), choose(unsure, "an", 0)]
+    rows, report = aggregate([negligible, unsure], js, rule=rule, margin="large")
+    (row,) = rows  # the negligibly-better pair has a winner; the unsure one is a tie
+    assert (row.chosen, row.strength, row.margin, row.agreement) == ("A1", Strength.NEGLIGIBLY_BETTER, 0.0, 1.0)
+    assert report.ties_dropped == 1 and report.strength_counts == {"negligibly_better": 1}
+    # two annotators, both negligibly, opposite sides: no winner under either rule
+    rows, report = aggregate([negligible], [choose(negligible, "an", -1), choose(negligible, "binh", 1)], rule=rule)
+    assert rows == [] and report.ties_dropped == 1
+
+
+def test_choice_row_round_trips_and_old_judgements_read_the_same() -> None:
+    p = pair()
+    for point in range(-4, 5):
+        j = choose(p, "an", point)
+        assert j.choice() == point
+        assert Judgement.from_row(j.to_row()).choice() == point
+    # A judgement stored from the old 7-point row: its middle button (unsure) is still unsure,
+    # and "A slightly better" is still that.
+    old_unsure = Judgement.from_row({"pair_id": p.pair_id, "annotator": "an", "preferred": None,
+                                     "strength": "negligibly_better", "shown_left": p.a.id, "shown_right": p.b.id})
+    assert old_unsure.choice() == 0 and old_unsure.signed_level(p) == 0
+    assert judge(p, "an", -1).choice() == -2 and choose(p, "an", -2) == judge(p, "an", -1)
 
 
 def test_ties_and_all_unsure_are_dropped_and_counted() -> None:
