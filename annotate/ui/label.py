@@ -229,7 +229,10 @@ def render(user: User, project: str) -> None:
         return
     pair = assignment.pair
     with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
-        render_prompt(pair.prompt.question, pair.prompt.system)
+        prompt = pair.prompt  # a dialogue's turns (data.schema.Prompt.turns); a flat question as it is,
+        # so a transcript stored as one question (older stores) is still split for display
+        shown = [{"role": r, "content": c} for r, c in prompt.turns] if prompt.history else prompt.question
+        render_prompt(shown, prompt.system)
         for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order, strict=True):
             with column:
                 st.markdown(f"**Response {side}**")
