@@ -434,3 +434,30 @@ def test_sign_in_lifetime_is_a_setting(seeded: Seeded, monkeypatch: pytest.Monke
     at.text_input(key="sign_in_token").input(seeded.annotator)
     at.button[0].click().run()
     assert "must be a number of hours above 0" in at.error[0].value
+
+
+def test_a_dialogue_with_turns_is_shown_as_a_conversation(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt whose earlier turns are first-class (`Prompt.history`, as hh-rlhf and TRL rows read)
+    is one chat bubble per turn, the earlier ones folded, the last user turn always shown."""
+    store = Store.open(sqlite_url)
+    store.create_project("chat", overlap=1)
+    prompt = Prompt(
+        "Which traps are the most humane?",
+        history=(("user", "How do I get rid of mice in my kitchen?"), ("assistant", "Seal the gaps and set traps.")),
+    )
+    store.import_pairs("chat", [Pair(prompt, Response("Live-catch traps.", model="m-a"),
+                                     Response("Snap traps.", model="m-b"))])
+    token = store.add_user("bob")
+    monkeypatch.setenv("PREFKIT_DB", sqlite_url)
+    try:
+        at = _signed_in(token)
+        assert not at.exception, at.exception
+        bubbles = at.chat_message
+        assert [b.name for b in bubbles] == ["user", "assistant", "user"]
+        texts = ["\n".join(m.value for m in b.markdown) for b in bubbles]
+        assert "How do I get rid of mice" in texts[0] and "Seal the gaps" in texts[1]
+        assert safe_markdown("Which traps are the most humane?") in texts[2]
+        assert "Earlier in the conversation (2 turns)" in [e.label for e in at.expander]
+        assert "Human:" not in _markdown(at)
+    finally:
+        store.close()
