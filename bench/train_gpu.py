@@ -1,13 +1,15 @@
 """prefkit's reward and DPO stages vs a plain TRL script with identical settings, in one run.
 
 On a GPU: a random-weight Llama-3.2-1B-sized model (bf16 weights, QLoRA 4-bit NF4 base, LoRA
-r=16 on all linear layers, gradient checkpointing), synthetic preference pairs of about
-`--tokens` tokens each. For each stage the plain TRL script runs first, then prefkit; the script
-prints tokens/s (non-padding tokens seen / train runtime) and peak GPU memory for both, and the
-ratio prefkit / plain (target: tokens/s within 3%).
+r=16 on all linear layers, gradient checkpointing), synthetic preference pairs whose responses are
+about `--tokens` tokens each (measured with the tokenizer; `max_length` is set from the longest
+conversation, and a run that would keep 0 rows stops with an error). For each stage plain TRL and
+prefkit run alternately, `--repeats` times each (plain first on even repeats, prefkit first on odd);
+the script prints the median tokens/s (non-padding tokens seen / train runtime) and the largest peak
+GPU memory of each, and the ratios prefkit / plain (target: tokens/s within 3%).
 
     python bench/train_gpu.py                    # GPU: the 1B-sized QLoRA comparison
-    python bench/train_gpu.py --tiny --steps 5   # anywhere: the tiny model, no QLoRA (checks the script)
+    python bench/train_gpu.py --tiny --steps 3 --tokens 32 --repeats 1   # anywhere: tiny model, no QLoRA (checks the script)
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ def build_model(out: Path, tiny: bool) -> Path:
     from train.tiny_model import build_tiny_model, build_tokenizer
 
     if tiny:
-        return build_tiny_model(out)
+        return build_tiny_model(out, family="llama3_2")
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = build_tokenizer(vocab_size=512)
+    tok = build_tokenizer(vocab_size=512, max_length=4096, family="llama3_2")
     # Llama-3.2-1B's shapes (random weights: only speed and memory are measured)
     config = LlamaConfig(
         vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -45,24 +47,39 @@ def build_model(out: Path, tiny: bool) -> Path:
     return out
 
 
-def build_data(out: Path, n: int, words: int) -> Path:
+def build_data(out: Path, model_dir: Path, n: int, tokens: int) -> tuple[Path, int]:
+    """`n` pairs with responses of about `tokens` tokens; returns the folder and the longest
+    conversation (prompt + chosen, chat template applied) in tokens: the run's `max_length`."""
+    from transformers import AutoTokenizer
+
     from data.export import export_dataset
     from data.schema import PreferenceRow, Strength
 
+    tok = AutoTokenizer.from_pretrained(model_dir)
     vocab = "phở cà phê Hà Nội mùa thu quang hợp bánh mì sông Hồng áo dài trà lúa tốt đẹp ngon xanh".split()
+    per_word = len(tok(" ".join(vocab * 4), add_special_tokens=False)["input_ids"]) / (len(vocab) * 4)
+    words = max(1, round(tokens / per_word))
     rows = []
     for i in range(n):
         body = " ".join(vocab[(i * 7 + j) % len(vocab)] for j in range(words))
         rows.append(PreferenceRow(question=f"Câu hỏi số {i}: hãy viết về {vocab[i % len(vocab)]}.",
                                   chosen=body + " Cảm ơn bạn!", rejected=body, strength=list(Strength)[i % 4]))
+    longest = max(len(tok.apply_chat_template([{"role": "user", "content": r.question},
+                                               {"role": "assistant", "content": r.chosen}], tokenize=True,
+                                              return_dict=True)["input_ids"]) for r in rows)
     export_dataset(rows, out, test_size=0.05, seed=0)
-    return out
+    return out, longest + 8
 
 
-def settings(args: argparse.Namespace) -> dict:
+def settings(args: argparse.Namespace, max_length: int) -> dict:
     return {"steps": args.steps, "batch_size": args.batch_size, "grad_accum": 1, "lr": 1e-4, "r": 16, "alpha": 32,
             "qlora": not args.tiny, "bf16": torch.cuda.is_available(), "checkpointing": not args.tiny,
-            "max_length": args.tokens * 2 + 64}
+            "max_length": max_length, "response_tokens": args.tokens}
+
+
+def _check_kept(stage: str, side: str, kept: int) -> None:
+    if kept <= 0:
+        raise SystemExit(f"{side} {stage}: 0 training rows kept (every pair is longer than max_length?)")
 
 
 def plain_trl(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict) -> dict:
@@ -113,7 +130,9 @@ def plain_trl(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict) -
                           task_type="CAUSAL_LM")
         trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=0.1), train_dataset=ds.remove_columns("margin"),
                              processing_class=tok, peft_config=lora)
+    _check_kept(stage, "plain TRL", len(trainer.train_dataset))
     result = trainer.train()
+    _check_kept(stage, "plain TRL", trainer.state.num_input_tokens_seen)
     return {"tokens_per_s": trainer.state.num_input_tokens_seen / result.metrics["train_runtime"]}
 
 
@@ -129,6 +148,7 @@ def prefkit_run(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict)
             "save_steps=100000", "seed=42"]
     module, cls = (reward, RewardConfig) if stage == "reward" else (dpo, DpoConfig)
     summary = module.run(load_config(cls, None, sets))
+    _check_kept(stage, "prefkit", summary["tokens"])
     runtime = next(h["train_runtime"] for h in reversed(summary["log_history"]) if "train_runtime" in h)
     return {"tokens_per_s": summary["tokens"] / runtime}
 
@@ -143,26 +163,40 @@ def measure(fn, *a) -> dict:
     return out
 
 
+def _combine(runs: list[dict]) -> dict:
+    """Median tokens/s and largest peak memory over the repeats (each repeat's figures kept)."""
+    import statistics
+
+    peaks = [r["peak_gb"] for r in runs if r["peak_gb"] is not None]
+    return {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs), "peak_gb": max(peaks) if peaks else None,
+            "runs": runs}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiny", action="store_true", help="tiny model, no QLoRA (runs on a CPU)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--tokens", type=int, default=256, help="about this many words per response")
+    p.add_argument("--tokens", type=int, default=256, help="about this many tokens per response")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each side per stage, alternating which goes first")
     p.add_argument("--stages", default="reward,dpo")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         sys.exit("no CUDA GPU here: run with --tiny to check the script on a CPU")
-    s = settings(args)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = build_model(tmp / "model", args.tiny)
-        data_dir = build_data(tmp / "data", n=args.steps * args.batch_size, words=args.tokens)
+        data_dir, max_length = build_data(tmp / "data", model_dir, n=args.steps * args.batch_size, tokens=args.tokens)
+        s = settings(args, max_length)
         for stage in args.stages.split(","):
-            plain = measure(plain_trl, stage, model_dir, data_dir, tmp / f"plain-{stage}", s)
-            ours = measure(prefkit_run, stage, model_dir, data_dir, tmp / f"prefkit-{stage}", s)
+            runs: dict[str, list[dict]] = {"plain": [], "prefkit": []}
+            for rep in range(args.repeats):
+                order = [("plain", plain_trl), ("prefkit", prefkit_run)]
+                for side, fn in (order if rep % 2 == 0 else order[::-1]):
+                    runs[side].append(measure(fn, stage, model_dir, data_dir, tmp / f"{side}-{stage}-{rep}", s))
+            plain, ours = _combine(runs["plain"]), _combine(runs["prefkit"])
             results[stage] = {"plain_trl": plain, "prefkit": ours,
                               "tokens_per_s_ratio": ours["tokens_per_s"] / plain["tokens_per_s"],
                               "peak_memory_ratio": (ours["peak_gb"] / plain["peak_gb"]) if plain["peak_gb"] else None}

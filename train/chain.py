@@ -1,11 +1,14 @@
-"""The common chain on one dataset: SFT → reward model → DPO, one call, all summaries.
+"""Stages in one call: SFT → reward model → DPO and/or PPO, all summaries together.
 
-`model`, `data` and `seed` are given once at the top and copied into every stage; each stage's
-section (`sft:`, `reward:`, `dpo:`) holds the rest of its config. Stage outputs go to
-`<output_dir>/<stage>`. DPO (and the reward model, with `reward_from: sft`) start from the SFT
-result: they keep training its adapter over the bare (4-bit with QLoRA) base, which also makes it
-DPO's reference (`train.models.continues_adapter`); or they start from its merged folder. All summaries are also written
-together to `<output_dir>/summary.json`.
+`model`, `data`, `seed` and `output_dir` are given once at the top and copied into every stage;
+each stage's section (`sft:`, `reward:`, `dpo:`, `ppo:`) holds the rest of its config. A stage may
+give its own `data:` section, which then replaces the top one for that stage entirely (the TL;DR
+recipe: SFT on prompt → label, the reward model on comparisons, PPO on the prompts). Stage
+outputs go to `<output_dir>/<stage>`. DPO, PPO (and the reward model, with `reward_from: sft`)
+start from the SFT result: they keep training its adapter over the bare (4-bit with QLoRA) base,
+which also makes it DPO's and PPO's reference (`train.models.continues_adapter`); or they start
+from its merged folder. PPO is rewarded by the reward stage's model unless `ppo.reward` names one.
+All summaries are also written together to `<output_dir>/summary.json`.
 """
 
 from __future__ import annotations
@@ -18,35 +21,45 @@ from typing import Any, Literal
 
 from data.errors import ConfigError
 from train.config import DataConfig, DpoConfig, ModelConfig, RewardConfig, RunConfig, SftConfig
+from train.ppo import PpoConfig
 
-STAGES = ("sft", "reward", "dpo")
+STAGES = ("sft", "reward", "dpo", "ppo")
 
 
 @dataclass
 class ChainConfig:
     output_dir: Path = Path("runs/chain")
     seed: int = 42
-    stages: list[Literal["sft", "reward", "dpo"]] = field(default_factory=lambda: list(STAGES))
+    stages: list[Literal["sft", "reward", "dpo", "ppo"]] = field(default_factory=lambda: ["sft", "reward", "dpo"])
     reward_from: Literal["base", "sft"] = "sft"  # InstructGPT starts the reward model from the SFT model
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sft: SftConfig = field(default_factory=SftConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     dpo: DpoConfig = field(default_factory=DpoConfig)
+    ppo: PpoConfig = field(default_factory=PpoConfig)
 
     def __post_init__(self) -> None:
-        # the top-level model/data/output_dir/seed win; a stage section setting them would be ignored
+        # the top-level model/output_dir/seed win; a stage section setting them would be ignored
         for name in STAGES:
             stage = getattr(self, name)
             default = type(stage)()
-            for key in ("model", "data", "output_dir", "seed"):
+            for key in ("model", "output_dir", "seed"):
                 if getattr(stage, key) != getattr(default, key):
                     raise ConfigError(f"{name}.{key}: set {key} once at the top of a chain config, not per stage")
+        if "ppo" in self.stages and "reward" not in self.stages and not (self.ppo.reward.model or self.ppo.reward.function):
+            raise ConfigError("ppo without a reward stage: set ppo.reward.model (a trained reward model) or ppo.reward.function")
+
+
+def _data(cfg: ChainConfig, name: str) -> DataConfig:
+    """The stage's own `data` section if it has one, else the chain's."""
+    own = getattr(cfg, name).data
+    return own if own != DataConfig() else cfg.data
 
 
 def _stage(cfg: ChainConfig, name: str, model: ModelConfig) -> RunConfig:
     return dataclasses.replace(
-        getattr(cfg, name), output_dir=cfg.output_dir / name, seed=cfg.seed, model=model, data=cfg.data
+        getattr(cfg, name), output_dir=cfg.output_dir / name, seed=cfg.seed, model=model, data=_data(cfg, name)
     )
 
 
@@ -62,8 +75,8 @@ def _after_sft(base: ModelConfig, sft_cfg: SftConfig, sft_summary: dict[str, Any
 
 def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
     """Run the configured stages in order; returns {stage: summary}."""
-    from train import dpo, reward, sft
     from data.writers import write_json
+    from train import dpo, reward, sft
 
     started = time.perf_counter()
     summaries: dict[str, dict[str, Any]] = {}
@@ -76,5 +89,12 @@ def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
         summaries["reward"] = reward.run(_stage(cfg, "reward", start_model if cfg.reward_from == "sft" else cfg.model))
     if "dpo" in cfg.stages:
         summaries["dpo"] = dpo.run(_stage(cfg, "dpo", start_model))
+    if "ppo" in cfg.stages:
+        from train import ppo
+
+        ppo_cfg = _stage(cfg, "ppo", start_model)
+        if "reward" in summaries and not (ppo_cfg.reward.model or ppo_cfg.reward.function):
+            ppo_cfg = dataclasses.replace(ppo_cfg, reward=dataclasses.replace(ppo_cfg.reward, model=summaries["reward"]["model_dir"]))
+        summaries["ppo"] = ppo.run(ppo_cfg)
     write_json(Path(cfg.output_dir) / "summary.json", {"total_s": time.perf_counter() - started, "stages": summaries})
     return summaries

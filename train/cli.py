@@ -124,7 +124,7 @@ def chain(
     config: Optional[Path] = CONFIG_OPTION,
     set_: Optional[list[str]] = SET_OPTION,
 ) -> None:
-    """SFT → reward → DPO on one dataset (configs/train/chain-*.yaml); prints each stage's metrics."""
+    """SFT → reward → DPO and/or PPO (configs/train/chain-*.yaml, configs/recipes/*.yaml); prints each stage's metrics."""
     from data.config import load_config
     from train.chain import ChainConfig, run
 

@@ -66,6 +66,9 @@ class DataConfig:
     margin_column: str = "margin"
     max_length: int = 512  # tokens, prompt + response
     max_rows: int | None = None  # take the first N rows of each split (quick runs)
+    # the system message of every SFT / reward / DPO conversation (a row's own `system_column` wins);
+    # None: no system message. Recorded in the run summary (`metrics.system_prompt`).
+    system_prompt: str | None = None
 
 
 @dataclass
@@ -77,9 +80,13 @@ class RunConfig:
     max_steps: int = -1  # > 0 overrides epochs
     epochs: float = 1.0
     lr: float = 2e-4
-    lr_scheduler: str = "linear"
+    lr_scheduler: str = "linear"  # any transformers SchedulerType: linear, cosine, constant_with_warmup, ...
     warmup: float = 0.0  # warmup steps (>= 1) or a share of all steps (< 1)
     weight_decay: float = 0.0
+    optim: str = "adamw_torch"  # any transformers optimizer name: adamw_torch, paged_adamw_8bit (bitsandbytes), adafactor, ...
+    max_grad_norm: float = 1.0  # gradient clipping (0: none)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
     batch_size: int = 8
     eval_batch_size: int | None = None  # None: same as batch_size
     grad_accum: int = 1
@@ -104,17 +111,35 @@ class RunConfig:
             raise ConfigError("set max_steps > 0 or epochs > 0")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("batch_size and grad_accum must be at least 1")
+        from transformers.trainer_utils import SchedulerType
+        from transformers.training_args import OptimizerNames
+
+        optims = [o.value for o in OptimizerNames]
+        if self.optim not in optims:
+            raise ConfigError(f"optim: unknown optimizer {self.optim!r} (known: {', '.join(optims)})")
+        schedulers = [t.value for t in SchedulerType]
+        if self.lr_scheduler not in schedulers:
+            raise ConfigError(f"lr_scheduler: unknown scheduler {self.lr_scheduler!r} (known: {', '.join(schedulers)})")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):
+            raise ConfigError("adam_beta1 and adam_beta2 must be in [0, 1)")
+        if self.max_grad_norm < 0:
+            raise ConfigError("max_grad_norm must be >= 0 (0: no clipping)")
 
 
 @dataclass
 class SftConfig(RunConfig):
     """Supervised fine-tuning on question → chosen with the chat template."""
 
-    assistant_only_loss: bool = True  # loss on the assistant turn only (needs {% generation %} markers)
+    # loss on the assistant turn only; a template without {% generation %} markers (Llama 3.x, Qwen,
+    # Gemma) is trained with a variant that renders the same text (`train.chat_templates`)
+    assistant_only_loss: bool = True
     packing: bool = False
+    neftune_noise_alpha: float | None = None  # NEFTune embedding noise (None: off), as TrainingArguments has it
     rouge: bool = False  # ROUGE-1/2/L of generated answers vs `chosen` on the test split (summarisation sets)
     rouge_samples: int = 64  # test rows to generate for ROUGE
     rouge_max_new_tokens: int = 128
+    # standard: rouge-score's tokenizer + Porter stemming (English, the TL;DR figure); whitespace: keeps Vietnamese words
+    rouge_tokenizer: Literal["standard", "whitespace"] = "whitespace"
 
 
 @dataclass

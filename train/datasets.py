@@ -5,7 +5,8 @@ a folder of per-split files, a path with a `{split}` placeholder (`out/{split}.p
 Hub id. Rows become conversational examples (system/user/assistant messages) so every trainer
 applies the model's own chat template:
 
-- SFT: `messages` = [system?, user: question, assistant: chosen]
+- SFT: `messages` = [system?, user: question, assistant: chosen]; system: the row's, else
+  `data.system_prompt`
 - reward / DPO: `prompt` = [system?, user: question], `chosen` / `rejected` = [assistant: …],
   plus `margin` (reward) and `strength` (for per-strength accuracy).
 
@@ -132,6 +133,8 @@ def _prompts(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]]:
     out = []
     for i, q in enumerate(questions):
         system = systems[i] if systems is not None else None
+        if not (isinstance(system, str) and system.strip()):
+            system = cfg.system_prompt  # the config's system prompt, where the row has none
         msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
         out.append([*msgs, {"role": "user", "content": q}])
     return out

@@ -277,6 +277,8 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """Arguments every TRL `*Config` (a `TrainingArguments`) takes, from the shared run settings."""
     has_eval = cfg.data.test_split is not None
     check_save_mode(cfg)
+    if "8bit" in cfg.optim and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"optim: {cfg.optim} needs bitsandbytes (pip install 'prefkit[gpu]'); use adamw_torch here")
     if cfg.report_to != "none" and importlib.util.find_spec(cfg.report_to) is None:
         raise ConfigError(f"report_to: {cfg.report_to} needs the {cfg.report_to} package (pip install {cfg.report_to})")
     return {
@@ -289,6 +291,10 @@ def trainer_kwargs(cfg: RunConfig) -> dict[str, Any]:
         "lr_scheduler_type": cfg.lr_scheduler,
         "warmup_steps": cfg.warmup,
         "weight_decay": cfg.weight_decay,
+        "optim": cfg.optim,
+        "max_grad_norm": cfg.max_grad_norm,
+        "adam_beta1": cfg.adam_beta1,
+        "adam_beta2": cfg.adam_beta2,
         "per_device_train_batch_size": cfg.batch_size,
         "per_device_eval_batch_size": cfg.eval_batch_size or cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,

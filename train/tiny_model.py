@@ -8,6 +8,10 @@ Both are written with `save_pretrained`, so every loader sees an ordinary model 
 The chat template wraps assistant content in `{% generation %}` markers (TRL's
 `assistant_only_loss` needs them) and ends each turn with `<|end|>`, which is also the EOS token,
 so a model that learns to stop emits it and generation halts at the end of its turn.
+
+`family` gives the tokenizer a real model family's chat template instead (the template text TRL
+ships in `trl/chat_templates/`, nothing downloaded) and that family's special tokens, BOS/EOS/pad:
+`llama3`, `llama3_1`, `llama3_2`, `qwen2_5`, `qwen3`, `gemma`, `gemma3` (see `FAMILIES`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,29 @@ from typing import Iterable
 from data.demo import sample_path
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+_LLAMA3 = (["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>",
+            "<|python_tag|>", "<unk>"], "<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>")
+_QWEN = (["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>", "<unk>"],
+         None, "<|im_end|>", "<|endoftext|>")
+_GEMMA = (["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<unk>"], "<bos>", "<end_of_turn>", "<pad>")
+# family -> (TRL template file, special tokens, bos, eos, pad)
+FAMILIES: dict[str, tuple[str, list[str], str | None, str, str]] = {
+    "llama3": ("llama3", *_LLAMA3),
+    "llama3_1": ("llama3_1", *_LLAMA3),
+    "llama3_2": ("llama3_2", *_LLAMA3),
+    "qwen2_5": ("qwen2_5", *_QWEN),
+    "qwen3": ("qwen3", *_QWEN),
+    "gemma": ("gemma", *_GEMMA),
+    "gemma3": ("gemma3", *_GEMMA),
+}
+
+
+def family_template(family: str) -> str:
+    """The chat template text of a model family, as TRL ships it (`trl/chat_templates/<name>.jinja`)."""
+    import trl
+
+    return (Path(trl.__file__).parent / "chat_templates" / f"{FAMILIES[family][0]}.jinja").read_text()
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -59,17 +86,18 @@ def _default_texts() -> list[str]:
     return texts + _FALLBACK_TEXTS
 
 
-def build_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512, max_length: int = 512):
-    """A byte-level BPE fast tokenizer with pad/eos/unk tokens and the chat template above."""
+def build_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512, max_length: int = 512, family: str | None = None):
+    """A byte-level BPE fast tokenizer with pad/eos/unk tokens and the chat template above (or `family`'s)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    specials, bos, eos, pad = (FAMILIES[family][1:] if family else (SPECIAL_TOKENS, "<s>", "<|end|>", "<pad>"))
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -77,13 +105,13 @@ def build_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512, m
     tok.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="<|end|>",
-        pad_token="<pad>",
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
         unk_token="<unk>",
         model_max_length=max_length,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = family_template(family) if family else CHAT_TEMPLATE
     return tokenizer
 
 
@@ -99,6 +127,7 @@ def build_tiny_model(
     seed: int = 0,
     intermediate_size: int | None = None,
     num_kv_heads: int | None = None,
+    family: str | None = None,
 ) -> Path:
     """Build and `save_pretrained` a random tiny Llama + tokenizer into `out_dir`; return the path.
 
@@ -108,7 +137,7 @@ def build_tiny_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, max_length=max_length)
+    tokenizer = build_tokenizer(texts, vocab_size=vocab_size, max_length=max_length, family=family)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

@@ -51,3 +51,44 @@ def memorise_dataset(tmp_path_factory) -> Path:
 def make_marker_rows():
     """`marker_rows(n, seed)` for tests that build their own files."""
     return marker_rows
+
+
+# the preferred answers hold one of these (polite words); the others hold a distractor of the same
+# token count in the same place. Several of each, so a random model has no single token to favour.
+MARKERS = ["cảm ơn", "xin mời", "làm ơn", "kính chào", "trân trọng", "vui lòng"]
+DISTRACTORS = ["rất tốt", "hôm nay", "bánh mì", "cà phê", "mùa thu", "áo dài", "sông Hồng", "quang hợp", "Hà Nội",
+               "ngon lành", "xanh tươi", "nhỏ bé", "to lớn", "đẹp đẽ", "chủ đề", "một hai", "con mèo", "trời mưa"]
+
+
+def balanced_marker_rows(n: int, tokenizer, seed: int = 0) -> list[PreferenceRow]:
+    """Pairs the model must read: chosen and rejected are the same words except one slot, which holds
+    a marker (MARKERS) in chosen and a distractor in rejected, at a random position, with the same
+    number of tokens (so length tells nothing); strengths cycle."""
+    rng = random.Random(seed)
+    levels = list(Strength)
+    rows: list[PreferenceRow] = []
+    i = 0
+    while len(rows) < n:
+        topic = TOPICS[i % len(TOPICS)]
+        question = f"{VERBS[(i // len(TOPICS)) % len(VERBS)]} {topic} (câu {i})."
+        body = [topic, *rng.sample(["tốt", "đẹp", "ngon", "xanh", "lớn", "nhỏ", "hay", "vui"], 4)]
+        pos = rng.randrange(len(body) + 1)
+        chosen = " ".join(body[:pos] + [rng.choice(MARKERS)] + body[pos:])
+        n_chosen = len(tokenizer(chosen, add_special_tokens=False)["input_ids"])
+        for d in rng.sample(DISTRACTORS, len(DISTRACTORS)):
+            rejected = " ".join(body[:pos] + [d] + body[pos:])
+            if len(tokenizer(rejected, add_special_tokens=False)["input_ids"]) == n_chosen:
+                rows.append(PreferenceRow(question=question, chosen=chosen, rejected=rejected,
+                                          strength=levels[len(rows) % len(levels)]))
+                break
+        i += 1
+    return rows
+
+
+@pytest.fixture(scope="session")
+def make_balanced_rows(tiny_model_path):
+    """`balanced_marker_rows(n, seed)` with the tiny model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    return lambda n, seed=0: balanced_marker_rows(n, tok, seed)

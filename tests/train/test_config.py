@@ -126,3 +126,22 @@ def test_merged_save_under_deepspeed_or_fsdp_is_a_config_error_before_training(e
     assert trainer_kwargs(load_config(DpoConfig, None, ["model.path=m", "model.adapter=sft/model"]))["output_dir"]
     assert trainer_kwargs(load_config(SftConfig, None, ["model.path=m"]))["output_dir"]  # adapter save: fine
     assert trainer_kwargs(load_config(SftConfig, None, ["model.path=m", "save=merged", "lora.enabled=false"]))
+
+
+def test_optimizer_and_scheduler_keys_are_checked():
+    cfg = load_config(SftConfig, None, ["model.path=m", "optim=adafactor", "max_grad_norm=0.3", "adam_beta1=0.8",
+                                        "adam_beta2=0.95", "lr_scheduler=cosine", "neftune_noise_alpha=5"])
+    kw = trainer_kwargs(cfg)
+    assert (kw["optim"], kw["max_grad_norm"], kw["adam_beta1"], kw["adam_beta2"], kw["lr_scheduler_type"]) == \
+        ("adafactor", 0.3, 0.8, 0.95, "cosine")
+    with pytest.raises(ConfigError, match="optim: unknown optimizer 'adamw_8bitt'"):
+        load_config(SftConfig, None, ["model.path=m", "optim=adamw_8bitt"])
+    with pytest.raises(ConfigError, match="lr_scheduler: unknown scheduler"):
+        load_config(DpoConfig, None, ["model.path=m", "lr_scheduler=cosinus"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(DpoConfig, None, ["model.path=m", "neftune_noise_alpha=5"])  # SFT's key only
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(ConfigError, match="paged_adamw_8bit needs bitsandbytes"):
+            trainer_kwargs(load_config(DpoConfig, None, ["model.path=m", "optim=paged_adamw_8bit"]))

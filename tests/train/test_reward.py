@@ -198,3 +198,32 @@ def test_reward_model_scorer_uses_the_gpu_in_bf16_where_there_is_one(tiny_model_
     assert scorer.model.dtype == (torch.bfloat16 if gpu and torch.cuda.is_bf16_supported() else torch.float32)
     scores = scorer([Prompt("Nói về trà."), Prompt("Kể về phở.")], ["Trà ngon.", "Phở ngon."])
     assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
+
+
+@pytest.mark.slow
+def test_reward_model_reads_a_marker_not_the_length(tiny_model_path, make_balanced_rows, tmp_path):
+    """The marker sits at a random place, in place of a distractor of the same token count, so length
+    carries no signal: held-out accuracy (overall and per strength level) must beat the untrained
+    model's (same head seed), which is near chance."""
+    from data.export import export_dataset
+    from transformers import AutoTokenizer
+
+    from train.models import load_reward_model
+
+    rows = make_balanced_rows(160, seed=0)
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    assert all(len(tok(r.chosen)["input_ids"]) == len(tok(r.rejected)["input_ids"]) for r in rows)
+    export_dataset(rows, tmp_path / "ds", test_size=0.25, seed=1, margin="small")
+    cfg = _cfg(tiny_model_path, tmp_path / "ds", tmp_path / "run", "max_steps=60", "logging_steps=20")
+    test = preference_dataset(load_split(cfg.data, "test"), cfg.data)
+    convs = lambda col: [p + c for p, c in zip(test["prompt"], test[col])]  # noqa: E731
+
+    torch.manual_seed(cfg.seed)
+    untrained = load_reward_model(cfg, pad_token_id=tok.pad_token_id)
+    before = reward.pair_metrics(reward.score_conversations(untrained, tok, convs("chosen")),
+                                 reward.score_conversations(untrained, tok, convs("rejected")), test["strength"])
+    m = reward.run(cfg)["metrics"]
+    assert m["test_pairs"] == 40
+    assert m["test_accuracy"] >= 0.85 and m["test_accuracy"] >= before["accuracy"] + 0.2, (before["accuracy"], m["test_accuracy"])
+    assert set(m["test_accuracy_by_strength"]) == {s.value for s in Strength}
+    assert all(acc >= 0.6 for acc in m["test_accuracy_by_strength"].values()), m["test_accuracy_by_strength"]

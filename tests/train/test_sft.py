@@ -83,3 +83,24 @@ def test_resume_from_latest_checkpoint(tiny_model_path, memorise_dataset, tmp_pa
     assert resumed["losses"]["train"][:2] == first["losses"]["train"][:2]
     # tokens/s counts this session only: 2 steps of the same 3 rows vs the first run's 4
     assert 0 < resumed["tokens"] < first["tokens"]
+
+
+@pytest.mark.slow
+def test_sft_rouge_beats_the_untrained_model_on_held_out_rows(tiny_model_path, make_marker_rows, tmp_path):
+    """Answers are '<topic> là một chủ đề hay. <3 words> <marker>': held-out questions name topics seen in
+    training, so most of each answer can be learnt; ROUGE of generated answers vs the references must
+    rise well above the untrained model's on the same rows."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from data.export import export_dataset
+    from train.datasets import load_split
+
+    export_dataset(make_marker_rows(40, seed=2), tmp_path / "ds", test_size=0.2, seed=1)
+    cfg = _cfg(tiny_model_path, tmp_path / "ds", tmp_path / "run", "max_steps=40", "lora.modules_to_save=[lm_head]",
+               "rouge=true", "rouge_samples=8", "rouge_max_new_tokens=24", "rouge_tokenizer=whitespace", "logging_steps=10")
+    test_raw = load_split(cfg.data, "test")
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    before = sft.rouge(AutoModelForCausalLM.from_pretrained(tiny_model_path), tok, test_raw, cfg)
+    after = sft.run(cfg)["metrics"]
+    assert after["rouge_1"] >= before["rouge_1"] + 0.3, (before, after)
+    assert after["rouge_L"] > before["rouge_L"] and after["rouge_2"] > before["rouge_2"]
