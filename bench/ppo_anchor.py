@@ -250,7 +250,9 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     trainer.train()
     train_s = time.perf_counter() - t0
     policy_dir = str(Path(out).with_suffix("")) + "-policy"
-    trainer.save_model(policy_dir)  # the LoRA policy, for the yardstick
+    # the LoRA policy, for the yardstick (TRL 1.12's save_model trips over transformers 5.20's Trainer,
+    # whose __init__ it does not run: save the policy's adapter directly)
+    trainer.accelerator.unwrap_model(trainer.model).policy.save_pretrained(policy_dir)
     logs = [h for h in trainer.state.log_history if "objective/scores" in h]
     Path(out).write_text(json.dumps({
         "rewards": [h["objective/scores"] for h in logs], "kl": [h["objective/kl"] for h in logs],
