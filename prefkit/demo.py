@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import typer
@@ -42,4 +44,6 @@ def demo(
     console.print(f"[bold]5. serve[/]     open http://127.0.0.1:{port} and paste a token (Ctrl-C to stop)")
     from annotate.cli import serve as serve_command
 
-    serve_command(db=db_url, port=port, address="127.0.0.1", db_pool=None)
+    # called as a function, every option is passed (typer's defaults exist only on the command line)
+    serve_command(db=db_url, port=port, address="127.0.0.1", db_pool=None,
+                  session_hours=float(os.environ.get("PREFKIT_SESSION_HOURS", "12")))
