@@ -1,6 +1,7 @@
 """Errors that reach the user: each names the file, the line or row, and the field.
 
-The `prefkit` command turns a `PrefkitError` into one line on stderr and exit code 2.
+The `prefkit` command turns a `PrefkitError` into one line on stderr and exit code 2, and a
+`RunFailed` (the run broke for a reason outside the input) into one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -57,3 +58,9 @@ class DataError(PrefkitError):
 
 class ConfigError(PrefkitError):
     """Bad configuration: unknown key, wrong type, impossible combination."""
+
+
+class RunFailed(Exception):
+    """A run that broke for a reason outside the user's input or config (an engine ended a request
+    without an answer). Shown as one line without a traceback (`--debug` shows it), exit 1; what
+    was already written stays (a resumable command continues with `--resume`)."""

@@ -14,7 +14,7 @@ import traceback
 
 import typer
 
-from data.errors import PrefkitError
+from data.errors import PrefkitError, RunFailed
 
 app = typer.Typer(
     name="prefkit",
@@ -88,6 +88,11 @@ def main() -> None:
             traceback.print_exc()
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+    except RunFailed as e:
+        if _debug:
+            traceback.print_exc()
+        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
     except OSError as e:
         if e.errno not in _FS_ERRNOS:
             raise

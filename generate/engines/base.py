@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from data.errors import RunFailed
+
 # Called after each finished batch with (completions in it, tokens generated in it).
 ProgressFn = Callable[[int, int], None]
 
@@ -71,8 +73,9 @@ class EngineClosed(RuntimeError):
     """Work was asked of an engine after `close()` (a caller's bug: open a new engine)."""
 
 
-class GenerationFailed(RuntimeError):
-    """The engine ended a request without an answer (vLLM's finish reasons `abort` / `error`)."""
+class GenerationFailed(RunFailed, RuntimeError):
+    """The engine ended a request without an answer (vLLM's finish reasons `abort` / `error`):
+    `prefkit generate` says so in one line, exit 1; the finished shards stay for `--resume`."""
 
 
 def free_accelerator_memory() -> None:

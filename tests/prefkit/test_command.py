@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from prefkit.cli import app
@@ -93,3 +94,20 @@ def test_demo_runs_the_pipeline_and_seeds_a_store(tmp_path):
 
     again = runner.invoke(app, ["demo", "--out", str(out), "--no-serve"])
     assert again.exit_code == 0, again.output  # re-running the demo reuses the store and tokens
+
+
+def test_a_run_that_fails_outside_the_input_is_one_line_and_exit_1(monkeypatch, capsys):
+    """An engine that ends a request without an answer (vLLM's `abort`/`error`) is not bad input:
+    one line, exit 1, no traceback (`--debug` shows it)."""
+    import prefkit.cli as cli
+    from generate.engines.base import GenerationFailed
+
+    def failing_app() -> None:
+        raise GenerationFailed("request 3, sample 0: vLLM ended a request with finish reason 'abort'")
+
+    monkeypatch.setattr(cli, "app", failing_app)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: request 3, sample 0: vLLM ended a request with finish reason 'abort'"
