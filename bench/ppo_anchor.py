@@ -140,8 +140,9 @@ def train_reward(policy: Path, out: Path) -> None:
         body = f"{PROMPTS[i % len(PROMPTS)]} là một chủ đề hay. " + " ".join(rng.sample(["tốt", "đẹp", "ngon", "xanh", "lớn"], 3))
         rows.append(PreferenceRow(question=f"{PROMPTS[i % len(PROMPTS)]} (câu {i})", chosen=f"{body} {MARKER}",
                                   rejected=body, strength=list(Strength)[i % 4]))
-    export_dataset(rows, out / "data", test_size=0.2, seed=0)
-    cfg = load_config(RewardConfig, None, [f"model.path={policy}", f"data.source={out / 'data'}", f"output_dir={out}",
+    data = out.with_name(f"{out.name}-data")  # beside the run: an output_dir never holds its inputs
+    export_dataset(rows, data, test_size=0.2, seed=0)
+    cfg = load_config(RewardConfig, None, [f"model.path={policy}", f"data.source={data}", f"output_dir={out}",
                                            "max_steps=30", "lr=3e-3", "batch_size=8", "save_steps=1000",
                                            "lora.r=8", "lora.dropout=0", "save=merged"])
     reward.run(cfg)

@@ -173,16 +173,14 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
     from train.datasets import load_prompts
     from train.summary import write_summary
 
-    started = time.perf_counter()
-    if prompts is None:
-        from data.outputs import check_not_input
+    from train.output_dir import claim_output_dir
 
-        out = Path(cfg.output_dir)  # what this stage writes never is or holds its prompts
-        for written in (out / SAMPLES_FILE, out / DATASET_DIR, out / "summary.json"):
-            check_not_input(written, [cfg.data.source], option=f"output_dir's {written.name}")
-        prompts = load_prompts(cfg.data)
+    started = time.perf_counter()
     if reward_fn is None:
         check_reward(cfg.reward)  # a wrong reward section fails now, not after the sampling
+    claim_output_dir(cfg, "best-of-k")
+    if prompts is None:
+        prompts = load_prompts(cfg.data)
     scored, skipped = sample_and_score(cfg, prompts, reward_fn)
     reward_fn = None  # a reward model loaded for scoring: its memory is freed below
     free_accelerator_memory()

@@ -78,6 +78,10 @@ def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
     from data.writers import write_json
     from train import dpo, reward, sft
 
+    from train.output_dir import claim_output_dir, run_inputs
+
+    stages = [_stage(cfg, name, cfg.model) for name in cfg.stages]
+    claim_output_dir(cfg, "chain", inputs=[p for stage in stages for p in run_inputs(stage)])
     started = time.perf_counter()
     summaries: dict[str, dict[str, Any]] = {}
     start_model = cfg.model

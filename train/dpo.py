@@ -16,6 +16,7 @@ from typing import Any
 from train.config import DpoConfig
 from train.datasets import load_split, preference_dataset
 from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
+from train.output_dir import claim_output_dir
 from train.summary import ThroughputCallback, finish_run
 
 CONFIG = DpoConfig
@@ -30,6 +31,7 @@ def run(cfg: DpoConfig) -> dict[str, Any]:
     from trl import DPOConfig, DPOTrainer
 
     started = time.perf_counter()
+    claim_output_dir(cfg, "dpo")
     train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data).remove_columns("strength")
     eval_ds = (
         preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data).remove_columns("strength")

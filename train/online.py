@@ -86,9 +86,11 @@ def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: lis
 
     from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
     from train.datasets import load_prompts
+    from train.output_dir import claim_output_dir
     from train.summary import ThroughputCallback, finish_run
 
     started = time.perf_counter()
+    claim_output_dir(cfg, stage)
     prompts = prompts if prompts is not None else load_prompts(cfg.data)
     reward_fn = reward_fn or load_reward(cfg.reward)
     common = {

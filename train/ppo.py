@@ -518,4 +518,7 @@ CONFIG = PpoConfig
 
 def run(cfg: PpoConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
     """Train PPO from a config (the reward from `cfg.reward` unless given); returns the summary."""
+    from train.output_dir import claim_output_dir
+
+    claim_output_dir(cfg, "ppo")
     return PpoTrainer(cfg, reward_fn=reward_fn, prompts=prompts).train()

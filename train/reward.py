@@ -20,6 +20,7 @@ from data.schema import Strength
 from train.config import ModelConfig, RewardConfig, RunConfig
 from train.datasets import load_split, preference_dataset
 from train.models import load_reward_model, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
+from train.output_dir import claim_output_dir
 from train.summary import ThroughputCallback, finish_run
 
 CONFIG = RewardConfig
@@ -31,6 +32,7 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
     from trl import RewardTrainer
 
     started = time.perf_counter()
+    claim_output_dir(cfg, "reward")
     train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data, margin_scheme=cfg.margin)
     test_ds = (
         preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data, margin_scheme=cfg.margin)

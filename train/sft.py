@@ -17,6 +17,7 @@ from typing import Any
 from train.config import SftConfig
 from train.datasets import load_split, sft_dataset
 from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
+from train.output_dir import claim_output_dir
 from train.summary import ThroughputCallback, finish_run
 
 CONFIG = SftConfig
@@ -65,6 +66,7 @@ def build_trainer(cfg: SftConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
 def run(cfg: SftConfig) -> dict[str, Any]:
     """Train, evaluate on the test split (loss, ROUGE if asked), save, write summary.json."""
     started = time.perf_counter()
+    claim_output_dir(cfg, "sft")
     trainer, test_raw, throughput, record = build_trainer(cfg)
     tokenizer = trainer.processing_class
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))

@@ -285,7 +285,8 @@ def test_best_of_k_never_writes_over_its_prompts(prefkit, tmp_path: Path) -> Non
     (tmp_path / "bok").mkdir()
     prompts = tmp_path / "bok" / "samples.jsonl"
     prompts.write_text('{"question": "Xin chào"}\n', encoding="utf-8")
+    (tmp_path / "rm").mkdir()  # a reward section that passes its own check, so the output check is reached
     refused(prefkit("train", "best-of-k", "--config", REPO / "configs" / "train" / "best-of-k-tiny.yaml",
-                    "--set", "output_dir=bok", "--set", "data.source=bok/samples.jsonl"),
-            "bok/samples.jsonl: output_dir's samples.jsonl is the input bok/samples.jsonl")
+                    "--set", "output_dir=bok", "--set", "data.source=bok/samples.jsonl", "--set", "reward.model=rm"),
+            "bok: output_dir contains the input bok/samples.jsonl")
     assert prompts.read_text(encoding="utf-8") == '{"question": "Xin chào"}\n'
