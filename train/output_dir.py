@@ -34,7 +34,9 @@ def claim_output_dir(cfg: Any, stage: str, *, inputs: list[str | Path | None] | 
     command = f"train {stage}"
     check_not_input(out, run_inputs(cfg) if inputs is None else inputs, option="output_dir")
     by = written_by(out, folder=True)
-    if by != command and out.is_dir() and any(p.name != MARKER for p in out.iterdir()):
+    # rank 0's marker being written (`..prefkit-output.json.*.tmp`) does not count as another's file
+    if by != command and out.is_dir() and any(not p.name.lstrip(".").startswith(MARKER.lstrip("."))
+                                               for p in out.iterdir()):
         raise DataError(
             "output_dir already holds files " + (f"written by prefkit {by}" if by else "that prefkit did not write")
             + f"; prefkit {command} writes only into a new folder or one it wrote before: choose another output_dir",
