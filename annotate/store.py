@@ -1121,12 +1121,16 @@ class Store:
         name: str | None = None,
         marker: str | None = None,
         complete_only: bool = False,
+        trl: bool = False,
+        sets: tuple[str, ...] = (),
     ) -> AggregateReport:
         """Aggregate the project's judgements and write the dataset with
         `data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
         project goes in, so the card counts the ones not yet judged; with `complete_only`, only the
         pairs that have all the judgements their overlap asks for. The card and the returned
-        report say how many judged pairs are complete and how many are below their overlap."""
+        report say how many judged pairs are complete and how many are below their overlap.
+        `trl` adds TRL's conversational columns; `sets` writes Llama 2's helpfulness / safety sets
+        under `out` (as `prefkit data export --trl --sets` does)."""
         from data.export import export_judged
 
         judgements = self.judgements(project)
@@ -1144,7 +1148,7 @@ class Store:
             pairs, judgements, Path(out), rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet,
             jsonl=jsonl, name=name or project,
             provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs),
-                        "completeness": completeness}, marker=marker,
+                        "completeness": completeness}, marker=marker, trl=trl, sets=tuple(sets),
         )
         report.complete_pairs = completeness["complete_pairs"]
         report.below_overlap_pairs = completeness["below_overlap_pairs"]
