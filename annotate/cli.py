@@ -86,6 +86,11 @@ def import_(
         "beside a SQLite store (in the current folder for a server store), or to --rejected.",
     ),
     rejected: Optional[Path] = typer.Option(None, help="Where --skip-invalid writes the bad rows."),
+    safety_labels: bool = typer.Option(
+        False, "--safety-labels",
+        help="Make the project ask for Llama 2's safety label of each pair on the Label page (the preferred "
+        "response is safe and the other not / both safe / both unsafe), required before a choice is recorded.",
+    ),
     db: str = DB_OPTION,
 ) -> None:
     """Load pairs into a project. Importing the same pairs again adds nothing."""
@@ -102,6 +107,7 @@ def import_(
         result = store.import_project(
             project, read, guidelines=text,
             overlap=overlap, calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
+            safety_labels=safety_labels,
         )
         total = store.count_pairs(project)
     typer.echo(f"{project}: added {result.added} pairs, {result.skipped} already there; {total} in the project")
