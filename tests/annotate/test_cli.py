@@ -380,3 +380,23 @@ def test_export_trl_and_llama2_sets(sqlite_url, make_pairs, tmp_path):
     with pytest.raises(ConfigError, match="--trl and --sets apply to the dataset export"):
         invoke("export", str(tmp_path / "j.jsonl"), "--project", "s", "--judgements", "--trl", "--db", sqlite_url)
     assert not (tmp_path / "x").exists() and not (tmp_path / "j.jsonl").exists()
+
+
+def test_import_safety_labels_and_a_store_made_before_the_setting(sqlite_url, make_pairs, tmp_path):
+    """`import --safety-labels` marks the project; a store without the setting's table (made by an
+    older prefkit) still opens, gains the table, and its projects ask for no safety label."""
+    import sqlite3
+
+    pairs_file = tmp_path / "pairs.jsonl"
+    write_pairs(make_pairs(3), pairs_file)
+    invoke("import", str(pairs_file), "--project", "plain", "--db", sqlite_url)
+    db_file = sqlite_url.split(":///", 1)[-1]
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("DROP TABLE project_safety_labels")
+    invoke("import", str(pairs_file), "--project", "safe", "--safety-labels", "--db", sqlite_url)
+    with Store.open(sqlite_url) as store:
+        assert not store.get_project("plain").safety_labels and store.get_project("safe").safety_labels
+        assert [(p.name, p.safety_labels) for p in store.list_projects()] == [("plain", False), ("safe", True)]
+    invoke("import", str(pairs_file), "--project", "safe", "--db", sqlite_url)  # re-import keeps it
+    with Store.open(sqlite_url) as store:
+        assert store.get_project("safe").safety_labels
