@@ -86,6 +86,11 @@ def import_(
         "beside a SQLite store (in the current folder for a server store), or to --rejected.",
     ),
     rejected: Optional[Path] = typer.Option(None, help="Where --skip-invalid writes the bad rows."),
+    safety_labels: bool = typer.Option(
+        False, "--safety-labels",
+        help="Make the project ask for Llama 2's safety label of each pair on the Label page (the preferred "
+        "response is safe and the other not / both safe / both unsafe), required before a choice is recorded.",
+    ),
     db: str = DB_OPTION,
 ) -> None:
     """Load pairs into a project. Importing the same pairs again adds nothing."""
@@ -102,6 +107,7 @@ def import_(
         result = store.import_project(
             project, read, guidelines=text,
             overlap=overlap, calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
+            safety_labels=safety_labels,
         )
         total = store.count_pairs(project)
     typer.echo(f"{project}: added {result.added} pairs, {result.skipped} already there; {total} in the project")
@@ -265,6 +271,10 @@ def export(
     complete_only: bool = typer.Option(
         False, "--complete-only", help="Export only pairs that have all the judgements their overlap asks for."
     ),
+    trl: bool = typer.Option(False, "--trl", help="Also write TRL's conversational columns (prompt/chosen/rejected "
+                             "as messages; the flat answers move to chosen_text/rejected_text)."),
+    sets: Optional[str] = typer.Option(None, help="Write Llama 2's sets under OUT: helpfulness, safety, or both "
+                                       "('helpfulness,safety')."),
     judgements: bool = typer.Option(
         False, "--judgements",
         help="Write the raw judgement table to OUT (.jsonl, .json or .parquet) instead: what "
@@ -277,8 +287,13 @@ def export(
 ) -> None:
     """Aggregate the project's judgements and write the dataset, as `prefkit data export` does
     (or, with --judgements, write the judgements themselves)."""
+    from data.errors import ConfigError
+    from data.export import parse_sets
     from data.outputs import check_output
 
+    set_names = parse_sets(sets)
+    if judgements and (trl or set_names):
+        raise ConfigError("--judgements writes the raw judgement table: --trl and --sets apply to the dataset export")
     check_output(out, "annotate export", inputs=store_paths(db), overwrite=overwrite, folder=not judgements,
                  what="store")
     with _store(db) as store:
@@ -288,7 +303,7 @@ def export(
             return
         report = store.export(
             project, out, rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet, jsonl=jsonl,
-            name=name, complete_only=complete_only, marker="annotate export",
+            name=name, complete_only=complete_only, marker="annotate export", trl=trl, sets=set_names,
         )
     figures = report.to_dict()
     typer.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "strength_counts"))

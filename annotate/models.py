@@ -122,6 +122,17 @@ class ProjectMemberRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ProjectSafetyLabelsRow(Base):
+    """Projects that ask for Llama 2's safety label of each pair (the preferred response is safe
+    and the other not / both safe / both unsafe): the Label page then requires it. A table of its
+    own, so a store made before it opens unchanged (`create_all` adds missing tables)."""
+
+    __tablename__ = "project_safety_labels"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SessionRow(Base):
     """Who is signed in: a browser tab keeps only the session key; the store knows the user."""
 

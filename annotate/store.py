@@ -64,6 +64,7 @@ from annotate.models import (
     PairRow,
     ProjectMemberRow,
     ProjectRow,
+    ProjectSafetyLabelsRow,
     SessionRow,
     SignInRow,
     UserRow,
@@ -102,6 +103,7 @@ class Project:
     calibration_overlap: int
     seed: int
     created_at: datetime
+    safety_labels: bool = False  # the Label page asks for the pair's safety label (Llama 2's bins)
 
 
 @dataclass(frozen=True)
@@ -303,10 +305,12 @@ class Store:
         calibration: float | None = None,
         calibration_overlap: int | None = None,
         seed: int = 0,
+        safety_labels: bool = False,
     ) -> ImportResult:
         """`ensure_project` and `import_pairs` in one transaction (`prefkit annotate import`):
         if reading the pairs fails, a new project is not created either, so a retry may use
-        other settings. Idempotent by `pair_id`, like `import_pairs`."""
+        other settings. Idempotent by `pair_id`, like `import_pairs`. `safety_labels` makes the
+        project ask for Llama 2's safety label of each pair (never turned off here)."""
         _no_nul(name, "project name", ConfigError)
         try:
             with self._tx(write=True) as conn:
@@ -314,6 +318,8 @@ class Store:
                     conn, name, guidelines=guidelines, overlap=overlap, calibration=calibration,
                     calibration_overlap=calibration_overlap, seed=seed,
                 )
+                if safety_labels:
+                    self._set_safety_labels(conn, self._project(conn, name), True)
                 return self._import_pairs(conn, proj, pairs)
         except IntegrityError:  # PostgreSQL: another import created the same project meanwhile
             raise ConfigError(f"project {name!r} was created by another import meanwhile; run this one again") from None
@@ -378,8 +384,20 @@ class Store:
 
     def list_projects(self) -> list[Project]:
         with self._tx() as conn:
-            rows = conn.execute(select(ProjectRow).order_by(ProjectRow.name)).all()
+            rows = conn.execute(select(ProjectRow, _SAFETY_LABELS).order_by(ProjectRow.name)).all()
         return [_project(r) for r in rows]
+
+    def set_safety_labels(self, name: str, on: bool = True) -> Project:
+        """Make the project ask for (or stop asking for) Llama 2's safety label of each pair."""
+        with self._tx(write=True) as conn:
+            self._set_safety_labels(conn, self._project(conn, name), on)
+            return self._project(conn, name)
+
+    def _set_safety_labels(self, conn: Connection, project: Project, on: bool) -> None:
+        if on and not project.safety_labels:
+            conn.execute(insert(ProjectSafetyLabelsRow).values(project_id=project.id, created_at=self.now()))
+        elif not on and project.safety_labels:
+            conn.execute(delete(ProjectSafetyLabelsRow).where(ProjectSafetyLabelsRow.project_id == project.id))
 
     def set_guidelines(self, name: str, markdown: str) -> None:
         _no_nul(markdown, "guidelines")
@@ -388,7 +406,8 @@ class Store:
             conn.execute(update(ProjectRow).where(ProjectRow.id == pid).values(guidelines=markdown))
 
     def _project(self, conn: Connection, name: str) -> Project:
-        row = None if "\x00" in name else conn.execute(select(ProjectRow).where(ProjectRow.name == name)).first()
+        row = None if "\x00" in name else conn.execute(
+            select(ProjectRow, _SAFETY_LABELS).where(ProjectRow.name == name)).first()
         if row is None:
             raise ConfigError(f"no project named {name!r} in this store")
         return _project(row)
@@ -1121,12 +1140,16 @@ class Store:
         name: str | None = None,
         marker: str | None = None,
         complete_only: bool = False,
+        trl: bool = False,
+        sets: tuple[str, ...] = (),
     ) -> AggregateReport:
         """Aggregate the project's judgements and write the dataset with
         `data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
         project goes in, so the card counts the ones not yet judged; with `complete_only`, only the
         pairs that have all the judgements their overlap asks for. The card and the returned
-        report say how many judged pairs are complete and how many are below their overlap."""
+        report say how many judged pairs are complete and how many are below their overlap.
+        `trl` adds TRL's conversational columns; `sets` writes Llama 2's helpfulness / safety sets
+        under `out` (as `prefkit data export --trl --sets` does)."""
         from data.export import export_judged
 
         judgements = self.judgements(project)
@@ -1144,7 +1167,7 @@ class Store:
             pairs, judgements, Path(out), rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet,
             jsonl=jsonl, name=name or project,
             provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs),
-                        "completeness": completeness}, marker=marker,
+                        "completeness": completeness}, marker=marker, trl=trl, sets=tuple(sets),
         )
         report.complete_pairs = completeness["complete_pairs"]
         report.below_overlap_pairs = completeness["below_overlap_pairs"]
@@ -1198,6 +1221,7 @@ class Store:
 # ---------------------------------------------------------------------------------------------
 
 _b = bindparam
+_SAFETY_LABELS = exists().where(ProjectSafetyLabelsRow.project_id == ProjectRow.id).label("safety_labels")
 _REAP_EVERY = timedelta(seconds=1)
 _BEFORE_ALL = -(2**56) - 1  # below every queue position (calibration pairs sit in [-2^56, 0))
 _USER = select(U.id, U.name, U.is_admin, U.disabled).where(U.name == _b("name"))
@@ -1401,6 +1425,7 @@ def _project(r: Any) -> Project:
     return Project(
         id=r.id, name=r.name, guidelines=r.guidelines, overlap=r.overlap, calibration=r.calibration,
         calibration_overlap=r.calibration_overlap, seed=r.seed, created_at=r.created_at,
+        safety_labels=bool(getattr(r, "safety_labels", False)),
     )
 
 

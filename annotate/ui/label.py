@@ -14,6 +14,7 @@ own box; the next pair opens at the top (the page script in `annotate.shortcuts`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -25,7 +26,7 @@ from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, UNDO_KEY, help
 from annotate.store import Assignment, User
 from annotate.ui import session
 from data.errors import PrefkitError
-from data.schema import CHOICE_LABELS, Judgement, utcnow
+from data.schema import CHOICE_LABELS, Judgement, SafetyBin, utcnow
 
 LEASE_SECONDS = 30 * 60
 REPORT_REASONS = ("Bad prompt", "Both responses unusable", "Other")
@@ -33,6 +34,13 @@ SIDES = ("A", "B")
 LONG_TURN = 1200  # characters: a longer last turn scrolls in a box of its own
 LONG_TURN_PX = 260
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+# Llama 2's safety label of a pair, asked for on projects made with `--safety-labels`; stored as
+# the judgement's per-response unsafe flags, from which `data.schema.judgement_safety_bin` reads it.
+SAFETY_LABELS = {
+    SafetyBin.SAFE_VS_UNSAFE.value: "Preferred is safe, the other not",
+    SafetyBin.BOTH_SAFE.value: "Both safe",
+    SafetyBin.BOTH_UNSAFE.value: "Both unsafe",
+}
 
 # The choice row's container sticks to the bottom of the window, on the page's own background;
 # a wide table in model text scrolls inside its box instead of spilling out. Installed by the app
@@ -64,6 +72,7 @@ def _clear_form() -> None:
     state["reason"] = REPORT_REASONS[0]
     for side in SIDES:
         state[f"unsafe{side}"] = False
+    state["safety"] = None
 
 
 def _store_action(action: Callable[..., None]) -> Callable[..., None]:
@@ -82,8 +91,25 @@ def _store_action(action: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _safety_flags(judgement: Judgement, assignment: Assignment, label: str | None) -> tuple[str, ...]:
+    """The unsafe flags that give the pair's safety label `label` (a `SAFETY_LABELS` key) for this
+    judgement; refused (nothing recorded) when no label is chosen or it does not fit the choice."""
+    if label not in SAFETY_LABELS:
+        raise PrefkitError("This project asks for the pair's safety label: choose one above the choices first "
+                           "(nothing was recorded).")
+    both = tuple(assignment.shown_order)
+    if label == SafetyBin.BOTH_SAFE.value:
+        return ()
+    if label == SafetyBin.BOTH_UNSAFE.value:
+        return both
+    if judgement.preferred is None:
+        raise PrefkitError(f"'{SAFETY_LABELS[label]}' needs a preferred response, not unsure "
+                           "(nothing was recorded).")
+    return tuple(rid for rid in both if rid != judgement.preferred)
+
+
 @_store_action
-def _submit(user: User, assignment: Assignment, point: int) -> None:
+def _submit(user: User, assignment: Assignment, point: int, safety_labels: bool = False) -> None:
     state = st.session_state
     unsafe = tuple(rid for side, rid in zip(SIDES, assignment.shown_order, strict=True) if state.get(f"unsafe{side}"))
     rationale = (state.get("rationale") or "").strip() or None
@@ -96,6 +122,9 @@ def _submit(user: User, assignment: Assignment, point: int) -> None:
         rationale=rationale,
         seconds=(utcnow() - assignment.claimed_at).total_seconds(),
     )
+    if safety_labels:
+        judgement = dataclasses.replace(
+            judgement, unsafe=_safety_flags(judgement, assignment, state.get("safety")))
     session.store().submit(assignment.id, user, judgement)
 
 
@@ -167,7 +196,7 @@ def _breakable(label: str) -> str:
     return label.replace("significantly", "signif\u00adicantly").replace("negligibly", "neglig\u00adibly")
 
 
-def _choice_row(user: User, project: str, assignment: Assignment | None) -> None:
+def _choice_row(user: User, project: str, assignment: Assignment | None, safety_labels: bool = False) -> None:
     """The sticky bottom row: the nine choices, then Undo, Skip, the report reason and Report.
     Buttons are keyed by assignment: a double click's second click either repeats the same
     (idempotent) submit or, once the next pair is drawn, finds its widget gone and is dropped;
@@ -179,7 +208,7 @@ def _choice_row(user: User, project: str, assignment: Assignment | None) -> None
                     _breakable(label),
                     key=f"choice{point}-{assignment.id}",
                     on_click=_submit,
-                    args=(user, assignment, point),
+                    args=(user, assignment, point, safety_labels),
                     shortcut=CHOICE_KEYS[point],
                     width="stretch",
                     wrap=True,
@@ -228,6 +257,7 @@ def render(user: User, project: str) -> None:
         _progress(progress_slot, user, project, holding=False)
         return
     pair = assignment.pair
+    safety_labels = session.store().get_project(project).safety_labels
     with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
         prompt = pair.prompt  # a dialogue's turns (data.schema.Prompt.turns); a flat question as it is,
         # so a transcript stored as one question (older stores) is still split for display
@@ -238,9 +268,16 @@ def render(user: User, project: str) -> None:
                 st.markdown(f"**Response {side}**")
                 with st.container(border=True, key=f"response{side}"):
                     st.markdown(safe_markdown(pair.response(rid).text))
-                st.checkbox(f"{side} is unsafe or harmful", key=f"unsafe{side}")
+                if not safety_labels:  # else the pair's safety label below says it
+                    st.checkbox(f"{side} is unsafe or harmful", key=f"unsafe{side}")
+    if safety_labels:
+        st.radio(
+            "Safety of the pair (required)", list(SAFETY_LABELS), format_func=SAFETY_LABELS.__getitem__,
+            index=None, key="safety", horizontal=True,
+            help="Llama 2's safety label: required on this project before a choice is recorded.",
+        )
     st.text_area("Rationale (optional)", key="rationale", height=68)
-    _choice_row(user, project, assignment)
+    _choice_row(user, project, assignment, safety_labels)
     _progress(progress_slot, user, project, holding=True)
 
 

@@ -461,3 +461,46 @@ def test_a_dialogue_with_turns_is_shown_as_a_conversation(sqlite_url: str, monke
         assert "Human:" not in _markdown(at)
     finally:
         store.close()
+
+
+def test_a_safety_project_requires_the_pairs_safety_label(seeded: Seeded) -> None:
+    """On a project made with --safety-labels, a choice without Llama 2's safety label of the pair
+    is refused with a message and records nothing; with it, the stored unsafe flags give that bin."""
+    from data.schema import SafetyBin, judgement_safety_bin
+
+    at = _signed_in(seeded.annotator)
+    assert not [r for r in at.radio if r.key == "safety"]  # a normal project asks nothing more
+    seeded.store.set_safety_labels("demo")
+    at.run()
+    assert not [c for c in at.checkbox if "unsafe" in c.label]  # the pair's label replaces the per-side boxes
+    by_id = {p.pair_id: p for p in seeded.pairs}
+
+    held = seeded.store.claim("demo", "bob")
+    _click(at, "choice-3")
+    assert not at.exception
+    assert "safety label" in at.error[0].value
+    assert seeded.store.my_judgements("bob", "demo") == []
+    assert _shown_question(at, seeded).pair_id == held.pair.pair_id  # still on the same pair
+
+    expected = {}
+    for label, point, refused in (
+        ("both_unsafe", -3, False),
+        ("safe_vs_unsafe", 0, True),  # unsure has no preferred response to call safe
+        ("safe_vs_unsafe", 4, False),
+        ("both_safe", -1, False),
+    ):
+        held = seeded.store.claim("demo", "bob")
+        at.radio(key="safety").set_value(label)
+        _click(at, f"choice{point}")
+        assert not at.exception
+        if refused:
+            assert "needs a preferred response" in at.error[0].value
+            assert len(seeded.store.my_judgements("bob", "demo")) == len(expected)
+            continue
+        expected[held.pair.pair_id] = label
+        assert at.radio(key="safety").value is None  # fresh for the next pair
+    judged = {p.pair_id: j for p, j in seeded.store.my_judgements("bob", "demo")}
+    assert set(judged) == set(expected)
+    for pid, label in expected.items():
+        assert judgement_safety_bin(judged[pid], by_id[pid]) is SafetyBin(label)
+    assert any(judged[pid].unsafe == () for pid in judged) and any(len(judged[pid].unsafe) == 1 for pid in judged)

@@ -69,6 +69,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
              for i in range(3)],
             f"chat{width}",
         )
+    project("safety", _pairs("safety", 4), "safety")
+    store.set_safety_labels("safety")
     # Fast navigation: "aaa" sorts first, so a lost choice would fall back to it.
     for name in ("aaa", "zzz"):
         store.create_project(name, overlap=3)
@@ -315,5 +317,28 @@ def test_dialogue_bubbles_choice_row_on_screen_next_pair_at_top(
     assert page.evaluate("document.querySelector('[data-testid=stMain]').scrollTop") > 100
     _press_and_wait_for_next(page, "6")
     page.wait_for_function("document.querySelector('[data-testid=stMain]').scrollTop === 0")
+    assert len(store.my_judgements(user, project)) == 1
+    page.context.close()
+
+
+def test_keys_on_a_safety_project_need_the_pairs_safety_label(browser: Any, app: dict[str, Any]) -> None:
+    """A choice key without the pair's safety label records nothing (the page says why); after the
+    label is picked with the mouse (the radio keeps the focus), the key records that choice once,
+    with the label as the judgement's unsafe flags."""
+    from data.schema import SafetyBin, judgement_safety_bin
+
+    store: Store = app["store"]
+    user = project = "safety"
+    page = _tab(browser, 1366)
+    _sign_in(page, app["url"], app["tokens"][user], project)
+    held = store.claim(project, user)
+    _nothing_happens(page, store, user, project, "3")
+    assert "safety label" in page.locator("[data-testid=stAlert]").first.inner_text()
+    page.get_by_text("Preferred is safe, the other not").click()
+    _settled(page)
+    _press_and_wait_for_next(page, "7")  # B better
+    j = _judgement(store, user, project, held.pair.pair_id)
+    assert j.preferred == held.shown_order[1] and j.unsafe == (held.shown_order[0],)
+    assert judgement_safety_bin(j, held.pair) is SafetyBin.SAFE_VS_UNSAFE
     assert len(store.my_judgements(user, project)) == 1
     page.context.close()

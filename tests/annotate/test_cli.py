@@ -322,3 +322,81 @@ def test_assign_completeness_and_the_judgement_table(sqlite_url, make_pairs, tmp
     result = runner.invoke(app, ["annotate", "export", str(table), "--project", "vi", "--judgements",
                                  "--db", sqlite_url])
     assert result.exit_code != 0 and "already exists" in str(result.exception or result.output)
+
+
+def test_export_trl_and_llama2_sets(sqlite_url, make_pairs, tmp_path):
+    """`annotate export --trl --sets helpfulness,safety` writes both sets, each loadable, with TRL's
+    message columns; the safety set holds the adversarial prompts' pairs and the flagged ones, less
+    those whose chosen response is the unsafe one (Llama 2 drops them)."""
+    from dataclasses import replace
+
+    from datasets import load_from_disk
+
+    pairs = make_pairs(12)
+    for i in range(8, 12):  # four red-teaming prompts
+        pairs[i] = replace(pairs[i], prompt=replace(pairs[i].prompt, adversarial=True))
+    pairs_file = tmp_path / "pairs.jsonl"
+    write_pairs(pairs, pairs_file)
+    invoke("import", str(pairs_file), "--project", "s", "--overlap", "1", "--db", sqlite_url)
+    by_id = {p.pair_id: p for p in pairs}
+    store = Store.open(sqlite_url)
+    try:
+        store.add_user("minh")
+        while (a := store.claim("s", "minh")) is not None:
+            pair = by_id[a.pair.pair_id]
+            i = pairs.index(pair)
+            point = -2 if a.shown_order[0] == pair.a.id else 2  # always prefers `a`
+            unsafe = {0: (pair.b.id,), 1: (pair.a.id, pair.b.id), 2: (pair.a.id,)}.get(i, ())
+            store.submit(a.id, "minh", Judgement.from_seven_point(pair.pair_id, "minh", point, a.shown_order,
+                                                                   unsafe=unsafe))
+    finally:
+        store.close()
+
+    out = tmp_path / "sets"
+    r = invoke("export", str(out), "--project", "s", "--trl", "--sets", "helpfulness,safety", "--test-size", "0.25",
+               "--db", sqlite_url)
+    assert f"wrote {out}" in r.stdout
+    helpful, safety = load_from_disk(str(out / "helpfulness")), load_from_disk(str(out / "safety"))
+    rows = {s: [r for split in d.values() for r in split] for s, d in (("h", helpful), ("s", safety))}
+    # the aggregation already drops pair 2 (its chosen response flagged unsafe, the other not)
+    assert "unsafe_chosen_dropped=1" in r.stdout
+    assert sorted(r["id"] for r in rows["h"]) == sorted(p.pair_id for i, p in enumerate(pairs) if i != 2)
+    # pairs 0, 1 (flagged) and 8-11 (adversarial) are in
+    assert sorted(r["id"] for r in rows["s"]) == sorted(pairs[i].pair_id for i in (0, 1, 8, 9, 10, 11))
+    for d in (helpful, safety):
+        cols = d["train"].column_names
+        assert {"prompt", "chosen", "rejected", "chosen_text", "rejected_text", "chosen_unsafe"} <= set(cols)
+    first = rows["s"][0]
+    assert first["prompt"][-1]["role"] == "user" and first["chosen"][0]["role"] == "assistant"
+    assert first["chosen"][0]["content"] == first["chosen_text"] == by_id[first["id"]].a.text
+    bins = {r["id"]: (r["chosen_unsafe"], r["rejected_unsafe"]) for r in rows["s"]}
+    assert bins[pairs[0].pair_id] == (False, True) and bins[pairs[1].pair_id] == (True, True)
+    assert {r["id"]: r["safety_bin"] for r in rows["s"]}[pairs[0].pair_id] == "safe_vs_unsafe"
+
+    from data.errors import DataError
+
+    with pytest.raises(DataError, match="unknown set 'harm'"):
+        invoke("export", str(tmp_path / "x"), "--project", "s", "--sets", "harm", "--db", sqlite_url)
+    with pytest.raises(ConfigError, match="--trl and --sets apply to the dataset export"):
+        invoke("export", str(tmp_path / "j.jsonl"), "--project", "s", "--judgements", "--trl", "--db", sqlite_url)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "j.jsonl").exists()
+
+
+def test_import_safety_labels_and_a_store_made_before_the_setting(sqlite_url, make_pairs, tmp_path):
+    """`import --safety-labels` marks the project; a store without the setting's table (made by an
+    older prefkit) still opens, gains the table, and its projects ask for no safety label."""
+    import sqlite3
+
+    pairs_file = tmp_path / "pairs.jsonl"
+    write_pairs(make_pairs(3), pairs_file)
+    invoke("import", str(pairs_file), "--project", "plain", "--db", sqlite_url)
+    db_file = sqlite_url.split(":///", 1)[-1]
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("DROP TABLE project_safety_labels")
+    invoke("import", str(pairs_file), "--project", "safe", "--safety-labels", "--db", sqlite_url)
+    with Store.open(sqlite_url) as store:
+        assert not store.get_project("plain").safety_labels and store.get_project("safe").safety_labels
+        assert [(p.name, p.safety_labels) for p in store.list_projects()] == [("plain", False), ("safe", True)]
+    invoke("import", str(pairs_file), "--project", "safe", "--db", sqlite_url)  # re-import keeps it
+    with Store.open(sqlite_url) as store:
+        assert store.get_project("safe").safety_labels
