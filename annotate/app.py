@@ -34,12 +34,17 @@ pages = [
 if user.is_admin:
     pages.append(st.Page(UI / "dashboard.py", title="Dashboard", icon=":material/monitoring:"))
 page = st.navigation(pages)
+projects = session.choose_project(user)  # before the page: it acts on the chosen project
 
-with st.sidebar:
-    st.caption(f"Signed in as **{escape_text(user.name)}**" + (" (admin)" if user.is_admin else ""))
-    session.choose_project(user)
-    st.button("Sign out", on_click=session.sign_out, key="sign-out")
-    install_page_script()
-    st.html(PAGE_CSS)
 
-page.run()
+def sidebar() -> None:
+    """Drawn after the page, so the page (the next pair) reaches the browser first."""
+    with st.sidebar:
+        st.caption(f"Signed in as **{escape_text(user.name)}**" + (" (admin)" if user.is_admin else ""))
+        session.project_picker(projects)
+        st.button("Sign out", on_click=session.sign_out, key="sign-out")
+        install_page_script()
+        st.html(PAGE_CSS)
+
+
+session.run_page(page, user, then=sidebar)

@@ -257,12 +257,12 @@ def render(user: User, project: str) -> None:
         _progress(progress_slot, user, project, holding=False)
         return
     pair = assignment.pair
-    safety_labels = session.store().get_project(project).safety_labels
     with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
         prompt = pair.prompt  # a dialogue's turns (data.schema.Prompt.turns); a flat question as it is,
         # so a transcript stored as one question (older stores) is still split for display
         shown = [{"role": r, "content": c} for r, c in prompt.turns] if prompt.history else prompt.question
         render_prompt(shown, prompt.system)
+        safety_labels = session.store().get_project(project).safety_labels  # after the prompt is sent
         for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order, strict=True):
             with column:
                 st.markdown(f"**Response {side}**")

@@ -12,6 +12,8 @@ provider use OIDC instead.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import streamlit as st
@@ -71,8 +73,15 @@ def current_user() -> User | None:
     return None
 
 
+def _set_param(name: str, value: str) -> None:
+    """Put `value` in the URL's `?name=`, only if it is not there already: every write sends the
+    browser a message (and a history entry) ahead of the page's own elements."""
+    if st.query_params.get_all(name) != [value]:
+        st.query_params[name] = value
+
+
 def _remember(key: str) -> None:
-    st.query_params[SESSION_PARAM] = key
+    _set_param(SESSION_PARAM, key)
     st.session_state[SESSION_PARAM] = key
 
 
@@ -159,29 +168,52 @@ def _picked() -> None:
     st.session_state[PROJECT_KEY] = st.session_state[_PICKER_KEY]
 
 
-def choose_project(user: User) -> None:
-    """The sidebar's project picker, listing the projects `user` may label. The choice lives in
-    `st.session_state["project"]`, changed only by the picker's own change callback (never by a
-    widget that lost its state on a fast page move), and the widget is set from it on every run:
-    what the sidebar shows is what the page acts on. It is kept in `?p=` too, so a reload (or a
-    shared link) opens the same project."""
+def choose_project(user: User) -> list[str]:
+    """The project the pages show and act on, among those `user` may label (returned, for
+    `project_picker`). The choice lives in `st.session_state["project"]`, changed only by the
+    picker's own change callback (never by a widget that lost its state on a fast page move), and
+    the widget is set from it on every run: what the sidebar shows is what the page acts on. It is
+    kept in `?p=` too, so a reload (or a shared link) opens the same project."""
     names = [p.name for p in store().projects_for(user)]
     state = st.session_state
     if not names:
         state.pop(PROJECT_KEY, None)
-        return
+        return names
     chosen = state.get(PROJECT_KEY)
     if chosen not in names:
         wanted = st.query_params.get(PROJECT_PARAM)
         chosen = wanted if wanted in names else names[0]
     state[PROJECT_KEY] = state[_PICKER_KEY] = chosen
-    st.sidebar.selectbox("Project", names, key=_PICKER_KEY, on_change=_picked)
-    st.query_params[PROJECT_PARAM] = chosen
+    _set_param(PROJECT_PARAM, chosen)
+    return names
+
+
+def project_picker(names: list[str]) -> None:
+    """The sidebar's project picker over `names` (from `choose_project` in the same run)."""
+    if names:
+        st.sidebar.selectbox("Project", names, key=_PICKER_KEY, on_change=_picked)
+
+
+# The user the app checked against the store at the start of this script run, while it runs the
+# page (`run_page`): the page's own check then needs no second trip to the store. Per thread, set
+# and cleared around the page's run; a page script run on its own finds it unset and checks.
+_this_run = threading.local()
+
+
+def run_page(page: st.Page, user: User, then: Callable[[], None]) -> None:
+    """Run the page `st.navigation` chose, for `user` (just checked by `current_user`), and then
+    `then` (the sidebar), even when the page stops early (`st.stop`)."""
+    _this_run.user = user
+    try:
+        page.run()
+    finally:
+        _this_run.user = None
+        then()
 
 
 def page_context(admin: bool = False) -> tuple[User, str]:
     """(user, project) for a page script; stops the page for visitors who may not see it."""
-    user = current_user()
+    user = getattr(_this_run, "user", None) or current_user()
     if user is None:
         st.stop()
     if admin and not user.is_admin:
