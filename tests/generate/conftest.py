@@ -69,13 +69,14 @@ def hf_engine(tiny_model_path):
     return HFEngine(tiny_model_path, batch_size=8, device="cpu", dtype="float32")
 
 
-def _with_eos(src: Path, dst: Path, eos_ids: list[int]) -> Path:
-    """A copy of the tiny model whose generation config ends a turn on any of `eos_ids`."""
+def model_copy(src: Path, dst: Path, **generation: object) -> Path:
+    """A copy of the tiny model whose generation config has `generation` set (e.g. eos_token_id)."""
     from transformers import GenerationConfig
 
     shutil.copytree(src, dst)
     config = GenerationConfig.from_pretrained(dst)
-    config.eos_token_id = eos_ids
+    for key, value in generation.items():
+        setattr(config, key, value)
     config.save_pretrained(dst)
     return dst
 
@@ -84,13 +85,14 @@ def _with_eos(src: Path, dst: Path, eos_ids: list[int]) -> Path:
 def stopping_model(tiny_model_path, tmp_path_factory) -> Path:
     """A random model that ends its turn often: a sixth of the vocabulary counts as end of turn, so
     within a few tokens some samples stop and some run out of max_tokens."""
-    return _with_eos(tiny_model_path, tmp_path_factory.mktemp("stopping") / "model", [3, *range(10, 512, 6)])
+    return model_copy(tiny_model_path, tmp_path_factory.mktemp("stopping") / "model",
+                      eos_token_id=[3, *range(10, 512, 6)])
 
 
 @pytest.fixture(scope="session")
 def mute_model(tiny_model_path, tmp_path_factory) -> Path:
     """A random model whose every token ends the turn: every answer is empty."""
-    return _with_eos(tiny_model_path, tmp_path_factory.mktemp("mute") / "model", list(range(512)))
+    return model_copy(tiny_model_path, tmp_path_factory.mktemp("mute") / "model", eos_token_id=list(range(512)))
 
 
 @pytest.fixture(scope="session")
@@ -108,3 +110,9 @@ def lora_adapter(tiny_model_path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lora") / "adapter"
     model.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def sampling_model(tiny_model_path, tmp_path_factory) -> Path:
+    """A copy of the tiny model that samples by default (`do_sample`), as a served model should."""
+    return model_copy(tiny_model_path, tmp_path_factory.mktemp("served") / "model", do_sample=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,15 +36,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served_model(tiny_model_path, tmp_path_factory) -> Path:
-    from transformers import GenerationConfig
-
-    dst = tmp_path_factory.mktemp("served") / "model"
-    shutil.copytree(tiny_model_path, dst)
-    config = GenerationConfig.from_pretrained(dst)
-    config.do_sample = True
-    config.save_pretrained(dst)
-    return dst
+def served_model(sampling_model) -> Path:
+    return sampling_model
 
 
 @pytest.fixture(scope="module")
