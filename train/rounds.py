@@ -45,7 +45,8 @@ import yaml
 from data.atomic import atomic_path
 from data.writers import write_json
 from data.config import load_config, to_dict
-from data.errors import ConfigError, PrefkitError
+from data.errors import ConfigError, DataError, PrefkitError
+from data.outputs import check_writable
 
 STATE_FILE = "rounds.json"
 CONFIG_FILE = "rounds.yaml"
@@ -198,6 +199,12 @@ class Project:
         if (folder / STATE_FILE).exists():
             raise ConfigError(f"{folder}: already a rounds project ({STATE_FILE} exists)")
         cfg = load_config(RoundsConfig, config, overrides or [])
+        # a project folder is new or empty: init writes rounds.yaml/rounds.json and later round-N/
+        # folders, and must not write them among (or over) files it did not create
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise DataError("FOLDER is not empty (or not a folder): a rounds project starts in a new or "
+                            "empty folder, so that nothing of yours is written over", file=str(folder))
+        check_writable(folder, option="FOLDER")
         for name in ("model", "adapter", "prompts", "generate", "reward", "sft", "best_of_k", "ppo"):
             value = getattr(cfg, name)
             if value and Path(value).exists():  # local paths work from any folder later (Hub ids stay)

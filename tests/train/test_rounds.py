@@ -135,7 +135,7 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
     status = runner.invoke(app, ["round", "status", str(tmp_path / "proj")])
     assert status.exit_code == 0 and "project" in status.output
 
-    from data.errors import ConfigError
+    from data.errors import ConfigError, DataError
     from train.rounds import Project
 
     with pytest.raises(ConfigError, match="already a rounds project"):
@@ -144,6 +144,16 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="methods"):
         Project.init(tmp_path / "other", config)
     assert not (tmp_path / "other" / "rounds.json").exists()
+
+    config.write_text(yaml.safe_dump({"model": "m", "prompts": "p", "methods": ["ppo"]}))
+    mine = tmp_path / "mine"  # a folder holding the user's own files is never written into
+    mine.mkdir()
+    (mine / "rounds.yaml").write_text("my own notes\n")
+    refused = runner.invoke(app, ["round", "init", str(mine), "--config", str(config)])
+    assert isinstance(refused.exception, DataError) and "not empty" in str(refused.exception)  # exit 2, one line
+    assert (mine / "rounds.yaml").read_text() == "my own notes\n" and sorted(p.name for p in mine.iterdir()) == ["rounds.yaml"]
+    (tmp_path / "empty").mkdir()
+    assert runner.invoke(app, ["round", "init", str(tmp_path / "empty"), "--config", str(config)]).exit_code == 0
 
 
 @pytest.mark.slow
