@@ -34,7 +34,7 @@ from typing import Iterator
 
 from sqlalchemy import event, func, select
 
-from annotate.models import AssignmentRow, JudgementRow, PairRow
+from annotate.tables import AssignmentRow, JudgementRow, PairRow
 from annotate.pgserver import NoPostgres, throwaway_postgres
 from annotate.store import Store, with_pool
 from data.schema import Judgement, Pair, Prompt, Response

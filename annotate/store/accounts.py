@@ -13,10 +13,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from annotate import auth
-from annotate.models import ACTIVE, EXPIRED, SessionRow, SignInRow
 from annotate.store.connection import StoreBase, _utc
 from annotate.store.records import User, _no_nul, _user
 from annotate.store.statements import _USER, A, U, _release
+from annotate.tables import ACTIVE, EXPIRED, SessionRow, SignInRow
 from data.errors import ConfigError
 
 SESSION_TTL = timedelta(hours=12)

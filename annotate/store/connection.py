@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from annotate.models import Base
 from annotate.store.records import Project
+from annotate.tables import Base
 from data.errors import ConfigError
 from data.schema import utcnow
 

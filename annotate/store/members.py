@@ -6,11 +6,11 @@ from __future__ import annotations
 from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from annotate.models import ACTIVE, EXPIRED, ProjectRow
 from annotate.store.accounts import AccountStore
 from annotate.store.projects import ProjectStore
 from annotate.store.records import Project, User, _project
 from annotate.store.statements import _MAY_LABEL, A, M, U, _release
+from annotate.tables import ACTIVE, EXPIRED, ProjectRow
 
 
 class MemberStore(ProjectStore, AccountStore):

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import Row, delete, exists, false, func, select, update
 from sqlalchemy.engine import Connection
 
-from annotate.models import EXPIRED, WITHDRAWN
 from annotate.store.accounts import AccountStore
 from annotate.store.projects import ProjectStore
 from annotate.store.records import Progress, User, _check_judgement, _judgement, _judgement_values
 from annotate.store.statements import A, J, P
+from annotate.tables import EXPIRED, WITHDRAWN
 from data.errors import DataError
 from data.schema import Judgement, Pair
 

@@ -10,10 +10,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from annotate.models import ProjectRow, ProjectSafetyLabelsRow
 from annotate.store.connection import StoreBase
 from annotate.store.records import Project, _no_nul, _project
 from annotate.store.statements import _SAFETY_LABELS
+from annotate.tables import ProjectRow, ProjectSafetyLabelsRow
 from data.errors import ConfigError
 
 

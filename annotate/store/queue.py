@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.engine import Connection
 
-from annotate.models import ACTIVE, EXPIRED, REPORTED, SKIPPED, SUBMITTED, WITHDRAWN
 from annotate.store.connection import _LookAgain
 from annotate.store.members import MemberStore
 from annotate.store.records import (
@@ -51,6 +50,7 @@ from annotate.store.statements import (
     P,
     _release,
 )
+from annotate.tables import ACTIVE, EXPIRED, REPORTED, SKIPPED, SUBMITTED, WITHDRAWN
 from data.errors import ConfigError, DataError
 from data.schema import Judgement, Pair
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, true
 
-from annotate.models import REPORTED, SKIPPED, ProjectRow
 from annotate.store.projects import ProjectStore
 from annotate.store.records import _judgement
 from annotate.store.statements import A, J, P, U
+from annotate.tables import REPORTED, SKIPPED, ProjectRow
 from data.schema import Judgement
 
 if TYPE_CHECKING:

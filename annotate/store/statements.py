@@ -11,7 +11,7 @@ from typing import Iterable
 from sqlalchemy import and_, bindparam, exists, false, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
-from annotate.models import (
+from annotate.tables import (
     ACTIVE,
     EXPIRED,
     SKIPPED,
