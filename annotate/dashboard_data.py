@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from annotate.agreement import AgreementReport, agreement
-from annotate.models import REPORTED, SKIPPED
+from annotate.tables import REPORTED, SKIPPED
 from data.schema import Strength
 
 

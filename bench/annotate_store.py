@@ -27,17 +27,22 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import event, func, select
 
-from annotate.models import AssignmentRow, JudgementRow, PairRow
-from annotate.pgserver import NoPostgres, throwaway_postgres
-from annotate.store import Store, with_pool
-from data.schema import Judgement, Pair, Prompt, Response
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # dev/ (the throwaway PostgreSQL server) is not installed with prefkit
+
+from annotate.store import Store, with_pool  # noqa: E402
+from annotate.tables import AssignmentRow, JudgementRow, PairRow  # noqa: E402
+from data.schema import Judgement, Pair, Prompt, Response  # noqa: E402
+from dev.pgserver import NoPostgres, throwaway_postgres  # noqa: E402
 
 TARGET_P95_MS = 20.0
 TARGET_RATE = 500.0

@@ -296,31 +296,17 @@ def _preview(key: Sequence[str]) -> str:
     return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
 
 
-def _run(
-    rows: Sequence[Mapping[str, Any]],
+def _sign_all(
     keys: Sequence[Sequence[str]],
-    key_fields: list[str],
-    *,
-    threshold: float,
+    ngrams: tuple[int, ...],
     num_perm: int,
-    ngram: int,
     seed: int,
-    verify: str,
     workers: int,
     progress: bool,
-    engine: "DedupEngine | None" = None,
-) -> tuple[list[int], DedupReport]:
-    """The whole pipeline. `engine` computes the signatures and the LSH candidates (the two steps
-    that grow with the data); None is this machine's cores. Everything else runs here, so every
-    engine gives the same kept rows and the same report."""
-    started = time.perf_counter()
-    try:
-        bands, rows_per_band = lsh_params(threshold, num_perm)
-    except ValueError as e:  # e.g. a threshold so high that the optimum has a single band
-        raise ConfigError(f"no LSH banding for threshold {threshold} with num_perm {num_perm}: {e}") from None
-    n = len(rows)
-    ngrams = _ngram_sizes(keys, len(key_fields), ngram)
-
+    engine: "DedupEngine | None",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row's MinHash signature, shingle-set digest and empty-key flag, in input order, from
+    `engine` (None: this machine's cores)."""
     chunks = (engine.chunk_results(keys, ngrams, num_perm, seed) if engine is not None
               else _chunk_results(keys, ngrams, num_perm, seed, workers, progress))
     sig_parts, digest_parts, empty_parts = [], [], []
@@ -331,24 +317,49 @@ def _run(
     sigs = np.concatenate(sig_parts) if sig_parts else np.empty((0, num_perm), dtype=np.uint32)
     set_digest = np.concatenate(digest_parts) if digest_parts else np.empty(0, dtype=np.uint64)
     empty = np.concatenate(empty_parts) if empty_parts else np.empty(0, dtype=bool)
+    return sigs, set_digest, empty
 
-    # 1. Exact duplicates: whole rows. Identical rows have identical keys, hence identical
-    # shingle digests, so only rows whose digest repeats are hashed as a whole.
+
+def _exact_pass(rows: Sequence[Mapping[str, Any]], set_digest: np.ndarray, alive: np.ndarray) -> list[RemovedRow]:
+    """1. Exact duplicates: whole rows. Identical rows have identical keys, hence identical
+    shingle digests, so only rows whose digest repeats are hashed as a whole. Marks the removed
+    rows not `alive`; returns them."""
     _, inverse, counts = np.unique(set_digest, return_inverse=True, return_counts=True)
     first_seen: dict[bytes, int] = {}
     removed: list[RemovedRow] = []
-    alive = np.ones(n, dtype=bool)
     for i in np.flatnonzero(counts[inverse] > 1).tolist():
         k = first_seen.setdefault(_row_digest(rows[i]), i)
         if k != i:
             alive[i] = False
             removed.append(RemovedRow(row=i, duplicate_of=k, kind="exact", matched=k, jaccard=1.0))
-    exact_removed = len(removed)
+    return removed
 
-    # 2. Near duplicates among the rows left whose key has words. Rows with the same shingles
-    # (Jaccard 1: e.g. the same prompt in many pairs) are linked to the first such row directly;
-    # only those first rows go through LSH and verification.
-    active = np.flatnonzero(alive & ~empty)
+
+@dataclass
+class _NearPairs:
+    pairs: np.ndarray  # (m, 2) linked rows: confirmed candidates, then same-shingle links
+    sims: np.ndarray  # their Jaccard similarities (1.0 for same-shingle links)
+    candidates: int  # LSH candidates among rows with distinct shingle sets
+    confirmed: int  # candidates at or above the threshold
+    identical_keys: int  # rows linked to an earlier row with the same shingles
+
+
+def _near_pairs(
+    keys: Sequence[Sequence[str]],
+    ngrams: tuple[int, ...],
+    sigs: np.ndarray,
+    set_digest: np.ndarray,
+    active: np.ndarray,
+    *,
+    threshold: float,
+    bands: int,
+    rows_per_band: int,
+    verify: str,
+    engine: "DedupEngine | None",
+) -> _NearPairs:
+    """2. Near duplicates among the `active` rows (left by the exact pass, key with words). Rows
+    with the same shingles (Jaccard 1: e.g. the same prompt in many pairs) are linked to the first
+    such row directly; only those first rows go through LSH and verification."""
     _, first_of_set, set_of = np.unique(set_digest[active], return_index=True, return_inverse=True)
     same_set = np.stack([active[first_of_set[set_of]], active], axis=1)
     same_set = same_set[same_set[:, 0] != same_set[:, 1]]
@@ -363,9 +374,13 @@ def _run(
     n_confirmed = int(np.count_nonzero(confirmed))
     pairs = np.concatenate([pairs[confirmed], same_set]).astype(np.int64, copy=False)
     sims = np.concatenate([sims[confirmed], np.ones(len(same_set))])
+    return _NearPairs(pairs, sims, n_candidates, n_confirmed, len(same_set))
 
+
+def _clusters(n: int, pairs: np.ndarray) -> list[np.ndarray]:
+    """The linked rows' clusters (connected components of the `pairs` graph over `n` rows), each
+    with its rows ascending, so its first row is the one kept."""
     clusters: list[np.ndarray] = []
-    best, best_sim = _best_partners(n, pairs, sims)
     if len(pairs):
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
@@ -376,15 +391,28 @@ def _run(
         order = linked[np.argsort(labels[linked], kind="stable")]  # by cluster, rows ascending
         bounds = np.flatnonzero(np.diff(labels[order])) + 1
         clusters = np.split(order, bounds)
-        for members in clusters:
-            head = int(members[0])
-            for r in members[1:].tolist():
-                alive[r] = False
-                removed.append(RemovedRow(row=r, duplicate_of=head, kind="near", matched=int(best[r]),
-                                          jaccard=round(float(best_sim[r]), 4)))
-    removed.sort(key=lambda r: r.row)
+    return clusters
 
-    examples = [
+
+def _near_removed(
+    clusters: list[np.ndarray], best: np.ndarray, best_sim: np.ndarray, alive: np.ndarray
+) -> list[RemovedRow]:
+    """Every cluster's rows but its first, marked not `alive`, each with its best partner."""
+    removed: list[RemovedRow] = []
+    for members in clusters:
+        head = int(members[0])
+        for r in members[1:].tolist():
+            alive[r] = False
+            removed.append(RemovedRow(row=r, duplicate_of=head, kind="near", matched=int(best[r]),
+                                      jaccard=round(float(best_sim[r]), 4)))
+    return removed
+
+
+def _examples(
+    clusters: list[np.ndarray], keys: Sequence[Sequence[str]], best: np.ndarray, best_sim: np.ndarray
+) -> list[dict[str, Any]]:
+    """The report's example clusters: the largest first, a few members each with a preview."""
+    return [
         {
             "kept": int(members[0]),
             "size": len(members),
@@ -396,6 +424,45 @@ def _run(
         }
         for members in sorted(clusters, key=lambda m: (-len(m), int(m[0])))[:_EXAMPLES]
     ]
+
+
+def _run(
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[Sequence[str]],
+    key_fields: list[str],
+    *,
+    threshold: float,
+    num_perm: int,
+    ngram: int,
+    seed: int,
+    verify: str,
+    workers: int,
+    progress: bool,
+    engine: "DedupEngine | None" = None,
+) -> tuple[list[int], DedupReport]:
+    """The whole pipeline: signatures, the exact pass, near pairs, clusters, the report. `engine`
+    computes the signatures and the LSH candidates (the two steps that grow with the data); None
+    is this machine's cores. Everything else runs here, so every engine gives the same kept rows
+    and the same report."""
+    started = time.perf_counter()
+    try:
+        bands, rows_per_band = lsh_params(threshold, num_perm)
+    except ValueError as e:  # e.g. a threshold so high that the optimum has a single band
+        raise ConfigError(f"no LSH banding for threshold {threshold} with num_perm {num_perm}: {e}") from None
+    n = len(rows)
+    ngrams = _ngram_sizes(keys, len(key_fields), ngram)
+    sigs, set_digest, empty = _sign_all(keys, ngrams, num_perm, seed, workers, progress, engine)
+
+    alive = np.ones(n, dtype=bool)
+    removed = _exact_pass(rows, set_digest, alive)
+    exact_removed = len(removed)
+    near = _near_pairs(keys, ngrams, sigs, set_digest, np.flatnonzero(alive & ~empty), threshold=threshold,
+                       bands=bands, rows_per_band=rows_per_band, verify=verify, engine=engine)
+    best, best_sim = _best_partners(n, near.pairs, near.sims)
+    clusters = _clusters(n, near.pairs)
+    removed += _near_removed(clusters, best, best_sim, alive)
+    removed.sort(key=lambda r: r.row)
+
     kept = np.flatnonzero(alive).tolist()
     report = DedupReport(
         rows_in=n,
@@ -412,11 +479,11 @@ def _run(
         seed=seed,
         scheme=SCHEME,
         verify=verify,
-        candidate_pairs=n_candidates,
-        confirmed_pairs=n_confirmed,
-        identical_keys=len(same_set),
+        candidate_pairs=near.candidates,
+        confirmed_pairs=near.confirmed,
+        identical_keys=near.identical_keys,
         clusters=len(clusters),
-        examples=examples,
+        examples=_examples(clusters, keys, best, best_sim),
         removed=removed,
         seconds=round(time.perf_counter() - started, 3),
     )

@@ -63,7 +63,7 @@ class Draw:
 
 
 @dataclass(frozen=True)
-class Assignment:
+class DrawAssignment:
     """A prompt's draws and which of them are paired (indices into `draws`, generation order)."""
 
     prompt_id: str
@@ -108,7 +108,7 @@ class SamplingPlan:
         if self.mode == "samples" and self.samples < 2:
             raise ConfigError(f"plan mode 'samples' needs samples >= 2 to make a pair, got {self.samples}")
 
-    def assign(self, prompt_id: str) -> Assignment:
+    def assign(self, prompt_id: str) -> DrawAssignment:
         rng = random.Random(derive_seed("plan", self.seed, prompt_id))
         if self.mode == "all_pairs":
             chosen = list(self.settings)
@@ -120,7 +120,7 @@ class SamplingPlan:
             Draw(setting=s, seed=derive_seed("draw", self.seed, prompt_id, s.label, i)) for i, s in enumerate(chosen)
         )
         pairs = tuple(itertools.combinations(range(len(draws)), 2))
-        return Assignment(prompt_id=prompt_id, draws=draws, pairs=pairs)
+        return DrawAssignment(prompt_id=prompt_id, draws=draws, pairs=pairs)
 
     def fingerprint(self) -> dict[str, object]:
         """What must not change between a run and its resume."""

@@ -53,7 +53,7 @@ def open_engine(
     return HFEngine(model, adapter, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
 
 
-class Progress:
+class RunProgress:
     """A tqdm bar over prompts (its rate is prompts/s) with tokens/s beside it."""
 
     def __init__(self, total: int, enabled: bool) -> None:
@@ -96,7 +96,7 @@ def run_step(
     plan: SamplingPlan,
     engines: dict[str, Engine],
     cfg: GenerateConfig,
-    progress: Progress | None = None,
+    progress: RunProgress | None = None,
 ) -> tuple[list[Pair], StepStats]:
     """Sample every draw of every prompt in `chunk` (one engine call per model), pair and filter."""
     started = time.perf_counter()
@@ -213,7 +213,7 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Generated:
             for model in models:
                 engines[model] = open_engine(cfg, model, adapters=adapters[model], n_models=len(models))
         writer.set_input(prompts=len(prompts), unreadable=unreadable, config=to_dict(cfg))
-        progress = Progress(len(pending), cfg.progress)
+        progress = RunProgress(len(pending), cfg.progress)
         for chunk in _steps(pending, cfg.shard_size):
             pairs, stats = run_step(chunk, plan, engines, cfg, progress)
             writer.write(pairs, stats)

@@ -84,9 +84,9 @@ def round_init(
     set_: Optional[list[str]] = SET_OPTION,
 ) -> None:
     """Start a rounds project: the first policy, the prompts, a method per round, the stage configs."""
-    from train.rounds import Project, status_text
+    from train.rounds import RoundProject, status_text
 
-    Project.init(project, config, set_ or [])
+    RoundProject.init(project, config, set_ or [])
     typer.echo(status_text(project))
 
 

@@ -182,7 +182,7 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-class Project:
+class RoundProject:
     """A rounds project folder: its config and its `rounds.json`, written atomically after each step."""
 
     def __init__(self, folder: str | Path) -> None:
@@ -193,7 +193,7 @@ class Project:
         self.state = json.loads((self.folder / STATE_FILE).read_text(encoding="utf-8"))
 
     @classmethod
-    def init(cls, folder: str | Path, config: str | Path | None, overrides: list[str] | None = None) -> "Project":
+    def init(cls, folder: str | Path, config: str | Path | None, overrides: list[str] | None = None) -> "RoundProject":
 
         folder = Path(folder)
         if (folder / STATE_FILE).exists():
@@ -267,7 +267,7 @@ def _next_policy(policy: dict[str, Any], model_dir: Path, saved: str) -> dict[st
 class RoundRunner:
     """Runs the steps of one round that are not done yet, recording each in `rounds.json`."""
 
-    def __init__(self, project: Project, rnd: dict[str, Any]) -> None:
+    def __init__(self, project: RoundProject, rnd: dict[str, Any]) -> None:
         self.project, self.cfg, self.rnd = project, project.cfg, rnd
         self.dir = project.folder / rnd["dir"]
 
@@ -478,7 +478,7 @@ class AwaitingJudgements(PrefkitError):
 def run_round(project_dir: str | Path, *, judgements: str | Path | None = None, method: Method | None = None) -> dict[str, Any]:
     """Run (or continue) the current round; returns its record. Raises `AwaitingJudgements`
     after generation when no labelled file has been given yet."""
-    project = Project(project_dir)
+    project = RoundProject(project_dir)
     rnd = project.open_round(method)
     runner = RoundRunner(project, rnd)
     rnd["status"] = "running"
@@ -508,7 +508,7 @@ def run_round(project_dir: str | Path, *, judgements: str | Path | None = None, 
 
 def status_text(project_dir: str | Path) -> str:
     """`prefkit round status`: each round's policy, outputs and commands."""
-    project = Project(project_dir)
+    project = RoundProject(project_dir)
     lines = [f"project {project.folder} (config {CONFIG_FILE})",
              f"current policy: {_fmt_policy(project.current_policy())}"]
     for r in project.state["rounds"]:

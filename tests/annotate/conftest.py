@@ -1,6 +1,6 @@
 """Shared fixtures for the annotate room: store URLs on SQLite and on a real PostgreSQL server.
 
-The PostgreSQL server is started once per session by `annotate.pgserver.throwaway_postgres`
+The PostgreSQL server is started once per session by `dev.pgserver.throwaway_postgres`
 (Debian's `postgresql` package on a free loopback port) and stopped at the end. Each test gets a
 fresh database. PostgreSQL tests skip, saying why, only when no server can be started.
 """
@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from annotate.pgserver import NoPostgres, PgServer, throwaway_postgres
+from dev.pgserver import NoPostgres, PgServer, throwaway_postgres
 
 
 @pytest.fixture(scope="session")

@@ -420,7 +420,7 @@ def test_dashboard_access_complete_only_and_judgement_table(seeded: Seeded) -> N
 def test_sign_in_lifetime_is_a_setting(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy import select
 
-    from annotate.models import SessionRow
+    from annotate.tables import SessionRow
 
     monkeypatch.setenv("PREFKIT_SESSION_HOURS", "0.5")
     before = seeded.store.now()

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from annotate.models import PairRow, UserRow
 from annotate.store import Progress, Store
+from annotate.tables import PairRow, UserRow
 from data.errors import ConfigError, DataError
 from data.schema import Judgement, Strength
 

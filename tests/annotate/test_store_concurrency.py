@@ -10,8 +10,8 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from annotate.models import AssignmentRow, JudgementRow, PairRow
 from annotate.store import Store
+from annotate.tables import AssignmentRow, JudgementRow, PairRow
 from data.schema import Judgement
 
 
@@ -124,7 +124,7 @@ def _bulk_users(store: Store, names: list[str]) -> None:
 
     from sqlalchemy import insert
 
-    from annotate.models import UserRow
+    from annotate.tables import UserRow
 
     with store.engine.begin() as c:
         c.execute(insert(UserRow), [

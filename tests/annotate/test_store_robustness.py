@@ -102,7 +102,7 @@ def test_repeated_failures_on_one_account_are_slowed_down(store, clock):
     clock.advance(31 * 24 * 3600)  # the record keeps 30 days: a sign-in purges older attempts
     assert store.authenticate(token).name == "lan"
     with store.engine.connect() as c:
-        from annotate.models import SignInRow
+        from annotate.tables import SignInRow
 
         assert c.execute(select(func.count()).select_from(SignInRow)).scalar_one() == 1
 

@@ -56,11 +56,11 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
     from datasets import load_from_disk
 
     from data.readers import read_pairs
-    from train.rounds import AwaitingJudgements, Project, run_round, status_text
+    from train.rounds import AwaitingJudgements, RoundProject, run_round, status_text
 
     config = write_configs(tmp_path, tiny_model_path)
     project = tmp_path / "project"
-    Project.init(project, config)
+    RoundProject.init(project, config)
     for n in (1, 2):
         with pytest.raises(AwaitingJudgements, match=f"round {n}: pairs are in"):
             run_round(project)
@@ -136,13 +136,13 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
     assert status.exit_code == 0 and "project" in status.output
 
     from data.errors import ConfigError, DataError
-    from train.rounds import Project
+    from train.rounds import RoundProject
 
     with pytest.raises(ConfigError, match="already a rounds project"):
-        Project.init(tmp_path / "proj", config)
+        RoundProject.init(tmp_path / "proj", config)
     config.write_text(yaml.safe_dump({"model": "m", "prompts": "p", "methods": ["dpo"]}))
     with pytest.raises(ConfigError, match="methods"):
-        Project.init(tmp_path / "other", config)
+        RoundProject.init(tmp_path / "other", config)
     assert not (tmp_path / "other" / "rounds.json").exists()
 
     config.write_text(yaml.safe_dump({"model": "m", "prompts": "p", "methods": ["ppo"]}))
@@ -160,16 +160,16 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
 def test_round_export_card_names_its_source_format_and_counts(tiny_model_path, tmp_path):
     """The export step goes through data.export.export_judged: the card has the pairs' source,
     their format and the aggregation counts, like `prefkit data export --judgements`."""
-    from train.rounds import AwaitingJudgements, Project, RoundRunner, run_round
+    from train.rounds import AwaitingJudgements, RoundProject, RoundRunner, run_round
 
     project = tmp_path / "project"
-    Project.init(project, write_configs(tmp_path, tiny_model_path))
+    RoundProject.init(project, write_configs(tmp_path, tiny_model_path))
     with pytest.raises(AwaitingJudgements):
         run_round(project)
     state = json.loads((project / "rounds.json").read_text())
     labels = tmp_path / "labels.parquet"
     judged = scripted_judge(project / state["rounds"][-1]["steps"]["generate"]["output"], labels)
-    proj = Project(project)
+    proj = RoundProject(project)
     runner = RoundRunner(proj, proj.state["rounds"][-1])
     runner.judgements(labels)
     runner.export()
@@ -196,7 +196,7 @@ def test_reward_data_all_accumulates_rounds_dedups_pairs_and_mixes_open_data_by_
     from data.export import export_dataset
     from data.readers import read_preferences
     from data.schema import PreferenceRow, Strength
-    from train.rounds import Project, RoundRunner
+    from train.rounds import RoundProject, RoundRunner
 
     def row(i, flip=False, strength=Strength.BETTER):
         a, b = f"trả lời tốt {i}", f"trả lời kém {i}"
@@ -207,7 +207,7 @@ def test_reward_data_all_accumulates_rounds_dedups_pairs_and_mixes_open_data_by_
     config = tmp_path / "rounds.yaml"
     config.write_text(yaml.safe_dump({"model": "m", "prompts": "p.jsonl", "test_size": 0.25,
                                       "reward_mix": [{"source": str(tmp_path / "open"), "share": 0.2}]}))
-    project = Project.init(tmp_path / "proj", config)
+    project = RoundProject.init(tmp_path / "proj", config)
     _fake_round(project, 1, [row(i) for i in range(8)], tmp_path)
     # round 2 labels pairs 6, 7 again (7 the other way round) and 8 new pairs
     r2 = _fake_round(project, 2, [row(6), row(7, flip=True, strength=Strength.SLIGHTLY_BETTER)]

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for development and tests (not used by prefkit itself).
+"""A throwaway PostgreSQL server for development and tests (not used by prefkit itself, not in
+the wheel).
 
 `throwaway_postgres()` starts one from Debian's `postgresql` package: initdb into a temporary
 folder, `pg_ctl start` on a free loopback port (run as the `postgres` user when we are root),

@@ -1,0 +1,100 @@
+"""A user's own work: their judgements (newest first), changing or withdrawing one, and their
+progress in a project.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Row, delete, exists, false, func, select, update
+from sqlalchemy.engine import Connection
+
+from annotate.store.accounts import AccountStore
+from annotate.store.projects import ProjectStore
+from annotate.store.records import Progress, User, _check_judgement, _judgement, _judgement_values
+from annotate.store.statements import A, J, P
+from annotate.tables import EXPIRED, WITHDRAWN
+from data.errors import DataError
+from data.schema import Judgement, Pair
+
+
+class MyWorkStore(ProjectStore, AccountStore):
+    """What a user did and has left."""
+
+    def my_judgements(
+        self, user: User | str, project: str | None = None, limit: int = 50
+    ) -> list[tuple[Pair, Judgement]]:
+        """The user's most recent judgements (newest first), optionally in one project."""
+        with self._tx() as conn:
+            u = self._user(conn, user)
+            q = select(J, P.data, P.pair_id).join(P, P.id == J.pair_row_id).where(J.user_id == u.id)
+            if project is not None:
+                q = q.where(J.project_id == self._project(conn, project).id)
+            rows = conn.execute(q.order_by(J.updated_at.desc(), J.id.desc()).limit(limit)).all()
+        return [(Pair.from_row(r.data), _judgement(r, r.pair_id, u.name)) for r in rows]
+
+    def change_judgement(
+        self, user: User | str, pair_id: str, judgement: Judgement, project: str | None = None
+    ) -> Judgement:
+        """Replace the user's judgement on a pair (choice, strength, flags, rationale)."""
+
+        def run(conn: Connection) -> Judgement:
+            u = self._user(conn, user)
+            row = self._my_judgement(conn, u, pair_id, project)  # with its pair: the one read needed
+            pair = Pair.from_row(row.data)
+            _check_judgement(judgement, pair)
+            values = _judgement_values(judgement, pair, (row.shown_left, row.shown_right))
+            conn.execute(update(J).where(J.id == row.id).values(updated_at=self.now(), **values))
+            return _judgement(SimpleNamespace(**{**row._asdict(), **values}), pair_id, u.name)  # as now stored
+
+        return self._retrying(run)
+
+    def withdraw(self, user: User | str, pair_id: str, project: str | None = None) -> None:
+        """Delete the user's judgement on a pair; the pair goes back to the queue for others."""
+
+        def run(conn: Connection) -> None:
+            u = self._user(conn, user)
+            row = self._my_judgement(conn, u, pair_id, project)
+            conn.execute(delete(J).where(J.id == row.id))
+            conn.execute(update(A).where(A.id == row.assignment_id).values(status=WITHDRAWN, finished_at=self.now()))
+            conn.execute(
+                update(P).where(P.id == row.pair_row_id).values(done=P.done - 1, complete=P.done - 1 >= P.required)
+            )
+
+        self._retrying(run)
+
+    def _my_judgement(self, conn: Connection, user: User, pair_id: str, project: str | None) -> Row[Any]:
+        q = select(J, P.data).join(P, P.id == J.pair_row_id).where(J.user_id == user.id, P.pair_id == pair_id)
+        if project is not None:
+            q = q.where(J.project_id == self._project(conn, project).id)
+        rows = conn.execute(q).all()
+        if not rows:
+            raise DataError(f"{user.name!r} has no judgement on pair {pair_id}", field="pair_id")
+        if len(rows) > 1:
+            raise DataError(f"pair {pair_id} is in several projects; name the project", field="project")
+        return rows[0]
+
+    def progress(self, project: str, user: User | str) -> Progress:
+        """Done today (UTC), pairs left for this user now (besides the one they hold), and done
+        in total."""
+        with self._tx() as conn:
+            proj = self._project(conn, project)
+            u = self._user(conn, user)
+            now = self.now()
+            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            mine = (J.user_id == u.id, J.project_id == proj.id)
+            total = conn.execute(select(func.count()).select_from(J).where(*mine)).scalar_one()
+            today = conn.execute(select(func.count()).select_from(J).where(*mine, J.created_at >= midnight)).scalar_one()
+            # Two cheap counts instead of one with a subquery per pair (100,000 pairs: ~0.8 s):
+            # open pairs, less the open pairs this user already holds, judged, skipped or reported.
+            is_open = (P.project_id == proj.id, P.complete == false(), P.done + P.held < P.required)
+            n_open = conn.execute(select(func.count()).select_from(P).where(*is_open)).scalar_one()
+            n_mine = conn.execute(  # driven from the user's assignments, not from all pairs
+                select(func.count()).select_from(A).where(
+                    A.user_id == u.id, A.project_id == proj.id, A.status != EXPIRED,
+                    exists().where(P.id == A.pair_row_id, *is_open[1:]),
+                )
+            ).scalar_one()
+            left = n_open - n_mine
+        return Progress(done_today=today, left_in_queue=left, done_total=total)
