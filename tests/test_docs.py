@@ -157,3 +157,97 @@ def test_the_check_catches_a_wrong_command_or_option() -> None:
     assert check(["annotate", "serve", "--db", "x.db", "[--port", "8600]"]) is None
     loop = shell_commands("for i in 0 1; do\n  CUDA_VISIBLE_DEVICES=$i prefkit generate p.jsonl o --shard $i/2 &\ndone; wait\n")
     assert [prefkit_args(c) for c in loop if prefkit_args(c)] == [["generate", "p.jsonl", "o", "--shard", "$i/2"]]
+
+
+# --------------------------------------------------------------------------- the generated references
+
+
+def _hook():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_reference_hook", REPO / "docs" / "_hooks" / "reference.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cli_reference_lists_every_command_with_its_options() -> None:
+    page = _hook().cli_page()
+    root = typer.main.get_command(app)
+
+    def leaves(command, path):
+        if not hasattr(command, "list_commands"):
+            yield path, command
+            return
+        ctx = command.context_class(command, info_name=path[-1])
+        for name in command.list_commands(ctx):
+            yield from leaves(command.get_command(ctx, name), [*path, name])
+
+    found = list(leaves(root, ["prefkit"]))
+    assert len(found) > 20
+    for path, command in found:
+        assert f"`{' '.join(path)}`" in page, path
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert f"`{param.opts[0]}`" in page, (path, param.opts[0])
+
+
+from dataclasses import dataclass, field  # noqa: E402 - the sample config below
+
+
+@dataclass
+class _SampleConfig:
+    """A sample config, documented in every way the generator reads.
+
+    Parameters:
+        from_docstring (`int`):
+            Documented in the class docstring,
+            over two lines.
+    """
+
+    with_metadata: float = field(default=0.5, metadata={"help": "Documented in the field's metadata."})
+    with_attribute_doc: str = "x"
+    """Documented by the string below the field."""
+    with_comment: list[str] = field(default_factory=lambda: ["a", "b"])  # documented by a comment
+    from_docstring: int = 3
+    undocumented: bool = False
+
+
+@dataclass
+class _SampleChild(_SampleConfig):
+    """Extends the sample."""
+
+    own: int | None = None  # the child's own field
+
+
+def test_the_config_reference_reads_each_way_of_documenting_a_field() -> None:
+    import dataclasses
+
+    hook = _hook()
+    docs: dict[str, dict[str, str]] = {}
+    helps = {f.name: hook._field_help(f, _SampleChild, docs) for f in dataclasses.fields(_SampleChild)}
+    assert helps == {
+        "with_metadata": "Documented in the field's metadata.",
+        "with_attribute_doc": "Documented by the string below the field.",
+        "with_comment": "documented by a comment",
+        "from_docstring": "Documented in the class docstring, over two lines.",
+        "undocumented": "",
+        "own": "the child's own field",
+    }
+    defaults = {f.name: hook._field_default(f) for f in dataclasses.fields(_SampleChild)}
+    assert defaults["with_comment"] == "`['a', 'b']`" and defaults["with_attribute_doc"] == "`'x'`"
+
+
+@pytest.mark.slow  # imports every room's config module: train's pull in trl (~50 s on a loaded machine)
+def test_the_config_reference_holds_the_rooms_configs() -> None:
+    import dataclasses
+
+    from generate.config import GenerateConfig
+    from train.config import RunConfig
+
+    page = _hook().config_page()
+    for cls in (GenerateConfig, RunConfig):
+        assert f"### `{cls.__name__}`" in page
+        for f in dataclasses.fields(cls):
+            assert f"| `{f.name}` |" in page, (cls.__name__, f.name)
