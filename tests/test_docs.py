@@ -194,6 +194,7 @@ def test_the_cli_reference_lists_every_command_with_its_options() -> None:
 
 
 from dataclasses import dataclass, field  # noqa: E402 - the sample config below
+from typing import Annotated  # noqa: E402
 
 
 @dataclass
@@ -212,6 +213,7 @@ class _SampleConfig:
     with_comment: list[str] = field(default_factory=lambda: ["a", "b"])  # documented by a comment
     from_docstring: int = 3
     undocumented: bool = False
+    with_annotated: Annotated[int, "Documented in the type hint."] = 1
 
 
 @dataclass
@@ -233,6 +235,7 @@ def test_the_config_reference_reads_each_way_of_documenting_a_field() -> None:
         "with_comment": "documented by a comment",
         "from_docstring": "Documented in the class docstring, over two lines.",
         "undocumented": "",
+        "with_annotated": "Documented in the type hint.",
         "own": "the child's own field",
     }
     defaults = {f.name: hook._field_default(f) for f in dataclasses.fields(_SampleChild)}

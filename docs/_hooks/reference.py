@@ -6,9 +6,9 @@
   `typer.main.get_command`): usage, help, arguments and options with their defaults;
 - `reference/config.md`  every config dataclass the rooms define (`*/config.py`, and any module of a
   room with a `@dataclass` class named `...Config`): each field with its type, default and help,
-  taken from `field(metadata={"help"|"doc"|"description": ...})`, an attribute docstring (a string
-  right below the field), a comment on the field's line(s), or a `Parameters:`/`Attributes:`/`Args:`
-  entry of the class docstring, in that order.
+  taken from `field(metadata={"help"|"doc"|"description": ...})`, an `Annotated[type, "help"]` hint,
+  an attribute docstring (a string right below the field), a comment on the field's line(s), or a
+  `Parameters:`/`Attributes:`/`Args:` entry of the class docstring, in that order.
 
 Nothing is downloaded; the modules are imported (heavy libraries load lazily in prefkit), and a
 module that cannot be imported is read from its source alone. Run it by hand to see the pages:
@@ -292,11 +292,28 @@ def _field_default(f: dataclasses.Field) -> str:
     return f"`{text}`"
 
 
+def _annotated_doc(cls: type, name: str) -> str:
+    """`x: Annotated[int, "help"]` (or a `Doc("help")`-like object with a `.documentation`)."""
+    try:
+        hint = typing.get_type_hints(cls, include_extras=True).get(name)
+    except Exception:  # noqa: BLE001 - unresolvable forward references
+        return ""
+    for extra in getattr(hint, "__metadata__", ()):
+        if isinstance(extra, str):
+            return extra
+        if isinstance(getattr(extra, "documentation", None), str):
+            return extra.documentation
+    return ""
+
+
 def _field_help(f: dataclasses.Field, cls: type, param_docs: dict[str, dict[str, str]]) -> str:
     for key in ("help", "doc", "description"):
         value = f.metadata.get(key) if f.metadata else None
         if value:
             return str(value)
+    annotated = _annotated_doc(cls, f.name)
+    if annotated:
+        return annotated
     for klass in cls.__mro__:  # the class that declares the field first
         if f.name in klass.__dict__.get("__annotations__", {}):
             docs = param_docs.setdefault(klass.__qualname__, {})
