@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.prefkit-installed
 
-.PHONY: setup demo test test-fast bench system-deps clean
+.PHONY: setup demo test test-fast bench docs system-deps clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# The docs site (docs/, mkdocs.yml) into site/; --strict: a broken link, anchor or nav entry fails.
+# The dev extra (installed by setup) holds mkdocs; the CLI and config references are generated from
+# the code by docs/_hooks/reference.py while building.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 bench: setup
 	$(PY) bench/dedup.py
 	$(PY) bench/annotate_store.py
@@ -43,4 +49,4 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache

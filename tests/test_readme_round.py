@@ -1,8 +1,9 @@
-"""The README's "A whole round on the CPU" runs as written (issue 13), so the README can never drift
-from the product: its fenced commands are extracted from README.md and run one by one with bash in
-a fresh folder, with `.venv` active as the README asks. The browser step (`prefkit annotate serve`)
-is replaced, as the README says, by a scripted judge that claims and submits every pair through
-the store, as the app does.
+"""The docs' "A whole round on the CPU" runs as written (issue 13), so the docs can never drift
+from the product: the fenced commands under that heading are extracted from the page that holds
+them (README.md, the front page, or a page under docs/) and run one by one with bash in a fresh
+folder, with `.venv` active as the docs ask. The browser step (`prefkit annotate serve`) is
+replaced, as the docs say, by a scripted judge that claims and submits every pair through the
+store, as the app does.
 """
 
 from __future__ import annotations
@@ -37,12 +38,26 @@ print(n, "judgements")
 """
 
 
+def doc_pages() -> list[Path]:
+    """README.md first, then every page of the docs site."""
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def round_block() -> tuple[Path, str]:
+    """The first ```bash block inside a section headed HEADING (before the section's next heading)."""
+    for page in doc_pages():
+        text = page.read_text(encoding="utf-8")
+        for heading in re.finditer(rf"^#+ {re.escape(HEADING)}\s*$", text, re.M):
+            section = re.split(r"^#+ ", text[heading.end():], maxsplit=1, flags=re.M)[0]
+            block = re.search(r"```bash\n(.*?)```", section, re.S)
+            if block is not None:
+                return page, block.group(1)
+    raise AssertionError(f"no ```bash block in a section headed {HEADING!r} in README.md or docs/")
+
+
 def readme_round_commands() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    start = text.index(HEADING)
-    block = re.search(r"```bash\n(.*?)```", text[start:], re.S)
-    assert block is not None, f"no ```bash block after {HEADING!r} in README.md"
-    return [line for line in block.group(1).splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    _, block = round_block()
+    return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def test_the_round_block_is_found_and_has_every_room() -> None:
@@ -69,14 +84,14 @@ def test_readme_cpu_round_runs_as_written(tmp_path: Path) -> None:
             command = f"python - <<'EOF'\n{JUDGE}\nEOF"
         proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=900)
-        assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, f"docs command failed: {command}\n{proc.stdout}\n{proc.stderr}"
         if "alice" in command and "users add" in command:
             assert proc.stdout.strip()  # the token, printed once
         if "python - <<" in command:
             assert int(proc.stdout.split()[0]) > 0  # pairs were judged
 
     kept = (tmp_path / "runs" / "prompts.jsonl").read_text(encoding="utf-8").splitlines()
-    assert len(kept) == 61  # the README's "66 -> 61 prompts"
+    assert len(kept) == 61  # the docs' "66 -> 61 prompts"
     summary = json.loads((tmp_path / "runs" / "chain-tiny" / "summary.json").read_text(encoding="utf-8"))
     assert set(summary["stages"]) == {"sft", "reward", "dpo"}  # the chain ran every stage
     from datasets import load_from_disk
