@@ -1,6 +1,6 @@
 """Several annotators' judgements of one pair -> one exported preference row.
 
-Rules (documented in the README, "Aggregating judgements", and in the dataset card):
+Rules (documented in docs/guides/data-engineers/data.md, "Aggregating judgements", and in the dataset card):
 
 - Each annotator counts once per pair: a re-judgement replaces their earlier one (latest
   `created_at` wins).

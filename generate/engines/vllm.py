@@ -1,6 +1,6 @@
 """The vLLM engine: one offline `vllm.LLM` for all requests, a thin adapter over `Request`/`Result`.
 
-Written against vLLM 0.33.0 as released (the `gpu` extra pins it; see README, "vLLM engine").
+Written against vLLM 0.33.0 as released (the `gpu` extra pins it; see docs/guides/data-engineers/generate.md, "vLLM engine").
 Every request becomes vLLM requests with their own `SamplingParams`; LoRA adapters go through
 `LoRARequest`, so a round's policy can be a base model plus adapter on the same `LLM`. A seeded
 request with n samples becomes n seeded vLLM requests (seed, seed+1, ...) so that sample i means
