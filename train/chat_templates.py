@@ -52,10 +52,12 @@ class TemplateChoice:
                 "renders_same_text_multi_turn": self.same_multi_turn}
 
 
-def has_generation_markers(template: str | dict | None) -> bool:
+def has_generation_markers(template: str | dict[str, str] | None) -> bool:
     from trl.chat_template_utils import has_generation_markers as trl_has
 
-    return bool(template) and trl_has(template)
+    if not template:
+        return False
+    return trl_has(template)
 
 
 def _trl_template(name: str) -> str:

@@ -183,7 +183,9 @@ def load_trained_reward_model(
 
         model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
     if has_cuda():
-        model.to("cuda")  # the current device: each process's own GPU under accelerate
+        # the current device: each process's own GPU under accelerate (transformers' decorator on
+        # `to` hides the bound self from mypy, which then reads "cuda" as the model)
+        model.to("cuda")  # type: ignore[arg-type]
     return model, tokenizer
 
 
@@ -222,7 +224,7 @@ def score_command(
     model, tokenizer = load_trained_reward_model(model_dir, base_model)
 
     def conversations(col: str) -> list[list[dict[str, str]]]:
-        out_ = []
+        out_: list[list[dict[str, str]]] = []
         for rec in records:
             system = rec.get("system")
             msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []

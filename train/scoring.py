@@ -138,6 +138,7 @@ class CombinedReward:
 def _single(model: str | None, function: str | None, section: RewardSection) -> RewardFn:
     if function:
         return import_reward_function(function)
+    assert model, "load_reward names a model wherever it names no function"
     return RewardModelScorer(model, batch_size=section.batch_size, max_length=section.max_length)
 
 
