@@ -18,7 +18,8 @@ from data.errors import ConfigError
 
 # Llama 3.1 / 3.2: the one line that renders a plain (non-tool) message, and its training form.
 _LLAMA31_LINE = (
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    "+ message['content'] | trim + '<|eot_id|>' }}"
 )
 _LLAMA31_TRAINING = (
     "{%- if message['role'] == 'assistant' %}"

@@ -119,9 +119,9 @@ HASH_SKIP = {"README.md"}  # a dataset card: rendered from the data, and it name
 
 
 def content_hash(path: str | Path) -> str | None:
-    """`sha256:<hex>` of a file's bytes (what `sha256sum` prints), or of a folder's files (relative path + bytes, in path order,
-    the dataset card left out, so the same rows exported into two folders hash the same); None when
-    `path` is not local (a Hub id)."""
+    """`sha256:<hex>` of a file's bytes (what `sha256sum` prints), or of a folder's files (relative
+    path + bytes, in path order, the dataset card left out, so the same rows exported into two
+    folders hash the same); None when `path` is not local (a Hub id)."""
     p = Path(path)
     if not p.exists():
         return None

@@ -128,7 +128,7 @@ class CombinedReward:
             raise ValueError(f"reward functions returned {len(helpful)} and {len(safe)} scores for "
                              f"{len(completions)} completions")
         combined, self.last_choice = [], []
-        for p, h, s in zip(prompts, helpful, safe):
+        for p, h, s in zip(prompts, helpful, safe, strict=True):
             use_safety = p.adversarial or _sigmoid(s) < self.threshold
             self.last_choice.append("safety" if use_safety else "helpfulness")
             combined.append(s if use_safety else h)  # logit(sigmoid(x)) == x: the chosen raw score
