@@ -37,7 +37,7 @@ test-fast: setup
 lint: setup
 	@rc=0; \
 	echo "== ruff check"; $(VENV)/bin/ruff check . || rc=1; \
-	echo "== ruff format --check"; $(VENV)/bin/ruff format --check . || rc=1; \
+	echo "== ruff format --check (fix: ruff format)"; $(VENV)/bin/ruff format --check --output-format concise . || rc=1; \
 	echo "== mypy"; $(VENV)/bin/mypy || rc=1; \
 	echo "== lint-imports"; $(VENV)/bin/lint-imports || rc=1; \
 	exit $$rc
