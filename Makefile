@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.prefkit-installed
 
-.PHONY: setup demo test test-fast bench docs system-deps clean
+.PHONY: setup demo test test-fast lint docs bench system-deps clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,15 @@ test-fast: setup
 # the code by docs/_hooks/reference.py while building.
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+# The gates CI runs before the tests: lint rules, formatting, types (strict on data/), import direction.
+# `make lint` runs all four even when one fails, then fails if any did. The config is in pyproject.toml.
+lint: setup
+	@rc=0; \
+	echo "== ruff check"; $(VENV)/bin/ruff check . || rc=1; \
+	echo "== ruff format --check (fix: ruff format)"; $(VENV)/bin/ruff format --check --output-format concise . || rc=1; \
+	echo "== mypy"; $(VENV)/bin/mypy || rc=1; \
+	echo "== lint-imports"; $(VENV)/bin/lint-imports || rc=1; \
+	exit $$rc
 
 bench: setup
 	$(PY) bench/dedup.py
@@ -49,4 +58,4 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null
 
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

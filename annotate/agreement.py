@@ -19,7 +19,7 @@ import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Literal
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def cohen_kappa(x: list[int], y: list[int]) -> float | None:
     if n == 0 or n != len(y):
         raise ValueError("cohen_kappa needs two equally long, non-empty label lists")
     labels = sorted(set(x) | set(y))
-    po = sum(a == b for a, b in zip(x, y)) / n
+    po = sum(a == b for a, b in zip(x, y, strict=True)) / n
     pe = sum((x.count(k) / n) * (y.count(k) / n) for k in labels)
     if math.isclose(pe, 1.0):
         return None
@@ -102,8 +102,8 @@ def agreement(scores: Iterable[tuple[str, str, int]]) -> AgreementReport:
             ys.append(w2)
 
     per_pair = [PairKappa(k, len(xs), cohen_kappa(xs, ys)) for k, (xs, ys) in sorted(shared.items())]
-    defined = [p for p in per_pair if p.kappa is not None]
-    kappa = sum(p.kappa * p.items for p in defined) / sum(p.items for p in defined) if defined else None
+    defined = [(p.kappa, p.items) for p in per_pair if p.kappa is not None]
+    kappa = sum(k * n for k, n in defined) / sum(n for _, n in defined) if defined else None
 
     return AgreementReport(
         items=len(multi),
@@ -118,7 +118,7 @@ def agreement(scores: Iterable[tuple[str, str, int]]) -> AgreementReport:
     )
 
 
-def _alpha(items: dict[str, dict[str, int]], level: str) -> float | None:
+def _alpha(items: dict[str, dict[str, int]], level: Literal["interval", "ordinal"]) -> float | None:
     """Krippendorff's alpha over the 7-point scale; None when undefined (no variation at all)."""
     import krippendorff
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 from annotate.render import escape_text
 from annotate.shortcuts import install_page_script
+from annotate.store import User
 from annotate.ui import session
 from annotate.ui.label import PAGE_CSS
 
@@ -21,10 +22,11 @@ UI = Path(__file__).parent / "ui"
 
 st.set_page_config(page_title="prefkit annotate", page_icon="⚖️", layout="wide", initial_sidebar_state="auto")
 
-user = session.current_user()
-if user is None:
+signed_in = session.current_user()
+if signed_in is None:
     st.navigation([st.Page(session.sign_in_page, title="Sign in", url_path="sign-in")], position="hidden").run()
     st.stop()
+user: User = signed_in  # a User from here on, in `sidebar` too (st.stop() does not return)
 
 pages = [
     st.Page(UI / "label.py", title="Label", icon=":material/thumbs_up_down:", default=True),

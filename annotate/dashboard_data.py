@@ -76,7 +76,7 @@ def build_dashboard(
     bias["left_share"] = (bias["left"] / decided.where(decided > 0)).astype(float)
     bias = bias.reset_index().rename_axis(columns=None)
     if len(j):  # all annotators together, the figure the dashboard headlines
-        total = {"annotator": "(all)", "left": int(bias["left"].sum()), "right": int(bias["right"].sum()),
+        total: dict[str, Any] = {"annotator": "(all)", "left": int(bias["left"].sum()), "right": int(bias["right"].sum()),
                  "unsure": int(bias["unsure"].sum())}
         d = total["left"] + total["right"]
         total["left_share"] = total["left"] / d if d else float("nan")
@@ -102,6 +102,6 @@ def build_dashboard(
         time_per_item=time_per_item,
         strength=strength,
         position_bias=bias,
-        agreement=agreement(zip(j["pair_id"], j["annotator"], j["score"].astype(int))),
+        agreement=agreement(zip(j["pair_id"], j["annotator"], j["score"].astype(int), strict=True)),
         reports=reports,
     )

@@ -32,7 +32,8 @@ _FENCE_INFO = re.compile(r"[^\w+#.-]")
 
 def _markdown_parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
-    md.validateLink = lambda url: bool(_SAFE_LINK.match(url))
+    # markdown-it-py's way to restrict links is to replace validateLink on the instance
+    md.validateLink = lambda url: bool(_SAFE_LINK.match(url))  # type: ignore[method-assign]
     return md
 
 
@@ -173,7 +174,7 @@ def dialogue_turns(prompt: str | list[dict[str, str]]) -> list[tuple[str, str]]:
     if not marks or prompt[: marks[0].start()].strip():
         return [("user", prompt.strip())]
     turns = []
-    for m, nxt in zip(marks, marks[1:] + [None]):
+    for m, nxt in zip(marks, marks[1:] + [None], strict=True):
         text = prompt[m.end(): nxt.start() if nxt else len(prompt)].strip()
         turns.append((_ROLE[m.group(1).lower()], text))
     if turns and not turns[-1][1] and turns[-1][0] == "assistant":

@@ -54,9 +54,9 @@ def port_is_free(port: int, address: str = "127.0.0.1") -> bool:
         try:
             s.bind(sockaddr)
         except OSError as e:
-            if e.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            return True  # e.g. an address not on this machine: Streamlit says so itself
+            # only "in use" / "not allowed" mean taken; anything else (e.g. an address not on this
+            # machine) Streamlit reports itself
+            return e.errno not in (errno.EADDRINUSE, errno.EACCES)
     return True
 
 
@@ -120,30 +120,29 @@ def running_server(
     started Streamlit as its child never leaves that child behind."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server never blocks on it
-    proc = subprocess.Popen(
-        command(port), env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise ConfigError(f"the Streamlit server exited with code {proc.returncode}: {log.read()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise ConfigError(f"the Streamlit server did not answer on {url} within {timeout:.0f} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        stop_group(proc)
-        log.close()
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
+        proc = subprocess.Popen(
+            command(port), env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise ConfigError(f"the Streamlit server exited with code {proc.returncode}: {log.read()[-2000:]}")
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"the Streamlit server did not answer on {url} within {timeout:.0f} s")
+                time.sleep(0.2)
+            yield url
+        finally:
+            stop_group(proc)
 
 
 def stop_group(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:

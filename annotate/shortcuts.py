@@ -44,7 +44,8 @@ if (!window.__prefkitKeys) {
   window.__prefkitKeys = true;
   const NOT_TEXT = ["checkbox", "radio", "button", "submit", "reset", "range", "file", "color"];
   const resend = (e) => {
-    const copy = new KeyboardEvent("keydown", {key: e.key, code: e.code, shiftKey: e.shiftKey, bubbles: true, cancelable: true});
+    const copy = new KeyboardEvent("keydown",
+                                   {key: e.key, code: e.code, shiftKey: e.shiftKey, bubbles: true, cancelable: true});
     for (const name of ["keyCode", "which"]) Object.defineProperty(copy, name, {get: () => e[name]});
     document.body.dispatchEvent(copy);
   };
@@ -54,7 +55,8 @@ if (!window.__prefkitKeys) {
   window.addEventListener("keydown", (e) => {
     const el = e.target;
     const combo = el instanceof HTMLInputElement && el.getAttribute("role") === "combobox";
-    const text = el instanceof HTMLTextAreaElement || (el instanceof HTMLInputElement && !combo && !NOT_TEXT.includes(el.type));
+    const text = el instanceof HTMLTextAreaElement
+                 || (el instanceof HTMLInputElement && !combo && !NOT_TEXT.includes(el.type));
     if (text) {
       // Left at once, in this handler: a key pressed right after must not find the box focused.
       const leave = e.key === "Escape" || (e.key === "Enter" && (e.ctrlKey || e.metaKey))
@@ -80,7 +82,8 @@ if (!window.__prefkitKeys) {
       if (app) document.documentElement.style.setProperty("--prefkit-bg", getComputedStyle(app).backgroundColor);
       if (shown !== null) {
         window.scrollTo(0, 0);
-        for (const m of document.querySelectorAll("[data-testid=stMain], [data-testid=stAppViewContainer]")) m.scrollTop = 0;
+        for (const m of document.querySelectorAll("[data-testid=stMain], [data-testid=stAppViewContainer]"))
+            m.scrollTop = 0;
       }
       shown = id;
     }

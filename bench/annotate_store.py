@@ -197,7 +197,8 @@ def bench(
     print(f"  targets (≤1 meets): {TARGET_RATE:.0f}/s ÷ rate → saturated ×{TARGET_RATE / sat.rate:.2f}, "
           f"paced {fast_think:g} s ×{TARGET_RATE / fast.rate:.2f}; "
           f"p95 ÷ {TARGET_P95_MS:.0f} ms → saturated ×{sat.pct(0.95) / TARGET_P95_MS:.2f}, "
-          f"paced {think:g} s ×{paced.pct(0.95) / TARGET_P95_MS:.2f}, paced {fast_think:g} s ×{fast.pct(0.95) / TARGET_P95_MS:.2f}")
+          f"paced {think:g} s ×{paced.pct(0.95) / TARGET_P95_MS:.2f}, "
+          f"paced {fast_think:g} s ×{fast.pct(0.95) / TARGET_P95_MS:.2f}")
     print(check(store, "bench", sum(r.judgements for r in runs[1:])))
     print(check(store, "solo", base.judgements))
     store.close()
@@ -223,7 +224,7 @@ def pool_effect(url: str, name: str, n_annotators: int, seconds: float, rounds: 
             opened = [0]
 
             @event.listens_for(store.engine, "connect")
-            def _count(*_args: object) -> None:
+            def _count(*_args: object, opened: list[int] = opened) -> None:  # this run's counter
                 opened[0] += 1
 
             run = annotate(store, project, users, f"pool={size}", seconds, 0.0)

@@ -114,7 +114,8 @@ def main() -> int:
     if args.scale > 1:
         rows = scaled(rows, args.scale)
     print(f"{len(rows):,} rows of {args.source.name}, key {'+'.join(KEY)}, threshold {args.threshold}, "
-          f"num_perm {args.num_perm}; dedup uses {args.workers or _cpu_count()} of {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+          f"num_perm {args.num_perm}; dedup uses {args.workers or _cpu_count()} of {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
 
     import datasketch  # noqa: F401 -- imports (scipy's, mostly) are not what is measured
     import scipy.sparse.csgraph  # noqa: F401

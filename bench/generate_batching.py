@@ -119,7 +119,7 @@ def main() -> None:
         print(f"batch  1: {base_rate:9.1f} tokens/s  (baseline: one request at a time)")
         for bs in (int(b) for b in args.batch_sizes.split(",")):
             rate, results = timed(bs)
-            same = sum(a.completions == b.completions for a, b in zip(results, base))
+            same = sum(a.completions == b.completions for a, b in zip(results, base, strict=True))
             print(f"batch {bs:2d}: {rate:9.1f} tokens/s  x{rate / base_rate:.2f}  completions equal to baseline: "
                   f"{same}/{len(results)}")
         largest = max(int(b) for b in args.batch_sizes.split(","))

@@ -210,7 +210,7 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in PROMPTS]
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    by_ids = {tuple(i): p for i, p in zip(ids, prompts)}
+    by_ids = {tuple(i): p for i, p in zip(ids, prompts, strict=True)}
     ds = Dataset.from_dict({"input_ids": ids})
     scorer = RewardModelScorer(reward_model)  # prefkit's scorer, as prefkit's PPO loads it
     original_get_reward = trl_ppo.get_reward

@@ -9,7 +9,8 @@ the script prints the median tokens/s (non-padding tokens seen / train runtime) 
 GPU memory of each, and the ratios prefkit / plain (target: tokens/s within 3%).
 
     python bench/train_gpu.py                    # GPU: the 1B-sized QLoRA comparison
-    python bench/train_gpu.py --tiny --steps 3 --tokens 32 --repeats 1   # anywhere: tiny model, no QLoRA (checks the script)
+    python bench/train_gpu.py --tiny --steps 3 --tokens 32 --repeats 1
+        # anywhere: the tiny model, no QLoRA (checks the script)
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def main() -> None:
                               "peak_memory_ratio": (ours["peak_gb"] / plain["peak_gb"]) if plain["peak_gb"] else None}
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(f"device: {device}; settings: {json.dumps(s)}")
-    print(f"{'stage':8} {'plain tok/s':>12} {'prefkit tok/s':>14} {'ratio':>6} {'plain GiB':>10} {'prefkit GiB':>12} {'ratio':>6}")
+    print(f"{'stage':8} {'plain tok/s':>12} {'prefkit tok/s':>14} {'ratio':>6} "
+          f"{'plain GiB':>10} {'prefkit GiB':>12} {'ratio':>6}")
     for stage, r in results.items():
         pm, om = r["plain_trl"]["peak_gb"], r["prefkit"]["peak_gb"]
         print(f"{stage:8} {r['plain_trl']['tokens_per_s']:12.0f} {r['prefkit']['tokens_per_s']:14.0f} "

@@ -72,7 +72,7 @@ def _latest_per_annotator(judgements: Iterable[Judgement]) -> list[Judgement]:
 
 
 def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)
 
 
 def decide(pair: Pair, judgements: list[Judgement], rule: str) -> tuple[Response, Strength] | None:

@@ -200,7 +200,7 @@ def atomic_files(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
                 companion.unlink()
         if len(paths) > 1:
             fault_point("files:companions-removed")
-        for i, (tmp, target) in enumerate(zip(temps, paths)):
+        for i, (tmp, target) in enumerate(zip(temps, paths, strict=True)):
             os.replace(tmp, target)
             if len(paths) > 1:
                 fault_point(f"files:renamed-{i}")

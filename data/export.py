@@ -21,6 +21,7 @@ import json
 import random
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,7 @@ def prompt_key(row: PreferenceRow) -> str:
     return "\x1f".join(normalise_text(p) for p in parts)
 
 
-def split_groups(rows: list[PreferenceRow], links: list[tuple[int, int]] = ()) -> list[int]:
+def split_groups(rows: list[PreferenceRow], links: Sequence[tuple[int, int]] = ()) -> list[int]:
     """A group number per row: rows with one normalised prompt share a group, and so do rows
     linked by `links` (row index pairs, e.g. a dedup report's near-duplicate clusters)."""
     parent = list(range(len(rows)))
@@ -112,7 +113,7 @@ def split_groups(rows: list[PreferenceRow], links: list[tuple[int, int]] = ()) -
 
 
 def split_by_prompt(
-    rows: list[PreferenceRow], test_size: float, seed: int, links: list[tuple[int, int]] = ()
+    rows: list[PreferenceRow], test_size: float, seed: int, links: Sequence[tuple[int, int]] = ()
 ) -> dict[str, list[PreferenceRow]]:
     """Seeded train/test split over prompt groups (`split_groups`), so no prompt, nor a variant
     of it, nor a near-duplicate the dedup report links to it, lands in both splits.
@@ -125,7 +126,7 @@ def split_by_prompt(
     groups = split_groups(rows, links)
     # a group is named by its smallest prompt id, so the split does not depend on row order
     name: dict[int, str] = {}
-    for g, r in zip(groups, rows):
+    for g, r in zip(groups, rows, strict=True):
         name[g] = min(name.get(g, r.prompt_id), r.prompt_id)
     names = sorted(set(name.values()))
     random.Random(seed).shuffle(names)
@@ -134,7 +135,7 @@ def split_by_prompt(
         n_test = max(n_test, 1)
     test_names = set(names[:n_test])
     splits: dict[str, list[PreferenceRow]] = {"train": [], "test": []}
-    for g, r in zip(groups, rows):
+    for g, r in zip(groups, rows, strict=True):
         splits["test" if name[g] in test_names else "train"].append(r)
     return splits
 
@@ -215,7 +216,7 @@ def export_dataset(
     name: str | None = None,
     provenance: dict[str, Any] | None = None,
     trl: bool = False,
-    links: list[tuple[int, int]] = (),
+    links: Sequence[tuple[int, int]] = (),
     language_required: bool = False,
     marker: str | None = None,
 ) -> "DatasetDict":
@@ -309,7 +310,7 @@ def export_sets(
     out: str | Path,
     sets: tuple[str, ...] = SETS,
     *,
-    links: list[tuple[int, int]] = (),
+    links: Sequence[tuple[int, int]] = (),
     provenance: dict[str, Any] | None = None,
     name: str | None = None,
     marker: str | None = None,
@@ -379,7 +380,7 @@ def export_judged(
     provenance = {**(provenance or {}), "rule": rule, "aggregate": report.to_dict()}
     provenance.setdefault("judgements", f"{report.judgements} judgements")
     provenance.setdefault("format", "pairs")  # judged pairs: prefkit's own pairs, whoever stored them
-    kw = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
+    kw: dict[str, Any] = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
               provenance=provenance, trl=trl, language_required=language_required, marker=marker)
     if sets:
         written = export_sets(rows, out, sets, **kw)

@@ -8,10 +8,13 @@ Formats (DESIGN.md, "Formats read"):
 | `alpaca` | `instruction`, `input` (optional), `output` |
 | `prompt_response` | `prompt`, `response` |
 | `hh_rlhf` | `chosen`, `rejected` as `\\n\\nHuman:` / `\\n\\nAssistant:` transcripts |
-| `trl_preference` | `prompt`, `chosen`, `rejected` (message lists or text; or TRL's implicit prompt: `chosen`/`rejected` whole conversations; also `prefkit data export --trl` output) |
+| `trl_preference` | `prompt`, `chosen`, `rejected` (message lists or text; or TRL's implicit prompt, below) |
 | `pairs` | prefkit's own pairs (`data.schema.PAIR_COLUMNS`) |
 | `judgements` | prefkit's own judgements (`pair_id`, `annotator`, `strength`, …) |
 | `prompts` | prompts only: `question` or `prompt` (or `instruction` without `output`) |
+
+`trl_preference` also reads TRL's implicit prompt (`chosen` / `rejected` whole conversations, no
+`prompt` column) and so `prefkit data export --trl` output.
 
 Conversations are kept: hh-rlhf transcripts and TRL message lists become a `Prompt` whose
 `history` holds the earlier turns and whose `question` is the last user turn; the flat formats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from data.errors import DataError
 
@@ -27,7 +28,7 @@ def rejected_path(out: str | Path) -> Path:
     return out.with_name(f"{name}.rejected.jsonl")
 
 
-def rejected_rows(errors: Sequence[DataError]) -> list[dict]:
+def rejected_rows(errors: Sequence[DataError]) -> list[dict[str, Any]]:
     """One JSON-ready row per bad record: where, field, reason, and the record as read."""
     return [
         {"file": e.file, "line": e.line, "row": e.row, "field": e.field, "reason": e.message,

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 def content_id(*parts: Any, prefix: str = "", length: int = 16) -> str:
@@ -268,7 +268,7 @@ class Prompt:
         return out
 
     @classmethod
-    def from_messages(cls, messages: list[Mapping[str, str]], **kw: Any) -> "Prompt":
+    def from_messages(cls, messages: Sequence[Mapping[str, str]], **kw: Any) -> "Prompt":
         """The inverse of `messages()`: system messages apart, the last user turn the question."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
         rest = [(m["role"], m["content"]) for m in messages if m["role"] != "system"]

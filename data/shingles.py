@@ -110,7 +110,8 @@ def fmix64(h: np.ndarray) -> np.ndarray:
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
+    out: np.ndarray = h ^ (h >> np.uint64(33))
+    return out
 
 
 def field_salt(field: int) -> int:
@@ -142,7 +143,7 @@ _word_char = np.full(sys.maxunicode + 1, -1, dtype=np.int8)
 
 
 def _is_word_char(cps: np.ndarray) -> np.ndarray:
-    flags = _word_char[cps]
+    flags: np.ndarray = _word_char[cps]
     unknown = flags < 0
     if unknown.any():
         new = np.unique(cps[unknown])

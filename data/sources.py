@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ Record = tuple[Location, dict[str, Any] | DataError]
 
 
 def source_kind(source: str | Path) -> str:
-    """'jsonl', 'json', 'csv', 'tsv', 'parquet', 'parquet_dir' (a folder of Parquet shards), 'disk' (a save_to_disk folder) or 'hub'."""
+    """'jsonl', 'json', 'csv', 'tsv', 'parquet', 'parquet_dir' (a folder of Parquet shards),
+    'disk' (a save_to_disk folder) or 'hub'."""
     path = Path(source)
     name = path.name.lower()
     if path.is_dir():
@@ -124,7 +126,7 @@ def _as_record(value: Any, loc: Location) -> dict[str, Any] | DataError:
     return value
 
 
-def _open_bytes(path: Path) -> IO[bytes]:
+def _open_bytes(path: Path) -> io.BufferedIOBase:
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rb")
     return path.open("rb")
@@ -256,7 +258,7 @@ def _iter_csv(path: Path, delimiter: str) -> Iterator[Record]:
                     field = names[len(cells)] if len(cells) < len(names) else None
                     yield loc, loc.error(f"{len(cells)} fields, the header has {len(names)}", field)
                     continue
-                yield loc, {n: _csv_cell(n, v) for n, v in zip(names, cells)}
+                yield loc, {n: _csv_cell(n, v) for n, v in zip(names, cells, strict=True)}
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text: {e.reason}", file=path) from None
     except (OSError, EOFError) as e:

@@ -132,7 +132,7 @@ def run_step(
     responses: dict[tuple[int, int], Response] = {}
     for model, items in jobs.items():
         results = engines[model].generate([r for _, _, r in items], progress=on_batch)
-        for (pi, di, request), result in zip(items, results):
+        for (pi, di, request), result in zip(items, results, strict=True):
             c = result.completions[0]
             responses[(pi, di)] = Response(
                 text=c.text, model=model, adapter=request.adapter, temperature=request.temperature,

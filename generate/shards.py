@@ -62,7 +62,7 @@ class PartNames:
     def is_sibling(self, name: str) -> bool:
         """A file of another part of the same N."""
         m = PART_FILE.match(name)
-        return bool(m) and self.part is not None and int(m.group(2)) == self.part[1] and int(m.group(1)) != self.part[0]
+        return m is not None and self.part is not None and int(m.group(2)) == self.part[1] and int(m.group(1)) != self.part[0]
 
 
 class ShardWriter:

@@ -72,7 +72,7 @@ def check_reward(section: RewardSection) -> None:
         raise ConfigError("reward: set exactly one of reward.model (a reward model folder) or reward.function")
     if section.function:
         import_reward_function(section.function)
-    elif not Path(section.model).is_dir():
+    elif section.model is not None and not Path(section.model).is_dir():
         raise ConfigError(f"reward.model {section.model!r}: no such folder")
 
 

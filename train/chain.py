@@ -17,7 +17,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from data.errors import ConfigError
 from train.config import DataConfig, DpoConfig, ModelConfig, RewardConfig, RunConfig, SftConfig
@@ -57,9 +57,21 @@ def _data(cfg: ChainConfig, name: str) -> DataConfig:
     return own if own != DataConfig() else cfg.data
 
 
+@overload
+def _stage(cfg: ChainConfig, name: Literal["sft"], model: ModelConfig) -> SftConfig: ...
+@overload
+def _stage(cfg: ChainConfig, name: Literal["reward"], model: ModelConfig) -> RewardConfig: ...
+@overload
+def _stage(cfg: ChainConfig, name: Literal["dpo"], model: ModelConfig) -> DpoConfig: ...
+@overload
+def _stage(cfg: ChainConfig, name: Literal["ppo"], model: ModelConfig) -> PpoConfig: ...
+@overload
+def _stage(cfg: ChainConfig, name: str, model: ModelConfig) -> RunConfig: ...
 def _stage(cfg: ChainConfig, name: str, model: ModelConfig) -> RunConfig:
+    """The `name` section (of its own config class) wired to the chain's model, data, seed and folder."""
+    stage: RunConfig = getattr(cfg, name)
     return dataclasses.replace(
-        getattr(cfg, name), output_dir=cfg.output_dir / name, seed=cfg.seed, model=model, data=_data(cfg, name)
+        stage, output_dir=cfg.output_dir / name, seed=cfg.seed, model=model, data=_data(cfg, name)
     )
 
 

@@ -18,7 +18,8 @@ from data.errors import ConfigError
 
 # Llama 3.1 / 3.2: the one line that renders a plain (non-tool) message, and its training form.
 _LLAMA31_LINE = (
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    "+ message['content'] | trim + '<|eot_id|>' }}"
 )
 _LLAMA31_TRAINING = (
     "{%- if message['role'] == 'assistant' %}"
@@ -52,10 +53,12 @@ class TemplateChoice:
                 "renders_same_text_multi_turn": self.same_multi_turn}
 
 
-def has_generation_markers(template: str | dict | None) -> bool:
+def has_generation_markers(template: str | dict[str, str] | None) -> bool:
     from trl.chat_template_utils import has_generation_markers as trl_has
 
-    return bool(template) and trl_has(template)
+    if not template:
+        return False
+    return trl_has(template)
 
 
 def _trl_template(name: str) -> str:

@@ -62,7 +62,7 @@ def _safety_rows(ds: "Dataset", cfg: DataConfig) -> "Dataset":
     def col(name: str) -> list[Any]:
         return ds[name] if name in ds.column_names else [None] * len(ds)
 
-    keep = [i for i, (a, c, r) in enumerate(zip(col("adversarial"), col("chosen_unsafe"), col("rejected_unsafe")))
+    keep = [i for i, (a, c, r) in enumerate(zip(col("adversarial"), col("chosen_unsafe"), col("rejected_unsafe"), strict=True))
             if in_safety_set(a, c, r)]
     if not keep:
         raise DataError("data.set is safety but no row is on an adversarial prompt or has a response flagged unsafe "
@@ -213,7 +213,7 @@ def sft_dataset(ds: "Dataset", cfg: DataConfig) -> "Dataset":
     prompts = _prompts(ds, cfg)
     chosen = _texts(ds, cfg.chosen_column, cfg.source)
     return Dataset.from_dict(
-        {"messages": [p + [{"role": "assistant", "content": c}] for p, c in zip(prompts, chosen)]}
+        {"messages": [p + [{"role": "assistant", "content": c}] for p, c in zip(prompts, chosen, strict=True)]}
     )
 
 

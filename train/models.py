@@ -147,7 +147,7 @@ def _from_pretrained(
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    if continues_adapter(cfg):
+    if cfg.model.adapter and continues_adapter(cfg):
         model = load_trainable_adapter(
             model, cfg.model.adapter, task_type=task_type, modules_to_save=modules_to_save, adapter_name=adapter_name
         )
@@ -189,7 +189,8 @@ def load_trainable_adapter(
     peft_model = get_peft_model(model, config, adapter_name=adapter_name)
     # modules the adapter did not save (a new `score` head) keep their fresh weights
     weights = {**get_peft_model_state_dict(peft_model, adapter_name=adapter_name), **load_peft_weights(adapter)}
-    result = set_peft_model_state_dict(peft_model, weights, adapter_name=adapter_name)
+    # torch's (missing_keys, unexpected_keys) named tuple; peft annotates it as a bare `namedtuple`
+    result: Any = set_peft_model_state_dict(peft_model, weights, adapter_name=adapter_name)
     missing = [k for k in result.missing_keys if f".{adapter_name}." in k and "lora_" in k]
     if missing or result.unexpected_keys:
         raise ConfigError(f"model.adapter {adapter!r}: does not fit model.path (missing {missing[:2]}, "
@@ -370,7 +371,7 @@ def save_model_final(model: Any, cfg: RunConfig, folder: Path, *, adapter_name: 
         model.save_pretrained(folder)
         return
     if saved_as(cfg) == "adapter":
-        model.save_pretrained(folder, selected_adapters=[adapter_name])
+        model.save_pretrained(str(folder), selected_adapters=[adapter_name])
         _fix_adapter_folder(folder, adapter_name)
         return
     if cfg.quant.qlora or is_quantized(model.get_base_model()):

@@ -67,7 +67,7 @@ def trl_reward(reward_fn: RewardFn) -> Callable[..., list[float]]:
     def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float]:
         tags = kw.get("adversarial") or [False] * len(prompts)
         ps = [_prompt_of(p, bool(t)) if isinstance(p, list) else Prompt(p, adversarial=bool(t))
-              for p, t in zip(prompts, tags)]
+              for p, t in zip(prompts, tags, strict=True)]
         cs = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return [float(x) for x in reward_fn(ps, cs)]
 

@@ -68,8 +68,8 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
         metrics.update(
             eval_loss=ev["eval_loss"], eval_accuracy=ev.get("eval_accuracy"), eval_reward_margin=ev.get("eval_margin")
         )
-        chosen = score_conversations(trainer.model, tokenizer, [p + c for p, c in zip(test_ds["prompt"], test_ds["chosen"])], max_length=cfg.data.max_length)
-        rejected = score_conversations(trainer.model, tokenizer, [p + r for p, r in zip(test_ds["prompt"], test_ds["rejected"])], max_length=cfg.data.max_length)
+        chosen = score_conversations(trainer.model, tokenizer, [p + c for p, c in zip(test_ds["prompt"], test_ds["chosen"], strict=True)], max_length=cfg.data.max_length)
+        rejected = score_conversations(trainer.model, tokenizer, [p + r for p, r in zip(test_ds["prompt"], test_ds["rejected"], strict=True)], max_length=cfg.data.max_length)
         metrics.update(pair_metrics(chosen, rejected, test_ds["strength"], prefix="test_",
                                     safety_bins=test_ds["safety_bin"] if "safety_bin" in test_ds.column_names else None))
         metrics["data_set"] = cfg.data.set
@@ -112,14 +112,14 @@ def pair_metrics(
     when `safety_bins` has any, per Llama 2 safety bin."""
     if not chosen:
         return {}
-    right = [c > r for c, r in zip(chosen, rejected)]
+    right = [c > r for c, r in zip(chosen, rejected, strict=True)]
     by: dict[str, list[bool]] = defaultdict(list)
-    for ok, s in zip(right, strengths):
+    for ok, s in zip(right, strengths, strict=True):
         by[Strength.parse(s).value if s is not None else "none"].append(ok)
     order = [s.value for s in Strength] + ["none"]
     out = {
         f"{prefix}accuracy": sum(right) / len(right),
-        f"{prefix}reward_margin": sum(c - r for c, r in zip(chosen, rejected)) / len(chosen),
+        f"{prefix}reward_margin": sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(chosen),
         f"{prefix}accuracy_by_strength": {k: sum(by[k]) / len(by[k]) for k in order if by.get(k)},
         f"{prefix}pairs_by_strength": {k: len(by[k]) for k in order if by.get(k)},
         f"{prefix}pairs": len(chosen),
@@ -128,7 +128,7 @@ def pair_metrics(
         from data.schema import SafetyBin
 
         bins: dict[str, list[bool]] = defaultdict(list)
-        for ok, b in zip(right, safety_bins):
+        for ok, b in zip(right, safety_bins, strict=True):
             bins[b if b is not None else "unknown"].append(ok)
         names = [b.value for b in SafetyBin] + ["unknown"]
         out[f"{prefix}accuracy_by_safety_bin"] = {k: sum(bins[k]) / len(bins[k]) for k in names if bins.get(k)}
@@ -183,7 +183,9 @@ def load_trained_reward_model(
 
         model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
     if has_cuda():
-        model.to("cuda")  # the current device: each process's own GPU under accelerate
+        # the current device: each process's own GPU under accelerate (transformers' decorator on
+        # `to` hides the bound self from mypy, which then reads "cuda" as the model)
+        model.to("cuda")  # type: ignore[arg-type]
     return model, tokenizer
 
 
@@ -222,7 +224,7 @@ def score_command(
     model, tokenizer = load_trained_reward_model(model_dir, base_model)
 
     def conversations(col: str) -> list[list[dict[str, str]]]:
-        out_ = []
+        out_: list[list[dict[str, str]]] = []
         for rec in records:
             system = rec.get("system")
             msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
@@ -234,13 +236,13 @@ def score_command(
     if is_pairs:
         chosen = score_conversations(model, tokenizer, conversations("chosen"), batch_size=batch_size, max_length=max_length)
         rejected = score_conversations(model, tokenizer, conversations("rejected"), batch_size=batch_size, max_length=max_length)
-        for rec, c, r in zip(records, chosen, rejected):
+        for rec, c, r in zip(records, chosen, rejected, strict=True):
             rec["chosen_reward"], rec["rejected_reward"] = c, r
         result.update(pair_metrics(chosen, rejected, strengths,
                                    safety_bins=[rec.get("safety_bin") for rec in records]))
     else:
         rewards = score_conversations(model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length)
-        for rec, s in zip(records, rewards):
+        for rec, s in zip(records, rewards, strict=True):
             rec["reward"] = s
         result["mean_reward"] = sum(rewards) / len(rewards)
     write_rows(records, out)

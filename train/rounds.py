@@ -35,6 +35,7 @@ import json
 import random
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,9 +120,9 @@ HASH_SKIP = {"README.md"}  # a dataset card: rendered from the data, and it name
 
 
 def content_hash(path: str | Path) -> str | None:
-    """`sha256:<hex>` of a file's bytes (what `sha256sum` prints), or of a folder's files (relative path + bytes, in path order,
-    the dataset card left out, so the same rows exported into two folders hash the same); None when
-    `path` is not local (a Hub id)."""
+    """`sha256:<hex>` of a file's bytes (what `sha256sum` prints), or of a folder's files (relative
+    path + bytes, in path order, the dataset card left out, so the same rows exported into two
+    folders hash the same); None when `path` is not local (a Hub id)."""
     p = Path(path)
     if not p.exists():
         return None
@@ -246,7 +247,7 @@ class RoundProject:
 
 def _stage_config(cls: type, yaml_path: str | None, overrides: list[str], values: dict[str, Any], out: Path) -> Any:
     """The stage's config (its YAML < the round's wiring < the user's overrides), also written to `out`."""
-    cfg = load_config(cls, yaml_path, overrides, **values)
+    cfg: Any = load_config(cls, yaml_path, overrides, **values)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -274,8 +275,8 @@ class RoundRunner:
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.project.folder)) if path.is_relative_to(self.project.folder) else str(path)
 
-    def record(self, step: str, output: Path | str | None, command: str, *, inputs: list[str | Path] = (),
-               outputs: list[str | Path] = (), **extra: Any) -> None:
+    def record(self, step: str, output: Path | str | None, command: str, *, inputs: Sequence[str | Path] = (),
+               outputs: Sequence[str | Path] = (), **extra: Any) -> None:
         """One finished step: its output, command, code and library versions, and the content hash of
         every dataset it read (`inputs`) and wrote (`outputs`)."""
         code = code_versions()

@@ -128,7 +128,7 @@ class CombinedReward:
             raise ValueError(f"reward functions returned {len(helpful)} and {len(safe)} scores for "
                              f"{len(completions)} completions")
         combined, self.last_choice = [], []
-        for p, h, s in zip(prompts, helpful, safe):
+        for p, h, s in zip(prompts, helpful, safe, strict=True):
             use_safety = p.adversarial or _sigmoid(s) < self.threshold
             self.last_choice.append("safety" if use_safety else "helpfulness")
             combined.append(s if use_safety else h)  # logit(sigmoid(x)) == x: the chosen raw score
@@ -138,6 +138,7 @@ class CombinedReward:
 def _single(model: str | None, function: str | None, section: RewardSection) -> RewardFn:
     if function:
         return import_reward_function(function)
+    assert model, "load_reward names a model wherever it names no function"
     return RewardModelScorer(model, batch_size=section.batch_size, max_length=section.max_length)
 
 

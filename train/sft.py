@@ -132,5 +132,5 @@ def rouge_scores(references: list[str], answers: list[str], *, tokenizer: str = 
         scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     else:
         scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_WhitespaceTokenizer())
-    scores = [scorer.score(ref, ans) for ref, ans in zip(references, answers)]
+    scores = [scorer.score(ref, ans) for ref, ans in zip(references, answers, strict=True)]
     return {f"rouge_{k[5:]}": sum(s[k].fmeasure for s in scores) / len(scores) for k in ("rouge1", "rouge2", "rougeL")}

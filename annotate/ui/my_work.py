@@ -14,7 +14,8 @@ RECENT = 50
 
 def _save(user: User, project: str, pair: Pair, old: Judgement) -> None:
     state = st.session_state
-    order = old.shown_order  # the store records it with every judgement
+    order = old.shown_order
+    assert order is not None, "the store records the shown order with every judgement"
     point = state[f"edit-point-{pair.pair_id}"]
     flagged = (state.get(f"edit-unsafe{side}-{pair.pair_id}") for side in "AB")
     unsafe = tuple(rid for rid, flag in zip(order, flagged, strict=True) if flag)
@@ -48,7 +49,7 @@ def render(user: User, project: str) -> None:
                 "when (UTC)": j.created_at.strftime("%Y-%m-%d %H:%M"),
                 "prompt": _excerpt(pair.prompt.question),
                 "choice": CHOICE_LABELS[j.choice()],
-                "flagged unsafe": ", ".join("AB"[j.shown_order.index(r)] for r in j.unsafe),
+                "flagged unsafe": ", ".join("AB"[j.shown_order.index(r)] for r in j.unsafe) if j.shown_order else "",
                 "seconds": round(j.seconds) if j.seconds is not None else None,
             }
             for pair, j in recent
@@ -65,6 +66,7 @@ def render(user: User, project: str) -> None:
     )
     pair, judgement = by_id[chosen]
     order = judgement.shown_order
+    assert order is not None, "the store records the shown order with every judgement"
     with st.container(border=True):
         st.markdown(safe_markdown(pair.prompt.question))
     for side, column, rid in zip("AB", st.columns(2), order, strict=True):

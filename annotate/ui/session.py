@@ -101,7 +101,7 @@ def _oidc_user() -> User | None:
     """An identity-provider user maps onto the store user named by their e-mail address."""
     email = st.user.get("email")
     try:
-        user = store().get_user(email) if email else None
+        user = store().get_user(email) if isinstance(email, str) and email else None
     except ConfigError:  # no such user
         user = None
     if user is None or user.disabled:

@@ -135,7 +135,7 @@ class Engine:
         """
         self.check_open()
         ids = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in requests]
-        for i, (r, x) in enumerate(zip(requests, ids)):
+        for i, (r, x) in enumerate(zip(requests, ids, strict=True)):
             if (overflow := self._overflow(len(x), r.max_tokens)) is not None:
                 raise ValueError(f"request {i}: {overflow} (check Engine.too_long first)")
         return ids

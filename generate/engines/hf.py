@@ -13,7 +13,7 @@ import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -69,8 +69,8 @@ class RowSampler(LogitsProcessor):
         ]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        scores = scores.float()
-        logits = scores / self.temperature.clamp_min(1e-5).unsqueeze(1)
+        greedy = scores.float()
+        logits = greedy / self.temperature.clamp_min(1e-5).unsqueeze(1)
         # Top-p per row: keep the smallest set of tokens whose probability reaches p (at least one).
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
@@ -83,7 +83,8 @@ class RowSampler(LogitsProcessor):
             [torch.rand(vocab, generator=g, device=self.device) for g in self.generators]
         ).clamp_(torch.finfo(torch.float32).tiny, 1.0 - 1e-7)
         gumbel = -torch.log(-torch.log(uniform))
-        return torch.where(self.greedy.unsqueeze(1), scores, logits + gumbel)
+        # transformers' LogitsProcessor says torch.FloatTensor (the legacy name) for any float tensor
+        return cast(torch.FloatTensor, torch.where(self.greedy.unsqueeze(1), greedy, logits + gumbel))
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ class HFEngine(Engine):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         try:
             # Straight onto the device: a 7B model is not staged in CPU memory first.
-            self.net = AutoModelForCausalLM.from_pretrained(
+            # Any: a transformers model, then a PeftModel around it once an adapter loads (whose
+            # methods are looked up at run time); their annotations reject valid calls (.to(device), .generate)
+            self.net: Any = AutoModelForCausalLM.from_pretrained(
                 self.model, dtype=resolve_dtype(dtype, self.device), device_map=str(self.device)
             )
         except (OSError, ValueError) as e:
@@ -191,7 +194,7 @@ class HFEngine(Engine):
                 batch.append(w)
             start += len(batch)
             completions = self._generate_batch(requests, batch)
-            for w, c in zip(batch, completions):
+            for w, c in zip(batch, completions, strict=True):
                 done[(w.request, w.sample)] = c
             if progress is not None:
                 progress(len(batch), sum(c.n_tokens for c in completions))
@@ -201,7 +204,7 @@ class HFEngine(Engine):
 
     def _generate_batch(self, requests: list[Request], batch: list[_Row]) -> list[Completion]:
         reqs = [requests[w.request] for w in batch]
-        seeds = [r.sample_seed(w.sample) for r, w in zip(reqs, batch)]
+        seeds = [r.sample_seed(w.sample) for r, w in zip(reqs, batch, strict=True)]
         enc = self.tokenizer(
             [r.prompt for r in reqs], add_special_tokens=False, padding=True, return_tensors="pt"
         ).to(self.device)
@@ -219,7 +222,7 @@ class HFEngine(Engine):
             )
         new = out[:, enc["input_ids"].shape[1] :].tolist()
         completions = []
-        for tokens, seed in zip(new, seeds):
+        for tokens, seed in zip(new, seeds, strict=True):
             stop = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
             kept = tokens if stop is None else tokens[:stop]
             completions.append(

@@ -200,7 +200,8 @@ class OpenAIEngine(Engine):
         for r in requests:
             if r.adapter is not None:
                 raise ConfigError(
-                    f"engine openai: adapter {r.adapter!r} — serve it under a name of its own and pass that name as the model"
+                    f"engine openai: adapter {r.adapter!r} — serve it under a name of its own"
+                    " and pass that name as the model"
                 )
         calls = [_Call(i, k, completion_body(self.model, r, k)) for i, r in enumerate(requests) for k in range(r.n)]
         done: dict[tuple[int, int], Completion] = {}

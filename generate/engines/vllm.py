@@ -255,7 +255,7 @@ class VLLMEngine(Engine):
         """What `generate` sends vLLM for `requests`, in order; refuses what `encode_requests` refuses."""
         ids = self.encode_requests(requests)
         calls = []
-        for i, (r, x) in enumerate(zip(requests, ids)):
+        for i, (r, x) in enumerate(zip(requests, ids, strict=True)):
             lora = self._lora(r.adapter if r.adapter is not None else self.adapter)
             first = 0
             for kw in sampling_kwargs(r):

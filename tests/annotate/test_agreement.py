@@ -77,5 +77,5 @@ def test_degenerate_inputs():
     assert ties_only.alpha_interval is None  # no variation: alpha undefined
     with pytest.raises(ValueError, match="judged item 'i1' twice"):
         agreement([("i1", "A", 1), ("i1", "A", 2)])
-    with pytest.raises(ValueError, match="score must be -3..3"):
+    with pytest.raises(ValueError, match=r"score must be -3\.\.3"):
         agreement([("i1", "A", 4)])

@@ -136,7 +136,7 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
     stored = {pair.pair_id: (pair, j) for pair, j in store.my_judgements(ANNOTATOR, "demo")}
     assert len(stored) == 3
     for pair_id, key in judged:
-        pair, j = stored[pair_id]
+        _pair, j = stored[pair_id]
         left, right = j.shown_order
         if key == "1":
             assert j.preferred == left and j.strength is Strength.SIGNIFICANTLY_BETTER

@@ -342,7 +342,7 @@ def test_dashboard_figures(store, clock, make_pairs):
     assert per.loc["ann", "judgements"] == 4 and per.loc["ann", "median_seconds"] == 11.5
     assert d.labels_per_hour["judgements"].sum() == 8 and d.labels_per_hour["hour"].nunique() >= 2
     assert len(d.time_per_item) == 8
-    assert dict(zip(d.strength["strength"], d.strength["judgements"])) == {
+    assert dict(zip(d.strength["strength"], d.strength["judgements"], strict=True)) == {
         "significantly better": 0, "better": 4, "slightly better": 4, "negligibly better": 0, "unsure": 0}
     bias = d.position_bias.set_index("annotator")
     assert bias.loc["ann", "left_share"] == 1.0 and bias.loc["bob", "left_share"] == 0.0

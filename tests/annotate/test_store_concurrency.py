@@ -154,7 +154,8 @@ def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make
         errors: list[BaseException] = []
         barrier = threading.Barrier(len(claimers))
 
-        def run(i: int, user: str) -> None:
+        def run(i: int, user: str, project=project, first=first, errors=errors, barrier=barrier) -> None:
+            # (this round's objects, bound when defined: the threads are joined within the round)
             store = stores[i % 2]
             try:
                 barrier.wait()
@@ -198,7 +199,7 @@ def test_two_simultaneous_claims_by_one_user_get_the_same_pair(db_url, make_pair
         got: list[object] = [None, None]
         barrier = threading.Barrier(2)
 
-        def run(i: int) -> None:
+        def run(i: int, barrier=barrier, got=got) -> None:  # this try's objects, bound when defined
             barrier.wait()
             got[i] = stores[i].claim("p", "lan")
 

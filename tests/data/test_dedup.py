@@ -100,7 +100,7 @@ def test_signatures_are_datasketchs_affine32_minhash_value_for_value(num_perm: i
     texts = [text(rng, rng.randrange(1, 60)) for _ in range(20)] + ["", "!!"]
     hashes, offsets = shingle_hashes(texts, 2, field=1)
     sigs = signatures(hashes, offsets, num_perm, seed)
-    for t, sig in zip(texts, sigs):
+    for t, sig in zip(texts, sigs, strict=True):
         m = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME,
                     hashfunc=lambda s: shingle_hash(s.decode(), 1) >> 32)  # top 32 bits, as documented
         m.update_batch([s.encode() for s in shingles(t, 2)])
@@ -121,7 +121,7 @@ def test_jaccard_estimates_agree_with_datasketchs_default_minhash() -> None:
     hashes, offsets = shingle_hashes(base + others, 1)
     sigs = signatures(hashes, offsets, num_perm, 1)
     diffs = []
-    for i, (a, b) in enumerate(zip(base, others)):
+    for i, (a, b) in enumerate(zip(base, others, strict=True)):
         ma, mb = (MinHash(num_perm=num_perm) for _ in range(2))
         ma.update_batch([s.encode() for s in shingles(a, 1)])
         mb.update_batch([s.encode() for s in shingles(b, 1)])
@@ -275,7 +275,7 @@ def test_workers_give_the_same_result_as_one_process() -> None:
 
 def test_estimate_verification_and_near_duplicate_pairs() -> None:
     rows, truth, _ = planted_corpus(seed=6)
-    kept, report = dedup_records(rows, ["response"], verify="estimate")
+    _kept, report = dedup_records(rows, ["response"], verify="estimate")
     assert report.verify == "estimate"
     assert len({r.row for r in report.removed} & set(truth)) >= 0.95 * len(truth)
     rng = random.Random(0)

@@ -206,7 +206,7 @@ def test_skip_invalid_keeps_malformed_and_non_utf8_lines_out(prefkit, sample: Pa
     )
     refused(prefkit("data", "dedup", "mixed.jsonl", "kept.jsonl"),
             "mixed.jsonl, line 2: not UTF-8 text: invalid continuation byte")
-    code, out, err = prefkit("data", "dedup", "mixed.jsonl", "kept.jsonl", "--skip-invalid")
+    code, _out, err = prefkit("data", "dedup", "mixed.jsonl", "kept.jsonl", "--skip-invalid")
     assert code == 0 and err.startswith("skipped 2 invalid row(s)")
     assert len((tmp_path / "kept.jsonl").read_text(encoding="utf-8").splitlines()) == 3
     reasons = [json.loads(x) for x in (tmp_path / "kept.rejected.jsonl").read_text(encoding="utf-8").splitlines()]

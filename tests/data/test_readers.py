@@ -171,7 +171,7 @@ def test_json_list_and_data_object_report_element_lines(tmp_path: Path, vi_rows:
     wrapped.write_text('{"version": {"n": [1, 2]},\n "data": [\n  {"prompt": "a", "response": "b"},\n\n'
                        '  {"prompt": "c", "response": ""}\n ]}', encoding="utf-8")
     assert [loc.line for loc, _ in read_rows(wrapped)] == [3, 5]
-    fmt, recs = canonical_records(wrapped)
+    _fmt, recs = canonical_records(wrapped)
     with pytest.raises(DataError) as e:
         list(recs)
     assert (e.value.file, e.value.line, e.value.field) == (str(wrapped), 5, "response")

@@ -86,7 +86,7 @@ def test_finish_reasons_and_token_counts(stopping_model):
     reasons = [r.completions[0].finish_reason for r in short]
     assert {"stop", "length"} <= set(reasons)
     longer = engine.generate([Request(p, temperature=1.0, max_tokens=12, seed=s) for s in range(16)])
-    for a, b in zip(short, longer):
+    for a, b in zip(short, longer, strict=True):
         ca, cb = a.completions[0], b.completions[0]
         if ca.finish_reason == "stop":
             # A finished answer does not depend on the budget; the end-of-turn token is counted.

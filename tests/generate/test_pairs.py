@@ -66,7 +66,7 @@ def test_truncated_is_kept_and_flagged_unless_asked():
 
 def test_build_pairs_keeps_generation_order_and_metadata():
     texts = ["Câu trả lời thứ nhất về bầu trời.", "", "Một cách giải thích hoàn toàn khác về ánh sáng."]
-    responses = [resp(t, temperature=t_) for t, t_ in zip(texts, (0.6, 0.9, 1.2))]
+    responses = [resp(t, temperature=t_) for t, t_ in zip(texts, (0.6, 0.9, 1.2), strict=True)]
     kept, dropped = build_pairs(
         PROMPT, responses, ["s0", "s1", "s2"], [(0, 1), (0, 2), (1, 2)], near_duplicate_threshold=0.9
     )

@@ -73,7 +73,7 @@ def test_seeds_fit_every_engine():
 
 @pytest.mark.parametrize("temperature", [-0.1, 2.5, float("nan")])
 def test_temperature_out_of_range(temperature):
-    with pytest.raises(ConfigError, match="temperature .* out of range"):
+    with pytest.raises(ConfigError, match=r"temperature .* out of range"):
         Setting("m", temperature)
 
 

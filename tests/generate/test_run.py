@@ -44,7 +44,7 @@ def test_pairs_carry_their_generation_metadata(tiny_model_path, lora_adapter, pr
     for pair in pairs:
         assert pair.prompt.system == DEFAULT_SYSTEM_PROMPT
         draws = plan.assign(pair.prompt.id).draws
-        for response, draw in zip((pair.a, pair.b), draws):
+        for response, draw in zip((pair.a, pair.b), draws, strict=True):
             assert (response.model, response.temperature, response.top_p) == (model, 0.8, 0.95)
             assert response.seed == draw.seed
             assert response.finish_reason in ("stop", "length") and 1 <= response.n_tokens <= 8

@@ -78,7 +78,7 @@ def test_a_part_resumes_and_the_folder_refuses_mixed_splits(tiny_model_path, que
     assert resumed.report["prompts"]["done"] > first.report["prompts"]["done"]
     assert resumed.report["shards"][: len(first.report["shards"])] == first.report["shards"]
 
-    with pytest.raises(ConfigError, match="already holds a generation run .*part-001-of-002.manifest.json"):
+    with pytest.raises(ConfigError, match=r"already holds a generation run .*part-001-of-002\.manifest\.json"):
         generate_pairs(config(prompts, out, tiny_model_path, shard="1/2"))
     with pytest.raises(ConfigError, match="more than other parts of a 3-way split"):
         generate_pairs(config(prompts, out, tiny_model_path, shard="0/3"))
@@ -109,7 +109,7 @@ def test_the_readme_shell_example_runs_parts_side_by_side(tiny_model_path, quest
         for i in range(2)
     ]
     for p in procs:
-        stdout, stderr = p.communicate(timeout=300)
+        _stdout, stderr = p.communicate(timeout=300)
         assert p.returncode == 0, stderr[-2000:]
     reports = [json.loads((out / f"part-{i:03d}-of-002.report.json").read_text()) for i in range(2)]
     assert all(r["complete"] for r in reports)

@@ -107,7 +107,7 @@ def adapter_of_rank(path, r):
 def test_adapter_rank_reads_r_and_rank_pattern(wide_adapter, lora_adapter, tmp_path):
     assert adapter_rank(wide_adapter) == 40
     assert adapter_rank(lora_adapter) == 4
-    with pytest.raises(ConfigError, match="no adapter_config.json"):
+    with pytest.raises(ConfigError, match=r"no adapter_config\.json"):
         adapter_rank(tmp_path)
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(ConfigError, match="cannot read its LoRA rank"):

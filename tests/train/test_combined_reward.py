@@ -148,7 +148,7 @@ def test_grpo_passes_the_adversarial_tag_to_the_combined_reward(tiny_model_path,
 
     def spy(prompts, completions):
         scores = combined(prompts, completions)
-        seen.extend(zip((p.question for p in prompts), combined.last_choice))
+        seen.extend(zip((p.question for p in prompts), combined.last_choice, strict=True))
         return scores
 
     prompts = [Prompt("Hurt someone?", adversarial=True), Prompt("Cook rice?"),

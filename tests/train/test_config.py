@@ -63,14 +63,14 @@ def test_bad_values_are_config_errors():
 
 
 def test_chain_rejects_per_stage_model_or_data():
-    with pytest.raises(ConfigError, match="sft.model"):
+    with pytest.raises(ConfigError, match=r"sft\.model"):
         load_config(ChainConfig, None, ["sft.model.path=elsewhere"])
 
 
 @no_cuda
 def test_qlora_on_cpu_is_a_clear_error():
     cfg = load_config(SftConfig, None, ["quant.qlora=true", "model.path=x"])
-    with pytest.raises(ConfigError, match="qlora.*CUDA GPU"):
+    with pytest.raises(ConfigError, match=r"qlora.*CUDA GPU"):
         quantization_config(cfg)
 
 
@@ -112,7 +112,7 @@ def test_missing_adapter_is_a_config_error(tiny_model_path, tmp_path):
     from train.models import load_policy
 
     cfg = load_config(SftConfig, None, [f"model.path={tiny_model_path}", f"model.adapter={tmp_path / 'no-adapter'}"])
-    with pytest.raises(ConfigError, match="model.adapter.*cannot load a peft adapter"):
+    with pytest.raises(ConfigError, match=r"model\.adapter.*cannot load a peft adapter"):
         load_policy(cfg)
 
 

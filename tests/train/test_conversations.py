@@ -38,7 +38,7 @@ def test_rows_carry_the_whole_conversation(tmp_path, trl):
     ds = load_split(cfg, "train")
     pref = preference_dataset(ds, cfg, margin_scheme="small")
     sft = sft_dataset(ds, cfg)
-    for rec, conv, q in zip(pref, sft["messages"], ds["question"]):
+    for rec, conv, q in zip(pref, sft["messages"], ds["question"], strict=True):
         multi = q.startswith("Còn") and len(rec["prompt"]) == 4
         if multi:
             assert rec["prompt"] == [{"role": "system", "content": "Ngắn gọn."},
@@ -62,14 +62,14 @@ def test_data_set_selects_llama2_sets(tmp_path):
     for source in ("sets", "plain"):
         safety = [load_split(DataConfig(source=str(tmp_path / source), set="safety"), s) for s in ("train", "test")]
         for ds in safety:
-            for a, c, r in zip(ds["adversarial"], ds["chosen_unsafe"], ds["rejected_unsafe"]):
+            for a, c, r in zip(ds["adversarial"], ds["chosen_unsafe"], ds["rejected_unsafe"], strict=True):
                 assert (a or c or r) and not (c and not r)
         assert 0 < sum(len(d) for d in safety) < sum(whole)
     helpful = [len(load_split(DataConfig(source=str(tmp_path / "sets"), set="helpfulness"), s)) for s in ("train", "test")]
     assert sum(helpful) == sum(whole) == 12
     plain_only = tmp_path / "plain-benign"
     export_dataset([PreferenceRow("q?", "a", "b")], plain_only, test_size=0)
-    with pytest.raises(DataError, match="field 'set'.*adversarial"):
+    with pytest.raises(DataError, match=r"field 'set'.*adversarial"):
         load_split(DataConfig(source=str(plain_only), set="safety"), "train")
 
 

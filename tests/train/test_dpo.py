@@ -47,7 +47,7 @@ def _pair_logratios(model, tok, test) -> list[float]:
 
     out = []
     model.eval()
-    for prompt, chosen, rejected in zip(test["prompt"], test["chosen"], test["rejected"]):
+    for prompt, chosen, rejected in zip(test["prompt"], test["chosen"], test["rejected"], strict=True):
         n_prompt = len(tok.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"])
         total = []
         for answer in (chosen, rejected):

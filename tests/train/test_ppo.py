@@ -218,7 +218,7 @@ def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_pat
     assert [a is None for a in moments[0]] == [b is None for b in moments[1]]
     moments = [[a for a in m if a is not None] for m in moments]
     assert len(moments[0]) > 0
-    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(*moments))
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(*moments, strict=True))
     assert any(a.abs().sum() > 0 for a in moments[0])
 
 
@@ -312,5 +312,5 @@ def test_qlora_ppo_from_an_sft_adapter_saves_a_full_precision_merge(tiny_model_p
     merged = AutoModelForCausalLM.from_pretrained(summary["model_dir"], dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.bfloat16)
     expected = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().float()
-    for (name, w), (_, e) in zip(merged.named_parameters(), expected.named_parameters()):
+    for (name, w), (_, e) in zip(merged.named_parameters(), expected.named_parameters(), strict=True):
         assert torch.allclose(w, e, atol=1e-2), name

@@ -119,7 +119,7 @@ def test_score_command_scores_pairs_and_responses(trained, make_marker_rows, tmp
     import pandas as pd
 
     rewards = pd.read_parquet(out2)["reward"].tolist()
-    assert all(c > r for c, r in zip(rewards[0::2], rewards[1::2]))
+    assert all(c > r for c, r in zip(rewards[0::2], rewards[1::2], strict=True))
 
 
 def test_score_command_checks_rows_before_loading_a_model(tmp_path):
@@ -216,7 +216,7 @@ def test_reward_model_reads_a_marker_not_the_length(tiny_model_path, make_balanc
     export_dataset(rows, tmp_path / "ds", test_size=0.25, seed=1, margin="small")
     cfg = _cfg(tiny_model_path, tmp_path / "ds", tmp_path / "run", "max_steps=60", "logging_steps=20")
     test = preference_dataset(load_split(cfg.data, "test"), cfg.data)
-    convs = lambda col: [p + c for p, c in zip(test["prompt"], test[col])]  # noqa: E731
+    convs = lambda col: [p + c for p, c in zip(test["prompt"], test[col], strict=True)]  # noqa: E731
 
     torch.manual_seed(cfg.seed)
     untrained = load_reward_model(cfg, pad_token_id=tok.pad_token_id)

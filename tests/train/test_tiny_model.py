@@ -28,7 +28,7 @@ def test_chat_template_marks_only_the_assistant_turn(tiny_model_path):
         {"role": "assistant", "content": "Chào bạn!"},
     ]
     enc = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-    kept = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    kept = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
     # The reply and its end-of-turn token are trained on; nothing else is.
     assert tok.decode(kept) == "Chào bạn!<|end|>"
     prompt = tok.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
