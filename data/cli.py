@@ -11,7 +11,10 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+from data.dedup_config import DedupConfig
+from data.options import App, option
+
+app = App(no_args_is_help=True, add_completion=False)
 
 OVERWRITE = typer.Option(
     False, "--overwrite", help="Replace an existing output, but only one this same command wrote (never an input)."
@@ -39,31 +42,48 @@ def validate(
 def dedup(
     source: str = typer.Argument(..., help="Input file/folder/Hub id (any supported format)."),
     out: Path = typer.Argument(..., help="Output file (.jsonl, .json or .parquet)."),
-    on: str = typer.Option(
-        "auto",
-        help="Key to compare: prompt, prompt+chosen, prompt+response, chosen, response, … "
-        "('auto': prompt for preference data, prompt+response for prompt/response data).",
-    ),
-    threshold: float = typer.Option(0.8, help="Jaccard similarity at or above which rows are near-duplicates."),
-    num_perm: int = typer.Option(128, help="MinHash permutations."),
-    ngram: int = typer.Option(0, help="Word/syllable n-gram size for shingles (0: chosen from text length)."),
-    seed: int = typer.Option(1, help="MinHash seed."),
-    verify: str = typer.Option("exact", help="Confirm candidate pairs by 'exact' Jaccard or 'estimate'."),
-    workers: int = typer.Option(0, help="Processes for hashing (0: all cores; with --engine ray and no --address: the local Ray instance's CPUs)."),
-    report: Optional[Path] = typer.Option(None, help="Report path (default: OUT with .dedup-report.json)."),
+    on: str = option(DedupConfig, "on"),
+    threshold: float = option(DedupConfig, "threshold"),
+    num_perm: int = option(DedupConfig, "num_perm"),
+    ngram: int = option(DedupConfig, "ngram"),
+    seed: int = option(DedupConfig, "seed"),
+    verify: str = option(DedupConfig, "verify"),
+    workers: int = option(DedupConfig, "workers"),
+    report: Optional[Path] = option(DedupConfig, "report"),
     overwrite: bool = OVERWRITE,
     skip_invalid: bool = SKIP_INVALID,
-    engine: str = typer.Option("local", help="local (this machine's cores) or ray (Ray Data; pip install 'prefkit[ray]')."),
-    address: Optional[str] = typer.Option(None, help="--engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance."),
+    engine: str = option(DedupConfig, "engine"),
+    address: Optional[str] = option(DedupConfig, "address"),
 ) -> None:
     """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
-    from data.dedup import dedup_command
+    # OUT, the report and (with --skip-invalid) the rejected file go through the output guard
+    # first: none may be an input, and an existing one is replaced only with --overwrite and only
+    # when `prefkit data dedup` wrote it.
+    from data.dedup import _report_path, dedup_file
+    from data.errors import DataError
+    from data.outputs import check_distinct, check_output
+    from data.rejects import rejected_path, skipped_line
+    from data.writers import output_suffix
 
-    dedup_command(
-        source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-        verify=verify, workers=workers, report=report, overwrite=overwrite, skip_invalid=skip_invalid,
-        engine=engine, address=address,
-    )
+    command = "data dedup"
+    output_suffix(out)
+    report_path = report if report is not None else _report_path(out)
+    rejected = rejected_path(out) if skip_invalid else None
+    check_distinct(("OUT", out), ("--report", report_path), ("the rejected file", rejected))
+    for name, path in (("OUT", out), ("--report", report_path), ("the rejected file", rejected)):
+        if path is not None:
+            check_output(path, command, inputs=[source], overwrite=overwrite, option=name)
+    invalid: list[DataError] | None = [] if skip_invalid else None
+    rep = dedup_file(source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
+                     verify=verify, workers=workers, report=report_path, progress=True, invalid=invalid,
+                     rejected=rejected, marker=command, engine=engine, address=address)
+    if invalid:
+        typer.echo(skipped_line(invalid, rejected), err=True)
+    typer.echo(rep.summary())
+    typer.echo(f"kept rows: {out}")
+    typer.echo(f"report:    {report_path}")
+    if rejected is not None:
+        typer.echo(f"rejected:  {rejected} ({len(invalid or ())} rows)")
 
 
 @app.command()

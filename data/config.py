@@ -2,6 +2,11 @@
 
 Rooms describe their settings as dataclasses; `load_config(Cls, path, overrides)` builds one and
 names the file and key in any error. Nested dataclasses are addressed with dots (`lora.r=16`).
+
+Each setting is declared once, with its default and its documentation:
+`threshold: float = setting(0.8, "Jaccard similarity ...")` (TRL's `field(metadata={"help": ...})`).
+The command's options (`data.options.option`), the Python functions' defaults (`default_of`) and
+the config reference (`field_help`) all read it from there.
 """
 
 from __future__ import annotations
@@ -18,6 +23,36 @@ import yaml
 from data.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = None, **kw: Any) -> Any:
+    """A documented dataclass field: `setting(0.8, "what it is")`, or `setting(help=..., factory=list)`
+    for a mutable default. The text is the option's help and the config reference's entry."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help}, **kw)
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def config_field(cls: type, name: str) -> dataclasses.Field[Any]:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def default_of(cls: type, name: str) -> Any:
+    """Field `name`'s default in config dataclass `cls` (a fresh one for a default_factory)."""
+    f = config_field(cls, name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def field_help(cls: type, name: str) -> str:
+    """Field `name`'s documentation (`setting(..., help)`); empty when it has none."""
+    return str(config_field(cls, name).metadata.get("help", ""))
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
