@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from data.dedup_config import DedupConfig
+from data.export_config import ExportConfig
 from data.options import App, option
 
 app = App(no_args_is_help=True, add_completion=False)
@@ -91,38 +92,58 @@ def export(
     source: str = typer.Argument(..., help="A labelled preference file, or a pairs file with --judgements."),
     out: Path = typer.Argument(..., help="Output folder (save_to_disk layout + README.md dataset card)."),
     judgements: Optional[Path] = typer.Option(None, help="A judgement table (JSONL/Parquet) to aggregate with SOURCE's pairs."),
-    test_size: float = typer.Option(0.1, help="Share of prompts in the test split."),
-    seed: int = typer.Option(42, help="Seed for the train/test split."),
-    margin: str = typer.Option("small", help="Margin scheme: none, small or large (Llama 2, Table 28)."),
-    rule: str = typer.Option("mean", help="How several judgements become one row: mean or majority."),
-    parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet files per split."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="Also write JSONL files per split."),
-    push_to_hub: Optional[str] = typer.Option(None, help="Also push to the Hub as ORG/NAME."),
-    private: bool = typer.Option(False, "--private", help="Make the pushed Hub dataset private."),
-    name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: OUT's name)."),
-    license: str = typer.Option("other", help="Licence id for the card's metadata (e.g. apache-2.0, cc-by-4.0)."),
-    language: Optional[str] = typer.Option(
-        None, help="Language code for the card's metadata (default: detected; required when the text is unclear)."),
-    trl: bool = typer.Option(False, "--trl", help="Also write TRL's conversational columns (prompt/chosen/rejected "
-                             "as messages; the flat answers move to chosen_text/rejected_text)."),
-    sets: Optional[str] = typer.Option(None, help="Write Llama 2's sets under OUT: helpfulness, safety, or both "
-                                       "('helpfulness,safety')."),
-    dedup_report: Optional[Path] = typer.Option(None, help="The `data dedup` report of SOURCE (default: found beside "
-                                                "it); named in the card, its clusters kept on one side of the split."),
-    adversarial: bool = typer.Option(False, "--adversarial", help="Tag every prompt of SOURCE adversarial "
-                                     "(red-teaming), so all its pairs go to the safety set."),
+    test_size: float = option(ExportConfig, "test_size"),
+    seed: int = option(ExportConfig, "seed"),
+    margin: str = option(ExportConfig, "margin"),
+    rule: str = option(ExportConfig, "rule"),
+    parquet: bool = option(ExportConfig, "parquet"),
+    jsonl: bool = option(ExportConfig, "jsonl"),
+    push_to_hub: Optional[str] = option(ExportConfig, "push_to_hub"),
+    private: bool = option(ExportConfig, "private"),
+    name: Optional[str] = option(ExportConfig, "name"),
+    license: str = option(ExportConfig, "license"),
+    language: Optional[str] = option(ExportConfig, "language"),
+    trl: bool = option(ExportConfig, "trl"),
+    sets: Optional[str] = option(ExportConfig, "sets"),
+    dedup_report: Optional[Path] = option(ExportConfig, "dedup_report"),
+    adversarial: bool = option(ExportConfig, "adversarial"),
     overwrite: bool = OVERWRITE,
     skip_invalid: bool = SKIP_INVALID,
 ) -> None:
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
-    from data.export import export_command
+    from rich.console import Console
 
-    export_command(
-        source, out, judgements=judgements, test_size=test_size, seed=seed, margin=margin, rule=rule,
-        parquet=parquet, jsonl=jsonl, push_to_hub=push_to_hub, private=private, name=name,
-        license=license, language=language, trl=trl, sets=sets, dedup_report=dedup_report, adversarial=adversarial,
-        overwrite=overwrite, skip_invalid=skip_invalid,
+    from data.export import export_file
+    from data.rejects import skipped_line
+
+    cfg = ExportConfig(
+        test_size=test_size, seed=seed, margin=margin, rule=rule, parquet=parquet, jsonl=jsonl,  # type: ignore[arg-type]
+        trl=trl, sets=sets, name=name, license=license, language=language,
+        dedup_report=str(dedup_report) if dedup_report is not None else None, adversarial=adversarial,
+        push_to_hub=push_to_hub, private=private,
     )
+    done = export_file(source, out, cfg, judgements=judgements, overwrite=overwrite, skip_invalid=skip_invalid)
+    console = Console()
+    if done.aggregate is not None:
+        report = done.aggregate
+        console.print(
+            f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
+            f"{report.exported} rows, {report.ties_dropped} ties dropped, "
+            f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
+        )
+    if done.invalid:
+        typer.echo(skipped_line(done.invalid, done.rejected), err=True)
+    if done.sets:
+        for set_name in done.sets:
+            console.print(f"wrote {out / set_name} ({set_name} set; card {out / set_name / 'README.md'})")
+    else:
+        sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in done.dsdict.items())
+        console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
+    if push_to_hub:
+        from data.hub import push_to_hub as push
+
+        url = push(out, push_to_hub, private=private)
+        console.print(f"pushed to {url}")
 
 
 @app.command()
