@@ -39,14 +39,14 @@ def option(cls: type, name: str, *param_decls: str, **kw: Any) -> Any:
     return typer.Option(default, *param_decls, **kw)
 
 
-def given(**values: Any) -> dict[str, Any]:
+def given(ctx: typer.Context, **values: Any) -> dict[str, Any]:
     """`values` (the command's parameters by name) less those left at their default: what the
     user typed, to lay over a config file (`data.config.load_config`)."""
-    from typer._click.core import ParameterSource  # typer 0.2x vendors click
+    def typed(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
-    ctx = typer.get_current_context()
-    return {k: v for k, v in values.items()
-            if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    return {k: v for k, v in values.items() if typed(k)}
 
 
 class Command(TyperCommand):

@@ -15,8 +15,9 @@ import traceback
 import typer
 
 from data.errors import PrefkitError, RunFailed
+from data.options import App
 
-app = typer.Typer(
+app = App(
     name="prefkit",
     help="Build human-preference data (generate, annotate, dedup, export) and train on it.",
     no_args_is_help=True,

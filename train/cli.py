@@ -15,7 +15,9 @@ from typing import Callable, Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+from data.options import App
+
+app = App(no_args_is_help=True, add_completion=False)
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config (see configs/train/).")
 SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set lr=1e-4 --set lora.r=8 (repeatable).")
@@ -73,7 +75,7 @@ def grpo(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET
     echo_summary(_run_online("grpo", config, set_))
 
 
-round_app = typer.Typer(no_args_is_help=True, add_completion=False)
+round_app = App(no_args_is_help=True, add_completion=False)
 PROJECT_ARG = typer.Argument(..., help="The rounds project folder (holds rounds.yaml and rounds.json).")
 
 
