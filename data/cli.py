@@ -7,13 +7,18 @@ imported at module level (this must start in well under a second).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from data.dedup_config import DedupConfig
 from data.export_config import ExportConfig
 from data.options import App, option
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from data.validate import ValidationReport
 
 app = App(no_args_is_help=True, add_completion=False)
 
@@ -34,9 +39,57 @@ def validate(
     split: Optional[str] = typer.Option(None, help="Split to read from a DatasetDict folder or Hub id."),
 ) -> None:
     """Read any supported format and report rows, columns, empty/over-long fields and errors."""
-    from data.validate import validate_command
+    from rich.console import Console
 
-    validate_command(source, max_chars=max_chars, max_errors=max_errors, split=split)
+    from data.errors import DataError
+    from data.validate import validate_source
+
+    report = validate_source(source, max_chars=max_chars, max_errors=max_errors, split=split)
+    console = Console()
+    _print_validation(console, report)
+    if not report.ok:  # exit code 2 when any record is bad
+        first = report.errors[0]
+        if report.rows > report.n_errors:
+            console.print(
+                f"To go on without the {report.n_errors} bad record(s): fix them, or pass --skip-invalid to "
+                "`prefkit data dedup`, `prefkit data export` or `prefkit annotate import`, which skip them and "
+                "write them with their reasons to a *.rejected.jsonl beside the output."
+            )
+        raise DataError(f"{report.n_errors} bad record(s); first: {first}")
+
+
+def _print_validation(console: "Console", report: "ValidationReport") -> None:
+    from rich.table import Table
+
+    summary = Table(title=f"validate {report.source}", show_header=False)
+    summary.add_row("format", report.format or "?")
+    summary.add_row("rows", str(report.rows))
+    summary.add_row("columns", ", ".join(report.columns))
+    summary.add_row("errors", str(report.n_errors))
+    summary.add_row("warnings", str(report.n_warnings))
+    console.print(summary)
+
+    fields = Table(title="fields")
+    for col in ("field", "present", "empty", "max chars", "over-long"):
+        fields.add_column(col, justify="left" if col == "field" else "right")
+    for name, st in report.fields.items():
+        fields.add_row(name, str(st.present), str(st.empty), str(st.max_chars), str(st.over_long))
+    console.print(fields)
+
+    for title, items, total in (("errors", report.errors, report.n_errors), ("warnings", report.warnings, report.n_warnings)):
+        if not items:
+            continue
+        table = Table(title=f"first {len(items)} of {total} {title}")
+        for col in ("where", "field", "problem"):
+            table.add_column(col, overflow="fold")
+        for e in items:
+            where = e.file or ""
+            if e.line is not None:
+                where += f":{e.line}"
+            elif e.row is not None:
+                where += f" row {e.row}"
+            table.add_row(where, e.field or "", e.message)
+        console.print(table)
 
 
 @app.command()
@@ -153,6 +206,40 @@ def stats(
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Counts, length distributions, strength distribution, duplicate rate."""
-    from data.stats import stats_command
+    import json
 
-    stats_command(source, split=split, json_out=json_out)
+    from data.stats import compute_stats
+
+    figures = compute_stats(source, split)
+    if json_out:
+        typer.echo(json.dumps(figures, ensure_ascii=False, indent=1))
+    else:
+        _print_stats(figures)
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"stats {stats['source']}", show_header=False)
+    for key in ("format", "rows", "bad_rows", "prompts", "annotators"):
+        if key in stats:
+            summary.add_row(key, str(stats[key]))
+    summary.add_row("exact duplicate rows", f"{stats['exact_duplicate_rows']} ({stats['exact_duplicate_rate']:.1%})")
+    summary.add_row("repeated prompts", f"{stats['duplicate_prompt_rate']:.1%}")
+    if "near_duplicate_prompt_rate" in stats:
+        summary.add_row("near-duplicate prompts", f"{stats['near_duplicate_prompt_rate']:.1%}")
+    if stats["strength"]:
+        summary.add_row("strength", ", ".join(f"{k} {v}" for k, v in stats["strength"].items()))
+    console.print(summary)
+    if stats["lengths"]:
+        table = Table(title="lengths")
+        table.add_column("field")
+        table.add_column("unit")
+        for col in ("min", "mean", "p50", "p90", "p99", "max"):
+            table.add_column(col, justify="right")
+        for name, d in stats["lengths"].items():
+            for unit in ("chars", "words"):
+                table.add_row(name, unit, *(f"{d[unit][c]:g}" for c in ("min", "mean", "p50", "p90", "p99", "max")))
+        console.print(table)

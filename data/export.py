@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import re
 import unicodedata
@@ -31,6 +32,7 @@ from data.schema import Judgement, MarginScheme, Pair, PreferenceRow, in_safety_
 
 SETS = ("helpfulness", "safety")
 _E = ExportConfig()  # every default below is its field's (one place: `data.export_config`)
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
@@ -436,6 +438,7 @@ def export_file(
         require_token()  # fail before the work, not after it
     invalid: list[DataError] | None = [] if skip_invalid else None
     fmt = source_format(source, skip_bad=skip_invalid)
+    log.debug("%s: read as %s", source, fmt)
 
     provenance: dict[str, Any] = {
         "source": str(source), "format": fmt, "license": cfg.license, "margin": cfg.margin,
@@ -453,6 +456,7 @@ def export_file(
         found = find_dedup_report(source)
     if found is not None:
         report_, role = found
+        log.debug("dedup report (%s): %s", role, dedup_summary(report_))
         provenance["dedup"] = dedup_summary(report_)
         if role == "input" or (role == "given" and report_.get("source")
                                and Path(str(report_["source"])).resolve() == Path(source).resolve()):

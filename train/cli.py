@@ -150,7 +150,8 @@ def score(
     """Score responses with a trained reward model; pairs (chosen/rejected) also get accuracy per strength."""
     from train.reward import score_command
 
-    score_command(
+    result = score_command(
         model, source, out, question_column=question_column, response_column=response_column,
         base_model=base_model, batch_size=batch_size, max_length=max_length,
     )
+    typer.echo(json.dumps(result, indent=2))

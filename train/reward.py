@@ -200,12 +200,8 @@ def score_command(
 ) -> dict[str, Any]:
     """`prefkit train score`: add `reward` (or `chosen_reward` / `rejected_reward` for pairs) to each row.
 
-    For pairs, prints and returns accuracy overall and per strength.
+    For pairs, returns accuracy overall and per strength (the command prints it).
     """
-    import json
-
-    import typer
-
     from data.sources import read_rows
     from data.writers import write_rows
 
@@ -244,5 +240,4 @@ def score_command(
             rec["reward"] = s
         result["mean_reward"] = sum(rewards) / len(rewards)
     write_rows(records, out)
-    typer.echo(json.dumps(result, indent=2))
     return result
