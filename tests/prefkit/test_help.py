@@ -117,7 +117,20 @@ def test_python_defaults_are_the_configs():
         assert checked >= 5, fn.__name__
 
 
-@pytest.mark.parametrize("cls", [DedupConfig, ExportConfig, GenerateConfig, SettingConfig])
+def _train_configs():
+    from train.best_of_k import BestOfKConfig
+    from train.chain import ChainConfig
+    from train.config import DataConfig, DpoConfig, LoraSection, ModelConfig, QuantConfig, RewardConfig, RunConfig, SftConfig
+    from train.online import GrpoConfig, OnlineConfig, RlooConfig
+    from train.rounds import MixSet, RoundsConfig
+    from train.scoring import RewardSection
+
+    return [ModelConfig, LoraSection, QuantConfig, DataConfig, RunConfig, SftConfig, RewardConfig, DpoConfig,
+            OnlineConfig, RlooConfig, GrpoConfig, BestOfKConfig, ChainConfig, MixSet, RoundsConfig, RewardSection]
+
+
+@pytest.mark.parametrize("cls", [DedupConfig, ExportConfig, GenerateConfig, SettingConfig, *_train_configs()],
+                         ids=lambda c: c.__name__)
 def test_every_setting_is_documented(cls):
     missing = [f.name for f in dataclasses.fields(cls) if not field_help(cls, f.name).strip()]
     assert missing == []
