@@ -13,7 +13,7 @@ import typer
 
 from data.dedup_config import DedupConfig
 from data.export_config import ExportConfig
-from data.options import App, option
+from data.options import CONFIG_HELP, SET_HELP, App, command_config, option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -94,6 +94,7 @@ def _print_validation(console: "Console", report: "ValidationReport") -> None:
 
 @app.command()
 def dedup(
+    ctx: typer.Context,
     source: str = typer.Argument(..., help="Input file/folder/Hub id (any supported format)."),
     out: Path = typer.Argument(..., help="Output file (.jsonl, .json or .parquet)."),
     on: str = option(DedupConfig, "on"),
@@ -108,6 +109,8 @@ def dedup(
     skip_invalid: bool = SKIP_INVALID,
     engine: str = option(DedupConfig, "engine"),
     address: Optional[str] = option(DedupConfig, "address"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
     # OUT, the report and (with --skip-invalid) the rejected file go through the output guard
@@ -119,18 +122,22 @@ def dedup(
     from data.rejects import rejected_path, skipped_line
     from data.writers import output_suffix
 
+    cfg = command_config(
+        DedupConfig, ctx, config, set_, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
+        verify=verify, workers=workers, report=str(report) if report is not None else None, engine=engine,
+        address=address)
     command = "data dedup"
     output_suffix(out)
-    report_path = report if report is not None else _report_path(out)
+    report_path = Path(cfg.report) if cfg.report is not None else _report_path(out)
     rejected = rejected_path(out) if skip_invalid else None
     check_distinct(("OUT", out), ("--report", report_path), ("the rejected file", rejected))
     for name, path in (("OUT", out), ("--report", report_path), ("the rejected file", rejected)):
         if path is not None:
             check_output(path, command, inputs=[source], overwrite=overwrite, option=name)
     invalid: list[DataError] | None = [] if skip_invalid else None
-    rep = dedup_file(source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-                     verify=verify, workers=workers, report=report_path, progress=True, invalid=invalid,
-                     rejected=rejected, marker=command, engine=engine, address=address)
+    rep = dedup_file(source, out, on=cfg.on, threshold=cfg.threshold, num_perm=cfg.num_perm, ngram=cfg.ngram,
+                     seed=cfg.seed, verify=cfg.verify, workers=cfg.workers, report=report_path, progress=True,
+                     invalid=invalid, rejected=rejected, marker=command, engine=cfg.engine, address=cfg.address)
     if invalid:
         typer.echo(skipped_line(invalid, rejected), err=True)
     typer.echo(rep.summary())
@@ -142,6 +149,7 @@ def dedup(
 
 @app.command()
 def export(
+    ctx: typer.Context,
     source: str = typer.Argument(..., help="A labelled preference file, or a pairs file with --judgements."),
     out: Path = typer.Argument(..., help="Output folder (save_to_disk layout + README.md dataset card)."),
     judgements: Optional[Path] = typer.Option(None, help="A judgement table (JSONL/Parquet) to aggregate with SOURCE's pairs."),
@@ -162,6 +170,8 @@ def export(
     adversarial: bool = option(ExportConfig, "adversarial"),
     overwrite: bool = OVERWRITE,
     skip_invalid: bool = SKIP_INVALID,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP.replace("threshold=0.7", "test_size=0.2")),
 ) -> None:
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
     from rich.console import Console
@@ -169,9 +179,9 @@ def export(
     from data.export import export_file
     from data.rejects import skipped_line
 
-    cfg = ExportConfig(
-        test_size=test_size, seed=seed, margin=margin, rule=rule, parquet=parquet, jsonl=jsonl,  # type: ignore[arg-type]
-        trl=trl, sets=sets, name=name, license=license, language=language,
+    cfg = command_config(
+        ExportConfig, ctx, config, set_, test_size=test_size, seed=seed, margin=margin, rule=rule, parquet=parquet,
+        jsonl=jsonl, trl=trl, sets=sets, name=name, license=license, language=language,
         dedup_report=str(dedup_report) if dedup_report is not None else None, adversarial=adversarial,
         push_to_hub=push_to_hub, private=private,
     )
@@ -180,7 +190,7 @@ def export(
     if done.aggregate is not None:
         report = done.aggregate
         console.print(
-            f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
+            f"aggregated {report.judgements} judgements of {report.pairs} pairs ({cfg.rule}): "
             f"{report.exported} rows, {report.ties_dropped} ties dropped, "
             f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
         )
@@ -191,11 +201,11 @@ def export(
             console.print(f"wrote {out / set_name} ({set_name} set; card {out / set_name / 'README.md'})")
     else:
         sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in done.dsdict.items())
-        console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
-    if push_to_hub:
+        console.print(f"wrote {out} ({sizes}; margin {cfg.margin}; card {out / 'README.md'})")
+    if cfg.push_to_hub:
         from data.hub import push_to_hub as push
 
-        url = push(out, push_to_hub, private=private)
+        url = push(out, cfg.push_to_hub, private=cfg.private)
         console.print(f"pushed to {url}")
 
 

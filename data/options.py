@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from data.config import default_of, field_help
+from data.config import default_of, field_help, load_config
+
+T = TypeVar("T")
 
 
 def option(cls: type, name: str, *param_decls: str, **kw: Any) -> Any:
@@ -47,6 +50,20 @@ def given(ctx: typer.Context, **values: Any) -> dict[str, Any]:
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
     return {k: v for k, v in values.items() if typed(k)}
+
+
+def command_config(cls: type[T], ctx: typer.Context, config: Path | None, overrides: list[str] | None,
+                   **values: Any) -> T:
+    """A command's config dataclass: the `--config` YAML file (its keys are the field names), the
+    options the user typed over it, `--set key=value` over both. With neither a file nor `--set`,
+    simply `cls(**values)` (every option's value, defaults included)."""
+    if config is None and not overrides:
+        return cls(**values)
+    return load_config(cls, config, overrides or (), **given(ctx, **values))
+
+
+CONFIG_HELP = "YAML file of this command's settings (keys: the long option names with _ for -); typed options win."
+SET_HELP = "Override one setting: --set threshold=0.7 (repeatable; wins over --config and the options)."
 
 
 class Command(TyperCommand):
