@@ -15,7 +15,8 @@ from typing import Callable, Optional
 
 import typer
 
-from data.options import App
+from data.options import App, option
+from train.config import ScoreConfig
 
 app = App(no_args_is_help=True, add_completion=False)
 
@@ -141,11 +142,11 @@ def score(
     model: Path = typer.Option(..., "--model", "-m", help="A trained reward model folder (<output_dir>/model)."),
     source: str = typer.Argument(..., help="JSONL/Parquet file with question + response columns (or chosen/rejected pairs)."),
     out: Path = typer.Argument(..., help="Output file (.jsonl or .parquet): the input rows plus reward column(s)."),
-    question_column: str = typer.Option("question", help="Column with the prompt."),
-    response_column: str = typer.Option("response", help="Column with the response to score (when not pairs)."),
-    base_model: Optional[str] = typer.Option(None, help="Base model for an adapter-only folder (default: from adapter_config.json)."),
-    batch_size: int = typer.Option(16, help="Responses scored per forward pass."),
-    max_length: int = typer.Option(1024, help="Truncate prompt + response to this many tokens."),
+    question_column: str = option(ScoreConfig, "question_column"),
+    response_column: str = option(ScoreConfig, "response_column"),
+    base_model: Optional[str] = option(ScoreConfig, "base_model"),
+    batch_size: int = option(ScoreConfig, "batch_size"),
+    max_length: int = option(ScoreConfig, "max_length"),
 ) -> None:
     """Score responses with a trained reward model; pairs (chosen/rejected) also get accuracy per strength."""
     from train.reward import score_command

@@ -190,4 +190,16 @@ class DpoConfig(RunConfig):
     lr: float = setting(5e-5, "Peak learning rate.")
 
 
+@dataclass
+class ScoreConfig:
+    """`prefkit train score`: score a file's responses (or pairs) with a trained reward model."""
+
+    question_column: str = setting("question", "Column with the prompt.")
+    response_column: str = setting("response", "Column with the response to score (when not pairs).")
+    base_model: str | None = setting(
+        None, "Base model for an adapter-only folder (default: from adapter_config.json).")
+    batch_size: int = setting(16, "Responses scored per forward pass.")
+    max_length: int = setting(1024, "Truncate prompt + response to this many tokens.")
+
+
 STAGE_CONFIGS: dict[str, type[RunConfig]] = {"sft": SftConfig, "reward": RewardConfig, "dpo": DpoConfig}
