@@ -270,12 +270,12 @@ def export(
     seed: int = option(ExportConfig, "seed"),
     parquet: bool = option(ExportConfig, "parquet"),
     jsonl: bool = option(ExportConfig, "jsonl"),
-    name: Optional[str] = option(ExportConfig, "name", help="Dataset name for the card (default: the project's)."),
+    name: str | None = option(ExportConfig, "name", help="Dataset name for the card (default: the project's)."),
     complete_only: bool = typer.Option(
         False, "--complete-only", help="Export only pairs that have all the judgements their overlap asks for."
     ),
     trl: bool = option(ExportConfig, "trl"),
-    sets: Optional[str] = option(ExportConfig, "sets"),
+    sets: str | None = option(ExportConfig, "sets"),
     judgements: bool = typer.Option(
         False, "--judgements",
         help="Write the raw judgement table to OUT (.jsonl, .json or .parquet) instead: what "

@@ -58,7 +58,7 @@ def validate(
         raise DataError(f"{report.n_errors} bad record(s); first: {first}")
 
 
-def _print_validation(console: "Console", report: "ValidationReport") -> None:
+def _print_validation(console: Console, report: ValidationReport) -> None:
     from rich.table import Table
 
     summary = Table(title=f"validate {report.source}", show_header=False)
@@ -76,7 +76,8 @@ def _print_validation(console: "Console", report: "ValidationReport") -> None:
         fields.add_row(name, str(st.present), str(st.empty), str(st.max_chars), str(st.over_long))
     console.print(fields)
 
-    for title, items, total in (("errors", report.errors, report.n_errors), ("warnings", report.warnings, report.n_warnings)):
+    for title, items, total in (("errors", report.errors, report.n_errors),
+                                ("warnings", report.warnings, report.n_warnings)):
         if not items:
             continue
         table = Table(title=f"first {len(items)} of {total} {title}")
@@ -104,13 +105,13 @@ def dedup(
     seed: int = option(DedupConfig, "seed"),
     verify: str = option(DedupConfig, "verify"),
     workers: int = option(DedupConfig, "workers"),
-    report: Optional[Path] = option(DedupConfig, "report"),
+    report: Path | None = option(DedupConfig, "report"),
     overwrite: bool = OVERWRITE,
     skip_invalid: bool = SKIP_INVALID,
     engine: str = option(DedupConfig, "engine"),
-    address: Optional[str] = option(DedupConfig, "address"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    address: str | None = option(DedupConfig, "address"),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """MinHash near-duplicate removal (exact duplicates first), with a report beside the output."""
     # OUT, the report and (with --skip-invalid) the rejected file go through the output guard
@@ -159,19 +160,19 @@ def export(
     rule: str = option(ExportConfig, "rule"),
     parquet: bool = option(ExportConfig, "parquet"),
     jsonl: bool = option(ExportConfig, "jsonl"),
-    push_to_hub: Optional[str] = option(ExportConfig, "push_to_hub"),
+    push_to_hub: str | None = option(ExportConfig, "push_to_hub"),
     private: bool = option(ExportConfig, "private"),
-    name: Optional[str] = option(ExportConfig, "name"),
+    name: str | None = option(ExportConfig, "name"),
     license: str = option(ExportConfig, "license"),
-    language: Optional[str] = option(ExportConfig, "language"),
+    language: str | None = option(ExportConfig, "language"),
     trl: bool = option(ExportConfig, "trl"),
-    sets: Optional[str] = option(ExportConfig, "sets"),
-    dedup_report: Optional[Path] = option(ExportConfig, "dedup_report"),
+    sets: str | None = option(ExportConfig, "sets"),
+    dedup_report: Path | None = option(ExportConfig, "dedup_report"),
     adversarial: bool = option(ExportConfig, "adversarial"),
     overwrite: bool = OVERWRITE,
     skip_invalid: bool = SKIP_INVALID,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP.replace("threshold=0.7", "test_size=0.2")),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
     from rich.console import Console

@@ -396,8 +396,8 @@ def export_judged(
 class ExportDone:
     """What `export_file` wrote, for the command to report."""
 
-    dsdict: "DatasetDict"  # the dataset (with sets: the first set's)
-    aggregate: "AggregateReport | None"  # with judgements: how they became rows
+    dsdict: DatasetDict  # the dataset (with sets: the first set's)
+    aggregate: AggregateReport | None  # with judgements: how they became rows
     invalid: list[DataError] | None  # with skip_invalid: the rows left out
     rejected: Path | None  # with skip_invalid: where they were written
     sets: tuple[str, ...]  # Llama 2's sets written under OUT, if any

@@ -63,17 +63,29 @@ def command_config(cls: type[T], ctx: typer.Context, config: Path | None, overri
 
 
 CONFIG_HELP = "YAML file of this command's settings (keys: the long option names with _ for -); typed options win."
-SET_HELP = "Override one setting: --set threshold=0.7 (repeatable; wins over --config and the options)."
+SET_HELP = "Override one setting: --set key=value (repeatable; wins over --config and the options)."
 
 
-class Command(TyperCommand):
-    """A Typer command whose help reads as the docs write it: `prefkit data dedup [OPTIONS] SOURCE OUT`,
-    and `--overwrite` with no `<bool>` beside it (a flag takes no value)."""
+class _PlainFlags:
+    """Flags show no `<bool>` (they take no value) and arguments are named in capitals."""
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         for param in self.params:
             _plain_flag(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        help_option = super().get_help_option(ctx)  # type: ignore[misc]
+        if help_option is not None:
+            _plain_flag(help_option)
+        return help_option
+
+
+class Command(_PlainFlags, TyperCommand):
+    """A Typer command whose help reads as the docs write it: `prefkit data dedup [OPTIONS] SOURCE OUT`,
+    and `--overwrite` with no `<bool>` beside it (a flag takes no value)."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -86,11 +98,9 @@ class Command(TyperCommand):
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
 
-    def get_help_option(self, ctx: Any) -> Any:
-        help_option = super().get_help_option(ctx)
-        if help_option is not None:
-            _plain_flag(help_option)
-        return help_option
+
+class Group(_PlainFlags, TyperGroup):
+    """A Typer group with the same flag layout as `Command` (`prefkit --version`, not `--version <bool>`)."""
 
 
 def _plain_flag(param: Any) -> None:
@@ -98,21 +108,6 @@ def _plain_flag(param: Any) -> None:
         param.metavar = ""  # the rich help prints the metavar in place of "<bool>"
     if isinstance(param, TyperArgument) and param.metavar is None and param.name:
         param.metavar = param.name.upper()
-
-
-class Group(TyperGroup):
-    """A Typer group with the same flag layout as `Command` (`prefkit --version`, not `--version <bool>`)."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        for param in self.params:
-            _plain_flag(param)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        help_option = super().get_help_option(ctx)
-        if help_option is not None:
-            _plain_flag(help_option)
-        return help_option
 
 
 class App(typer.Typer):

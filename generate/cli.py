@@ -15,26 +15,29 @@ from data.config import field_help
 from data.options import option
 from generate.config import GenerateConfig
 
+PROMPTS_ARGUMENT = typer.Argument(None, help=field_help(GenerateConfig, "prompts"), show_default=False)
+OUT_ARGUMENT = typer.Argument(None, help=field_help(GenerateConfig, "out"), show_default=False)
+
 
 def generate(
     ctx: typer.Context,
-    prompts: Optional[str] = typer.Argument(None, help=field_help(GenerateConfig, "prompts"), show_default=False),
-    out: Optional[Path] = typer.Argument(None, help=field_help(GenerateConfig, "out"), show_default=False),
-    model: Optional[list[str]] = option(GenerateConfig, "models", "--model", "-m"),
-    temperatures: Optional[str] = option(GenerateConfig, "temperatures"),
+    prompts: str | None = PROMPTS_ARGUMENT,
+    out: Path | None = OUT_ARGUMENT,
+    model: list[str] | None = option(GenerateConfig, "models", "--model", "-m"),
+    temperatures: str | None = option(GenerateConfig, "temperatures"),
     top_p: float = option(GenerateConfig, "top_p"),
     engine: str = option(GenerateConfig, "engine"),
-    base_url: Optional[str] = option(GenerateConfig, "base_url"),
+    base_url: str | None = option(GenerateConfig, "base_url"),
     concurrency: int = option(GenerateConfig, "concurrency"),
-    shard: Optional[str] = option(GenerateConfig, "shard"),
+    shard: str | None = option(GenerateConfig, "shard"),
     plan: str = option(GenerateConfig, "plan"),
     samples: int = option(GenerateConfig, "samples"),
     seed: int = option(GenerateConfig, "seed"),
     max_tokens: int = option(GenerateConfig, "max_tokens"),
-    system_prompt: Optional[str] = option(GenerateConfig, "system_prompt", show_default="Vietnamese assistant prompt"),
+    system_prompt: str | None = option(GenerateConfig, "system_prompt", show_default="Vietnamese assistant prompt"),
     batch_size: int = option(GenerateConfig, "batch_size"),
     shard_size: int = option(GenerateConfig, "shard_size"),
-    limit: Optional[int] = option(GenerateConfig, "limit"),
+    limit: int | None = option(GenerateConfig, "limit"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (configs/generate/*.yaml)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set max_tokens=256."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),

@@ -52,7 +52,8 @@ class GenerateConfig:
     """Every setting of `prefkit generate`: a YAML key, a `--set key=value`, and (for most) an option."""
 
     prompts: str = setting(
-        "", "Prompts: a file (JSONL, JSON, Parquet), a save_to_disk folder or a Hub id, any format the data room reads.")
+        "", "Prompts: a file (JSONL, JSON, Parquet), a save_to_disk folder or a Hub id, any format the data "
+        "room reads.")
     out: str = setting("", "Output folder: shard-*.parquet, report.json, manifest.json.")
     models: list[str] = setting(
         help="Model path or Hub id; MODEL@ADAPTER adds a LoRA adapter. Repeat for several.", factory=list)
@@ -74,7 +75,8 @@ class GenerateConfig:
     shard_size: int = setting(256, "Prompts per Parquet shard (and per resumable step).")
     # Pair filters
     near_duplicate_threshold: float = setting(
-        0.9, "Jaccard similarity of word shingles at or above which a pair's two answers count as one and it is dropped.")
+        0.9, "Jaccard similarity of word shingles at or above which a pair's two answers count as one and it "
+        "is dropped.")
     drop_truncated: bool = setting(False, "Drop pairs with a truncated answer (by default they are kept and flagged).")
     # Engines
     engine: Literal["hf", "vllm", "openai"] = setting(

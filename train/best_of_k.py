@@ -32,9 +32,11 @@ DATASET_DIR = "dataset"
 class BestOfKConfig:
     """Sample `k` answers per prompt of `data.source` from `model` (+ `model.adapter`), keep the best."""
 
-    output_dir: Path = setting(Path("runs/best-of-k"), "Folder for samples.jsonl, the new SFT dataset and summary.json.")
+    output_dir: Path = setting(
+        Path("runs/best-of-k"), "Folder for samples.jsonl, the new SFT dataset and summary.json.")
     model: ModelConfig = setting(help="The policy to sample from (path, adapter).", factory=ModelConfig)
-    data: DataConfig = setting(help="The prompts (data.source, any prompt format) and their columns.", factory=DataConfig)
+    data: DataConfig = setting(
+        help="The prompts (data.source, any prompt format) and their columns.", factory=DataConfig)
     reward: RewardSection = setting(help="What scores the samples (see RewardSection).", factory=RewardSection)
     k: int = setting(4, "Answers sampled per prompt; the best-scored one is kept.")
     temperature: float = setting(1.0, "Sampling temperature, 0 to 2.")
@@ -43,7 +45,8 @@ class BestOfKConfig:
     seed: int = setting(
         0, "Per-prompt seeds derive from it and the prompt: rounds with different seeds never share one.")
     system_prompt: str | None = setting(
-        DEFAULT_SYSTEM_PROMPT, "System prompt for prompts without one, as generate asks; a prompt's own system text wins.")
+        DEFAULT_SYSTEM_PROMPT,
+        "System prompt for prompts without one, as generate asks; a prompt's own system text wins.")
     test_size: float = setting(0.0, "Share of prompts held out as a test split of the new SFT data.")
     engine: Literal["hf", "vllm"] = setting("hf", "hf (transformers, any machine) or vllm (GPU).")
     batch_size: int = setting(16, "hf engine: rows per generate call.")

@@ -144,7 +144,7 @@ def score(
     out: Path = typer.Argument(..., help="Output file (.jsonl or .parquet): the input rows plus reward column(s)."),
     question_column: str = option(ScoreConfig, "question_column"),
     response_column: str = option(ScoreConfig, "response_column"),
-    base_model: Optional[str] = option(ScoreConfig, "base_model"),
+    base_model: str | None = option(ScoreConfig, "base_model"),
     batch_size: int = option(ScoreConfig, "batch_size"),
     max_length: int = option(ScoreConfig, "max_length"),
 ) -> None:

@@ -110,7 +110,8 @@ class RunConfig:
     save_steps: int = setting(500, "Save a checkpoint every N steps.")
     save_total_limit: int | None = setting(2, "Checkpoints kept (the oldest go; None: all).")
     eval_steps: int | None = setting(None, "Evaluate every N steps (None: once, at the end).")
-    report_to: Literal["none", "tensorboard", "wandb"] = setting("none", "Where the trainer logs: none, tensorboard or wandb.")
+    report_to: Literal["none", "tensorboard", "wandb"] = setting(
+        "none", "Where the trainer logs: none, tensorboard or wandb.")
     resume_from_checkpoint: str | None = setting(
         None, "A checkpoint folder to continue from, or latest (the newest in output_dir).")
     save: Literal["adapter", "merged"] = setting(

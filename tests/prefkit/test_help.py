@@ -52,7 +52,8 @@ def test_usage_names_arguments_in_capitals():
 
 def test_generate_help_shows_the_config_defaults():
     out = runner.invoke(app, ["generate", "--help"], terminal_width=200).output
-    for text in ("[default: 0.95]", "[default: 512]", "[default: 0.6,0.9,1.2]", "[default: random_pair]", "[default: hf]"):
+    for text in ("[default: 0.95]", "[default: 512]", "[default: 0.6,0.9,1.2]", "[default: random_pair]",
+                 "[default: hf]"):
         assert text in out, text
 
 
@@ -120,13 +121,24 @@ def test_python_defaults_are_the_configs():
 def _train_configs():
     from train.best_of_k import BestOfKConfig
     from train.chain import ChainConfig
-    from train.config import DataConfig, DpoConfig, LoraSection, ModelConfig, QuantConfig, RewardConfig, RunConfig, SftConfig
+    from train.config import (
+        DataConfig,
+        DpoConfig,
+        LoraSection,
+        ModelConfig,
+        QuantConfig,
+        RewardConfig,
+        RunConfig,
+        ScoreConfig,
+        SftConfig,
+    )
     from train.online import GrpoConfig, OnlineConfig, RlooConfig
     from train.rounds import MixSet, RoundsConfig
     from train.scoring import RewardSection
 
     return [ModelConfig, LoraSection, QuantConfig, DataConfig, RunConfig, SftConfig, RewardConfig, DpoConfig,
-            OnlineConfig, RlooConfig, GrpoConfig, BestOfKConfig, ChainConfig, MixSet, RoundsConfig, RewardSection]
+            ScoreConfig, OnlineConfig, RlooConfig, GrpoConfig, BestOfKConfig, ChainConfig, MixSet, RoundsConfig,
+            RewardSection]
 
 
 @pytest.mark.parametrize("cls", [DedupConfig, ExportConfig, GenerateConfig, SettingConfig, *_train_configs()],
