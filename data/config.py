@@ -12,6 +12,7 @@ the config reference (`field_help`) all read it from there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 import types
@@ -19,8 +20,6 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterable, TypeVar, get_args, get_origin, get_type_hints
-
-import yaml
 
 from data.errors import ConfigError
 
@@ -66,6 +65,8 @@ def _type_name(tp: Any) -> str:
 
 def _yaml_value(value: Any) -> str:
     """A default as it would be written in a config file (`runs/out`, `null`, `[0.6, 0.9, 1.2]`)."""
+    import yaml
+
     text = yaml.safe_dump(to_dict(value) if dataclasses.is_dataclass(value) else
                           str(value) if isinstance(value, Path) else value,
                           default_flow_style=True, allow_unicode=True, width=10_000).strip()
@@ -194,13 +195,15 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "config") ->
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """`["lora.r=16", "lr=1e-4"]` -> nested dict, values parsed as YAML scalars."""
+    import yaml
+
     out: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.load(raw, Loader=_Loader) if raw != "" else ""
+            value = yaml.load(raw, Loader=_loader()) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -223,25 +226,33 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Loader(yaml.SafeLoader):
+@functools.cache
+def _loader() -> type:
     """YAML 1.2's booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which
-    would turn dedup's `on: prompt` key into `True` (a boolean field still takes yes/no/on/off)."""
+    would turn dedup's `on: prompt` key into `True` (a boolean field still takes yes/no/on/off).
+    Built on first use: `prefkit --help` does not import yaml."""
+    import yaml
 
+    class Loader(yaml.SafeLoader):
+        pass
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    return Loader
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader()) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

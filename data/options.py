@@ -31,9 +31,7 @@ def option(cls: type, name: str, *param_decls: str, **kw: Any) -> Any:
     A boolean field becomes a `--name/--no-name` flag unless `param_decls` say otherwise. `kw`
     overrides anything (e.g. `default=None` for an option whose text form differs from the field).
     """
-    from rich.markup import escape
-
-    kw.setdefault("help", escape(field_help(cls, name)))  # "prefkit[ray]" is text, not a style tag
+    kw.setdefault("help", field_help(cls, name).replace("[", "\\["))  # "prefkit[ray]" is text, not a style tag
     default = kw.pop("default", dataclasses.MISSING)
     if default is dataclasses.MISSING:
         default = default_of(cls, name)
