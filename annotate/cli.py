@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
+from data.export_config import ExportConfig
+from data.options import App, option
+
 if TYPE_CHECKING:
     from annotate.store import Store
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
-users_app = typer.Typer(
+app = App(no_args_is_help=True, add_completion=False)
+users_app = App(
     no_args_is_help=True, add_completion=False, help="Add, list, disable and re-enable annotators; reset a token."
 )
 app.add_typer(users_app, name="users")
@@ -261,20 +264,18 @@ def export(
         ..., help="Output folder (save_to_disk layout + README.md dataset card); with --judgements, a new file."
     ),
     project: str = typer.Option(..., "--project", help="Project to export."),
-    rule: str = typer.Option("mean", help="How several judgements become one row: mean or majority."),
-    margin: str = typer.Option("small", help="Margin scheme: none, small or large (Llama 2, Table 28)."),
-    test_size: float = typer.Option(0.1, help="Share of prompts in the test split."),
-    seed: int = typer.Option(42, help="Seed for the train/test split."),
-    parquet: bool = typer.Option(False, "--parquet", help="Also write Parquet files per split."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="Also write JSONL files per split."),
-    name: Optional[str] = typer.Option(None, help="Dataset name for the card (default: the project's)."),
+    rule: str = option(ExportConfig, "rule"),
+    margin: str = option(ExportConfig, "margin"),
+    test_size: float = option(ExportConfig, "test_size"),
+    seed: int = option(ExportConfig, "seed"),
+    parquet: bool = option(ExportConfig, "parquet"),
+    jsonl: bool = option(ExportConfig, "jsonl"),
+    name: str | None = option(ExportConfig, "name", help="Dataset name for the card (default: the project's)."),
     complete_only: bool = typer.Option(
         False, "--complete-only", help="Export only pairs that have all the judgements their overlap asks for."
     ),
-    trl: bool = typer.Option(False, "--trl", help="Also write TRL's conversational columns (prompt/chosen/rejected "
-                             "as messages; the flat answers move to chosen_text/rejected_text)."),
-    sets: Optional[str] = typer.Option(None, help="Write Llama 2's sets under OUT: helpfulness, safety, or both "
-                                       "('helpfulness,safety')."),
+    trl: bool = option(ExportConfig, "trl"),
+    sets: str | None = option(ExportConfig, "sets"),
     judgements: bool = typer.Option(
         False, "--judgements",
         help="Write the raw judgement table to OUT (.jsonl, .json or .parquet) instead: what "

@@ -2,22 +2,101 @@
 
 Rooms describe their settings as dataclasses; `load_config(Cls, path, overrides)` builds one and
 names the file and key in any error. Nested dataclasses are addressed with dots (`lora.r=16`).
+
+Each setting is declared once, with its default and its documentation:
+`threshold: float = setting(0.8, "Jaccard similarity ...")` (TRL's `field(metadata={"help": ...})`).
+The command's options (`data.options.option`), the Python functions' defaults (`default_of`) and
+the config reference (`field_help`) all read it from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import re
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterable, TypeVar, get_args, get_origin, get_type_hints
 
-import yaml
-
 from data.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = None, **kw: Any) -> Any:
+    """A documented dataclass field: `setting(0.8, "what it is")`, or `setting(help=..., factory=list)`
+    for a mutable default. The text is the option's help and the config reference's entry."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help}, **kw)
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def config_field(cls: type, name: str) -> dataclasses.Field[Any]:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def default_of(cls: type, name: str) -> Any:
+    """Field `name`'s default in config dataclass `cls` (a fresh one for a default_factory)."""
+    f = config_field(cls, name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def field_help(cls: type, name: str) -> str:
+    """Field `name`'s documentation (`setting(..., help)`); empty when it has none."""
+    return str(config_field(cls, name).metadata.get("help", ""))
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and not get_args(tp):
+        return tp.__name__
+    text = str(tp).replace("NoneType", "None")
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)  # typing.X, generate.config.Y -> X, Y
+
+
+def _yaml_value(value: Any) -> str:
+    """A default as it would be written in a config file (`runs/out`, `null`, `[0.6, 0.9, 1.2]`)."""
+    import yaml
+
+    text = yaml.safe_dump(to_dict(value) if dataclasses.is_dataclass(value) else
+                          str(value) if isinstance(value, Path) else value,
+                          default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
+
+
+def config_reference(cls: type, *, title: str | None = None, key_prefix: str = "") -> str:
+    """The settings of config dataclass `cls` as Markdown (the docs' config reference): a table of
+    YAML key, type, default and documentation, then a section per nested dataclass (`lora.r`)."""
+    hints = get_type_hints(cls)
+    doc = inspect.cleandoc(cls.__doc__ or "") if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(") else ""
+    lines = [f"### {title or cls.__name__}", ""] + ([doc, ""] if doc else [])
+    lines += ["| key | type | default | |", "|---|---|---|---|"]
+    nested: list[tuple[str, type]] = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        key = f"{key_prefix}{f.name}"
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            nested.append((key, tp))
+            shown = f"section ({tp.__name__})"
+        else:
+            try:
+                shown = f"`{_yaml_value(default_of(cls, f.name))}`"
+            except KeyError:
+                shown = "required"
+        cells = [f"`{key}`", _type_name(tp), shown, field_help(cls, f.name)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    for key, tp in nested:
+        lines += ["", config_reference(tp, title=f"{key} ({tp.__name__})", key_prefix=f"{key}.")]
+    return "\n".join(lines)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -116,13 +195,15 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "config") ->
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """`["lora.r=16", "lr=1e-4"]` -> nested dict, values parsed as YAML scalars."""
+    import yaml
+
     out: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = yaml.load(raw, Loader=_loader()) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -145,12 +226,33 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def _loader() -> type:
+    """YAML 1.2's booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, which
+    would turn dedup's `on: prompt` key into `True` (a boolean field still takes yes/no/on/off).
+    Built on first use: `prefkit --help` does not import yaml."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    return Loader
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader()) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

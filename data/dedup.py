@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from data.dedup_config import DedupConfig
 from data.errors import ConfigError, DataError
 from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
 from data.shingles import choose_ngram, jaccard, shingle_hashes, word_counts
@@ -57,6 +58,7 @@ KEY_NAMES = {"prompt": "question", "system": "system", "chosen": "chosen", "reje
 
 
 ENGINES = ("local", "ray")
+_D = DedupConfig()  # every default below is its field's (one place: `data.dedup_config`)
 
 
 class DedupEngine:
@@ -505,15 +507,15 @@ def dedup_records(
     records: list[dict],
     key_fields: list[str],
     *,
-    threshold: float = 0.8,
-    num_perm: int = 128,
-    ngram: int = 0,
-    seed: int = 1,
-    verify: str = "exact",
-    workers: int = 0,
+    threshold: float = _D.threshold,
+    num_perm: int = _D.num_perm,
+    ngram: int = _D.ngram,
+    seed: int = _D.seed,
+    verify: str = _D.verify,
+    workers: int = _D.workers,
     progress: bool = False,
-    engine: str | DedupEngine = "local",
-    address: str | None = None,
+    engine: str | DedupEngine = _D.engine,
+    address: str | None = _D.address,
 ) -> tuple[list[int], DedupReport]:
     """Deduplicate `records` on the text fields `key_fields`; returns the kept indices (input
     order) and the report. A missing or non-text key field raises `DataError` naming the row.
@@ -599,21 +601,21 @@ def _report_path(out: Path) -> Path:
 def dedup_file(
     source: str | Path,
     out: str | Path,
-    on: str = "auto",
-    threshold: float = 0.8,
-    num_perm: int = 128,
-    ngram: int = 0,
-    seed: int = 1,
-    verify: str = "exact",
-    workers: int = 0,
-    report: str | Path | None = None,
+    on: str = _D.on,
+    threshold: float = _D.threshold,
+    num_perm: int = _D.num_perm,
+    ngram: int = _D.ngram,
+    seed: int = _D.seed,
+    verify: str = _D.verify,
+    workers: int = _D.workers,
+    report: str | Path | None = _D.report,
     progress: bool = False,
     *,
     invalid: list[DataError] | None = None,
     rejected: str | Path | None = None,
     marker: str | None = None,
-    engine: str | DedupEngine = "local",
-    address: str | None = None,
+    engine: str | DedupEngine = _D.engine,
+    address: str | None = _D.address,
 ) -> DedupReport:
     """Deduplicate a file (any format `data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
     .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
@@ -666,51 +668,3 @@ def dedup_file(
                 mark_output(target, marker, folder=False)
     return rep
 
-
-def dedup_command(
-    source: str,
-    out: Path,
-    *,
-    on: str = "auto",
-    threshold: float = 0.8,
-    num_perm: int = 128,
-    ngram: int = 0,
-    seed: int = 1,
-    verify: str = "exact",
-    workers: int = 0,
-    report: Path | None = None,
-    overwrite: bool = False,
-    skip_invalid: bool = False,
-    engine: str = "local",
-    address: str | None = None,
-) -> None:
-    """`prefkit data dedup`: dedup the file and print one summary line and where things went.
-
-    OUT, the report and (with --skip-invalid) the rejected file go through the output guard first:
-    none may be an input, and an existing one is replaced only with --overwrite and only when
-    `prefkit data dedup` wrote it."""
-    import typer
-
-    from data.outputs import check_distinct, check_output
-    from data.rejects import rejected_path, skipped_line
-    from data.writers import output_suffix
-
-    command = "data dedup"
-    output_suffix(Path(out))
-    report_path = report if report is not None else _report_path(Path(out))
-    rejected = rejected_path(out) if skip_invalid else None
-    check_distinct(("OUT", out), ("--report", report_path), ("the rejected file", rejected))
-    for name, path in (("OUT", out), ("--report", report_path), ("the rejected file", rejected)):
-        if path is not None:
-            check_output(path, command, inputs=[source], overwrite=overwrite, option=name)
-    invalid: list[DataError] | None = [] if skip_invalid else None
-    rep = dedup_file(source, out, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-                     verify=verify, workers=workers, report=report_path, progress=True, invalid=invalid,
-                     rejected=rejected, marker=command, engine=engine, address=address)
-    if invalid:
-        typer.echo(skipped_line(invalid, rejected), err=True)
-    typer.echo(rep.summary())
-    typer.echo(f"kept rows: {out}")
-    typer.echo(f"report:    {report_path}")
-    if rejected is not None:
-        typer.echo(f"rejected:  {rejected} ({len(invalid or ())} rows)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import re
 import unicodedata
@@ -27,9 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from data.atomic import atomic_path
 from data.errors import DataError
+from data.export_config import ExportConfig
 from data.schema import Judgement, MarginScheme, Pair, PreferenceRow, in_safety_set
 
 SETS = ("helpfulness", "safety")
+_E = ExportConfig()  # every default below is its field's (one place: `data.export_config`)
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
@@ -208,14 +212,14 @@ def export_dataset(
     rows: list[PreferenceRow],
     out: str | Path,
     *,
-    test_size: float = 0.1,
-    seed: int = 42,
-    margin: MarginScheme | str = "small",
-    parquet: bool = False,
-    jsonl: bool = False,
-    name: str | None = None,
+    test_size: float = _E.test_size,
+    seed: int = _E.seed,
+    margin: MarginScheme | str = _E.margin,
+    parquet: bool = _E.parquet,
+    jsonl: bool = _E.jsonl,
+    name: str | None = _E.name,
     provenance: dict[str, Any] | None = None,
-    trl: bool = False,
+    trl: bool = _E.trl,
     links: Sequence[tuple[int, int]] = (),
     language_required: bool = False,
     marker: str | None = None,
@@ -354,15 +358,15 @@ def export_judged(
     judgements: list[Judgement],
     out: str | Path,
     *,
-    rule: str = "mean",
-    margin: MarginScheme | str = "small",
-    test_size: float = 0.1,
-    seed: int = 42,
-    parquet: bool = False,
-    jsonl: bool = False,
-    name: str | None = None,
+    rule: str = _E.rule,
+    margin: MarginScheme | str = _E.margin,
+    test_size: float = _E.test_size,
+    seed: int = _E.seed,
+    parquet: bool = _E.parquet,
+    jsonl: bool = _E.jsonl,
+    name: str | None = _E.name,
     provenance: dict[str, Any] | None = None,
-    trl: bool = False,
+    trl: bool = _E.trl,
     sets: tuple[str, ...] = (),
     language_required: bool = False,
     marker: str | None = None,
@@ -389,49 +393,45 @@ def export_judged(
     return dsdict, report
 
 
-def export_command(
+@dataclasses.dataclass
+class ExportDone:
+    """What `export_file` wrote, for the command to report."""
+
+    dsdict: DatasetDict  # the dataset (with sets: the first set's)
+    aggregate: AggregateReport | None  # with judgements: how they became rows
+    invalid: list[DataError] | None  # with skip_invalid: the rows left out
+    rejected: Path | None  # with skip_invalid: where they were written
+    sets: tuple[str, ...]  # Llama 2's sets written under OUT, if any
+
+
+def export_file(
     source: str,
     out: Path,
+    config: ExportConfig | None = None,
     *,
-    judgements: Path | None,
-    test_size: float,
-    seed: int,
-    margin: str,
-    rule: str,
-    parquet: bool,
-    jsonl: bool,
-    push_to_hub: str | None,
-    private: bool,
-    name: str | None,
-    license: str = "other",
-    language: str | None = None,
-    trl: bool = False,
-    sets: str | None = None,
-    dedup_report: Path | None = None,
-    adversarial: bool = False,
+    judgements: Path | None = None,
     overwrite: bool = False,
     skip_invalid: bool = False,
-) -> None:
-    """`prefkit data export`: read, aggregate if judgements are given, export, push on request.
+) -> ExportDone:
+    """`prefkit data export`: read SOURCE, aggregate it with `judgements` if given, and export it
+    to OUT as `config` says. Pushing to the Hub is the caller's (`data.hub.push_to_hub`), after
+    this returns; with `config.push_to_hub` the token is checked here, before any work.
 
     OUT goes through the output guard first (`data.outputs.check_output`): never an input or a
-    folder holding one; an existing one only with --overwrite and only a previous export."""
-    import typer
-    from rich.console import Console
-
+    folder holding one; an existing one only with `overwrite` and only a previous export."""
     from data.outputs import check_output
     from data.readers import read_judgements, read_pairs, read_preferences, source_format
-    from data.rejects import rejected_path, skipped_line, write_rejected
+    from data.rejects import rejected_path, write_rejected
 
-    console = Console()
-    set_names = parse_sets(sets)
+    cfg = config or ExportConfig()
+    set_names = parse_sets(cfg.sets)
     command = "data export"
     inputs = [source, judgements]
     check_output(out, command, inputs=inputs, overwrite=overwrite, folder=True)
     rejected = rejected_path(out) if skip_invalid else None
     if rejected is not None:
         check_output(rejected, command, inputs=inputs, overwrite=overwrite, option="the rejected file")
-    if push_to_hub:
+    if cfg.push_to_hub:
         if set_names:
             raise DataError("--push-to-hub pushes one dataset: push each set folder on its own", field="sets")
         from data.hub import require_token
@@ -439,47 +439,45 @@ def export_command(
         require_token()  # fail before the work, not after it
     invalid: list[DataError] | None = [] if skip_invalid else None
     fmt = source_format(source, skip_bad=skip_invalid)
+    log.debug("%s: read as %s", source, fmt)
 
     provenance: dict[str, Any] = {
-        "source": str(source), "format": fmt, "license": license, "margin": margin,
+        "source": str(source), "format": fmt, "license": cfg.license, "margin": cfg.margin,
     }
-    if language:
-        provenance["language"] = [language]
+    if cfg.language:
+        provenance["language"] = [cfg.language]
     links: list[tuple[int, int]] = []
     found: tuple[dict[str, Any], str] | None
-    if dedup_report is not None:
+    if cfg.dedup_report is not None:
         try:
-            found = (json.loads(Path(dedup_report).read_text(encoding="utf-8")), "given")
+            found = (json.loads(Path(cfg.dedup_report).read_text(encoding="utf-8")), "given")
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot read the dedup report: {e}", file=str(dedup_report)) from None
+            raise DataError(f"cannot read the dedup report: {e}", file=str(cfg.dedup_report)) from None
     else:
         found = find_dedup_report(source)
     if found is not None:
         report_, role = found
+        log.debug("dedup report (%s): %s", role, dedup_summary(report_))
         provenance["dedup"] = dedup_summary(report_)
         if role == "input" or (role == "given" and report_.get("source")
                                and Path(str(report_["source"])).resolve() == Path(source).resolve()):
             links = dedup_links(report_)  # the rows before dedup: keep each cluster on one side
-    kw: dict[str, Any] = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
-                              trl=trl, language_required=True)
+    kw: dict[str, Any] = dict(test_size=cfg.test_size, seed=cfg.seed, margin=cfg.margin, parquet=cfg.parquet,
+                              jsonl=cfg.jsonl, name=cfg.name, trl=cfg.trl, language_required=True)
+    report = None
     if judgements is not None:
         pairs, judged = read_pairs(source, errors=invalid), read_judgements(judgements, errors=invalid)
         if invalid:
             provenance["invalid_skipped"] = len(invalid)
-        if adversarial:
+        if cfg.adversarial:
             pairs = [dataclasses.replace(p, prompt=dataclasses.replace(p.prompt, adversarial=True)) for p in pairs]
         _drop_previous(rejected)
         dsdict, report = export_judged(
-            pairs, judged, out, rule=rule, provenance={**provenance, "judgements": str(judgements)},
+            pairs, judged, out, rule=cfg.rule, provenance={**provenance, "judgements": str(judgements)},
             sets=set_names, marker=command, **kw,
         )
-        console.print(
-            f"aggregated {report.judgements} judgements of {report.pairs} pairs ({rule}): "
-            f"{report.exported} rows, {report.ties_dropped} ties dropped, "
-            f"{report.unsafe_chosen_dropped} unsafe-chosen dropped, {report.unjudged_pairs} unjudged"
-        )
     else:
-        rows = read_preferences(source, adversarial=True if adversarial else None, errors=invalid)
+        rows = read_preferences(source, adversarial=True if cfg.adversarial else None, errors=invalid)
         if invalid:
             provenance["invalid_skipped"] = len(invalid)
         _drop_previous(rejected)
@@ -493,19 +491,7 @@ def export_command(
 
         write_rejected(invalid or [], rejected)
         mark_output(rejected, command, folder=False)
-        if invalid:
-            typer.echo(skipped_line(invalid, rejected), err=True)
-    if set_names:
-        for set_name in set_names:
-            console.print(f"wrote {out / set_name} ({set_name} set; card {out / set_name / 'README.md'})")
-    else:
-        sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in dsdict.items())
-        console.print(f"wrote {out} ({sizes}; margin {margin}; card {out / 'README.md'})")
-    if push_to_hub:
-        from data.hub import push_to_hub as push
-
-        url = push(out, push_to_hub, private=private)
-        console.print(f"pushed to {url}")
+    return ExportDone(dsdict, report, invalid, rejected, set_names)
 
 
 def _drop_previous(rejected: Path | None) -> None:

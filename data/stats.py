@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -92,39 +91,3 @@ def compute_stats(source: str | Path, split: str | None = None, *, near_duplicat
         if near is not None:
             stats["near_duplicate_prompt_rate"] = near
     return stats
-
-
-def print_stats(stats: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    summary = Table(title=f"stats {stats['source']}", show_header=False)
-    for key in ("format", "rows", "bad_rows", "prompts", "annotators"):
-        if key in stats:
-            summary.add_row(key, str(stats[key]))
-    summary.add_row("exact duplicate rows", f"{stats['exact_duplicate_rows']} ({stats['exact_duplicate_rate']:.1%})")
-    summary.add_row("repeated prompts", f"{stats['duplicate_prompt_rate']:.1%}")
-    if "near_duplicate_prompt_rate" in stats:
-        summary.add_row("near-duplicate prompts", f"{stats['near_duplicate_prompt_rate']:.1%}")
-    if stats["strength"]:
-        summary.add_row("strength", ", ".join(f"{k} {v}" for k, v in stats["strength"].items()))
-    console.print(summary)
-    if stats["lengths"]:
-        table = Table(title="lengths")
-        table.add_column("field")
-        table.add_column("unit")
-        for col in ("min", "mean", "p50", "p90", "p99", "max"):
-            table.add_column(col, justify="right")
-        for name, d in stats["lengths"].items():
-            for unit in ("chars", "words"):
-                table.add_row(name, unit, *(f"{d[unit][c]:g}" for c in ("min", "mean", "p50", "p90", "p99", "max")))
-        console.print(table)
-
-
-def stats_command(source: str, *, split: str | None, json_out: bool) -> None:
-    stats = compute_stats(source, split)
-    if json_out:
-        print(json.dumps(stats, ensure_ascii=False, indent=1))
-    else:
-        print_stats(stats)

@@ -7,11 +7,11 @@ for full control (a different top-p or adapter per setting). A model may be writ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Literal
 
-import math
-
+from data.config import setting
 from data.errors import ConfigError
 from generate.plan import MAX_TEMPERATURE, PlanMode, SamplingPlan, Setting
 
@@ -39,50 +39,73 @@ DEFAULT_SYSTEM_PROMPT = (
 
 @dataclass
 class SettingConfig:
-    model: str
-    temperature: float
-    top_p: float = 1.0
-    adapter: str | None = None
+    """One sampling setting of `settings:` (a model at a temperature, with its own top-p / adapter)."""
+
+    model: str = setting(help="Model path or Hub id.")
+    temperature: float = setting(help="Sampling temperature, 0 (greedy) to 2.")
+    top_p: float = setting(1.0, "Nucleus sampling top-p.")
+    adapter: str | None = setting(None, "A LoRA adapter folder or Hub id to answer with, on top of `model`.")
 
 
 @dataclass
 class GenerateConfig:
-    prompts: str = ""  # a file, save_to_disk folder or Hub id in any format the data room reads
-    out: str = ""  # output folder: shard-00000.parquet ..., report.json, manifest.json
-    models: list[str] = field(default_factory=list)  # MODEL or MODEL@ADAPTER
-    temperatures: list[float] = field(default_factory=lambda: [0.6, 0.9, 1.2])
-    top_p: float = 0.95
-    settings: list[SettingConfig] = field(default_factory=list)  # replaces models x temperatures
-    plan: PlanMode = "random_pair"
-    samples: int = 2  # answers per prompt in plan "samples"
-    seed: int = 0
-    max_tokens: int = 512
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # a prompt's own system text wins
-    split: str | None = None  # split of a DatasetDict folder or Hub id
-    limit: int | None = None  # only the first N prompts
-    shard_size: int = 256  # prompts per Parquet shard (and per resumable step)
+    """Every setting of `prefkit generate`: a YAML key, a `--set key=value`, and (for most) an option."""
+
+    prompts: str = setting(
+        "", "Prompts: a file (JSONL, JSON, Parquet), a save_to_disk folder or a Hub id, any format the data "
+        "room reads.")
+    out: str = setting("", "Output folder: shard-*.parquet, report.json, manifest.json.")
+    models: list[str] = setting(
+        help="Model path or Hub id; MODEL@ADAPTER adds a LoRA adapter. Repeat for several.", factory=list)
+    temperatures: list[float] = setting(
+        help="Comma-separated temperatures, e.g. 0.6,0.9,1.2 (0 to 2).", factory=lambda: [0.6, 0.9, 1.2])
+    top_p: float = setting(0.95, "Nucleus sampling top-p for every setting.")
+    settings: list[SettingConfig] = setting(
+        help="Explicit sampling settings (model, temperature, top_p, adapter each); replaces models x temperatures.",
+        factory=list)
+    plan: PlanMode = setting(
+        "random_pair", "all_pairs (every two settings), random_pair (two settings per prompt) or samples (N of one).")
+    samples: int = setting(2, "Answers per prompt with plan samples.")
+    seed: int = setting(0, "Seed of the plan and of every draw.")
+    max_tokens: int = setting(512, "Most new tokens per response.")
+    system_prompt: str | None = setting(
+        DEFAULT_SYSTEM_PROMPT, "System prompt for prompts without one ('' for none); a prompt's own system text wins.")
+    split: str | None = setting(None, "Split of a DatasetDict folder or Hub id to read the prompts from.")
+    limit: int | None = setting(None, "Use only the first N prompts.")
+    shard_size: int = setting(256, "Prompts per Parquet shard (and per resumable step).")
     # Pair filters
-    near_duplicate_threshold: float = 0.9  # Jaccard of word shingles at or above which a pair is dropped
-    drop_truncated: bool = False  # truncated answers are kept and flagged unless this is set
+    near_duplicate_threshold: float = setting(
+        0.9, "Jaccard similarity of word shingles at or above which a pair's two answers count as one and it "
+        "is dropped.")
+    drop_truncated: bool = setting(False, "Drop pairs with a truncated answer (by default they are kept and flagged).")
     # Engines
-    engine: Literal["hf", "vllm", "openai"] = "hf"
-    dtype: Dtype = "auto"
-    batch_size: int = 16  # hf: rows per generate call
-    device: str = "auto"  # hf: cuda, cpu or auto
-    tensor_parallel_size: int = 1  # vllm
-    gpu_memory_utilization: float = 0.9  # vllm: share of the GPU for all base models together
-    max_lora_rank: int | None = None  # vllm: default the adapters' largest rank, rounded up to 1, 8, 16, 32, ... 512
-    max_model_len: int | None = None  # vllm: context length (default: the model's)
-    base_url: str | None = None  # openai: the server's /v1 URL (default: $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1)
-    api_key_env: str = "OPENAI_API_KEY"  # openai: environment variable holding the API key (never the key itself)
-    tokenizer: str | None = None  # openai: local folder or Hub id of the served model's tokenizer (default: the model)
-    concurrency: int = 8  # openai: requests in flight at once
-    retries: int = 5  # openai: tries after the first on connection errors, timeouts, 429 and 5xx
-    request_timeout: float = 600.0  # openai: seconds to wait for one answer
-    # Data-parallel runs: "I/N" answers only the prompts of part I of N (by prompt id), writing its
-    # shards, manifest and report under part-specific names, so N runs share one output folder.
-    shard: str | None = None
-    progress: bool = True
+    engine: Literal["hf", "vllm", "openai"] = setting(
+        "hf", "hf (transformers, any machine), vllm (GPU) or openai (any OpenAI-compatible server, see --base-url).")
+    dtype: Dtype = setting("auto", "Weights' dtype: auto (bf16 on a GPU that supports it, else fp32), float32, "
+                           "bfloat16 or float16.")
+    batch_size: int = setting(16, "hf engine: rows per batch.")
+    device: str = setting("auto", "hf engine: cuda, cpu or auto.")
+    tensor_parallel_size: int = setting(1, "vllm engine: GPUs per model.")
+    gpu_memory_utilization: float = setting(
+        0.9, "vllm engine: share of the GPU for all base models together.")
+    max_lora_rank: int | None = setting(
+        None, "vllm engine: largest LoRA rank (default: the adapters' largest, rounded up to 1, 8, 16, 32, ... 512).")
+    max_model_len: int | None = setting(None, "vllm engine: context length (default: the model's).")
+    base_url: str | None = setting(
+        None, "openai engine: the server's /v1 URL (default $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1); "
+        "key from $OPENAI_API_KEY.")
+    api_key_env: str = setting(
+        "OPENAI_API_KEY", "openai engine: environment variable holding the API key (never the key itself).")
+    tokenizer: str | None = setting(
+        None, "openai engine: local folder or Hub id of the served model's tokenizer (default: the model).")
+    concurrency: int = setting(8, "openai engine: requests in flight at once.")
+    retries: int = setting(5, "openai engine: tries after the first on connection errors, timeouts, 429 and 5xx.")
+    request_timeout: float = setting(600.0, "openai engine: seconds to wait for one answer.")
+    # Data-parallel runs
+    shard: str | None = setting(
+        None, "I/N: answer only part I of N of the prompts (0 <= I < N); N runs can share one OUT folder "
+        "(each writes its shards, manifest and report under part-specific names).")
+    progress: bool = setting(True, "Show the progress bar.")
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:

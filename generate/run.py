@@ -7,6 +7,7 @@ loaded up front), then each step formats, samples, pairs, filters and writes one
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from generate.engines.base import Engine, Request
 from generate.pairs import build_pairs
 from generate.plan import SamplingPlan
 from generate.shards import ShardWriter, StepStats
+
+log = logging.getLogger(__name__)
 
 
 def open_engine(
@@ -203,6 +206,9 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Generated:
         prompts = [p for p in prompts if prompt_part(p.id, part[1]) == part[0]]
     writer = ShardWriter(out, fingerprint(cfg, plan), resume=resume, part=part)
     pending = [p for p in prompts if p.id not in writer.done_ids]
+    if resume:
+        log.info("resume %s: %d of %d prompts already answered, %d to go", out, len(prompts) - len(pending),
+                 len(prompts), len(pending))
     adapters = {m: list(dict.fromkeys(s.adapter for s in plan.settings if s.model == m and s.adapter))
                 for m in {s.model for s in plan.settings}}
     engines: dict[str, Engine] = {}
@@ -211,12 +217,14 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Generated:
         if pending:  # models load before the manifest is touched: a bad model changes nothing on disk
             models = list(dict.fromkeys(s.model for s in plan.settings))
             for model in models:
+                log.debug("loading %s on the %s engine (adapters: %s)", model, cfg.engine, adapters[model] or "none")
                 engines[model] = open_engine(cfg, model, adapters=adapters[model], n_models=len(models))
         writer.set_input(prompts=len(prompts), unreadable=unreadable, config=to_dict(cfg))
         progress = RunProgress(len(pending), cfg.progress)
         for chunk in _steps(pending, cfg.shard_size):
             pairs, stats = run_step(chunk, plan, engines, cfg, progress)
             writer.write(pairs, stats)
+            log.debug("step of %d prompts: %d pairs written", len(chunk), len(pairs))
             progress.prompts_done(len(chunk))
         report = writer.finish()
     finally:

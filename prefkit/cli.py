@@ -4,19 +4,26 @@ Rooms' CLI modules import nothing heavy at module level (torch, vLLM, Streamlit 
 commands), so `prefkit data ...` starts fast. A `PrefkitError` (bad input, bad config) becomes
 one line on stderr and exit code 2, never a traceback (`prefkit --debug ...` shows the traceback
 behind that line as well).
+
+Domain modules report progress and warnings with `logging.getLogger(__name__)`, never `print`;
+this entry point sends prefkit's loggers (data, generate, annotate, train, prefkit) to stderr:
+INFO and above as bare lines, and with `--debug` DEBUG as well, each line naming its level and
+module.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import sys
 import traceback
 
 import typer
 
 from data.errors import PrefkitError, RunFailed
+from data.options import App
 
-app = typer.Typer(
+app = App(
     name="prefkit",
     help="Build human-preference data (generate, annotate, dedup, export) and train on it.",
     no_args_is_help=True,
@@ -26,6 +33,28 @@ app = typer.Typer(
 
 
 _debug = False
+PACKAGES = ("data", "generate", "annotate", "train", "prefkit")  # the loggers `--debug` turns up
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the `sys.stderr` of the moment (a test runner swaps it), not the one at start-up."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def setup_logging(debug: bool = False) -> None:
+    """prefkit's loggers to stderr: INFO as plain lines; with `debug`, DEBUG too, with level and module.
+    Calling it again (a second command in one process) replaces the handler, never adds one."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s"))
+    for name in PACKAGES:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def _version() -> str:
@@ -48,11 +77,13 @@ def _root(
     version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_show_version, help="Print prefkit's version and exit."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show the traceback behind a one-line error."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback behind a one-line error, and debug log lines on stderr."),
 ) -> None:
     """Build human-preference data (generate, annotate, dedup, export) and train on it."""
     global _debug
     _debug = debug
+    setup_logging(debug)
 
 
 def _mount() -> None:

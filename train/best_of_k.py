@@ -12,11 +12,11 @@ model's context are skipped and listed in the summary, as generate reports them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from data.config import to_dict
+from data.config import setting, to_dict
 from data.errors import ConfigError
 from data.schema import PreferenceRow, Prompt, Response
 from generate.config import DEFAULT_SYSTEM_PROMPT
@@ -32,24 +32,31 @@ DATASET_DIR = "dataset"
 class BestOfKConfig:
     """Sample `k` answers per prompt of `data.source` from `model` (+ `model.adapter`), keep the best."""
 
-    output_dir: Path = Path("runs/best-of-k")
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    reward: RewardSection = field(default_factory=RewardSection)
-    k: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    seed: int = 0  # per-prompt seeds derive from it and the prompt: rounds with different seeds never share one
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # as generate asks: a prompt's own system text wins
-    test_size: float = 0.0  # share of prompts held out as a `test` split of the new SFT data
-    engine: Literal["hf", "vllm"] = "hf"
-    batch_size: int = 16  # hf: rows per generate call
-    device: str = "auto"  # hf
-    tensor_parallel_size: int = 1  # vllm: GPUs for the policy
-    gpu_memory_utilization: float = 0.9  # vllm: its share of the GPU (the reward model loads after it closes)
-    max_model_len: int | None = None  # vllm: context length (default: the model's)
-    max_lora_rank: int | None = None  # vllm: default model.adapter's rank, rounded up to a value vLLM accepts
+    output_dir: Path = setting(
+        Path("runs/best-of-k"), "Folder for samples.jsonl, the new SFT dataset and summary.json.")
+    model: ModelConfig = setting(help="The policy to sample from (path, adapter).", factory=ModelConfig)
+    data: DataConfig = setting(
+        help="The prompts (data.source, any prompt format) and their columns.", factory=DataConfig)
+    reward: RewardSection = setting(help="What scores the samples (see RewardSection).", factory=RewardSection)
+    k: int = setting(4, "Answers sampled per prompt; the best-scored one is kept.")
+    temperature: float = setting(1.0, "Sampling temperature, 0 to 2.")
+    top_p: float = setting(1.0, "Nucleus sampling top-p.")
+    max_new_tokens: int = setting(256, "Most new tokens per answer.")
+    seed: int = setting(
+        0, "Per-prompt seeds derive from it and the prompt: rounds with different seeds never share one.")
+    system_prompt: str | None = setting(
+        DEFAULT_SYSTEM_PROMPT,
+        "System prompt for prompts without one, as generate asks; a prompt's own system text wins.")
+    test_size: float = setting(0.0, "Share of prompts held out as a test split of the new SFT data.")
+    engine: Literal["hf", "vllm"] = setting("hf", "hf (transformers, any machine) or vllm (GPU).")
+    batch_size: int = setting(16, "hf engine: rows per generate call.")
+    device: str = setting("auto", "hf engine: cuda, cpu or auto.")
+    tensor_parallel_size: int = setting(1, "vllm engine: GPUs for the policy.")
+    gpu_memory_utilization: float = setting(
+        0.9, "vllm engine: its share of the GPU (the reward model loads after it closes).")
+    max_model_len: int | None = setting(None, "vllm engine: context length (default: the model's).")
+    max_lora_rank: int | None = setting(
+        None, "vllm engine: default model.adapter's rank, rounded up to a value vLLM accepts.")
 
     def __post_init__(self) -> None:
         from generate.config import check_temperature, check_vllm_settings

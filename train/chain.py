@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from data.config import setting
 from data.errors import ConfigError
 from train.config import DataConfig, DpoConfig, ModelConfig, RewardConfig, RunConfig, SftConfig
 from train.ppo import PpoConfig
@@ -28,16 +29,21 @@ STAGES = ("sft", "reward", "dpo", "ppo")
 
 @dataclass
 class ChainConfig:
-    output_dir: Path = Path("runs/chain")
-    seed: int = 42
-    stages: list[Literal["sft", "reward", "dpo", "ppo"]] = field(default_factory=lambda: ["sft", "reward", "dpo"])
-    reward_from: Literal["base", "sft"] = "sft"  # InstructGPT starts the reward model from the SFT model
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    sft: SftConfig = field(default_factory=SftConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    dpo: DpoConfig = field(default_factory=DpoConfig)
-    ppo: PpoConfig = field(default_factory=PpoConfig)
+    """SFT → reward → DPO and/or PPO in one run: each stage's section is its own config, and the
+    top-level model, data, output_dir and seed are set once for all."""
+
+    output_dir: Path = setting(Path("runs/chain"), "Folder holding one sub-folder per stage and the chain's summary.")
+    seed: int = setting(42, "Seed of every stage.")
+    stages: list[Literal["sft", "reward", "dpo", "ppo"]] = setting(
+        help="Stages to run, in order.", factory=lambda: ["sft", "reward", "dpo"])
+    reward_from: Literal["base", "sft"] = setting(
+        "sft", "Start the reward model from the base or the SFT model (InstructGPT starts it from SFT).")
+    model: ModelConfig = setting(help="The base model every stage starts from.", factory=ModelConfig)
+    data: DataConfig = setting(help="The dataset of every stage without a data section of its own.", factory=DataConfig)
+    sft: SftConfig = setting(help="The SFT stage's settings (SftConfig).", factory=SftConfig)
+    reward: RewardConfig = setting(help="The reward stage's settings (RewardConfig).", factory=RewardConfig)
+    dpo: DpoConfig = setting(help="The DPO stage's settings (DpoConfig).", factory=DpoConfig)
+    ppo: PpoConfig = setting(help="The PPO stage's settings (PpoConfig).", factory=PpoConfig)
 
     def __post_init__(self) -> None:
         # the top-level model/output_dir/seed win; a stage section setting them would be ignored

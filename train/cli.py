@@ -15,7 +15,10 @@ from typing import Callable, Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+from data.options import App, option
+from train.config import ScoreConfig
+
+app = App(no_args_is_help=True, add_completion=False)
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config (see configs/train/).")
 SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set lr=1e-4 --set lora.r=8 (repeatable).")
@@ -73,7 +76,7 @@ def grpo(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET
     echo_summary(_run_online("grpo", config, set_))
 
 
-round_app = typer.Typer(no_args_is_help=True, add_completion=False)
+round_app = App(no_args_is_help=True, add_completion=False)
 PROJECT_ARG = typer.Argument(..., help="The rounds project folder (holds rounds.yaml and rounds.json).")
 
 
@@ -139,16 +142,17 @@ def score(
     model: Path = typer.Option(..., "--model", "-m", help="A trained reward model folder (<output_dir>/model)."),
     source: str = typer.Argument(..., help="JSONL/Parquet file with question + response columns (or chosen/rejected pairs)."),
     out: Path = typer.Argument(..., help="Output file (.jsonl or .parquet): the input rows plus reward column(s)."),
-    question_column: str = typer.Option("question", help="Column with the prompt."),
-    response_column: str = typer.Option("response", help="Column with the response to score (when not pairs)."),
-    base_model: Optional[str] = typer.Option(None, help="Base model for an adapter-only folder (default: from adapter_config.json)."),
-    batch_size: int = typer.Option(16, help="Responses scored per forward pass."),
-    max_length: int = typer.Option(1024, help="Truncate prompt + response to this many tokens."),
+    question_column: str = option(ScoreConfig, "question_column"),
+    response_column: str = option(ScoreConfig, "response_column"),
+    base_model: str | None = option(ScoreConfig, "base_model"),
+    batch_size: int = option(ScoreConfig, "batch_size"),
+    max_length: int = option(ScoreConfig, "max_length"),
 ) -> None:
     """Score responses with a trained reward model; pairs (chosen/rejected) also get accuracy per strength."""
     from train.reward import score_command
 
-    score_command(
+    result = score_command(
         model, source, out, question_column=question_column, response_column=response_column,
         base_model=base_model, batch_size=batch_size, max_length=max_length,
     )
+    typer.echo(json.dumps(result, indent=2))

@@ -7,10 +7,11 @@ knobs. Address nested keys with dots: `--set lora.r=16 --set data.source=out/ds`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from data.config import setting
 from data.errors import ConfigError
 
 
@@ -18,33 +19,40 @@ from data.errors import ConfigError
 class ModelConfig:
     """What to start from: a local folder or Hub id, optionally with a peft adapter merged in."""
 
-    path: str = ""
-    adapter: str | None = None  # a LoRA adapter (e.g. the SFT stage's) merged into `path` before training
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a capable GPU, else fp32
-    trust_remote_code: bool = False  # off: never run a checkpoint's own code unless asked
-    attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' default
+    path: str = setting("", "The model: a local folder or Hub id.")
+    adapter: str | None = setting(
+        None, "A LoRA adapter (e.g. the SFT stage's) merged into `path` before training.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
+        "auto", "Weights' dtype; auto: bf16 on a capable GPU, else fp32.")
+    trust_remote_code: bool = setting(False, "Run the checkpoint's own code (off: never, unless asked).")
+    attn_implementation: str | None = setting(
+        None, "Attention kernel, e.g. sdpa or flash_attention_2 (None: transformers' default).")
 
 
 @dataclass
 class LoraSection:
     """peft LoRA settings. `enabled: false` trains all weights (full fine-tuning)."""
 
-    enabled: bool = True
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
-    modules_to_save: list[str] | None = None  # the reward stage adds "score" (its new head) itself
+    enabled: bool = setting(True, "Train a LoRA adapter (false: full fine-tuning of every weight).")
+    r: int = setting(16, "LoRA rank.")
+    alpha: int = setting(32, "LoRA alpha (the update is scaled by alpha / r).")
+    dropout: float = setting(0.05, "Dropout on the LoRA branch.")
+    target_modules: list[str] = setting(
+        help="Modules that get an adapter (peft's names; all-linear: every linear layer but the head).",
+        factory=lambda: ["all-linear"])
+    modules_to_save: list[str] | None = setting(
+        None, "Modules trained in full beside the adapter (the reward stage adds its new head, score, itself).")
 
 
 @dataclass
 class QuantConfig:
     """QLoRA: the frozen base in 4-bit NF4 with double quantisation and bf16 compute (GPU only)."""
 
-    qlora: bool = False
-    quant_type: Literal["nf4", "fp4"] = "nf4"
-    double_quant: bool = True
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    qlora: bool = setting(False, "Load the frozen base in 4 bits (bitsandbytes, GPU only); needs lora.enabled.")
+    quant_type: Literal["nf4", "fp4"] = setting("nf4", "4-bit data type.")
+    double_quant: bool = setting(True, "Quantise the quantisation constants too (saves ~0.4 bits per weight).")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = setting(
+        "bfloat16", "Dtype the 4-bit weights are computed in.")
 
 
 @dataclass
@@ -55,57 +63,63 @@ class DataConfig:
     files as `prefkit data export --parquet/--jsonl` writes them), or a Hub id.
     """
 
-    source: str = ""
-    split: str = "train"
-    test_split: str | None = "test"  # None: no evaluation
-    question_column: str = "question"
-    chosen_column: str = "chosen"
-    rejected_column: str = "rejected"
-    system_column: str | None = "system"  # used when the column exists and the row has one
-    strength_column: str = "strength"
-    margin_column: str = "margin"
-    max_length: int = 512  # tokens, prompt + response
-    max_rows: int | None = None  # take the first N rows of each split (quick runs)
-    # Llama 2's sets: a `data export --sets` folder is entered at this set; on a plain export,
-    # `safety` keeps the adversarial / flagged pairs (train/datasets.py)
-    set: Literal["helpfulness", "safety"] | None = None
-    # the system message of every SFT / reward / DPO conversation (a row's own `system_column` wins);
-    # None: no system message. Recorded in the run summary (`metrics.system_prompt`).
-    system_prompt: str | None = None
+    source: str = setting("", "The dataset: a save_to_disk folder, a Parquet/JSONL/JSON file or folder, or a Hub id.")
+    split: str = setting("train", "Split to train on.")
+    test_split: str | None = setting("test", "Split to evaluate on (None: no evaluation).")
+    question_column: str = setting("question", "Column with the prompt.")
+    chosen_column: str = setting("chosen", "Column with the preferred answer.")
+    rejected_column: str = setting("rejected", "Column with the other answer.")
+    system_column: str | None = setting(
+        "system", "Column with a row's system prompt, used when the column exists and the row has one.")
+    strength_column: str = setting("strength", "Column with the preference strength (the reward stage's margins).")
+    margin_column: str = setting("margin", "Column with the margin (the reward stage's `margin: column`).")
+    max_length: int = setting(512, "Most tokens of prompt + response; longer rows are truncated.")
+    max_rows: int | None = setting(None, "Take the first N rows of each split (quick runs).")
+    set: Literal["helpfulness", "safety"] | None = setting(
+        None, "Llama 2's sets: a `data export --sets` folder is entered at this set; on a plain export, "
+        "safety keeps the adversarial / flagged pairs (train/datasets.py).")
+    system_prompt: str | None = setting(
+        None, "The system message of every SFT / reward / DPO conversation (a row's own system column wins); "
+        "None: no system message. Recorded in the run summary (metrics.system_prompt).")
 
 
 @dataclass
 class RunConfig:
     """Trainer settings every stage shares. Each stage's config extends this."""
 
-    output_dir: Path = Path("runs/out")
-    seed: int = 42
-    max_steps: int = -1  # > 0 overrides epochs
-    epochs: float = 1.0
-    lr: float = 2e-4
-    lr_scheduler: str = "linear"  # any transformers SchedulerType: linear, cosine, constant_with_warmup, ...
-    warmup: float = 0.0  # warmup steps (>= 1) or a share of all steps (< 1)
-    weight_decay: float = 0.0
-    optim: str = "adamw_torch"  # any transformers optimizer name: adamw_torch, paged_adamw_8bit (bitsandbytes), adafactor, ...
-    max_grad_norm: float = 1.0  # gradient clipping (0: none)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    batch_size: int = 8
-    eval_batch_size: int | None = None  # None: same as batch_size
-    grad_accum: int = 1
-    gradient_checkpointing: bool = False
-    bf16: bool | Literal["auto"] = "auto"  # auto: on when a GPU supports bf16
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    eval_steps: int | None = None  # None: evaluate once, at the end
-    report_to: Literal["none", "tensorboard", "wandb"] = "none"
-    resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest" (newest in output_dir)
-    save: Literal["adapter", "merged"] = "adapter"  # merged: LoRA folded into a full model folder
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraSection = field(default_factory=LoraSection)
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    output_dir: Path = setting(Path("runs/out"), "Folder for checkpoints, the model and summary.json.")
+    seed: int = setting(42, "Seed of the run (data order, initialisation, sampling).")
+    max_steps: int = setting(-1, "Optimizer steps; > 0 overrides epochs.")
+    epochs: float = setting(1.0, "Passes over the training split (when max_steps <= 0).")
+    lr: float = setting(2e-4, "Peak learning rate.")
+    lr_scheduler: str = setting(
+        "linear", "Any transformers SchedulerType: linear, cosine, constant_with_warmup, ...")
+    warmup: float = setting(0.0, "Warmup steps (>= 1) or a share of all steps (< 1).")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    optim: str = setting(
+        "adamw_torch", "Any transformers optimizer name: adamw_torch, paged_adamw_8bit (bitsandbytes), adafactor, ...")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm (0: none).")
+    adam_beta1: float = setting(0.9, "Adam beta1.")
+    adam_beta2: float = setting(0.999, "Adam beta2.")
+    batch_size: int = setting(8, "Rows per device per step (before grad_accum).")
+    eval_batch_size: int | None = setting(None, "Rows per evaluation batch (None: batch_size).")
+    grad_accum: int = setting(1, "Batches accumulated per optimizer step.")
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower).")
+    bf16: bool | Literal["auto"] = setting("auto", "Train in bf16 (auto: on when a GPU supports it).")
+    logging_steps: int = setting(10, "Log the metrics every N steps.")
+    save_steps: int = setting(500, "Save a checkpoint every N steps.")
+    save_total_limit: int | None = setting(2, "Checkpoints kept (the oldest go; None: all).")
+    eval_steps: int | None = setting(None, "Evaluate every N steps (None: once, at the end).")
+    report_to: Literal["none", "tensorboard", "wandb"] = setting(
+        "none", "Where the trainer logs: none, tensorboard or wandb.")
+    resume_from_checkpoint: str | None = setting(
+        None, "A checkpoint folder to continue from, or latest (the newest in output_dir).")
+    save: Literal["adapter", "merged"] = setting(
+        "adapter", "What the model folder holds: the adapter, or merged (LoRA folded into a full model folder).")
+    model: ModelConfig = setting(help="The model to start from (see ModelConfig).", factory=ModelConfig)
+    lora: LoraSection = setting(help="LoRA settings (see LoraSection).", factory=LoraSection)
+    quant: QuantConfig = setting(help="QLoRA settings (see QuantConfig).", factory=QuantConfig)
+    data: DataConfig = setting(help="The dataset and its columns (see DataConfig).", factory=DataConfig)
 
     def __post_init__(self) -> None:
         if self.quant.qlora and not self.lora.enabled:
@@ -133,16 +147,19 @@ class RunConfig:
 class SftConfig(RunConfig):
     """Supervised fine-tuning on question → chosen with the chat template."""
 
-    # loss on the assistant turn only; a template without {% generation %} markers (Llama 3.x, Qwen,
-    # Gemma) is trained with a variant that renders the same text (`train.chat_templates`)
-    assistant_only_loss: bool = True
-    packing: bool = False
-    neftune_noise_alpha: float | None = None  # NEFTune embedding noise (None: off), as TrainingArguments has it
-    rouge: bool = False  # ROUGE-1/2/L of generated answers vs `chosen` on the test split (summarisation sets)
-    rouge_samples: int = 64  # test rows to generate for ROUGE
-    rouge_max_new_tokens: int = 128
-    # standard: rouge-score's tokenizer + Porter stemming (English, the TL;DR figure); whitespace: keeps Vietnamese words
-    rouge_tokenizer: Literal["standard", "whitespace"] = "whitespace"
+    assistant_only_loss: bool = setting(
+        True, "Loss on the assistant turn only; a template without {% generation %} markers (Llama 3.x, Qwen, "
+        "Gemma) is trained with a variant that renders the same text (train.chat_templates).")
+    packing: bool = setting(False, "Pack several rows into one sequence of max_length tokens.")
+    neftune_noise_alpha: float | None = setting(
+        None, "NEFTune embedding noise (None: off), as TrainingArguments has it.")
+    rouge: bool = setting(
+        False, "ROUGE-1/2/L of generated answers vs chosen on the test split (summarisation sets).")
+    rouge_samples: int = setting(64, "Test rows to generate for ROUGE.")
+    rouge_max_new_tokens: int = setting(128, "Most new tokens per generated answer for ROUGE.")
+    rouge_tokenizer: Literal["standard", "whitespace"] = setting(
+        "whitespace", "standard: rouge-score's tokenizer + Porter stemming (English, the TL;DR figure); "
+        "whitespace: keeps Vietnamese words.")
 
 
 @dataclass
@@ -153,20 +170,37 @@ class RewardConfig(RunConfig):
     Table 28; rows without a strength get 0); `column` uses the dataset's margin column as is.
     """
 
-    margin: Literal["none", "small", "large", "column"] = "small"
-    center_rewards_coefficient: float | None = None
-    lr: float = 1e-4
+    margin: Literal["none", "small", "large", "column"] = setting(
+        "small", "none, small or large: each pair's margin from its strength (Llama 2, Table 28; no strength: 0); "
+        "column: the dataset's margin column as is.")
+    center_rewards_coefficient: float | None = setting(
+        None, "Weight of TRL's centring penalty mean((r_chosen + r_rejected)²), pushing rewards towards mean 0 "
+        "(e.g. 0.01; None: off).")
+    lr: float = setting(1e-4, "Peak learning rate.")
 
 
 @dataclass
 class DpoConfig(RunConfig):
     """DPO. With LoRA the reference is the same model with the adapter disabled."""
 
-    beta: float = 0.1
-    loss_type: str = "sigmoid"  # any of TRL's DPO loss types (sigmoid, ipo, hinge, robust, ...)
-    label_smoothing: float = 0.0
-    precompute_ref_log_probs: bool = False
-    lr: float = 5e-5
+    beta: float = setting(0.1, "DPO's beta: how far the policy may move from the reference.")
+    loss_type: str = setting("sigmoid", "Any of TRL's DPO loss types (sigmoid, ipo, hinge, robust, ...).")
+    label_smoothing: float = setting(0.0, "Assumed share of flipped labels (robust / conservative DPO).")
+    precompute_ref_log_probs: bool = setting(
+        False, "Compute the reference's log-probabilities once before training (less memory during it).")
+    lr: float = setting(5e-5, "Peak learning rate.")
+
+
+@dataclass
+class ScoreConfig:
+    """`prefkit train score`: score a file's responses (or pairs) with a trained reward model."""
+
+    question_column: str = setting("question", "Column with the prompt.")
+    response_column: str = setting("response", "Column with the response to score (when not pairs).")
+    base_model: str | None = setting(
+        None, "Base model for an adapter-only folder (default: from adapter_config.json).")
+    batch_size: int = setting(16, "Responses scored per forward pass.")
+    max_length: int = setting(1024, "Truncate prompt + response to this many tokens.")
 
 
 STAGE_CONFIGS: dict[str, type[RunConfig]] = {"sft": SftConfig, "reward": RewardConfig, "dpo": DpoConfig}

@@ -10,9 +10,10 @@ be a multiple of `num_generations`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from data.config import setting
 from data.errors import ConfigError
 from data.schema import Prompt
 from train.config import RunConfig
@@ -23,16 +24,16 @@ from train.scoring import RewardFn, RewardSection, load_reward, messages
 class OnlineConfig(RunConfig):
     """Settings RLOO and GRPO share (TRL's names where they exist)."""
 
-    reward: RewardSection = field(default_factory=RewardSection)
-    num_generations: int = 4
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    beta: float = 0.05  # KL coefficient against the reference (0: no reference forward)
-    num_iterations: int = 1  # optimisation passes per generated batch
-    epsilon: float = 0.2  # ratio clipping
-    lr: float = 1e-5
-    logging_steps: int = 1
+    reward: RewardSection = setting(help="Where rewards come from (see RewardSection).", factory=RewardSection)
+    num_generations: int = setting(4, "Answers sampled per prompt: the group that is its own baseline.")
+    max_new_tokens: int = setting(64, "Most new tokens per answer.")
+    temperature: float = setting(1.0, "Sampling temperature.")
+    top_p: float = setting(1.0, "Nucleus sampling top-p.")
+    beta: float = setting(0.05, "KL coefficient against the reference (0: no reference forward).")
+    num_iterations: int = setting(1, "Optimisation passes per generated batch.")
+    epsilon: float = setting(0.2, "Ratio clipping.")
+    lr: float = setting(1e-5, "Peak learning rate.")
+    logging_steps: int = setting(1, "Log the metrics every N steps.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,13 +48,18 @@ class OnlineConfig(RunConfig):
 
 @dataclass
 class RlooConfig(OnlineConfig):
-    normalize_advantages: bool = False
+    """RLOO: each answer's baseline is the mean reward of the other answers to its prompt."""
+
+    normalize_advantages: bool = setting(False, "Standardise the advantages over the batch (TRL's option).")
 
 
 @dataclass
 class GrpoConfig(OnlineConfig):
-    loss_type: str = "dapo"  # TRL's GRPO loss types: grpo, dr_grpo, dapo, bnpo, ...
-    scale_rewards: str = "group"  # group, batch or none (Dr. GRPO)
+    """GRPO: advantages are rewards less their group's mean, scaled as `scale_rewards` says."""
+
+    loss_type: str = setting("dapo", "TRL's GRPO loss types: grpo, dr_grpo, dapo, bnpo, ...")
+    scale_rewards: str = setting(
+        "group", "Divide advantages by the reward std of the group, of the batch, or none (Dr. GRPO).")
 
 
 def _prompt_of(conversation: list[dict[str, str]], adversarial: bool = False) -> Prompt:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from data.errors import ConfigError, DataError
 from data.schema import Strength
-from train.config import ModelConfig, RewardConfig, RunConfig
+from train.config import ModelConfig, RewardConfig, RunConfig, ScoreConfig
 from train.datasets import load_split, preference_dataset
 from train.models import load_reward_model, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
 from train.output_dir import claim_output_dir
@@ -189,25 +189,24 @@ def load_trained_reward_model(
     return model, tokenizer
 
 
+_S = ScoreConfig()  # score_command's defaults: `train.config.ScoreConfig`, also the command's options
+
+
 def score_command(
     model_dir: Path,
     source: str,
     out: Path,
     *,
-    question_column: str = "question",
-    response_column: str = "response",
-    base_model: str | None = None,
-    batch_size: int = 16,
-    max_length: int = 1024,
+    question_column: str = _S.question_column,
+    response_column: str = _S.response_column,
+    base_model: str | None = _S.base_model,
+    batch_size: int = _S.batch_size,
+    max_length: int = _S.max_length,
 ) -> dict[str, Any]:
     """`prefkit train score`: add `reward` (or `chosen_reward` / `rejected_reward` for pairs) to each row.
 
-    For pairs, prints and returns accuracy overall and per strength.
+    For pairs, returns accuracy overall and per strength (the command prints it).
     """
-    import json
-
-    import typer
-
     from data.sources import read_rows
     from data.writers import write_rows
 
@@ -246,5 +245,4 @@ def score_command(
             rec["reward"] = s
         result["mean_reward"] = sum(rewards) / len(rewards)
     write_rows(records, out)
-    typer.echo(json.dumps(result, indent=2))
     return result

@@ -36,7 +36,7 @@ import random
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +45,7 @@ import yaml
 
 from data.atomic import atomic_path
 from data.writers import write_json
-from data.config import load_config, to_dict
+from data.config import load_config, setting, to_dict
 from data.errors import ConfigError, DataError, PrefkitError
 from data.outputs import check_writable
 
@@ -59,9 +59,11 @@ STEPS = ("generate", "judgements", "export", "reward", "policy")
 class MixSet:
     """An extra preference set mixed into every round's reward data (Llama 2 mixes open data)."""
 
-    source: str = ""  # any labelled format the data room reads (exported folder, JSONL, Parquet, Hub id)
-    share: float = 0.0  # its share of the reward model's training rows, in (0, 1)
-    split: str | None = None  # None: the reader's default ("train" of a dataset folder; a file's rows)
+    source: str = setting(
+        "", "Any labelled format the data room reads (exported folder, JSONL, Parquet, Hub id).")
+    share: float = setting(0.0, "Its share of the reward model's training rows, in (0, 1).")
+    split: str | None = setting(
+        None, "Split to read (None: the reader's default, train of a dataset folder, a file's rows).")
 
 
 @dataclass
@@ -73,24 +75,35 @@ class RoundsConfig:
     holds extra `--set` items per stage, e.g. `{ppo: [max_steps=50]}`.
     """
 
-    model: str = ""  # the first policy: a model folder or Hub id (usually the SFT output merged, or the base)
-    adapter: str | None = None  # the first policy's LoRA adapter (e.g. the SFT stage's <output_dir>/model)
-    prompts: str = ""  # prompts for every round's generation and PPO
-    methods: list[Method] = field(default_factory=lambda: ["rejection_sampling", "ppo"])  # the last one repeats
-    generate: str | None = None  # configs/generate/*.yaml
-    reward: str | None = None  # configs/train/reward-*.yaml (model.path empty: start from the policy)
-    sft: str | None = None  # configs/train/sft-*.yaml (rejection sampling: fine-tune on the best samples)
-    best_of_k: str | None = None  # configs/train/best-of-k-*.yaml
-    ppo: str | None = None  # configs/train/ppo-*.yaml
-    overrides: dict[str, list[str]] = field(default_factory=dict)
-    reward_from_policy: bool = True  # each round's reward model starts from its policy (else: the reward YAML's model)
-    # all (Llama 2): round N's reward model trains on rounds 1..N's labelled data, deduplicated by pair;
-    # round: on this round's labels only
-    reward_data: Literal["all", "round"] = "all"
-    reward_mix: list[MixSet] = field(default_factory=list)  # open preference sets mixed in by share
-    aggregate_rule: str = "mean"
-    margin: Literal["none", "small", "large"] = "small"
-    test_size: float = 0.2
+    model: str = setting(
+        "", "The first policy: a model folder or Hub id (usually the SFT output merged, or the base).")
+    adapter: str | None = setting(
+        None, "The first policy's LoRA adapter (e.g. the SFT stage's <output_dir>/model).")
+    prompts: str = setting("", "Prompts for every round's generation and PPO.")
+    methods: list[Method] = setting(
+        help="A method per round, rejection_sampling or ppo; the last one repeats.",
+        factory=lambda: ["rejection_sampling", "ppo"])
+    generate: str | None = setting(None, "The generate config file (configs/generate/*.yaml).")
+    reward: str | None = setting(
+        None, "The reward config file (configs/train/reward-*.yaml; model.path empty: start from the policy).")
+    sft: str | None = setting(
+        None, "The SFT config file (configs/train/sft-*.yaml): rejection sampling fine-tunes on the best samples.")
+    best_of_k: str | None = setting(None, "The best-of-K config file (configs/train/best-of-k-*.yaml).")
+    ppo: str | None = setting(None, "The PPO config file (configs/train/ppo-*.yaml).")
+    overrides: dict[str, list[str]] = setting(
+        help="Extra --set items per stage, e.g. {ppo: [max_steps=50]} (stages: generate, reward, sft, best_of_k, ppo).",
+        factory=dict)
+    reward_from_policy: bool = setting(
+        True, "Each round's reward model starts from its policy (false: from the reward config's model).")
+    reward_data: Literal["all", "round"] = setting(
+        "all", "all (Llama 2): round N's reward model trains on rounds 1..N's labelled data, deduplicated by pair; "
+        "round: on this round's labels only.")
+    reward_mix: list[MixSet] = setting(
+        help="Open preference sets mixed into the reward data by share (see MixSet).", factory=list)
+    aggregate_rule: str = setting("mean", "How several judgements become one row: mean or majority.")
+    margin: Literal["none", "small", "large"] = setting(
+        "small", "Margin scheme of the exported rounds' data: none, small or large (Llama 2, Table 28).")
+    test_size: float = setting(0.2, "Share of prompts in each round's test split.")
 
     def __post_init__(self) -> None:
         if not self.model:

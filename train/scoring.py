@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from data.config import setting
 from data.errors import ConfigError
 from data.schema import Prompt
 
@@ -32,16 +33,19 @@ RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 class RewardSection:
     """Where rewards come from: exactly one of `model` (the reward stage's output) or `function`."""
 
-    model: str | None = None  # a reward model folder (full, or a LoRA adapter with adapter_config.json)
-    function: str | None = None  # "package.module:function", called as f(prompts, completions)
-    batch_size: int = 16
-    max_length: int = 512  # tokens; longer conversations keep their end (the head reads the last token)
-    # Llama 2's two reward models: with one of these set, `model`/`function` is the helpfulness
-    # reward and the two combine as `CombinedReward` describes
-    safety_model: str | None = None
-    safety_function: str | None = None
-    safety_threshold: float = 0.15  # R_s (the sigmoid of the safety score) below this: use R_s
-    whiten: bool = False  # whiten the combined logits over each call's batch (mean 0, std 1)
+    model: str | None = setting(
+        None, "A reward model folder (the reward stage's: full, or a LoRA adapter with adapter_config.json).")
+    function: str | None = setting(None, "A rule instead: package.module:function, called as f(prompts, completions).")
+    batch_size: int = setting(16, "Conversations scored per forward pass.")
+    max_length: int = setting(
+        512, "Most tokens scored; longer conversations keep their end (the head reads the last token).")
+    safety_model: str | None = setting(
+        None, "Llama 2's second reward model: with it (or safety_function), model/function is the helpfulness "
+        "reward and the two combine as CombinedReward describes.")
+    safety_function: str | None = setting(None, "A rule as the safety reward (package.module:function).")
+    safety_threshold: float = setting(
+        0.15, "Below this safety reward R_s (the sigmoid of the safety score), R_s is the reward (Llama 2).")
+    whiten: bool = setting(False, "Whiten the combined logits over each call's batch (mean 0, std 1).")
 
     def __post_init__(self) -> None:
         if self.safety_model and self.safety_function:

@@ -111,3 +111,19 @@ def test_a_run_that_fails_outside_the_input_is_one_line_and_exit_1(monkeypatch, 
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert err.strip() == "error: request 3, sample 0: vLLM ended a request with finish reason 'abort'"
+
+
+def test_debug_shows_log_lines_and_plain_runs_do_not(tmp_path):
+    # domain modules log (`logging.getLogger(__name__)`); the entry point sends it to stderr, DEBUG with --debug
+    src = tmp_path / "prefs.jsonl"
+    src.write_text("".join(
+        json.dumps({"question": f"câu hỏi số {i} về chủ đề {i * 7}", "chosen": f"trả lời tốt {i}",
+                    "rejected": f"trả lời kém {i}"}, ensure_ascii=False) + "\n" for i in range(6)), encoding="utf-8")
+    plain = runner.invoke(app, ["data", "export", str(src), str(tmp_path / "a"), "--language", "vi"])
+    debug = runner.invoke(app, ["--debug", "data", "export", str(src), str(tmp_path / "b"), "--language", "vi"])
+    again = runner.invoke(app, ["--debug", "data", "export", str(src), str(tmp_path / "c"), "--language", "vi"])
+    assert plain.exit_code == debug.exit_code == again.exit_code == 0, plain.output + debug.output
+    assert "DEBUG" not in plain.output
+    assert f"DEBUG data.export: {src}: read as vi_alpaca_preference" in debug.output
+    assert again.output.count("DEBUG data.export") == 1  # a second command in one process: one handler, one line
+    assert "wrote " in plain.output and "DEBUG" not in plain.output
