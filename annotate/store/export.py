@@ -12,9 +12,13 @@ from annotate.store.pairs import PairStore
 from annotate.store.results import ResultStore
 from annotate.store.statements import P
 from data.errors import ConfigError, DataError
+from data.export_config import ExportConfig
 
 if TYPE_CHECKING:
     from data.aggregate import AggregateReport
+
+
+_E = ExportConfig()  # the export defaults below are its fields' (one place: `data.export_config`)
 
 
 class ExportStore(ResultStore, PairStore):
@@ -25,16 +29,16 @@ class ExportStore(ResultStore, PairStore):
         project: str,
         out: str | Path,
         *,
-        rule: str = "mean",
-        margin: str = "small",
-        test_size: float = 0.1,
-        seed: int = 42,
-        parquet: bool = False,
-        jsonl: bool = False,
-        name: str | None = None,
+        rule: str = _E.rule,
+        margin: str = _E.margin,
+        test_size: float = _E.test_size,
+        seed: int = _E.seed,
+        parquet: bool = _E.parquet,
+        jsonl: bool = _E.jsonl,
+        name: str | None = _E.name,
         marker: str | None = None,
         complete_only: bool = False,
-        trl: bool = False,
+        trl: bool = _E.trl,
         sets: tuple[str, ...] = (),
     ) -> AggregateReport:
         """Aggregate the project's judgements and write the dataset with
