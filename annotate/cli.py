@@ -103,7 +103,7 @@ def import_(
     invalid, rejected = _rejected_target(pairs, rejected or _default_rejected(project, db), db) if skip_invalid \
         else (None, None)
     read = read_pairs(pairs, errors=invalid)
-    if invalid:
+    if invalid and rejected is not None:
         _write_rejected(invalid, rejected)
     with _store(db) as store:
         # one transaction: a store error half-way creates no project (a retry may change settings)

@@ -12,6 +12,7 @@ the config reference (`field_help`) all read it from there.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import inspect
 import re
@@ -19,7 +20,7 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Iterable, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Iterable, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from data.errors import ConfigError
 
@@ -121,7 +122,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, where=where)
+        return from_dict(cast(type, tp), value, where=where)
     if origin in (list, tuple, Sequence):  # get_origin(typing.Sequence[X]) is the abc
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -167,7 +168,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return str(value)
     if tp is Path:
         return Path(value)
-    if isinstance(tp, type) and issubclass(tp, __import__("enum").Enum):
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)
         except ValueError:
@@ -178,7 +179,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "config") -> T:
     """Build dataclass `cls` from a mapping; unknown keys and bad types raise ConfigError."""
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    names = {f.name for f in dataclasses.fields(cast(Any, cls)) if f.init}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(
@@ -288,4 +289,5 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         if hasattr(v, "value") and isinstance(getattr(v, "value"), (str, int)):
             return v.value
         return v
-    return conv(cfg)
+    out: dict[str, Any] = conv(cfg)
+    return out

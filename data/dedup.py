@@ -504,7 +504,7 @@ def _raise_bad_record(records: Sequence[Any], key_fields: Sequence[str]) -> None
 
 
 def dedup_records(
-    records: list[dict],
+    records: list[dict[str, Any]],
     key_fields: list[str],
     *,
     threshold: float = _D.threshold,
@@ -532,9 +532,10 @@ def dedup_records(
         keys = []
     if len(keys) != len(records) or not set(map(type, chain.from_iterable(keys))) <= {str}:
         _raise_bad_record(records, key_fields)
-    return _with_engine(engine, address, workers, lambda eng: _run(
+    done: tuple[list[int], DedupReport] = _with_engine(engine, address, workers, lambda eng: _run(
         records, keys, list(key_fields), threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
         verify=verify, workers=workers, progress=progress, engine=eng))
+    return done
 
 
 def _with_engine(engine: str | DedupEngine, address: str | None, workers: int, work: Any) -> Any:
@@ -648,9 +649,10 @@ def dedup_file(
         rows.append(row)
         locations.append(str(loc))
         keys.append([texts.get(f) or "" for f in fields])  # an absent system prompt is empty
-    kept, rep = _with_engine(engine, address, workers, lambda eng: _run(
+    done: tuple[list[int], DedupReport] = _with_engine(engine, address, workers, lambda eng: _run(
         rows, keys, names, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed, verify=verify,
         workers=workers, progress=progress, engine=eng))
+    kept, rep = done
     for r in rep.removed:
         r.location, r.duplicate_of_location = locations[r.row], locations[r.duplicate_of]
     rep.source, rep.output = str(source), str(out)

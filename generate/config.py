@@ -146,7 +146,7 @@ class GenerateConfig:
             raise ConfigError("no model: pass --model (or `models:` / `settings:` in the config)")
         if not self.temperatures:
             raise ConfigError("no temperature: pass --temperatures (or `temperatures:` in the config)")
-        out = []
+        out: list[Setting] = []
         for m in self.models:
             base, _, adapter = m.partition("@")
             out.extend(Setting(base, t, self.top_p, adapter or None) for t in self.temperatures)

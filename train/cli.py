@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import typer
 
@@ -60,8 +60,9 @@ def _run_online(stage: str, config: Optional[Path], overrides: list[str] | None)
     from data.config import load_config
     from train import online
 
-    cls, run = (online.RlooConfig, online.run_rloo) if stage == "rloo" else (online.GrpoConfig, online.run_grpo)
-    return run(load_config(cls, config, overrides or []))
+    if stage == "rloo":
+        return online.run_rloo(load_config(online.RlooConfig, config, overrides or []))
+    return online.run_grpo(load_config(online.GrpoConfig, config, overrides or []))
 
 
 @app.command("rloo")
@@ -101,12 +102,12 @@ def round_run(
 ) -> None:
     """Run or continue the current round; stops after generation until --judgements is given."""
     from data.errors import ConfigError
-    from train.rounds import AwaitingJudgements, run_round, status_text
+    from train.rounds import AwaitingJudgements, Method, run_round, status_text
 
     if method not in (None, "rejection_sampling", "ppo"):
         raise ConfigError(f"--method must be rejection_sampling or ppo, got {method!r}")
     try:
-        run_round(project, judgements=judgements, method=method)
+        run_round(project, judgements=judgements, method=cast(Method | None, method))
     except AwaitingJudgements as e:  # a normal stop in the loop, not a failure
         typer.echo(status_text(project))
         typer.echo(f"\n{e}")

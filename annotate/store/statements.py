@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
-from typing import Iterable
+from typing import Any, Iterable
 
 from sqlalchemy import and_, bindparam, exists, false, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
@@ -92,7 +92,7 @@ _PICK_PG = _PICK.with_for_update(skip_locked=True, of=P)
 _PICK_PG_WAIT = _PICK.with_for_update(of=P)
 _ANY_OPEN = _PICK.with_only_columns(P.id)  # the same test, unlocked, in a fresh snapshot
 _LOCK_USER = select(U.id).where(U.id == _b("uid")).with_for_update(key_share=True)  # FOR NO KEY UPDATE
-_LEASE = dict(
+_LEASE: dict[str, Any] = dict(
     shown_left=_b("left"), shown_right=_b("right"), status=ACTIVE, claimed_at=_b("now"), expires_at=_b("expires"),
     finished_at=None, reason=None,
 )
