@@ -225,10 +225,11 @@ class PpoTrainer:
             if cfg.save_steps > 0 and self.step % cfg.save_steps == 0 and self.step < self.total_steps:
                 self.save_checkpoint()
         train_s = time.perf_counter() - t0
-        self.accelerator.end_training()
         self.weight_digests = self.dp.digests(self._trained_tensors())  # before a merged save changes the model
         model_dir = self.save_final(Path(cfg.output_dir) / FINAL_DIR)
-        return self._write_summary(model_dir, first_step, first_tokens, train_s, started)
+        summary = self._write_summary(model_dir, first_step, first_tokens, train_s, started)
+        self.accelerator.end_training()  # last: it ends the process group too
+        return summary
 
     # ----------------------------------------------------------------------- saving, resuming
 

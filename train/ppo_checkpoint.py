@@ -83,10 +83,11 @@ def load_checkpoint(trainer: "PpoTrainer", path: Path) -> None:
         raise ConfigError(f"resume_from_checkpoint {str(path)!r}: not a PPO checkpoint (no {STATE_FILE})")
     peft_model = trainer._peft
     device = trainer.accelerator.device
+    weights_device = "cpu" if device.type == "cpu" else str(device)  # safetensors refuses "cpu:0" (a gloo run's)
     # peft saves a non-default adapter in a sub-folder named after it
     for name, folder in ((POLICY, path / "policy"), (VALUE, path / "value_adapter" / VALUE)):
-        set_peft_model_state_dict(peft_model, load_peft_weights(str(folder), device=str(device)), adapter_name=name)
-    state = torch.load(state_file, map_location=device, weights_only=False)
+        set_peft_model_state_dict(peft_model, load_peft_weights(str(folder), device=weights_device), adapter_name=name)
+    state = torch.load(state_file, map_location=weights_device, weights_only=False)
     trainer.value_head.load_state_dict(state["value_head"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
