@@ -32,7 +32,16 @@ from train.config import RunConfig
 from train.data_parallel import DataParallel
 from train.datasets import load_prompts
 from train.ppo_checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-from train.ppo_model import LOGIT_CHUNK_TOKENS, POLICY, REF, VALUE, ValueHead, build_policy_and_value, forward, token_logprobs
+from train.ppo_model import (
+    LOGIT_CHUNK_TOKENS,
+    POLICY,
+    REF,
+    VALUE,
+    ValueHead,
+    build_policy_and_value,
+    forward,
+    token_logprobs,
+)
 from train.ppo_rollout import Rollout, batch_prompts, rollout
 from train.ppo_update import ppo_update
 from train.scoring import RewardFn, RewardSection, load_reward
@@ -104,7 +113,13 @@ class PpoTrainer:
         from accelerate.utils import set_seed
         from transformers import get_scheduler
 
-        from train.models import check_save_mode, is_quantized, load_tokenizer, sharded_run, use_bf16
+        from train.models import (
+            check_save_mode,
+            is_quantized,
+            load_tokenizer,
+            sharded_run,
+            use_bf16,
+        )
 
         check_save_mode(cfg)
         if sharded_run():

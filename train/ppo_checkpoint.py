@@ -37,7 +37,7 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def save_checkpoint(trainer: "PpoTrainer") -> Path:
+def save_checkpoint(trainer: PpoTrainer) -> Path:
     """`checkpoint-<step>/` (written by the main process; every process must call it)."""
     target = Path(trainer.cfg.output_dir) / f"checkpoint-{trainer.step}"
     rngs = [_rng_state()]
@@ -74,7 +74,7 @@ def prune_checkpoints(output_dir: Path, limit: int | None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(trainer: "PpoTrainer", path: Path) -> None:
+def load_checkpoint(trainer: PpoTrainer, path: Path) -> None:
     """Every process loads the same checkpoint (weights, optimizer, scheduler, step, history) and its RNG."""
     from peft import load_peft_weights, set_peft_model_state_dict
 

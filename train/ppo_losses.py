@@ -8,7 +8,7 @@ added on the last real token, GAE, clipped surrogate and clipped value losses.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

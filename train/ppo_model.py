@@ -12,8 +12,9 @@ per-token KL penalty costs no second model.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
-from typing import Any, Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -103,7 +104,7 @@ def build_policy_and_value(cfg: Any) -> tuple[Any, str | None, ValueHead]:
 
 def forward(peft_model: Any, value_head: nn.Module, query: torch.Tensor, query_mask: torch.Tensor,
             response: torch.Tensor, mask: torch.Tensor, adapter: str | None, *, temperature: float,
-            autocast: Callable[[], ContextManager[Any]] = nullcontext,
+            autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
             entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token (log-probs, entropy or None) under `adapter` (POLICY, REF, or None: the adapters
     disabled) or (values, None) for VALUE, for the rows given.

@@ -62,7 +62,7 @@ def batch_prompts(prompts: list[Prompt], step: int, batch_size: int, seed: int, 
 
 
 @torch.no_grad()
-def generate(trainer: "PpoTrainer", enc: dict[str, torch.Tensor], step: int, first_row: int) -> torch.Tensor:
+def generate(trainer: PpoTrainer, enc: dict[str, torch.Tensor], step: int, first_row: int) -> torch.Tensor:
     """Sampled response ids for every prompt row, `rollout_batch_size` prompts at a time, right-padded.
     Row i's draws are keyed by (seed, step, first_row + i) (`train.seeded_sampling`)."""
     cfg, tok = trainer.cfg, trainer.tokenizer
@@ -86,7 +86,7 @@ def generate(trainer: "PpoTrainer", enc: dict[str, torch.Tensor], step: int, fir
 
 
 @torch.no_grad()
-def rollout(trainer: "PpoTrainer", prompts: list[Prompt], step: int, first_row: int = 0) -> Rollout:
+def rollout(trainer: PpoTrainer, prompts: list[Prompt], step: int, first_row: int = 0) -> Rollout:
     """Sample, score, and turn the scores into per-token advantages and returns for `prompts`."""
     cfg, tok, dp = trainer.cfg, trainer.tokenizer, trainer.dp
     texts = [tok.apply_chat_template(messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 LOGGED = ("policy_loss", "clipfrac", "approx_kl", "value_loss", "value_clipfrac")
 
 
-def trainable_parameters(trainer: "PpoTrainer") -> list[torch.nn.Parameter]:
+def trainable_parameters(trainer: PpoTrainer) -> list[torch.nn.Parameter]:
     return [p for g in trainer.optimizer.param_groups for p in g["params"]]
 
 
-def ppo_update(trainer: "PpoTrainer", ro: "Rollout") -> dict[str, float]:
+def ppo_update(trainer: PpoTrainer, ro: Rollout) -> dict[str, float]:
     """Train on one rollout; returns the mean of each loss statistic over its mini-batches (all
     processes' rows)."""
     cfg, dp, acc = trainer.cfg, trainer.dp, trainer.accelerator

@@ -138,9 +138,7 @@ def test_two_cpu_processes_end_where_one_process_does(stage, tiny_model_path, ma
 
     assert two["steps"] == one["steps"] == 6
     # Twice the rows per step as each process alone would see: the tokens counted are all ranks'.
-    # all processes' tokens are counted: steps 1-2 (in the checkpoint) and this session's 3-4 are the one process's
-    at_checkpoint = torch.load(out / "checkpoint-2" / "trainer_state.pt", weights_only=False)["tokens"]
-    assert 0 < at_checkpoint < one["tokens"] and at_checkpoint + two["tokens"] == one["tokens"]
+    assert two["tokens"] == one["tokens"] > 0
     flat_one = {**one["metrics"], **one["metrics"].get("last", {})}
     flat_two = {**two["metrics"], **two["metrics"].get("last", {})}
     for key in COMPARED[stage]:
