@@ -8,7 +8,11 @@ added on the last real token, GAE, clipped surrogate and clipped value losses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+BatchSum = Callable[[torch.Tensor], torch.Tensor]  # a tensor summed over the whole rollout batch (all processes)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -23,12 +27,18 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return var * n / (n - 1).clamp(min=1)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, *, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, *, shift_mean: bool = True, eps: float = 1e-8,
+           batch_sum: BatchSum | None = None) -> torch.Tensor:
     """Scale to unit variance over the masked elements; `shift_mean=False` keeps the mean (for rewards,
-    so that whitening does not turn a good sequence's reward negative)."""
+    so that whitening does not turn a good sequence's reward negative). `batch_sum` makes the mean and
+    variance those of the whole batch when each process holds a share of it (data-parallel PPO): it sums
+    a tensor over all processes; none, the statistics are `masked_mean` / `masked_var` of `x` itself."""
     if mask is None:
         mask = torch.ones_like(x)
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    total = batch_sum or (lambda t: t)
+    n = total(mask.sum())
+    mean = total((x * mask).sum()) / n.clamp(min=1)
+    var = total(((x - mean) ** 2 * mask).sum()) / n.clamp(min=1) * n / (n - 1).clamp(min=1)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
@@ -67,6 +77,7 @@ def shaped_rewards(
     kl_coef: float,
     *,
     whitening: str = "none",
+    batch_sum: BatchSum | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-token rewards GAE sees, with the batch's whitening. Returns `(rewards, kl)`.
 
@@ -77,14 +88,16 @@ def shaped_rewards(
     - `tokens` (TRL's `whiten_rewards`): the KL-penalised per-token rewards are whitened over all real
       tokens of the batch, mean kept. Every token of a long answer then gets a share of the shift, so an
       answer's return depends on its length with a sign set by the reward model's arbitrary offset.
+
+    `batch_sum`: the batch is shared across processes (see `whiten`).
     """
     if whitening == "sequence":
-        scores = whiten(scores.float().reshape(1, -1)).reshape(scores.shape)
+        scores = whiten(scores.float().reshape(1, -1), batch_sum=batch_sum).reshape(scores.shape)
     elif whitening not in ("none", "tokens"):
         raise ValueError(f"whitening must be none, sequence or tokens, got {whitening!r}")
     rewards, kl = kl_penalised_rewards(scores, logprobs, ref_logprobs, mask, kl_coef)
     if whitening == "tokens":
-        rewards = whiten(rewards, mask, shift_mean=False)
+        rewards = whiten(rewards, mask, shift_mean=False, batch_sum=batch_sum)
     return rewards, kl
 
 

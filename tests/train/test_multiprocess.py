@@ -101,6 +101,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launch_two(stage: str, overrides: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`accelerate launch --multi_gpu --num_processes 2 -m prefkit.cli train STAGE --set ...` on the CPU
+    (gloo); this folder is on the processes' path, so a test's function can be a `reward.function`."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)]), "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "-m", "prefkit.cli", "train", stage]
+    for o in overrides:
+        cmd += ["--set", o]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
 # Stage -> the final metrics compared (the learning itself is each stage's own test).
 COMPARED = {
     "sft": ["train_loss", "eval_loss", "eval_mean_token_accuracy"],
@@ -119,13 +132,7 @@ def test_two_cpu_processes_end_where_one_process_does(stage, tiny_model_path, ma
     one = module.run(load_config(module.CONFIG, None, _overrides(tiny_model_path, marker_export, tmp_path / "one", 8)))
 
     # Two processes, 4 rows each: the same 8 rows per step, gradients all-reduced.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "prefkit.cli", "train", stage]
-    for o in _overrides(tiny_model_path, marker_export, tmp_path / "two", 4):
-        cmd += ["--set", o]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    done = _launch_two(stage, _overrides(tiny_model_path, marker_export, tmp_path / "two", 4), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "summary.json").read_text(encoding="utf-8"))
 
@@ -139,3 +146,93 @@ def test_two_cpu_processes_end_where_one_process_does(stage, tiny_model_path, ma
     assert [s["loss"] for s in two["losses"]["train"]] == pytest.approx([s["loss"] for s in one["losses"]["train"]], rel=1e-3)
     # One saved model, written by rank 0.
     assert (Path(two["model_dir"]) / "adapter_config.json").exists()
+
+
+# --- data-parallel PPO ----------------------------------------------------------------------------
+
+PPO_PROMPTS = ["Xin chào", "Viết một câu", "Tính tổng", "Giải thích", "Hà Nội", "mùa thu", "phở bò", "cảm ơn",
+               "Dịch câu này", "Kể chuyện", "Bài thơ", "Công thức", "Ăn gì", "Đi đâu", "Mấy giờ", "Tạm biệt"]
+_calls = {"n": 0}
+
+
+def count_a(prompts, completions):
+    """Rule-based reward (a `reward.function`): how many times the letter 'a' appears in the answer."""
+    return [float(c.count("a")) for c in completions]
+
+
+def count_a_until_the_third_call(prompts, completions):
+    """`count_a`, but the judge goes away on a process's third call (its third rollout)."""
+    _calls["n"] += 1
+    if _calls["n"] == 3:
+        raise RuntimeError("judge went away")
+    return count_a(prompts, completions)
+
+
+def _ppo_overrides(model: Path, prompts: Path, out: Path, batch_size: int, reward: str) -> list[str]:
+    # one mini-batch per rollout (the whole batch, trained twice): the update sees the same rows whichever
+    # process holds them; lm_head in the targets, as in test_ppo (the random model sharpens through it)
+    return [f"model.path={model}", f"data.source={prompts}", f"output_dir={out}", "max_steps=4", "save_steps=2",
+            "save_total_limit=null", f"batch_size={batch_size}", f"mini_batch_size={batch_size}", "ppo_epochs=2",
+            "max_new_tokens=8", "lr=1e-2", "kl_coef=0.05", "seed=0", "report_to=none", "model.dtype=float32",
+            "lora.r=8", "lora.alpha=16", "lora.dropout=0", "lora.target_modules=[q_proj,v_proj,up_proj,down_proj,lm_head]",
+            f"reward.function=test_multiprocess:{reward}"]
+
+
+@pytest.mark.slow
+def test_ppo_on_two_cpu_processes_ends_where_one_process_does_and_resumes(tiny_model_path, tmp_path, monkeypatch):
+    """2 processes × 8 prompts against 1 process × 16, interrupted after its checkpoint and resumed.
+
+    Each process samples its own 8 rows of every step's 16; a row's answer depends on (seed, step, row)
+    only (train.seeded_sampling), the whitening and the token shares of the losses are the whole batch's,
+    and the gradients are summed across processes: both runs compute the same thing, and differ only by
+    float32 rounding (see the tolerance below)."""
+    import torch
+    from peft import load_peft_weights
+
+    from train import ppo
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # reward.function=test_multiprocess:count_a, as launched
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in PPO_PROMPTS), encoding="utf-8")
+    one = ppo.run(load_config(ppo.PpoConfig, None, _ppo_overrides(tiny_model_path, prompts, tmp_path / "one", 16, "count_a")))
+
+    out = tmp_path / "two"
+    crashed = _launch_two("ppo", _ppo_overrides(tiny_model_path, prompts, out, 8, "count_a_until_the_third_call"), tmp_path)
+    assert crashed.returncode != 0 and "judge went away" in crashed.stderr, crashed.stderr[-3000:]
+    assert (out / "checkpoint-2").is_dir() and not (out / "model").exists() and not (out / "summary.json").exists()
+    resumed = _launch_two("ppo", _ppo_overrides(tiny_model_path, prompts, out, 8, "count_a_until_the_third_call")
+                          + ["resume_from_checkpoint=latest"], tmp_path)  # steps 3 and 4: calls 1 and 2 here
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    two = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+    assert two["steps"] == one["steps"] == 4 and two["metrics"]["resumed_from_step"] == 2
+    assert [h["step"] for h in two["log_history"]] == [1, 2, 3, 4]
+    # both processes' rollouts were used: 2 × 8 rows per step, as the one process's 16
+    assert two["data_parallel"]["world_size"] == 2 and two["data_parallel"]["rollouts_per_process"] == 8
+    assert [h["rollouts"] for h in two["log_history"]] == [h["rollouts"] for h in one["log_history"]] == [16.0] * 4
+    # the two copies of the weights ended identical (bit for bit: the same summed gradients, the same steps)
+    digests = two["data_parallel"]["weights_sha256"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    # one saved model, one checkpoint, written once
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["checkpoint-2", "model", "summary.json"]
+    assert (out / "model" / "adapter_config.json").exists()
+
+    # Tolerance: the runs differ only in float32 summation order (prompts padded to 8 or 16 rows' width, a
+    # whole-batch sum taken as two halves). A float32 sum of n terms is exact to n·u (u = 2⁻²⁴ ≈ 6e-8); the
+    # longest sums here are the softmax normaliser over the tiny vocabulary and the hidden-size dot
+    # products, n < 2,000, so each quantity agrees to < 2,000 · 6e-8 ≈ 1.2e-4 relative, and Adam's
+    # normalised steps carry a relative gradient error into the weights at the same relative size.
+    # The sampled tokens are then the same, so the rewards are equal (a Gumbel argmax flips only on a
+    # tie within ~1e-4, which the test would show as a reward off by a whole letter).
+    rel = 2_000 * 2.0**-24
+    for h1, h2 in zip(one["log_history"], two["log_history"]):
+        assert h2["reward"] == h1["reward"] and h2["response_length"] == h1["response_length"], (h1, h2)
+        for key in ("kl", "entropy", "policy_loss", "value_loss", "approx_kl"):
+            assert h2[key] == pytest.approx(h1[key], rel=rel, abs=rel), (key, h1["step"], h1[key], h2[key])
+    # all processes' tokens are counted: steps 1-2 (in the checkpoint) and this session's 3-4 are the one process's
+    at_checkpoint = torch.load(out / "checkpoint-2" / "trainer_state.pt", weights_only=False)["tokens"]
+    assert 0 < at_checkpoint < one["tokens"] and at_checkpoint + two["tokens"] == one["tokens"]
+    w1, w2 = load_peft_weights(str(Path(one["model_dir"]))), load_peft_weights(str(out / "model"))
+    assert set(w1) == set(w2)
+    for k in w1:
+        assert torch.allclose(w2[k], w1[k], rtol=rel, atol=rel * w1[k].abs().max().item()), k

@@ -314,3 +314,26 @@ def test_qlora_ppo_from_an_sft_adapter_saves_a_full_precision_merge(tiny_model_p
     expected = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().float()
     for (name, w), (_, e) in zip(merged.named_parameters(), expected.named_parameters(), strict=True):
         assert torch.allclose(w, e, atol=1e-2), name
+
+
+def test_a_rollouts_answers_do_not_depend_on_how_its_batch_is_split(tiny_model_path, tmp_path):
+    """Row i of step s is sampled with its own keyed noise: generated 3 prompts at a time, or as the
+    second half of the batch (a second process's share, `first_row=4`), it gets the same answer and
+    log-probs; the global random stream plays no part, and the next step draws anew."""
+    import torch
+
+    from train.ppo import PpoTrainer
+
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=8, ppo_epochs=1, max_steps=1,
+                     max_new_tokens=8)
+    whole = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS).rollout(PROMPTS)
+    chunked_cfg = ppo_config(tiny_model_path, tmp_path / "ppo2", batch_size=8, mini_batch_size=8, ppo_epochs=1,
+                             max_steps=1, max_new_tokens=8, rollout_batch_size=3)
+    chunked = PpoTrainer(chunked_cfg, reward_fn=count_a, prompts=PROMPTS)
+    torch.manual_seed(123)
+    assert torch.equal(chunked.rollout(PROMPTS).response, whole.response)
+    half = chunked.rollout(PROMPTS[4:], first_row=4)
+    width = half.response.shape[1]
+    assert torch.equal(half.response, whole.response[4:, :width]) and not whole.mask[4:, width:].any()
+    assert torch.allclose(half.logprobs, whole.logprobs[4:, :width], atol=1e-5)
+    assert not torch.equal(chunked.rollout(PROMPTS, step=1).response, whole.response)  # each step draws anew
