@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 
 from data.atomic import atomic_path
-from data.config import to_dict
+from data.config import setting, to_dict
 from data.errors import ConfigError
 from data.schema import Prompt
 from train.config import RunConfig
@@ -60,31 +60,33 @@ class PpoConfig(RunConfig):
     mini-batches. Prompts come from `data.source` (any prompt format).
     """
 
-    reward: RewardSection = field(default_factory=RewardSection)
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    mini_batch_size: int = 4
-    ppo_epochs: int = 4
-    kl_coef: float = 0.05
-    gamma: float = 1.0
-    lam: float = 0.95
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 0.1
-    # whitening of the reward before GAE: `sequence` (Llama 2) standardises the final score over the
-    # rollout batch before the per-token KL penalty is added; `tokens` whitens the per-token KL-penalised
-    # rewards, mean kept (TRL's `whiten_rewards`, length-biased); `none` leaves them as they are
-    whiten: Literal["none", "sequence", "tokens"] = "none"
-    whiten_rewards: bool | None = None  # replaced by `whiten`; kept only to name the replacement
-    rollout_batch_size: int | None = None  # prompts generated at once (None: batch_size)
-    forward_batch_size: int | None = None  # rows per forward pass, rollout and loss (None: mini_batch_size)
-    missing_eos_penalty: float | None = None  # subtracted from the score of a response that never ended
-    max_grad_norm: float = 1.0
-    lr: float = 1e-5
-    logging_steps: int = 1
-    save_steps: int = 20
+    reward: RewardSection = setting(help="Where rewards come from (see RewardSection).", factory=RewardSection)
+    max_new_tokens: int = setting(64, "Most new tokens per rollout answer.")
+    temperature: float = setting(1.0, "Rollout sampling temperature.")
+    top_k: int = setting(0, "Rollout top-k (0: off).")
+    top_p: float = setting(1.0, "Rollout nucleus sampling top-p.")
+    mini_batch_size: int = setting(4, "Rollout rows per PPO mini-batch (per process).")
+    ppo_epochs: int = setting(4, "PPO passes over each rollout.")
+    kl_coef: float = setting(0.05, "Per-token KL penalty -kl_coef·(log π − log π_ref) added to the rewards.")
+    gamma: float = setting(1.0, "GAE discount.")
+    lam: float = setting(0.95, "GAE lambda.")
+    cliprange: float = setting(0.2, "Policy ratio clipping.")
+    cliprange_value: float = setting(0.2, "Value clipping around the rollout's values.")
+    vf_coef: float = setting(0.1, "Weight of the value loss.")
+    whiten: Literal["none", "sequence", "tokens"] = setting(
+        "none", "Whitening of the reward before GAE: `sequence` (Llama 2) standardises the final score over the "
+        "rollout batch before the per-token KL penalty is added; `tokens` whitens the per-token KL-penalised "
+        "rewards, mean kept (TRL's `whiten_rewards`, length-biased); `none` leaves them as they are.")
+    whiten_rewards: bool | None = setting(None, "Replaced by `whiten`; kept only to name the replacement.")
+    rollout_batch_size: int | None = setting(None, "Prompts generated at once (None: batch_size).")
+    forward_batch_size: int | None = setting(
+        None, "Rows per forward pass, rollout and loss (None: mini_batch_size).")
+    missing_eos_penalty: float | None = setting(
+        None, "Subtracted from the score of a response that never ended.")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm (0: none).")
+    lr: float = setting(1e-5, "Peak learning rate.")
+    logging_steps: int = setting(1, "Log the metrics every N rollouts.")
+    save_steps: int = setting(20, "Save a checkpoint every N rollouts.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -192,7 +194,8 @@ class PpoTrainer:
                  adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`_forward` over all rows, `forward_batch_size` rows at a time (the rollout's no-grad passes)."""
         step = self.forward_batch_size
-        outs, ents = [], []
+        outs: list[torch.Tensor] = []
+        ents: list[Any] = []
         for i in range(0, response.shape[0], step):
             sl = slice(i, i + step)
             out, ent = self._forward(query[sl], query_mask[sl], response[sl], mask[sl], adapter, entropy=entropy)

@@ -83,6 +83,9 @@ def build_policy_and_value(cfg: Any) -> tuple[Any, str | None, ValueHead]:
 
     from train.models import continues_adapter, load_policy, peft_config
 
+    policy_lora, value_lora = peft_config(cfg), peft_config(cfg)  # one config object per adapter
+    assert policy_lora is not None and value_lora is not None  # PpoConfig refuses lora.enabled: false
+    model: Any  # a PEFT-wrapped model: the adapters below are its
     if continues_adapter(cfg):
         # started from a previous stage's adapter (e.g. SFT): the policy keeps training exactly that
         # adapter over the bare (4-bit with QLoRA) base, and a frozen copy of it is the KL reference:
@@ -91,9 +94,9 @@ def build_policy_and_value(cfg: Any) -> tuple[Any, str | None, ValueHead]:
         model.load_adapter(cfg.model.adapter, adapter_name=REF, is_trainable=False)
         ref_adapter: str | None = REF
     else:
-        model = get_peft_model(load_policy(cfg), peft_config(cfg), adapter_name=POLICY)
+        model = get_peft_model(load_policy(cfg), policy_lora, adapter_name=POLICY)
         ref_adapter = None  # the reference is the base with the adapters disabled
-    model.add_adapter(VALUE, peft_config(cfg))
+    model.add_adapter(VALUE, value_lora)
     model.set_requires_grad([POLICY, VALUE], True)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -100,6 +100,7 @@ def rollout(trainer: PpoTrainer, prompts: list[Prompt], step: int, first_row: in
     response = torch.where(mask.bool(), response, torch.full_like(response, tok.pad_token_id))
 
     logprobs, entropy = trainer._chunked(query, query_mask, response, mask, POLICY, entropy=True)
+    assert entropy is not None  # asked for above
     ref_logprobs, _ = trainer._chunked(query, query_mask, response, mask, trainer.ref_adapter)
     values, _ = trainer._chunked(query, query_mask, response, mask, VALUE)
     completions = tok.batch_decode(response, skip_special_tokens=True)

@@ -13,6 +13,8 @@ integer arithmetic that gives the same bits on a CPU and a GPU. `generate` then 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from transformers.generation.logits_process import LogitsProcessor
 
@@ -79,4 +81,4 @@ class SeededSampling(LogitsProcessor):
         position = input_ids.shape[1] - self.prompt_len
         keys = mix(self.keys.to(scores.device) + _i64(position * _GOLDEN))
         gumbel = -torch.log(-torch.log(uniform(keys, scores.shape[-1])))
-        return (scores.double() + gumbel).float()
+        return cast(torch.FloatTensor, (scores.double() + gumbel).float())
