@@ -26,11 +26,14 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/prefkit demo $(if $(PORT),--port $(PORT))
 
+# The 20 slowest tests (setup and call) are listed at the end of every run, CI's included.
+PYTEST := $(PY) -m pytest -q --durations=20
+
 test: setup
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: setup
 	$(PY) bench/dedup.py
