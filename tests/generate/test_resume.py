@@ -31,6 +31,10 @@ def manifest_steps(out: Path) -> list[dict]:
 # then per step its shard, the manifest and the report (3). The 6th complete temp file is the second
 # step's shard, not yet renamed: the run stops there, with exactly one step finished and a temp on disk.
 SECOND_SHARD_WRITTEN = "file:written@6"
+UNIGNORED_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('prefkit.cli', run_name='__main__', alter_sys=True)"
+)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
@@ -48,8 +52,10 @@ def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path,
     ]
     env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, FAULT_SIGNAL_ENV)}
     env.update({"OMP_NUM_THREADS": "1", FAULT_ENV: SECOND_SHARD_WRITTEN, FAULT_SIGNAL_ENV: sig.name})
+    # Python keeps SIGINT ignored when it starts so (a background job of a non-interactive shell, as a
+    # CI script may run pytest); a terminal's Ctrl-C never finds it so: restore Python's own handler.
     proc = subprocess.run(
-        [sys.executable, "-m", "prefkit.cli", "generate", *args],
+        [sys.executable, "-c", UNIGNORED_SIGINT, "generate", *args],
         cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
     )
     stderr = proc.stderr
