@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.prefkit-installed
 
-.PHONY: setup demo test test-fast bench system-deps clean
+.PHONY: setup demo test test-fast test-par bench system-deps clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,14 @@ test: setup
 
 test-fast: setup
 	$(PYTEST) -m "not slow"
+
+# Opt-in: the same tests on PAR worker processes (pytest-xdist; default one per core), a test file
+# at a time per worker so a module's fixtures (a Streamlit app, a served model) are built once.
+# Each worker starts its own PostgreSQL server and builds its own tiny models. Not `make test`'s
+# way: on a shared, loaded 2-core machine it was slower than one process.
+PAR ?= auto
+test-par: setup
+	$(PYTEST) -n $(PAR) --dist loadfile
 
 bench: setup
 	$(PY) bench/dedup.py
