@@ -38,7 +38,8 @@ test-fast: setup
 # Opt-in: the same tests on PAR worker processes (pytest-xdist; default one per core), a test file
 # at a time per worker so a module's fixtures (a Streamlit app, a served model) are built once.
 # Each worker starts its own PostgreSQL server and builds its own tiny models. Not `make test`'s
-# way: on a shared, loaded 2-core machine it was slower than one process.
+# way: on a shared 2-core machine it was not reliably faster than one process (x0.69 to x1.25 of
+# its time over four alternating runs of 114 tests; slower under the heaviest load).
 PAR ?= auto
 test-par: setup
 	$(PYTEST) -n $(PAR) --dist loadfile
