@@ -8,7 +8,9 @@ the kernel offers it; elsewhere with two renames, and a run killed between them 
 folder under its `.old` name, which the next write to that target puts back first.
 
 `PREFKIT_FAULT_AT=STEP` (tests only) kills the process with SIGKILL at the named step, to prove
-that each rename step leaves a whole output behind: see `FAULT_STEPS`.
+that each rename step leaves a whole output behind: see `FAULT_STEPS`. `STEP@N` does it the Nth
+time the step is reached (e.g. in a later shard of a run), and `PREFKIT_FAULT_SIGNAL=SIGINT` sends
+that signal instead (a Ctrl-C at exactly that point).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 FAULT_ENV = "PREFKIT_FAULT_AT"
+FAULT_SIGNAL_ENV = "PREFKIT_FAULT_SIGNAL"  # a signal's name (default SIGKILL)
 # Set to 1 to swap folders with two renames even where RENAME_EXCHANGE works (tests of the fallback).
 NO_EXCHANGE_ENV = "PREFKIT_NO_RENAME_EXCHANGE"
 FAULT_STEPS = (
@@ -39,10 +42,21 @@ FAULT_STEPS = (
 )
 
 
+_fault_hits: dict[str, int] = {}
+
+
 def fault_point(step: str) -> None:
-    """Tests only: SIGKILL this process at `step` when $PREFKIT_FAULT_AT names it."""
-    if os.environ.get(FAULT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Tests only: SIGKILL this process at `step` when $PREFKIT_FAULT_AT names it (`STEP@N`: the
+    Nth time it is reached); $PREFKIT_FAULT_SIGNAL names another signal to send."""
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    name, _, nth = wanted.partition("@")
+    if name != step:
+        return
+    _fault_hits[step] = _fault_hits.get(step, 0) + 1
+    if _fault_hits[step] == int(nth or 1):
+        os.kill(os.getpid(), getattr(signal, os.environ.get(FAULT_SIGNAL_ENV, "SIGKILL")))
 
 
 def _umask() -> int:

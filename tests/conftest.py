@@ -16,6 +16,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+# One torch (OpenMP) thread per test process, and through the environment per command a test
+# starts: the tiny model's matrices are too small to share out, and on a busy 2-core machine two
+# threads wait for each other at every op (a PPO learning test ran ~4 s on a quiet machine and
+# 378 s under load with two). Set before torch is imported; an explicit OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

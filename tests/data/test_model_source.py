@@ -8,8 +8,16 @@ from data.errors import ConfigError
 from data.hub import check_model_source
 
 
-def test_local_folder_passes(tiny_model_path):
-    check_model_source(str(tiny_model_path))
+def test_local_folder_passes(tmp_path, monkeypatch):
+    # Only that the folder exists is checked (loading it is transformers' job): a folder with a
+    # config.json stands in for a model, with no model built. A relative `org/name` folder is taken
+    # as the local folder, not looked up on the Hub.
+    folder = tmp_path / "org" / "model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    check_model_source(str(folder))
+    monkeypatch.chdir(tmp_path)
+    check_model_source("org/model")
 
 
 @pytest.mark.parametrize("path", ["./runs/missing", "/nowhere/model", "runs/a/b"])
