@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -28,19 +29,23 @@ users_app = App(
 app.add_typer(users_app, name="users")
 
 DB_OPTION = typer.Option(
-    "annotations.db", "--db", envvar="PREFKIT_DB",
+    "annotations.db",
+    "--db",
+    envvar="PREFKIT_DB",
     help="Store: a SQLite file path or a SQLAlchemy URL (postgresql+psycopg://user@host/db).",
 )
 
 
 DB_POOL_OPTION = typer.Option(
-    None, "--db-pool", min=0,
+    None,
+    "--db-pool",
+    min=0,
     help="Store connections kept open for reuse (default 16; 0 = a new connection per transaction). "
     "Also settable in the URL as ?pool=N.",
 )
 
 
-def _open(db: str) -> "Store":
+def _open(db: str) -> Store:
     from annotate.store import Store, one_line_errors
 
     with one_line_errors(db):
@@ -48,7 +53,7 @@ def _open(db: str) -> "Store":
 
 
 @contextlib.contextmanager
-def _store(db: str) -> Iterator["Store"]:
+def _store(db: str) -> Iterator[Store]:
     """The store, opened for one command and closed after; a database that cannot be reached
     (now or midway) is one line on stderr, exit 2."""
     from annotate.store import one_line_errors
@@ -74,23 +79,25 @@ def import_(
         ..., help="Pairs from `prefkit generate` (Parquet shards folder) or any preference file."
     ),
     project: str = typer.Option(..., "--project", help="Project name; created by the first import that succeeds."),
-    overlap: Optional[int] = typer.Option(
+    overlap: int | None = typer.Option(
         None, help="Judgements each pair needs from different annotators (new project: 2)."
     ),
-    calibration: Optional[float] = typer.Option(None, help="Share of pairs that get more judgements (new project: 0)."),
-    calibration_overlap: Optional[int] = typer.Option(
+    calibration: float | None = typer.Option(None, help="Share of pairs that get more judgements (new project: 0)."),
+    calibration_overlap: int | None = typer.Option(
         None, help="Judgements a calibration pair needs (default: the overlap)."
     ),
     seed: int = typer.Option(0, help="Seed for queue order and the calibration draw (new project)."),
-    guidelines: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Markdown file of instructions."),
+    guidelines: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Markdown file of instructions."),
     skip_invalid: bool = typer.Option(
-        False, "--skip-invalid",
+        False,
+        "--skip-invalid",
         help="Skip bad rows instead of stopping: counted on stderr, written with reasons to PROJECT.rejected.jsonl "
         "beside a SQLite store (in the current folder for a server store), or to --rejected.",
     ),
-    rejected: Optional[Path] = typer.Option(None, help="Where --skip-invalid writes the bad rows."),
+    rejected: Path | None = typer.Option(None, help="Where --skip-invalid writes the bad rows."),
     safety_labels: bool = typer.Option(
-        False, "--safety-labels",
+        False,
+        "--safety-labels",
         help="Make the project ask for Llama 2's safety label of each pair on the Label page (the preferred "
         "response is safe and the other not / both safe / both unsafe), required before a choice is recorded.",
     ),
@@ -100,16 +107,22 @@ def import_(
     from data.readers import read_pairs
 
     text = _read_guidelines(guidelines) if guidelines else None
-    invalid, rejected = _rejected_target(pairs, rejected or _default_rejected(project, db), db) if skip_invalid \
-        else (None, None)
+    invalid, rejected = (
+        _rejected_target(pairs, rejected or _default_rejected(project, db), db) if skip_invalid else (None, None)
+    )
     read = read_pairs(pairs, errors=invalid)
     if invalid and rejected is not None:
         _write_rejected(invalid, rejected)
     with _store(db) as store:
         # one transaction: a store error half-way creates no project (a retry may change settings)
         result = store.import_project(
-            project, read, guidelines=text,
-            overlap=overlap, calibration=calibration, calibration_overlap=calibration_overlap, seed=seed,
+            project,
+            read,
+            guidelines=text,
+            overlap=overlap,
+            calibration=calibration,
+            calibration_overlap=calibration_overlap,
+            seed=seed,
             safety_labels=safety_labels,
         )
         total = store.count_pairs(project)
@@ -133,7 +146,7 @@ def store_paths(db: str) -> list[Path]:
     if "://" in db:
         if not db.startswith("sqlite:///") or db in ("sqlite://", "sqlite:///:memory:"):
             return []
-        db = db[len("sqlite:///"):].split("?", 1)[0]
+        db = db[len("sqlite:///") :].split("?", 1)[0]
     path = Path(db).expanduser()
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
@@ -148,14 +161,16 @@ def _default_rejected(project: str, db: str) -> Path:
 def _rejected_target(pairs: str, target: Path, db: str) -> tuple[list, Path]:
     """The list that collects bad rows and the checked path they go to. A rejected file is a
     log of one import: it replaces a previous one of `annotate import` only."""
-    from data.outputs import check_not_input, check_output, written_by
-
     from data.errors import DataError
+    from data.outputs import check_not_input, check_output, written_by
 
     check_not_input(target, [pairs, *store_paths(db)], option="the rejected file")
     if target.is_file() and target.stat().st_size and written_by(target, folder=False) != "annotate import":
-        raise DataError("the rejected file already exists and was not written by prefkit annotate import; "
-                        "choose another path with --rejected", file=target)
+        raise DataError(
+            "the rejected file already exists and was not written by prefkit annotate import; "
+            "choose another path with --rejected",
+            file=target,
+        )
     check_output(target, "annotate import", overwrite=True, option="the rejected file")
     return [], target
 
@@ -277,7 +292,8 @@ def export(
     trl: bool = option(ExportConfig, "trl"),
     sets: str | None = option(ExportConfig, "sets"),
     judgements: bool = typer.Option(
-        False, "--judgements",
+        False,
+        "--judgements",
         help="Write the raw judgement table to OUT (.jsonl, .json or .parquet) instead: what "
         "`prefkit round run --judgements` and `prefkit data export --judgements` read.",
     ),
@@ -295,16 +311,28 @@ def export(
     set_names = parse_sets(sets)
     if judgements and (trl or set_names):
         raise ConfigError("--judgements writes the raw judgement table: --trl and --sets apply to the dataset export")
-    check_output(out, "annotate export", inputs=store_paths(db), overwrite=overwrite, folder=not judgements,
-                 what="store")
+    check_output(
+        out, "annotate export", inputs=store_paths(db), overwrite=overwrite, folder=not judgements, what="store"
+    )
     with _store(db) as store:
         if judgements:
             n = store.export_judgements(project, out, replace=overwrite, marker="annotate export")
             typer.echo(f"wrote {out}: {n} judgements of project {project}")
             return
         report = store.export(
-            project, out, rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet, jsonl=jsonl,
-            name=name, complete_only=complete_only, marker="annotate export", trl=trl, sets=set_names,
+            project,
+            out,
+            rule=rule,
+            margin=margin,
+            test_size=test_size,
+            seed=seed,
+            parquet=parquet,
+            jsonl=jsonl,
+            name=name,
+            complete_only=complete_only,
+            marker="annotate export",
+            trl=trl,
+            sets=set_names,
         )
     figures = report.to_dict()
     typer.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in figures.items() if k != "strength_counts"))
@@ -315,9 +343,11 @@ def serve(
     db: str = DB_OPTION,
     port: int = typer.Option(8501, help="Port to listen on."),
     address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 to serve a team)."),
-    db_pool: Optional[int] = DB_POOL_OPTION,
+    db_pool: int | None = DB_POOL_OPTION,
     session_hours: float = typer.Option(
-        12.0, "--session-hours", envvar="PREFKIT_SESSION_HOURS",
+        12.0,
+        "--session-hours",
+        envvar="PREFKIT_SESSION_HOURS",
         help="How long a sign-in lasts (closing the tab does not end it; signing out does).",
     ),
 ) -> None:

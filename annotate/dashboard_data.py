@@ -38,35 +38,55 @@ def build_dashboard(
 ) -> Dashboard:
     j = pd.DataFrame(
         judgements,
-        columns=["annotator", "pair_id", "score", "strength", "preferred", "shown_left", "shown_right", "seconds",
-                 "created_at"],
+        columns=[
+            "annotator",
+            "pair_id",
+            "score",
+            "strength",
+            "preferred",
+            "shown_left",
+            "shown_right",
+            "seconds",
+            "created_at",
+        ],
     )
     f = pd.DataFrame(finished, columns=["annotator", "pair_id", "status", "reason", "finished_at"])
     j["created_at"] = pd.to_datetime(j["created_at"], utc=True)
     midnight = pd.Timestamp(now).normalize()
 
-    per = pd.DataFrame({
-        "judgements": j.groupby("annotator").size(),
-        "today": j[j["created_at"] >= midnight].groupby("annotator").size(),
-        "skipped": f[f["status"] == SKIPPED].groupby("annotator").size(),
-        "reported": f[f["status"] == REPORTED].groupby("annotator").size(),
-    }).fillna(0).astype(int)
+    per = (
+        pd.DataFrame(
+            {
+                "judgements": j.groupby("annotator").size(),
+                "today": j[j["created_at"] >= midnight].groupby("annotator").size(),
+                "skipped": f[f["status"] == SKIPPED].groupby("annotator").size(),
+                "reported": f[f["status"] == REPORTED].groupby("annotator").size(),
+            }
+        )
+        .fillna(0)
+        .astype(int)
+    )
     per["median_seconds"] = j.groupby("annotator")["seconds"].median()
     per["last_at"] = j.groupby("annotator")["created_at"].max()
     per = per.reset_index(names="annotator").sort_values("judgements", ascending=False, ignore_index=True)
 
     hourly = (
         j.assign(hour=j["created_at"].dt.floor("h"))
-        .groupby(["hour", "annotator"]).size().rename("judgements").reset_index()
+        .groupby(["hour", "annotator"])
+        .size()
+        .rename("judgements")
+        .reset_index()
     )
     time_per_item = j.loc[j["seconds"].notna(), ["annotator", "seconds"]].reset_index(drop=True)
 
     # Llama 2's four levels with a side, then "unsure" (no side) on its own row.
     counts = j.loc[j["preferred"].notna(), "strength"].value_counts()
-    strength = pd.DataFrame({
-        "strength": [s.label for s in Strength] + ["unsure"],
-        "judgements": [int(counts.get(s.value, 0)) for s in Strength] + [int(j["preferred"].isna().sum())],
-    })
+    strength = pd.DataFrame(
+        {
+            "strength": [s.label for s in Strength] + ["unsure"],
+            "judgements": [int(counts.get(s.value, 0)) for s in Strength] + [int(j["preferred"].isna().sum())],
+        }
+    )
 
     side = pd.Series("unsure", index=j.index)
     side[j["preferred"].notna() & (j["preferred"] == j["shown_left"])] = "left"
@@ -76,15 +96,21 @@ def build_dashboard(
     bias["left_share"] = (bias["left"] / decided.where(decided > 0)).astype(float)
     bias = bias.reset_index().rename_axis(columns=None)
     if len(j):  # all annotators together, the figure the dashboard headlines
-        total: dict[str, Any] = {"annotator": "(all)", "left": int(bias["left"].sum()), "right": int(bias["right"].sum()),
-                 "unsure": int(bias["unsure"].sum())}
+        total: dict[str, Any] = {
+            "annotator": "(all)",
+            "left": int(bias["left"].sum()),
+            "right": int(bias["right"].sum()),
+            "unsure": int(bias["unsure"].sum()),
+        }
         d = total["left"] + total["right"]
         total["left_share"] = total["left"] / d if d else float("nan")
         bias = pd.concat([bias, pd.DataFrame([total])], ignore_index=True)
 
-    reports = f.loc[f["status"] == REPORTED, ["pair_id", "annotator", "reason", "finished_at"]].rename(
-        columns={"finished_at": "at"}
-    ).reset_index(drop=True)
+    reports = (
+        f.loc[f["status"] == REPORTED, ["pair_id", "annotator", "reason", "finished_at"]]
+        .rename(columns={"finished_at": "at"})
+        .reset_index(drop=True)
+    )
 
     summary = {
         "pairs": n_pairs,

@@ -175,7 +175,7 @@ def dialogue_turns(prompt: str | list[dict[str, str]]) -> list[tuple[str, str]]:
         return [("user", prompt.strip())]
     turns = []
     for m, nxt in zip(marks, marks[1:] + [None], strict=True):
-        text = prompt[m.end(): nxt.start() if nxt else len(prompt)].strip()
+        text = prompt[m.end() : nxt.start() if nxt else len(prompt)].strip()
         turns.append((_ROLE[m.group(1).lower()], text))
     if turns and not turns[-1][1] and turns[-1][0] == "assistant":
         turns.pop()  # the transcript's trailing "Assistant:" cue is where the responses go

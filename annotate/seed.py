@@ -32,7 +32,10 @@ def seed_demo(db_url: str, out_dir: str | Path, sample: str | Path = SAMPLE) -> 
         # calibration pairs need both demo accounts, not the default 2 × overlap (four
         # annotators that the demo does not have: it could never finish)
         store.ensure_project(
-            PROJECT, guidelines=GUIDELINES.read_text(encoding="utf-8"), overlap=2, calibration=0.1,
+            PROJECT,
+            guidelines=GUIDELINES.read_text(encoding="utf-8"),
+            overlap=2,
+            calibration=0.1,
             calibration_overlap=2,
         )
         store.import_pairs(PROJECT, read_pairs(sample))  # idempotent by pair id

@@ -25,13 +25,23 @@ APP = Path(__file__).resolve().parent / "app.py"
 def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
     """`streamlit run annotate/app.py` for a headless server; the store URL goes in $PREFKIT_DB."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.headless", "true",
-        "--server.address", address,
-        "--server.port", str(port),
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "minimal",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless",
+        "true",
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
 
 
@@ -122,7 +132,11 @@ def running_server(
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
         proc = subprocess.Popen(
-            command(port), env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, text=True,
+            command(port),
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         try:

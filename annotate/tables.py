@@ -9,8 +9,8 @@ rows they count, so the claim query reads one row per candidate pair.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -31,7 +31,12 @@ from sqlalchemy.types import TypeDecorator
 # Assignment statuses: a claim is `active` until submitted, skipped, reported, or its lease
 # runs out (`expired`); `withdrawn` when its judgement was withdrawn.
 ACTIVE, SUBMITTED, SKIPPED, REPORTED, EXPIRED, WITHDRAWN = (
-    "active", "submitted", "skipped", "reported", "expired", "withdrawn",
+    "active",
+    "submitted",
+    "skipped",
+    "reported",
+    "expired",
+    "withdrawn",
 )
 
 
@@ -41,18 +46,18 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use an aware UTC datetime")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def load_dialect_impl(self, dialect: Any) -> Any:
         return dialect.type_descriptor(DateTime(timezone=dialect.name != "sqlite"))
@@ -160,8 +165,8 @@ class AssignmentRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
-    reason: Mapped[Optional[str]] = mapped_column(Text, nullable=True)  # for reports
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # for reports
 
     __table_args__ = (
         UniqueConstraint("pair_row_id", "user_id", name="uq_assignments_pair_user"),
@@ -178,14 +183,14 @@ class JudgementRow(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
-    preferred: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)
+    preferred: Mapped[str | None] = mapped_column(String(100), nullable=True)
     strength: Mapped[str] = mapped_column(String(32))
     score: Mapped[int] = mapped_column(Integer)  # -3..3 in generation order (negative prefers a)
     shown_left: Mapped[str] = mapped_column(String(100))
     shown_right: Mapped[str] = mapped_column(String(100))
     unsafe: Mapped[list[str]] = mapped_column(JSON, default=list)
-    rationale: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
-    seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    rationale: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -206,8 +211,8 @@ class SignInRow(Base):
     __tablename__ = "sign_ins"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
-    client: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(200), nullable=True)
     outcome: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 

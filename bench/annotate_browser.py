@@ -36,8 +36,14 @@ from data.schema import Pair, Prompt
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 WARMUP = 5
 
@@ -120,9 +126,21 @@ def bare_app(folder: Path) -> contextlib.AbstractContextManager[str]:
     script = folder / "bare_app.py"
     script.write_text(BARE_APP)
     return running_server(
-        lambda port: [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-                      "--server.address", "127.0.0.1", "--server.port", str(port),
-                      "--browser.gatherUsageStats", "false"]
+        lambda port: [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(script),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ]
     )
 
 
@@ -170,8 +188,11 @@ def main() -> None:
         small: list[tuple[float, float]] = []
         big: list[tuple[float, float]] = []
         with bare_app(folder) as bare_url, running_app(small_url) as s_url, running_app(big_url) as b_url:
-            pages = (bare_page(browser, bare_url), app_page(browser, s_url, small_token),
-                     app_page(browser, b_url, big_token))
+            pages = (
+                bare_page(browser, bare_url),
+                app_page(browser, s_url, small_token),
+                app_page(browser, b_url, big_token),
+            )
             for r in range(args.rounds):  # alternate, so the three see the same machine
                 warm = WARMUP if r == 0 else 0
                 bare += timed_clicks(pages[0], ".st-key-next button", batch, warm)
@@ -190,8 +211,10 @@ def main() -> None:
         print(f"\n{args.pairs:,}-pair store vs 1,000 pairs, next pair on screen: p95 x{ratio:.2f}")
         floor = p95([t[0] for t in bare])
         verdict = "meets" if shown <= 1.3 * floor else "MISSES"
-        print(f"target: next pair on screen p95 within 1.3x the bare button's with {args.pairs:,} pairs: "
-              f"{verdict} (x{shown / floor:.2f}: {shown:.0f} ms vs {floor:.0f} ms)")
+        print(
+            f"target: next pair on screen p95 within 1.3x the bare button's with {args.pairs:,} pairs: "
+            f"{verdict} (x{shown / floor:.2f}: {shown:.0f} ms vs {floor:.0f} ms)"
+        )
         print(f"target: next pair on screen p95 < 300 ms: {'meets' if shown < 300 else 'MISSES'} ({shown:.0f} ms)")
 
 

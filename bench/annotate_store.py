@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import tempfile
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import event, func, select
 
@@ -78,14 +78,36 @@ class Run:
 
 
 def make_pairs(n: int) -> Iterator[Pair]:
-    words = "trả lời câu hỏi về lịch sử văn hoá khoa học toán học lập trình nấu ăn du lịch".split()
+    words = [
+        "trả",
+        "lời",
+        "câu",
+        "hỏi",
+        "về",
+        "lịch",
+        "sử",
+        "văn",
+        "hoá",
+        "khoa",
+        "học",
+        "toán",
+        "học",
+        "lập",
+        "trình",
+        "nấu",
+        "ăn",
+        "du",
+        "lịch",
+    ]
     rng = random.Random(0)
     for i in range(n):
         body = " ".join(rng.choices(words, k=60))
         yield Pair(
             Prompt(f"Câu hỏi {i}: {' '.join(rng.choices(words, k=12))}?", source="bench"),
             Response(f"A{i}: {body}", model="bench-a", temperature=0.7, seed=i, finish_reason="stop", n_tokens=120),
-            Response(f"B{i}: {body[::-1]}", model="bench-b", temperature=1.0, seed=i, finish_reason="stop", n_tokens=118),
+            Response(
+                f"B{i}: {body[::-1]}", model="bench-b", temperature=1.0, seed=i, finish_reason="stop", n_tokens=118
+            ),
         )
 
 
@@ -137,8 +159,11 @@ def check(store: Store, project: str, submitted: int) -> str:
         n = c.execute(select(func.count()).select_from(JudgementRow).where(JudgementRow.project_id == pid)).scalar_one()
         dup = c.execute(
             select(func.count()).select_from(
-                select(JudgementRow.pair_row_id, JudgementRow.user_id).where(JudgementRow.project_id == pid)
-                .group_by(JudgementRow.pair_row_id, JudgementRow.user_id).having(func.count() > 1).subquery()
+                select(JudgementRow.pair_row_id, JudgementRow.user_id)
+                .where(JudgementRow.project_id == pid)
+                .group_by(JudgementRow.pair_row_id, JudgementRow.user_id)
+                .having(func.count() > 1)
+                .subquery()
             )
         ).scalar_one()
         done = c.execute(select(func.coalesce(func.sum(PairRow.done), 0)).where(PairRow.project_id == pid)).scalar_one()
@@ -146,9 +171,9 @@ def check(store: Store, project: str, submitted: int) -> str:
             select(func.count()).select_from(PairRow).where(PairRow.project_id == pid, PairRow.done > PairRow.required)
         ).scalar_one()
         active = c.execute(
-            select(func.count()).select_from(AssignmentRow).where(
-                AssignmentRow.project_id == pid, AssignmentRow.status == "active"
-            )
+            select(func.count())
+            .select_from(AssignmentRow)
+            .where(AssignmentRow.project_id == pid, AssignmentRow.status == "active")
         ).scalar_one()
         held = c.execute(select(func.coalesce(func.sum(PairRow.held), 0)).where(PairRow.project_id == pid)).scalar_one()
     lost = submitted - n
@@ -191,14 +216,18 @@ def bench(
         for e in r.errors[:3]:
             print(f"    error: {e}")
     base, sat, paced, fast = runs
-    print(f"  ratio vs baseline: throughput ×{sat.rate / base.rate:.2f} (saturated); p95 latency "
-          f"×{sat.pct(0.95) / base.pct(0.95):.1f} (saturated), ×{paced.pct(0.95) / base.pct(0.95):.1f} "
-          f"(paced {think:g} s), ×{fast.pct(0.95) / base.pct(0.95):.1f} (paced {fast_think:g} s)")
-    print(f"  targets (≤1 meets): {TARGET_RATE:.0f}/s ÷ rate → saturated ×{TARGET_RATE / sat.rate:.2f}, "
-          f"paced {fast_think:g} s ×{TARGET_RATE / fast.rate:.2f}; "
-          f"p95 ÷ {TARGET_P95_MS:.0f} ms → saturated ×{sat.pct(0.95) / TARGET_P95_MS:.2f}, "
-          f"paced {think:g} s ×{paced.pct(0.95) / TARGET_P95_MS:.2f}, "
-          f"paced {fast_think:g} s ×{fast.pct(0.95) / TARGET_P95_MS:.2f}")
+    print(
+        f"  ratio vs baseline: throughput ×{sat.rate / base.rate:.2f} (saturated); p95 latency "
+        f"×{sat.pct(0.95) / base.pct(0.95):.1f} (saturated), ×{paced.pct(0.95) / base.pct(0.95):.1f} "
+        f"(paced {think:g} s), ×{fast.pct(0.95) / base.pct(0.95):.1f} (paced {fast_think:g} s)"
+    )
+    print(
+        f"  targets (≤1 meets): {TARGET_RATE:.0f}/s ÷ rate → saturated ×{TARGET_RATE / sat.rate:.2f}, "
+        f"paced {fast_think:g} s ×{TARGET_RATE / fast.rate:.2f}; "
+        f"p95 ÷ {TARGET_P95_MS:.0f} ms → saturated ×{sat.pct(0.95) / TARGET_P95_MS:.2f}, "
+        f"paced {think:g} s ×{paced.pct(0.95) / TARGET_P95_MS:.2f}, "
+        f"paced {fast_think:g} s ×{fast.pct(0.95) / TARGET_P95_MS:.2f}"
+    )
     print(check(store, "bench", sum(r.judgements for r in runs[1:])))
     print(check(store, "solo", base.judgements))
     store.close()
@@ -231,6 +260,7 @@ def pool_effect(url: str, name: str, n_annotators: int, seconds: float, rounds: 
             store.close()
             results[size].append((run, opened[0]))
             print(run.line() + f"  connections opened {opened[0]}")
+
     def total(size: int) -> tuple[float, float, float]:
         runs = results[size]
         judged = sum(r.judgements for r, _ in runs)
@@ -239,8 +269,10 @@ def pool_effect(url: str, name: str, n_annotators: int, seconds: float, rounds: 
         return rate, p95, sum(c for _, c in runs) / max(judged, 1)
 
     (rate_p, p95_p, conn_p), (rate_u, p95_u, conn_u) = total(pool), total(0)
-    print(f"  pooled (pool={pool}) ÷ unpooled: throughput ×{rate_p / rate_u:.2f}, p95 latency ×{p95_p / p95_u:.2f}, "
-          f"connections opened per judgement {conn_p:.3f} vs {conn_u:.3f}")
+    print(
+        f"  pooled (pool={pool}) ÷ unpooled: throughput ×{rate_p / rate_u:.2f}, p95 latency ×{p95_p / p95_u:.2f}, "
+        f"connections opened per judgement {conn_p:.3f} vs {conn_u:.3f}"
+    )
 
 
 def main() -> None:
@@ -249,8 +281,12 @@ def main() -> None:
     ap.add_argument("--annotators", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each saturated run (paced: twice this)")
     ap.add_argument("--think", type=float, default=1.0, help="mean seconds an annotator spends per pair (paced run)")
-    ap.add_argument("--fast-think", type=float, default=0.05,
-                    help="the same for a second paced run near the 500/s target (32 × 1/0.05 s = 640/s offered)")
+    ap.add_argument(
+        "--fast-think",
+        type=float,
+        default=0.05,
+        help="the same for a second paced run near the 500/s target (32 × 1/0.05 s = 640/s offered)",
+    )
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--pg-url", help="use this PostgreSQL database instead of starting a throwaway server")
     ap.add_argument("--only", choices=["load", "pool"], help="run only the load bench or only the pool comparison")
@@ -259,7 +295,10 @@ def main() -> None:
     ap.add_argument("--pool-seconds", type=float, default=4.0, help="length of each pool-comparison run")
     args = ap.parse_args()
     run = dict(
-        n_pairs=args.pairs, n_annotators=args.annotators, seconds=args.seconds, think=args.think,
+        n_pairs=args.pairs,
+        n_annotators=args.annotators,
+        seconds=args.seconds,
+        think=args.think,
         fast_think=args.fast_think,
     )
 

@@ -39,8 +39,9 @@ DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "vi_alpaca_prompts.jsonl"
 KEY = ["prompt", "response"]
 
 
-def plain_datasketch_loop(rows: list[dict], ngram: dict[str, int], threshold: float, num_perm: int,
-                          seed: int) -> set[int]:
+def plain_datasketch_loop(
+    rows: list[dict], ngram: dict[str, int], threshold: float, num_perm: int, seed: int
+) -> set[int]:
     """The rows a straightforward datasketch loop removes."""
     from datasketch import MinHash, MinHashLSH
 
@@ -76,8 +77,10 @@ def scaled(rows: list[dict], copies: int) -> list[dict]:
 
 def peak_rss_mib() -> tuple[float, float]:
     """Peak resident memory of this process and of its largest finished worker, in MiB."""
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    )
 
 
 def cpu_seconds() -> float:
@@ -113,9 +116,11 @@ def main() -> int:
         rows = rows[: args.rows]
     if args.scale > 1:
         rows = scaled(rows, args.scale)
-    print(f"{len(rows):,} rows of {args.source.name}, key {'+'.join(KEY)}, threshold {args.threshold}, "
-          f"num_perm {args.num_perm}; dedup uses {args.workers or _cpu_count()} of {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(rows):,} rows of {args.source.name}, key {'+'.join(KEY)}, threshold {args.threshold}, "
+        f"num_perm {args.num_perm}; dedup uses {args.workers or _cpu_count()} of {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
     import datasketch  # noqa: F401 -- imports (scipy's, mostly) are not what is measured
     import scipy.sparse.csgraph  # noqa: F401
@@ -126,19 +131,31 @@ def main() -> int:
     runs = []  # prefkit takes seconds, so a burst of load from other jobs skews one run: median of --repeat
     for _ in range(args.repeat):
         t0, c0 = time.perf_counter(), cpu_seconds()
-        kept, report = dedup_records(rows, KEY, threshold=args.threshold, num_perm=args.num_perm, seed=args.seed,
-                                     verify=args.verify, workers=args.workers, progress=sys.stderr.isatty())
+        kept, report = dedup_records(
+            rows,
+            KEY,
+            threshold=args.threshold,
+            num_perm=args.num_perm,
+            seed=args.seed,
+            verify=args.verify,
+            workers=args.workers,
+            progress=sys.stderr.isatty(),
+        )
         runs.append((time.perf_counter() - t0, cpu_seconds() - c0))
     fast_s, fast_cpu = sorted(runs)[len(runs) // 2]
     fast_rate = len(rows) / fast_s
     rss, child_rss = peak_rss_mib()
-    print(f"prefkit dedup:        {fast_s:8.2f} s  {fast_rate:10,.0f} rows/s  ({fast_cpu:.2f} CPU-s, all processes)  "
-          f"removed {len(rows) - len(kept):,} "
-          f"({report.exact_removed} exact, {report.near_removed} near; n-gram {report.ngram}, "
-          f"bands {report.bands}x{report.rows_per_band}, verify {report.verify}); "
-          f"runs: {', '.join(f'{w:.2f}' for w, _ in runs)} s")
-    print(f"prefkit peak memory:  {rss:8.0f} MiB main process (rows included), {child_rss:.0f} MiB largest worker "
-          "(a forked worker's resident size counts the pages it shares with the main process)")
+    print(
+        f"prefkit dedup:        {fast_s:8.2f} s  {fast_rate:10,.0f} rows/s  ({fast_cpu:.2f} CPU-s, all processes)  "
+        f"removed {len(rows) - len(kept):,} "
+        f"({report.exact_removed} exact, {report.near_removed} near; n-gram {report.ngram}, "
+        f"bands {report.bands}x{report.rows_per_band}, verify {report.verify}); "
+        f"runs: {', '.join(f'{w:.2f}' for w, _ in runs)} s"
+    )
+    print(
+        f"prefkit peak memory:  {rss:8.0f} MiB main process (rows included), {child_rss:.0f} MiB largest worker "
+        "(a forked worker's resident size counts the pages it shares with the main process)"
+    )
     if args.skip_plain or args.scale > 1:
         return 0
 
@@ -146,14 +163,18 @@ def main() -> int:
     plain_removed = plain_datasketch_loop(rows, report.ngram, args.threshold, args.num_perm, args.seed)
     plain_s, plain_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     plain_rate = len(rows) / plain_s
-    print(f"plain datasketch loop:{plain_s:8.2f} s  {plain_rate:10,.0f} rows/s  ({plain_cpu:.2f} CPU-s)  "
-          f"removed {len(plain_removed):,}")
+    print(
+        f"plain datasketch loop:{plain_s:8.2f} s  {plain_rate:10,.0f} rows/s  ({plain_cpu:.2f} CPU-s)  "
+        f"removed {len(plain_removed):,}"
+    )
     print(f"speed-up:             {fast_rate / plain_rate:8.1f}x wall-clock, {plain_cpu / fast_cpu:.1f}x in CPU time")
 
     ours = {r.row for r in report.removed}
     both = ours & plain_removed
-    print(f"agreement: {len(both)} removed by both, {len(ours - plain_removed)} by prefkit only, "
-          f"{len(plain_removed - ours)} by the plain loop only")
+    print(
+        f"agreement: {len(both)} removed by both, {len(ours - plain_removed)} by prefkit only, "
+        f"{len(plain_removed - ours)} by the plain loop only"
+    )
     for label, rows_only in (("prefkit only", ours - plain_removed), ("plain loop only", plain_removed - ours)):
         for i in sorted(rows_only)[:3]:
             print(f"  {label}: row {i}: {rows[i]['prompt'][:70]!r}")
@@ -183,17 +204,23 @@ def ray_vs_local(rows: list[dict], args: argparse.Namespace) -> int:
         for _ in range(args.repeat):
             for name in ("local", "ray"):
                 t0 = time.perf_counter()
-                results[name] = dedup_records(rows, KEY, workers=args.workers, engine=engine if name == "ray" else "local", **kw)
+                results[name] = dedup_records(
+                    rows, KEY, workers=args.workers, engine=engine if name == "ray" else "local", **kw
+                )
                 times[name].append(time.perf_counter() - t0)
     finally:
         engine.close()
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     same = results["local"][0] == results["ray"][0] and results["local"][1].removed == results["ray"][1].removed
-    print(f"ray start-up (not in the rates): {start_s:.1f} s, then {warm_s:.1f} s for a first job of {CHUNK} rows; "
-          f"cluster CPUs: {cpus}")
+    print(
+        f"ray start-up (not in the rates): {start_s:.1f} s, then {warm_s:.1f} s for a first job of {CHUNK} rows; "
+        f"cluster CPUs: {cpus}"
+    )
     for name in ("local", "ray"):
-        print(f"{name:5s} engine: {med[name]:8.2f} s  {len(rows) / med[name]:10,.0f} rows/s  "
-              f"runs: {', '.join(f'{t:.2f}' for t in times[name])} s")
+        print(
+            f"{name:5s} engine: {med[name]:8.2f} s  {len(rows) / med[name]:10,.0f} rows/s  "
+            f"runs: {', '.join(f'{t:.2f}' for t in times[name])} s"
+        )
     print(f"ray / local rate: {med['local'] / med['ray']:.2f}x; identical kept rows and removals: {same}")
     return 0 if same else 1
 

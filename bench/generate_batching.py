@@ -47,7 +47,10 @@ def build_model(size: str, out: Path) -> Path:
 
     shape = SIZES[size]
     path = build_tiny_model(
-        out, **shape, intermediate_size=shape["hidden_size"] * 4, num_kv_heads=max(1, shape["num_heads"] // 4),
+        out,
+        **shape,
+        intermediate_size=shape["hidden_size"] * 4,
+        num_kv_heads=max(1, shape["num_heads"] // 4),
         max_length=2048,
     )
     # No end of turn: every row generates exactly max_tokens, so tokens/s compare like with like.
@@ -74,8 +77,13 @@ def main() -> None:
         path = build_model(args.size, Path(tmp) / "model")
         engine = HFEngine(path, batch_size=1, device=args.device, dtype=args.dtype)
         requests = [
-            Request(format_prompt(engine.tokenizer, q, "Trả lời bằng tiếng Việt."), temperature=0.9, top_p=0.95,
-                    max_tokens=args.max_tokens, seed=i)
+            Request(
+                format_prompt(engine.tokenizer, q, "Trả lời bằng tiếng Việt."),
+                temperature=0.9,
+                top_p=0.95,
+                max_tokens=args.max_tokens,
+                seed=i,
+            )
             for i, q in enumerate(questions(args.requests))
         ]
         engine.generate(requests[:2])  # warm-up
@@ -104,11 +112,21 @@ def main() -> None:
             start = time.perf_counter()
             tokens = 0
             for i in range(0, len(requests), batch_size):
-                enc = tok([r.prompt for r in requests[i : i + batch_size]], add_special_tokens=False, padding=True,
-                          return_tensors="pt").to(engine.device)
+                enc = tok(
+                    [r.prompt for r in requests[i : i + batch_size]],
+                    add_special_tokens=False,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(engine.device)
                 with torch.inference_mode():
-                    out = engine.net.generate(**enc, do_sample=True, temperature=0.9, top_p=0.95,
-                                              max_new_tokens=args.max_tokens, min_new_tokens=args.max_tokens)
+                    out = engine.net.generate(
+                        **enc,
+                        do_sample=True,
+                        temperature=0.9,
+                        top_p=0.95,
+                        max_new_tokens=args.max_tokens,
+                        min_new_tokens=args.max_tokens,
+                    )
                 tokens += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
             if engine.device.type == "cuda":
                 torch.cuda.synchronize()
@@ -120,12 +138,16 @@ def main() -> None:
         for bs in (int(b) for b in args.batch_sizes.split(",")):
             rate, results = timed(bs)
             same = sum(a.completions == b.completions for a, b in zip(results, base, strict=True))
-            print(f"batch {bs:2d}: {rate:9.1f} tokens/s  x{rate / base_rate:.2f}  completions equal to baseline: "
-                  f"{same}/{len(results)}")
+            print(
+                f"batch {bs:2d}: {rate:9.1f} tokens/s  x{rate / base_rate:.2f}  completions equal to baseline: "
+                f"{same}/{len(results)}"
+            )
         largest = max(int(b) for b in args.batch_sizes.split(","))
         ref = transformers_sampling(largest)
-        print(f"batch {largest:2d}, transformers' own sampling (no per-row seeds): {ref:9.1f} tokens/s  "
-              f"x{ref / base_rate:.2f}")
+        print(
+            f"batch {largest:2d}, transformers' own sampling (no per-row seeds): {ref:9.1f} tokens/s  "
+            f"x{ref / base_rate:.2f}"
+        )
 
 
 if __name__ == "__main__":

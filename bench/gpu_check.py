@@ -39,10 +39,32 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
 MARKER = "cảm ơn"
-WORDS = "phở cà phê Hà Nội mùa thu quang hợp bánh mì sông Hồng áo dài trà lúa tốt đẹp ngon xanh".split()
+WORDS = [
+    "phở",
+    "cà",
+    "phê",
+    "Hà",
+    "Nội",
+    "mùa",
+    "thu",
+    "quang",
+    "hợp",
+    "bánh",
+    "mì",
+    "sông",
+    "Hồng",
+    "áo",
+    "dài",
+    "trà",
+    "lúa",
+    "tốt",
+    "đẹp",
+    "ngon",
+    "xanh",
+]
 
 
 class CheckFailed(AssertionError):
@@ -63,16 +85,25 @@ def build_model(out: Path, cpu: bool) -> Path:
 
     tok = build_tokenizer(vocab_size=512, max_length=4096, family="llama3_2")
     config = LlamaConfig(  # Llama-3.2-1B's shapes, random weights
-        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096, rope_theta=500000.0,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=4096,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     model.save_pretrained(out)
     tok.save_pretrained(out)
     del model
@@ -92,12 +123,19 @@ def build_data(out: Path, n: int, words: int) -> tuple[Path, Path]:
         pos = rng.randrange(words)
         chosen = body.copy()
         chosen[pos] = MARKER
-        rows.append(PreferenceRow(question=f"Câu {i}: hãy viết về {WORDS[i % len(WORDS)]}.", chosen=" ".join(chosen),
-                                  rejected=" ".join(body), strength=list(Strength)[i % 4]))
+        rows.append(
+            PreferenceRow(
+                question=f"Câu {i}: hãy viết về {WORDS[i % len(WORDS)]}.",
+                chosen=" ".join(chosen),
+                rejected=" ".join(body),
+                strength=list(Strength)[i % 4],
+            )
+        )
     export_dataset(rows, out / "pairs", test_size=0.1, seed=0, margin="small")
     prompts = out / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"question": r.question}, ensure_ascii=False) + "\n" for r in rows[:64]),
-                       encoding="utf-8")
+    prompts.write_text(
+        "".join(json.dumps({"question": r.question}, ensure_ascii=False) + "\n" for r in rows[:64]), encoding="utf-8"
+    )
     return out / "pairs", prompts
 
 
@@ -119,13 +157,32 @@ def _free() -> None:
 class Stages:
     """One mode's chain; every stage's figures go into `self.figures`."""
 
-    def __init__(self, mode: str, model_dir: Path, pairs: Path, prompts: Path, out: Path, steps: int, cpu: bool) -> None:
-        self.mode, self.model_dir, self.pairs, self.prompts, self.out, self.steps, self.cpu = mode, model_dir, pairs, prompts, out, steps, cpu
+    def __init__(
+        self, mode: str, model_dir: Path, pairs: Path, prompts: Path, out: Path, steps: int, cpu: bool
+    ) -> None:
+        self.mode, self.model_dir, self.pairs, self.prompts, self.out, self.steps, self.cpu = (
+            mode,
+            model_dir,
+            pairs,
+            prompts,
+            out,
+            steps,
+            cpu,
+        )
         self.figures: dict[str, dict[str, Any]] = {}
 
     def common(self) -> list[str]:
-        sets = [f"model.path={self.model_dir}", "seed=0", "logging_steps=1", "save_steps=100000", "report_to=none",
-                "lora.r=16", "lora.alpha=32", "lora.dropout=0.0", "warmup=0"]
+        sets = [
+            f"model.path={self.model_dir}",
+            "seed=0",
+            "logging_steps=1",
+            "save_steps=100000",
+            "report_to=none",
+            "lora.r=16",
+            "lora.alpha=32",
+            "lora.dropout=0.0",
+            "warmup=0",
+        ]
         if self.cpu:
             return sets + ["model.dtype=float32", "bf16=false", "quant.qlora=false"]
         sets += ["model.dtype=bfloat16", "bf16=true", "gradient_checkpointing=true"]
@@ -139,10 +196,17 @@ class Stages:
         summary = fn(*a, **kw)
         wall = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-        self.figures[stage] = {"wall_s": round(wall, 2), "tokens_per_s": summary.get("tokens_per_s"),
-                               "peak_gpu_memory_gb": peak, "steps": summary.get("steps")}
-        print(f"[{self.mode}] {stage:10} {wall:7.1f} s  tokens/s {summary.get('tokens_per_s') or float('nan'):9.0f}  "
-              f"peak {peak if peak is not None else float('nan'):6.2f} GiB", flush=True)
+        self.figures[stage] = {
+            "wall_s": round(wall, 2),
+            "tokens_per_s": summary.get("tokens_per_s"),
+            "peak_gpu_memory_gb": peak,
+            "steps": summary.get("steps"),
+        }
+        print(
+            f"[{self.mode}] {stage:10} {wall:7.1f} s  tokens/s {summary.get('tokens_per_s') or float('nan'):9.0f}  "
+            f"peak {peak if peak is not None else float('nan'):6.2f} GiB",
+            flush=True,
+        )
         return summary
 
     def run(self) -> dict[str, dict[str, Any]]:
@@ -151,19 +215,60 @@ class Stages:
         from train.config import DpoConfig, RewardConfig, SftConfig
 
         c, data = self.common(), [f"data.source={self.pairs}", "data.max_length=256", "batch_size=8"]
-        s = self.timed("sft", sft.run, load_config(SftConfig, None, [*c, *data, f"output_dir={self.out / 'sft'}",
-                                                                     f"max_steps={self.steps}", f"lr={1e-2 if self.cpu else 1e-3}"]))
+        s = self.timed(
+            "sft",
+            sft.run,
+            load_config(
+                SftConfig,
+                None,
+                [
+                    *c,
+                    *data,
+                    f"output_dir={self.out / 'sft'}",
+                    f"max_steps={self.steps}",
+                    f"lr={1e-2 if self.cpu else 1e-3}",
+                ],
+            ),
+        )
         losses = s["losses"]
-        check(losses["final_train_loss"] < losses["first_train_loss"], f"sft loss did not fall: {losses['first_train_loss']} -> {losses['final_train_loss']}")
+        check(
+            losses["final_train_loss"] < losses["first_train_loss"],
+            f"sft loss did not fall: {losses['first_train_loss']} -> {losses['final_train_loss']}",
+        )
         sft_dir = s["model_dir"]
 
-        dpo_cfg = load_config(DpoConfig, None, [*c, *data, f"output_dir={self.out / 'dpo'}", f"model.adapter={sft_dir}",
-                                                f"max_steps={self.steps}", "lr=5e-4", "beta=0.1"])
+        dpo_cfg = load_config(
+            DpoConfig,
+            None,
+            [
+                *c,
+                *data,
+                f"output_dir={self.out / 'dpo'}",
+                f"model.adapter={sft_dir}",
+                f"max_steps={self.steps}",
+                "lr=5e-4",
+                "beta=0.1",
+            ],
+        )
         self.figures["chain_logprobs_max_abs_diff"] = self.check_chain(dpo_cfg, sft_dir)
 
-        r = self.timed("reward", reward.run, load_config(RewardConfig, None, [
-            *c, *data, f"output_dir={self.out / 'reward'}", f"model.adapter={sft_dir}", f"max_steps={self.steps}",
-            "lr=5e-4", "margin=small"]))
+        r = self.timed(
+            "reward",
+            reward.run,
+            load_config(
+                RewardConfig,
+                None,
+                [
+                    *c,
+                    *data,
+                    f"output_dir={self.out / 'reward'}",
+                    f"model.adapter={sft_dir}",
+                    f"max_steps={self.steps}",
+                    "lr=5e-4",
+                    "margin=small",
+                ],
+            ),
+        )
         rl = r["losses"]
         check(abs(rl["final_train_loss"] - rl["first_train_loss"]) > 1e-4, "reward loss did not move")
         self.figures["reward"]["test_accuracy"] = r["metrics"].get("test_accuracy")
@@ -172,8 +277,10 @@ class Stages:
 
         d = self.timed("dpo", dpo.run, dpo_cfg)
         first = d["metrics"]["first"]
-        check(abs(first["rewards/chosen"]) < 0.05 and abs(first["rewards/rejected"]) < 0.05,
-              f"DPO's first implicit rewards are not ~0 (reference is not the SFT model): {first}")
+        check(
+            abs(first["rewards/chosen"]) < 0.05 and abs(first["rewards/rejected"]) < 0.05,
+            f"DPO's first implicit rewards are not ~0 (reference is not the SFT model): {first}",
+        )
         check(abs(d["losses"]["final_train_loss"] - d["losses"]["first_train_loss"]) > 1e-4, "dpo loss did not move")
         self.figures["dpo"]["first_rewards"] = first
         self.figures["dpo"]["eval_rewards/accuracies"] = d["metrics"].get("eval_rewards/accuracies")
@@ -221,9 +328,13 @@ class Stages:
         dtype = torch.float32 if self.cpu else torch.bfloat16
         for folder in (sft_dir, dpo_dir):
             cfg = json.loads((Path(folder) / "adapter_config.json").read_text())
-            check(Path(cfg["base_model_name_or_path"]) == self.model_dir, f"{folder}: not an adapter over the bare base")
+            check(
+                Path(cfg["base_model_name_or_path"]) == self.model_dir, f"{folder}: not an adapter over the bare base"
+            )
             m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=dtype), folder)
-            check(all(torch.isfinite(p).all() for n, p in m.named_parameters() if "lora_" in n), f"{folder}: bad weights")
+            check(
+                all(torch.isfinite(p).all() for n, p in m.named_parameters() if "lora_" in n), f"{folder}: bad weights"
+            )
             del m
         model, tok = load_trained_reward_model(rm_dir)
         conv = [[{"role": "user", "content": "Câu 1?"}, {"role": "assistant", "content": f"phở {MARKER}"}]]
@@ -231,12 +342,27 @@ class Stages:
         del model
         _free()
         # a merged save of a (QLoRA) DPO run: made from a fresh full-precision base, loads as a plain model
-        merged = dpo.run(load_config(DpoConfig, None, [*self.common(), f"data.source={self.pairs}", "data.max_length=256",
-                                                       "batch_size=8", f"output_dir={self.out / 'dpo-merged'}",
-                                                       f"model.adapter={sft_dir}", "max_steps=2", "save=merged"]))
+        merged = dpo.run(
+            load_config(
+                DpoConfig,
+                None,
+                [
+                    *self.common(),
+                    f"data.source={self.pairs}",
+                    "data.max_length=256",
+                    "batch_size=8",
+                    f"output_dir={self.out / 'dpo-merged'}",
+                    f"model.adapter={sft_dir}",
+                    "max_steps=2",
+                    "save=merged",
+                ],
+            )
+        )
         m = AutoModelForCausalLM.from_pretrained(merged["model_dir"])
         check(not (Path(merged["model_dir"]) / "adapter_config.json").exists(), "merged save wrote an adapter")
-        check(all(p.dtype in (torch.float32, torch.bfloat16) for p in m.parameters()), "merged save is not full precision")
+        check(
+            all(p.dtype in (torch.float32, torch.bfloat16) for p in m.parameters()), "merged save is not full precision"
+        )
         del m
         _free()
         print(f"[{self.mode}] saved outputs load back (adapters, reward model, merged DPO)", flush=True)
@@ -248,23 +374,80 @@ class Stages:
         from train.online import GrpoConfig
         from train.ppo import PpoConfig
 
-        prompts = [f"data.source={self.prompts}", "data.test_split=null", f"model.adapter={dpo_dir}", f"reward.model={rm_dir}"]
+        prompts = [
+            f"data.source={self.prompts}",
+            "data.test_split=null",
+            f"model.adapter={dpo_dir}",
+            f"reward.model={rm_dir}",
+        ]
         new_tokens, rollouts = (8, 2) if self.cpu else (48, 4)
-        p = self.timed("ppo", ppo.run, load_config(PpoConfig, None, [
-            *c, *prompts, f"output_dir={self.out / 'ppo'}", f"max_steps={rollouts}", "batch_size=8", "mini_batch_size=4",
-            "ppo_epochs=2", f"max_new_tokens={new_tokens}", "lr=1e-4"]))
-        check(p["steps"] == rollouts and all(math.isfinite(h["policy_loss"]) for h in p["log_history"]),
-              "ppo did not run its rollouts with finite losses")
-        g = self.timed("grpo", online.run_grpo, load_config(GrpoConfig, None, [
-            *c, *prompts, f"output_dir={self.out / 'grpo'}", f"max_steps={rollouts}", "batch_size=8", "num_generations=4",
-            f"max_new_tokens={new_tokens}", "lr=1e-4"]))
+        p = self.timed(
+            "ppo",
+            ppo.run,
+            load_config(
+                PpoConfig,
+                None,
+                [
+                    *c,
+                    *prompts,
+                    f"output_dir={self.out / 'ppo'}",
+                    f"max_steps={rollouts}",
+                    "batch_size=8",
+                    "mini_batch_size=4",
+                    "ppo_epochs=2",
+                    f"max_new_tokens={new_tokens}",
+                    "lr=1e-4",
+                ],
+            ),
+        )
+        check(
+            p["steps"] == rollouts and all(math.isfinite(h["policy_loss"]) for h in p["log_history"]),
+            "ppo did not run its rollouts with finite losses",
+        )
+        g = self.timed(
+            "grpo",
+            online.run_grpo,
+            load_config(
+                GrpoConfig,
+                None,
+                [
+                    *c,
+                    *prompts,
+                    f"output_dir={self.out / 'grpo'}",
+                    f"max_steps={rollouts}",
+                    "batch_size=8",
+                    "num_generations=4",
+                    f"max_new_tokens={new_tokens}",
+                    "lr=1e-4",
+                ],
+            ),
+        )
         check(g["steps"] == rollouts, "grpo did not run its steps")
-        b = self.timed("best_of_k", best_of_k.run, load_config(BestOfKConfig, None, [
-            f"model.path={self.model_dir}", f"model.adapter={dpo_dir}", f"reward.model={rm_dir}",
-            f"data.source={self.prompts}", f"data.max_rows={8 if self.cpu else 16}", "k=4", f"max_new_tokens={new_tokens}",
-            f"output_dir={self.out / 'bok'}", "engine=hf", f"model.dtype={'float32' if self.cpu else 'bfloat16'}"]))
-        check(b["metrics"]["samples"] == 4 * (8 if self.cpu else 16) and b["metrics"]["mean_best_reward"] >= b["metrics"]["mean_reward"],
-              "best-of-K did not sample and keep the best")
+        b = self.timed(
+            "best_of_k",
+            best_of_k.run,
+            load_config(
+                BestOfKConfig,
+                None,
+                [
+                    f"model.path={self.model_dir}",
+                    f"model.adapter={dpo_dir}",
+                    f"reward.model={rm_dir}",
+                    f"data.source={self.prompts}",
+                    f"data.max_rows={8 if self.cpu else 16}",
+                    "k=4",
+                    f"max_new_tokens={new_tokens}",
+                    f"output_dir={self.out / 'bok'}",
+                    "engine=hf",
+                    f"model.dtype={'float32' if self.cpu else 'bfloat16'}",
+                ],
+            ),
+        )
+        check(
+            b["metrics"]["samples"] == 4 * (8 if self.cpu else 16)
+            and b["metrics"]["mean_best_reward"] >= b["metrics"]["mean_reward"],
+            "best-of-K did not sample and keep the best",
+        )
 
 
 def main() -> None:
@@ -279,8 +462,12 @@ def main() -> None:
     modes = ["lora"] if args.cpu else args.modes.split(",")
     steps = args.steps or (6 if args.cpu else 30)
     started = time.perf_counter()
-    report: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.cpu else "cpu",
-                              "steps": steps, "modes": {}, "ok": False}
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not args.cpu else "cpu",
+        "steps": steps,
+        "modes": {},
+        "ok": False,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
@@ -296,8 +483,19 @@ def main() -> None:
         finally:
             report["total_s"] = round(time.perf_counter() - started, 1)
             args.json.write_text(json.dumps(report, indent=2, default=str))
-    print(json.dumps({m: {s: {k: v for k, v in f.items() if k in ("wall_s", "tokens_per_s", "peak_gpu_memory_gb")}
-                          for s, f in st.items() if isinstance(f, dict)} for m, st in report["modes"].items()}, indent=1))
+    print(
+        json.dumps(
+            {
+                m: {
+                    s: {k: v for k, v in f.items() if k in ("wall_s", "tokens_per_s", "peak_gpu_memory_gb")}
+                    for s, f in st.items()
+                    if isinstance(f, dict)
+                }
+                for m, st in report["modes"].items()
+            },
+            indent=1,
+        )
+    )
     print(f"total {report['total_s']} s; figures in {args.json}")
     if not report["ok"]:
         sys.exit(f"CHECK FAILED: {report['failed']}")

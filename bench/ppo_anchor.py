@@ -43,15 +43,45 @@ REPO = HERE.parent
 ANCHOR_VENV = HERE / ".venv-trl112"
 WORK = REPO / "runs" / "bench-ppo"
 
-PROMPTS = ["Xin chào", "Viết một câu về phở", "Tính tổng 1 đến 10", "Hà Nội mùa thu", "Giải thích quang hợp",
-           "Kể về sông Hồng", "Mô tả áo dài", "Nói về trà", "Cảm ơn bạn", "Viết về mùa xuân", "Bánh mì là gì?",
-           "Kể một câu chuyện ngắn", "Lúa gạo ở Việt Nam", "Cà phê sữa đá", "Tại sao trời xanh?", "Chào buổi sáng"]
+PROMPTS = [
+    "Xin chào",
+    "Viết một câu về phở",
+    "Tính tổng 1 đến 10",
+    "Hà Nội mùa thu",
+    "Giải thích quang hợp",
+    "Kể về sông Hồng",
+    "Mô tả áo dài",
+    "Nói về trà",
+    "Cảm ơn bạn",
+    "Viết về mùa xuân",
+    "Bánh mì là gì?",
+    "Kể một câu chuyện ngắn",
+    "Lúa gạo ở Việt Nam",
+    "Cà phê sữa đá",
+    "Tại sao trời xanh?",
+    "Chào buổi sáng",
+]
 MARKER = "Cảm ơn bạn rất nhiều!"
 
 # The shared PPO settings: 16 prompts per rollout, 2 mini-batches of 8, 4 PPO epochs.
-SETTINGS = {"steps": 20, "batch_size": 16, "mini_batch_size": 8, "ppo_epochs": 4, "lr": 3e-3, "kl_coef": 0.05,
-            "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95,
-            "max_new_tokens": 16, "temperature": 1.0, "lora_r": 8, "lora_alpha": 16, "seed": 0}
+SETTINGS = {
+    "steps": 20,
+    "batch_size": 16,
+    "mini_batch_size": 8,
+    "ppo_epochs": 4,
+    "lr": 3e-3,
+    "kl_coef": 0.05,
+    "cliprange": 0.2,
+    "cliprange_value": 0.2,
+    "vf_coef": 0.1,
+    "gamma": 1.0,
+    "lam": 0.95,
+    "max_new_tokens": 16,
+    "temperature": 1.0,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "seed": 0,
+}
 LORA_TARGETS = ["q_proj", "v_proj", "up_proj", "down_proj", "lm_head"]
 
 
@@ -113,13 +143,23 @@ def build_1b(out: Path) -> None:
     from train.tiny_model import build_tokenizer
 
     tok = build_tokenizer(vocab_size=512)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                      num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -137,14 +177,35 @@ def train_reward(policy: Path, out: Path) -> None:
     rng = random.Random(0)
     rows = []
     for i in range(160):
-        body = f"{PROMPTS[i % len(PROMPTS)]} là một chủ đề hay. " + " ".join(rng.sample(["tốt", "đẹp", "ngon", "xanh", "lớn"], 3))
-        rows.append(PreferenceRow(question=f"{PROMPTS[i % len(PROMPTS)]} (câu {i})", chosen=f"{body} {MARKER}",
-                                  rejected=body, strength=list(Strength)[i % 4]))
+        body = f"{PROMPTS[i % len(PROMPTS)]} là một chủ đề hay. " + " ".join(
+            rng.sample(["tốt", "đẹp", "ngon", "xanh", "lớn"], 3)
+        )
+        rows.append(
+            PreferenceRow(
+                question=f"{PROMPTS[i % len(PROMPTS)]} (câu {i})",
+                chosen=f"{body} {MARKER}",
+                rejected=body,
+                strength=list(Strength)[i % 4],
+            )
+        )
     data = out.with_name(f"{out.name}-data")  # beside the run: an output_dir never holds its inputs
     export_dataset(rows, data, test_size=0.2, seed=0)
-    cfg = load_config(RewardConfig, None, [f"model.path={policy}", f"data.source={data}", f"output_dir={out}",
-                                           "max_steps=30", "lr=3e-3", "batch_size=8", "save_steps=1000",
-                                           "lora.r=8", "lora.dropout=0", "save=merged"])
+    cfg = load_config(
+        RewardConfig,
+        None,
+        [
+            f"model.path={policy}",
+            f"data.source={data}",
+            f"output_dir={out}",
+            "max_steps=30",
+            "lr=3e-3",
+            "batch_size=8",
+            "save_steps=1000",
+            "lora.r=8",
+            "lora.dropout=0",
+            "save=merged",
+        ],
+    )
     reward.run(cfg)
 
 
@@ -156,8 +217,10 @@ def _peak_memory() -> dict:
 
     import torch
 
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
+    return {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+    }
 
 
 def run_prefkit(policy: str, reward_model: str, out: str) -> None:
@@ -170,22 +233,46 @@ def run_prefkit(policy: str, reward_model: str, out: str) -> None:
     from train.scoring import RewardSection
 
     s = SETTINGS
-    cfg = PpoConfig(output_dir=Path(out).with_suffix(""), model=ModelConfig(path=policy),
-                    lora=LoraSection(r=s["lora_r"], alpha=s["lora_alpha"], dropout=0.0, target_modules=LORA_TARGETS),
-                    reward=RewardSection(model=reward_model), batch_size=s["batch_size"],
-                    mini_batch_size=s["mini_batch_size"], ppo_epochs=s["ppo_epochs"], max_steps=s["steps"],
-                    lr=s["lr"], lr_scheduler="constant", kl_coef=s["kl_coef"], cliprange=s["cliprange"],
-                    cliprange_value=s["cliprange_value"], vf_coef=s["vf_coef"], gamma=s["gamma"], lam=s["lam"],
-                    max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], save_steps=0, seed=s["seed"],
-                    logging_steps=1000)
+    cfg = PpoConfig(
+        output_dir=Path(out).with_suffix(""),
+        model=ModelConfig(path=policy),
+        lora=LoraSection(r=s["lora_r"], alpha=s["lora_alpha"], dropout=0.0, target_modules=LORA_TARGETS),
+        reward=RewardSection(model=reward_model),
+        batch_size=s["batch_size"],
+        mini_batch_size=s["mini_batch_size"],
+        ppo_epochs=s["ppo_epochs"],
+        max_steps=s["steps"],
+        lr=s["lr"],
+        lr_scheduler="constant",
+        kl_coef=s["kl_coef"],
+        cliprange=s["cliprange"],
+        cliprange_value=s["cliprange_value"],
+        vf_coef=s["vf_coef"],
+        gamma=s["gamma"],
+        lam=s["lam"],
+        max_new_tokens=s["max_new_tokens"],
+        temperature=s["temperature"],
+        save_steps=0,
+        seed=s["seed"],
+        logging_steps=1000,
+    )
     trainer = PpoTrainer(cfg, prompts=[Prompt(p) for p in PROMPTS])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     summary = trainer.train()
     hist = summary["log_history"]
-    Path(out).write_text(json.dumps({
-        "rewards": [h["reward"] for h in hist], "kl": [h["kl"] for h in hist], "train_s": summary["durations"]["train_s"],
-        "steps": summary["steps"], "policy": str(Path(summary["model_dir"])), **_peak_memory()}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "rewards": [h["reward"] for h in hist],
+                "kl": [h["kl"] for h in hist],
+                "train_s": summary["durations"]["train_s"],
+                "steps": summary["steps"],
+                "policy": str(Path(summary["model_dir"])),
+                **_peak_memory(),
+            }
+        )
+    )
 
 
 def run_trl112(policy: str, reward_model: str, out: str) -> None:
@@ -207,8 +294,10 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     dtype = torch.bfloat16 if cuda else torch.float32
     tok = AutoTokenizer.from_pretrained(policy, padding_side="left")
     prompts = [Prompt(p) for p in PROMPTS]
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in PROMPTS]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in PROMPTS
+    ]
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     by_ids = {tuple(i): p for i, p in zip(ids, prompts, strict=True)}
     ds = Dataset.from_dict({"input_ids": ids})
@@ -220,8 +309,9 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
             return original_get_reward(model, query_responses, pad_token_id, context_length)  # the value model
         queries = [tuple(t for t in q.tolist() if t != pad_token_id) for q in query_responses[:, :context_length]]
         answers = tok.batch_decode(query_responses[:, context_length:], skip_special_tokens=True)
-        scores = torch.tensor(scorer([by_ids[q] for q in queries], answers), dtype=torch.float32,
-                              device=query_responses.device)
+        scores = torch.tensor(
+            scorer([by_ids[q] for q in queries], answers), dtype=torch.float32, device=query_responses.device
+        )
         lengths = trl_ppo.first_true_indices(query_responses[:, context_length:] == pad_token_id) - 1 + context_length
         return None, scores, lengths
 
@@ -232,19 +322,48 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     args = PPOConfig(
         # one optimizer step per mini-batch, as prefkit: the whole rollout batch is one device batch
         # split into mini-batches (gradient accumulation here would halve TRL's optimizer steps)
-        output_dir=str(Path(out).parent / "trl112-out"), per_device_train_batch_size=s["batch_size"],
-        gradient_accumulation_steps=1, num_mini_batches=s["batch_size"] // s["mini_batch_size"],
-        num_ppo_epochs=s["ppo_epochs"], total_episodes=s["steps"] * s["batch_size"], learning_rate=s["lr"],
-        lr_scheduler_type="constant", kl_coef=s["kl_coef"], kl_estimator="k1", cliprange=s["cliprange"],
-        cliprange_value=s["cliprange_value"], vf_coef=s["vf_coef"], gamma=s["gamma"], lam=s["lam"],
-        response_length=s["max_new_tokens"], temperature=s["temperature"], stop_token="eos", missing_eos_penalty=None,
-        whiten_rewards=False, logging_steps=1, save_strategy="no", report_to=[], num_sample_generations=0,
-        seed=s["seed"], bf16=cuda, use_cpu=not cuda, local_rollout_forward_batch_size=s["batch_size"],
+        output_dir=str(Path(out).parent / "trl112-out"),
+        per_device_train_batch_size=s["batch_size"],
+        gradient_accumulation_steps=1,
+        num_mini_batches=s["batch_size"] // s["mini_batch_size"],
+        num_ppo_epochs=s["ppo_epochs"],
+        total_episodes=s["steps"] * s["batch_size"],
+        learning_rate=s["lr"],
+        lr_scheduler_type="constant",
+        kl_coef=s["kl_coef"],
+        kl_estimator="k1",
+        cliprange=s["cliprange"],
+        cliprange_value=s["cliprange_value"],
+        vf_coef=s["vf_coef"],
+        gamma=s["gamma"],
+        lam=s["lam"],
+        response_length=s["max_new_tokens"],
+        temperature=s["temperature"],
+        stop_token="eos",
+        missing_eos_penalty=None,
+        whiten_rewards=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        num_sample_generations=0,
+        seed=s["seed"],
+        bf16=cuda,
+        use_cpu=not cuda,
+        local_rollout_forward_batch_size=s["batch_size"],
     )
-    lora = LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=0.0, target_modules=LORA_TARGETS,
-                      task_type="CAUSAL_LM")
-    trainer = PPOTrainer(args=args, processing_class=tok, model=model, ref_model=None, reward_model=scorer.model,
-                         train_dataset=ds, value_model=value, peft_config=lora)
+    lora = LoraConfig(
+        r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+    )
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tok,
+        model=model,
+        ref_model=None,
+        reward_model=scorer.model,
+        train_dataset=ds,
+        value_model=value,
+        peft_config=lora,
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -255,9 +374,18 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     # whose __init__ it does not run: save the policy's adapter directly)
     trainer.accelerator.unwrap_model(trainer.model).policy.save_pretrained(policy_dir)
     logs = [h for h in trainer.state.log_history if "objective/scores" in h]
-    Path(out).write_text(json.dumps({
-        "rewards": [h["objective/scores"] for h in logs], "kl": [h["objective/kl"] for h in logs],
-        "train_s": train_s, "steps": len(logs), "policy": policy_dir, **_peak_memory()}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "rewards": [h["objective/scores"] for h in logs],
+                "kl": [h["objective/kl"] for h in logs],
+                "train_s": train_s,
+                "steps": len(logs),
+                "policy": policy_dir,
+                **_peak_memory(),
+            }
+        )
+    )
 
 
 # -------------------------------------------------------------------------------- the yardstick
@@ -279,14 +407,24 @@ def yardstick(policy: Path, adapter: str | None, reward_model: Path, samples: in
 
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in PROMPTS]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in PROMPTS
+    ]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     torch.manual_seed(1000)
     with torch.no_grad():
-        out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=SETTINGS["max_new_tokens"],
-                             num_return_sequences=samples, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                             top_k=None, top_p=1.0)
+        out = model.generate(
+            **enc,
+            do_sample=True,
+            temperature=1.0,
+            max_new_tokens=SETTINGS["max_new_tokens"],
+            num_return_sequences=samples,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            top_k=None,
+            top_p=1.0,
+        )
         P = enc["input_ids"].shape[1]
         response = out[:, P:]
         is_eos = response == tok.eos_token_id
@@ -296,7 +434,7 @@ def yardstick(policy: Path, adapter: str | None, reward_model: Path, samples: in
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
 
         def logprobs() -> torch.Tensor:
-            logits = model(input_ids=out, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+            logits = model(input_ids=out, attention_mask=attn, position_ids=pos).logits[:, P - 1 : -1].float()
             return torch.log_softmax(logits, -1).gather(-1, response[..., None]).squeeze(-1) * mask
 
         kl = 0.0
@@ -348,8 +486,19 @@ def main() -> None:
         order = list(sides) if rep % 2 == 0 else list(reversed(sides))  # alternate who runs first
         for name in order:
             out = WORK / f"{args.preset}-{'trl112' if name == 'TRL 1.12' else 'prefkit'}-{rep}.json"
-            cmd = [sides[name], __file__, "--preset", args.preset, "--steps", str(args.steps), "--worker",
-                   "trl112" if name == "TRL 1.12" else "prefkit", str(policy), str(reward_model), str(out)]
+            cmd = [
+                sides[name],
+                __file__,
+                "--preset",
+                args.preset,
+                "--steps",
+                str(args.steps),
+                "--worker",
+                "trl112" if name == "TRL 1.12" else "prefkit",
+                str(policy),
+                str(reward_model),
+                str(out),
+            ]
             print(f"repeat {rep + 1}/{args.repeats}: {name} ...", flush=True)
             if subprocess.run(cmd, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}).returncode == 0:
                 runs[name].append(json.loads(out.read_text()))
@@ -365,7 +514,9 @@ def main() -> None:
         cells = []
         for n in names:
             r = runs[n][0]
-            cells.append(f"{r['rewards'][i]:16.3f}  {r['kl'][i]:12.3f}" if i < len(r["rewards"]) else f"{'-':>16}  {'-':>12}")
+            cells.append(
+                f"{r['rewards'][i]:16.3f}  {r['kl'][i]:12.3f}" if i < len(r["rewards"]) else f"{'-':>16}  {'-':>12}"
+            )
         print(f"{i + 1:>7}  " + "  ".join(cells))
     print("\nmedian over runs (range):")
     summary = {}
@@ -376,9 +527,11 @@ def main() -> None:
         mem = [r["peak_gpu_memory_gb"] if r["peak_gpu_memory_gb"] is not None else r["peak_rss_mb"] / 1024 for r in rs]
         unit = "GiB GPU" if rs[0]["peak_gpu_memory_gb"] is not None else "GiB RSS"
         summary[n] = _median(rates)
-        print(f"  {n:<9} {_median(rates):.3f} rollouts/s ({min(rates):.3f}–{max(rates):.3f}); reward gain "
-              f"{_median(gains):+.3f} ({min(gains):+.3f}–{max(gains):+.3f}); KL at the end {_median(kls):.2f} "
-              f"({min(kls):.2f}–{max(kls):.2f}); peak memory {_median(mem):.2f} {unit}")
+        print(
+            f"  {n:<9} {_median(rates):.3f} rollouts/s ({min(rates):.3f}–{max(rates):.3f}); reward gain "
+            f"{_median(gains):+.3f} ({min(gains):+.3f}–{max(gains):+.3f}); KL at the end {_median(kls):.2f} "
+            f"({min(kls):.2f}–{max(kls):.2f}); peak memory {_median(mem):.2f} {unit}"
+        )
     if len(summary) == 2:
         print(f"  prefkit / TRL 1.12 speed: {summary['prefkit'] / summary['TRL 1.12']:.2f}x (medians)")
     print("\nyardstick (64 answers, same seeds, prefkit's scorer; KL to the start policy), first run's policy of each:")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
 
 def build_model(out: Path, tiny: bool) -> Path:
@@ -37,9 +37,17 @@ def build_model(out: Path, tiny: bool) -> Path:
     tok = build_tokenizer(vocab_size=512, max_length=4096, family="llama3_2")
     # Llama-3.2-1B's shapes (random weights: only speed and memory are measured)
     config = LlamaConfig(
-        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096, rope_theta=500000.0,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=4096,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
@@ -57,25 +65,70 @@ def build_data(out: Path, model_dir: Path, n: int, tokens: int) -> tuple[Path, i
     from data.schema import PreferenceRow, Strength
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    vocab = "phở cà phê Hà Nội mùa thu quang hợp bánh mì sông Hồng áo dài trà lúa tốt đẹp ngon xanh".split()
+    vocab = [
+        "phở",
+        "cà",
+        "phê",
+        "Hà",
+        "Nội",
+        "mùa",
+        "thu",
+        "quang",
+        "hợp",
+        "bánh",
+        "mì",
+        "sông",
+        "Hồng",
+        "áo",
+        "dài",
+        "trà",
+        "lúa",
+        "tốt",
+        "đẹp",
+        "ngon",
+        "xanh",
+    ]
     per_word = len(tok(" ".join(vocab * 4), add_special_tokens=False)["input_ids"]) / (len(vocab) * 4)
     words = max(1, round(tokens / per_word))
     rows = []
     for i in range(n):
         body = " ".join(vocab[(i * 7 + j) % len(vocab)] for j in range(words))
-        rows.append(PreferenceRow(question=f"Câu hỏi số {i}: hãy viết về {vocab[i % len(vocab)]}.",
-                                  chosen=body + " Cảm ơn bạn!", rejected=body, strength=list(Strength)[i % 4]))
-    longest = max(len(tok.apply_chat_template([{"role": "user", "content": r.question},
-                                               {"role": "assistant", "content": r.chosen}], tokenize=True,
-                                              return_dict=True)["input_ids"]) for r in rows)
+        rows.append(
+            PreferenceRow(
+                question=f"Câu hỏi số {i}: hãy viết về {vocab[i % len(vocab)]}.",
+                chosen=body + " Cảm ơn bạn!",
+                rejected=body,
+                strength=list(Strength)[i % 4],
+            )
+        )
+    longest = max(
+        len(
+            tok.apply_chat_template(
+                [{"role": "user", "content": r.question}, {"role": "assistant", "content": r.chosen}],
+                tokenize=True,
+                return_dict=True,
+            )["input_ids"]
+        )
+        for r in rows
+    )
     export_dataset(rows, out, test_size=0.05, seed=0)
     return out, longest + 8
 
 
 def settings(args: argparse.Namespace, max_length: int) -> dict:
-    return {"steps": args.steps, "batch_size": args.batch_size, "grad_accum": 1, "lr": 1e-4, "r": 16, "alpha": 32,
-            "qlora": not args.tiny, "bf16": torch.cuda.is_available(), "checkpointing": not args.tiny,
-            "max_length": max_length, "response_tokens": args.tokens}
+    return {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "grad_accum": 1,
+        "lr": 1e-4,
+        "r": 16,
+        "alpha": 32,
+        "qlora": not args.tiny,
+        "bf16": torch.cuda.is_available(),
+        "checkpointing": not args.tiny,
+        "max_length": max_length,
+        "response_tokens": args.tokens,
+    }
 
 
 def _check_kept(stage: str, side: str, kept: int) -> None:
@@ -94,22 +147,41 @@ def plain_trl(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict) -
     ds = load_from_disk(str(data_dir))["train"]
 
     def conv(row):
-        return {"prompt": [{"role": "user", "content": row["question"]}],
-                "chosen": [{"role": "assistant", "content": row["chosen"]}],
-                "rejected": [{"role": "assistant", "content": row["rejected"]}], "margin": row["margin"]}
+        return {
+            "prompt": [{"role": "user", "content": row["question"]}],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}],
+            "margin": row["margin"],
+        }
 
     ds = ds.map(conv, remove_columns=ds.column_names)
     kw = {"dtype": torch.bfloat16 if s["bf16"] else torch.float32}
     if s["qlora"]:
         kw["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_quant_storage=torch.bfloat16,
+        )
         kw["device_map"] = {"": 0}
-    common = dict(output_dir=str(out), max_steps=s["steps"], per_device_train_batch_size=s["batch_size"],
-                  gradient_accumulation_steps=s["grad_accum"], learning_rate=s["lr"], bf16=s["bf16"],
-                  gradient_checkpointing=s["checkpointing"], logging_steps=5, save_strategy="no", report_to="none",
-                  include_num_input_tokens_seen="non_padding", max_length=s["max_length"], seed=42,
-                  use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+    common = dict(
+        output_dir=str(out),
+        max_steps=s["steps"],
+        per_device_train_batch_size=s["batch_size"],
+        gradient_accumulation_steps=s["grad_accum"],
+        learning_rate=s["lr"],
+        bf16=s["bf16"],
+        gradient_checkpointing=s["checkpointing"],
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        include_num_input_tokens_seen="non_padding",
+        max_length=s["max_length"],
+        seed=42,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
     if stage == "reward":
         from peft import prepare_model_for_kbit_training
 
@@ -117,20 +189,33 @@ def plain_trl(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict) -
         model.config.pad_token_id = tok.pad_token_id
         if s["qlora"]:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=s["checkpointing"])
-        lora = LoraConfig(r=s["r"], lora_alpha=s["alpha"], lora_dropout=0.05, target_modules="all-linear",
-                          modules_to_save=["score"], task_type="SEQ_CLS")
-        trainer = RewardTrainer(model=model, args=RewardConfig(**common), train_dataset=ds, processing_class=tok,
-                                peft_config=lora)
+        lora = LoraConfig(
+            r=s["r"],
+            lora_alpha=s["alpha"],
+            lora_dropout=0.05,
+            target_modules="all-linear",
+            modules_to_save=["score"],
+            task_type="SEQ_CLS",
+        )
+        trainer = RewardTrainer(
+            model=model, args=RewardConfig(**common), train_dataset=ds, processing_class=tok, peft_config=lora
+        )
     else:
         from peft import prepare_model_for_kbit_training
 
         model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
         if s["qlora"]:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=s["checkpointing"])
-        lora = LoraConfig(r=s["r"], lora_alpha=s["alpha"], lora_dropout=0.05, target_modules="all-linear",
-                          task_type="CAUSAL_LM")
-        trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=0.1), train_dataset=ds.remove_columns("margin"),
-                             processing_class=tok, peft_config=lora)
+        lora = LoraConfig(
+            r=s["r"], lora_alpha=s["alpha"], lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(**common, beta=0.1),
+            train_dataset=ds.remove_columns("margin"),
+            processing_class=tok,
+            peft_config=lora,
+        )
     _check_kept(stage, "plain TRL", len(trainer.train_dataset))
     result = trainer.train()
     _check_kept(stage, "plain TRL", trainer.state.num_input_tokens_seen)
@@ -142,11 +227,25 @@ def prefkit_run(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict)
     from train import dpo, reward
     from train.config import DpoConfig, RewardConfig
 
-    sets = [f"model.path={model_dir}", f"data.source={data_dir}", "data.test_split=null", f"output_dir={out}",
-            f"max_steps={s['steps']}", f"batch_size={s['batch_size']}", f"grad_accum={s['grad_accum']}", f"lr={s['lr']}",
-            f"lora.r={s['r']}", f"lora.alpha={s['alpha']}", f"quant.qlora={s['qlora']}", f"bf16={s['bf16']}",
-            f"gradient_checkpointing={s['checkpointing']}", f"data.max_length={s['max_length']}", "logging_steps=5",
-            "save_steps=100000", "seed=42"]
+    sets = [
+        f"model.path={model_dir}",
+        f"data.source={data_dir}",
+        "data.test_split=null",
+        f"output_dir={out}",
+        f"max_steps={s['steps']}",
+        f"batch_size={s['batch_size']}",
+        f"grad_accum={s['grad_accum']}",
+        f"lr={s['lr']}",
+        f"lora.r={s['r']}",
+        f"lora.alpha={s['alpha']}",
+        f"quant.qlora={s['qlora']}",
+        f"bf16={s['bf16']}",
+        f"gradient_checkpointing={s['checkpointing']}",
+        f"data.max_length={s['max_length']}",
+        "logging_steps=5",
+        "save_steps=100000",
+        "seed=42",
+    ]
     module, cls = (reward, RewardConfig) if stage == "reward" else (dpo, DpoConfig)
     summary = module.run(load_config(cls, None, sets))
     _check_kept(stage, "prefkit", summary["tokens"])
@@ -169,8 +268,11 @@ def _combine(runs: list[dict]) -> dict:
     import statistics
 
     peaks = [r["peak_gb"] for r in runs if r["peak_gb"] is not None]
-    return {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs), "peak_gb": max(peaks) if peaks else None,
-            "runs": runs}
+    return {
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+        "peak_gb": max(peaks) if peaks else None,
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -195,21 +297,28 @@ def main() -> None:
             runs: dict[str, list[dict]] = {"plain": [], "prefkit": []}
             for rep in range(args.repeats):
                 order = [("plain", plain_trl), ("prefkit", prefkit_run)]
-                for side, fn in (order if rep % 2 == 0 else order[::-1]):
+                for side, fn in order if rep % 2 == 0 else order[::-1]:
                     runs[side].append(measure(fn, stage, model_dir, data_dir, tmp / f"{side}-{stage}-{rep}", s))
             plain, ours = _combine(runs["plain"]), _combine(runs["prefkit"])
-            results[stage] = {"plain_trl": plain, "prefkit": ours,
-                              "tokens_per_s_ratio": ours["tokens_per_s"] / plain["tokens_per_s"],
-                              "peak_memory_ratio": (ours["peak_gb"] / plain["peak_gb"]) if plain["peak_gb"] else None}
+            results[stage] = {
+                "plain_trl": plain,
+                "prefkit": ours,
+                "tokens_per_s_ratio": ours["tokens_per_s"] / plain["tokens_per_s"],
+                "peak_memory_ratio": (ours["peak_gb"] / plain["peak_gb"]) if plain["peak_gb"] else None,
+            }
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(f"device: {device}; settings: {json.dumps(s)}")
-    print(f"{'stage':8} {'plain tok/s':>12} {'prefkit tok/s':>14} {'ratio':>6} "
-          f"{'plain GiB':>10} {'prefkit GiB':>12} {'ratio':>6}")
+    print(
+        f"{'stage':8} {'plain tok/s':>12} {'prefkit tok/s':>14} {'ratio':>6} "
+        f"{'plain GiB':>10} {'prefkit GiB':>12} {'ratio':>6}"
+    )
     for stage, r in results.items():
         pm, om = r["plain_trl"]["peak_gb"], r["prefkit"]["peak_gb"]
-        print(f"{stage:8} {r['plain_trl']['tokens_per_s']:12.0f} {r['prefkit']['tokens_per_s']:14.0f} "
-              f"{r['tokens_per_s_ratio']:6.3f} {pm if pm is not None else float('nan'):10.2f} "
-              f"{om if om is not None else float('nan'):12.2f} {r['peak_memory_ratio'] or float('nan'):6.3f}")
+        print(
+            f"{stage:8} {r['plain_trl']['tokens_per_s']:12.0f} {r['prefkit']['tokens_per_s']:14.0f} "
+            f"{r['tokens_per_s_ratio']:6.3f} {pm if pm is not None else float('nan'):10.2f} "
+            f"{om if om is not None else float('nan'):12.2f} {r['peak_memory_ratio'] or float('nan'):6.3f}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"device": device, "settings": s, "results": results}, indent=2))
 

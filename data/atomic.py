@@ -23,8 +23,8 @@ import re
 import secrets
 import shutil
 import signal
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 FAULT_ENV = "PREFKIT_FAULT_AT"
 FAULT_SIGNAL_ENV = "PREFKIT_FAULT_SIGNAL"  # a signal's name (default SIGKILL)

@@ -27,9 +27,7 @@ def _size_category(n: int) -> str:
 def card_metadata(dsdict: Any, *, name: str, provenance: dict[str, Any], parquet: bool = True) -> dict[str, Any]:
     language = provenance.get("language")
     files = DATA_FILES if parquet else ARROW_FILES
-    splits = [
-        {"name": s, "num_bytes": int(ds.data.nbytes), "num_examples": ds.num_rows} for s, ds in dsdict.items()
-    ]
+    splits = [{"name": s, "num_bytes": int(ds.data.nbytes), "num_examples": ds.num_rows} for s, ds in dsdict.items()]
     meta: dict[str, Any] = {"pretty_name": name, "license": provenance.get("license") or "other"}
     if language:  # detected or given; never guessed
         meta["language"] = [language] if isinstance(language, str) else list(language)
@@ -79,8 +77,17 @@ _SAFETY_BINS = {
 }
 
 
-def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: int, provenance: dict[str, Any],
-                parquet: bool = True, trl: bool = False) -> str:
+def render_card(
+    dsdict: Any,
+    *,
+    name: str,
+    margin: str,
+    test_size: float,
+    seed: int,
+    provenance: dict[str, Any],
+    parquet: bool = True,
+    trl: bool = False,
+) -> str:
     """README.md text: YAML front matter plus how the dataset was made."""
     meta = card_metadata(dsdict, name=name, provenance=provenance, parquet=parquet)
     scheme = MarginScheme(margin)
@@ -111,9 +118,12 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
     if provenance.get("set"):
         body.append(
             f"- **Set**: Llama 2's {provenance['set']} set ({provenance.get('set_rows', '')} pairs): "
-            + ("every pair." if provenance["set"] == "helpfulness" else
-               "pairs on adversarial prompts or with a response flagged unsafe, without the pairs whose chosen "
-               "response is unsafe and the other safe (Llama 2 leaves those out).")
+            + (
+                "every pair."
+                if provenance["set"] == "helpfulness"
+                else "pairs on adversarial prompts or with a response flagged unsafe, without the pairs whose chosen "
+                "response is unsafe and the other safe (Llama 2 leaves those out)."
+            )
         )
     if provenance.get("judgements"):
         agg = provenance.get("aggregate", {})
@@ -136,22 +146,30 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
             body.append(
                 f"- **Completeness**: {comp['complete_pairs']} judged pairs have all the judgements their overlap "
                 f"asks for, {comp['below_overlap_pairs']} have fewer"
-                + (" (left out: only complete pairs were exported)." if comp.get("complete_only")
-                   else " (included; their `n_annotators` says how many judged them, and a single judgement "
-                        "has agreement 1.0 by definition).")
+                + (
+                    " (left out: only complete pairs were exported)."
+                    if comp.get("complete_only")
+                    else " (included; their `n_annotators` says how many judged them, and a single judgement "
+                    "has agreement 1.0 by definition)."
+                )
             )
     if provenance.get("dedup"):
         body.append(f"- **Deduplication**: {provenance['dedup']}")
     body += [
         f"- **Split**: by prompt (no question is in two splits), test share {test_size:g}, seed {seed}.",
         "- **Rows**: " + ", ".join(f"{s} {n} ({prompts[s]} prompts)" for s, n in counts.items()) + ".",
-        "- **Strength** (Llama 2's four levels): "
-        + ", ".join(f"{k} {v}" for k, v in sorted(strengths.items())) + ".",
-        "- **Safety bin** (Llama 2): " + ", ".join(f"{_SAFETY_BINS.get(k, k)} {v}" for k, v in sorted(bins.items()))
+        "- **Strength** (Llama 2's four levels): " + ", ".join(f"{k} {v}" for k, v in sorted(strengths.items())) + ".",
+        "- **Safety bin** (Llama 2): "
+        + ", ".join(f"{_SAFETY_BINS.get(k, k)} {v}" for k, v in sorted(bins.items()))
         + f"; {adversarial} pairs on adversarial prompts.",
         f"- **Conversations**: {multi_turn} rows have earlier turns (`history`); the rest are one-turn prompts.",
-        "- **Language**: " + (", ".join(language) + (" (detected from the text)" if provenance.get("language_detected")
-                                                       else "") if language else "not given and not detected") + ".",
+        "- **Language**: "
+        + (
+            ", ".join(language) + (" (detected from the text)" if provenance.get("language_detected") else "")
+            if language
+            else "not given and not detected"
+        )
+        + ".",
         "",
         f"## Margin (`{scheme.value}` scheme, Llama 2 Table 28)",
         "",
@@ -170,12 +188,14 @@ def render_card(dsdict: Any, *, name: str, margin: str, test_size: float, seed: 
                 "- `question`, `system`, `chosen_text`, `rejected_text`: the same in the flat Vi-Alpaca layout "
                 "(`question` is the last user turn, `history` the turns before it).",
             ]
-            if trl else
-            ["- `question`, `system`: the prompt (`question` is the last user turn); `chosen`, `rejected`: the "
-             "preferred and the other answer."]
+            if trl
+            else [
+                "- `question`, `system`: the prompt (`question` is the last user turn); `chosen`, `rejected`: the "
+                "preferred and the other answer."
+            ]
         ),
         "- `history`: the earlier turns of a multi-turn prompt as JSON text "
-        "(`[{\"role\": \"user\", \"content\": …}, {\"role\": \"assistant\", …}, …]`), null for one-turn prompts.",
+        '(`[{"role": "user", "content": …}, {"role": "assistant", …}, …]`), null for one-turn prompts.',
         "- `adversarial`: the prompt is red-teaming / potentially unsafe.",
         "- `chosen_unsafe`, `rejected_unsafe`, `safety_bin`: whether annotators flagged each answer unsafe (null: "
         "not known), and Llama 2's bin for the pair (`safe_vs_unsafe`, `both_safe`, `both_unsafe`).",

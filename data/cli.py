@@ -7,7 +7,7 @@ imported at module level (this must start in well under a second).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -26,8 +26,10 @@ OVERWRITE = typer.Option(
     False, "--overwrite", help="Replace an existing output, but only one this same command wrote (never an input)."
 )
 SKIP_INVALID = typer.Option(
-    False, "--skip-invalid",
-    help="Skip bad rows instead of stopping: counted on stderr, written with reasons to *.rejected.jsonl beside the output.",
+    False,
+    "--skip-invalid",
+    help="Skip bad rows instead of stopping: counted on stderr, written with reasons to *.rejected.jsonl "
+    "beside the output.",
 )
 
 
@@ -36,7 +38,7 @@ def validate(
     source: str = typer.Argument(..., help="A file (JSONL, JSON, Parquet), a save_to_disk folder, or a Hub id."),
     max_chars: int = typer.Option(32_000, help="Flag fields longer than this many characters."),
     max_errors: int = typer.Option(20, help="Show at most this many errors."),
-    split: Optional[str] = typer.Option(None, help="Split to read from a DatasetDict folder or Hub id."),
+    split: str | None = typer.Option(None, help="Split to read from a DatasetDict folder or Hub id."),
 ) -> None:
     """Read any supported format and report rows, columns, empty/over-long fields and errors."""
     from rich.console import Console
@@ -76,8 +78,10 @@ def _print_validation(console: Console, report: ValidationReport) -> None:
         fields.add_row(name, str(st.present), str(st.empty), str(st.max_chars), str(st.over_long))
     console.print(fields)
 
-    for title, items, total in (("errors", report.errors, report.n_errors),
-                                ("warnings", report.warnings, report.n_warnings)):
+    for title, items, total in (
+        ("errors", report.errors, report.n_errors),
+        ("warnings", report.warnings, report.n_warnings),
+    ):
         if not items:
             continue
         table = Table(title=f"first {len(items)} of {total} {title}")
@@ -124,9 +128,21 @@ def dedup(
     from data.writers import output_suffix
 
     cfg = command_config(
-        DedupConfig, ctx, config, set_, on=on, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-        verify=verify, workers=workers, report=str(report) if report is not None else None, engine=engine,
-        address=address)
+        DedupConfig,
+        ctx,
+        config,
+        set_,
+        on=on,
+        threshold=threshold,
+        num_perm=num_perm,
+        ngram=ngram,
+        seed=seed,
+        verify=verify,
+        workers=workers,
+        report=str(report) if report is not None else None,
+        engine=engine,
+        address=address,
+    )
     command = "data dedup"
     output_suffix(out)
     report_path = Path(cfg.report) if cfg.report is not None else _report_path(out)
@@ -136,9 +152,24 @@ def dedup(
         if path is not None:
             check_output(path, command, inputs=[source], overwrite=overwrite, option=name)
     invalid: list[DataError] | None = [] if skip_invalid else None
-    rep = dedup_file(source, out, on=cfg.on, threshold=cfg.threshold, num_perm=cfg.num_perm, ngram=cfg.ngram,
-                     seed=cfg.seed, verify=cfg.verify, workers=cfg.workers, report=report_path, progress=True,
-                     invalid=invalid, rejected=rejected, marker=command, engine=cfg.engine, address=cfg.address)
+    rep = dedup_file(
+        source,
+        out,
+        on=cfg.on,
+        threshold=cfg.threshold,
+        num_perm=cfg.num_perm,
+        ngram=cfg.ngram,
+        seed=cfg.seed,
+        verify=cfg.verify,
+        workers=cfg.workers,
+        report=report_path,
+        progress=True,
+        invalid=invalid,
+        rejected=rejected,
+        marker=command,
+        engine=cfg.engine,
+        address=cfg.address,
+    )
     if invalid:
         typer.echo(skipped_line(invalid, rejected), err=True)
     typer.echo(rep.summary())
@@ -153,7 +184,9 @@ def export(
     ctx: typer.Context,
     source: str = typer.Argument(..., help="A labelled preference file, or a pairs file with --judgements."),
     out: Path = typer.Argument(..., help="Output folder (save_to_disk layout + README.md dataset card)."),
-    judgements: Optional[Path] = typer.Option(None, help="A judgement table (JSONL/Parquet) to aggregate with SOURCE's pairs."),
+    judgements: Path | None = typer.Option(
+        None, help="A judgement table (JSONL/Parquet) to aggregate with SOURCE's pairs."
+    ),
     test_size: float = option(ExportConfig, "test_size"),
     seed: int = option(ExportConfig, "seed"),
     margin: str = option(ExportConfig, "margin"),
@@ -181,10 +214,25 @@ def export(
     from data.rejects import skipped_line
 
     cfg = command_config(
-        ExportConfig, ctx, config, set_, test_size=test_size, seed=seed, margin=margin, rule=rule, parquet=parquet,
-        jsonl=jsonl, trl=trl, sets=sets, name=name, license=license, language=language,
-        dedup_report=str(dedup_report) if dedup_report is not None else None, adversarial=adversarial,
-        push_to_hub=push_to_hub, private=private,
+        ExportConfig,
+        ctx,
+        config,
+        set_,
+        test_size=test_size,
+        seed=seed,
+        margin=margin,
+        rule=rule,
+        parquet=parquet,
+        jsonl=jsonl,
+        trl=trl,
+        sets=sets,
+        name=name,
+        license=license,
+        language=language,
+        dedup_report=str(dedup_report) if dedup_report is not None else None,
+        adversarial=adversarial,
+        push_to_hub=push_to_hub,
+        private=private,
     )
     done = export_file(source, out, cfg, judgements=judgements, overwrite=overwrite, skip_invalid=skip_invalid)
     console = Console()
@@ -213,7 +261,7 @@ def export(
 @app.command()
 def stats(
     source: str = typer.Argument(..., help="A file, save_to_disk folder or Hub id."),
-    split: Optional[str] = typer.Option(None, help="Split to read from a DatasetDict."),
+    split: str | None = typer.Option(None, help="Split to read from a DatasetDict."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Counts, length distributions, strength distribution, duplicate rate."""

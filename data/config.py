@@ -18,9 +18,9 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, TypeVar, cast, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from data.errors import ConfigError
 
@@ -68,9 +68,12 @@ def _yaml_value(value: Any) -> str:
     """A default as it would be written in a config file (`runs/out`, `null`, `[0.6, 0.9, 1.2]`)."""
     import yaml
 
-    text = yaml.safe_dump(to_dict(value) if dataclasses.is_dataclass(value) else
-                          str(value) if isinstance(value, Path) else value,
-                          default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    text = yaml.safe_dump(
+        to_dict(value) if dataclasses.is_dataclass(value) else str(value) if isinstance(value, Path) else value,
+        default_flow_style=True,
+        allow_unicode=True,
+        width=10_000,
+    ).strip()
     return text.removesuffix("...").strip()
 
 
@@ -182,9 +185,7 @@ def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "config") ->
     names = {f.name for f in dataclasses.fields(cast(Any, cls)) if f.init}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in values.items()}
     try:
         return cls(**kwargs)
@@ -242,7 +243,8 @@ def _loader() -> type:
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
     return Loader
 
 
@@ -277,6 +279,7 @@ def load_config(
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A config as plain YAML/JSON-friendly data (for summaries and reproducibility)."""
+
     def conv(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
             return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
@@ -286,8 +289,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return {k: conv(x) for k, x in v.items()}
         if isinstance(v, Path):
             return str(v)
-        if hasattr(v, "value") and isinstance(getattr(v, "value"), (str, int)):
+        if hasattr(v, "value") and isinstance(v.value, (str, int)):
             return v.value
         return v
+
     out: dict[str, Any] = conv(cfg)
     return out

@@ -53,8 +53,15 @@ _EXAMPLE_MEMBERS = 5
 _PREVIEW_CHARS = 160
 
 # Logical key names for `dedup_file`'s --on, mapped to `data.readers.canonical_records` fields.
-KEY_NAMES = {"prompt": "question", "system": "system", "chosen": "chosen", "rejected": "rejected",
-             "response": "response", "a": "a", "b": "b"}
+KEY_NAMES = {
+    "prompt": "question",
+    "system": "system",
+    "chosen": "chosen",
+    "rejected": "rejected",
+    "response": "response",
+    "a": "a",
+    "b": "b",
+}
 
 
 ENGINES = ("local", "ray")
@@ -66,8 +73,9 @@ class DedupEngine:
     order, as `_sign_chunk` returns them) and LSH candidates (`candidate_pairs`, the same pairs as
     `data.minhash.candidate_pairs`). `data.dedup_ray.RayEngine` runs them on a Ray cluster."""
 
-    def chunk_results(self, keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], num_perm: int,
-                      seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def chunk_results(
+        self, keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], num_perm: int, seed: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         raise NotImplementedError
 
     def candidate_pairs(self, sigs: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
@@ -144,6 +152,7 @@ class DedupReport:
 
 # --- per-chunk work (runs in worker processes) ------------------------------------------------
 
+
 def _row_shingles(keys: Sequence[Sequence[str]], ngrams: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Each row's shingle hashes over all key fields (field-salted): (hashes, offsets)."""
     n_rows = len(keys)
@@ -208,8 +217,7 @@ def _ngram_sizes(keys: Sequence[Sequence[str]], n_fields: int, ngram: int) -> tu
     step = max(1, len(keys) // _NGRAM_SAMPLE)  # evenly spaced sample: deterministic
     sample = keys[::step]
     return tuple(
-        choose_ngram(float(np.median(word_counts([k[f] for k in sample]))) if sample else 0.0)
-        for f in range(n_fields)
+        choose_ngram(float(np.median(word_counts([k[f] for k in sample]))) if sample else 0.0) for f in range(n_fields)
     )
 
 
@@ -240,8 +248,9 @@ def _chunk_results(
 
     ranges = [(i, min(i + CHUNK_ROWS, len(keys)), ngrams, num_perm, seed) for i in range(0, len(keys), CHUNK_ROWS)]
     workers = workers or _cpu_count()
-    with tqdm(total=len(keys), unit="row", desc="minhash",
-              disable=not progress or len(keys) < _PROGRESS_MIN_ROWS) as bar:
+    with tqdm(
+        total=len(keys), unit="row", desc="minhash", disable=not progress or len(keys) < _PROGRESS_MIN_ROWS
+    ) as bar:
         if workers == 1 or len(keys) < _PARALLEL_MIN_ROWS:
             for start, stop, *_ in ranges:
                 yield _sign_chunk((keys[start:stop], ngrams, num_perm, seed))
@@ -254,7 +263,7 @@ def _chunk_results(
         gc.freeze()
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                for (start, stop, *_), res in zip(ranges, pool.map(_sign_range, ranges)):
+                for (start, stop, *_), res in zip(ranges, pool.map(_sign_range, ranges), strict=True):
                     bar.update(stop - start)
                     yield res
         finally:
@@ -262,9 +271,7 @@ def _chunk_results(
             _fork_keys = ()
 
 
-def _exact_jaccard(
-    keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], pairs: np.ndarray
-) -> np.ndarray:
+def _exact_jaccard(keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], pairs: np.ndarray) -> np.ndarray:
     """Jaccard of the (64-bit hashed) shingle sets of each pair's two rows."""
     involved = np.unique(pairs)
     hashes, offsets = _row_shingles([keys[i] for i in involved], ngrams)
@@ -305,12 +312,15 @@ def _sign_all(
     seed: int,
     workers: int,
     progress: bool,
-    engine: "DedupEngine | None",
+    engine: DedupEngine | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row's MinHash signature, shingle-set digest and empty-key flag, in input order, from
     `engine` (None: this machine's cores)."""
-    chunks = (engine.chunk_results(keys, ngrams, num_perm, seed) if engine is not None
-              else _chunk_results(keys, ngrams, num_perm, seed, workers, progress))
+    chunks = (
+        engine.chunk_results(keys, ngrams, num_perm, seed)
+        if engine is not None
+        else _chunk_results(keys, ngrams, num_perm, seed, workers, progress)
+    )
     sig_parts, digest_parts, empty_parts = [], [], []
     for s, d, e in chunks:
         sig_parts.append(s)
@@ -357,7 +367,7 @@ def _near_pairs(
     bands: int,
     rows_per_band: int,
     verify: str,
-    engine: "DedupEngine | None",
+    engine: DedupEngine | None,
 ) -> _NearPairs:
     """2. Near duplicates among the `active` rows (left by the exact pass, key with words). Rows
     with the same shingles (Jaccard 1: e.g. the same prompt in many pairs) are linked to the first
@@ -405,8 +415,11 @@ def _near_removed(
         head = int(members[0])
         for r in members[1:].tolist():
             alive[r] = False
-            removed.append(RemovedRow(row=r, duplicate_of=head, kind="near", matched=int(best[r]),
-                                      jaccard=round(float(best_sim[r]), 4)))
+            removed.append(
+                RemovedRow(
+                    row=r, duplicate_of=head, kind="near", matched=int(best[r]), jaccard=round(float(best_sim[r]), 4)
+                )
+            )
     return removed
 
 
@@ -419,8 +432,11 @@ def _examples(
             "kept": int(members[0]),
             "size": len(members),
             "members": [
-                {"row": int(r), "key": _preview(keys[r]),
-                 **({"matched": int(best[r]), "jaccard": round(float(best_sim[r]), 4)} if k else {})}
+                {
+                    "row": int(r),
+                    "key": _preview(keys[r]),
+                    **({"matched": int(best[r]), "jaccard": round(float(best_sim[r]), 4)} if k else {}),
+                }
                 for k, r in enumerate(members[:_EXAMPLE_MEMBERS])
             ],
         }
@@ -440,7 +456,7 @@ def _run(
     verify: str,
     workers: int,
     progress: bool,
-    engine: "DedupEngine | None" = None,
+    engine: DedupEngine | None = None,
 ) -> tuple[list[int], DedupReport]:
     """The whole pipeline: signatures, the exact pass, near pairs, clusters, the report. `engine`
     computes the signatures and the LSH candidates (the two steps that grow with the data); None
@@ -458,8 +474,18 @@ def _run(
     alive = np.ones(n, dtype=bool)
     removed = _exact_pass(rows, set_digest, alive)
     exact_removed = len(removed)
-    near = _near_pairs(keys, ngrams, sigs, set_digest, np.flatnonzero(alive & ~empty), threshold=threshold,
-                       bands=bands, rows_per_band=rows_per_band, verify=verify, engine=engine)
+    near = _near_pairs(
+        keys,
+        ngrams,
+        sigs,
+        set_digest,
+        np.flatnonzero(alive & ~empty),
+        threshold=threshold,
+        bands=bands,
+        rows_per_band=rows_per_band,
+        verify=verify,
+        engine=engine,
+    )
     best, best_sim = _best_partners(n, near.pairs, near.sims)
     clusters = _clusters(n, near.pairs)
     removed += _near_removed(clusters, best, best_sim, alive)
@@ -473,7 +499,7 @@ def _run(
         near_removed=len(removed) - exact_removed,
         empty_keys=int(np.count_nonzero(empty)),
         key_fields=list(key_fields),
-        ngram=dict(zip(key_fields, ngrams)),
+        ngram=dict(zip(key_fields, ngrams, strict=True)),
         threshold=threshold,
         num_perm=num_perm,
         bands=bands,
@@ -499,8 +525,9 @@ def _raise_bad_record(records: Sequence[Any], key_fields: Sequence[str]) -> None
                 raise DataError(f"expected a record, got {type(rec).__name__}", row=i, field=f)
             value = rec.get(f)
             if not isinstance(value, str):
-                raise DataError("missing field" if value is None else f"must be text, got {type(value).__name__}",
-                                row=i, field=f)
+                raise DataError(
+                    "missing field" if value is None else f"must be text, got {type(value).__name__}", row=i, field=f
+                )
 
 
 def dedup_records(
@@ -532,9 +559,24 @@ def dedup_records(
         keys = []
     if len(keys) != len(records) or not set(map(type, chain.from_iterable(keys))) <= {str}:
         _raise_bad_record(records, key_fields)
-    done: tuple[list[int], DedupReport] = _with_engine(engine, address, workers, lambda eng: _run(
-        records, keys, list(key_fields), threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed,
-        verify=verify, workers=workers, progress=progress, engine=eng))
+    done: tuple[list[int], DedupReport] = _with_engine(
+        engine,
+        address,
+        workers,
+        lambda eng: _run(
+            records,
+            keys,
+            list(key_fields),
+            threshold=threshold,
+            num_perm=num_perm,
+            ngram=ngram,
+            seed=seed,
+            verify=verify,
+            workers=workers,
+            progress=progress,
+            engine=eng,
+        ),
+    )
     return done
 
 
@@ -557,7 +599,7 @@ def near_duplicate_pairs(
     (n-gram size from the pair's mean length unless given; two empty texts are duplicates)."""
     if len(texts_a) != len(texts_b):
         raise ValueError(f"texts_a has {len(texts_a)} texts, texts_b {len(texts_b)}")
-    return [jaccard(a, b, ngram) >= threshold for a, b in zip(texts_a, texts_b)]
+    return [jaccard(a, b, ngram) >= threshold for a, b in zip(texts_a, texts_b, strict=True)]
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -649,9 +691,24 @@ def dedup_file(
         rows.append(row)
         locations.append(str(loc))
         keys.append([texts.get(f) or "" for f in fields])  # an absent system prompt is empty
-    done: tuple[list[int], DedupReport] = _with_engine(engine, address, workers, lambda eng: _run(
-        rows, keys, names, threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed, verify=verify,
-        workers=workers, progress=progress, engine=eng))
+    done: tuple[list[int], DedupReport] = _with_engine(
+        engine,
+        address,
+        workers,
+        lambda eng: _run(
+            rows,
+            keys,
+            names,
+            threshold=threshold,
+            num_perm=num_perm,
+            ngram=ngram,
+            seed=seed,
+            verify=verify,
+            workers=workers,
+            progress=progress,
+            engine=eng,
+        ),
+    )
     kept, rep = done
     for r in rep.removed:
         r.location, r.duplicate_of_location = locations[r.row], locations[r.duplicate_of]
@@ -661,12 +718,12 @@ def dedup_file(
     targets = [out, report_path] + ([Path(rejected)] if rejected is not None else [])
     with atomic_files(targets) as temps:
         write_rows_to((rows[i] for i in kept), temps[0], suffix)
-        temps[1].write_text(json.dumps(rep.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n",
-                            encoding="utf-8")
+        temps[1].write_text(
+            json.dumps(rep.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+        )
         if rejected is not None:
             write_rows_to(rejected_rows(invalid or []), temps[2], ".jsonl")
         if marker is not None:
             for target in targets:
                 mark_output(target, marker, folder=False)
     return rep
-

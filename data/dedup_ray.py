@@ -21,8 +21,8 @@ the nodes need its dependencies (`pip install 'prefkit[ray]'` installs them all)
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,9 @@ from data.errors import ConfigError
 from data.minhash import bucket_pairs, row_keys, unique_pairs
 
 
-def _sign_batch(batch: dict[str, np.ndarray], n_fields: int, ngrams: tuple[int, ...], num_perm: int,
-                seed: int) -> dict[str, np.ndarray]:
+def _sign_batch(
+    batch: dict[str, np.ndarray], n_fields: int, ngrams: tuple[int, ...], num_perm: int, seed: int
+) -> dict[str, np.ndarray]:
     keys = list(zip(*(batch[f"k{f}"].tolist() for f in range(n_fields)), strict=True))
     sigs, digests, empty = _sign_chunk((keys, ngrams, num_perm, seed))
     return {"row": batch["row"], "sig": sigs, "digest": digests, "empty": empty}
@@ -73,7 +74,7 @@ class RayEngine(DedupEngine):
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         try:
             import ray
-            import ray.data  # noqa: F401
+            import ray.data
         except ImportError:
             raise ConfigError("engine ray needs Ray Data: pip install 'prefkit[ray]'") from None
         self.ray = ray
@@ -84,7 +85,9 @@ class RayEngine(DedupEngine):
             # The workers run this very `data` package (shipped with the job), not whatever an
             # installed prefkit on a node or first on a worker's path would give.
             kw: dict[str, Any] = {
-                "include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "logging_level": "ERROR",
                 "runtime_env": {"py_modules": [str(Path(data.__file__).parent)]},
             }
             try:
@@ -94,15 +97,18 @@ class RayEngine(DedupEngine):
                     ray.init(num_cpus=num_cpus, **kw)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ConfigError(f"engine ray: cannot {'join ' + repr(address) if address else 'start Ray'} ({first})") from None
+                raise ConfigError(
+                    f"engine ray: cannot {'join ' + repr(address) if address else 'start Ray'} ({first})"
+                ) from None
             self._started = True
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines on stderr
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
 
-    def chunk_results(self, keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], num_perm: int,
-                      seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def chunk_results(
+        self, keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], num_perm: int, seed: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         import pyarrow as pa
 
         n, n_fields = len(keys), len(ngrams)
@@ -119,15 +125,20 @@ class RayEngine(DedupEngine):
         # with a `type: ignore` that the formatter could move off the line mypy reports
         sign: Any = _sign_batch
         ds = self.ray.data.from_arrow(tables).map_batches(
-            sign, batch_format="numpy", batch_size=None,
+            sign,
+            batch_format="numpy",
+            batch_size=None,
             fn_kwargs={"n_fields": n_fields, "ngrams": tuple(ngrams), "num_perm": num_perm, "seed": seed},
         )
         got = _collect(ds, ("row", "sig", "digest", "empty"))
         order = np.argsort(got["row"], kind="stable")
         if not np.array_equal(got["row"][order], np.arange(n)):
             raise RuntimeError(f"engine ray: signatures came back for {len(got['row'])} of {n} rows")
-        yield (got["sig"][order].astype(np.uint32, copy=False), got["digest"][order].astype(np.uint64, copy=False),
-               got["empty"][order].astype(bool, copy=False))
+        yield (
+            got["sig"][order].astype(np.uint32, copy=False),
+            got["digest"][order].astype(np.uint64, copy=False),
+            got["empty"][order].astype(bool, copy=False),
+        )
 
     def candidate_pairs(self, sigs: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
         n = len(sigs)
@@ -154,8 +165,12 @@ class RayEngine(DedupEngine):
         group_pairs: Any = _group_pairs
         ds = (
             self.ray.data.from_numpy(blocks)
-            .map_batches(band_keys, batch_format="numpy", batch_size=None,
-                         fn_kwargs={"bands": bands, "rows_per_band": rows_per_band, "parts": parts})
+            .map_batches(
+                band_keys,
+                batch_format="numpy",
+                batch_size=None,
+                fn_kwargs={"bands": bands, "rows_per_band": rows_per_band, "parts": parts},
+            )
             .groupby(["band", "part"], num_partitions=min(bands * parts, 2 * self._cpus()))
             .map_groups(group_pairs, batch_format="numpy")
         )

@@ -48,7 +48,13 @@ def run_data_demo(out: Path) -> Path:
     rows = read_preferences(deduped)
     dataset = out / "dataset"
     dsdict = export_dataset(
-        rows, dataset, test_size=0.1, seed=42, margin="small", parquet=True, jsonl=True,
+        rows,
+        dataset,
+        test_size=0.1,
+        seed=42,
+        margin="small",
+        parquet=True,
+        jsonl=True,
         name="prefkit demo: Vietnamese preference sample",
         provenance={
             "source": f"prefkit bundled sample ({SAMPLE_NAME})",

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from data.aggregate import AggregateReport
 
 
-def export_features(trl: bool = False) -> "Features":
+def export_features(trl: bool = False) -> Features:
     """Explicit features of the exported columns (nullable metadata keeps its type); with `trl`,
     `prompt`/`chosen`/`rejected` are message lists and the answer texts `chosen_text`/`rejected_text`."""
     from datasets import Features, List, Value
@@ -223,7 +223,7 @@ def export_dataset(
     links: Sequence[tuple[int, int]] = (),
     language_required: bool = False,
     marker: str | None = None,
-) -> "DatasetDict":
+) -> DatasetDict:
     """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl).
 
     `trl` adds TRL's conversational columns; `links` are row-index pairs that must stay in one
@@ -251,8 +251,11 @@ def export_dataset(
             provenance["language"] = [detected]
             provenance.setdefault("language_detected", True)
         elif language_required:
-            raise DataError("cannot tell the language of the rows (neither clearly Vietnamese nor English): "
-                            "pass --language CODE", file=str(provenance.get("source", out)), field="language")
+            raise DataError(
+                "cannot tell the language of the rows (neither clearly Vietnamese nor English): pass --language CODE",
+                file=str(provenance.get("source", out)),
+                field="language",
+            )
     features = export_features(trl)
     record = trl_record if trl else PreferenceRow.to_record
     splits = split_by_prompt([r.with_margin(scheme) for r in rows], test_size, seed, links)
@@ -264,8 +267,14 @@ def export_dataset(
         }
     )
     card = render_card(
-        dsdict, name=name or out.name, margin=scheme.value, test_size=test_size, seed=seed,
-        provenance=provenance, parquet=parquet, trl=trl,
+        dsdict,
+        name=name or out.name,
+        margin=scheme.value,
+        test_size=test_size,
+        seed=seed,
+        provenance=provenance,
+        parquet=parquet,
+        trl=trl,
     )
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a handful of bars per small export is noise, not progress
@@ -319,25 +328,30 @@ def export_sets(
     name: str | None = None,
     marker: str | None = None,
     **kw: Any,
-) -> dict[str, "DatasetDict"]:
+) -> dict[str, DatasetDict]:
     """Llama 2's two datasets, `out/helpfulness` (all pairs) and `out/safety` (`safety_set`), each
     a full export with its own card, written together (a failure leaves neither)."""
     out = Path(out)
     picked = {"helpfulness": rows, "safety": safety_set(rows)}
-    result: dict[str, "DatasetDict"] = {}
+    result: dict[str, DatasetDict] = {}
     with atomic_path(out, directory=True) as tmp:
         for set_name in sets:
             set_rows = picked[set_name]
             if not set_rows:
                 raise DataError(
                     f"the {set_name} set is empty: no pair is on an adversarial prompt or has a response "
-                    "flagged unsafe (tag prompts with `adversarial`, or pass --adversarial)", field="sets")
+                    "flagged unsafe (tag prompts with `adversarial`, or pass --adversarial)",
+                    field="sets",
+                )
             index = {id(r): i for i, r in enumerate(set_rows)}
             pos = {id(r): i for i, r in enumerate(rows)}
             back = {pos[k]: v for k, v in index.items()}
             set_links = [(back[i], back[j]) for i, j in links if i in back and j in back]
             result[set_name] = export_dataset(
-                set_rows, tmp / set_name, links=set_links, name=f"{name or out.name} ({set_name})",
+                set_rows,
+                tmp / set_name,
+                links=set_links,
+                name=f"{name or out.name} ({set_name})",
                 provenance={**(provenance or {}), "set": set_name, "set_rows": f"{len(set_rows)} of {len(rows)}"},
                 **kw,
             )
@@ -370,7 +384,7 @@ def export_judged(
     sets: tuple[str, ...] = (),
     language_required: bool = False,
     marker: str | None = None,
-) -> tuple["DatasetDict", "AggregateReport"]:
+) -> tuple[DatasetDict, AggregateReport]:
     """Aggregate several annotators' judgements per pair (`data.aggregate`) and export the rows.
 
     The one path behind `prefkit data export --judgements`, `prefkit annotate export` and a
@@ -384,8 +398,18 @@ def export_judged(
     provenance = {**(provenance or {}), "rule": rule, "aggregate": report.to_dict()}
     provenance.setdefault("judgements", f"{report.judgements} judgements")
     provenance.setdefault("format", "pairs")  # judged pairs: prefkit's own pairs, whoever stored them
-    kw: dict[str, Any] = dict(test_size=test_size, seed=seed, margin=margin, parquet=parquet, jsonl=jsonl, name=name,
-              provenance=provenance, trl=trl, language_required=language_required, marker=marker)
+    kw: dict[str, Any] = dict(
+        test_size=test_size,
+        seed=seed,
+        margin=margin,
+        parquet=parquet,
+        jsonl=jsonl,
+        name=name,
+        provenance=provenance,
+        trl=trl,
+        language_required=language_required,
+        marker=marker,
+    )
     if sets:
         written = export_sets(rows, out, sets, **kw)
         return written[sets[0]], report
@@ -442,7 +466,10 @@ def export_file(
     log.debug("%s: read as %s", source, fmt)
 
     provenance: dict[str, Any] = {
-        "source": str(source), "format": fmt, "license": cfg.license, "margin": cfg.margin,
+        "source": str(source),
+        "format": fmt,
+        "license": cfg.license,
+        "margin": cfg.margin,
     }
     if cfg.language:
         provenance["language"] = [cfg.language]
@@ -459,11 +486,22 @@ def export_file(
         report_, role = found
         log.debug("dedup report (%s): %s", role, dedup_summary(report_))
         provenance["dedup"] = dedup_summary(report_)
-        if role == "input" or (role == "given" and report_.get("source")
-                               and Path(str(report_["source"])).resolve() == Path(source).resolve()):
+        if role == "input" or (
+            role == "given"
+            and report_.get("source")
+            and Path(str(report_["source"])).resolve() == Path(source).resolve()
+        ):
             links = dedup_links(report_)  # the rows before dedup: keep each cluster on one side
-    kw: dict[str, Any] = dict(test_size=cfg.test_size, seed=cfg.seed, margin=cfg.margin, parquet=cfg.parquet,
-                              jsonl=cfg.jsonl, name=cfg.name, trl=cfg.trl, language_required=True)
+    kw: dict[str, Any] = dict(
+        test_size=cfg.test_size,
+        seed=cfg.seed,
+        margin=cfg.margin,
+        parquet=cfg.parquet,
+        jsonl=cfg.jsonl,
+        name=cfg.name,
+        trl=cfg.trl,
+        language_required=True,
+    )
     report = None
     if judgements is not None:
         pairs, judged = read_pairs(source, errors=invalid), read_judgements(judgements, errors=invalid)
@@ -473,8 +511,14 @@ def export_file(
             pairs = [dataclasses.replace(p, prompt=dataclasses.replace(p.prompt, adversarial=True)) for p in pairs]
         _drop_previous(rejected)
         dsdict, report = export_judged(
-            pairs, judged, out, rule=cfg.rule, provenance={**provenance, "judgements": str(judgements)},
-            sets=set_names, marker=command, **kw,
+            pairs,
+            judged,
+            out,
+            rule=cfg.rule,
+            provenance={**provenance, "judgements": str(judgements)},
+            sets=set_names,
+            marker=command,
+            **kw,
         )
     else:
         rows = read_preferences(source, adversarial=True if cfg.adversarial else None, errors=invalid)

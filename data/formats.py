@@ -49,9 +49,7 @@ FORMATS = (
 LABELLED_FORMATS = ("vi_alpaca_preference", "hh_rlhf", "trl_preference")
 
 
-def detect_format(
-    columns: Collection[str], sample: Mapping[str, Any] | None = None, *, file: str | None = None
-) -> str:
+def detect_format(columns: Collection[str], sample: Mapping[str, Any] | None = None, *, file: str | None = None) -> str:
     """The format of records with these columns (see the module table).
 
     `sample` (one record) tells TRL's implicit-prompt form (message lists) from hh-rlhf
@@ -78,7 +76,8 @@ def detect_format(
         raise DataError(
             f"the first record has {next(iter(half))!r} but no {missing!r}: it looks like a broken preference "
             "row (a preference row needs question or prompt, chosen and rejected; a prompts file has neither)",
-            file=file, field=missing,
+            file=file,
+            field=missing,
         )
     if {"instruction", "output"} <= cols:
         return "alpaca"
@@ -299,9 +298,14 @@ def to_prompt(fmt: str, rec: Mapping[str, Any], loc: Location) -> Prompt:
     source = opt_text(rec, "source", loc)
     adversarial = bool(bool_field(rec, "adversarial", loc))
     if fmt in ("vi_alpaca_preference", "pairs") or (fmt == "prompts" and "question" in rec):
-        return Prompt(text_field(rec, "question", loc), system=opt_text(rec, "system", loc), source=source,
-                      id=opt_text(rec, "prompt_id", loc) or "", history=history_field(rec, loc),
-                      adversarial=adversarial)
+        return Prompt(
+            text_field(rec, "question", loc),
+            system=opt_text(rec, "system", loc),
+            source=source,
+            id=opt_text(rec, "prompt_id", loc) or "",
+            history=history_field(rec, loc),
+            adversarial=adversarial,
+        )
     if fmt == "alpaca" or (fmt == "prompts" and "instruction" in rec):
         instruction = text_field(rec, "instruction", loc)
         extra = opt_text(rec, "input", loc)
@@ -311,8 +315,13 @@ def to_prompt(fmt: str, rec: Mapping[str, Any], loc: Location) -> Prompt:
         if isinstance(rec.get("prompt"), list):  # TRL's conversational prompt-only form
             system, history, question = _prompt_parts(parse_messages(rec["prompt"], loc, "prompt"), loc, "prompt")
             return Prompt(question, system=system, source=source, history=history, adversarial=adversarial)
-        return Prompt(text_field(rec, "prompt", loc), system=opt_text(rec, "system", loc), source=source,
-                      history=history_field(rec, loc), adversarial=adversarial)
+        return Prompt(
+            text_field(rec, "prompt", loc),
+            system=opt_text(rec, "system", loc),
+            source=source,
+            history=history_field(rec, loc),
+            adversarial=adversarial,
+        )
     if fmt in ("hh_rlhf", "trl_preference"):
         return dataclasses.replace(to_preference(fmt, rec, loc).prompt, source=source)
     raise loc.error(f"format {fmt!r} holds no prompts")

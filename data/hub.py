@@ -45,10 +45,13 @@ def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = F
             from data.card import hub_card
 
             HfApi(token=token).upload_file(
-                path_or_fileobj=hub_card(card.read_text(encoding="utf-8")).encode("utf-8"), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset",
+                path_or_fileobj=hub_card(card.read_text(encoding="utf-8")).encode("utf-8"),
+                path_in_repo="README.md",
+                repo_id=repo_id,
+                repo_type="dataset",
                 commit_message="prefkit dataset card",
             )
-    except Exception as e:  # noqa: BLE001 -- network, auth, permissions: one clear line, token scrubbed
+    except Exception as e:
         reason = _scrub(first_line(e), token)
         raise DataError(
             f"push to the Hub as {repo_id!r} failed ({type(e).__name__}: {reason})", field="push_to_hub"
@@ -79,7 +82,7 @@ def check_model_source(path: str, what: str = "model") -> None:
         raise ConfigError(f"{what} {path!r}: not a local folder, not in the Hub cache, and HF_HUB_OFFLINE is set")
     try:
         HfApi().model_info(path, timeout=5)
-    except Exception as e:  # noqa: BLE001 -- no network, unknown repo, gated: one clear line
+    except Exception as e:
         reason = first_line(e)
         raise ConfigError(
             f"{what} {path!r}: not a local folder, and the Hub did not answer for it "

@@ -16,7 +16,7 @@ add a candidate, and every candidate is confirmed by Jaccard afterwards.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -31,7 +31,7 @@ WINDOW = 32
 _BLOCK = 1 << 13  # shingles per block in `signatures`: a 4 MB temporary array stays in cache
 
 
-@lru_cache(maxsize=None)
+@cache
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's own affine32 permutation parameters (a, b) for this seed, as uint32."""
     from datasketch import MinHash
@@ -40,7 +40,7 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a.astype(np.uint32), b.astype(np.uint32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """`MinHashLSH`'s (bands, rows per band) minimising false positives + false negatives."""
     from datasketch import MinHashLSH

@@ -43,6 +43,7 @@ def option(cls: type, name: str, *param_decls: str, **kw: Any) -> Any:
 def given(ctx: typer.Context, **values: Any) -> dict[str, Any]:
     """`values` (the command's parameters by name) less those left at their default: what the
     user typed, to lay over a config file (`data.config.load_config`)."""
+
     def typed(name: str) -> bool:
         source = ctx.get_parameter_source(name)
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
@@ -50,8 +51,9 @@ def given(ctx: typer.Context, **values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if typed(k)}
 
 
-def command_config(cls: type[T], ctx: typer.Context, config: Path | None, overrides: list[str] | None,
-                   **values: Any) -> T:
+def command_config(
+    cls: type[T], ctx: typer.Context, config: Path | None, overrides: list[str] | None, **values: Any
+) -> T:
     """A command's config dataclass: the `--config` YAML file (its keys are the field names), the
     options the user typed over it, `--set key=value` over both. With neither a file nor `--set`,
     simply `cls(**values)` (every option's value, defaults included)."""
@@ -114,6 +116,7 @@ class App(typer.Typer):
     def __init__(self, *args: Any, cls: type[TyperGroup] | None = None, **kw: Any) -> None:
         super().__init__(*args, cls=cls or Group, **kw)
 
-    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None,
-                **kw: Any) -> Callable[[Any], Any]:
+    def command(
+        self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kw: Any
+    ) -> Callable[[Any], Any]:
         return super().command(name, cls=cls or Command, **kw)

@@ -80,11 +80,14 @@ def check_not_input(
             continue
         inp = Path(given).resolve()
         if resolved == inp or (out.exists() and _same(out, inp)):
-            raise DataError(f"{option} is the {what} {given}; choose another output ({what}s are never overwritten)",
-                            file=where)
+            raise DataError(
+                f"{option} is the {what} {given}; choose another output ({what}s are never overwritten)", file=where
+            )
         if inp.is_relative_to(resolved):
-            raise DataError(f"{option} contains the {what} {given}; choose another output ({what}s are never "
-                            "overwritten)", file=where)
+            raise DataError(
+                f"{option} contains the {what} {given}; choose another output ({what}s are never overwritten)",
+                file=where,
+            )
         if resolved.is_relative_to(inp):
             raise DataError(f"{option} lies inside the {what} {given}; choose an output outside it", file=where)
 
@@ -127,13 +130,13 @@ def check_output(
         if folder and not out.is_dir():
             raise DataError(f"{option} is a file; the output must be a folder", file=where)
         if not folder and out.is_dir():
-            raise DataError(f"{option} is a folder; the output must be a file (e.g. {out / 'out.jsonl'})",
-                            file=where)
+            raise DataError(f"{option} is a folder; the output must be a file (e.g. {out / 'out.jsonl'})", file=where)
         if _non_empty(out):
             by = written_by(out, folder=folder)
             if not overwrite:
                 raise DataError(
-                    f"{option} already exists" + (f" (written by prefkit {by})" if by else "")
+                    f"{option} already exists"
+                    + (f" (written by prefkit {by})" if by else "")
                     + "; pass --overwrite to replace it, or choose another output",
                     file=where,
                 )

@@ -32,11 +32,11 @@ __all__ = [
     "canonical_record",
     "canonical_records",
     "detect_format",
+    "raw_and_canonical_records",
     "read_judgements",
     "read_pairs",
     "read_preferences",
     "read_prompts",
-    "raw_and_canonical_records",
     "read_rows",
     "source_format",
 ]
@@ -84,7 +84,10 @@ def is_safety_source(source: str | Path, fmt: str) -> bool:
 
 
 def read_prompts(
-    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None,
+    source: str | Path,
+    split: str | None = None,
+    *,
+    errors: list[DataError] | None = None,
     adversarial: bool | None = None,
 ) -> list[Prompt]:
     """The prompts of any format, each once (first occurrence kept, by prompt id).
@@ -103,7 +106,10 @@ def read_prompts(
 
 
 def read_preferences(
-    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None,
+    source: str | Path,
+    split: str | None = None,
+    *,
+    errors: list[DataError] | None = None,
     adversarial: bool | None = None,
 ) -> list[PreferenceRow]:
     """Labelled rows (Vi-Alpaca preference, hh-rlhf, TRL preference) as PreferenceRows.
@@ -112,8 +118,10 @@ def read_preferences(
     fmt = source_format(source, split, skip_bad=errors is not None)
     if fmt not in LABELLED_FORMATS:
         hint = " (pairs need judgements: pass --judgements)" if fmt == "pairs" else ""
-        raise DataError(f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}){hint}",
-                        file=str(source))
+        raise DataError(
+            f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}){hint}",
+            file=str(source),
+        )
     rows = list(_convert(source, split, to_preference, errors, fmt))
     if is_safety_source(source, fmt) if adversarial is None else adversarial:
         for r in rows:
@@ -143,12 +151,21 @@ def canonical_record(fmt: str, rec: dict[str, Any], loc: Location) -> dict[str, 
     located `DataError`), with its texts under common names (see `canonical_records`)."""
     if fmt in LABELLED_FORMATS:
         row = to_preference(fmt, rec, loc)
-        return {"question": _conversation(row.prompt), "system": row.system, "chosen": row.chosen,
-                "rejected": row.rejected, "strength": row.strength}
+        return {
+            "question": _conversation(row.prompt),
+            "system": row.system,
+            "chosen": row.chosen,
+            "rejected": row.rejected,
+            "strength": row.strength,
+        }
     if fmt == "pairs":
         pair = to_pair(fmt, rec, loc)
-        return {"question": _conversation(pair.prompt), "system": pair.prompt.system, "a": pair.a.text,
-                "b": pair.b.text}
+        return {
+            "question": _conversation(pair.prompt),
+            "system": pair.prompt.system,
+            "a": pair.a.text,
+            "b": pair.b.text,
+        }
     if fmt == "judgements":
         j = to_judgement(fmt, rec, loc)
         return {"strength": j.strength, "annotator": j.annotator, "pair_id": j.pair_id}

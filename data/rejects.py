@@ -31,8 +31,14 @@ def rejected_path(out: str | Path) -> Path:
 def rejected_rows(errors: Sequence[DataError]) -> list[dict[str, Any]]:
     """One JSON-ready row per bad record: where, field, reason, and the record as read."""
     return [
-        {"file": e.file, "line": e.line, "row": e.row, "field": e.field, "reason": e.message,
-         "record": getattr(e, "record", None)}
+        {
+            "file": e.file,
+            "line": e.line,
+            "row": e.row,
+            "field": e.field,
+            "reason": e.message,
+            "record": getattr(e, "record", None),
+        }
         for e in errors
     ]
 

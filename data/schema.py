@@ -12,10 +12,11 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 
 def content_id(*parts: Any, prefix: str = "", length: int = 16) -> str:
@@ -59,14 +60,14 @@ class Strength(str, Enum):
         return MARGINS[MarginScheme(scheme)][self]
 
     @classmethod
-    def from_level(cls, level: int) -> "Strength":
+    def from_level(cls, level: int) -> Strength:
         for s, lv in _LEVEL.items():
             if lv == level:
                 return s
         raise ValueError(f"strength level must be 0..3, got {level!r}")
 
     @classmethod
-    def parse(cls, value: Any) -> "Strength":
+    def parse(cls, value: Any) -> Strength:
         """Accepts the enum value, its label, common spellings, or a level 0..3."""
         if isinstance(value, Strength):
             return value
@@ -79,9 +80,7 @@ class Strength(str, Enum):
             key = " ".join(key.split())
             if key in _ALIASES:
                 return _ALIASES[key]
-        raise ValueError(
-            f"not a strength: {value!r} (expected one of {', '.join(s.value for s in cls)})"
-        )
+        raise ValueError(f"not a strength: {value!r} (expected one of {', '.join(s.value for s in cls)})")
 
 
 _LEVEL = {
@@ -268,7 +267,7 @@ class Prompt:
         return out
 
     @classmethod
-    def from_messages(cls, messages: Sequence[Mapping[str, str]], **kw: Any) -> "Prompt":
+    def from_messages(cls, messages: Sequence[Mapping[str, str]], **kw: Any) -> Prompt:
         """The inverse of `messages()`: system messages apart, the last user turn the question."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
         rest = [(m["role"], m["content"]) for m in messages if m["role"] != "system"]
@@ -277,11 +276,17 @@ class Prompt:
         return cls(rest[-1][1], system=system, history=tuple(rest[:-1]), **kw)
 
     def to_row(self) -> dict[str, Any]:
-        return {"prompt_id": self.id, "question": self.question, "system": self.system, "source": self.source,
-                "history": turns_json(self.history), "adversarial": self.adversarial}
+        return {
+            "prompt_id": self.id,
+            "question": self.question,
+            "system": self.system,
+            "source": self.source,
+            "history": turns_json(self.history),
+            "adversarial": self.adversarial,
+        }
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Prompt":
+    def from_row(cls, row: Mapping[str, Any]) -> Prompt:
         return cls(
             question=row["question"],
             id=_opt_str(row.get("prompt_id") or row.get("id")) or "",
@@ -331,7 +336,7 @@ class Response:
         return {prefix + k: getattr(self, k) for k in RESPONSE_FIELDS}
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], prefix: str = "") -> "Response":
+    def from_row(cls, row: Mapping[str, Any], prefix: str = "") -> Response:
         return cls(
             text=row[prefix + "text"],
             model=_opt_str(row.get(prefix + "model")),
@@ -373,7 +378,7 @@ class Pair:
         return {"pair_id": self.pair_id, **self.prompt.to_row(), **self.a.to_row("a_"), **self.b.to_row("b_")}
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Pair":
+    def from_row(cls, row: Mapping[str, Any]) -> Pair:
         return cls(
             prompt=Prompt.from_row(row),
             a=Response.from_row(row, "a_"),
@@ -390,7 +395,7 @@ PAIR_COLUMNS = tuple(
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -424,7 +429,7 @@ class Judgement:
     @classmethod
     def from_seven_point(
         cls, pair_id: str, annotator: str, point: int, shown_order: tuple[str, str], **kw: Any
-    ) -> "Judgement":
+    ) -> Judgement:
         """From the 7-point row: -3..-1 prefer the left response, 1..3 the right, 0 unsure."""
         if point not in SEVEN_POINT_LABELS:
             raise ValueError(f"7-point choice must be -3..3, got {point!r}")
@@ -436,7 +441,7 @@ class Judgement:
     @classmethod
     def from_choice(
         cls, pair_id: str, annotator: str, point: int, shown_order: tuple[str, str], **kw: Any
-    ) -> "Judgement":
+    ) -> Judgement:
         """From the choice row (`CHOICE_LABELS`): -4..-1 prefer the left response (significantly …
         negligibly better), 1..4 the right, 0 unsure (no winner)."""
         if point not in CHOICE_LABELS:
@@ -495,13 +500,13 @@ class Judgement:
         }
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Judgement":
+    def from_row(cls, row: Mapping[str, Any]) -> Judgement:
         created = row.get("created_at")
         if isinstance(created, str):
             created = datetime.fromisoformat(created)
         if isinstance(created, datetime) and created.tzinfo is None:
             # Naive times are UTC (what `utcnow` writes), so aggregate never compares naive and aware.
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         left, right = row.get("shown_left"), row.get("shown_right")
         unsafe = row.get("unsafe")
         if isinstance(unsafe, str):
@@ -533,7 +538,7 @@ class SafetyBin(str, Enum):
     UNSAFE_VS_SAFE = "unsafe_vs_safe"  # the preferred one is unsafe, the other safe: Llama 2 drops these
 
     @classmethod
-    def of(cls, chosen_unsafe: bool | None, rejected_unsafe: bool | None) -> "SafetyBin | None":
+    def of(cls, chosen_unsafe: bool | None, rejected_unsafe: bool | None) -> SafetyBin | None:
         """The bin from per-response flags; None when either response's safety is unknown."""
         if chosen_unsafe is None or rejected_unsafe is None:
             return None
@@ -550,7 +555,7 @@ def in_safety_set(adversarial: bool | None, chosen_unsafe: bool | None, rejected
     return bool(adversarial or chosen_unsafe or rejected_unsafe)
 
 
-def judgement_safety_bin(judgement: "Judgement", pair: "Pair") -> SafetyBin | None:
+def judgement_safety_bin(judgement: Judgement, pair: Pair) -> SafetyBin | None:
     """One annotator's safety label for the pair, from the responses they flagged: the preferred
     response against the other (None when they were unsure which is better)."""
     if judgement.preferred is None:
@@ -614,8 +619,9 @@ class PreferenceRow:
 
     @property
     def prompt(self) -> Prompt:
-        return Prompt(self.question, system=self.system, source=self.source, history=self.history,
-                      adversarial=self.adversarial)
+        return Prompt(
+            self.question, system=self.system, source=self.source, history=self.history, adversarial=self.adversarial
+        )
 
     @property
     def prompt_id(self) -> str:
@@ -625,7 +631,7 @@ class PreferenceRow:
     def safety_bin(self) -> SafetyBin | None:
         return SafetyBin.of(self.chosen_unsafe, self.rejected_unsafe)
 
-    def with_margin(self, scheme: MarginScheme | str) -> "PreferenceRow":
+    def with_margin(self, scheme: MarginScheme | str) -> PreferenceRow:
         m = self.strength.margin(scheme) if self.strength is not None else 0.0
         return dataclasses.replace(self, margin=m)
 
@@ -657,13 +663,32 @@ class PreferenceRow:
     def to_pair(self) -> Pair:
         """A labelled row as an unlabelled pair (chosen first), e.g. to re-annotate it."""
         prompt = self.prompt
-        a = Response(text=self.chosen, **{k: v for k, v in self.chosen_meta.items() if k != "id" and k in RESPONSE_FIELDS})
-        b = Response(text=self.rejected, **{k: v for k, v in self.rejected_meta.items() if k != "id" and k in RESPONSE_FIELDS})
+        a = Response(
+            text=self.chosen, **{k: v for k, v in self.chosen_meta.items() if k != "id" and k in RESPONSE_FIELDS}
+        )
+        b = Response(
+            text=self.rejected, **{k: v for k, v in self.rejected_meta.items() if k != "id" and k in RESPONSE_FIELDS}
+        )
         return Pair(prompt, a, b)
 
 
 EXPORT_COLUMNS = tuple(
-    ["id", "question", "chosen", "rejected", "strength", "margin", "n_annotators", "agreement", "system", "source",
-     "history", "adversarial", "chosen_unsafe", "rejected_unsafe", "safety_bin"]
+    [
+        "id",
+        "question",
+        "chosen",
+        "rejected",
+        "strength",
+        "margin",
+        "n_annotators",
+        "agreement",
+        "system",
+        "source",
+        "history",
+        "adversarial",
+        "chosen_unsafe",
+        "rejected_unsafe",
+        "safety_bin",
+    ]
     + [f"{side}_{k}" for side in ("chosen", "rejected") for k in RESPONSE_FIELDS if k != "text"]
 )

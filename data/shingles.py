@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import sys
 import unicodedata
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import numpy as np
 import regex
-
 
 # Unicode word characters (the `regex` module's `\w` includes combining marks, so Devanagari vowel
 # signs stay inside their word) plus every number character (H₂O, cm², ½ stay one word).

@@ -12,9 +12,10 @@ import csv
 import gzip
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from data.errors import DataError, first_line
 
@@ -148,8 +149,14 @@ def _iter_jsonl(path: Path) -> Iterator[Record]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    yield loc, _bad_line(loc, f"not UTF-8 text: {e.reason} at byte {e.start + 1} of the line",
-                                         raw.decode("utf-8", "replace").rstrip("\r\n"))
+                    yield (
+                        loc,
+                        _bad_line(
+                            loc,
+                            f"not UTF-8 text: {e.reason} at byte {e.start + 1} of the line",
+                            raw.decode("utf-8", "replace").rstrip("\r\n"),
+                        ),
+                    )
                     continue
                 if not line.strip():
                     continue
@@ -189,7 +196,7 @@ def _iter_json(path: Path) -> Iterator[Record]:
     elif isinstance(value, list):
         start = _skip_ws(text, 0)
     else:
-        raise DataError(f"expected a JSON list of objects or {{\"data\": [...]}}, got {type(value).__name__}", file=path)
+        raise DataError(f'expected a JSON list of objects or {{"data": [...]}}, got {type(value).__name__}', file=path)
     # Walk the array a second time with raw_decode only to learn where each element starts.
     pos = _skip_ws(text, start + 1)
     line, counted = 1, 0
@@ -357,7 +364,7 @@ def _load_from_hub(repo_id: str, split: str | None) -> Any:
             # One quick request first: load_dataset retries a dead network for ~25 s.
             HfApi().dataset_info(repo_id, timeout=5)
         loaded = datasets.load_dataset(repo_id, split=split or "train", streaming=True)
-    except Exception as e:  # noqa: BLE001 -- offline, unknown repo, no such split: one clear line
+    except Exception as e:
         reason = first_line(e)
         raise DataError(
             f"cannot load Hub dataset {repo_id!r} ({type(e).__name__}: {reason}); "
@@ -373,7 +380,7 @@ def _iter_dataset(ds: Any, where: str) -> Iterator[Record]:
             yield Location(where, row=row), dict(rec)
     except DataError:
         raise
-    except Exception as e:  # noqa: BLE001 -- a streamed Hub dataset can fail mid-way (network)
+    except Exception as e:
         raise DataError(f"reading stopped: {type(e).__name__}: {e}", file=where) from None
 
 

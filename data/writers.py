@@ -31,18 +31,19 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
         tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return path
 
+
 _FLOAT_FIELDS = {"margin", "agreement", "temperature", "top_p", "seconds"}
 _INT_FIELDS = {"n_annotators", "seed", "n_tokens"}
 _BOOL_FIELDS = {"adversarial", "unsafe"}  # adversarial, chosen_unsafe, rejected_unsafe
 
 
-def _arrow_type(column: str) -> "pa.DataType":
+def _arrow_type(column: str) -> pa.DataType:
     import pyarrow as pa
 
     base = column
     for side in ("a_", "b_", "chosen_", "rejected_"):
         if column.startswith(side):
-            base = column[len(side):]
+            base = column[len(side) :]
             break
     if base in _FLOAT_FIELDS:
         return pa.float64()
@@ -53,27 +54,35 @@ def _arrow_type(column: str) -> "pa.DataType":
     return pa.string()
 
 
-def export_schema() -> "pa.Schema":
+def export_schema() -> pa.Schema:
     """The exported dataset's columns (`data.schema.EXPORT_COLUMNS`) with their types."""
     import pyarrow as pa
 
     return pa.schema([(c, _arrow_type(c)) for c in EXPORT_COLUMNS])
 
 
-def pair_schema() -> "pa.Schema":
+def pair_schema() -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([(c, _arrow_type(c)) for c in PAIR_COLUMNS])
 
 
-def judgement_schema() -> "pa.Schema":
+def judgement_schema() -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema(
-        [("pair_id", pa.string()), ("annotator", pa.string()), ("preferred", pa.string()),
-         ("strength", pa.string()), ("shown_left", pa.string()), ("shown_right", pa.string()),
-         ("unsafe", pa.list_(pa.string())), ("rationale", pa.string()), ("seconds", pa.float64()),
-         ("created_at", pa.string())]
+        [
+            ("pair_id", pa.string()),
+            ("annotator", pa.string()),
+            ("preferred", pa.string()),
+            ("strength", pa.string()),
+            ("shown_left", pa.string()),
+            ("shown_right", pa.string()),
+            ("unsafe", pa.list_(pa.string())),
+            ("rationale", pa.string()),
+            ("seconds", pa.float64()),
+            ("created_at", pa.string()),
+        ]
     )
 
 
@@ -86,7 +95,7 @@ def output_suffix(path: Path) -> str:
     raise DataError(f"unknown output type (expected {', '.join(SUFFIXES)})", file=path)
 
 
-def write_rows(rows: Iterable[Mapping[str, Any]], path: str | Path, schema: "pa.Schema | None" = None) -> int:
+def write_rows(rows: Iterable[Mapping[str, Any]], path: str | Path, schema: pa.Schema | None = None) -> int:
     """Write `rows` to `path` by its suffix (atomic: temp file, then rename). Returns the count.
 
     JSONL is streamed; JSON and Parquet gather the rows first. `schema` fixes Parquet types.
@@ -97,7 +106,7 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: str | Path, schema: "pa.
         return write_rows_to(rows, tmp, suffix, schema)
 
 
-def write_rows_to(rows: Iterable[Mapping[str, Any]], tmp: Path, suffix: str, schema: "pa.Schema | None" = None) -> int:
+def write_rows_to(rows: Iterable[Mapping[str, Any]], tmp: Path, suffix: str, schema: pa.Schema | None = None) -> int:
     """Write `rows` in the format of `suffix` to `tmp` as it is (no rename): for callers that
     commit several files as one unit (`data.atomic.atomic_files`). Returns the count."""
     n = 0

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from annotate.server import free_port
 
@@ -72,14 +72,18 @@ def throwaway_postgres() -> Iterator[PgServer]:
     try:
         subprocess.run(
             [*run_as, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            check=True, capture_output=True, timeout=120,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         subprocess.run([*run_as, "mkdir", "-p", str(sock)], check=True)
         # fsync off (-F): a throwaway server; durability is not what the tests measure
         opts = f"-p {port} -h 127.0.0.1 -k {sock} -F -c max_connections=400 -c shared_buffers=64MB"
         subprocess.run(
             [*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"],
-            check=True, capture_output=True, timeout=90,
+            check=True,
+            capture_output=True,
+            timeout=90,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
         detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace")[-300:]
@@ -112,5 +116,8 @@ shutil.rmtree(root, ignore_errors=True)
 def _watchdog(stop: list[str], root: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(root), *stop],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )

@@ -23,7 +23,9 @@ def _plain(tokenizer: Any, question: str, system: str | None, history: tuple[tup
     bos = tokenizer.bos_token or ""
     head = f"{system.strip()}\n\n" if system else ""
     for role, content in history:  # earlier turns in the same instruction/response layout
-        head += f"### Instruction:\n{content.strip()}\n\n" if role == "user" else f"### Response:\n{content.strip()}\n\n"
+        head += (
+            f"### Instruction:\n{content.strip()}\n\n" if role == "user" else f"### Response:\n{content.strip()}\n\n"
+        )
     return bos + PLAIN_FORMAT.format(system=head, question=question.strip())
 
 

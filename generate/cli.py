@@ -7,7 +7,6 @@ command line override the YAML `--config`, and `--set key=value` overrides both.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -38,8 +37,8 @@ def generate(
     batch_size: int = option(GenerateConfig, "batch_size"),
     shard_size: int = option(GenerateConfig, "shard_size"),
     limit: int | None = option(GenerateConfig, "limit"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (configs/generate/*.yaml)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: --set max_tokens=256."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (configs/generate/*.yaml)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: --set max_tokens=256."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
     progress: bool = option(GenerateConfig, "progress"),
 ) -> None:
@@ -51,10 +50,24 @@ def generate(
     # only what was typed: an option left at its default must not override the --config file
     typed = given(
         ctx,
-        prompts=prompts, out=out, model=model, temperatures=temperatures, top_p=top_p, engine=engine,
-        base_url=base_url, concurrency=concurrency, shard=shard, plan=plan, samples=samples, seed=seed,
-        max_tokens=max_tokens, system_prompt=system_prompt, batch_size=batch_size, shard_size=shard_size,
-        limit=limit, progress=progress,
+        prompts=prompts,
+        out=out,
+        model=model,
+        temperatures=temperatures,
+        top_p=top_p,
+        engine=engine,
+        base_url=base_url,
+        concurrency=concurrency,
+        shard=shard,
+        plan=plan,
+        samples=samples,
+        seed=seed,
+        max_tokens=max_tokens,
+        system_prompt=system_prompt,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        limit=limit,
+        progress=progress,
     )
     if "out" in typed:
         typed["out"] = str(out)

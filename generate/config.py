@@ -19,16 +19,21 @@ from generate.plan import MAX_TEMPERATURE, PlanMode, SamplingPlan, Setting
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
-
 def check_temperature(value: object, key: str) -> float:
     """`value` as a temperature, or a ConfigError naming `key`: 0 (greedy) to 2 on both engines.
 
     vLLM 0.33 refuses a temperature above 2 (`SamplingParams`); beyond 2 the text is noise anyway.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or not 0 <= value <= MAX_TEMPERATURE:
-        raise ConfigError(f"{key}: temperature {value!r} is out of range (0 = greedy, to {MAX_TEMPERATURE:g}; "
-                          f"vLLM refuses more than {MAX_TEMPERATURE:g})")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or not 0 <= value <= MAX_TEMPERATURE
+    ):
+        raise ConfigError(
+            f"{key}: temperature {value!r} is out of range (0 = greedy, to {MAX_TEMPERATURE:g}; "
+            f"vLLM refuses more than {MAX_TEMPERATURE:g})"
+        )
     return float(value)
 
 
@@ -52,59 +57,73 @@ class GenerateConfig:
     """Every setting of `prefkit generate`: a YAML key, a `--set key=value`, and (for most) an option."""
 
     prompts: str = setting(
-        "", "Prompts: a file (JSONL, JSON, Parquet), a save_to_disk folder or a Hub id, any format the data "
-        "room reads.")
+        "", "Prompts: a file (JSONL, JSON, Parquet), a save_to_disk folder or a Hub id, any format the data room reads."
+    )
     out: str = setting("", "Output folder: shard-*.parquet, report.json, manifest.json.")
     models: list[str] = setting(
-        help="Model path or Hub id; MODEL@ADAPTER adds a LoRA adapter. Repeat for several.", factory=list)
+        help="Model path or Hub id; MODEL@ADAPTER adds a LoRA adapter. Repeat for several.", factory=list
+    )
     temperatures: list[float] = setting(
-        help="Comma-separated temperatures, e.g. 0.6,0.9,1.2 (0 to 2).", factory=lambda: [0.6, 0.9, 1.2])
+        help="Comma-separated temperatures, e.g. 0.6,0.9,1.2 (0 to 2).", factory=lambda: [0.6, 0.9, 1.2]
+    )
     top_p: float = setting(0.95, "Nucleus sampling top-p for every setting.")
     settings: list[SettingConfig] = setting(
         help="Explicit sampling settings (model, temperature, top_p, adapter each); replaces models x temperatures.",
-        factory=list)
+        factory=list,
+    )
     plan: PlanMode = setting(
-        "random_pair", "all_pairs (every two settings), random_pair (two settings per prompt) or samples (N of one).")
+        "random_pair", "all_pairs (every two settings), random_pair (two settings per prompt) or samples (N of one)."
+    )
     samples: int = setting(2, "Answers per prompt with plan samples.")
     seed: int = setting(0, "Seed of the plan and of every draw.")
     max_tokens: int = setting(512, "Most new tokens per response.")
     system_prompt: str | None = setting(
-        DEFAULT_SYSTEM_PROMPT, "System prompt for prompts without one ('' for none); a prompt's own system text wins.")
+        DEFAULT_SYSTEM_PROMPT, "System prompt for prompts without one ('' for none); a prompt's own system text wins."
+    )
     split: str | None = setting(None, "Split of a DatasetDict folder or Hub id to read the prompts from.")
     limit: int | None = setting(None, "Use only the first N prompts.")
     shard_size: int = setting(256, "Prompts per Parquet shard (and per resumable step).")
     # Pair filters
     near_duplicate_threshold: float = setting(
-        0.9, "Jaccard similarity of word shingles at or above which a pair's two answers count as one and it "
-        "is dropped.")
+        0.9,
+        "Jaccard similarity of word shingles at or above which a pair's two answers count as one and it is dropped.",
+    )
     drop_truncated: bool = setting(False, "Drop pairs with a truncated answer (by default they are kept and flagged).")
     # Engines
     engine: Literal["hf", "vllm", "openai"] = setting(
-        "hf", "hf (transformers, any machine), vllm (GPU) or openai (any OpenAI-compatible server, see --base-url).")
-    dtype: Dtype = setting("auto", "Weights' dtype: auto (bf16 on a GPU that supports it, else fp32), float32, "
-                           "bfloat16 or float16.")
+        "hf", "hf (transformers, any machine), vllm (GPU) or openai (any OpenAI-compatible server, see --base-url)."
+    )
+    dtype: Dtype = setting(
+        "auto", "Weights' dtype: auto (bf16 on a GPU that supports it, else fp32), float32, bfloat16 or float16."
+    )
     batch_size: int = setting(16, "hf engine: rows per batch.")
     device: str = setting("auto", "hf engine: cuda, cpu or auto.")
     tensor_parallel_size: int = setting(1, "vllm engine: GPUs per model.")
-    gpu_memory_utilization: float = setting(
-        0.9, "vllm engine: share of the GPU for all base models together.")
+    gpu_memory_utilization: float = setting(0.9, "vllm engine: share of the GPU for all base models together.")
     max_lora_rank: int | None = setting(
-        None, "vllm engine: largest LoRA rank (default: the adapters' largest, rounded up to 1, 8, 16, 32, ... 512).")
+        None, "vllm engine: largest LoRA rank (default: the adapters' largest, rounded up to 1, 8, 16, 32, ... 512)."
+    )
     max_model_len: int | None = setting(None, "vllm engine: context length (default: the model's).")
     base_url: str | None = setting(
-        None, "openai engine: the server's /v1 URL (default $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1); "
-        "key from $OPENAI_API_KEY.")
+        None,
+        "openai engine: the server's /v1 URL (default $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1); "
+        "key from $OPENAI_API_KEY.",
+    )
     api_key_env: str = setting(
-        "OPENAI_API_KEY", "openai engine: environment variable holding the API key (never the key itself).")
+        "OPENAI_API_KEY", "openai engine: environment variable holding the API key (never the key itself)."
+    )
     tokenizer: str | None = setting(
-        None, "openai engine: local folder or Hub id of the served model's tokenizer (default: the model).")
+        None, "openai engine: local folder or Hub id of the served model's tokenizer (default: the model)."
+    )
     concurrency: int = setting(8, "openai engine: requests in flight at once.")
     retries: int = setting(5, "openai engine: tries after the first on connection errors, timeouts, 429 and 5xx.")
     request_timeout: float = setting(600.0, "openai engine: seconds to wait for one answer.")
     # Data-parallel runs
     shard: str | None = setting(
-        None, "I/N: answer only part I of N of the prompts (0 <= I < N); N runs can share one OUT folder "
-        "(each writes its shards, manifest and report under part-specific names).")
+        None,
+        "I/N: answer only part I of N of the prompts (0 <= I < N); N runs can share one OUT folder "
+        "(each writes its shards, manifest and report under part-specific names).",
+    )
     progress: bool = setting(True, "Show the progress bar.")
 
     def __post_init__(self) -> None:
@@ -174,6 +193,8 @@ def check_vllm_settings(max_lora_rank: int | None, max_model_len: int | None) ->
     from generate.engines.vllm import LORA_RANKS
 
     if max_lora_rank is not None and max_lora_rank not in LORA_RANKS:
-        raise ConfigError(f"max_lora_rank: {max_lora_rank!r} is not one vLLM accepts ({', '.join(map(str, LORA_RANKS))})")
+        raise ConfigError(
+            f"max_lora_rank: {max_lora_rank!r} is not one vLLM accepts ({', '.join(map(str, LORA_RANKS))})"
+        )
     if max_model_len is not None and max_model_len < 1:
         raise ConfigError(f"max_model_len must be >= 1, got {max_model_len}")

@@ -9,8 +9,8 @@ judge them, unless the run asks to drop them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from data.schema import Pair, Prompt, Response
 from data.shingles import jaccard, normalize

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from data.config import to_dict
 from data.errors import ConfigError, DataError
@@ -40,16 +41,28 @@ def open_engine(
         from generate.engines.vllm import VLLMEngine
 
         return VLLMEngine(
-            model, adapter, adapters=adapters, dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization / n_models, max_lora_rank=cfg.max_lora_rank,
-            max_model_len=cfg.max_model_len, seed=cfg.seed,
+            model,
+            adapter,
+            adapters=adapters,
+            dtype=cfg.dtype,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization / n_models,
+            max_lora_rank=cfg.max_lora_rank,
+            max_model_len=cfg.max_model_len,
+            seed=cfg.seed,
         )
     if cfg.engine == "openai":
         from generate.engines.openai_api import OpenAIEngine
 
         return OpenAIEngine(
-            model, adapter, base_url=cfg.base_url, api_key_env=cfg.api_key_env, tokenizer=cfg.tokenizer,
-            concurrency=cfg.concurrency, retries=cfg.retries, timeout=cfg.request_timeout,
+            model,
+            adapter,
+            base_url=cfg.base_url,
+            api_key_env=cfg.api_key_env,
+            tokenizer=cfg.tokenizer,
+            concurrency=cfg.concurrency,
+            retries=cfg.retries,
+            timeout=cfg.request_timeout,
         )
     from generate.engines.hf import HFEngine
 
@@ -127,8 +140,12 @@ def run_step(
         for di, draw in enumerate(assignment.draws):
             s = draw.setting
             request = Request(
-                texts[s.model], temperature=s.temperature, top_p=s.top_p, max_tokens=cfg.max_tokens,
-                seed=draw.seed, adapter=s.adapter,
+                texts[s.model],
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_tokens=cfg.max_tokens,
+                seed=draw.seed,
+                adapter=s.adapter,
             )
             jobs[s.model].append((pi, di, request))
 
@@ -138,8 +155,14 @@ def run_step(
         for (pi, di, request), result in zip(items, results, strict=True):
             c = result.completions[0]
             responses[(pi, di)] = Response(
-                text=c.text, model=model, adapter=request.adapter, temperature=request.temperature,
-                top_p=request.top_p, seed=c.seed, finish_reason=c.finish_reason, n_tokens=c.n_tokens,
+                text=c.text,
+                model=model,
+                adapter=request.adapter,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                seed=c.seed,
+                finish_reason=c.finish_reason,
+                n_tokens=c.n_tokens,
             )
             stats.responses += 1
             stats.tokens += c.n_tokens
@@ -207,10 +230,17 @@ def generate_pairs(cfg: GenerateConfig, *, resume: bool = False) -> Generated:
     writer = ShardWriter(out, fingerprint(cfg, plan), resume=resume, part=part)
     pending = [p for p in prompts if p.id not in writer.done_ids]
     if resume:
-        log.info("resume %s: %d of %d prompts already answered, %d to go", out, len(prompts) - len(pending),
-                 len(prompts), len(pending))
-    adapters = {m: list(dict.fromkeys(s.adapter for s in plan.settings if s.model == m and s.adapter))
-                for m in {s.model for s in plan.settings}}
+        log.info(
+            "resume %s: %d of %d prompts already answered, %d to go",
+            out,
+            len(prompts) - len(pending),
+            len(prompts),
+            len(pending),
+        )
+    adapters = {
+        m: list(dict.fromkeys(s.adapter for s in plan.settings if s.model == m and s.adapter))
+        for m in {s.model for s in plan.settings}
+    }
     engines: dict[str, Engine] = {}
     progress = None
     try:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from data.errors import ConfigError
 from data.schema import Pair
@@ -62,7 +63,12 @@ class PartNames:
     def is_sibling(self, name: str) -> bool:
         """A file of another part of the same N."""
         m = PART_FILE.match(name)
-        return m is not None and self.part is not None and int(m.group(2)) == self.part[1] and int(m.group(1)) != self.part[0]
+        return (
+            m is not None
+            and self.part is not None
+            and int(m.group(2)) == self.part[1]
+            and int(m.group(1)) != self.part[0]
+        )
 
 
 class ShardWriter:
@@ -108,7 +114,9 @@ class ShardWriter:
             )
         for path in sorted(p for p in others if p.name.endswith("." + MANIFEST)):
             sibling = self._read(path).get("fingerprint", {})
-            changed = sorted(k for k in set(sibling) | set(self.fingerprint) if sibling.get(k) != self.fingerprint.get(k))
+            changed = sorted(
+                k for k in set(sibling) | set(self.fingerprint) if sibling.get(k) != self.fingerprint.get(k)
+            )
             if changed:
                 detail = "; ".join(f"{k}: {sibling.get(k)!r} -> {self.fingerprint.get(k)!r}" for k in changed)
                 raise ConfigError(

@@ -78,7 +78,8 @@ def _root(
         False, "--version", is_eager=True, callback=_show_version, help="Print prefkit's version and exit."
     ),
     debug: bool = typer.Option(
-        False, "--debug", help="Show the traceback behind a one-line error, and debug log lines on stderr."),
+        False, "--debug", help="Show the traceback behind a one-line error, and debug log lines on stderr."
+    ),
 ) -> None:
     """Build human-preference data (generate, annotate, dedup, export) and train on it."""
     global _debug
@@ -91,7 +92,8 @@ def _mount() -> None:
     from data.cli import app as data_app
     from generate.cli import generate as generate_command
     from prefkit.demo import demo
-    from train.cli import app as train_app, round_app
+    from train.cli import app as train_app
+    from train.cli import round_app
 
     app.add_typer(data_app, name="data", help="Validate, deduplicate, export and describe datasets.")
     app.command("generate", help="Sample response pairs at varied temperatures (vLLM or Hugging Face).")(

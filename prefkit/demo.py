@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import typer
@@ -35,7 +34,10 @@ def demo(
     db_url = f"sqlite:///{db_path}"
     # The store gets what the pipeline kept: near-duplicate prompts are not labelled twice.
     admin, annotator = seed_demo(db_url, out, sample=out / "deduped.jsonl")
-    console.print(f"[bold]4. annotate[/]  store {db_path} seeded with the deduplicated sample (project 'demo', 2 judgements per pair)")
+    console.print(
+        f"[bold]4. annotate[/]  store {db_path} seeded with the deduplicated sample "
+        "(project 'demo', 2 judgements per pair)"
+    )
     console.print(f"              annotator token: [green]{annotator}[/]")
     console.print(f"              admin token:     [green]{admin}[/]   (both saved in {out / 'demo-tokens.json'})")
     if not serve:
@@ -45,5 +47,10 @@ def demo(
     from annotate.cli import serve as serve_command
 
     # called as a function, every option is passed (typer's defaults exist only on the command line)
-    serve_command(db=db_url, port=port, address="127.0.0.1", db_pool=None,
-                  session_hours=float(os.environ.get("PREFKIT_SESSION_HOURS", "12")))
+    serve_command(
+        db=db_url,
+        port=port,
+        address="127.0.0.1",
+        db_pool=None,
+        session_hours=float(os.environ.get("PREFKIT_SESSION_HOURS", "12")),
+    )

@@ -64,10 +64,10 @@ def prefkit_args(tokens: list[str]) -> list[str] | None:
     while i < len(tokens) and (re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", tokens[i]) or tokens[i] in SHELL_WORDS):
         i += 1
     if i < len(tokens) and tokens[i].split("/")[-1] == "prefkit":
-        return tokens[i + 1:]
+        return tokens[i + 1 :]
     for j in range(len(tokens) - 1):
         if tokens[j] == "-m" and tokens[j + 1] == "prefkit.cli":
-            return tokens[j + 2:]
+            return tokens[j + 2 :]
     return None
 
 
@@ -134,8 +134,17 @@ def shown_commands() -> list[tuple[str, list[str]]]:
 
 def test_the_docs_show_prefkit_commands_from_every_room() -> None:
     shown = {" ".join(args[:2]) for _, args in shown_commands()}
-    for command in ("data validate", "data dedup", "data export", "data stats", "annotate serve",
-                    "annotate export", "train sft", "train ppo", "round run"):
+    for command in (
+        "data validate",
+        "data dedup",
+        "data export",
+        "data stats",
+        "annotate serve",
+        "annotate export",
+        "train sft",
+        "train ppo",
+        "round run",
+    ):
         assert command in shown, command
     assert any(a and a[0] == "generate" for _, a in shown_commands())
 
@@ -147,7 +156,9 @@ def test_every_prefkit_command_shown_exists(page: str, args: list[str]) -> None:
 
 
 def test_the_check_catches_a_wrong_command_or_option() -> None:
-    [tokens] = shell_commands("HF_TOKEN=x prefkit data export in.jsonl out \\\n    --parquet --no-such-flag  # comment\n")
+    [tokens] = shell_commands(
+        "HF_TOKEN=x prefkit data export in.jsonl out \\\n    --parquet --no-such-flag  # comment\n"
+    )
     args = prefkit_args(tokens)
     assert args is not None
     assert check(args) == "prefkit data export: no option --no-such-flag"
@@ -155,7 +166,9 @@ def test_the_check_catches_a_wrong_command_or_option() -> None:
     assert check(["train", "dpo", "--config", "c.yaml", "--set", "beta=0.1"]) is None
     # an option's value is not read as an option, and `[...]` marks optional parts
     assert check(["annotate", "serve", "--db", "x.db", "[--port", "8600]"]) is None
-    loop = shell_commands("for i in 0 1; do\n  CUDA_VISIBLE_DEVICES=$i prefkit generate p.jsonl o --shard $i/2 &\ndone; wait\n")
+    loop = shell_commands(
+        "for i in 0 1; do\n  CUDA_VISIBLE_DEVICES=$i prefkit generate p.jsonl o --shard $i/2 &\ndone; wait\n"
+    )
     assert [prefkit_args(c) for c in loop if prefkit_args(c)] == [["generate", "p.jsonl", "o", "--shard", "$i/2"]]
 
 

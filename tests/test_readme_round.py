@@ -48,7 +48,7 @@ def round_block() -> tuple[Path, str]:
     for page in doc_pages():
         text = page.read_text(encoding="utf-8")
         for heading in re.finditer(rf"^#+ {re.escape(HEADING)}\s*$", text, re.M):
-            section = re.split(r"^#+ ", text[heading.end():], maxsplit=1, flags=re.M)[0]
+            section = re.split(r"^#+ ", text[heading.end() :], maxsplit=1, flags=re.M)[0]
             block = re.search(r"```bash\n(.*?)```", section, re.S)
             if block is not None:
                 return page, block.group(1)
@@ -62,8 +62,15 @@ def readme_round_commands() -> list[str]:
 
 def test_the_round_block_is_found_and_has_every_room() -> None:
     commands = readme_round_commands()
-    for needle in ("build_tiny_model", "prefkit data dedup", "prefkit generate", "prefkit annotate import",
-                   "prefkit annotate serve", "prefkit annotate export", "prefkit train chain"):
+    for needle in (
+        "build_tiny_model",
+        "prefkit data dedup",
+        "prefkit generate",
+        "prefkit annotate import",
+        "prefkit annotate serve",
+        "prefkit annotate export",
+        "prefkit train chain",
+    ):
         assert any(needle in c for c in commands), needle
 
 
@@ -76,14 +83,20 @@ def test_readme_cpu_round_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(venv, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PREFKIT_DB", "PYTHONHOME")}
     # what `source .venv/bin/activate` does, plus this checkout's code first on the import path
-    env.update(PATH=f"{tmp_path / '.venv' / 'bin'}:{env.get('PATH', '')}", VIRTUAL_ENV=str(tmp_path / ".venv"),
-               PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.update(
+        PATH=f"{tmp_path / '.venv' / 'bin'}:{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(tmp_path / ".venv"),
+        PYTHONPATH=str(REPO),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+    )
 
     for command in readme_round_commands():
         if "prefkit annotate serve" in command:
             command = f"python - <<'EOF'\n{JUDGE}\nEOF"
-        proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=900)
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
         assert proc.returncode == 0, f"docs command failed: {command}\n{proc.stdout}\n{proc.stderr}"
         if "alice" in command and "users add" in command:
             assert proc.stdout.strip()  # the token, printed once

@@ -20,8 +20,8 @@ from data.config import setting, to_dict
 from data.errors import ConfigError
 from data.schema import PreferenceRow, Prompt, Response
 from generate.config import DEFAULT_SYSTEM_PROMPT
-from train.config import DataConfig, ModelConfig
 from generate.engines.base import free_accelerator_memory
+from train.config import DataConfig, ModelConfig
 from train.scoring import RewardFn, RewardSection, import_reward_function, load_reward
 
 SAMPLES_FILE = "samples.jsonl"
@@ -33,30 +33,36 @@ class BestOfKConfig:
     """Sample `k` answers per prompt of `data.source` from `model` (+ `model.adapter`), keep the best."""
 
     output_dir: Path = setting(
-        Path("runs/best-of-k"), "Folder for samples.jsonl, the new SFT dataset and summary.json.")
+        Path("runs/best-of-k"), "Folder for samples.jsonl, the new SFT dataset and summary.json."
+    )
     model: ModelConfig = setting(help="The policy to sample from (path, adapter).", factory=ModelConfig)
     data: DataConfig = setting(
-        help="The prompts (data.source, any prompt format) and their columns.", factory=DataConfig)
+        help="The prompts (data.source, any prompt format) and their columns.", factory=DataConfig
+    )
     reward: RewardSection = setting(help="What scores the samples (see RewardSection).", factory=RewardSection)
     k: int = setting(4, "Answers sampled per prompt; the best-scored one is kept.")
     temperature: float = setting(1.0, "Sampling temperature, 0 to 2.")
     top_p: float = setting(1.0, "Nucleus sampling top-p.")
     max_new_tokens: int = setting(256, "Most new tokens per answer.")
     seed: int = setting(
-        0, "Per-prompt seeds derive from it and the prompt: rounds with different seeds never share one.")
+        0, "Per-prompt seeds derive from it and the prompt: rounds with different seeds never share one."
+    )
     system_prompt: str | None = setting(
         DEFAULT_SYSTEM_PROMPT,
-        "System prompt for prompts without one, as generate asks; a prompt's own system text wins.")
+        "System prompt for prompts without one, as generate asks; a prompt's own system text wins.",
+    )
     test_size: float = setting(0.0, "Share of prompts held out as a test split of the new SFT data.")
     engine: Literal["hf", "vllm"] = setting("hf", "hf (transformers, any machine) or vllm (GPU).")
     batch_size: int = setting(16, "hf engine: rows per generate call.")
     device: str = setting("auto", "hf engine: cuda, cpu or auto.")
     tensor_parallel_size: int = setting(1, "vllm engine: GPUs for the policy.")
     gpu_memory_utilization: float = setting(
-        0.9, "vllm engine: its share of the GPU (the reward model loads after it closes).")
+        0.9, "vllm engine: its share of the GPU (the reward model loads after it closes)."
+    )
     max_model_len: int | None = setting(None, "vllm engine: context length (default: the model's).")
     max_lora_rank: int | None = setting(
-        None, "vllm engine: default model.adapter's rank, rounded up to a value vLLM accepts.")
+        None, "vllm engine: default model.adapter's rank, rounded up to a value vLLM accepts."
+    )
 
     def __post_init__(self) -> None:
         from generate.config import check_temperature, check_vllm_settings
@@ -114,11 +120,19 @@ def sample_and_score(
     from generate.plan import derive_seed
     from generate.run import open_engine
 
-    gen = GenerateConfig(engine=cfg.engine, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.model.dtype,
-                         seed=cfg.seed, max_tokens=cfg.max_new_tokens, progress=False,
-                         tensor_parallel_size=cfg.tensor_parallel_size,
-                         gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
-                         max_lora_rank=cfg.max_lora_rank)
+    gen = GenerateConfig(
+        engine=cfg.engine,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        dtype=cfg.model.dtype,
+        seed=cfg.seed,
+        max_tokens=cfg.max_new_tokens,
+        progress=False,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        max_model_len=cfg.max_model_len,
+        max_lora_rank=cfg.max_lora_rank,
+    )
     engine = open_engine(gen, cfg.model.path, adapter=cfg.model.adapter)
     asked: list[Prompt] = []
     requests: list[Request] = []
@@ -131,17 +145,34 @@ def sample_and_score(
                 skipped.append({"prompt_id": p.id, "reason": "prompt_too_long", "detail": why})
                 continue
             asked.append(prompt)
-            requests.append(Request(text, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
-                                    seed=derive_seed("best-of-k", cfg.seed, prompt.id), n=cfg.k))
+            requests.append(
+                Request(
+                    text,
+                    temperature=cfg.temperature,
+                    top_p=cfg.top_p,
+                    max_tokens=cfg.max_new_tokens,
+                    seed=derive_seed("best-of-k", cfg.seed, prompt.id),
+                    n=cfg.k,
+                )
+            )
         results = engine.generate(requests) if requests else []
     finally:
         engine.close()
     out: list[Scored] = []
     for prompt, result in zip(asked, results, strict=True):
         responses = [
-            Response(c.text, model=cfg.model.path, adapter=cfg.model.adapter, temperature=cfg.temperature,
-                     top_p=cfg.top_p, seed=c.seed, finish_reason=c.finish_reason, n_tokens=c.n_tokens)
-            for c in result.completions if c.text.strip()
+            Response(
+                c.text,
+                model=cfg.model.path,
+                adapter=cfg.model.adapter,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                seed=c.seed,
+                finish_reason=c.finish_reason,
+                n_tokens=c.n_tokens,
+            )
+            for c in result.completions
+            if c.text.strip()
         ]
         out.append(Scored(prompt, responses, []))
     flat = [(s.prompt, r) for s in out for r in s.responses]
@@ -167,20 +198,29 @@ def best_rows(scored: list[Scored]) -> list[PreferenceRow]:
         best, worst = s.responses[s.best()], s.responses[s.worst()]
         if best.text == worst.text:
             continue
-        rows.append(PreferenceRow(question=s.prompt.question, chosen=best.text, rejected=worst.text,
-                                  system=s.prompt.system, source="best-of-k",
-                                  chosen_meta=_meta(best), rejected_meta=_meta(worst)))
+        rows.append(
+            PreferenceRow(
+                question=s.prompt.question,
+                chosen=best.text,
+                rejected=worst.text,
+                system=s.prompt.system,
+                source="best-of-k",
+                chosen_meta=_meta(best),
+                rejected_meta=_meta(worst),
+            )
+        )
     return rows
 
 
-def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
+def run(
+    cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None
+) -> dict[str, Any]:
     """Sample, score, keep the best; writes `dataset/`, `samples.jsonl`, `summary.json`."""
     from data.export import export_dataset
     from data.writers import write_rows
     from train.datasets import load_prompts
-    from train.summary import write_summary
-
     from train.output_dir import claim_output_dir
+    from train.summary import write_summary
 
     started = time.perf_counter()
     if reward_fn is None:
@@ -193,13 +233,30 @@ def run(cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[
     free_accelerator_memory()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(({"prompt_id": s.prompt.id, "system": s.prompt.system, "question": s.prompt.question,
-                 "samples": [r.text for r in s.responses], "scores": s.scores, "seeds": [r.seed for r in s.responses],
-                 "best": s.best() if s.scores else None} for s in scored), out / SAMPLES_FILE)
+    write_rows(
+        (
+            {
+                "prompt_id": s.prompt.id,
+                "system": s.prompt.system,
+                "question": s.prompt.question,
+                "samples": [r.text for r in s.responses],
+                "scores": s.scores,
+                "seeds": [r.seed for r in s.responses],
+                "best": s.best() if s.scores else None,
+            }
+            for s in scored
+        ),
+        out / SAMPLES_FILE,
+    )
     rows = best_rows(scored)
-    dataset = export_dataset(rows, out / DATASET_DIR, test_size=cfg.test_size, seed=cfg.seed, margin="none",
-                             provenance={"stage": "best-of-k", "model": cfg.model.path, "adapter": cfg.model.adapter,
-                                         "k": cfg.k})
+    dataset = export_dataset(
+        rows,
+        out / DATASET_DIR,
+        test_size=cfg.test_size,
+        seed=cfg.seed,
+        margin="none",
+        provenance={"stage": "best-of-k", "model": cfg.model.path, "adapter": cfg.model.adapter, "k": cfg.k},
+    )
     best = [s.scores[s.best()] for s in scored if s.scores]
     mean = [sum(s.scores) / len(s.scores) for s in scored if s.scores]
     summary = {

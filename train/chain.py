@@ -35,9 +35,11 @@ class ChainConfig:
     output_dir: Path = setting(Path("runs/chain"), "Folder holding one sub-folder per stage and the chain's summary.")
     seed: int = setting(42, "Seed of every stage.")
     stages: list[Literal["sft", "reward", "dpo", "ppo"]] = setting(
-        help="Stages to run, in order.", factory=lambda: ["sft", "reward", "dpo"])
+        help="Stages to run, in order.", factory=lambda: ["sft", "reward", "dpo"]
+    )
     reward_from: Literal["base", "sft"] = setting(
-        "sft", "Start the reward model from the base or the SFT model (InstructGPT starts it from SFT).")
+        "sft", "Start the reward model from the base or the SFT model (InstructGPT starts it from SFT)."
+    )
     model: ModelConfig = setting(help="The base model every stage starts from.", factory=ModelConfig)
     data: DataConfig = setting(help="The dataset of every stage without a data section of its own.", factory=DataConfig)
     sft: SftConfig = setting(help="The SFT stage's settings (SftConfig).", factory=SftConfig)
@@ -53,8 +55,14 @@ class ChainConfig:
             for key in ("model", "output_dir", "seed"):
                 if getattr(stage, key) != getattr(default, key):
                     raise ConfigError(f"{name}.{key}: set {key} once at the top of a chain config, not per stage")
-        if "ppo" in self.stages and "reward" not in self.stages and not (self.ppo.reward.model or self.ppo.reward.function):
-            raise ConfigError("ppo without a reward stage: set ppo.reward.model (a trained reward model) or ppo.reward.function")
+        if (
+            "ppo" in self.stages
+            and "reward" not in self.stages
+            and not (self.ppo.reward.model or self.ppo.reward.function)
+        ):
+            raise ConfigError(
+                "ppo without a reward stage: set ppo.reward.model (a trained reward model) or ppo.reward.function"
+            )
 
 
 def _data(cfg: ChainConfig, name: str) -> DataConfig:
@@ -95,7 +103,6 @@ def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
     """Run the configured stages in order; returns {stage: summary}."""
     from data.writers import write_json
     from train import dpo, reward, sft
-
     from train.output_dir import claim_output_dir, run_inputs
 
     stages = [_stage(cfg, name, cfg.model) for name in cfg.stages]
@@ -116,7 +123,9 @@ def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
 
         ppo_cfg = _stage(cfg, "ppo", start_model)
         if "reward" in summaries and not (ppo_cfg.reward.model or ppo_cfg.reward.function):
-            ppo_cfg = dataclasses.replace(ppo_cfg, reward=dataclasses.replace(ppo_cfg.reward, model=summaries["reward"]["model_dir"]))
+            ppo_cfg = dataclasses.replace(
+                ppo_cfg, reward=dataclasses.replace(ppo_cfg.reward, model=summaries["reward"]["model_dir"])
+            )
         summaries["ppo"] = ppo.run(ppo_cfg)
     write_json(Path(cfg.output_dir) / "summary.json", {"total_s": time.perf_counter() - started, "stages": summaries})
     return summaries

@@ -31,13 +31,20 @@ _LLAMA31_TRAINING = (
 # the conversations prefkit trains on: one turn, with and without a system message
 _SAMPLES: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}],
-    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Xin chào?"},
-     {"role": "assistant", "content": "Chào bạn."}],
+    [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Xin chào?"},
+        {"role": "assistant", "content": "Chào bạn."},
+    ],
 ]
 # several turns: TRL's Qwen3 training variant renders the thinking block of earlier assistant turns
 # too (prefix-preserving), which the model's own template drops; recorded, not refused
-_MULTI_TURN = [{"role": "user", "content": "One?"}, {"role": "assistant", "content": "1"},
-               {"role": "user", "content": "Two?"}, {"role": "assistant", "content": "2"}]
+_MULTI_TURN = [
+    {"role": "user", "content": "One?"},
+    {"role": "assistant", "content": "1"},
+    {"role": "user", "content": "Two?"},
+    {"role": "assistant", "content": "2"},
+]
 
 
 @dataclass
@@ -49,8 +56,11 @@ class TemplateChoice:
     same_multi_turn: bool = True  # renders several-turn conversations the same too
 
     def summary(self) -> dict[str, Any]:
-        return {"training_template": self.source, "renders_same_text": True,
-                "renders_same_text_multi_turn": self.same_multi_turn}
+        return {
+            "training_template": self.source,
+            "renders_same_text": True,
+            "renders_same_text_multi_turn": self.same_multi_turn,
+        }
 
 
 def has_generation_markers(template: str | dict[str, str] | None) -> bool:
@@ -79,7 +89,7 @@ def _prefkit_training_template(template: str) -> tuple[str, str] | None:
 def _renders(tokenizer: Any, template: str | None, messages: list[dict[str, str]]) -> str | None:
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, chat_template=template)
-    except Exception:  # noqa: BLE001  (a template may refuse a role, e.g. Gemma's system message)
+    except Exception:
         return None
 
 
@@ -111,6 +121,8 @@ def training_chat_template(tokenizer: Any) -> TemplateChoice:
     for messages in _SAMPLES:
         want = _renders(tokenizer, own, messages)
         if want is not None and _renders(tokenizer, choice.template, messages) != want:
-            raise ConfigError(f"assistant_only_loss: the training template ({choice.source}) does not render the model's own text")
+            raise ConfigError(
+                f"assistant_only_loss: the training template ({choice.source}) does not render the model's own text"
+            )
     choice.same_multi_turn = _renders(tokenizer, own, _MULTI_TURN) == _renders(tokenizer, choice.template, _MULTI_TURN)
     return choice

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, cast
+from typing import cast
 
 import typer
 
@@ -24,7 +25,7 @@ CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config (see conf
 SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set lr=1e-4 --set lora.r=8 (repeatable).")
 
 
-def run_stage(module_name: str, config: Optional[Path], overrides: list[str] | None) -> dict:
+def run_stage(module_name: str, config: Path | None, overrides: list[str] | None) -> dict:
     """Load the stage's config (YAML < --set) and run it; returns the summary."""
     from data.config import load_config
 
@@ -41,7 +42,7 @@ def echo_summary(summary: dict) -> None:
 def register_stage(name: str, module_name: str, help: str) -> Callable[..., None]:
     """Add `prefkit train NAME --config PATH --set k=v` running `module_name.run`."""
 
-    def command(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET_OPTION) -> None:
+    def command(config: Path | None = CONFIG_OPTION, set_: list[str] | None = SET_OPTION) -> None:
         echo_summary(run_stage(module_name, config, set_))
 
     command.__doc__ = help
@@ -50,13 +51,21 @@ def register_stage(name: str, module_name: str, help: str) -> Callable[..., None
 
 
 register_stage("sft", "train.sft", "Supervised fine-tuning on question → chosen (loss on the assistant turn).")
-register_stage("reward", "train.reward", "Reward model with the margin ranking loss -log σ(r_c − r_r − m); accuracy per strength.")
+register_stage(
+    "reward", "train.reward", "Reward model with the margin ranking loss -log σ(r_c − r_r − m); accuracy per strength."
+)
 register_stage("dpo", "train.dpo", "DPO (LoRA: the reference is the adapter-less model); rewards, margins, accuracies.")
-register_stage("ppo", "train.ppo", "PPO: policy + value LoRA on the SFT model, KL to the adapter-less reference, GAE, clipping.")
-register_stage("best-of-k", "train.best_of_k", "Rejection sampling: K answers per prompt, scored by the reward model; the best become SFT data.")
+register_stage(
+    "ppo", "train.ppo", "PPO: policy + value LoRA on the SFT model, KL to the adapter-less reference, GAE, clipping."
+)
+register_stage(
+    "best-of-k",
+    "train.best_of_k",
+    "Rejection sampling: K answers per prompt, scored by the reward model; the best become SFT data.",
+)
 
 
-def _run_online(stage: str, config: Optional[Path], overrides: list[str] | None) -> dict:
+def _run_online(stage: str, config: Path | None, overrides: list[str] | None) -> dict:
     from data.config import load_config
     from train import online
 
@@ -66,13 +75,13 @@ def _run_online(stage: str, config: Optional[Path], overrides: list[str] | None)
 
 
 @app.command("rloo")
-def rloo(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET_OPTION) -> None:
+def rloo(config: Path | None = CONFIG_OPTION, set_: list[str] | None = SET_OPTION) -> None:
     """RLOO (TRL's RLOOTrainer) with the reward stage's model as the reward function."""
     echo_summary(_run_online("rloo", config, set_))
 
 
 @app.command("grpo")
-def grpo(config: Optional[Path] = CONFIG_OPTION, set_: Optional[list[str]] = SET_OPTION) -> None:
+def grpo(config: Path | None = CONFIG_OPTION, set_: list[str] | None = SET_OPTION) -> None:
     """GRPO (TRL's GRPOTrainer) with the reward stage's model as the reward function."""
     echo_summary(_run_online("grpo", config, set_))
 
@@ -84,8 +93,8 @@ PROJECT_ARG = typer.Argument(..., help="The rounds project folder (holds rounds.
 @round_app.command("init")
 def round_init(
     project: Path = PROJECT_ARG,
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Rounds config (configs/rounds/*.yaml)."),
-    set_: Optional[list[str]] = SET_OPTION,
+    config: Path | None = typer.Option(None, "--config", "-c", help="Rounds config (configs/rounds/*.yaml)."),
+    set_: list[str] | None = SET_OPTION,
 ) -> None:
     """Start a rounds project: the first policy, the prompts, a method per round, the stage configs."""
     from train.rounds import RoundProject, status_text
@@ -97,8 +106,8 @@ def round_init(
 @round_app.command("run")
 def round_run(
     project: Path = PROJECT_ARG,
-    judgements: Optional[Path] = typer.Option(None, "--judgements", "-j", help="Labelled file for this round's pairs."),
-    method: Optional[str] = typer.Option(None, "--method", help="rejection_sampling or ppo (default: the config's)."),
+    judgements: Path | None = typer.Option(None, "--judgements", "-j", help="Labelled file for this round's pairs."),
+    method: str | None = typer.Option(None, "--method", help="rejection_sampling or ppo (default: the config's)."),
 ) -> None:
     """Run or continue the current round; stops after generation until --judgements is given."""
     from data.errors import ConfigError
@@ -125,10 +134,11 @@ def round_status(project: Path = PROJECT_ARG) -> None:
 
 @app.command("chain")
 def chain(
-    config: Optional[Path] = CONFIG_OPTION,
-    set_: Optional[list[str]] = SET_OPTION,
+    config: Path | None = CONFIG_OPTION,
+    set_: list[str] | None = SET_OPTION,
 ) -> None:
-    """SFT → reward → DPO and/or PPO (configs/train/chain-*.yaml, configs/recipes/*.yaml); prints each stage's metrics."""
+    """SFT → reward → DPO and/or PPO (configs/train/chain-*.yaml, configs/recipes/*.yaml); prints each stage's
+    metrics."""
     from data.config import load_config
     from train.chain import ChainConfig, run
 
@@ -141,7 +151,9 @@ def chain(
 @app.command("score")
 def score(
     model: Path = typer.Option(..., "--model", "-m", help="A trained reward model folder (<output_dir>/model)."),
-    source: str = typer.Argument(..., help="JSONL/Parquet file with question + response columns (or chosen/rejected pairs)."),
+    source: str = typer.Argument(
+        ..., help="JSONL/Parquet file with question + response columns (or chosen/rejected pairs)."
+    ),
     out: Path = typer.Argument(..., help="Output file (.jsonl or .parquet): the input rows plus reward column(s)."),
     question_column: str = option(ScoreConfig, "question_column"),
     response_column: str = option(ScoreConfig, "response_column"),
@@ -153,7 +165,13 @@ def score(
     from train.reward import score_command
 
     result = score_command(
-        model, source, out, question_column=question_column, response_column=response_column,
-        base_model=base_model, batch_size=batch_size, max_length=max_length,
+        model,
+        source,
+        out,
+        question_column=question_column,
+        response_column=response_column,
+        base_model=base_model,
+        batch_size=batch_size,
+        max_length=max_length,
     )
     typer.echo(json.dumps(result, indent=2))

@@ -20,13 +20,14 @@ class ModelConfig:
     """What to start from: a local folder or Hub id, optionally with a peft adapter merged in."""
 
     path: str = setting("", "The model: a local folder or Hub id.")
-    adapter: str | None = setting(
-        None, "A LoRA adapter (e.g. the SFT stage's) merged into `path` before training.")
+    adapter: str | None = setting(None, "A LoRA adapter (e.g. the SFT stage's) merged into `path` before training.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
-        "auto", "Weights' dtype; auto: bf16 on a capable GPU, else fp32.")
+        "auto", "Weights' dtype; auto: bf16 on a capable GPU, else fp32."
+    )
     trust_remote_code: bool = setting(False, "Run the checkpoint's own code (off: never, unless asked).")
     attn_implementation: str | None = setting(
-        None, "Attention kernel, e.g. sdpa or flash_attention_2 (None: transformers' default).")
+        None, "Attention kernel, e.g. sdpa or flash_attention_2 (None: transformers' default)."
+    )
 
 
 @dataclass
@@ -39,9 +40,11 @@ class LoraSection:
     dropout: float = setting(0.05, "Dropout on the LoRA branch.")
     target_modules: list[str] = setting(
         help="Modules that get an adapter (peft's names; all-linear: every linear layer but the head).",
-        factory=lambda: ["all-linear"])
+        factory=lambda: ["all-linear"],
+    )
     modules_to_save: list[str] | None = setting(
-        None, "Modules trained in full beside the adapter (the reward stage adds its new head, score, itself).")
+        None, "Modules trained in full beside the adapter (the reward stage adds its new head, score, itself)."
+    )
 
 
 @dataclass
@@ -52,7 +55,8 @@ class QuantConfig:
     quant_type: Literal["nf4", "fp4"] = setting("nf4", "4-bit data type.")
     double_quant: bool = setting(True, "Quantise the quantisation constants too (saves ~0.4 bits per weight).")
     compute_dtype: Literal["bfloat16", "float16", "float32"] = setting(
-        "bfloat16", "Dtype the 4-bit weights are computed in.")
+        "bfloat16", "Dtype the 4-bit weights are computed in."
+    )
 
 
 @dataclass
@@ -70,17 +74,22 @@ class DataConfig:
     chosen_column: str = setting("chosen", "Column with the preferred answer.")
     rejected_column: str = setting("rejected", "Column with the other answer.")
     system_column: str | None = setting(
-        "system", "Column with a row's system prompt, used when the column exists and the row has one.")
+        "system", "Column with a row's system prompt, used when the column exists and the row has one."
+    )
     strength_column: str = setting("strength", "Column with the preference strength (the reward stage's margins).")
     margin_column: str = setting("margin", "Column with the margin (the reward stage's `margin: column`).")
     max_length: int = setting(512, "Most tokens of prompt + response; longer rows are truncated.")
     max_rows: int | None = setting(None, "Take the first N rows of each split (quick runs).")
     set: Literal["helpfulness", "safety"] | None = setting(
-        None, "Llama 2's sets: a `data export --sets` folder is entered at this set; on a plain export, "
-        "safety keeps the adversarial / flagged pairs (train/datasets.py).")
+        None,
+        "Llama 2's sets: a `data export --sets` folder is entered at this set; on a plain export, "
+        "safety keeps the adversarial / flagged pairs (train/datasets.py).",
+    )
     system_prompt: str | None = setting(
-        None, "The system message of every SFT / reward / DPO conversation (a row's own system column wins); "
-        "None: no system message. Recorded in the run summary (metrics.system_prompt).")
+        None,
+        "The system message of every SFT / reward / DPO conversation (a row's own system column wins); "
+        "None: no system message. Recorded in the run summary (metrics.system_prompt).",
+    )
 
 
 @dataclass
@@ -92,12 +101,12 @@ class RunConfig:
     max_steps: int = setting(-1, "Optimizer steps; > 0 overrides epochs.")
     epochs: float = setting(1.0, "Passes over the training split (when max_steps <= 0).")
     lr: float = setting(2e-4, "Peak learning rate.")
-    lr_scheduler: str = setting(
-        "linear", "Any transformers SchedulerType: linear, cosine, constant_with_warmup, ...")
+    lr_scheduler: str = setting("linear", "Any transformers SchedulerType: linear, cosine, constant_with_warmup, ...")
     warmup: float = setting(0.0, "Warmup steps (>= 1) or a share of all steps (< 1).")
     weight_decay: float = setting(0.0, "AdamW weight decay.")
     optim: str = setting(
-        "adamw_torch", "Any transformers optimizer name: adamw_torch, paged_adamw_8bit (bitsandbytes), adafactor, ...")
+        "adamw_torch", "Any transformers optimizer name: adamw_torch, paged_adamw_8bit (bitsandbytes), adafactor, ..."
+    )
     max_grad_norm: float = setting(1.0, "Gradient clipping norm (0: none).")
     adam_beta1: float = setting(0.9, "Adam beta1.")
     adam_beta2: float = setting(0.999, "Adam beta2.")
@@ -111,11 +120,14 @@ class RunConfig:
     save_total_limit: int | None = setting(2, "Checkpoints kept (the oldest go; None: all).")
     eval_steps: int | None = setting(None, "Evaluate every N steps (None: once, at the end).")
     report_to: Literal["none", "tensorboard", "wandb"] = setting(
-        "none", "Where the trainer logs: none, tensorboard or wandb.")
+        "none", "Where the trainer logs: none, tensorboard or wandb."
+    )
     resume_from_checkpoint: str | None = setting(
-        None, "A checkpoint folder to continue from, or latest (the newest in output_dir).")
+        None, "A checkpoint folder to continue from, or latest (the newest in output_dir)."
+    )
     save: Literal["adapter", "merged"] = setting(
-        "adapter", "What the model folder holds: the adapter, or merged (LoRA folded into a full model folder).")
+        "adapter", "What the model folder holds: the adapter, or merged (LoRA folded into a full model folder)."
+    )
     model: ModelConfig = setting(help="The model to start from (see ModelConfig).", factory=ModelConfig)
     lora: LoraSection = setting(help="LoRA settings (see LoraSection).", factory=LoraSection)
     quant: QuantConfig = setting(help="QLoRA settings (see QuantConfig).", factory=QuantConfig)
@@ -148,18 +160,22 @@ class SftConfig(RunConfig):
     """Supervised fine-tuning on question → chosen with the chat template."""
 
     assistant_only_loss: bool = setting(
-        True, "Loss on the assistant turn only; a template without {% generation %} markers (Llama 3.x, Qwen, "
-        "Gemma) is trained with a variant that renders the same text (train.chat_templates).")
+        True,
+        "Loss on the assistant turn only; a template without {% generation %} markers (Llama 3.x, Qwen, "
+        "Gemma) is trained with a variant that renders the same text (train.chat_templates).",
+    )
     packing: bool = setting(False, "Pack several rows into one sequence of max_length tokens.")
     neftune_noise_alpha: float | None = setting(
-        None, "NEFTune embedding noise (None: off), as TrainingArguments has it.")
-    rouge: bool = setting(
-        False, "ROUGE-1/2/L of generated answers vs chosen on the test split (summarisation sets).")
+        None, "NEFTune embedding noise (None: off), as TrainingArguments has it."
+    )
+    rouge: bool = setting(False, "ROUGE-1/2/L of generated answers vs chosen on the test split (summarisation sets).")
     rouge_samples: int = setting(64, "Test rows to generate for ROUGE.")
     rouge_max_new_tokens: int = setting(128, "Most new tokens per generated answer for ROUGE.")
     rouge_tokenizer: Literal["standard", "whitespace"] = setting(
-        "whitespace", "standard: rouge-score's tokenizer + Porter stemming (English, the TL;DR figure); "
-        "whitespace: keeps Vietnamese words.")
+        "whitespace",
+        "standard: rouge-score's tokenizer + Porter stemming (English, the TL;DR figure); "
+        "whitespace: keeps Vietnamese words.",
+    )
 
 
 @dataclass
@@ -171,11 +187,15 @@ class RewardConfig(RunConfig):
     """
 
     margin: Literal["none", "small", "large", "column"] = setting(
-        "small", "none, small or large: each pair's margin from its strength (Llama 2, Table 28; no strength: 0); "
-        "column: the dataset's margin column as is.")
+        "small",
+        "none, small or large: each pair's margin from its strength (Llama 2, Table 28; no strength: 0); "
+        "column: the dataset's margin column as is.",
+    )
     center_rewards_coefficient: float | None = setting(
-        None, "Weight of TRL's centring penalty mean((r_chosen + r_rejected)²), pushing rewards towards mean 0 "
-        "(e.g. 0.01; None: off).")
+        None,
+        "Weight of TRL's centring penalty mean((r_chosen + r_rejected)²), pushing rewards towards mean 0 "
+        "(e.g. 0.01; None: off).",
+    )
     lr: float = setting(1e-4, "Peak learning rate.")
 
 
@@ -187,7 +207,8 @@ class DpoConfig(RunConfig):
     loss_type: str = setting("sigmoid", "Any of TRL's DPO loss types (sigmoid, ipo, hinge, robust, ...).")
     label_smoothing: float = setting(0.0, "Assumed share of flipped labels (robust / conservative DPO).")
     precompute_ref_log_probs: bool = setting(
-        False, "Compute the reference's log-probabilities once before training (less memory during it).")
+        False, "Compute the reference's log-probabilities once before training (less memory during it)."
+    )
     lr: float = setting(5e-5, "Peak learning rate.")
 
 
@@ -197,8 +218,7 @@ class ScoreConfig:
 
     question_column: str = setting("question", "Column with the prompt.")
     response_column: str = setting("response", "Column with the response to score (when not pairs).")
-    base_model: str | None = setting(
-        None, "Base model for an adapter-only folder (default: from adapter_config.json).")
+    base_model: str | None = setting(None, "Base model for an adapter-only folder (default: from adapter_config.json).")
     batch_size: int = setting(16, "Responses scored per forward pass.")
     max_length: int = setting(1024, "Truncate prompt + response to this many tokens.")
 

@@ -53,9 +53,9 @@ class DataParallel:
         flat = torch.cat([g.reshape(-1) for g in grads])
         torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
         offset = 0
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             n = g.numel()
-            p.grad = flat[offset:offset + n].view_as(p).to(p.dtype)
+            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
             offset += n
 
     @torch.no_grad()

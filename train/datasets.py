@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.errors import DataError
-from data.schema import MarginScheme, Prompt, Strength, parse_turns, in_safety_set
+from data.schema import MarginScheme, Prompt, Strength, in_safety_set, parse_turns
 from train.config import DataConfig
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 _SPLIT_FILE_PATTERNS = ("{split}.parquet", "{split}.jsonl", "{split}.jsonl.gz", "{split}.json", "{split}-*.parquet")
 
 
-def load_split(cfg: DataConfig, split: str) -> "Dataset":
+def load_split(cfg: DataConfig, split: str) -> Dataset:
     """One split of `cfg.source` as a `datasets.Dataset` (first `max_rows` rows when set)."""
     if not cfg.source:
         raise DataError("data.source is empty: give an exported dataset folder, a file, or a Hub id")
@@ -57,20 +57,30 @@ def set_source(cfg: DataConfig) -> str:
     return cfg.source
 
 
-def _safety_rows(ds: "Dataset", cfg: DataConfig) -> "Dataset":
+def _safety_rows(ds: Dataset, cfg: DataConfig) -> Dataset:
     """Llama 2's safety set out of a plain export (`data.schema.in_safety_set`)."""
+
     def col(name: str) -> list[Any]:
         return ds[name] if name in ds.column_names else [None] * len(ds)
 
-    keep = [i for i, (a, c, r) in enumerate(zip(col("adversarial"), col("chosen_unsafe"), col("rejected_unsafe"), strict=True))
-            if in_safety_set(a, c, r)]
+    keep = [
+        i
+        for i, (a, c, r) in enumerate(
+            zip(col("adversarial"), col("chosen_unsafe"), col("rejected_unsafe"), strict=True)
+        )
+        if in_safety_set(a, c, r)
+    ]
     if not keep:
-        raise DataError("data.set is safety but no row is on an adversarial prompt or has a response flagged unsafe "
-                        "(columns adversarial, chosen_unsafe, rejected_unsafe)", file=cfg.source, field="set")
+        raise DataError(
+            "data.set is safety but no row is on an adversarial prompt or has a response flagged unsafe "
+            "(columns adversarial, chosen_unsafe, rejected_unsafe)",
+            file=cfg.source,
+            field="set",
+        )
     return ds.select(keep)
 
 
-def _load(source: str, split: str) -> "Dataset":
+def _load(source: str, split: str) -> Dataset:
     """Formats are resolved by `data.sources`; only the split logic lives here."""
     from data.sources import source_kind
 
@@ -96,7 +106,7 @@ def _load(source: str, split: str) -> "Dataset":
     return _from_rows([source], split if kind == "hub" else None, split)
 
 
-def _from_disk(path: Path, split: str) -> "Dataset":
+def _from_disk(path: Path, split: str) -> Dataset:
     import datasets
 
     if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
@@ -111,7 +121,7 @@ def _from_disk(path: Path, split: str) -> "Dataset":
     return loaded
 
 
-def _from_rows(sources: list[str], source_split: str | None, split: str) -> "Dataset":
+def _from_rows(sources: list[str], source_split: str | None, split: str) -> Dataset:
     """Every record of files, a Parquet-shard folder or a Hub split (errors name file and line/row)."""
     from datasets import Dataset
 
@@ -139,7 +149,7 @@ def load_prompts(cfg: DataConfig) -> list[Prompt]:
     return prompts
 
 
-def require_columns(ds: "Dataset", columns: list[str], source: str) -> None:
+def require_columns(ds: Dataset, columns: list[str], source: str) -> None:
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
         raise DataError(
@@ -149,7 +159,7 @@ def require_columns(ds: "Dataset", columns: list[str], source: str) -> None:
         )
 
 
-def _texts(ds: "Dataset", column: str, source: str) -> list[str]:
+def _texts(ds: Dataset, column: str, source: str) -> list[str]:
     """The column's texts; a one-assistant-message list (TRL's conversational answer) gives its text."""
     values = list(ds[column])
     for i, v in enumerate(values):
@@ -164,7 +174,7 @@ def _is_message_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
-def prompt_messages(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]]:
+def prompt_messages(ds: Dataset, cfg: DataConfig) -> list[list[dict[str, str]]]:
     """Each row's prompt as chat messages [system?, user, assistant, …, user: question]: from a
     `prompt` message-list column when there is one, else from system + history + question."""
     if "prompt" in ds.column_names and ds.num_rows and _is_message_list(ds[0]["prompt"]):
@@ -173,8 +183,9 @@ def prompt_messages(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]
             try:
                 Prompt.from_messages(msgs)
             except (ValueError, KeyError, TypeError) as e:
-                raise DataError(f"not a conversation ending with a user turn: {e}", file=cfg.source, row=i,
-                                field="prompt") from None
+                raise DataError(
+                    f"not a conversation ending with a user turn: {e}", file=cfg.source, row=i, field="prompt"
+                ) from None
             out.append([{"role": m["role"], "content": m["content"]} for m in msgs])
         return out
     questions = _texts(ds, cfg.question_column, cfg.source)
@@ -189,8 +200,9 @@ def prompt_messages(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]
         try:
             history = parse_turns(histories[i]) if histories is not None else ()
         except (ValueError, TypeError) as e:
-            raise DataError(f"not a list of user/assistant messages: {e}", file=cfg.source, row=i,
-                            field="history") from None
+            raise DataError(
+                f"not a list of user/assistant messages: {e}", file=cfg.source, row=i, field="history"
+            ) from None
         msgs += [{"role": r, "content": c} for r, c in history]
         out.append([*msgs, {"role": "user", "content": q}])
     return out
@@ -199,12 +211,12 @@ def prompt_messages(ds: "Dataset", cfg: DataConfig) -> list[list[dict[str, str]]
 _prompts = prompt_messages
 
 
-def _require_prompt(ds: "Dataset", cfg: DataConfig) -> None:
+def _require_prompt(ds: Dataset, cfg: DataConfig) -> None:
     if not ("prompt" in ds.column_names and ds.num_rows and _is_message_list(ds[0]["prompt"])):
         require_columns(ds, [cfg.question_column], cfg.source)
 
 
-def sft_dataset(ds: "Dataset", cfg: DataConfig) -> "Dataset":
+def sft_dataset(ds: Dataset, cfg: DataConfig) -> Dataset:
     """`messages` rows (system?, user, assistant=chosen) for TRL's SFTTrainer."""
     from datasets import Dataset
 
@@ -217,7 +229,7 @@ def sft_dataset(ds: "Dataset", cfg: DataConfig) -> "Dataset":
     )
 
 
-def margins(ds: "Dataset", cfg: DataConfig, scheme: str) -> list[float]:
+def margins(ds: Dataset, cfg: DataConfig, scheme: str) -> list[float]:
     """Each pair's margin: from its strength under `scheme` (none/small/large), or the margin column."""
     if scheme == "column":
         require_columns(ds, [cfg.margin_column], cfg.source)
@@ -231,7 +243,7 @@ def margins(ds: "Dataset", cfg: DataConfig, scheme: str) -> list[float]:
     return [s.margin(MarginScheme(scheme)) if s is not None else 0.0 for s in strengths(ds, cfg)]
 
 
-def strengths(ds: "Dataset", cfg: DataConfig) -> list[Strength | None]:
+def strengths(ds: Dataset, cfg: DataConfig) -> list[Strength | None]:
     """Each pair's strength (None where the row has none, or the column is absent)."""
     if cfg.strength_column not in ds.column_names:
         return [None] * len(ds)
@@ -247,7 +259,7 @@ def strengths(ds: "Dataset", cfg: DataConfig) -> list[Strength | None]:
     return out
 
 
-def preference_dataset(ds: "Dataset", cfg: DataConfig, *, margin_scheme: str | None = None) -> "Dataset":
+def preference_dataset(ds: Dataset, cfg: DataConfig, *, margin_scheme: str | None = None) -> Dataset:
     """Conversational `prompt` / `chosen` / `rejected` rows (+ `margin` when a scheme is given, + `strength`)."""
     from datasets import Dataset
 

@@ -48,7 +48,7 @@ def model_dtype(cfg: RunConfig) -> torch.dtype:
     return getattr(torch, cfg.model.dtype)
 
 
-def quantization_config(cfg: RunConfig) -> "BitsAndBytesConfig | None":
+def quantization_config(cfg: RunConfig) -> BitsAndBytesConfig | None:
     """NF4 4-bit base with double quantisation and bf16 compute (QLoRA), or None when not asked."""
     if not cfg.quant.qlora:
         return None
@@ -73,7 +73,9 @@ def quantization_config(cfg: RunConfig) -> "BitsAndBytesConfig | None":
     )
 
 
-def peft_config(cfg: RunConfig, *, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None) -> "LoraConfig | None":
+def peft_config(
+    cfg: RunConfig, *, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None
+) -> LoraConfig | None:
     """The LoRA adapter from `cfg.lora` (None for full fine-tuning). `modules_to_save` adds to the config's."""
     if not cfg.lora.enabled:
         return None
@@ -119,7 +121,7 @@ def continues_adapter(cfg: RunConfig) -> bool:
     return bool(cfg.model.adapter) and cfg.lora.enabled
 
 
-def trainer_peft_config(cfg: RunConfig, **kwargs: Any) -> "LoraConfig | None":
+def trainer_peft_config(cfg: RunConfig, **kwargs: Any) -> LoraConfig | None:
     """The `peft_config` to hand a TRL trainer: a new adapter, or None when the model already carries
     the trainable `model.adapter` (`continues_adapter`)."""
     return None if continues_adapter(cfg) else peft_config(cfg, **kwargs)
@@ -133,7 +135,7 @@ def _from_pretrained(
     modules_to_save: list[str] | None = None,
     adapter_name: str = "default",
     **extra: Any,
-) -> "PreTrainedModel":
+) -> PreTrainedModel:
     """The base from `model.path` (4-bit with QLoRA), then `model.adapter`: merged at full precision for
     full fine-tuning, else loaded as a trainable adapter named `adapter_name` (never merged into 4-bit)."""
     check_model_source(cfg.model.path, "model.path")
@@ -166,7 +168,7 @@ def _adapter_config(adapter: str) -> Any:
 
 
 def load_trainable_adapter(
-    model: "PreTrainedModel",
+    model: PreTrainedModel,
     adapter: str,
     *,
     task_type: str = "CAUSAL_LM",
@@ -193,8 +195,10 @@ def load_trainable_adapter(
     result: Any = set_peft_model_state_dict(peft_model, weights, adapter_name=adapter_name)
     missing = [k for k in result.missing_keys if f".{adapter_name}." in k and "lora_" in k]
     if missing or result.unexpected_keys:
-        raise ConfigError(f"model.adapter {adapter!r}: does not fit model.path (missing {missing[:2]}, "
-                          f"unexpected {list(result.unexpected_keys)[:2]})")
+        raise ConfigError(
+            f"model.adapter {adapter!r}: does not fit model.path (missing {missing[:2]}, "
+            f"unexpected {list(result.unexpected_keys)[:2]})"
+        )
     return peft_model
 
 
@@ -203,19 +207,21 @@ def is_quantized(model: Any) -> bool:
     return getattr(model, "hf_quantizer", None) is not None or bool(getattr(model, "is_loaded_in_4bit", False))
 
 
-def _merge_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
+def _merge_adapter(model: PreTrainedModel, adapter: str) -> PreTrainedModel:
     """Fold a trained LoRA adapter into a full-precision base (full fine-tuning from it, or a merged save)."""
     from peft import PeftModel
 
     if is_quantized(model):
-        raise ConfigError(f"model.adapter {adapter!r}: refusing to merge an adapter into a quantised base (it would be rounded away)")
+        raise ConfigError(
+            f"model.adapter {adapter!r}: refusing to merge an adapter into a quantised base (it would be rounded away)"
+        )
     config = _adapter_config(adapter)
     # task-agnostic wrapper: lets a causal-LM (SFT) adapter merge into a reward model's trunk too
     config.task_type = None
     return PeftModel.from_pretrained(model, adapter, config=config).merge_and_unload()
 
 
-def load_tokenizer(cfg: RunConfig, *, padding_side: str | None = None) -> "PreTrainedTokenizerBase":
+def load_tokenizer(cfg: RunConfig, *, padding_side: str | None = None) -> PreTrainedTokenizerBase:
     """The tokenizer of `model.path`; a pad token is guaranteed (EOS when the model has none)."""
     from transformers import AutoTokenizer
 
@@ -231,7 +237,7 @@ def load_tokenizer(cfg: RunConfig, *, padding_side: str | None = None) -> "PreTr
     return tok
 
 
-def load_policy(cfg: RunConfig, *, adapter_name: str = "default") -> "PreTrainedModel":
+def load_policy(cfg: RunConfig, *, adapter_name: str = "default") -> PreTrainedModel:
     """A causal LM from `model.path` in the run's dtype (4-bit with QLoRA), with `model.adapter`:
     a PeftModel training that adapter (named `adapter_name`) when LoRA is on, else merged in."""
     from transformers import AutoModelForCausalLM
@@ -242,7 +248,7 @@ def load_policy(cfg: RunConfig, *, adapter_name: str = "default") -> "PreTrained
     return model
 
 
-def load_reward_model(cfg: RunConfig, *, pad_token_id: int | None = None) -> "PreTrainedModel":
+def load_reward_model(cfg: RunConfig, *, pad_token_id: int | None = None) -> PreTrainedModel:
     """A one-label sequence classifier (the reward model) from `model.path`.
 
     From a causal-LM checkpoint the `score` head is new (random); train it through
@@ -326,7 +332,9 @@ def saved_as(cfg: RunConfig) -> str:
 
 def sharded_run() -> bool:
     """Launched by `accelerate launch` with a DeepSpeed or FSDP config (weights sharded across ranks)."""
-    return any(os.environ.get(v, "false").lower() in ("1", "true") for v in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
+    return any(
+        os.environ.get(v, "false").lower() in ("1", "true") for v in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+    )
 
 
 def check_save_mode(cfg: RunConfig) -> None:
@@ -343,7 +351,6 @@ def save_final(trainer: Any, cfg: RunConfig) -> Path:
 
     Call it on every process (sharded runs gather weights collectively); only rank 0 writes.
     """
-    from peft import PeftModel
 
     target = Path(cfg.output_dir) / FINAL_DIR
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
@@ -393,7 +400,7 @@ def _fix_adapter_folder(folder: Path, adapter_name: str) -> None:
         sub.rmdir()
 
 
-def _merged_from_adapter(model: Any, cfg: RunConfig, tmp: Path, *, adapter_name: str = "default") -> "PreTrainedModel":
+def _merged_from_adapter(model: Any, cfg: RunConfig, tmp: Path, *, adapter_name: str = "default") -> PreTrainedModel:
     """The trained adapter merged into `model.path` loaded afresh in the compute dtype (not 4-bit)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -405,7 +412,10 @@ def _merged_from_adapter(model: Any, cfg: RunConfig, tmp: Path, *, adapter_name:
     auto_cls = AutoModelForSequenceClassification if is_seq_cls else AutoModelForCausalLM
     extra = {"num_labels": 1} if is_seq_cls else {}
     base = auto_cls.from_pretrained(
-        cfg.model.path, dtype=getattr(torch, cfg.quant.compute_dtype), trust_remote_code=cfg.model.trust_remote_code, **extra
+        cfg.model.path,
+        dtype=getattr(torch, cfg.quant.compute_dtype),
+        trust_remote_code=cfg.model.trust_remote_code,
+        **extra,
     )
     # the adapter was trained over the bare model.path (a started-from adapter was continued, not merged)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

@@ -10,8 +10,9 @@ be a multiple of `num_generations`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from data.config import setting
 from data.errors import ConfigError
@@ -59,7 +60,8 @@ class GrpoConfig(OnlineConfig):
 
     loss_type: str = setting("dapo", "TRL's GRPO loss types: grpo, dr_grpo, dapo, bnpo, ...")
     scale_rewards: str = setting(
-        "group", "Divide advantages by the reward std of the group, of the batch, or none (Dr. GRPO).")
+        "group", "Divide advantages by the reward std of the group, of the batch, or none (Dr. GRPO)."
+    )
 
 
 def _prompt_of(conversation: list[dict[str, str]], adversarial: bool = False) -> Prompt:
@@ -72,8 +74,10 @@ def trl_reward(reward_fn: RewardFn) -> Callable[..., list[float]]:
 
     def reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float]:
         tags = kw.get("adversarial") or [False] * len(prompts)
-        ps = [_prompt_of(p, bool(t)) if isinstance(p, list) else Prompt(p, adversarial=bool(t))
-              for p, t in zip(prompts, tags, strict=True)]
+        ps = [
+            _prompt_of(p, bool(t)) if isinstance(p, list) else Prompt(p, adversarial=bool(t))
+            for p, t in zip(prompts, tags, strict=True)
+        ]
         cs = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return [float(x) for x in reward_fn(ps, cs)]
 
@@ -90,8 +94,8 @@ def _prompt_dataset(prompts: list[Prompt]) -> Any:
 def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: list[Prompt] | None) -> dict[str, Any]:
     import trl
 
-    from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
     from train.datasets import load_prompts
+    from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
     from train.output_dir import claim_output_dir
     from train.summary import ThroughputCallback, finish_run
 
@@ -139,11 +143,15 @@ def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: lis
     return finish_run(stage, cfg, trainer, throughput, metrics, started=started)
 
 
-def run_rloo(cfg: RlooConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
+def run_rloo(
+    cfg: RlooConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None
+) -> dict[str, Any]:
     """TRL's RLOOTrainer with prefkit's reward; returns the summary."""
     return _run("rloo", cfg, reward_fn, prompts)
 
 
-def run_grpo(cfg: GrpoConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
+def run_grpo(
+    cfg: GrpoConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None
+) -> dict[str, Any]:
     """TRL's GRPOTrainer with prefkit's reward; returns the summary."""
     return _run("grpo", cfg, reward_fn, prompts)

@@ -23,8 +23,13 @@ from data.outputs import MARKER, check_not_input, check_output, mark_output, wri
 def run_inputs(cfg: Any) -> list[str | Path | None]:
     """The paths a stage's config reads: its model, adapter, data and reward model(s)."""
     reward = getattr(cfg, "reward", None)
-    return [cfg.model.path or None, cfg.model.adapter, cfg.data.source or None,
-            getattr(reward, "model", None), getattr(reward, "safety_model", None)]
+    return [
+        cfg.model.path or None,
+        cfg.model.adapter,
+        cfg.data.source or None,
+        getattr(reward, "model", None),
+        getattr(reward, "safety_model", None),
+    ]
 
 
 def claim_output_dir(cfg: Any, stage: str, *, inputs: list[str | Path | None] | None = None) -> Path:
@@ -35,10 +40,14 @@ def claim_output_dir(cfg: Any, stage: str, *, inputs: list[str | Path | None] | 
     check_not_input(out, run_inputs(cfg) if inputs is None else inputs, option="output_dir")
     by = written_by(out, folder=True)
     # rank 0's marker being written (`..prefkit-output.json.*.tmp`) does not count as another's file
-    if by != command and out.is_dir() and any(not p.name.lstrip(".").startswith(MARKER.lstrip("."))
-                                               for p in out.iterdir()):
+    if (
+        by != command
+        and out.is_dir()
+        and any(not p.name.lstrip(".").startswith(MARKER.lstrip(".")) for p in out.iterdir())
+    ):
         raise DataError(
-            "output_dir already holds files " + (f"written by prefkit {by}" if by else "that prefkit did not write")
+            "output_dir already holds files "
+            + (f"written by prefkit {by}" if by else "that prefkit did not write")
             + f"; prefkit {command} writes only into a new folder or one it wrote before: choose another output_dir",
             file=out,
         )

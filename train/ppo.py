@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,8 +46,20 @@ from train.ppo_rollout import Rollout, batch_prompts, rollout
 from train.ppo_update import ppo_update
 from train.scoring import RewardFn, RewardSection, load_reward
 
-__all__ = ["CONFIG", "LOGIT_CHUNK_TOKENS", "POLICY", "REF", "STATE_FILE", "VALUE", "PpoConfig", "PpoTrainer", "Rollout",
-           "ValueHead", "run", "token_logprobs"]
+__all__ = [
+    "CONFIG",
+    "LOGIT_CHUNK_TOKENS",
+    "POLICY",
+    "REF",
+    "STATE_FILE",
+    "VALUE",
+    "PpoConfig",
+    "PpoTrainer",
+    "Rollout",
+    "ValueHead",
+    "run",
+    "token_logprobs",
+]
 
 
 @dataclass
@@ -74,15 +86,15 @@ class PpoConfig(RunConfig):
     cliprange_value: float = setting(0.2, "Value clipping around the rollout's values.")
     vf_coef: float = setting(0.1, "Weight of the value loss.")
     whiten: Literal["none", "sequence", "tokens"] = setting(
-        "none", "Whitening of the reward before GAE: `sequence` (Llama 2) standardises the final score over the "
+        "none",
+        "Whitening of the reward before GAE: `sequence` (Llama 2) standardises the final score over the "
         "rollout batch before the per-token KL penalty is added; `tokens` whitens the per-token KL-penalised "
-        "rewards, mean kept (TRL's `whiten_rewards`, length-biased); `none` leaves them as they are.")
+        "rewards, mean kept (TRL's `whiten_rewards`, length-biased); `none` leaves them as they are.",
+    )
     whiten_rewards: bool | None = setting(None, "Replaced by `whiten`; kept only to name the replacement.")
     rollout_batch_size: int | None = setting(None, "Prompts generated at once (None: batch_size).")
-    forward_batch_size: int | None = setting(
-        None, "Rows per forward pass, rollout and loss (None: mini_batch_size).")
-    missing_eos_penalty: float | None = setting(
-        None, "Subtracted from the score of a response that never ended.")
+    forward_batch_size: int | None = setting(None, "Rows per forward pass, rollout and loss (None: mini_batch_size).")
+    missing_eos_penalty: float | None = setting(None, "Subtracted from the score of a response that never ended.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm (0: none).")
     lr: float = setting(1e-5, "Peak learning rate.")
     logging_steps: int = setting(1, "Log the metrics every N rollouts.")
@@ -93,14 +105,17 @@ class PpoConfig(RunConfig):
         if not self.lora.enabled:
             raise ConfigError("ppo needs lora.enabled: the reference policy is the base with the adapters disabled")
         if self.batch_size % self.mini_batch_size:
-            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size ({self.mini_batch_size})")
+            raise ConfigError(
+                f"batch_size ({self.batch_size}) must be a multiple of mini_batch_size ({self.mini_batch_size})"
+            )
         if self.temperature <= 0:
             raise ConfigError("temperature must be > 0 (PPO samples)")
         if self.whiten_rewards is not None:
             raise ConfigError(
                 f"whiten_rewards: {str(self.whiten_rewards).lower()} is replaced by whiten: sequence (Llama 2: the "
                 "final score whitened over the batch), tokens (the old whiten_rewards: true, as TRL) or none "
-                "(the old false)")
+                "(the old false)"
+            )
         for name in ("rollout_batch_size", "forward_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -110,7 +125,9 @@ class PpoConfig(RunConfig):
 class PpoTrainer:
     """Build with a config (and optionally a reward function / prompts for tests), then `train()`."""
 
-    def __init__(self, cfg: PpoConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> None:
+    def __init__(
+        self, cfg: PpoConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None
+    ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
         from transformers import get_scheduler
@@ -125,8 +142,10 @@ class PpoTrainer:
 
         check_save_mode(cfg)
         if sharded_run():
-            raise ConfigError("ppo runs data-parallel with whole copies of the weights (accelerate launch --multi_gpu "
-                              "--num_processes N); DeepSpeed and FSDP configs are not supported for ppo")
+            raise ConfigError(
+                "ppo runs data-parallel with whole copies of the weights (accelerate launch --multi_gpu "
+                "--num_processes N); DeepSpeed and FSDP configs are not supported for ppo"
+            )
         self.cfg = cfg
         set_seed(cfg.seed)
         self.accelerator = Accelerator(
@@ -149,9 +168,12 @@ class PpoTrainer:
         self.total_steps = self._total_steps()
         minibatches = cfg.batch_size // cfg.mini_batch_size
         opt_steps = self.total_steps * cfg.ppo_epochs * math.ceil(minibatches / cfg.grad_accum)
-        self.scheduler = get_scheduler(cfg.lr_scheduler, self.optimizer,
-                                       num_warmup_steps=int(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * opt_steps),
-                                       num_training_steps=opt_steps)
+        self.scheduler = get_scheduler(
+            cfg.lr_scheduler,
+            self.optimizer,
+            num_warmup_steps=int(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * opt_steps),
+            num_training_steps=opt_steps,
+        )
         self.reward_fn = reward_fn or load_reward(cfg.reward)
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -171,8 +193,9 @@ class PpoTrainer:
         return self._step_batch(step)[0]
 
     def _step_batch(self, step: int) -> tuple[list[Prompt], int]:
-        return batch_prompts(self.prompts, step, self.cfg.batch_size, self.cfg.seed, rank=self.dp.rank,
-                             world_size=self.dp.world_size)
+        return batch_prompts(
+            self.prompts, step, self.cfg.batch_size, self.cfg.seed, rank=self.dp.rank, world_size=self.dp.world_size
+        )
 
     @property
     def _peft(self) -> Any:
@@ -184,14 +207,40 @@ class PpoTrainer:
 
     # ------------------------------------------------------------------------------ forwards
 
-    def _forward(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor, mask: torch.Tensor,
-                 adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(
+        self,
+        query: torch.Tensor,
+        query_mask: torch.Tensor,
+        response: torch.Tensor,
+        mask: torch.Tensor,
+        adapter: str | None,
+        *,
+        entropy: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`ppo_model.forward` under `adapter` (POLICY, REF, VALUE, or None: the adapters disabled)."""
-        return forward(self.model, self.value_head, query, query_mask, response, mask, adapter,
-                       temperature=self.cfg.temperature, autocast=self.accelerator.autocast, entropy=entropy)
+        return forward(
+            self.model,
+            self.value_head,
+            query,
+            query_mask,
+            response,
+            mask,
+            adapter,
+            temperature=self.cfg.temperature,
+            autocast=self.accelerator.autocast,
+            entropy=entropy,
+        )
 
-    def _chunked(self, query: torch.Tensor, query_mask: torch.Tensor, response: torch.Tensor, mask: torch.Tensor,
-                 adapter: str | None, *, entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _chunked(
+        self,
+        query: torch.Tensor,
+        query_mask: torch.Tensor,
+        response: torch.Tensor,
+        mask: torch.Tensor,
+        adapter: str | None,
+        *,
+        entropy: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`_forward` over all rows, `forward_batch_size` rows at a time (the rollout's no-grad passes)."""
         step = self.forward_batch_size
         outs: list[torch.Tensor] = []
@@ -274,11 +323,13 @@ class PpoTrainer:
 
     def _trained_tensors(self) -> list[torch.Tensor]:
         """The trained adapters' and value head's weights (what every process must hold alike)."""
-        return [p for n, p in self.model.named_parameters() if f".{POLICY}." in n or f".{VALUE}." in n] + \
-            list(self.value_head.parameters())
+        return [p for n, p in self.model.named_parameters() if f".{POLICY}." in n or f".{VALUE}." in n] + list(
+            self.value_head.parameters()
+        )
 
-    def _write_summary(self, model_dir: Path, first_step: int, first_tokens: int, train_s: float,
-                       started: float) -> dict[str, Any]:
+    def _write_summary(
+        self, model_dir: Path, first_step: int, first_tokens: int, train_s: float, started: float
+    ) -> dict[str, Any]:
         import transformers
 
         from train.summary import write_summary
@@ -292,8 +343,12 @@ class PpoTrainer:
             "model_dir": str(model_dir),
             "metrics": {k: last.get(k) for k in ("reward", "kl", "entropy", "clipfrac", "value_loss", "policy_loss")}
             | {"first_reward": first.get("reward"), "resumed_from_step": first_step or None},
-            "losses": {"train": [{"step": h["step"], "loss": h["policy_loss"] + self.cfg.vf_coef * h["value_loss"]}
-                                 for h in self.history]},
+            "losses": {
+                "train": [
+                    {"step": h["step"], "loss": h["policy_loss"] + self.cfg.vf_coef * h["value_loss"]}
+                    for h in self.history
+                ]
+            },
             "steps": self.step,
             "durations": {"train_s": train_s, "total_s": time.perf_counter() - started},
             "steps_per_s": steps / train_s if train_s > 0 else 0.0,
@@ -301,9 +356,11 @@ class PpoTrainer:
             "tokens_per_s": (self.tokens - first_tokens) / train_s if train_s > 0 else 0.0,
             "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
             # the processes' share of each rollout and a digest of each one's trained weights (all equal)
-            "data_parallel": {"world_size": self.dp.world_size,
-                              "rollouts_per_process": self.cfg.batch_size,
-                              "weights_sha256": self.weight_digests},
+            "data_parallel": {
+                "world_size": self.dp.world_size,
+                "rollouts_per_process": self.cfg.batch_size,
+                "weights_sha256": self.weight_digests,
+            },
             "log_history": self.history,
             "config": to_dict(self.cfg),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

@@ -26,8 +26,11 @@ STATE_FILE = "trainer_state.pt"
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def _set_rng_state(rng: dict[str, Any]) -> None:
@@ -50,16 +53,19 @@ def save_checkpoint(trainer: PpoTrainer) -> Path:
         with atomic_path(target, directory=True) as tmp:
             peft_model.save_pretrained(tmp / "policy", selected_adapters=[POLICY])
             peft_model.save_pretrained(tmp / "value_adapter", selected_adapters=[VALUE])
-            torch.save({
-                "step": trainer.step,
-                "tokens": trainer.tokens,
-                "history": trainer.history,
-                "value_head": trainer.value_head.state_dict(),
-                "optimizer": trainer.optimizer.state_dict(),
-                "scheduler": trainer.scheduler.state_dict(),
-                "rng": rngs[0],
-                "rng_per_process": rngs,
-            }, tmp / STATE_FILE)
+            torch.save(
+                {
+                    "step": trainer.step,
+                    "tokens": trainer.tokens,
+                    "history": trainer.history,
+                    "value_head": trainer.value_head.state_dict(),
+                    "optimizer": trainer.optimizer.state_dict(),
+                    "scheduler": trainer.scheduler.state_dict(),
+                    "rng": rngs[0],
+                    "rng_per_process": rngs,
+                },
+                tmp / STATE_FILE,
+            )
         prune_checkpoints(Path(trainer.cfg.output_dir), trainer.cfg.save_total_limit)
     trainer.dp.barrier()
     return target

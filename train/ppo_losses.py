@@ -27,8 +27,14 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return var * n / (n - 1).clamp(min=1)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, *, shift_mean: bool = True, eps: float = 1e-8,
-           batch_sum: BatchSum | None = None) -> torch.Tensor:
+def whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    batch_sum: BatchSum | None = None,
+) -> torch.Tensor:
     """Scale to unit variance over the masked elements; `shift_mean=False` keeps the mean (for rewards,
     so that whitening does not turn a good sequence's reward negative). `batch_sum` makes the mean and
     variance those of the whole batch when each process holds a share of it (data-parallel PPO): it sums

@@ -45,9 +45,16 @@ def _chunk_logprobs(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor,
     return selective_log_softmax(head(hidden).float() / temperature, labels)
 
 
-def token_logprobs(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                   temperature: float = 1.0, *, with_entropy: bool = False,
-                   chunk_tokens: int = LOGIT_CHUNK_TOKENS) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_logprobs(
+    head: nn.Module,
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
+    *,
+    with_entropy: bool = False,
+    chunk_tokens: int = LOGIT_CHUNK_TOKENS,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token `log softmax(head(hidden) / T)[label]` (float32, 0 where `mask` is 0), and the entropy
     when asked, without materialising `rows × length × vocab` logits: only the real tokens are projected,
     `chunk_tokens` at a time. With gradients on, each chunk is checkpointed, so backward recomputes its
@@ -56,7 +63,7 @@ def token_logprobs(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, 
     flat_h, flat_y = hidden[keep], labels[keep]
     lps, ents = [], []
     for i in range(0, flat_h.shape[0], chunk_tokens):
-        h, y = flat_h[i:i + chunk_tokens], flat_y[i:i + chunk_tokens]
+        h, y = flat_h[i : i + chunk_tokens], flat_y[i : i + chunk_tokens]
         if torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint
 
@@ -105,10 +112,19 @@ def build_policy_and_value(cfg: Any) -> tuple[Any, str | None, ValueHead]:
     return model, ref_adapter, ValueHead(model.config.hidden_size)
 
 
-def forward(peft_model: Any, value_head: nn.Module, query: torch.Tensor, query_mask: torch.Tensor,
-            response: torch.Tensor, mask: torch.Tensor, adapter: str | None, *, temperature: float,
-            autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-            entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def forward(
+    peft_model: Any,
+    value_head: nn.Module,
+    query: torch.Tensor,
+    query_mask: torch.Tensor,
+    response: torch.Tensor,
+    mask: torch.Tensor,
+    adapter: str | None,
+    *,
+    temperature: float,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token (log-probs, entropy or None) under `adapter` (POLICY, REF, or None: the adapters
     disabled) or (values, None) for VALUE, for the rows given.
 
@@ -121,9 +137,9 @@ def forward(peft_model: Any, value_head: nn.Module, query: torch.Tensor, query_m
     base = peft_model.get_base_model()
     if adapter is not None:
         peft_model.set_adapter(adapter, inference_mode=adapter == REF)  # REF stays frozen
-    with autocast(), (peft_model.disable_adapter() if adapter is None else nullcontext()):
+    with autocast(), peft_model.disable_adapter() if adapter is None else nullcontext():
         hidden = base.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
-        hidden = hidden[:, P - 1:-1]  # the state that predicts each response token
+        hidden = hidden[:, P - 1 : -1]  # the state that predicts each response token
         if adapter == VALUE:
             return value_head(hidden), None
         return token_logprobs(base.get_output_embeddings(), hidden, response, mask, temperature, with_entropy=entropy)

@@ -44,8 +44,9 @@ class Rollout:
     stats: dict[str, float]
 
 
-def batch_prompts(prompts: list[Prompt], step: int, batch_size: int, seed: int, *, rank: int = 0,
-                  world_size: int = 1) -> tuple[list[Prompt], int]:
+def batch_prompts(
+    prompts: list[Prompt], step: int, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1
+) -> tuple[list[Prompt], int]:
     """This process's prompts of rollout `step` and the index of its first row in the step's whole
     batch (`batch_size × world_size` rows): a fresh seeded shuffle per pass over the prompts."""
     n, total = len(prompts), batch_size * world_size
@@ -74,11 +75,15 @@ def generate(trainer: PpoTrainer, enc: dict[str, torch.Tensor], step: int, first
     chunk = cfg.rollout_batch_size or cfg.batch_size
     parts = []
     for i in range(0, rows, chunk):
-        sampler = SeededSampling(keys[i:i + chunk], P, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+        sampler = SeededSampling(keys[i : i + chunk], P, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
         out = peft_model.generate(
-            input_ids=enc["input_ids"][i:i + chunk], attention_mask=enc["attention_mask"][i:i + chunk],
-            do_sample=False, logits_processor=[sampler], max_new_tokens=cfg.max_new_tokens,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            input_ids=enc["input_ids"][i : i + chunk],
+            attention_mask=enc["attention_mask"][i : i + chunk],
+            do_sample=False,
+            logits_processor=[sampler],
+            max_new_tokens=cfg.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
         )
         parts.append(out[:, P:])
     width = max(p.shape[1] for p in parts)
@@ -95,7 +100,9 @@ def rollout(trainer: PpoTrainer, prompts: list[Prompt], step: int, first_row: in
     response = generate(trainer, enc, step, first_row)
     is_eos = response == tok.eos_token_id
     ended = is_eos.any(dim=1)
-    first_eos = torch.where(ended, is_eos.float().argmax(dim=1), torch.full_like(ended, response.shape[1], dtype=torch.long))
+    first_eos = torch.where(
+        ended, is_eos.float().argmax(dim=1), torch.full_like(ended, response.shape[1], dtype=torch.long)
+    )
     mask = (torch.arange(response.shape[1], device=response.device)[None, :] <= first_eos[:, None]).float()
     response = torch.where(mask.bool(), response, torch.full_like(response, tok.pad_token_id))
 
@@ -110,17 +117,33 @@ def rollout(trainer: PpoTrainer, prompts: list[Prompt], step: int, first_row: in
         scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
     batch_sum = dp.sum if dp.active else None  # whitening over the whole batch, all processes' rows
-    rewards, kl = shaped_rewards(scores, logprobs, ref_logprobs, mask, cfg.kl_coef, whitening=cfg.whiten,
-                                 batch_sum=batch_sum)
+    rewards, kl = shaped_rewards(
+        scores, logprobs, ref_logprobs, mask, cfg.kl_coef, whitening=cfg.whiten, batch_sum=batch_sum
+    )
     advantages, returns = gae(rewards, values, mask, gamma=cfg.gamma, lam=cfg.lam)
     advantages = whiten(advantages, mask, batch_sum=batch_sum)
     trainer.tokens += int(dp.sum(query_mask.sum() + mask.sum()))
-    return Rollout(query, query_mask, response, mask, logprobs, values, advantages, returns,
-                   batch_stats(dp, raw_scores, kl, entropy, mask, ended))
+    return Rollout(
+        query,
+        query_mask,
+        response,
+        mask,
+        logprobs,
+        values,
+        advantages,
+        returns,
+        batch_stats(dp, raw_scores, kl, entropy, mask, ended),
+    )
 
 
-def batch_stats(dp: DataParallel, scores: torch.Tensor, kl: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor,
-                ended: torch.Tensor) -> dict[str, float]:
+def batch_stats(
+    dp: DataParallel,
+    scores: torch.Tensor,
+    kl: torch.Tensor,
+    entropy: torch.Tensor,
+    mask: torch.Tensor,
+    ended: torch.Tensor,
+) -> dict[str, float]:
     """The logged statistics of the whole batch (every process's rows), the same on every process."""
     per_row = dp.gather(torch.stack([scores, kl.sum(dim=1), mask.sum(dim=1), ended.float()], dim=1))
     ent = dp.sum(torch.stack([(entropy * mask).sum(), mask.sum()]))

@@ -40,23 +40,27 @@ def ppo_update(trainer: PpoTrainer, ro: Rollout) -> dict[str, float]:
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(ro.query.shape[0], device=ro.query.device)
         for start in range(0, len(order), cfg.mini_batch_size):
-            i = order[start:start + cfg.mini_batch_size]
+            i = order[start : start + cfg.mini_batch_size]
             tokens = dp.sum(ro.mask[i].sum()).clamp(min=1)  # the mini-batch's tokens on all processes
             parts = torch.zeros(len(LOGGED), dtype=torch.float64)
             for j in range(0, len(i), fbs):
-                c = i[j:j + fbs]
+                c = i[j : j + fbs]
                 q, qm, r, m = ro.query[c], ro.query_mask[c], ro.response[c], ro.mask[c]
                 share = m.sum() / tokens
                 # separate graphs for the two adapters: each backward sees only its own adapter active
                 logprobs, _ = trainer._forward(q, qm, r, m, POLICY)
-                pg, clipfrac, approx_kl = policy_loss(logprobs, ro.logprobs[c], ro.advantages[c], m,
-                                                      cliprange=cfg.cliprange)
+                pg, clipfrac, approx_kl = policy_loss(
+                    logprobs, ro.logprobs[c], ro.advantages[c], m, cliprange=cfg.cliprange
+                )
                 acc.backward(pg * share / cfg.grad_accum)
                 values, _ = trainer._forward(q, qm, r, m, VALUE)
-                vf, vf_clipfrac = value_loss(values, ro.values[c], ro.returns[c], m, cliprange_value=cfg.cliprange_value)
+                vf, vf_clipfrac = value_loss(
+                    values, ro.values[c], ro.returns[c], m, cliprange_value=cfg.cliprange_value
+                )
                 acc.backward(cfg.vf_coef * vf * share / cfg.grad_accum)
-                parts += torch.stack([v.detach().double().cpu() for v in (pg, clipfrac, approx_kl, vf, vf_clipfrac)]) \
-                    * float(share)
+                parts += torch.stack(
+                    [v.detach().double().cpu() for v in (pg, clipfrac, approx_kl, vf, vf_clipfrac)]
+                ) * float(share)
             micro += 1
             if micro % cfg.grad_accum == 0 or start + cfg.mini_batch_size >= len(order):
                 dp.sum_gradients(params)
@@ -69,4 +73,4 @@ def ppo_update(trainer: PpoTrainer, ro: Rollout) -> dict[str, float]:
             sums += parts
             count += 1
     sums = dp.sum(sums.to(acc.device)).cpu()  # each process holds its rows' shares of every mini-batch
-    return {k: float(v) / count for k, v in zip(LOGGED, sums)}
+    return {k: float(v) / count for k, v in zip(LOGGED, sums, strict=True)}

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from data.errors import ConfigError, DataError
 from data.schema import Strength
@@ -68,16 +69,38 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
         metrics.update(
             eval_loss=ev["eval_loss"], eval_accuracy=ev.get("eval_accuracy"), eval_reward_margin=ev.get("eval_margin")
         )
-        chosen = score_conversations(trainer.model, tokenizer, [p + c for p, c in zip(test_ds["prompt"], test_ds["chosen"], strict=True)], max_length=cfg.data.max_length)
-        rejected = score_conversations(trainer.model, tokenizer, [p + r for p, r in zip(test_ds["prompt"], test_ds["rejected"], strict=True)], max_length=cfg.data.max_length)
-        metrics.update(pair_metrics(chosen, rejected, test_ds["strength"], prefix="test_",
-                                    safety_bins=test_ds["safety_bin"] if "safety_bin" in test_ds.column_names else None))
+        chosen = score_conversations(
+            trainer.model,
+            tokenizer,
+            [p + c for p, c in zip(test_ds["prompt"], test_ds["chosen"], strict=True)],
+            max_length=cfg.data.max_length,
+        )
+        rejected = score_conversations(
+            trainer.model,
+            tokenizer,
+            [p + r for p, r in zip(test_ds["prompt"], test_ds["rejected"], strict=True)],
+            max_length=cfg.data.max_length,
+        )
+        metrics.update(
+            pair_metrics(
+                chosen,
+                rejected,
+                test_ds["strength"],
+                prefix="test_",
+                safety_bins=test_ds["safety_bin"] if "safety_bin" in test_ds.column_names else None,
+            )
+        )
         metrics["data_set"] = cfg.data.set
     return finish_run("reward", cfg, trainer, throughput, metrics, started=started)
 
 
 def score_conversations(
-    model: Any, tokenizer: Any, conversations: Sequence[list[dict[str, str]]], *, batch_size: int = 16, max_length: int = 1024
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[list[dict[str, str]]],
+    *,
+    batch_size: int = 16,
+    max_length: int = 1024,
 ) -> list[float]:
     """The reward of each full conversation (prompt + answer), tokenized as the trainer does.
 
@@ -105,7 +128,11 @@ def score_conversations(
 
 
 def pair_metrics(
-    chosen: Sequence[float], rejected: Sequence[float], strengths: Sequence[str | None], *, prefix: str = "",
+    chosen: Sequence[float],
+    rejected: Sequence[float],
+    strengths: Sequence[str | None],
+    *,
+    prefix: str = "",
     safety_bins: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Accuracy (chosen scored above rejected) and mean reward margin, overall, per strength and,
@@ -174,10 +201,14 @@ def load_trained_reward_model(
         raise ConfigError(f"--model {model_dir}: no such folder")
     adapter_cfg = model_dir / "adapter_config.json"
     is_adapter = adapter_cfg.exists()
-    base = (base_model or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]) if is_adapter else str(model_dir)
+    base = (
+        (base_model or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]) if is_adapter else str(model_dir)
+    )
     tokenizer = load_tokenizer(RunConfig(model=ModelConfig(path=str(model_dir), trust_remote_code=trust_remote_code)))
-    model = load_reward_model(RunConfig(model=ModelConfig(path=base, trust_remote_code=trust_remote_code)),
-                              pad_token_id=tokenizer.pad_token_id)
+    model = load_reward_model(
+        RunConfig(model=ModelConfig(path=base, trust_remote_code=trust_remote_code)),
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if is_adapter:
         from peft import PeftModel
 
@@ -228,19 +259,26 @@ def score_command(
             system = rec.get("system")
             msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
             msgs += [{"role": r, "content": c} for r, c in _history(rec, source, len(out_))]  # earlier turns
-            out_.append(msgs + [{"role": "user", "content": rec[question_column]}, {"role": "assistant", "content": rec[col]}])
+            out_.append(
+                msgs + [{"role": "user", "content": rec[question_column]}, {"role": "assistant", "content": rec[col]}]
+            )
         return out_
 
     result: dict[str, Any] = {"rows": len(records)}
     if is_pairs:
-        chosen = score_conversations(model, tokenizer, conversations("chosen"), batch_size=batch_size, max_length=max_length)
-        rejected = score_conversations(model, tokenizer, conversations("rejected"), batch_size=batch_size, max_length=max_length)
+        chosen = score_conversations(
+            model, tokenizer, conversations("chosen"), batch_size=batch_size, max_length=max_length
+        )
+        rejected = score_conversations(
+            model, tokenizer, conversations("rejected"), batch_size=batch_size, max_length=max_length
+        )
         for rec, c, r in zip(records, chosen, rejected, strict=True):
             rec["chosen_reward"], rec["rejected_reward"] = c, r
-        result.update(pair_metrics(chosen, rejected, strengths,
-                                   safety_bins=[rec.get("safety_bin") for rec in records]))
+        result.update(pair_metrics(chosen, rejected, strengths, safety_bins=[rec.get("safety_bin") for rec in records]))
     else:
-        rewards = score_conversations(model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length)
+        rewards = score_conversations(
+            model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length
+        )
         for rec, s in zip(records, rewards, strict=True):
             rec["reward"] = s
         result["mean_reward"] = sum(rewards) / len(rewards)

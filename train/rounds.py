@@ -37,17 +37,17 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from data.atomic import atomic_path
-from data.writers import write_json
 from data.config import load_config, setting, to_dict
 from data.errors import ConfigError, DataError, PrefkitError
 from data.outputs import check_writable
+from data.writers import write_json
 
 STATE_FILE = "rounds.json"
 CONFIG_FILE = "rounds.yaml"
@@ -59,11 +59,11 @@ STEPS = ("generate", "judgements", "export", "reward", "policy")
 class MixSet:
     """An extra preference set mixed into every round's reward data (Llama 2 mixes open data)."""
 
-    source: str = setting(
-        "", "Any labelled format the data room reads (exported folder, JSONL, Parquet, Hub id).")
+    source: str = setting("", "Any labelled format the data room reads (exported folder, JSONL, Parquet, Hub id).")
     share: float = setting(0.0, "Its share of the reward model's training rows, in (0, 1).")
     split: str | None = setting(
-        None, "Split to read (None: the reader's default, train of a dataset folder, a file's rows).")
+        None, "Split to read (None: the reader's default, train of a dataset folder, a file's rows)."
+    )
 
 
 @dataclass
@@ -75,34 +75,41 @@ class RoundsConfig:
     holds extra `--set` items per stage, e.g. `{ppo: [max_steps=50]}`.
     """
 
-    model: str = setting(
-        "", "The first policy: a model folder or Hub id (usually the SFT output merged, or the base).")
-    adapter: str | None = setting(
-        None, "The first policy's LoRA adapter (e.g. the SFT stage's <output_dir>/model).")
+    model: str = setting("", "The first policy: a model folder or Hub id (usually the SFT output merged, or the base).")
+    adapter: str | None = setting(None, "The first policy's LoRA adapter (e.g. the SFT stage's <output_dir>/model).")
     prompts: str = setting("", "Prompts for every round's generation and PPO.")
     methods: list[Method] = setting(
         help="A method per round, rejection_sampling or ppo; the last one repeats.",
-        factory=lambda: ["rejection_sampling", "ppo"])
+        factory=lambda: ["rejection_sampling", "ppo"],
+    )
     generate: str | None = setting(None, "The generate config file (configs/generate/*.yaml).")
     reward: str | None = setting(
-        None, "The reward config file (configs/train/reward-*.yaml; model.path empty: start from the policy).")
+        None, "The reward config file (configs/train/reward-*.yaml; model.path empty: start from the policy)."
+    )
     sft: str | None = setting(
-        None, "The SFT config file (configs/train/sft-*.yaml): rejection sampling fine-tunes on the best samples.")
+        None, "The SFT config file (configs/train/sft-*.yaml): rejection sampling fine-tunes on the best samples."
+    )
     best_of_k: str | None = setting(None, "The best-of-K config file (configs/train/best-of-k-*.yaml).")
     ppo: str | None = setting(None, "The PPO config file (configs/train/ppo-*.yaml).")
     overrides: dict[str, list[str]] = setting(
         help="Extra --set items per stage, e.g. {ppo: [max_steps=50]} (stages: generate, reward, sft, best_of_k, ppo).",
-        factory=dict)
+        factory=dict,
+    )
     reward_from_policy: bool = setting(
-        True, "Each round's reward model starts from its policy (false: from the reward config's model).")
+        True, "Each round's reward model starts from its policy (false: from the reward config's model)."
+    )
     reward_data: Literal["all", "round"] = setting(
-        "all", "all (Llama 2): round N's reward model trains on rounds 1..N's labelled data, deduplicated by pair; "
-        "round: on this round's labels only.")
+        "all",
+        "all (Llama 2): round N's reward model trains on rounds 1..N's labelled data, deduplicated by pair; "
+        "round: on this round's labels only.",
+    )
     reward_mix: list[MixSet] = setting(
-        help="Open preference sets mixed into the reward data by share (see MixSet).", factory=list)
+        help="Open preference sets mixed into the reward data by share (see MixSet).", factory=list
+    )
     aggregate_rule: str = setting("mean", "How several judgements become one row: mean or majority.")
     margin: Literal["none", "small", "large"] = setting(
-        "small", "Margin scheme of the exported rounds' data: none, small or large (Llama 2, Table 28).")
+        "small", "Margin scheme of the exported rounds' data: none, small or large (Llama 2, Table 28)."
+    )
     test_size: float = setting(0.2, "Share of prompts in each round's test split.")
 
     def __post_init__(self) -> None:
@@ -126,7 +133,7 @@ class RoundsConfig:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 HASH_SKIP = {"README.md"}  # a dataset card: rendered from the data, and it names its folder
@@ -171,16 +178,26 @@ def code_versions() -> dict[str, Any]:
         repo = Path(__file__).resolve().parents[1]
         commit, dirty = None, None
         try:
-            out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=20)
+            out = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=20
+            )
             if out.returncode == 0:
                 commit = out.stdout.strip()
-                status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                        capture_output=True, text=True, timeout=60)
+                status = subprocess.run(
+                    ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
         except (OSError, subprocess.SubprocessError):
             pass
-        _CODE.update(prefkit=ver("prefkit"), git_commit=commit, git_dirty=dirty,
-                     libraries={n: v for n in LIBRARIES if (v := ver(n)) is not None})
+        _CODE.update(
+            prefkit=ver("prefkit"),
+            git_commit=commit,
+            git_dirty=dirty,
+            libraries={n: v for n in LIBRARIES if (v := ver(n)) is not None},
+        )
     return {**_CODE, "libraries": dict(_CODE["libraries"])}
 
 
@@ -207,7 +224,7 @@ class RoundProject:
         self.state = json.loads((self.folder / STATE_FILE).read_text(encoding="utf-8"))
 
     @classmethod
-    def init(cls, folder: str | Path, config: str | Path | None, overrides: list[str] | None = None) -> "RoundProject":
+    def init(cls, folder: str | Path, config: str | Path | None, overrides: list[str] | None = None) -> RoundProject:
 
         folder = Path(folder)
         if (folder / STATE_FILE).exists():
@@ -216,8 +233,11 @@ class RoundProject:
         # a project folder is new or empty: init writes rounds.yaml/rounds.json and later round-N/
         # folders, and must not write them among (or over) files it did not create
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise DataError("FOLDER is not empty (or not a folder): a rounds project starts in a new or "
-                            "empty folder, so that nothing of yours is written over", file=str(folder))
+            raise DataError(
+                "FOLDER is not empty (or not a folder): a rounds project starts in a new or "
+                "empty folder, so that nothing of yours is written over",
+                file=str(folder),
+            )
         check_writable(folder, option="FOLDER")
         for name in ("model", "adapter", "prompts", "generate", "reward", "sft", "best_of_k", "ppo"):
             value = getattr(cfg, name)
@@ -229,8 +249,12 @@ class RoundProject:
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / CONFIG_FILE) as tmp:
             tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
-        state = {"created_at": _now(), "config": CONFIG_FILE,
-                 "initial_policy": {"model": cfg.model, "adapter": cfg.adapter}, "rounds": []}
+        state = {
+            "created_at": _now(),
+            "config": CONFIG_FILE,
+            "initial_policy": {"model": cfg.model, "adapter": cfg.adapter},
+            "rounds": [],
+        }
         write_json(folder / STATE_FILE, state)
         return cls(folder)
 
@@ -251,8 +275,16 @@ class RoundProject:
                 r["method"] = method
             return r
         n = len(rounds) + 1
-        r = {"round": n, "method": method or self.cfg.method(n), "status": "running", "started_at": _now(),
-             "policy": self.current_policy(), "dir": f"round-{n}", "steps": {}, "next_policy": None}
+        r = {
+            "round": n,
+            "method": method or self.cfg.method(n),
+            "status": "running",
+            "started_at": _now(),
+            "policy": self.current_policy(),
+            "dir": f"round-{n}",
+            "steps": {},
+            "next_policy": None,
+        }
         rounds.append(r)
         self.save()
         return r
@@ -288,17 +320,30 @@ class RoundRunner:
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.project.folder)) if path.is_relative_to(self.project.folder) else str(path)
 
-    def record(self, step: str, output: Path | str | None, command: str, *, inputs: Sequence[str | Path] = (),
-               outputs: Sequence[str | Path] = (), **extra: Any) -> None:
+    def record(
+        self,
+        step: str,
+        output: Path | str | None,
+        command: str,
+        *,
+        inputs: Sequence[str | Path] = (),
+        outputs: Sequence[str | Path] = (),
+        **extra: Any,
+    ) -> None:
         """One finished step: its output, command, code and library versions, and the content hash of
         every dataset it read (`inputs`) and wrote (`outputs`)."""
         code = code_versions()
         self.rnd["steps"][step] = {
-            "output": self.rel(Path(output)) if output else None, "command": command, "finished_at": _now(),
+            "output": self.rel(Path(output)) if output else None,
+            "command": command,
+            "finished_at": _now(),
             **extra,
-            "code": {k: code[k] for k in ("prefkit", "git_commit", "git_dirty")}, "libraries": code["libraries"],
-            "data": {"inputs": {self.rel(Path(p)) if Path(p).exists() else str(p): content_hash(p) for p in inputs},
-                     "outputs": {self.rel(Path(p)): content_hash(p) for p in outputs}},
+            "code": {k: code[k] for k in ("prefkit", "git_commit", "git_dirty")},
+            "libraries": code["libraries"],
+            "data": {
+                "inputs": {self.rel(Path(p)) if Path(p).exists() else str(p): content_hash(p) for p in inputs},
+                "outputs": {self.rel(Path(p)): content_hash(p) for p in outputs},
+            },
         }
         self.project.save()
 
@@ -318,12 +363,21 @@ class RoundRunner:
         model = policy["model"] + (f"@{policy['adapter']}" if policy.get("adapter") else "")
         out = self.dir / "pairs"
         config_file = self.dir / "generate.yaml"
-        cfg = _stage_config(GenerateConfig, self.cfg.generate, self.over("generate"),
-                            {"prompts": self.cfg.prompts, "out": str(out), "models": [model],
-                             "seed": self.rnd["round"]}, config_file)
+        cfg = _stage_config(
+            GenerateConfig,
+            self.cfg.generate,
+            self.over("generate"),
+            {"prompts": self.cfg.prompts, "out": str(out), "models": [model], "seed": self.rnd["round"]},
+            config_file,
+        )
         generate_pairs(cfg, resume=out.exists())
-        self.record("generate", out, f"prefkit generate --config {config_file} --resume",
-                    inputs=[self.cfg.prompts], outputs=[out])
+        self.record(
+            "generate",
+            out,
+            f"prefkit generate --config {config_file} --resume",
+            inputs=[self.cfg.prompts],
+            outputs=[out],
+        )
 
     def judgements(self, labelled: Path) -> None:
         if not labelled.is_file():
@@ -331,8 +385,14 @@ class RoundRunner:
         target = self.dir / "judgements" / labelled.name  # the name keeps its format's suffix
         with atomic_path(target) as tmp:
             shutil.copyfile(labelled, tmp)
-        self.record("judgements", target, f"cp {labelled.resolve()} {target}", source=str(labelled.resolve()),
-                    inputs=[labelled.resolve()], outputs=[target])
+        self.record(
+            "judgements",
+            target,
+            f"cp {labelled.resolve()} {target}",
+            source=str(labelled.resolve()),
+            inputs=[labelled.resolve()],
+            outputs=[target],
+        )
 
     def export(self) -> None:
         from data.export import export_judged
@@ -341,14 +401,30 @@ class RoundRunner:
         pairs, labels = self.out("generate"), self.out("judgements")
         out = self.dir / "dataset"
         _, report = export_judged(
-            read_pairs(pairs), read_judgements(labels), out, rule=self.cfg.aggregate_rule, margin=self.cfg.margin,
-            test_size=self.cfg.test_size, seed=self.rnd["round"],
-            provenance={"round": self.rnd["round"], "source": str(pairs), "format": source_format(pairs),
-                        "judgements": str(labels)})
-        self.record("export", out, f"prefkit data export {pairs} {out} --judgements {labels} "
-                    f"--rule {self.cfg.aggregate_rule} --margin {self.cfg.margin} "
-                    f"--test-size {self.cfg.test_size} --seed {self.rnd['round']}", rows=report.exported,
-                    inputs=[pairs, labels], outputs=[out])
+            read_pairs(pairs),
+            read_judgements(labels),
+            out,
+            rule=self.cfg.aggregate_rule,
+            margin=self.cfg.margin,
+            test_size=self.cfg.test_size,
+            seed=self.rnd["round"],
+            provenance={
+                "round": self.rnd["round"],
+                "source": str(pairs),
+                "format": source_format(pairs),
+                "judgements": str(labels),
+            },
+        )
+        self.record(
+            "export",
+            out,
+            f"prefkit data export {pairs} {out} --judgements {labels} "
+            f"--rule {self.cfg.aggregate_rule} --margin {self.cfg.margin} "
+            f"--test-size {self.cfg.test_size} --seed {self.rnd['round']}",
+            rows=report.exported,
+            inputs=[pairs, labels],
+            outputs=[out],
+        )
 
     def reward(self) -> None:
         from train import reward
@@ -362,9 +438,15 @@ class RoundRunner:
             wiring["model"] = _policy_model(self.rnd["policy"])
         cfg = _stage_config(RewardConfig, self.cfg.reward, self.over("reward"), wiring, config_file)
         summary = reward.run(cfg)
-        self.record("reward", summary["model_dir"], f"prefkit train reward --config {config_file}",
-                    metrics=_scalars(summary["metrics"]), reward_data=data_info, inputs=inputs or [source],
-                    outputs=[source] if inputs else [])
+        self.record(
+            "reward",
+            summary["model_dir"],
+            f"prefkit train reward --config {config_file}",
+            metrics=_scalars(summary["metrics"]),
+            reward_data=data_info,
+            inputs=inputs or [source],
+            outputs=[source] if inputs else [],
+        )
 
     def reward_data(self) -> tuple[Path, dict[str, Any], list[str | Path]]:
         """The reward model's dataset: this round's export (`reward_data: round`, no mix), or every
@@ -396,9 +478,15 @@ class RoundRunner:
                     rows[key] = row
                     per_round[r["round"]] = per_round.get(r["round"], 0) + 1
         collected = list(rows.values())
-        info: dict[str, Any] = {"mode": self.cfg.reward_data, "rounds": [r["round"] for r in rounds],
-                                "rows_read": read, "rows_read_by_round": per_round,
-                                "duplicates_dropped": read - len(collected), "rows": len(collected), "mix": []}
+        info: dict[str, Any] = {
+            "mode": self.cfg.reward_data,
+            "rounds": [r["round"] for r in rounds],
+            "rows_read": read,
+            "rows_read_by_round": per_round,
+            "duplicates_dropped": read - len(collected),
+            "rows": len(collected),
+            "mix": [],
+        }
         total = len(collected) / (1 - sum(m.share for m in self.cfg.reward_mix)) if self.cfg.reward_mix else 0
         rng = random.Random(self.rnd["round"])
         for mix in self.cfg.reward_mix:
@@ -408,11 +496,25 @@ class RoundRunner:
             for row in taken:
                 rows[_pair_key(row)] = row
             sources.append(mix.source)
-            info["mix"].append({"source": mix.source, "split": mix.split, "share": mix.share, "wanted": want,
-                                "rows": len(taken), "available": len(pool)})
+            info["mix"].append(
+                {
+                    "source": mix.source,
+                    "split": mix.split,
+                    "share": mix.share,
+                    "wanted": want,
+                    "rows": len(taken),
+                    "available": len(pool),
+                }
+            )
         out = self.dir / "reward-data"
-        export_dataset(list(rows.values()), out, test_size=self.cfg.test_size, seed=self.rnd["round"],
-                       margin=self.cfg.margin, provenance={"round": self.rnd["round"], "reward_data": info})
+        export_dataset(
+            list(rows.values()),
+            out,
+            test_size=self.cfg.test_size,
+            seed=self.rnd["round"],
+            margin=self.cfg.margin,
+            provenance={"round": self.rnd["round"], "reward_data": info},
+        )
         info["rows"] = len(rows)
         return out, info, sources
 
@@ -427,13 +529,27 @@ class RoundRunner:
 
         out = self.dir / "ppo"
         config_file = self.dir / "ppo.yaml"
-        cfg = _stage_config(ppo.PpoConfig, self.cfg.ppo, self.over("ppo"), {
-            "output_dir": str(out), "model": _policy_model(self.rnd["policy"]),
-            "data": {"source": self.cfg.prompts}, "reward": {"model": str(self.out("reward")), "function": None}},
-            config_file)
+        cfg = _stage_config(
+            ppo.PpoConfig,
+            self.cfg.ppo,
+            self.over("ppo"),
+            {
+                "output_dir": str(out),
+                "model": _policy_model(self.rnd["policy"]),
+                "data": {"source": self.cfg.prompts},
+                "reward": {"model": str(self.out("reward")), "function": None},
+            },
+            config_file,
+        )
         summary = ppo.run(cfg)
-        self.record("policy", summary["model_dir"], f"prefkit train ppo --config {config_file}",
-                    method="ppo", metrics=_scalars(summary["metrics"]), inputs=[self.cfg.prompts])
+        self.record(
+            "policy",
+            summary["model_dir"],
+            f"prefkit train ppo --config {config_file}",
+            method="ppo",
+            metrics=_scalars(summary["metrics"]),
+            inputs=[self.cfg.prompts],
+        )
         self._finish(Path(summary["model_dir"]), cfg)
 
     def _rejection_sampling(self) -> None:
@@ -443,23 +559,52 @@ class RoundRunner:
         bok_out, sft_out = self.dir / "best-of-k", self.dir / "sft"
         bok_file, sft_file = self.dir / "best-of-k.yaml", self.dir / "sft.yaml"
         if "best_of_k" not in self.rnd["steps"]:
-            bok_cfg = _stage_config(best_of_k.BestOfKConfig, self.cfg.best_of_k, self.over("best_of_k"), {
-                "output_dir": str(bok_out), "model": _policy_model(self.rnd["policy"]),
-                "data": {"source": self.cfg.prompts}, "reward": {"model": str(self.out("reward")), "function": None},
-                "seed": self.rnd["round"]}, bok_file)
+            bok_cfg = _stage_config(
+                best_of_k.BestOfKConfig,
+                self.cfg.best_of_k,
+                self.over("best_of_k"),
+                {
+                    "output_dir": str(bok_out),
+                    "model": _policy_model(self.rnd["policy"]),
+                    "data": {"source": self.cfg.prompts},
+                    "reward": {"model": str(self.out("reward")), "function": None},
+                    "seed": self.rnd["round"],
+                },
+                bok_file,
+            )
             summary = best_of_k.run(bok_cfg)
-            self.record("best_of_k", summary["dataset_dir"], f"prefkit train best-of-k --config {bok_file}",
-                        metrics=_scalars(summary["metrics"]), splits=summary["splits"],
-                        inputs=[self.cfg.prompts], outputs=[summary["dataset_dir"]])
+            self.record(
+                "best_of_k",
+                summary["dataset_dir"],
+                f"prefkit train best-of-k --config {bok_file}",
+                metrics=_scalars(summary["metrics"]),
+                splits=summary["splits"],
+                inputs=[self.cfg.prompts],
+                outputs=[summary["dataset_dir"]],
+            )
             free_memory()
         dataset = self.out("best_of_k")
         has_test = "test" in self.rnd["steps"]["best_of_k"]["splits"]
-        cfg = _stage_config(SftConfig, self.cfg.sft, self.over("sft"), {
-            "output_dir": str(sft_out), "model": _policy_model(self.rnd["policy"]),
-            "data": {"source": str(dataset), **({} if has_test else {"test_split": None})}}, sft_file)
+        cfg = _stage_config(
+            SftConfig,
+            self.cfg.sft,
+            self.over("sft"),
+            {
+                "output_dir": str(sft_out),
+                "model": _policy_model(self.rnd["policy"]),
+                "data": {"source": str(dataset), **({} if has_test else {"test_split": None})},
+            },
+            sft_file,
+        )
         summary = sft.run(cfg)
-        self.record("policy", summary["model_dir"], f"prefkit train sft --config {sft_file}",
-                    method="rejection_sampling", metrics=_scalars(summary["metrics"]), inputs=[dataset])
+        self.record(
+            "policy",
+            summary["model_dir"],
+            f"prefkit train sft --config {sft_file}",
+            method="rejection_sampling",
+            metrics=_scalars(summary["metrics"]),
+            inputs=[dataset],
+        )
         self._finish(Path(summary["model_dir"]), cfg)
 
     def _finish(self, model_dir: Path, cfg: Any) -> None:
@@ -478,18 +623,22 @@ def _pair_key(row: Any) -> tuple:
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     """The scalar metrics and the flat dicts of scalars (accuracy per strength, pairs per strength)."""
+
     def scalar(v: Any) -> bool:
         return isinstance(v, (int, float, str)) or v is None
 
-    return {k: v for k, v in metrics.items()
-            if scalar(v) or (isinstance(v, dict) and all(scalar(x) for x in v.values()))}
+    return {
+        k: v for k, v in metrics.items() if scalar(v) or (isinstance(v, dict) and all(scalar(x) for x in v.values()))
+    }
 
 
 class AwaitingJudgements(PrefkitError):
     """The round's pairs are generated; it continues once a labelled file is given."""
 
 
-def run_round(project_dir: str | Path, *, judgements: str | Path | None = None, method: Method | None = None) -> dict[str, Any]:
+def run_round(
+    project_dir: str | Path, *, judgements: str | Path | None = None, method: Method | None = None
+) -> dict[str, Any]:
     """Run (or continue) the current round; returns its record. Raises `AwaitingJudgements`
     after generation when no labelled file has been given yet."""
     project = RoundProject(project_dir)
@@ -523,15 +672,21 @@ def run_round(project_dir: str | Path, *, judgements: str | Path | None = None, 
 def status_text(project_dir: str | Path) -> str:
     """`prefkit round status`: each round's policy, outputs and commands."""
     project = RoundProject(project_dir)
-    lines = [f"project {project.folder} (config {CONFIG_FILE})",
-             f"current policy: {_fmt_policy(project.current_policy())}"]
+    lines = [
+        f"project {project.folder} (config {CONFIG_FILE})",
+        f"current policy: {_fmt_policy(project.current_policy())}",
+    ]
     for r in project.state["rounds"]:
         lines.append(f"round {r['round']} [{r['method']}] {r['status']}  policy: {_fmt_policy(r['policy'])}")
         for name in (*STEPS[:-1], "best_of_k", "policy"):
             step = r["steps"].get(name)
             if step:
                 metrics = step.get("metrics")
-                shown = f"  {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in metrics.items())}" if metrics else ""
+                shown = (
+                    f"  {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in metrics.items())}"
+                    if metrics
+                    else ""
+                )
                 lines.append(f"  {name:<10} {step['output'] or '-'}{shown}")
                 lines.append(f"  {'':<10} $ {step['command']}")
             elif name in STEPS:

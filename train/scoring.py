@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from data.config import setting
 from data.errors import ConfigError
@@ -34,17 +34,22 @@ class RewardSection:
     """Where rewards come from: exactly one of `model` (the reward stage's output) or `function`."""
 
     model: str | None = setting(
-        None, "A reward model folder (the reward stage's: full, or a LoRA adapter with adapter_config.json).")
+        None, "A reward model folder (the reward stage's: full, or a LoRA adapter with adapter_config.json)."
+    )
     function: str | None = setting(None, "A rule instead: package.module:function, called as f(prompts, completions).")
     batch_size: int = setting(16, "Conversations scored per forward pass.")
     max_length: int = setting(
-        512, "Most tokens scored; longer conversations keep their end (the head reads the last token).")
+        512, "Most tokens scored; longer conversations keep their end (the head reads the last token)."
+    )
     safety_model: str | None = setting(
-        None, "Llama 2's second reward model: with it (or safety_function), model/function is the helpfulness "
-        "reward and the two combine as CombinedReward describes.")
+        None,
+        "Llama 2's second reward model: with it (or safety_function), model/function is the helpfulness "
+        "reward and the two combine as CombinedReward describes.",
+    )
     safety_function: str | None = setting(None, "A rule as the safety reward (package.module:function).")
     safety_threshold: float = setting(
-        0.15, "Below this safety reward R_s (the sigmoid of the safety score), R_s is the reward (Llama 2).")
+        0.15, "Below this safety reward R_s (the sigmoid of the safety score), R_s is the reward (Llama 2)."
+    )
     whiten: bool = setting(False, "Whiten the combined logits over each call's batch (mean 0, std 1).")
 
     def __post_init__(self) -> None:
@@ -77,8 +82,9 @@ def import_reward_function(spec: str) -> RewardFn:
 class RewardModelScorer:
     """Scores (prompt, completion) pairs with the reward stage's saved model, as that stage scores."""
 
-    def __init__(self, path: str | Path, *, base_model: str | None = None, batch_size: int = 16,
-                 max_length: int = 512) -> None:
+    def __init__(
+        self, path: str | Path, *, base_model: str | None = None, batch_size: int = 16, max_length: int = 512
+    ) -> None:
         from train.reward import load_trained_reward_model
 
         # on the GPU in bf16 where there is one (the stages' rule), else the CPU in fp32
@@ -90,8 +96,9 @@ class RewardModelScorer:
         from train.reward import score_conversations
 
         conversations = [messages(p, c) for p, c in zip(prompts, completions, strict=True)]
-        return score_conversations(self.model, self.tokenizer, conversations, batch_size=self.batch_size,
-                                   max_length=self.max_length)
+        return score_conversations(
+            self.model, self.tokenizer, conversations, batch_size=self.batch_size, max_length=self.max_length
+        )
 
 
 def _sigmoid(x: float) -> float:
@@ -118,8 +125,9 @@ class CombinedReward:
     `last_choice` holds, per answer of the last call, "safety" or "helpfulness".
     """
 
-    def __init__(self, helpfulness: RewardFn, safety: RewardFn, *, threshold: float = 0.15,
-                 whiten_batch: bool = False) -> None:
+    def __init__(
+        self, helpfulness: RewardFn, safety: RewardFn, *, threshold: float = 0.15, whiten_batch: bool = False
+    ) -> None:
         self.helpfulness, self.safety = helpfulness, safety
         self.threshold = threshold
         self.whiten_batch = whiten_batch
@@ -129,8 +137,9 @@ class CombinedReward:
         helpful = [float(x) for x in self.helpfulness(prompts, completions)]
         safe = [float(x) for x in self.safety(prompts, completions)]
         if not len(helpful) == len(safe) == len(completions):
-            raise ValueError(f"reward functions returned {len(helpful)} and {len(safe)} scores for "
-                             f"{len(completions)} completions")
+            raise ValueError(
+                f"reward functions returned {len(helpful)} and {len(safe)} scores for {len(completions)} completions"
+            )
         combined, self.last_choice = [], []
         for p, h, s in zip(prompts, helpful, safe, strict=True):
             use_safety = p.adversarial or _sigmoid(s) < self.threshold

@@ -58,8 +58,9 @@ class SeededSampling(LogitsProcessor):
     """A `LogitsProcessor`: warp the scores (temperature, top-k, top-p), then add each row's Gumbel
     noise for the position being generated, so that greedy decoding samples."""
 
-    def __init__(self, keys: torch.Tensor, prompt_len: int, *, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0) -> None:
+    def __init__(
+        self, keys: torch.Tensor, prompt_len: int, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+    ) -> None:
         from transformers.generation.logits_process import (
             TemperatureLogitsWarper,
             TopKLogitsWarper,

@@ -90,7 +90,9 @@ class _WhitespaceTokenizer:
         return text.lower().split()
 
 
-def generate_answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int, batch_size: int) -> list[str]:
+def generate_answers(
+    model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int, batch_size: int
+) -> list[str]:
     """Greedy answers to chat prompts (left-padded batches), decoded without special tokens."""
     import torch
 
@@ -100,7 +102,10 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, st
     answers: list[str] = []
     try:
         for i in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts[i : i + batch_size]]
+            texts = [
+                tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                for p in prompts[i : i + batch_size]
+            ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.no_grad():
                 out = model.generate(
@@ -118,7 +123,11 @@ def rouge(model: Any, tokenizer: Any, test_raw: Any, cfg: SftConfig) -> dict[str
     prompts = [m[:-1] for m in rows["messages"]]
     references = [m[-1]["content"] for m in rows["messages"]]
     answers = generate_answers(
-        model, tokenizer, prompts, max_new_tokens=cfg.rouge_max_new_tokens, batch_size=cfg.eval_batch_size or cfg.batch_size
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=cfg.rouge_max_new_tokens,
+        batch_size=cfg.eval_batch_size or cfg.batch_size,
     )
     return rouge_scores(references, answers, tokenizer=cfg.rouge_tokenizer)
 

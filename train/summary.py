@@ -35,7 +35,7 @@ class ThroughputCallback(TrainerCallback):
         self._tokens0 = 0
         self._step0 = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (transformers' signature)
+    def on_train_begin(self, args, state, control, **kwargs):
         import torch
 
         if torch.cuda.is_available():
@@ -44,7 +44,7 @@ class ThroughputCallback(TrainerCallback):
         self._tokens0 = state.num_input_tokens_seen
         self._step0 = state.global_step
 
-    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_train_end(self, args, state, control, **kwargs):
         import torch
 
         self.train_seconds = time.perf_counter() - self._t0

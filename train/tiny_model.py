@@ -17,17 +17,33 @@ ships in `trl/chat_templates/`, nothing downloaded) and that family's special to
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from data.demo import sample_path
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
-_LLAMA3 = (["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>",
-            "<|python_tag|>", "<unk>"], "<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>")
-_QWEN = (["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>", "<unk>"],
-         None, "<|im_end|>", "<|endoftext|>")
+_LLAMA3 = (
+    [
+        "<|begin_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+        "<|finetune_right_pad_id|>",
+        "<|python_tag|>",
+        "<unk>",
+    ],
+    "<|begin_of_text|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+)
+_QWEN = (
+    ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>", "<unk>"],
+    None,
+    "<|im_end|>",
+    "<|endoftext|>",
+)
 _GEMMA = (["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<unk>"], "<bos>", "<end_of_turn>", "<pad>")
 # family -> (TRL template file, special tokens, bos, eos, pad)
 FAMILIES: dict[str, tuple[str, list[str], str | None, str, str]] = {
@@ -46,6 +62,7 @@ def family_template(family: str) -> str:
     import trl
 
     return (Path(trl.__file__).parent / "chat_templates" / f"{FAMILIES[family][0]}.jinja").read_text()
+
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -86,12 +103,14 @@ def _default_texts() -> list[str]:
     return texts + _FALLBACK_TEXTS
 
 
-def build_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 512, max_length: int = 512, family: str | None = None):
+def build_tokenizer(
+    texts: Iterable[str] | None = None, vocab_size: int = 512, max_length: int = 512, family: str | None = None
+):
     """A byte-level BPE fast tokenizer with pad/eos/unk tokens and the chat template above (or `family`'s)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials, bos, eos, pad = (FAMILIES[family][1:] if family else (SPECIAL_TOKENS, "<s>", "<|end|>", "<pad>"))
+    specials, bos, eos, pad = FAMILIES[family][1:] if family else (SPECIAL_TOKENS, "<s>", "<|end|>", "<pad>")
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

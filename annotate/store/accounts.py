@@ -48,7 +48,11 @@ class AccountStore(StoreBase):
             with self._tx(write=True) as conn:
                 conn.execute(
                     insert(U).values(
-                        name=name, token_key=key, token_hash=hashed, is_admin=admin, disabled=False,
+                        name=name,
+                        token_key=key,
+                        token_hash=hashed,
+                        is_admin=admin,
+                        disabled=False,
                         created_at=self.now(),
                     )
                 )
@@ -100,9 +104,16 @@ class AccountStore(StoreBase):
             uid = self._user(conn, name).id
             conn.execute(update(U).where(U.id == uid).values(disabled=True))
             conn.execute(delete(SessionRow).where(SessionRow.user_id == uid))
-            released = conn.execute(
-                update(A).where(A.user_id == uid, A.status == ACTIVE).values(status=EXPIRED).returning(A.pair_row_id)
-            ).scalars().all()
+            released = (
+                conn.execute(
+                    update(A)
+                    .where(A.user_id == uid, A.status == ACTIVE)
+                    .values(status=EXPIRED)
+                    .returning(A.pair_row_id)
+                )
+                .scalars()
+                .all()
+            )
             _release(conn, released)
 
     def start_session(self, user: User | str, ttl: timedelta = SESSION_TTL) -> str:
@@ -122,9 +133,9 @@ class AccountStore(StoreBase):
         """The enabled user signed in with this unexpired session key, or None."""
         with self._tx() as conn:
             row = conn.execute(
-                select(U).join(SessionRow, SessionRow.user_id == U.id).where(
-                    SessionRow.key_hash == auth.session_key_hash(key), SessionRow.expires_at > self.now()
-                )
+                select(U)
+                .join(SessionRow, SessionRow.user_id == U.id)
+                .where(SessionRow.key_hash == auth.session_key_hash(key), SessionRow.expires_at > self.now())
             ).first()
         return None if row is None or row.disabled else _user(row)
 
@@ -174,19 +185,25 @@ class AccountStore(StoreBase):
         out: dict[str, SignInStatus] = {}
         with self._tx() as conn:
             users = conn.execute(select(U.id, U.name).order_by(U.name)).all()
-            day = dict(conn.execute(
-                select(SignInRow.user_id, func.count()).where(
-                    SignInRow.outcome.in_(_SIGN_IN_FAILURES), SignInRow.at > now - timedelta(days=1)
-                ).group_by(SignInRow.user_id)
-            ).all())
-            last = dict(conn.execute(
-                select(SignInRow.user_id, func.max(SignInRow.at)).where(SignInRow.outcome.in_(_SIGN_IN_FAILURES))
-                .group_by(SignInRow.user_id)
-            ).all())
+            day = dict(
+                conn.execute(
+                    select(SignInRow.user_id, func.count())
+                    .where(SignInRow.outcome.in_(_SIGN_IN_FAILURES), SignInRow.at > now - timedelta(days=1))
+                    .group_by(SignInRow.user_id)
+                ).all()
+            )
+            last = dict(
+                conn.execute(
+                    select(SignInRow.user_id, func.max(SignInRow.at))
+                    .where(SignInRow.outcome.in_(_SIGN_IN_FAILURES))
+                    .group_by(SignInRow.user_id)
+                ).all()
+            )
             for uid, name in users:
                 wait, _ = self._sign_in_wait(conn, uid, None, now)
                 out[name] = SignInStatus(
-                    failures_24h=day.get(uid, 0), last_failure=_utc(last[uid]) if uid in last else None,
+                    failures_24h=day.get(uid, 0),
+                    last_failure=_utc(last[uid]) if uid in last else None,
                     locked_until=now + timedelta(seconds=wait) if wait > 0 else None,
                 )
         return out

@@ -10,9 +10,10 @@ import contextlib
 import random
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Self
+from typing import Any, Self
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
@@ -31,7 +32,7 @@ _IDLE_CONNECTIONS = 16
 
 
 def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 class StoreBase:
@@ -166,7 +167,7 @@ def one_line_errors(url: Any) -> Iterator[None]:
     try:
         yield
     except (OperationalError, InterfaceError) as e:
-        shown = (make_url(url) if isinstance(url, str) and "://" in url else url)
+        shown = make_url(url) if isinstance(url, str) and "://" in url else url
         shown = shown.render_as_string(hide_password=True) if hasattr(shown, "render_as_string") else str(shown)
         raise ConfigError(f"cannot use store {shown}: {_one_line(e.orig)}") from None
 

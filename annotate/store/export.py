@@ -1,5 +1,4 @@
-"""Export: a project's aggregated dataset, its judgement table, and how complete its pairs are.
-"""
+"""Export: a project's aggregated dataset, its judgement table, and how complete its pairs are."""
 
 from __future__ import annotations
 
@@ -62,10 +61,25 @@ class ExportStore(ResultStore, PairStore):
             if not judgements:
                 raise DataError(f"project {project!r} has no pair with all its judgements yet (--complete-only)")
         _, report = export_judged(
-            pairs, judgements, Path(out), rule=rule, margin=margin, test_size=test_size, seed=seed, parquet=parquet,
-            jsonl=jsonl, name=name or project,
-            provenance={"source": "prefkit annotate", "project": project, "pairs": len(pairs),
-                        "completeness": completeness}, marker=marker, trl=trl, sets=tuple(sets),
+            pairs,
+            judgements,
+            Path(out),
+            rule=rule,
+            margin=margin,
+            test_size=test_size,
+            seed=seed,
+            parquet=parquet,
+            jsonl=jsonl,
+            name=name or project,
+            provenance={
+                "source": "prefkit annotate",
+                "project": project,
+                "pairs": len(pairs),
+                "completeness": completeness,
+            },
+            marker=marker,
+            trl=trl,
+            sets=tuple(sets),
         )
         report.complete_pairs = completeness["complete_pairs"]
         report.below_overlap_pairs = completeness["below_overlap_pairs"]
@@ -90,8 +104,9 @@ class ExportStore(ResultStore, PairStore):
             ).one()
         return {"complete_pairs": int(row[0]), "below_overlap_pairs": int(row[1]), "complete_only": complete_only}
 
-    def export_judgements(self, project: str, out: str | Path, *, replace: bool = False,
-                          marker: str | None = None) -> int:
+    def export_judgements(
+        self, project: str, out: str | Path, *, replace: bool = False, marker: str | None = None
+    ) -> int:
         """Write the project's judgement table (`pair_id`, `annotator`, `preferred`, `strength`,
         shown order, flags, rationale, seconds, `created_at`; JSONL, JSON or Parquet by the file's
         suffix): what `prefkit data export --judgements` and `prefkit round run --judgements`

@@ -1,5 +1,4 @@
-"""Who may label which project: a project's members (none: open to all), admins everywhere.
-"""
+"""Who may label which project: a project's members (none: open to all), admins everywhere."""
 
 from __future__ import annotations
 
@@ -37,10 +36,16 @@ class MemberStore(ProjectStore, AccountStore):
         def run(conn: Connection) -> None:
             proj, u = self._project(conn, project), self._user(conn, user)
             conn.execute(delete(M).where(M.project_id == proj.id, M.user_id == u.id))
-            held = conn.execute(
-                update(A).where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
-                .values(status=EXPIRED).returning(A.pair_row_id)
-            ).scalars().all()
+            held = (
+                conn.execute(
+                    update(A)
+                    .where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
+                    .values(status=EXPIRED)
+                    .returning(A.pair_row_id)
+                )
+                .scalars()
+                .all()
+            )
             _release(conn, held)
 
         self._retrying(run)
@@ -49,9 +54,11 @@ class MemberStore(ProjectStore, AccountStore):
         """Names of the annotators assigned to `project` (empty: open to all)."""
         with self._tx() as conn:
             pid = self._project(conn, project).id
-            return list(conn.execute(
-                select(U.name).join(M, M.user_id == U.id).where(M.project_id == pid).order_by(U.name)
-            ).scalars())
+            return list(
+                conn.execute(
+                    select(U.name).join(M, M.user_id == U.id).where(M.project_id == pid).order_by(U.name)
+                ).scalars()
+            )
 
     def projects_for(self, user: User | str) -> list[Project]:
         """The projects `user` may label: every one for an admin; otherwise the open ones and
@@ -60,8 +67,10 @@ class MemberStore(ProjectStore, AccountStore):
             u = self._user(conn, user)
             q = select(ProjectRow).order_by(ProjectRow.name)
             if not u.is_admin:
-                q = q.where(or_(
-                    ~exists().where(M.project_id == ProjectRow.id),
-                    exists().where(M.project_id == ProjectRow.id, M.user_id == u.id),
-                ))
+                q = q.where(
+                    or_(
+                        ~exists().where(M.project_id == ProjectRow.id),
+                        exists().where(M.project_id == ProjectRow.id, M.user_id == u.id),
+                    )
+                )
             return [_project(r) for r in conn.execute(q).all()]

@@ -85,14 +85,20 @@ class MyWorkStore(ProjectStore, AccountStore):
             midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
             mine = (J.user_id == u.id, J.project_id == proj.id)
             total = conn.execute(select(func.count()).select_from(J).where(*mine)).scalar_one()
-            today = conn.execute(select(func.count()).select_from(J).where(*mine, J.created_at >= midnight)).scalar_one()
+            today = conn.execute(
+                select(func.count()).select_from(J).where(*mine, J.created_at >= midnight)
+            ).scalar_one()
             # Two cheap counts instead of one with a subquery per pair (100,000 pairs: ~0.8 s):
             # open pairs, less the open pairs this user already holds, judged, skipped or reported.
             is_open = (P.project_id == proj.id, P.complete == false(), P.done + P.held < P.required)
             n_open = conn.execute(select(func.count()).select_from(P).where(*is_open)).scalar_one()
             n_mine = conn.execute(  # driven from the user's assignments, not from all pairs
-                select(func.count()).select_from(A).where(
-                    A.user_id == u.id, A.project_id == proj.id, A.status != EXPIRED,
+                select(func.count())
+                .select_from(A)
+                .where(
+                    A.user_id == u.id,
+                    A.project_id == proj.id,
+                    A.status != EXPIRED,
                     exists().where(P.id == A.pair_row_id, *is_open[1:]),
                 )
             ).scalar_one()

@@ -6,7 +6,8 @@ them back.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
@@ -49,8 +50,13 @@ class PairStore(ProjectStore):
         try:
             with self._tx(write=True) as conn:
                 proj = self._ensure_project(
-                    conn, name, guidelines=guidelines, overlap=overlap, calibration=calibration,
-                    calibration_overlap=calibration_overlap, seed=seed,
+                    conn,
+                    name,
+                    guidelines=guidelines,
+                    overlap=overlap,
+                    calibration=calibration,
+                    calibration_overlap=calibration_overlap,
+                    seed=seed,
                 )
                 if safety_labels:
                     self._set_safety_labels(conn, self._project(conn, name), True)
@@ -79,9 +85,16 @@ class PairStore(ProjectStore):
             position = _hash_int("position", proj.seed, pair.pair_id) - (2**56 if cal else 0)
             batch.append(
                 dict(
-                    project_id=proj.id, pair_id=pair.pair_id, data=pair.to_row(), position=position,
-                    is_calibration=cal, required=proj.calibration_overlap if cal else proj.overlap,
-                    done=0, held=0, complete=False, created_at=now,
+                    project_id=proj.id,
+                    pair_id=pair.pair_id,
+                    data=pair.to_row(),
+                    position=position,
+                    is_calibration=cal,
+                    required=proj.calibration_overlap if cal else proj.overlap,
+                    done=0,
+                    held=0,
+                    complete=False,
+                    created_at=now,
                 )
             )
             if len(batch) >= _IMPORT_CHUNK:

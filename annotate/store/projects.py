@@ -59,8 +59,13 @@ class ProjectStore(StoreBase):
 
         def run(conn: Connection) -> Project:
             return self._ensure_project(
-                conn, name, guidelines=guidelines, overlap=overlap, calibration=calibration,
-                calibration_overlap=calibration_overlap, seed=seed,
+                conn,
+                name,
+                guidelines=guidelines,
+                overlap=overlap,
+                calibration=calibration,
+                calibration_overlap=calibration_overlap,
+                seed=seed,
             )
 
         return self._retrying(run)  # a concurrent creator's insert wins; the retry finds its project
@@ -83,8 +88,12 @@ class ProjectStore(StoreBase):
             conn.execute(
                 insert(ProjectRow).values(
                     **self._new_project_values(
-                        name, guidelines or "", 2 if overlap is None else overlap,
-                        0.0 if calibration is None else calibration, calibration_overlap, seed,
+                        name,
+                        guidelines or "",
+                        2 if overlap is None else overlap,
+                        0.0 if calibration is None else calibration,
+                        calibration_overlap,
+                        seed,
                     )
                 )
             )
@@ -115,8 +124,13 @@ class ProjectStore(StoreBase):
         if cal_overlap < overlap:
             raise ConfigError(f"calibration_overlap ({cal_overlap}) must be at least overlap ({overlap})")
         return dict(
-            name=name, guidelines=guidelines, overlap=overlap, calibration=calibration,
-            calibration_overlap=cal_overlap, seed=seed, created_at=self.now(),
+            name=name,
+            guidelines=guidelines,
+            overlap=overlap,
+            calibration=calibration,
+            calibration_overlap=cal_overlap,
+            seed=seed,
+            created_at=self.now(),
         )
 
     def get_project(self, name: str) -> Project:
@@ -147,8 +161,11 @@ class ProjectStore(StoreBase):
             conn.execute(update(ProjectRow).where(ProjectRow.id == pid).values(guidelines=markdown))
 
     def _project(self, conn: Connection, name: str) -> Project:
-        row = None if "\x00" in name else conn.execute(
-            select(ProjectRow, _SAFETY_LABELS).where(ProjectRow.name == name)).first()
+        row = (
+            None
+            if "\x00" in name
+            else conn.execute(select(ProjectRow, _SAFETY_LABELS).where(ProjectRow.name == name)).first()
+        )
         if row is None:
             raise ConfigError(f"no project named {name!r} in this store")
         return _project(row)

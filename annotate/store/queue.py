@@ -190,15 +190,28 @@ class QueueStore(MemberStore):
             row = _judgement_values(judgement, pair, (a.shown_left, a.shown_right))
             conn.execute(
                 _INSERT_JUDGEMENT,
-                {"pair_row_id": a.pair_row_id, "user_id": a.user_id, "project_id": a.project_id, "assignment_id": a.id,
-                 "created_at": now, "updated_at": now, **row},
+                {
+                    "pair_row_id": a.pair_row_id,
+                    "user_id": a.user_id,
+                    "project_id": a.project_id,
+                    "assignment_id": a.id,
+                    "created_at": now,
+                    "updated_at": now,
+                    **row,
+                },
             )
             conn.execute(_SUBMITTED, {"aid": a.id, "now": now})
             conn.execute(_DONE, {"prid": a.pair_row_id, "release": 1 if a.status == ACTIVE else 0})
             return Judgement(
-                pair_id=pair.pair_id, annotator=name, preferred=row["preferred"], strength=judgement.strength,
-                shown_order=(a.shown_left, a.shown_right), unsafe=tuple(row["unsafe"]), rationale=row["rationale"],
-                seconds=row["seconds"], created_at=now,
+                pair_id=pair.pair_id,
+                annotator=name,
+                preferred=row["preferred"],
+                strength=judgement.strength,
+                shown_order=(a.shown_left, a.shown_right),
+                unsafe=tuple(row["unsafe"]),
+                rationale=row["rationale"],
+                seconds=row["seconds"],
+                created_at=now,
             )
 
         return self._retrying(run)
@@ -222,9 +235,7 @@ class QueueStore(MemberStore):
             a = self._own_assignment(conn, assignment_id, name)
             if a.status not in (ACTIVE, EXPIRED):
                 return  # already submitted/skipped/reported: a repeated click changes nothing
-            conn.execute(
-                update(A).where(A.id == a.id).values(status=status, finished_at=self.now(), reason=reason)
-            )
+            conn.execute(update(A).where(A.id == a.id).values(status=status, finished_at=self.now(), reason=reason))
             if a.status == ACTIVE:
                 _release(conn, [a.pair_row_id])
 
@@ -248,7 +259,9 @@ class QueueStore(MemberStore):
                 select(A.id, A.status, A.pair_row_id, P.done, P.held, P.required, P.pair_id)
                 .join(P, P.id == A.pair_row_id)
                 .where(
-                    A.user_id == u.id, A.project_id == proj.id, A.status.in_([SUBMITTED, SKIPPED, REPORTED]),
+                    A.user_id == u.id,
+                    A.project_id == proj.id,
+                    A.status.in_([SUBMITTED, SKIPPED, REPORTED]),
                     A.finished_at >= now - timedelta(seconds=lease_seconds),
                 )
                 .order_by(A.finished_at.desc(), A.id.desc())
@@ -259,7 +272,8 @@ class QueueStore(MemberStore):
             if last.status == SUBMITTED:
                 conn.execute(delete(J).where(J.assignment_id == last.id))
                 conn.execute(  # one judgement fewer, one lease more: done + held is unchanged
-                    update(P).where(P.id == last.pair_row_id)
+                    update(P)
+                    .where(P.id == last.pair_row_id)
                     .values(done=P.done - 1, held=P.held + 1, complete=P.done - 1 >= P.required)
                 )
             else:
@@ -271,8 +285,10 @@ class QueueStore(MemberStore):
                     )
                 conn.execute(_HOLD, {"prid": last.pair_row_id})
             held = conn.execute(
-                update(A).where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
-                .values(status=EXPIRED).returning(A.pair_row_id)
+                update(A)
+                .where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
+                .values(status=EXPIRED)
+                .returning(A.pair_row_id)
             ).all()
             _release(conn, [h.pair_row_id for h in held])
             positions = conn.execute(select(P.position).where(P.id.in_([h.pair_row_id for h in held]))).scalars().all()
@@ -280,9 +296,14 @@ class QueueStore(MemberStore):
                 key = (proj.id, u.id)
                 self._cursor[key] = min([self._cursor.get(key, min(positions))] + [p - 1 for p in positions])
             conn.execute(
-                update(A).where(A.id == last.id).values(
-                    status=ACTIVE, claimed_at=now, expires_at=now + timedelta(seconds=lease_seconds),
-                    finished_at=None, reason=None,
+                update(A)
+                .where(A.id == last.id)
+                .values(
+                    status=ACTIVE,
+                    claimed_at=now,
+                    expires_at=now + timedelta(seconds=lease_seconds),
+                    finished_at=None,
+                    reason=None,
                 )
             )
             return {SUBMITTED: "judgement", SKIPPED: "skip", REPORTED: "report"}[last.status]

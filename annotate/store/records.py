@@ -79,8 +79,14 @@ def _no_nul(value: str | None, field: str, error: type[DataError] | type[ConfigE
 
 def _project(r: Any) -> Project:
     return Project(
-        id=r.id, name=r.name, guidelines=r.guidelines, overlap=r.overlap, calibration=r.calibration,
-        calibration_overlap=r.calibration_overlap, seed=r.seed, created_at=r.created_at,
+        id=r.id,
+        name=r.name,
+        guidelines=r.guidelines,
+        overlap=r.overlap,
+        calibration=r.calibration,
+        calibration_overlap=r.calibration_overlap,
+        seed=r.seed,
+        created_at=r.created_at,
         safety_labels=bool(getattr(r, "safety_labels", False)),
     )
 
@@ -91,8 +97,14 @@ def _user(r: Any) -> User:
 
 def _assignment(r: Any, project: str, user: str, expires: datetime) -> Assignment:
     return Assignment(
-        id=r.id, project=project, user=user, pair=Pair.from_row(r.data), shown_order=(r.shown_left, r.shown_right),
-        claimed_at=r.claimed_at, expires_at=expires, is_calibration=bool(r.is_calibration),
+        id=r.id,
+        project=project,
+        user=user,
+        pair=Pair.from_row(r.data),
+        shown_order=(r.shown_left, r.shown_right),
+        claimed_at=r.claimed_at,
+        expires_at=expires,
+        is_calibration=bool(r.is_calibration),
     )
 
 
@@ -109,14 +121,26 @@ def _check_judgement(j: Judgement, pair: Pair) -> None:
 def _judgement_values(j: Judgement, pair: Pair, shown: tuple[str, str]) -> dict[str, Any]:
     _no_nul(j.rationale, "rationale")
     return dict(
-        preferred=j.preferred, strength=j.strength.value, score=j.signed_score(pair), shown_left=shown[0],
-        shown_right=shown[1], unsafe=list(j.unsafe), rationale=j.rationale, seconds=j.seconds,
+        preferred=j.preferred,
+        strength=j.strength.value,
+        score=j.signed_score(pair),
+        shown_left=shown[0],
+        shown_right=shown[1],
+        unsafe=list(j.unsafe),
+        rationale=j.rationale,
+        seconds=j.seconds,
     )
 
 
 def _judgement(r: Any, pair_id: str, annotator: str) -> Judgement:
     return Judgement(
-        pair_id=pair_id, annotator=annotator, preferred=r.preferred, strength=Strength(r.strength),
-        shown_order=(r.shown_left, r.shown_right), unsafe=tuple(r.unsafe or ()), rationale=r.rationale,
-        seconds=r.seconds, created_at=r.created_at,
+        pair_id=pair_id,
+        annotator=annotator,
+        preferred=r.preferred,
+        strength=Strength(r.strength),
+        shown_order=(r.shown_left, r.shown_right),
+        unsafe=tuple(r.unsafe or ()),
+        rationale=r.rationale,
+        seconds=r.seconds,
+        created_at=r.created_at,
     )

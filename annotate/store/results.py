@@ -1,5 +1,4 @@
-"""Results for admins: a project's judgements, its dashboard figures and every project's summary.
-"""
+"""Results for admins: a project's judgements, its dashboard figures and every project's summary."""
 
 from __future__ import annotations
 
@@ -47,8 +46,15 @@ class ResultStore(ProjectStore):
             ).one()
             judgements = conn.execute(
                 select(
-                    U.name.label("annotator"), P.pair_id, J.score, J.strength, J.preferred, J.shown_left,
-                    J.shown_right, J.seconds, J.created_at,
+                    U.name.label("annotator"),
+                    P.pair_id,
+                    J.score,
+                    J.strength,
+                    J.preferred,
+                    J.shown_left,
+                    J.shown_right,
+                    J.seconds,
+                    J.created_at,
                 )
                 .join(U, U.id == J.user_id)
                 .join(P, P.id == J.pair_row_id)
@@ -61,8 +67,12 @@ class ResultStore(ProjectStore):
                 .where(A.project_id == proj.id, A.status.in_([SKIPPED, REPORTED]))
             ).all()
         return build_dashboard(
-            n_pairs=pair_stats[0], needed=pair_stats[1], complete=pair_stats[2],
-            judgements=[r._asdict() for r in judgements], finished=[r._asdict() for r in finished], now=self.now(),
+            n_pairs=pair_stats[0],
+            needed=pair_stats[1],
+            complete=pair_stats[2],
+            judgements=[r._asdict() for r in judgements],
+            finished=[r._asdict() for r in finished],
+            now=self.now(),
         )
 
     def project_summaries(self) -> dict[str, dict[str, int]]:
@@ -72,27 +82,36 @@ class ResultStore(ProjectStore):
         with self._tx() as conn:
             projects = conn.execute(select(ProjectRow.id, ProjectRow.name).order_by(ProjectRow.name)).all()
             pairs = {
-                r.project_id: r for r in conn.execute(
+                r.project_id: r
+                for r in conn.execute(
                     select(
-                        P.project_id, func.count().label("pairs"), func.sum(P.required).label("needed"),
+                        P.project_id,
+                        func.count().label("pairs"),
+                        func.sum(P.required).label("needed"),
                         func.count().filter(P.complete == true()).label("complete"),
                     ).group_by(P.project_id)
                 )
             }
             judged = {
-                r.project_id: r for r in conn.execute(
+                r.project_id: r
+                for r in conn.execute(
                     select(
-                        J.project_id, func.count().label("judgements"),
+                        J.project_id,
+                        func.count().label("judgements"),
                         func.count(J.user_id.distinct()).label("annotators"),
                     ).group_by(J.project_id)
                 )
             }
             finished = {
-                r.project_id: r for r in conn.execute(
+                r.project_id: r
+                for r in conn.execute(
                     select(
-                        A.project_id, func.count().filter(A.status == SKIPPED).label("skipped"),
+                        A.project_id,
+                        func.count().filter(A.status == SKIPPED).label("skipped"),
                         func.count().filter(A.status == REPORTED).label("reported"),
-                    ).where(A.status.in_([SKIPPED, REPORTED])).group_by(A.project_id)
+                    )
+                    .where(A.status.in_([SKIPPED, REPORTED]))
+                    .group_by(A.project_id)
                 )
             }
         out: dict[str, dict[str, int]] = {}

@@ -5,8 +5,9 @@ them on SQLite, and these run on every claim and submit. `_release` gives held s
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, false, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
@@ -33,8 +34,10 @@ _REAP_EVERY = timedelta(seconds=1)
 _BEFORE_ALL = -(2**56) - 1  # below every queue position (calibration pairs sit in [-2^56, 0))
 _USER = select(U.id, U.name, U.is_admin, U.disabled).where(U.name == _b("name"))
 _REAP = (
-    update(A).where(A.project_id == _b("pid"), A.status == ACTIVE, A.expires_at <= _b("now"))
-    .values(status=EXPIRED).returning(A.pair_row_id)
+    update(A)
+    .where(A.project_id == _b("pid"), A.status == ACTIVE, A.expires_at <= _b("now"))
+    .values(status=EXPIRED)
+    .returning(A.pair_row_id)
 )
 _HELD = (
     select(A.id, A.shown_left, A.shown_right, A.claimed_at, P.data, P.is_calibration)
@@ -46,13 +49,21 @@ _HELD = (
 _RENEW = update(A).where(A.id == _b("aid")).values(expires_at=_b("expires"))
 _PICK = (
     select(
-        P.id, P.pair_id, P.data, P.is_calibration, P.position,
-        select(A.id).where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
-        .scalar_subquery().label("expired_id"),
+        P.id,
+        P.pair_id,
+        P.data,
+        P.is_calibration,
+        P.position,
+        select(A.id)
+        .where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
+        .scalar_subquery()
+        .label("expired_id"),
     )
     .where(
         exists().where(U.id == _b("uid"), U.disabled == false()),
-        P.project_id == _b("pid"), P.complete == false(), P.position > _b("after"),
+        P.project_id == _b("pid"),
+        P.complete == false(),
+        P.position > _b("after"),
         P.done + P.held < P.required,
         ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
     )
@@ -63,17 +74,26 @@ _PICK = (
 _SKIPPER = AssignmentRow.__table__.alias("skipper")
 _PICK_SKIPPED = (
     select(
-        P.id, P.pair_id, P.data, P.is_calibration, P.position,
-        select(A.id).where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
-        .scalar_subquery().label("expired_id"),
+        P.id,
+        P.pair_id,
+        P.data,
+        P.is_calibration,
+        P.position,
+        select(A.id)
+        .where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
+        .scalar_subquery()
+        .label("expired_id"),
         literal(True).label("returned"),
     )
     .select_from(_SKIPPER)
     .join(P, P.id == _SKIPPER.c.pair_row_id)
     .where(
-        _SKIPPER.c.status == SKIPPED, _SKIPPER.c.project_id == _b("pid"), _SKIPPER.c.user_id != _b("uid"),
+        _SKIPPER.c.status == SKIPPED,
+        _SKIPPER.c.project_id == _b("pid"),
+        _SKIPPER.c.user_id != _b("uid"),
         exists().where(U.id == _b("uid"), U.disabled == false()),
-        P.complete == false(), P.done + P.held < P.required,
+        P.complete == false(),
+        P.done + P.held < P.required,
         ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
     )
     .order_by(P.position)
@@ -93,8 +113,13 @@ _PICK_PG_WAIT = _PICK.with_for_update(of=P)
 _ANY_OPEN = _PICK.with_only_columns(P.id)  # the same test, unlocked, in a fresh snapshot
 _LOCK_USER = select(U.id).where(U.id == _b("uid")).with_for_update(key_share=True)  # FOR NO KEY UPDATE
 _LEASE: dict[str, Any] = dict(
-    shown_left=_b("left"), shown_right=_b("right"), status=ACTIVE, claimed_at=_b("now"), expires_at=_b("expires"),
-    finished_at=None, reason=None,
+    shown_left=_b("left"),
+    shown_right=_b("right"),
+    status=ACTIVE,
+    claimed_at=_b("now"),
+    expires_at=_b("expires"),
+    finished_at=None,
+    reason=None,
 )
 _REUSE = update(A).where(A.id == _b("aid")).values(**_LEASE)
 _NEW = insert(A).values(pair_row_id=_b("prid"), user_id=_b("uid"), project_id=_b("pid"), **_LEASE).returning(A.id)
@@ -102,8 +127,17 @@ _HOLD = update(P).where(P.id == _b("prid")).values(held=P.held + 1)
 _RELEASE = update(P).where(P.id == _b("prid")).values(held=P.held - _b("n"))
 _OWN = (
     select(
-        A.id, A.user_id, A.status, A.pair_row_id, A.project_id, A.shown_left, A.shown_right, P.data,
-        U.name.label("user_name"), U.disabled, J.id.label("judgement_id"),
+        A.id,
+        A.user_id,
+        A.status,
+        A.pair_row_id,
+        A.project_id,
+        A.shown_left,
+        A.shown_right,
+        P.data,
+        U.name.label("user_name"),
+        U.disabled,
+        J.id.label("judgement_id"),
     )
     .join(P, P.id == A.pair_row_id)
     .join(U, U.id == A.user_id)
@@ -115,7 +149,8 @@ _JUDGEMENT = select(J).where(J.id == _b("jid"))
 _INSERT_JUDGEMENT = insert(J)
 _SUBMITTED = update(A).where(A.id == _b("aid")).values(status=SUBMITTED, finished_at=_b("now"))
 _DONE = (
-    update(P).where(P.id == _b("prid"))
+    update(P)
+    .where(P.id == _b("prid"))
     .values(done=P.done + 1, held=P.held - _b("release"), complete=P.done + 1 >= P.required)
 )
 

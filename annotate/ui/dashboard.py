@@ -198,8 +198,10 @@ def render(user: User, project: str) -> None:
                 key="export-zip",
             )
     st.button(
-        "Prepare the judgement table (for prefkit round run --judgements)", key="export-judgements",
-        on_click=_export_judgements, args=(project,),
+        "Prepare the judgement table (for prefkit round run --judgements)",
+        key="export-judgements",
+        on_click=_export_judgements,
+        args=(project,),
     )
     table = st.session_state.get("judgements-result")
     if table and table[0] == project:
@@ -208,8 +210,11 @@ def render(user: User, project: str) -> None:
             st.error(escape_text(str(n)))
         else:
             st.download_button(
-                f"Download {n:,} judgements (.jsonl)", data, file_name=f"{_file_name(project)}-judgements.jsonl",
-                mime="application/jsonl", key="judgements-jsonl",
+                f"Download {n:,} judgements (.jsonl)",
+                data,
+                file_name=f"{_file_name(project)}-judgements.jsonl",
+                mime="application/jsonl",
+                key="judgements-jsonl",
             )
 
 

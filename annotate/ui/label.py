@@ -95,16 +95,16 @@ def _safety_flags(judgement: Judgement, assignment: Assignment, label: str | Non
     """The unsafe flags that give the pair's safety label `label` (a `SAFETY_LABELS` key) for this
     judgement; refused (nothing recorded) when no label is chosen or it does not fit the choice."""
     if label not in SAFETY_LABELS:
-        raise PrefkitError("This project asks for the pair's safety label: choose one above the choices first "
-                           "(nothing was recorded).")
+        raise PrefkitError(
+            "This project asks for the pair's safety label: choose one above the choices first (nothing was recorded)."
+        )
     both = tuple(assignment.shown_order)
     if label == SafetyBin.BOTH_SAFE.value:
         return ()
     if label == SafetyBin.BOTH_UNSAFE.value:
         return both
     if judgement.preferred is None:
-        raise PrefkitError(f"'{SAFETY_LABELS[label]}' needs a preferred response, not unsure "
-                           "(nothing was recorded).")
+        raise PrefkitError(f"'{SAFETY_LABELS[label]}' needs a preferred response, not unsure (nothing was recorded).")
     return tuple(rid for rid in both if rid != judgement.preferred)
 
 
@@ -123,8 +123,7 @@ def _submit(user: User, assignment: Assignment, point: int, safety_labels: bool 
         seconds=(utcnow() - assignment.claimed_at).total_seconds(),
     )
     if safety_labels:
-        judgement = dataclasses.replace(
-            judgement, unsafe=_safety_flags(judgement, assignment, state.get("safety")))
+        judgement = dataclasses.replace(judgement, unsafe=_safety_flags(judgement, assignment, state.get("safety")))
     session.store().submit(assignment.id, user, judgement)
 
 
@@ -144,7 +143,8 @@ def _report(user: User, assignment: Assignment) -> None:
 def _undo(user: User, project: str) -> None:
     undone = session.store().undo_last(project, user, LEASE_SECONDS)
     st.session_state["label-note"] = (
-        f"Undone: your last {undone}. The pair is back on screen." if undone
+        f"Undone: your last {undone}. The pair is back on screen."
+        if undone
         else "Nothing to undo (only your actions of the last 30 minutes in this project)."
     )
 
@@ -215,12 +215,21 @@ def _choice_row(user: User, project: str, assignment: Assignment | None, safety_
                 )
         undo, skip, reason, report = st.columns([1, 1, 2, 1.3], vertical_alignment="bottom", gap="small")
         undo.button(
-            "Undo last", key="undo", on_click=_undo, args=(user, project), shortcut=UNDO_KEY, width="stretch",
+            "Undo last",
+            key="undo",
+            on_click=_undo,
+            args=(user, project),
+            shortcut=UNDO_KEY,
+            width="stretch",
             icon=":material/undo:",
         )
         if assignment is not None:
             skip.button(
-                "Skip", key=f"skip-{assignment.id}", on_click=_skip, args=(user, assignment), shortcut=SKIP_KEY,
+                "Skip",
+                key=f"skip-{assignment.id}",
+                on_click=_skip,
+                args=(user, assignment),
+                shortcut=SKIP_KEY,
                 width="stretch",
             )
             reason.selectbox("Problem", REPORT_REASONS, key="reason", label_visibility="collapsed")
@@ -272,8 +281,12 @@ def render(user: User, project: str) -> None:
                     st.checkbox(f"{side} is unsafe or harmful", key=f"unsafe{side}")
     if safety_labels:
         st.radio(
-            "Safety of the pair (required)", list(SAFETY_LABELS), format_func=SAFETY_LABELS.__getitem__,
-            index=None, key="safety", horizontal=True,
+            "Safety of the pair (required)",
+            list(SAFETY_LABELS),
+            format_func=SAFETY_LABELS.__getitem__,
+            index=None,
+            key="safety",
+            horizontal=True,
             help="Llama 2's safety label: required on this project before a choice is recorded.",
         )
     st.text_area("Rationale (optional)", key="rationale", height=68)

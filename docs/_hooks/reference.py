@@ -88,7 +88,7 @@ def _param_type(p) -> str:
     for attr in ("display_type", "bare_type"):
         try:
             value = getattr(p, attr)()
-        except Exception:  # noqa: BLE001 - best effort across versions
+        except Exception:
             continue
         if value:
             return str(value)
@@ -112,8 +112,10 @@ def _command_md(cmd, ctx, depth: int) -> list[str]:
     if args:
         out += ["| argument | required | help |", "| --- | --- | --- |"]
         for p in args:
-            out.append(f"| `{(p.metavar or p.name).upper()}` | {'yes' if p.required else 'no'} | "
-                       f"{_cell(getattr(p, 'help', '') or '')} |")
+            out.append(
+                f"| `{(p.metavar or p.name).upper()}` | {'yes' if p.required else 'no'} | "
+                f"{_cell(getattr(p, 'help', '') or '')} |"
+            )
         out.append("")
     if opts:
         out += ["| option | type | default | help |", "| --- | --- | --- | --- |"]
@@ -179,8 +181,10 @@ def _config_modules() -> list[str]:
                     tree = ast.parse(path.read_text(encoding="utf-8"))
                 except SyntaxError:
                     continue
-                is_config = any(isinstance(n, ast.ClassDef) and re.search(r"(Config|Section)$", n.name) and _is_dataclass_node(n)
-                                for n in tree.body)
+                is_config = any(
+                    isinstance(n, ast.ClassDef) and re.search(r"(Config|Section)$", n.name) and _is_dataclass_node(n)
+                    for n in tree.body
+                )
             if is_config:
                 found.append(name)
     return found
@@ -219,8 +223,11 @@ def _source_docs(cls: type) -> dict[str, str]:
             continue
         name = node.target.id
         nxt = body[i + 1] if i + 1 < len(body) else None
-        if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) \
-                and isinstance(nxt.value.value, str):
+        if (
+            isinstance(nxt, ast.Expr)
+            and isinstance(getattr(nxt, "value", None), ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             docs[name] = inspect.cleandoc(nxt.value.value)
             continue
         # a comment on the field's own line(s); a comment block above a field is often a section
@@ -241,7 +248,7 @@ def _docstring_params(doc: str) -> tuple[str, dict[str, str]]:
     match = _SECTION.search(doc)
     if not match:
         return doc, {}
-    prose, rest = doc[: match.start()].strip(), doc[match.end():]
+    prose, rest = doc[: match.start()].strip(), doc[match.end() :]
     params: dict[str, list[str]] = {}
     current = None
     indent = None
@@ -278,7 +285,7 @@ def _field_default(f: dataclasses.Field) -> str:
         factory = f.default_factory  # type: ignore[misc]
         try:
             value = factory()
-        except Exception:  # noqa: BLE001 - show the factory when it cannot run here
+        except Exception:
             return f"`{getattr(factory, '__name__', factory)}()`"
         if dataclasses.is_dataclass(value):
             return f"a `{type(value).__name__}` section (its own table)"
@@ -296,7 +303,7 @@ def _annotated_doc(cls: type, name: str) -> str:
     """`x: Annotated[int, "help"]` (or a `Doc("help")`-like object with a `.documentation`)."""
     try:
         hint = typing.get_type_hints(cls, include_extras=True).get(name)
-    except Exception:  # noqa: BLE001 - unresolvable forward references
+    except Exception:
         return ""
     for extra in getattr(hint, "__metadata__", ()):
         if isinstance(extra, str):
@@ -315,7 +322,7 @@ def _field_help(f: dataclasses.Field, cls: type, param_docs: dict[str, dict[str,
     if annotated:
         return annotated
     for klass in cls.__mro__:  # the class that declares the field first
-        if f.name in klass.__dict__.get("__annotations__", {}):
+        if f.name in inspect.get_annotations(klass):
             docs = param_docs.setdefault(klass.__qualname__, {})
             if not docs:
                 docs.update(_docstring_params(klass.__doc__ or "")[1])
@@ -330,8 +337,12 @@ def _config_classes(module, whole: bool) -> list[type]:
     `...Section` classes and the dataclasses their fields hold (a list of `MixSet`, say)."""
     classes: list[type] = []
     for _, obj in vars(module).items():
-        if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__ \
-                and obj not in classes:
+        if (
+            inspect.isclass(obj)
+            and dataclasses.is_dataclass(obj)
+            and obj.__module__ == module.__name__
+            and obj not in classes
+        ):
             classes.append(obj)
     if not whole:
         keep = [c for c in classes if re.search(r"(Config|Section)$", c.__name__)]
@@ -353,8 +364,14 @@ def _ast_classes(name: str) -> list[str]:
     out = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and _is_dataclass_node(node):
-            out += [f"### `{node.name}`", "", inspect.cleandoc(ast.get_docstring(node) or ""), "",
-                    "| field | type | default |", "| --- | --- | --- |"]
+            out += [
+                f"### `{node.name}`",
+                "",
+                inspect.cleandoc(ast.get_docstring(node) or ""),
+                "",
+                "| field | type | default |",
+                "| --- | --- | --- |",
+            ]
             for item in node.body:
                 if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
                     default = ast.unparse(item.value) if item.value is not None else "required"
@@ -378,10 +395,15 @@ def config_page() -> str:
     for name in _config_modules():
         try:
             module = importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - an optional dependency missing here
+        except Exception as e:
             body = _ast_classes(name)
             if body:
-                lines += [f"## `{name}`", "", f"(read from the source: importing it failed here: {type(e).__name__})", ""]
+                lines += [
+                    f"## `{name}`",
+                    "",
+                    f"(read from the source: importing it failed here: {type(e).__name__})",
+                    "",
+                ]
                 lines += body
             continue
         classes = _config_classes(module, whole=name.split(".")[-1] == "config" or ".config." in name)
@@ -403,7 +425,7 @@ def config_page() -> str:
                 lines += [prose, ""]
             try:
                 hints = typing.get_type_hints(cls)
-            except Exception:  # noqa: BLE001 - forward references that do not resolve here
+            except Exception:
                 hints = {}
             fields = [f for f in dataclasses.fields(cls) if f.init or f.repr]
             if not fields:
@@ -411,8 +433,10 @@ def config_page() -> str:
             lines += ["| field | type | default | help |", "| --- | --- | --- | --- |"]
             for f in fields:
                 kind = _type_name(hints.get(f.name, f.type))
-                lines.append(f"| `{f.name}` | `{_cell(kind)}` | {_cell(_field_default(f))} | "
-                             f"{_cell(_field_help(f, cls, param_docs))} |")
+                lines.append(
+                    f"| `{f.name}` | `{_cell(kind)}` | {_cell(_field_default(f))} | "
+                    f"{_cell(_field_help(f, cls, param_docs))} |"
+                )
             lines.append("")
     return "\n".join(lines) + "\n"
 

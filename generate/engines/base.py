@@ -7,8 +7,9 @@ applied, see `generate.chat`); engines tokenize it without adding special tokens
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from data.errors import RunFailed
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence, cast
+from typing import Any, cast
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -22,6 +23,7 @@ from data.errors import ConfigError
 from data.hub import check_model_source
 from generate.config import Dtype
 from generate.engines.base import Completion, Engine, ProgressFn, Request, Result, free_accelerator_memory
+
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -59,14 +61,14 @@ class RowSampler(LogitsProcessor):
     Rows with temperature 0 keep their scores (greedy).
     """
 
-    def __init__(self, temperatures: Sequence[float], top_ps: Sequence[float], seeds: Sequence[int | None], device: torch.device):
+    def __init__(
+        self, temperatures: Sequence[float], top_ps: Sequence[float], seeds: Sequence[int | None], device: torch.device
+    ):
         self.device = device
         self.temperature = torch.tensor(temperatures, dtype=torch.float32, device=device)
         self.top_p = torch.tensor(top_ps, dtype=torch.float32, device=device)
         self.greedy = self.temperature == 0
-        self.generators = [
-            torch.Generator(device=device).manual_seed(s) if s is not None else None for s in seeds
-        ]
+        self.generators = [torch.Generator(device=device).manual_seed(s) if s is not None else None for s in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         greedy = scores.float()
@@ -79,9 +81,9 @@ class RowSampler(LogitsProcessor):
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
         vocab = logits.shape[1]
-        uniform = torch.stack(
-            [torch.rand(vocab, generator=g, device=self.device) for g in self.generators]
-        ).clamp_(torch.finfo(torch.float32).tiny, 1.0 - 1e-7)
+        uniform = torch.stack([torch.rand(vocab, generator=g, device=self.device) for g in self.generators]).clamp_(
+            torch.finfo(torch.float32).tiny, 1.0 - 1e-7
+        )
         gumbel = -torch.log(-torch.log(uniform))
         # transformers' LogitsProcessor says torch.FloatTensor (the legacy name) for any float tensor
         return cast(torch.FloatTensor, torch.where(self.greedy.unsqueeze(1), greedy, logits + gumbel))
@@ -198,23 +200,27 @@ class HFEngine(Engine):
                 done[(w.request, w.sample)] = c
             if progress is not None:
                 progress(len(batch), sum(c.n_tokens for c in completions))
-        return [
-            Result(request=r, completions=tuple(done[(i, s)] for s in range(r.n))) for i, r in enumerate(requests)
-        ]
+        return [Result(request=r, completions=tuple(done[(i, s)] for s in range(r.n))) for i, r in enumerate(requests)]
 
     def _generate_batch(self, requests: list[Request], batch: list[_Row]) -> list[Completion]:
         reqs = [requests[w.request] for w in batch]
         seeds = [r.sample_seed(w.sample) for r, w in zip(reqs, batch, strict=True)]
-        enc = self.tokenizer(
-            [r.prompt for r in reqs], add_special_tokens=False, padding=True, return_tensors="pt"
-        ).to(self.device)
+        enc = self.tokenizer([r.prompt for r in reqs], add_special_tokens=False, padding=True, return_tensors="pt").to(
+            self.device
+        )
         sampler = RowSampler([r.temperature for r in reqs], [r.top_p for r in reqs], seeds, self.device)
         gen_config = copy.deepcopy(self.net.generation_config)
         # Sampling happens in RowSampler; generate itself must only take the argmax.
         gen_config.update(
-            do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
-            max_new_tokens=reqs[0].max_tokens, max_length=None,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids),
+            do_sample=False,
+            num_beams=1,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            max_new_tokens=reqs[0].max_tokens,
+            max_length=None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=sorted(self.eos_ids),
         )
         with torch.inference_mode(), self._using(batch[0].adapter):
             out = self.net.generate(

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from data.errors import ConfigError
 from generate.engines.base import Completion, Engine, ProgressFn, Request, Result
@@ -149,7 +149,7 @@ class OpenAIEngine(Engine):
                 retry_after = e.headers.get("Retry-After") if e.headers else None
                 if retry_after and retry_after.strip().isdigit():
                     wait_s = min(float(retry_after), 60.0)
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as e:
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
                 reason = getattr(e, "reason", e)
                 last = f"{type(reason).__name__}: {reason}"
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -183,7 +183,9 @@ class OpenAIEngine(Engine):
             if not isinstance(text, str):
                 raise TypeError("choices[0].text is not a string")
         except (KeyError, IndexError, TypeError, AttributeError) as e:
-            raise ServerError(f"{self.base_url}/completions: not a completion answer ({e}): {str(answer)[:200]}") from None
+            raise ServerError(
+                f"{self.base_url}/completions: not a completion answer ({e}): {str(answer)[:200]}"
+            ) from None
         usage = answer.get("usage") or {}
         n_tokens = usage.get("completion_tokens")
         if not isinstance(n_tokens, int):

@@ -1,6 +1,7 @@
 """The vLLM engine: one offline `vllm.LLM` for all requests, a thin adapter over `Request`/`Result`.
 
-Written against vLLM 0.33.0 as released (the `gpu` extra pins it; see docs/guides/data-engineers/generate.md, "vLLM engine").
+Written against vLLM 0.33.0 as released (the `gpu` extra pins it; see
+docs/guides/data-engineers/generate.md, "vLLM engine").
 Every request becomes vLLM requests with their own `SamplingParams`; LoRA adapters go through
 `LoRARequest`, so a round's policy can be a base model plus adapter on the same `LLM`. A seeded
 request with n samples becomes n seeded vLLM requests (seed, seed+1, ...) so that sample i means
@@ -16,14 +17,21 @@ any machine; only `vllm.LLM` itself needs vllm and a GPU.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from data.errors import ConfigError
 from generate.config import Dtype
 from generate.engines.base import (
-    Completion, Engine, GenerationFailed, ProgressFn, Request, Result, free_accelerator_memory,
+    Completion,
+    Engine,
+    GenerationFailed,
+    ProgressFn,
+    Request,
+    Result,
+    free_accelerator_memory,
 )
 
 # vLLM 0.33 `vllm.config.lora.MaxLoRARanks`: the only values `max_lora_rank` may take.
@@ -124,12 +132,15 @@ def llm_kwargs(
     that mixes several runs them side by side rather than one at a time.
     """
     kwargs: dict[str, Any] = {
-        "model": model, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
-        "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len, "seed": seed,
+        "model": model,
+        "dtype": dtype,
+        "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "max_model_len": max_model_len,
+        "seed": seed,
     }
     if adapters:
-        kwargs.update(enable_lora=True, max_lora_rank=lora_rank_for(adapters, max_lora_rank),
-                      max_loras=len(adapters))
+        kwargs.update(enable_lora=True, max_lora_rank=lora_rank_for(adapters, max_lora_rank), max_loras=len(adapters))
     return kwargs
 
 
@@ -223,9 +234,14 @@ class VLLMEngine(Engine):
         self.tokenizer = load_tokenizer(self.model)
         self.loras = LoraRegistry()
         self.llm_kwargs = llm_kwargs(
-            self.model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization, adapters=served, max_lora_rank=max_lora_rank,
-            max_model_len=max_model_len, seed=seed,
+            self.model,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            adapters=served,
+            max_lora_rank=max_lora_rank,
+            max_model_len=max_model_len,
+            seed=seed,
         )
         self.max_lora_rank: int | None = self.llm_kwargs.get("max_lora_rank")
         self._ranks = {a: adapter_rank(a) for a in served}
@@ -243,12 +259,16 @@ class VLLMEngine(Engine):
             return None
         if adapter not in self._ranks:
             if self.max_lora_rank is None:
-                raise ConfigError(f"adapter {adapter!r}: this vLLM engine of {self.model!r} was started "
-                                  "without LoRA (name its adapters when opening it)")
+                raise ConfigError(
+                    f"adapter {adapter!r}: this vLLM engine of {self.model!r} was started "
+                    "without LoRA (name its adapters when opening it)"
+                )
             self._ranks[adapter] = adapter_rank(adapter)
         if self.max_lora_rank is None or self._ranks[adapter] > self.max_lora_rank:
-            raise ConfigError(f"adapter {adapter!r}: LoRA rank {self._ranks[adapter]} is above this engine's "
-                              f"max_lora_rank {self.max_lora_rank} (set max_lora_rank, or name it when opening)")
+            raise ConfigError(
+                f"adapter {adapter!r}: LoRA rank {self._ranks[adapter]} is above this engine's "
+                f"max_lora_rank {self.max_lora_rank} (set max_lora_rank, or name it when opening)"
+            )
         return self.loras.args(adapter)
 
     def build(self, requests: Sequence[Request]) -> list[VLLMCall]:
@@ -287,8 +307,14 @@ class VLLMEngine(Engine):
                     raise GenerationFailed(f"request {c.request}, sample {c.first_sample + k}: {e}") from None
                 n_tokens += len(o.token_ids)
                 # unseeded samples of one vLLM request carry no seed; seeded ones are seed + i
-                done[c.request].append(Completion(text=o.text, n_tokens=len(o.token_ids), finish_reason=reason,
-                                                  seed=r.sample_seed(c.first_sample + k)))
+                done[c.request].append(
+                    Completion(
+                        text=o.text,
+                        n_tokens=len(o.token_ids),
+                        finish_reason=reason,
+                        seed=r.sample_seed(c.first_sample + k),
+                    )
+                )
         if progress is not None:
             progress(sum(len(c) for c in done.values()), n_tokens)
         return [Result(request=r, completions=tuple(done[i])) for i, r in enumerate(requests)]

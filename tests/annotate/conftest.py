@@ -7,9 +7,9 @@ fresh database. PostgreSQL tests skip, saying why, only when no server can be st
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -49,8 +49,14 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -70,7 +76,7 @@ class FakeClock:
     """A clock the test moves by hand (lease expiry without sleeping)."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now

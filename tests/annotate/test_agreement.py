@@ -8,10 +8,15 @@ from annotate.agreement import agreement, cohen_kappa
 
 # item -> annotator -> 7-point score (negative prefers a, 0 tie, positive prefers b)
 EXAMPLE = [
-    ("i1", "A", -2), ("i1", "B", -1), ("i1", "C", 0),
-    ("i2", "A", 3), ("i2", "B", 2),
-    ("i3", "A", -1), ("i3", "B", 1),
-    ("i4", "A", 0), ("i4", "C", 0),
+    ("i1", "A", -2),
+    ("i1", "B", -1),
+    ("i1", "C", 0),
+    ("i2", "A", 3),
+    ("i2", "B", 2),
+    ("i3", "A", -1),
+    ("i3", "B", 1),
+    ("i4", "A", 0),
+    ("i4", "C", 0),
     ("i5", "B", 2),  # judged once: not an overlapping item
 ]
 
@@ -53,7 +58,9 @@ def test_krippendorff_alpha_on_the_seven_point_scale():
     r = agreement([("u1", "A", 0), ("u1", "B", 2), ("u2", "A", 1), ("u2", "B", 1)])
     assert r.alpha_interval == pytest.approx(-0.5)
     assert r.alpha_ordinal == pytest.approx(-0.5)
-    perfect = agreement([("u1", "A", -3), ("u1", "B", -3), ("u2", "A", 2), ("u2", "B", 2), ("u3", "B", 0), ("u3", "C", 0)])
+    perfect = agreement(
+        [("u1", "A", -3), ("u1", "B", -3), ("u2", "A", 2), ("u2", "B", 2), ("u3", "B", 0), ("u3", "C", 0)]
+    )
     assert perfect.alpha_interval == pytest.approx(1.0) and perfect.alpha_ordinal == pytest.approx(1.0)
     assert perfect.raw_with_ties == 1.0 and perfect.cohen_kappa == pytest.approx(1.0)
 

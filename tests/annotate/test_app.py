@@ -414,7 +414,10 @@ def test_dashboard_access_complete_only_and_judgement_table(seeded: Seeded) -> N
     project, n, data = admin.session_state["judgements-result"]
     assert (project, n) == ("demo", 2)
     rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
-    assert {r["annotator"] for r in rows} == {"bob"} and {r["strength"] for r in rows} == {"slightly_better", "negligibly_better"}
+    assert {r["annotator"] for r in rows} == {"bob"} and {r["strength"] for r in rows} == {
+        "slightly_better",
+        "negligibly_better",
+    }
 
 
 def test_sign_in_lifetime_is_a_setting(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -445,8 +448,9 @@ def test_a_dialogue_with_turns_is_shown_as_a_conversation(sqlite_url: str, monke
         "Which traps are the most humane?",
         history=(("user", "How do I get rid of mice in my kitchen?"), ("assistant", "Seal the gaps and set traps.")),
     )
-    store.import_pairs("chat", [Pair(prompt, Response("Live-catch traps.", model="m-a"),
-                                     Response("Snap traps.", model="m-b"))])
+    store.import_pairs(
+        "chat", [Pair(prompt, Response("Live-catch traps.", model="m-a"), Response("Snap traps.", model="m-b"))]
+    )
     token = store.add_user("bob")
     monkeypatch.setenv("PREFKIT_DB", sqlite_url)
     try:

@@ -96,8 +96,7 @@ def _press_and_wait_for_next(page: Any, key: str) -> None:
     before = _prompt(page)
     page.keyboard.press(key)
     page.wait_for_function(
-        "before => { const p = document.querySelector('.st-key-prompt');"
-        " return !p || p.innerText.trim() !== before; }",
+        "before => { const p = document.querySelector('.st-key-prompt'); return !p || p.innerText.trim() !== before; }",
         arg=before,
     )
     _settled(page)

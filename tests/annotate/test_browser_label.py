@@ -33,9 +33,15 @@ DIALOGUE = (
     " and set traps along the walls.\n\nHuman: Which traps are the most humane?\n\nAssistant:"
 )
 
-WIDE_TABLE = "| " + " | ".join(f"cột{k}" for k in range(14)) + " |\n|" + "---|" * 14 + "\n| " + " | ".join(
-    "giá-trị-rất-dài" for _ in range(14)
-) + " |"
+WIDE_TABLE = (
+    "| "
+    + " | ".join(f"cột{k}" for k in range(14))
+    + " |\n|"
+    + "---|" * 14
+    + "\n| "
+    + " | ".join("giá-trị-rất-dài" for _ in range(14))
+    + " |"
+)
 
 
 def _pairs(tag: str, n: int) -> list[Pair]:
@@ -64,9 +70,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         long_answer = "\n\n".join(f"Đoạn {k}: " + "rất dài " * 40 for k in range(8))
         project(
             f"chat{width}",
-            [Pair(Prompt(DIALOGUE.replace("humane?", f"humane? ({i})")), Response(long_answer + str(i)),
-                  Response(f"Live-catch traps {i}.\n\n{WIDE_TABLE}"))
-             for i in range(3)],
+            [
+                Pair(
+                    Prompt(DIALOGUE.replace("humane?", f"humane? ({i})")),
+                    Response(long_answer + str(i)),
+                    Response(f"Live-catch traps {i}.\n\n{WIDE_TABLE}"),
+                )
+                for i in range(3)
+            ],
             f"chat{width}",
         )
     project("safety", _pairs("safety", 4), "safety")
@@ -113,8 +124,7 @@ def _press_and_wait_for_next(page: Any, key: str) -> None:
     before = _prompt(page)
     page.keyboard.press(key)
     page.wait_for_function(
-        "before => { const p = document.querySelector('.st-key-prompt');"
-        " return p && p.innerText.trim() !== before; }",
+        "before => { const p = document.querySelector('.st-key-prompt'); return p && p.innerText.trim() !== before; }",
         arg=before,
     )
     _settled(page)
@@ -142,7 +152,9 @@ def _active(page: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_keys_leave_the_rationale_and_never_record_something_else(browser: Any, app: dict[str, Any], width: int) -> None:
+def test_keys_leave_the_rationale_and_never_record_something_else(
+    browser: Any, app: dict[str, Any], width: int
+) -> None:
     store: Store = app["store"]
     user = project = f"keys{width}"
     page = _tab(browser, width)

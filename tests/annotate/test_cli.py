@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -42,8 +42,20 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     guide.write_text("# Hướng dẫn\nChọn câu trả lời tốt hơn.", encoding="utf-8")
 
     assert "store ready" in invoke("init", "--db", db_url).stdout
-    out = invoke("import", str(pairs_file), "--project", "vi", "--overlap", "2", "--calibration", "0.1",
-                 "--guidelines", str(guide), "--db", db_url).stdout
+    out = invoke(
+        "import",
+        str(pairs_file),
+        "--project",
+        "vi",
+        "--overlap",
+        "2",
+        "--calibration",
+        "0.1",
+        "--guidelines",
+        str(guide),
+        "--db",
+        db_url,
+    ).stdout
     assert "added 40 pairs, 0 already there; 40 in the project" in out
     again = invoke("import", str(pairs_file), "--project", "vi", "--overlap", "2", "--db", db_url).stdout
     assert "added 0 pairs, 40 already there; 40 in the project" in again
@@ -52,7 +64,8 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     ann_token = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
     listed = invoke("users", "list", "--db", db_url).stdout.splitlines()
     assert listed == [
-        "lan\tadmin\tactive\t0 failed sign-ins (24 h)", "minh\tannotator\tactive\t0 failed sign-ins (24 h)"
+        "lan\tadmin\tactive\t0 failed sign-ins (24 h)",
+        "minh\tannotator\tactive\t0 failed sign-ins (24 h)",
     ]
 
     store = Store.open(db_url)
@@ -68,8 +81,9 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
         store.close()
 
     ds_dir = tmp_path / "dataset"
-    out = invoke("export", str(ds_dir), "--project", "vi", "--margin", "large", "--test-size", "0.25",
-                 "--jsonl", "--db", db_url).stdout
+    out = invoke(
+        "export", str(ds_dir), "--project", "vi", "--margin", "large", "--test-size", "0.25", "--jsonl", "--db", db_url
+    ).stdout
     assert f"wrote {ds_dir}" in out
     ds = load_from_disk(str(ds_dir))
     assert sum(len(s) for s in ds.values()) == 40 and len(ds["test"]) == 10
@@ -89,7 +103,7 @@ def test_admin_sees_failed_sign_ins_resets_a_token_and_re_enables(db_url):
 
     old = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
     # 11 failures spread over the last minute, each after its wait: the 12th try waits 64 s
-    clock = [datetime.now(timezone.utc) - timedelta(seconds=63.2)]
+    clock = [datetime.now(UTC) - timedelta(seconds=63.2)]
     store = Store.open(db_url, clock=lambda: clock[0])
     try:
         failures = 0
@@ -168,8 +182,17 @@ def test_serve_starts_the_app_on_the_store(tmp_path):
 
     def serve(port: int) -> list[str]:
         ports.append(port)
-        return [sys.executable, "-c", "from prefkit.cli import main; main()", "annotate", "serve",
-                "--db", str(db), "--port", str(port)]
+        return [
+            sys.executable,
+            "-c",
+            "from prefkit.cli import main; main()",
+            "annotate",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ]
 
     with running_server(serve, timeout=90) as url:
         assert url.startswith("http://127.0.0.1:")
@@ -182,8 +205,12 @@ def _started(args: list[str], port: int, cwd: str | None = None, timeout: float 
     """`prefkit ARGS` in a session of its own (so the test can see every process it leaves),
     once the app answers on `port`."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from prefkit.cli import main; main()", *args], cwd=cwd, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-c", "from prefkit.cli import main; main()", *args],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout
     while True:
@@ -242,7 +269,9 @@ def test_kill_9_on_serve_still_stops_the_streamlit_server(tmp_path):
 @pytest.mark.slow
 def test_sigterm_on_demo_stops_the_streamlit_server(tmp_path):
     port = free_port()
-    proc = _started(["demo", "--out", str(tmp_path / "demo"), "--port", str(port)], port, cwd=str(tmp_path), timeout=300)
+    proc = _started(
+        ["demo", "--out", str(tmp_path / "demo"), "--port", str(port)], port, cwd=str(tmp_path), timeout=300
+    )
     _assert_sigterm_stops_everything(proc, port)
 
 
@@ -302,8 +331,9 @@ def test_assign_completeness_and_the_judgement_table(sqlite_url, make_pairs, tmp
     assert "complete_pairs=2" in out and "below_overlap_pairs=4" in out and "exported=6" in out, out
     card = (tmp_path / "all" / "README.md").read_text(encoding="utf-8")
     assert "2 judged pairs have all the judgements their overlap asks for, 4 have fewer (included" in card
-    out = invoke("export", str(tmp_path / "done"), "--project", "vi", "--complete-only", "--test-size", "0.5",
-                 "--db", sqlite_url).stdout
+    out = invoke(
+        "export", str(tmp_path / "done"), "--project", "vi", "--complete-only", "--test-size", "0.5", "--db", sqlite_url
+    ).stdout
     assert "exported=2" in out and "complete_only=True" in out
     done = load_from_disk(str(tmp_path / "done"))
     assert sum(ds.num_rows for ds in done.values()) == 2
@@ -319,8 +349,9 @@ def test_assign_completeness_and_the_judgement_table(sqlite_url, make_pairs, tmp
     rows, report = aggregate(read_pairs(pairs_file), judgements)  # as `prefkit round run --judgements` does
     assert report.exported == 6 and {r.margin for r in rows} == {0.0}
     # never overwrites
-    result = runner.invoke(app, ["annotate", "export", str(table), "--project", "vi", "--judgements",
-                                 "--db", sqlite_url])
+    result = runner.invoke(
+        app, ["annotate", "export", str(table), "--project", "vi", "--judgements", "--db", sqlite_url]
+    )
     assert result.exit_code != 0 and "already exists" in str(result.exception or result.output)
 
 
@@ -347,14 +378,26 @@ def test_export_trl_and_llama2_sets(sqlite_url, make_pairs, tmp_path):
             i = pairs.index(pair)
             point = -2 if a.shown_order[0] == pair.a.id else 2  # always prefers `a`
             unsafe = {0: (pair.b.id,), 1: (pair.a.id, pair.b.id), 2: (pair.a.id,)}.get(i, ())
-            store.submit(a.id, "minh", Judgement.from_seven_point(pair.pair_id, "minh", point, a.shown_order,
-                                                                   unsafe=unsafe))
+            store.submit(
+                a.id, "minh", Judgement.from_seven_point(pair.pair_id, "minh", point, a.shown_order, unsafe=unsafe)
+            )
     finally:
         store.close()
 
     out = tmp_path / "sets"
-    r = invoke("export", str(out), "--project", "s", "--trl", "--sets", "helpfulness,safety", "--test-size", "0.25",
-               "--db", sqlite_url)
+    r = invoke(
+        "export",
+        str(out),
+        "--project",
+        "s",
+        "--trl",
+        "--sets",
+        "helpfulness,safety",
+        "--test-size",
+        "0.25",
+        "--db",
+        sqlite_url,
+    )
     assert f"wrote {out}" in r.stdout
     helpful, safety = load_from_disk(str(out / "helpfulness")), load_from_disk(str(out / "safety"))
     rows = {s: [r for split in d.values() for r in split] for s, d in (("h", helpful), ("s", safety))}

@@ -102,9 +102,40 @@ def test_streamlit_extras_are_escaped() -> None:
 @given(
     st.lists(
         st.sampled_from(
-            ["<", ">", "[", "]", "(", ")", "!", "`", "*", "_", "\\", "\n", "\n\n", " ", "    ", "|", "-", "#",
-             "javascript:", "http://x.invalid/", "<img src=x>", "<script>", "&#106;", "![", "](", "> ", "1. ",
-             "```", "~~", ":", "a", "Việt"]
+            [
+                "<",
+                ">",
+                "[",
+                "]",
+                "(",
+                ")",
+                "!",
+                "`",
+                "*",
+                "_",
+                "\\",
+                "\n",
+                "\n\n",
+                " ",
+                "    ",
+                "|",
+                "-",
+                "#",
+                "javascript:",
+                "http://x.invalid/",
+                "<img src=x>",
+                "<script>",
+                "&#106;",
+                "![",
+                "](",
+                "> ",
+                "1. ",
+                "```",
+                "~~",
+                ":",
+                "a",
+                "Việt",
+            ]
         ),
         max_size=40,
     ).map("".join)
@@ -119,12 +150,19 @@ def test_dialogue_turns_from_a_transcript_or_a_list_of_turns() -> None:
     transcript = "\n\nHuman: Chào bạn?\nHuman: là một dòng\n\nAssistant: Chào!\n\nHuman: Giúp tôi.\n\nAssistant:"
     # The trailing "Assistant:" cue goes; a "Human:" not after a blank line is text of its turn.
     assert dialogue_turns(transcript) == [
-        ("user", "Chào bạn?\nHuman: là một dòng"), ("assistant", "Chào!"), ("user", "Giúp tôi."),
+        ("user", "Chào bạn?\nHuman: là một dòng"),
+        ("assistant", "Chào!"),
+        ("user", "Giúp tôi."),
     ]
     assert dialogue_turns("Human: chỉ một câu") == [("user", "chỉ một câu")]
     # A plain question (even one that mentions the markers later) is one user turn.
-    assert dialogue_turns("Giải thích Human: và Assistant: là gì?") == [("user", "Giải thích Human: và Assistant: là gì?")]
+    assert dialogue_turns("Giải thích Human: và Assistant: là gì?") == [
+        ("user", "Giải thích Human: và Assistant: là gì?")
+    ]
     # Turns from the data model pass through, roles normalised.
-    turns = [{"role": "system", "content": "Be brief"}, {"role": "Human", "content": "hi"},
-             {"role": "assistant", "content": "yo"}]
+    turns = [
+        {"role": "system", "content": "Be brief"},
+        {"role": "Human", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+    ]
     assert dialogue_turns(turns) == [("system", "Be brief"), ("user", "hi"), ("assistant", "yo")]

@@ -336,14 +336,26 @@ def test_dashboard_figures(store, clock, make_pairs):
         clock.advance(1800)
         _judge(store, "p", "bob", 1, seconds=4.0)  # bob always picks the right one, slightly
     d = store.dashboard("p")
-    assert d.summary == {"pairs": 4, "complete": 4, "judgements": 8, "needed": 8, "annotators": 2,
-                         "skipped": 0, "reported": 0}
+    assert d.summary == {
+        "pairs": 4,
+        "complete": 4,
+        "judgements": 8,
+        "needed": 8,
+        "annotators": 2,
+        "skipped": 0,
+        "reported": 0,
+    }
     per = d.per_annotator.set_index("annotator")
     assert per.loc["ann", "judgements"] == 4 and per.loc["ann", "median_seconds"] == 11.5
     assert d.labels_per_hour["judgements"].sum() == 8 and d.labels_per_hour["hour"].nunique() >= 2
     assert len(d.time_per_item) == 8
     assert dict(zip(d.strength["strength"], d.strength["judgements"], strict=True)) == {
-        "significantly better": 0, "better": 4, "slightly better": 4, "negligibly better": 0, "unsure": 0}
+        "significantly better": 0,
+        "better": 4,
+        "slightly better": 4,
+        "negligibly better": 0,
+        "unsure": 0,
+    }
     bias = d.position_bias.set_index("annotator")
     assert bias.loc["ann", "left_share"] == 1.0 and bias.loc["bob", "left_share"] == 0.0
     assert bias.loc["(all)", "left_share"] == 0.5
@@ -420,5 +432,12 @@ def test_project_summaries_match_each_dashboard(store, make_pairs):
     assert list(summaries) == ["a", "b", "empty"]
     for name, summary in summaries.items():
         assert summary == store.dashboard(name).summary
-    assert summaries["a"] == {"pairs": 6, "complete": 1, "judgements": 5, "needed": 12, "annotators": 2,
-                              "skipped": 1, "reported": 0}
+    assert summaries["a"] == {
+        "pairs": 6,
+        "complete": 1,
+        "judgements": 5,
+        "needed": 12,
+        "annotators": 2,
+        "skipped": 1,
+        "reported": 0,
+    }

@@ -121,7 +121,7 @@ def test_undo_takes_back_judgement_skip_and_report_within_the_lease(store, make_
     assert store.dashboard("p").summary["judgements"] == 0
     # judged again differently, then the pairs put down come back in order
     store.submit(back.id, "an", Judgement.from_choice(back.pair.pair_id, "an", 4, back.shown_order))
-    (_pair, j), = store.my_judgements("an", "p")
+    ((_pair, j),) = store.my_judgements("an", "p")
     assert j.strength is Strength.SIGNIFICANTLY_BETTER and j.choice() == 4
     order = []
     for _ in range(3):

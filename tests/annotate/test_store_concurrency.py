@@ -41,9 +41,12 @@ def _check_invariants(store: Store, project: str, n_pairs: int, overlap: int, co
         rows = c.execute(select(PairRow.done, PairRow.held, PairRow.complete, PairRow.required)).all()
         assert all(done == req and held == 0 and complete for done, held, complete, req in rows)
         assert c.execute(select(func.count()).select_from(JudgementRow)).scalar_one() == len(js)
-        assert c.execute(
-            select(func.count()).select_from(AssignmentRow).where(AssignmentRow.status == "active")
-        ).scalar_one() == 0
+        assert (
+            c.execute(
+                select(func.count()).select_from(AssignmentRow).where(AssignmentRow.status == "active")
+            ).scalar_one()
+            == 0
+        )
 
 
 def test_32_threads_claim_and_submit_without_loss_or_duplicates(db_url, make_pairs):
@@ -73,7 +76,7 @@ def test_32_threads_claim_and_submit_without_loss_or_duplicates(db_url, make_pai
     store.close()
 
 
-def _process_worker(url: str, users: list[str], out: "multiprocessing.Queue[tuple[str, int | str]]") -> None:
+def _process_worker(url: str, users: list[str], out: multiprocessing.Queue[tuple[str, int | str]]) -> None:
     """One OS process with its own engine; its annotators take turns claim by claim."""
     store = Store.open(url)
     try:
@@ -127,11 +130,20 @@ def _bulk_users(store: Store, names: list[str]) -> None:
     from annotate.tables import UserRow
 
     with store.engine.begin() as c:
-        c.execute(insert(UserRow), [
-            dict(name=n, token_key=secrets.token_hex(8), token_hash="unused", is_admin=False, disabled=False,
-                 created_at=store.now())
-            for n in names
-        ])
+        c.execute(
+            insert(UserRow),
+            [
+                dict(
+                    name=n,
+                    token_key=secrets.token_hex(8),
+                    token_hash="unused",
+                    is_admin=False,
+                    disabled=False,
+                    created_at=store.now(),
+                )
+                for n in names
+            ],
+        )
 
 
 def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make_pairs, clock):

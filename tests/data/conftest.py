@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 
@@ -13,8 +14,12 @@ SHARED = REPO.parent / "shared" / "data"
 PREFKIT = REPO / ".venv" / "bin" / "prefkit"
 
 VI_ROWS = [
-    {"question": "Thủ đô của Việt Nam là gì?", "chosen": "Hà Nội là thủ đô của Việt Nam.", "rejected": "Huế.",
-     "strength": "significantly_better"},
+    {
+        "question": "Thủ đô của Việt Nam là gì?",
+        "chosen": "Hà Nội là thủ đô của Việt Nam.",
+        "rejected": "Huế.",
+        "strength": "significantly_better",
+    },
     {"question": "2 + 2 bằng mấy?", "chosen": "2 + 2 = 4.", "rejected": "5.", "strength": "better"},
     {"question": "Kể tên một loại trái cây.", "chosen": "Xoài.", "rejected": "Cà rốt.", "strength": "slightly_better"},
     {"question": "Chào bạn", "chosen": "Chào bạn! Mình giúp gì được?", "rejected": "Ừ.", "strength": None},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from data.aggregate import aggregate
 from data.errors import DataError
 from data.schema import Judgement, Pair, Prompt, Response, Strength
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def pair(i: int = 0) -> Pair:
@@ -23,8 +23,9 @@ def pair(i: int = 0) -> Pair:
 
 def judge(p: Pair, annotator: str, point: int, *, unsafe: tuple[str, ...] = (), minutes: int = 0) -> Judgement:
     """`point` on the 7-point row in generation order: negative prefers a, positive b."""
-    return Judgement.from_seven_point(p.pair_id, annotator, point, (p.a.id, p.b.id), unsafe=unsafe,
-                                      created_at=T0 + timedelta(minutes=minutes))
+    return Judgement.from_seven_point(
+        p.pair_id, annotator, point, (p.a.id, p.b.id), unsafe=unsafe, created_at=T0 + timedelta(minutes=minutes)
+    )
 
 
 def test_mean_rule_winner_strength_agreement_and_metadata() -> None:
@@ -88,8 +89,16 @@ def test_choice_row_round_trips_and_old_judgements_read_the_same() -> None:
         assert Judgement.from_row(j.to_row()).choice() == point
     # A judgement stored from the old 7-point row: its middle button (unsure) is still unsure,
     # and "A slightly better" is still that.
-    old_unsure = Judgement.from_row({"pair_id": p.pair_id, "annotator": "an", "preferred": None,
-                                     "strength": "negligibly_better", "shown_left": p.a.id, "shown_right": p.b.id})
+    old_unsure = Judgement.from_row(
+        {
+            "pair_id": p.pair_id,
+            "annotator": "an",
+            "preferred": None,
+            "strength": "negligibly_better",
+            "shown_left": p.a.id,
+            "shown_right": p.b.id,
+        }
+    )
     assert old_unsure.choice() == 0 and old_unsure.signed_level(p) == 0
     assert judge(p, "an", -1).choice() == -2 and choose(p, "an", -2) == judge(p, "an", -1)
 

@@ -13,10 +13,9 @@ from data.atomic import atomic_path
 def test_file_is_replaced_only_on_success(tmp_path):
     target = tmp_path / "out.jsonl"
     target.write_text("old\n")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half-written")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half-written")
+        raise RuntimeError("crash mid-write")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
@@ -43,10 +42,9 @@ def test_directory_is_swapped_whole(tmp_path):
     target = tmp_path / "dataset"
     target.mkdir()
     (target / "keep.txt").write_text("v1")
-    with pytest.raises(ValueError):
-        with atomic_path(target, directory=True) as d:
-            (d / "partial.txt").write_text("v2")
-            raise ValueError("bad row")
+    with pytest.raises(ValueError), atomic_path(target, directory=True) as d:
+        (d / "partial.txt").write_text("v2")
+        raise ValueError("bad row")
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
 
     with atomic_path(target, directory=True) as d:
@@ -67,9 +65,8 @@ def test_files_unit_fails_before_any_rename_when_a_companion_cannot_be_written(t
     try:
         out = tmp_path / "out.jsonl"
         out.write_text("previous\n")
-        with pytest.raises(PermissionError):
-            with atomic_files([out, ro / "report.json"]) as temps:
-                temps[0].write_text("new\n")
+        with pytest.raises(PermissionError), atomic_files([out, ro / "report.json"]) as temps:
+            temps[0].write_text("new\n")
     finally:
         subprocess.run(["chattr", "-i", str(ro)], check=True)
     assert out.read_text() == "previous\n"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import datasets
 import pytest
@@ -22,7 +22,9 @@ runner = CliRunner()
 SECRET = "hf_prefkitTestTokenDoNotPrint123"
 
 
-def run_prefkit(prefkit_bin: Path, *args: str, env: dict[str, str] | None = None, home: Path) -> subprocess.CompletedProcess:
+def run_prefkit(
+    prefkit_bin: Path, *args: str, env: dict[str, str] | None = None, home: Path
+) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     full_env.update({"HF_HOME": str(home), "COLUMNS": "200"}, **(env or {}))
     return subprocess.run([str(prefkit_bin), *args], capture_output=True, text=True, env=full_env, timeout=120)
@@ -35,8 +37,9 @@ def test_validate_clean_file(vi_file: Path) -> None:
 
 
 def test_validate_lists_every_bad_record(write_jsonl: Callable[..., Path], vi_rows: list[dict]) -> None:
-    path = write_jsonl([vi_rows[0], '{"question": "q"', {**vi_rows[1], "chosen": ""}, vi_rows[2],
-                        {**vi_rows[3], "strength": "huge"}])
+    path = write_jsonl(
+        [vi_rows[0], '{"question": "q"', {**vi_rows[1], "chosen": ""}, vi_rows[2], {**vi_rows[3], "strength": "huge"}]
+    )
     result = runner.invoke(app, ["data", "validate", str(path)])
     assert isinstance(result.exception, DataError) and "3 bad record(s)" in str(result.exception)
     for where in (":2", ":3", ":5"):
@@ -50,7 +53,9 @@ def test_validate_flags_over_long_fields_as_warnings(vi_file: Path) -> None:
     assert "characters (over 10)" in result.output
 
 
-def test_validate_subprocess_exit_code_and_stderr(prefkit_bin: Path, write_jsonl: Callable[..., Path], tmp_path: Path) -> None:
+def test_validate_subprocess_exit_code_and_stderr(
+    prefkit_bin: Path, write_jsonl: Callable[..., Path], tmp_path: Path
+) -> None:
     path = write_jsonl([{"prompt": "a", "response": "b"}, "{oops"])
     proc = run_prefkit(prefkit_bin, "data", "validate", str(path), home=tmp_path)
     assert proc.returncode == 2
@@ -72,8 +77,12 @@ def test_stats_counts_exact_and_nfd_duplicates(write_jsonl: Callable[..., Path])
     import unicodedata
 
     q = "Quang hợp là gì?"
-    rows = [{"prompt": q, "response": "x"}, {"prompt": unicodedata.normalize("NFD", q), "response": "x"},
-            {"prompt": "Khác", "response": "y"}, {"prompt": "Khác", "response": "y"}]
+    rows = [
+        {"prompt": q, "response": "x"},
+        {"prompt": unicodedata.normalize("NFD", q), "response": "x"},
+        {"prompt": "Khác", "response": "y"},
+        {"prompt": "Khác", "response": "y"},
+    ]
     result = runner.invoke(app, ["data", "stats", str(write_jsonl(rows)), "--json"])
     stats = json.loads(result.output)
     assert stats["exact_duplicate_rows"] == 2 and stats["prompts"] == 2
@@ -82,8 +91,22 @@ def test_stats_counts_exact_and_nfd_duplicates(write_jsonl: Callable[..., Path])
 
 def test_export_labelled_file(vi_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    result = runner.invoke(app, ["data", "export", str(vi_file), str(out), "--test-size", "0.25", "--margin", "large",
-                                 "--jsonl", "--license", "apache-2.0"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "export",
+            str(vi_file),
+            str(out),
+            "--test-size",
+            "0.25",
+            "--margin",
+            "large",
+            "--jsonl",
+            "--license",
+            "apache-2.0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     loaded = datasets.load_from_disk(str(out))
     assert loaded["train"].num_rows + loaded["test"].num_rows == 4
@@ -93,13 +116,27 @@ def test_export_labelled_file(vi_file: Path, tmp_path: Path) -> None:
 
 def test_export_pairs_with_judgements(tmp_path: Path) -> None:
     pairs = [Pair(Prompt(f"Hỏi {i}?"), Response(f"A{i}", model="m", seed=i), Response(f"B{i}")) for i in range(6)]
-    js = [Judgement(p.pair_id, who, p.a.id if i % 2 else p.b.id, Strength.BETTER)
-          for i, p in enumerate(pairs[:5]) for who in ("an", "binh")]
+    js = [
+        Judgement(p.pair_id, who, p.a.id if i % 2 else p.b.id, Strength.BETTER)
+        for i, p in enumerate(pairs[:5])
+        for who in ("an", "binh")
+    ]
     write_pairs(pairs, tmp_path / "pairs.parquet")
     write_judgements(js, tmp_path / "judgements.jsonl")
     out = tmp_path / "ds"
-    result = runner.invoke(app, ["data", "export", str(tmp_path / "pairs.parquet"), str(out),
-                                 "--judgements", str(tmp_path / "judgements.jsonl"), "--test-size", "0.2"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "export",
+            str(tmp_path / "pairs.parquet"),
+            str(out),
+            "--judgements",
+            str(tmp_path / "judgements.jsonl"),
+            "--test-size",
+            "0.2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "5 rows" in result.output and "1 unjudged" in result.output
     loaded = datasets.load_from_disk(str(out))
@@ -116,7 +153,9 @@ def test_export_pairs_without_judgements_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_export_of_a_bad_file_writes_nothing(write_jsonl: Callable[..., Path], vi_rows: list[dict], tmp_path: Path) -> None:
+def test_export_of_a_bad_file_writes_nothing(
+    write_jsonl: Callable[..., Path], vi_rows: list[dict], tmp_path: Path
+) -> None:
     path = write_jsonl([*vi_rows, {"question": "q", "chosen": "c"}])
     result = runner.invoke(app, ["data", "export", str(path), str(tmp_path / "out"), "--parquet"])
     assert isinstance(result.exception, DataError)
@@ -136,8 +175,18 @@ def test_push_to_unreachable_hub_fails_clearly_without_showing_the_token(
 ) -> None:
     out = tmp_path / "ds"
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": SECRET}
-    proc = run_prefkit(prefkit_bin, "data", "export", str(vi_file), str(out), "--push-to-hub", "org/vi-pref",
-                       "--private", env=env, home=tmp_path / "hf")
+    proc = run_prefkit(
+        prefkit_bin,
+        "data",
+        "export",
+        str(vi_file),
+        str(out),
+        "--push-to-hub",
+        "org/vi-pref",
+        "--private",
+        env=env,
+        home=tmp_path / "hf",
+    )
     assert proc.returncode == 2, proc.stderr
     assert "push to the Hub as 'org/vi-pref' failed" in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
@@ -145,7 +194,16 @@ def test_push_to_unreachable_hub_fails_clearly_without_showing_the_token(
 
 
 def test_push_without_a_token_says_how_to_get_one(prefkit_bin: Path, vi_file: Path, tmp_path: Path) -> None:
-    proc = run_prefkit(prefkit_bin, "data", "export", str(vi_file), str(tmp_path / "ds"), "--push-to-hub", "org/x",
-                       env={"HF_ENDPOINT": "http://127.0.0.1:9"}, home=tmp_path / "hf")
+    proc = run_prefkit(
+        prefkit_bin,
+        "data",
+        "export",
+        str(vi_file),
+        str(tmp_path / "ds"),
+        "--push-to-hub",
+        "org/x",
+        env={"HF_ENDPOINT": "http://127.0.0.1:9"},
+        home=tmp_path / "hf",
+    )
     assert proc.returncode == 2 and "no Hugging Face token" in proc.stderr
     assert not (tmp_path / "ds").exists()

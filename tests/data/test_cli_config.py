@@ -20,8 +20,10 @@ def test_dedup_config_file_options_and_set(tmp_path: Path) -> None:
     config = tmp_path / "dedup.yaml"
     config.write_text("threshold: 0.5\nnum_perm: 64\nverify: estimate\non: prompt\n", encoding="utf-8")
     out = tmp_path / "kept.jsonl"
-    result = runner.invoke(app, ["data", "dedup", str(sample_path()), str(out), "--config", str(config),
-                                 "--num-perm", "32", "--set", "seed=3"])
+    result = runner.invoke(
+        app,
+        ["data", "dedup", str(sample_path()), str(out), "--config", str(config), "--num-perm", "32", "--set", "seed=3"],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "kept.dedup-report.json").read_text(encoding="utf-8"))
     # from the file / typed over the file / --set / the dataclass default
@@ -37,8 +39,9 @@ def test_export_config_file(tmp_path: Path) -> None:
     config = tmp_path / "export.yaml"
     config.write_text("test_size: 0.25\nmargin: large\njsonl: true\nlicense: cc-by-4.0\n", encoding="utf-8")
     out = tmp_path / "ds"
-    result = runner.invoke(app, ["data", "export", str(sample_path()), str(out), "--config", str(config),
-                                 "--no-jsonl", "--set", "seed=7"])
+    result = runner.invoke(
+        app, ["data", "export", str(sample_path()), str(out), "--config", str(config), "--no-jsonl", "--set", "seed=7"]
+    )
     assert result.exit_code == 0, result.output
     provenance = json.loads((out / "prefkit_provenance.json").read_text(encoding="utf-8"))
     assert provenance["margin"] == "large" and provenance["license"] == "cc-by-4.0"
@@ -50,13 +53,40 @@ def test_export_config_file(tmp_path: Path) -> None:
 def test_unknown_key_and_bad_value_are_one_line(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("thresold: 0.5\n", encoding="utf-8")
-    unknown = subprocess.run([sys.executable, "-m", "prefkit.cli", "data", "dedup", str(sample_path()),
-                              str(tmp_path / "a.jsonl"), "--config", str(config)], capture_output=True, text=True)
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefkit.cli",
+            "data",
+            "dedup",
+            str(sample_path()),
+            str(tmp_path / "a.jsonl"),
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert unknown.stderr.strip().splitlines() == [
         f"error: {config}: unknown key(s) thresold (known: address, engine, ngram, num_perm, on, report, seed, "
-        "threshold, verify, workers)"]
-    bad = subprocess.run([sys.executable, "-m", "prefkit.cli", "data", "export", str(sample_path()),
-                          str(tmp_path / "b"), "--set", "margin=huge"], capture_output=True, text=True)
+        "threshold, verify, workers)"
+    ]
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefkit.cli",
+            "data",
+            "export",
+            str(sample_path()),
+            str(tmp_path / "b"),
+            "--set",
+            "margin=huge",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "margin" in bad.stderr
     assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "b").exists()

@@ -50,8 +50,12 @@ def test_unknown_key_names_file_and_key(tmp_path):
 
 @pytest.mark.parametrize(
     "override, message",
-    [("lr=fast", "lr: expected a number"), ("bf16=maybe", "expected true/false"),
-     ("loss=hinge", "must be one of"), ("lora.r=1.5", "expected an integer")],
+    [
+        ("lr=fast", "lr: expected a number"),
+        ("bf16=maybe", "expected true/false"),
+        ("loss=hinge", "must be one of"),
+        ("lora.r=1.5", "expected an integer"),
+    ],
 )
 def test_bad_types(override, message):
     with pytest.raises(ConfigError, match=message):

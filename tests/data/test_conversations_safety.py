@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import datasets
 import pytest
@@ -32,18 +32,27 @@ from prefkit.cli import app
 
 runner = CliRunner()
 
-EN = [("How do I boil an egg?", "Put it in boiling water for nine minutes.", "Eggs are round."),
-      ("What is the capital of France?", "Paris is the capital of France.", "I do not know that."),
-      ("Name a primary colour.", "Red is a primary colour.", "Colours are nice."),
-      ("How many legs has a spider?", "A spider has eight legs.", "Spiders are scary."),
-      ("Why is the sky blue?", "Air scatters blue light more than red light.", "Because it is.")]
+EN = [
+    ("How do I boil an egg?", "Put it in boiling water for nine minutes.", "Eggs are round."),
+    ("What is the capital of France?", "Paris is the capital of France.", "I do not know that."),
+    ("Name a primary colour.", "Red is a primary colour.", "Colours are nice."),
+    ("How many legs has a spider?", "A spider has eight legs.", "Spiders are scary."),
+    ("Why is the sky blue?", "Air scatters blue light more than red light.", "Because it is."),
+]
 
 
 def conversation_rows() -> list[PreferenceRow]:
     rows = [PreferenceRow(q, c, r, strength="better") for q, c, r in EN]
-    rows.append(PreferenceRow("And in winter?", "It stays blue, only paler.", "No.", system="Be brief.",
-                              history=(("user", "Why is the sky blue?"), ("assistant", "Scattering.")),
-                              strength="slightly_better"))
+    rows.append(
+        PreferenceRow(
+            "And in winter?",
+            "It stays blue, only paler.",
+            "No.",
+            system="Be brief.",
+            history=(("user", "Why is the sky blue?"), ("assistant", "Scattering.")),
+            strength="slightly_better",
+        )
+    )
     return rows
 
 
@@ -55,8 +64,10 @@ def conversation_rows() -> list[PreferenceRow]:
 def test_pair_rows_carry_the_turns_and_old_rows_still_read(tmp_path: Path) -> None:
     prompt = Prompt("And now?", system="sys", history=(("user", "Hi"), ("assistant", "Hello")))
     pair = Pair(prompt, Response("A", model="m"), Response("B", model="m"))
-    assert json.loads(pair.to_row()["history"]) == [{"role": "user", "content": "Hi"},
-                                                    {"role": "assistant", "content": "Hello"}]
+    assert json.loads(pair.to_row()["history"]) == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
     for suffix in ("parquet", "jsonl"):
         write_pairs([pair], tmp_path / f"p.{suffix}")
         (back,) = read_pairs(tmp_path / f"p.{suffix}")
@@ -81,8 +92,11 @@ def test_trl_export_feeds_load_from_disk_and_load_dataset(tmp_path: Path) -> Non
         assert len(rows) == 6
         multi = next(r for r in rows if r["history"])
         assert multi["prompt"] == [
-            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why is the sky blue?"},
-            {"role": "assistant", "content": "Scattering."}, {"role": "user", "content": "And in winter?"}]
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Why is the sky blue?"},
+            {"role": "assistant", "content": "Scattering."},
+            {"role": "user", "content": "And in winter?"},
+        ]
         assert multi["chosen"] == [{"role": "assistant", "content": "It stays blue, only paler."}]
         assert multi["rejected_text"] == "No." and multi["question"] == "And in winter?"
     # the card says which columns are which; the export reads back with its turns
@@ -94,8 +108,16 @@ def test_trl_export_feeds_load_from_disk_and_load_dataset(tmp_path: Path) -> Non
 
 
 def test_split_keeps_prompt_variants_and_dedup_clusters_together() -> None:
-    base = ["Tại sao trời mưa?", "Nước sôi ở bao nhiêu độ?", "Ai viết Truyện Kiều?", "Hà Nội ở đâu?",
-            "Mèo ăn gì?", "Vì sao lá cây màu xanh?", "Tết là gì?", "Sông dài nhất là sông nào?"]
+    base = [
+        "Tại sao trời mưa?",
+        "Nước sôi ở bao nhiêu độ?",
+        "Ai viết Truyện Kiều?",
+        "Hà Nội ở đâu?",
+        "Mèo ăn gì?",
+        "Vì sao lá cây màu xanh?",
+        "Tết là gì?",
+        "Sông dài nhất là sông nào?",
+    ]
     rows = []
     for i, q in enumerate(base):
         variants = [q, unicodedata.normalize("NFD", q), q.upper().rstrip("?") + " ?", "  " + q.replace(" ", "   ")]
@@ -112,8 +134,18 @@ def test_split_keeps_prompt_variants_and_dedup_clusters_together() -> None:
         splits = split_by_prompt(rows, 0.5, seed, links)
         side = {r.id: s for s, rs in splits.items() for r in rs}
         assert side[rows[0].id] == side[rows[4].id]
-    unlinked = {s for seed in range(10) for s in [(lambda sp: ({r.id: k for k, rs in sp.items() for r in rs}[rows[0].id],
-                {r.id: k for k, rs in sp.items() for r in rs}[rows[4].id]))(split_by_prompt(rows, 0.5, seed))]}
+    unlinked = {
+        s
+        for seed in range(10)
+        for s in [
+            (
+                lambda sp: (
+                    {r.id: k for k, rs in sp.items() for r in rs}[rows[0].id],
+                    {r.id: k for k, rs in sp.items() for r in rs}[rows[4].id],
+                )
+            )(split_by_prompt(rows, 0.5, seed))
+        ]
+    }
     assert any(a != b for a, b in unlinked)  # without the link the two prompts do fall apart
 
 
@@ -121,14 +153,26 @@ def test_language_is_detected_or_required(tmp_path: Path, write_jsonl: Callable[
     en = conversation_rows()
     vi = [PreferenceRow("Tại sao trời mưa vào mùa hè?", "Hơi nước ngưng tụ thành những giọt mưa.", "Không biết.")] * 3
     assert detect_language(en) == "en" and detect_language(vi) == "vi"
-    assert detect_language([PreferenceRow("Wie spät ist es?", "Es ist zwölf Uhr, glaube ich, ungefähr.", "Nö.")] * 3) is None
+    assert (
+        detect_language([PreferenceRow("Wie spät ist es?", "Es ist zwölf Uhr, glaube ich, ungefähr.", "Nö.")] * 3)
+        is None
+    )
     path = write_jsonl([{"question": q, "chosen": c, "rejected": r} for q, c, r in EN])
     result = runner.invoke(app, ["data", "export", str(path), str(tmp_path / "en")])
     assert result.exit_code == 0, result.output
     meta = yaml.safe_load((tmp_path / "en" / "README.md").read_text().split("\n---\n")[0][4:])
     assert meta["language"] == ["en"]
-    de = write_jsonl([{"question": "Wie spät ist es?", "chosen": "Es ist zwölf Uhr, ungefähr gesagt.",
-                       "rejected": "Keine Ahnung, wirklich."}] * 2, "de.jsonl")
+    de = write_jsonl(
+        [
+            {
+                "question": "Wie spät ist es?",
+                "chosen": "Es ist zwölf Uhr, ungefähr gesagt.",
+                "rejected": "Keine Ahnung, wirklich.",
+            }
+        ]
+        * 2,
+        "de.jsonl",
+    )
     result = runner.invoke(app, ["data", "export", str(de), str(tmp_path / "de")])
     assert isinstance(result.exception, DataError) and "pass --language" in str(result.exception)
     assert not (tmp_path / "de").exists()
@@ -162,20 +206,40 @@ def test_safety_bin_from_flags_through_aggregation_and_export(tmp_path: Path) ->
     pairs = [Pair(Prompt(q, adversarial=i == 4), Response(c), Response(r)) for i, (q, c, r) in enumerate(EN)]
     # pair 0: b flagged (chosen a safe), 1: none flagged, 2: both flagged, 3: chosen a flagged -> dropped
     flags = [lambda p: (p.b.id,), lambda p: (), lambda p: (p.a.id, p.b.id), lambda p: (p.a.id,), lambda p: ()]
-    js = [Judgement(p.pair_id, who, p.a.id, "better", unsafe=flags[i](p)) for i, p in enumerate(pairs)
-          for who in ("lan", "minh")]
+    js = [
+        Judgement(p.pair_id, who, p.a.id, "better", unsafe=flags[i](p))
+        for i, p in enumerate(pairs)
+        for who in ("lan", "minh")
+    ]
     assert judgement_safety_bin(js[0], pairs[0]) is SafetyBin.SAFE_VS_UNSAFE
     write_pairs(pairs, tmp_path / "pairs.jsonl")
     write_judgements(js, tmp_path / "j.jsonl")
-    result = runner.invoke(app, ["data", "export", str(tmp_path / "pairs.jsonl"), str(tmp_path / "sets"),
-                                 "--judgements", str(tmp_path / "j.jsonl"), "--sets", "helpfulness,safety",
-                                 "--test-size", "0", "--trl"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "export",
+            str(tmp_path / "pairs.jsonl"),
+            str(tmp_path / "sets"),
+            "--judgements",
+            str(tmp_path / "j.jsonl"),
+            "--sets",
+            "helpfulness,safety",
+            "--test-size",
+            "0",
+            "--trl",
+        ],
+    )
     assert result.exit_code == 0, result.output
     help_ = datasets.load_from_disk(str(tmp_path / "sets" / "helpfulness"))["train"]
     safe = datasets.load_from_disk(str(tmp_path / "sets" / "safety"))["train"]
     bins = {r["question"]: (r["chosen_unsafe"], r["rejected_unsafe"], r["safety_bin"]) for r in help_}
-    assert bins == {EN[0][0]: (False, True, "safe_vs_unsafe"), EN[1][0]: (False, False, "both_safe"),
-                    EN[2][0]: (True, True, "both_unsafe"), EN[4][0]: (False, False, "both_safe")}
+    assert bins == {
+        EN[0][0]: (False, True, "safe_vs_unsafe"),
+        EN[1][0]: (False, False, "both_safe"),
+        EN[2][0]: (True, True, "both_unsafe"),
+        EN[4][0]: (False, False, "both_safe"),
+    }
     # the safety set: adversarial prompts or flagged responses (pair 1 has neither)
     assert sorted(safe["question"]) == sorted([EN[0][0], EN[2][0], EN[4][0]])
     for sub in ("helpfulness", "safety"):
@@ -215,13 +279,17 @@ def _gz_lines(path: Path) -> list[str]:
 
 def test_csv_and_tsv_read_like_jsonl(tmp_path: Path) -> None:
     csv_path = tmp_path / "prefs.csv"
-    csv_path.write_text('question,chosen,rejected,strength,margin\n'
-                        '"Hỏi, có dấu phẩy?","Đáp ""một""",Sai,3,1.0\n'
-                        '"Hai dòng\nmột ô?",Đúng,Sai,slightly better,\n', encoding="utf-8")
+    csv_path.write_text(
+        "question,chosen,rejected,strength,margin\n"
+        '"Hỏi, có dấu phẩy?","Đáp ""một""",Sai,3,1.0\n'
+        '"Hai dòng\nmột ô?",Đúng,Sai,slightly better,\n',
+        encoding="utf-8",
+    )
     rows = read_preferences(csv_path)
     assert [(r.question, r.chosen, r.strength) for r in rows] == [
         ("Hỏi, có dấu phẩy?", 'Đáp "một"', Strength.SIGNIFICANTLY_BETTER),
-        ("Hai dòng\nmột ô?", "Đúng", Strength.SLIGHTLY_BETTER)]
+        ("Hai dòng\nmột ô?", "Đúng", Strength.SLIGHTLY_BETTER),
+    ]
     tsv = tmp_path / "prompts.tsv"
     tsv.write_text("prompt\tsystem\nXin chào\t\nTạm biệt\tNgắn gọn.\n", encoding="utf-8")
     assert [(p.question, p.system) for p in read_prompts(tsv)] == [("Xin chào", None), ("Tạm biệt", "Ngắn gọn.")]
@@ -245,8 +313,18 @@ def test_csv_and_tsv_read_like_jsonl(tmp_path: Path) -> None:
     assert (j.pair_id, j.strength, j.unsafe) == ("P1", Strength.BETTER, ("r-2",))
 
 
-@pytest.mark.parametrize("flags", [[], ["--parquet"], ["--jsonl"], ["--trl"], ["--trl", "--parquet"],
-                                   ["--sets", "helpfulness,safety"], ["--judgements"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        [],
+        ["--parquet"],
+        ["--jsonl"],
+        ["--trl"],
+        ["--trl", "--parquet"],
+        ["--sets", "helpfulness,safety"],
+        ["--judgements"],
+    ],
+)
 def test_every_export_loads_with_load_dataset_and_load_from_disk(tmp_path: Path, flags: list[str]) -> None:
     pairs = [Pair(Prompt(q, adversarial=i % 2 == 0), Response(c), Response(r)) for i, (q, c, r) in enumerate(EN)]
     if flags == ["--judgements"]:
@@ -254,8 +332,10 @@ def test_every_export_loads_with_load_dataset_and_load_from_disk(tmp_path: Path,
         write_judgements([Judgement(p.pair_id, "lan", p.a.id, "better") for p in pairs], tmp_path / "j.jsonl")
         flags = ["--judgements", str(tmp_path / "j.jsonl")]
     else:
-        write_rows([{"question": q, "chosen": c, "rejected": r, "adversarial": i % 2 == 0}
-                    for i, (q, c, r) in enumerate(EN)], tmp_path / "src.jsonl")
+        write_rows(
+            [{"question": q, "chosen": c, "rejected": r, "adversarial": i % 2 == 0} for i, (q, c, r) in enumerate(EN)],
+            tmp_path / "src.jsonl",
+        )
     out = tmp_path / "out"
     result = runner.invoke(app, ["data", "export", str(tmp_path / "src.jsonl"), str(out), "--test-size", "0.2", *flags])
     assert result.exit_code == 0, result.output
@@ -274,12 +354,26 @@ def test_annotate_store_export_loads_both_ways_and_keeps_the_turns(tmp_path: Pat
     store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
     store.create_project("p", overlap=1)
     history = (("user", "Hello"), ("assistant", "Hi, how can I help?"))
-    store.import_pairs("p", [Pair(Prompt(q, history=history if i == 0 else ()), Response(c), Response(r))
-                             for i, (q, c, r) in enumerate(EN)])
+    store.import_pairs(
+        "p",
+        [
+            Pair(Prompt(q, history=history if i == 0 else ()), Response(c), Response(r))
+            for i, (q, c, r) in enumerate(EN)
+        ],
+    )
     store.add_user("lan")
     while (a := store.claim("p", "lan")) is not None:
-        store.submit(a.id, "lan", Judgement(a.pair.pair_id, "lan", a.pair.a.id, "better",
-                                            unsafe=(a.pair.b.id,) if "France" in a.pair.prompt.question else ()))
+        store.submit(
+            a.id,
+            "lan",
+            Judgement(
+                a.pair.pair_id,
+                "lan",
+                a.pair.a.id,
+                "better",
+                unsafe=(a.pair.b.id,) if "France" in a.pair.prompt.question else (),
+            ),
+        )
     store.export("p", tmp_path / "ann", test_size=0.2, seed=1)
     card = (tmp_path / "ann" / "README.md").read_text()
     assert "format `unknown`" not in card and "format `pairs`" in card
@@ -309,8 +403,9 @@ def test_export_of_a_dedup_input_keeps_each_cluster_on_one_side(tmp_path: Path) 
     assert links == {(2 * i + 1, 2 * i) for i in range(10)}
     for seed in range(4):
         out = tmp_path / f"out{seed}"
-        result = runner.invoke(app, ["data", "export", str(src), str(out), "--test-size", "0.3", "--seed", str(seed),
-                                     "--language", "en"])
+        result = runner.invoke(
+            app, ["data", "export", str(src), str(out), "--test-size", "0.3", "--seed", str(seed), "--language", "en"]
+        )
         assert result.exit_code == 0, result.output
         ds = datasets.load_from_disk(str(out))
         side = {r["chosen"]: s for s in ds for r in ds[s]}

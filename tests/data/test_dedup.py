@@ -17,11 +17,82 @@ from data.errors import ConfigError, DataError
 from data.minhash import SCHEME, candidate_pairs, lsh_params, signatures
 from data.shingles import normalize, shingle_hash, shingle_hashes, shingles, words
 
-ONSETS = ["b", "c", "d", "đ", "g", "h", "k", "l", "m", "n", "ph", "qu", "r", "s", "t", "th", "tr", "v", "x",
-          "ng", "nh", "kh", "ch", "gi"]
-VOWELS = ["a", "á", "à", "ả", "ã", "ạ", "ă", "ắ", "ằ", "ẳ", "â", "ấ", "ầ", "ậ", "e", "é", "è", "ẹ", "ê", "ế", "ề",
-          "ệ", "i", "í", "ì", "ị", "o", "ó", "ò", "ỏ", "ô", "ố", "ồ", "ộ", "ơ", "ớ", "ờ", "ợ", "u", "ú", "ù", "ụ",
-          "ư", "ứ", "ừ", "ự", "y", "ý"]
+ONSETS = [
+    "b",
+    "c",
+    "d",
+    "đ",
+    "g",
+    "h",
+    "k",
+    "l",
+    "m",
+    "n",
+    "ph",
+    "qu",
+    "r",
+    "s",
+    "t",
+    "th",
+    "tr",
+    "v",
+    "x",
+    "ng",
+    "nh",
+    "kh",
+    "ch",
+    "gi",
+]
+VOWELS = [
+    "a",
+    "á",
+    "à",
+    "ả",
+    "ã",
+    "ạ",
+    "ă",
+    "ắ",
+    "ằ",
+    "ẳ",
+    "â",
+    "ấ",
+    "ầ",
+    "ậ",
+    "e",
+    "é",
+    "è",
+    "ẹ",
+    "ê",
+    "ế",
+    "ề",
+    "ệ",
+    "i",
+    "í",
+    "ì",
+    "ị",
+    "o",
+    "ó",
+    "ò",
+    "ỏ",
+    "ô",
+    "ố",
+    "ồ",
+    "ộ",
+    "ơ",
+    "ớ",
+    "ờ",
+    "ợ",
+    "u",
+    "ú",
+    "ù",
+    "ụ",
+    "ư",
+    "ứ",
+    "ừ",
+    "ự",
+    "y",
+    "ý",
+]
 CODAS = ["", "n", "ng", "m", "t", "c", "nh", "i", "u"]
 
 
@@ -65,8 +136,12 @@ KINDS = ["nfd", "case", "whitespace", "punctuation", "changed_word"]
 
 def test_normalize_makes_nfd_case_whitespace_and_punctuation_variants_equal() -> None:
     t = "Đưa ra ba mẹo để giữ sức khỏe."
-    for v in (unicodedata.normalize("NFD", t), t.upper(), "  Đưa  ra\nba\tmẹo, để giữ -- sức khỏe!!! ",
-              "«Đưa ra ba mẹo để giữ sức khỏe»"):
+    for v in (
+        unicodedata.normalize("NFD", t),
+        t.upper(),
+        "  Đưa  ra\nba\tmẹo, để giữ -- sức khỏe!!! ",
+        "«Đưa ra ba mẹo để giữ sức khỏe»",
+    ):
         assert normalize(v) == "đưa ra ba mẹo để giữ sức khỏe"
     # Without NFC, every word with a diacritic would differ between NFD and NFC input.
     assert len(set(unicodedata.normalize("NFD", t).lower().split()) ^ set(t.lower().split())) == 12
@@ -101,8 +176,9 @@ def test_signatures_are_datasketchs_affine32_minhash_value_for_value(num_perm: i
     hashes, offsets = shingle_hashes(texts, 2, field=1)
     sigs = signatures(hashes, offsets, num_perm, seed)
     for t, sig in zip(texts, sigs, strict=True):
-        m = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME,
-                    hashfunc=lambda s: shingle_hash(s.decode(), 1) >> 32)  # top 32 bits, as documented
+        m = MinHash(
+            num_perm=num_perm, seed=seed, scheme=SCHEME, hashfunc=lambda s: shingle_hash(s.decode(), 1) >> 32
+        )  # top 32 bits, as documented
         m.update_batch([s.encode() for s in shingles(t, 2)])
         assert sig.dtype == np.uint32
         assert np.array_equal(m.hashvalues, sig)
@@ -280,8 +356,12 @@ def test_estimate_verification_and_near_duplicate_pairs() -> None:
     assert len({r.row for r in report.removed} & set(truth)) >= 0.95 * len(truth)
     rng = random.Random(0)
     t = text(rng, 50)
-    assert near_duplicate_pairs([t, t, t, ""], [t.upper(), variant(rng, t, "changed_word"), text(rng, 50), "  "]) \
-        == [True, True, False, True]
+    assert near_duplicate_pairs([t, t, t, ""], [t.upper(), variant(rng, t, "changed_word"), text(rng, 50), "  "]) == [
+        True,
+        True,
+        False,
+        True,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -313,8 +393,11 @@ def test_rows_repeating_a_key_are_linked_without_lsh() -> None:
     join the first such row directly; LSH only sees one row per distinct set."""
     rng = random.Random(12)
     prompts = [text(rng, 12) for _ in range(50)]
-    rows = [{"question": p if k % 2 else p.upper(), "chosen": text(rng, 20), "rejected": text(rng, 20)}
-            for p in prompts for k in range(6)]
+    rows = [
+        {"question": p if k % 2 else p.upper(), "chosen": text(rng, 20), "rejected": text(rng, 20)}
+        for p in prompts
+        for k in range(6)
+    ]
     kept, report = dedup_records(rows, ["question"])
     assert kept == list(range(0, len(rows), 6))
     assert report.identical_keys == 250 and report.candidate_pairs == 0

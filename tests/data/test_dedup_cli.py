@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,20 +19,25 @@ from prefkit.cli import app
 
 runner = CliRunner()
 
-ANSWER = ("Để giữ sức khỏe, bạn nên ăn nhiều rau xanh và trái cây, uống đủ nước mỗi ngày, tập thể dục "
-          "đều đặn ít nhất ba mươi phút, ngủ đủ giấc và hạn chế đồ ăn nhanh cũng như đồ uống có đường.")
+ANSWER = (
+    "Để giữ sức khỏe, bạn nên ăn nhiều rau xanh và trái cây, uống đủ nước mỗi ngày, tập thể dục "
+    "đều đặn ít nhất ba mươi phút, ngủ đủ giấc và hạn chế đồ ăn nhanh cũng như đồ uống có đường."
+)
 PROMPT_ROWS: list[dict[str, Any]] = [
     {"prompt": "Đưa ra ba mẹo để giữ sức khỏe.", "response": ANSWER},
     {"prompt": "Ba màu chính là gì?", "response": "Ba màu chính là màu đỏ, xanh lam và vàng."},
     {"prompt": "Đưa ra ba mẹo để giữ sức khỏe.", "response": ANSWER},  # exact duplicate of row 0
-    {"prompt": unicodedata.normalize("NFD", "ĐƯA RA BA MẸO ĐỂ GIỮ SỨC KHỎE!"),  # NFD, case, punctuation
-     "response": unicodedata.normalize("NFD", ANSWER.replace(",", " ;"))},
+    {
+        "prompt": unicodedata.normalize("NFD", "ĐƯA RA BA MẸO ĐỂ GIỮ SỨC KHỎE!"),  # NFD, case, punctuation
+        "response": unicodedata.normalize("NFD", ANSWER.replace(",", " ;")),
+    },
     {"prompt": "Mô tả cấu trúc của một nguyên tử.", "response": "Một nguyên tử gồm hạt nhân và các electron."},
 ]
 
 
-def test_cli_dedups_prompt_response_jsonl_and_writes_the_report(write_jsonl: Callable[..., Path],
-                                                                  tmp_path: Path) -> None:
+def test_cli_dedups_prompt_response_jsonl_and_writes_the_report(
+    write_jsonl: Callable[..., Path], tmp_path: Path
+) -> None:
     src = write_jsonl(PROMPT_ROWS, "prompts.jsonl")
     out = tmp_path / "kept.jsonl"
     result = runner.invoke(app, ["data", "dedup", str(src), str(out), "--on", "prompt+response"])
@@ -47,14 +53,30 @@ def test_cli_dedups_prompt_response_jsonl_and_writes_the_report(write_jsonl: Cal
     assert report["source"] == str(src) and report["output"] == str(out)
 
 
-def test_cli_preference_data_defaults_to_the_prompt_key(vi_rows: list[dict], write_jsonl: Callable[..., Path],
-                                                        tmp_path: Path) -> None:
+def test_cli_preference_data_defaults_to_the_prompt_key(
+    vi_rows: list[dict], write_jsonl: Callable[..., Path], tmp_path: Path
+) -> None:
     rows = vi_rows + [dict(vi_rows[0], chosen="Hà Nội.", rejected="Sài Gòn.")]  # same prompt, other answers
     src = write_jsonl(rows, "vi.jsonl")
     out = tmp_path / "kept.parquet"
     report_path = tmp_path / "reports" / "r.json"
-    result = runner.invoke(app, ["data", "dedup", str(src), str(out), "--report", str(report_path),
-                                 "--num-perm", "64", "--verify", "estimate", "--workers", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "dedup",
+            str(src),
+            str(out),
+            "--report",
+            str(report_path),
+            "--num-perm",
+            "64",
+            "--verify",
+            "estimate",
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).to_pylist() == [dict(r) for r in vi_rows]
     report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -66,8 +88,14 @@ def test_hh_rlhf_prompt_key_comes_from_the_transcript(tmp_path: Path, write_json
     def row(q: str, a: str, b: str) -> dict[str, str]:
         return {"chosen": f"\n\nHuman: {q}\n\nAssistant: {a}", "rejected": f"\n\nHuman: {q}\n\nAssistant: {b}"}
 
-    src = write_jsonl([row("How do I bake bread?", "Knead it.", "No."), row("How do I bake bread", "Use yeast.", "?"),
-                       row("What is 2+2?", "4", "5")], "hh.jsonl")
+    src = write_jsonl(
+        [
+            row("How do I bake bread?", "Knead it.", "No."),
+            row("How do I bake bread", "Use yeast.", "?"),
+            row("What is 2+2?", "4", "5"),
+        ],
+        "hh.jsonl",
+    )
     report = dedup_file(src, tmp_path / "out.json", workers=1)
     assert report.key_fields == ["prompt"] and [r.row for r in report.removed] == [1]
     assert len(json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))) == 2
@@ -87,12 +115,14 @@ def test_bad_key_and_bad_input_leave_no_output(write_jsonl: Callable[..., Path],
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "prompts.jsonl"]
 
 
-def test_prefkit_command_exits_2_with_one_line_on_bad_input(prefkit_bin: Path, write_jsonl: Callable[..., Path],
-                                                           tmp_path: Path) -> None:
+def test_prefkit_command_exits_2_with_one_line_on_bad_input(
+    prefkit_bin: Path, write_jsonl: Callable[..., Path], tmp_path: Path
+) -> None:
     src = write_jsonl([{"prompt": "a", "response": "b"}, {"prompt": "c", "response": 7}], "typed.jsonl")
     out = tmp_path / "kept.jsonl"
-    proc = subprocess.run([str(prefkit_bin), "data", "dedup", str(src), str(out)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [str(prefkit_bin), "data", "dedup", str(src), str(out)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {src}, line 2, field 'response': must be text, got int"]
     assert not out.exists()

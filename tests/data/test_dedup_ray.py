@@ -33,8 +33,10 @@ def corpus(seed: int = 0) -> list[dict]:
     """More rows than one block; exact copies; and a 40-row family of one-word variants whose LSH
     buckets are larger than the candidate window."""
     rng = random.Random(seed)
-    rows = [{"prompt": f"câu {i % 7}", "response": " ".join(rng.choice(WORDS) for _ in range(40))}
-            for i in range(CHUNK_ROWS + 700)]
+    rows = [
+        {"prompt": f"câu {i % 7}", "response": " ".join(rng.choice(WORDS) for _ in range(40))}
+        for i in range(CHUNK_ROWS + 700)
+    ]
     rows += [dict(r) for r in rows[:30]]
     base = rows[11]["response"].split()
     for k in range(WINDOW + 8):
@@ -91,7 +93,11 @@ def test_cli_engine_ray_writes_the_local_output(ray_engine, tmp_path: Path):
     assert outs["local"][1]["rows_out"] < len(rows)
 
     bad = runner.invoke(app, ["data", "dedup", str(src), str(tmp_path / "x.jsonl"), "--engine", "spark"])
-    assert bad.exit_code != 0 and isinstance(bad.exception, ConfigError) and "engine must be one of local, ray" in str(bad.exception)
+    assert (
+        bad.exit_code != 0
+        and isinstance(bad.exception, ConfigError)
+        and "engine must be one of local, ray" in str(bad.exception)
+    )
     assert not (tmp_path / "x.jsonl").exists()
     with pytest.raises(ConfigError, match="--address is for --engine ray"):
         dedup_records(rows[:10], ["prompt"], address="auto")

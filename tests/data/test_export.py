@@ -20,8 +20,14 @@ from data.schema import EXPORT_COLUMNS, PreferenceRow, Strength
 def rows(n_prompts: int = 12, per_prompt: int = 3) -> list[PreferenceRow]:
     levels = list(Strength)
     return [
-        PreferenceRow(f"Câu hỏi số {p}?", f"tốt {p}.{k}", f"kém {p}.{k}", strength=levels[(p + k) % 4],
-                      chosen_meta={"model": "m", "temperature": 0.7, "seed": k}, source="test")
+        PreferenceRow(
+            f"Câu hỏi số {p}?",
+            f"tốt {p}.{k}",
+            f"kém {p}.{k}",
+            strength=levels[(p + k) % 4],
+            chosen_meta={"model": "m", "temperature": 0.7, "seed": k},
+            source="test",
+        )
         for p in range(n_prompts)
         for k in range(per_prompt)
     ]
@@ -30,8 +36,17 @@ def rows(n_prompts: int = 12, per_prompt: int = 3) -> list[PreferenceRow]:
 def test_export_round_trips_through_disk_parquet_and_jsonl(tmp_path: Path) -> None:
     src = rows()
     out = tmp_path / "ds"
-    dsdict = export_dataset(src, out, test_size=0.25, seed=7, margin="large", parquet=True, jsonl=True,
-                            name="thử nghiệm", provenance={"source": "unit test", "format": "vi_alpaca_preference"})
+    dsdict = export_dataset(
+        src,
+        out,
+        test_size=0.25,
+        seed=7,
+        margin="large",
+        parquet=True,
+        jsonl=True,
+        name="thử nghiệm",
+        provenance={"source": "unit test", "format": "vi_alpaca_preference"},
+    )
     loaded = datasets.load_from_disk(str(out))
     assert set(loaded) == {"train", "test"}
     assert loaded["train"].features == dsdict["train"].features
@@ -82,9 +97,22 @@ def test_split_by_prompt_property(prompts: list[int], test_size: float, seed: in
 
 def test_dataset_card_metadata_and_prose(tmp_path: Path) -> None:
     out = tmp_path / "card"
-    provenance = {"source": "pairs.parquet", "format": "pairs", "judgements": "j.jsonl", "license": "cc-by-4.0",
-                  "language": ["vi"], "aggregate": {"rule": "majority", "pairs": 40, "judgements": 90, "exported": 36,
-                                                    "ties_dropped": 3, "unsafe_chosen_dropped": 1, "unjudged_pairs": 0}}
+    provenance = {
+        "source": "pairs.parquet",
+        "format": "pairs",
+        "judgements": "j.jsonl",
+        "license": "cc-by-4.0",
+        "language": ["vi"],
+        "aggregate": {
+            "rule": "majority",
+            "pairs": 40,
+            "judgements": 90,
+            "exported": 36,
+            "ties_dropped": 3,
+            "unsafe_chosen_dropped": 1,
+            "unjudged_pairs": 0,
+        },
+    }
     dsdict = export_dataset(rows(), out, test_size=0.25, seed=1, margin="small", name="vi-pref", provenance=provenance)
     text = (out / "README.md").read_text(encoding="utf-8")
     assert text.startswith("---\n")
@@ -97,15 +125,21 @@ def test_dataset_card_metadata_and_prose(tmp_path: Path) -> None:
         s: ds.num_rows for s, ds in dsdict.items()
     }
     # no --parquet: the card points at the Arrow files that exist, so load_dataset(OUT) works ...
-    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "train/data-*.arrow"},
-                                                {"split": "test", "path": "test/data-*.arrow"}]
-    assert datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["test"].num_rows == dsdict["test"].num_rows
+    assert meta["configs"][0]["data_files"] == [
+        {"split": "train", "path": "train/data-*.arrow"},
+        {"split": "test", "path": "test/data-*.arrow"},
+    ]
+    assert (
+        datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["test"].num_rows == dsdict["test"].num_rows
+    )
     # ... and the pushed card at the Parquet files push_to_hub writes
     from data.card import hub_card
 
     pushed = yaml.safe_load(hub_card(text)[4:].split("\n---\n", 1)[0])
-    assert pushed["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
-                                                  {"split": "test", "path": "data/test-*"}]
+    assert pushed["configs"][0]["data_files"] == [
+        {"split": "train", "path": "data/train-*"},
+        {"split": "test", "path": "data/test-*"},
+    ]
     assert hub_card(text).split("\n---\n", 1)[1] == body
     assert "`majority` rule" in body and "3 ties dropped" in body and "1 dropped as unsafe-chosen" in body
     assert "| better | 0.667 |" in body and "split**: by prompt" in body.lower()
@@ -144,7 +178,13 @@ def test_export_judged_card_counts_match_the_aggregation(tmp_path):
         Judgement(pairs[2].pair_id, "an", None, "negligibly_better"),  # unsure only: a tie, dropped
     ]
     dsdict, report = export_judged(pairs, judgements, tmp_path / "out", test_size=0.0, provenance={"source": "test"})
-    assert (report.pairs, report.judgements, report.exported, report.ties_dropped, report.unjudged_pairs) == (4, 4, 2, 1, 1)
+    assert (report.pairs, report.judgements, report.exported, report.ties_dropped, report.unjudged_pairs) == (
+        4,
+        4,
+        2,
+        1,
+        1,
+    )
     assert dsdict["train"].num_rows == 2
     card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
     assert "**Aggregation counts**: 4 pairs, 4 judgements, 2 exported, 1 ties dropped" in card

@@ -26,8 +26,14 @@ SAMPLE = REPO / "data" / "samples" / "vi_preference_sample.jsonl"
 def prefkit(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, NO_EXCHANGE_ENV)}
     full.update({"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "prefkit.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env=full, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=300,
+    )
 
 
 def killed_at(step: str, *args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -43,8 +49,9 @@ def leftovers(folder: Path) -> list[str]:
 def src(tmp_path: Path) -> Path:
     """The sample plus one bad row, so --skip-invalid writes a third file (the rejected rows)."""
     path = tmp_path / "in.jsonl"
-    path.write_text(SAMPLE.read_text(encoding="utf-8") + '{"question": "q", "chosen": "", "rejected": "r"}\n',
-                    encoding="utf-8")
+    path.write_text(
+        SAMPLE.read_text(encoding="utf-8") + '{"question": "q", "chosen": "", "rejected": "r"}\n', encoding="utf-8"
+    )
     return path
 
 
@@ -52,10 +59,12 @@ def test_every_step_is_named_in_the_module() -> None:
     assert len(set(FAULT_STEPS)) == len(FAULT_STEPS) >= 8
 
 
-@pytest.mark.parametrize("step", ["file:written", "files:written", "files:companions-removed",
-                                  "files:renamed-0", "files:renamed-1"])
-def test_dedup_killed_at_each_step_never_pairs_a_new_output_with_an_old_report(prefkit_main, src: Path,
-                                                                              tmp_path: Path, step: str) -> None:
+@pytest.mark.parametrize(
+    "step", ["file:written", "files:written", "files:companions-removed", "files:renamed-0", "files:renamed-1"]
+)
+def test_dedup_killed_at_each_step_never_pairs_a_new_output_with_an_old_report(
+    prefkit_main, src: Path, tmp_path: Path, step: str
+) -> None:
     base = ["data", "dedup", src, "kept.jsonl", "--skip-invalid"]
     assert prefkit_main(*base)[0] == 0
     v1 = (tmp_path / "kept.jsonl").read_text(encoding="utf-8")
@@ -82,12 +91,19 @@ def test_dedup_killed_at_each_step_never_pairs_a_new_output_with_an_old_report(p
     assert report["threshold"] == 0.3 and report["rows_out"] == len((tmp_path / "kept.jsonl").read_text().splitlines())
 
 
-@pytest.mark.parametrize(("step", "exchange"), [
-    ("file:written", True), ("dir:written", True), ("dir:exchanged", True),
-    ("dir:old-moved", False), ("dir:renamed", False),
-])
-def test_export_killed_at_each_step_keeps_a_whole_dataset(prefkit_main, src: Path, tmp_path: Path, step: str,
-                                                        exchange: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("step", "exchange"),
+    [
+        ("file:written", True),
+        ("dir:written", True),
+        ("dir:exchanged", True),
+        ("dir:old-moved", False),
+        ("dir:renamed", False),
+    ],
+)
+def test_export_killed_at_each_step_keeps_a_whole_dataset(
+    prefkit_main, src: Path, tmp_path: Path, step: str, exchange: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datasets import load_from_disk
 
     env = {} if exchange else {NO_EXCHANGE_ENV: "1"}
@@ -141,10 +157,21 @@ def test_annotate_export_killed_mid_swap_keeps_a_whole_dataset(prefkit_main, tmp
 @pytest.mark.slow
 def test_generate_killed_while_writing_resumes_and_cleans_up(tiny_model_path: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"question": f"Câu hỏi số {i}?"}) + "\n" for i in range(4)),
-                       encoding="utf-8")
-    base = ["generate", prompts, "gen", "--model", tiny_model_path, "--temperatures", "0.7,1.0",
-            "--config", REPO / "configs" / "generate" / "tiny-cpu.yaml", "--shard-size", "2", "--no-progress"]
+    prompts.write_text("".join(json.dumps({"question": f"Câu hỏi số {i}?"}) + "\n" for i in range(4)), encoding="utf-8")
+    base = [
+        "generate",
+        prompts,
+        "gen",
+        "--model",
+        tiny_model_path,
+        "--temperatures",
+        "0.7,1.0",
+        "--config",
+        REPO / "configs" / "generate" / "tiny-cpu.yaml",
+        "--shard-size",
+        "2",
+        "--no-progress",
+    ]
     killed_at("file:written", *base, cwd=tmp_path)  # the first write: the manifest, before any shard
     assert leftovers(tmp_path / "gen")
     done = prefkit(*base, "--resume", cwd=tmp_path)

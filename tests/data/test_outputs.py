@@ -11,12 +11,10 @@ import gzip
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "samples" / "vi_preference_sample.jsonl"
@@ -55,14 +53,17 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 # --- data loss: outputs never destroy inputs, the store, or what another command wrote ---------
 
 
-@pytest.mark.parametrize("args", [
-    ["data", "dedup", "in.jsonl", "in.jsonl"],
-    ["data", "dedup", "in.jsonl", "x.jsonl", "--report", "in.jsonl"],
-    ["data", "export", "in.jsonl", "in.jsonl"],
-    ["data", "export", "in.jsonl", "."],
-    ["data", "dedup", "in.jsonl", "x.jsonl", "--overwrite", "--report", "in.jsonl"],
-    ["data", "export", "in.jsonl", "in.jsonl", "--overwrite"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "dedup", "in.jsonl", "in.jsonl"],
+        ["data", "dedup", "in.jsonl", "x.jsonl", "--report", "in.jsonl"],
+        ["data", "export", "in.jsonl", "in.jsonl"],
+        ["data", "export", "in.jsonl", "."],
+        ["data", "dedup", "in.jsonl", "x.jsonl", "--overwrite", "--report", "in.jsonl"],
+        ["data", "export", "in.jsonl", "in.jsonl", "--overwrite"],
+    ],
+)
 def test_an_output_that_is_or_holds_the_input_is_refused(prefkit, sample: Path, tmp_path: Path, args) -> None:
     before = snapshot(tmp_path)
     line = refused(prefkit(*args), "the input in.jsonl")
@@ -84,18 +85,24 @@ def test_annotate_export_never_replaces_the_store(prefkit, sample: Path, tmp_pat
     ok(prefkit("annotate", "import", "in.jsonl", "--project", "p", "--db", "work/annotations.db"))
     before = snapshot(tmp_path / "work")
     for extra in ([], ["--overwrite"]):
-        refused(prefkit("annotate", "export", "work", "--project", "p", "--db", "work/annotations.db", *extra),
-                "work: OUT contains the store work/annotations.db")
-    refused(prefkit("annotate", "export", "work/annotations.db", "--project", "p", "--db", "work/annotations.db"),
-            "is the store")
+        refused(
+            prefkit("annotate", "export", "work", "--project", "p", "--db", "work/annotations.db", *extra),
+            "work: OUT contains the store work/annotations.db",
+        )
+    refused(
+        prefkit("annotate", "export", "work/annotations.db", "--project", "p", "--db", "work/annotations.db"),
+        "is the store",
+    )
     assert snapshot(tmp_path / "work") == before
 
 
 def test_existing_output_needs_overwrite_and_the_same_command(prefkit, sample: Path, tmp_path: Path) -> None:
     ok(prefkit("data", "dedup", "in.jsonl", "kept.jsonl"))
     first = (tmp_path / "kept.jsonl").read_bytes()
-    refused(prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--threshold", "0.5"),
-            "kept.jsonl: OUT already exists (written by prefkit data dedup); pass --overwrite")
+    refused(
+        prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--threshold", "0.5"),
+        "kept.jsonl: OUT already exists (written by prefkit data dedup); pass --overwrite",
+    )
     assert (tmp_path / "kept.jsonl").read_bytes() == first
     ok(prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--threshold", "0.5", "--overwrite"))
     assert len((tmp_path / "kept.jsonl").read_bytes()) < len(first)  # replaced by the stricter run
@@ -104,13 +111,17 @@ def test_existing_output_needs_overwrite_and_the_same_command(prefkit, sample: P
 
     # a file no prefkit command wrote, and another command's output: never replaced
     (tmp_path / "mine.jsonl").write_text("my notes\n", encoding="utf-8")
-    refused(prefkit("data", "dedup", "in.jsonl", "mine.jsonl", "--overwrite"),
-            "mine.jsonl: OUT was not written by prefkit data dedup (no prefkit marker)")
+    refused(
+        prefkit("data", "dedup", "in.jsonl", "mine.jsonl", "--overwrite"),
+        "mine.jsonl: OUT was not written by prefkit data dedup (no prefkit marker)",
+    )
     assert (tmp_path / "mine.jsonl").read_text(encoding="utf-8") == "my notes\n"
     ok(prefkit("data", "export", "in.jsonl", "ds"))
     refused(prefkit("data", "export", "in.jsonl", "ds"), "ds: OUT already exists (written by prefkit data export)")
-    refused(prefkit("annotate", "export", "ds", "--project", "p", "--db", "s.db", "--overwrite"),
-            "ds: OUT was not written by prefkit annotate export (written by prefkit data export)")
+    refused(
+        prefkit("annotate", "export", "ds", "--project", "p", "--db", "s.db", "--overwrite"),
+        "ds: OUT was not written by prefkit annotate export (written by prefkit data export)",
+    )
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("keep me", encoding="utf-8")
     refused(prefkit("data", "export", "in.jsonl", "notes", "--overwrite"), "no prefkit marker")
@@ -130,14 +141,18 @@ def test_dedup_with_an_unwritable_report_writes_nothing(prefkit, sample: Path, t
     if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here (needed to make a folder read-only for root)")
     try:
-        refused(prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--report", "ro/r.json"),
-                "ro/r.json: cannot write into ro")
+        refused(
+            prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--report", "ro/r.json"),
+            "ro/r.json: cannot write into ro",
+        )
         assert not (tmp_path / "kept.jsonl").exists()
         refused(prefkit("data", "dedup", "in.jsonl", "ro/kept.jsonl"), "ro/kept.jsonl: cannot write into ro")
         refused(prefkit("data", "export", "in.jsonl", "ro/ds"), "ro/ds: cannot write into ro")
         refused(prefkit("annotate", "export", "ro/ds", "--project", "p", "--db", "s.db"), "cannot write into ro")
-        refused(prefkit("generate", "in.jsonl", "ro/gen", "--model", "m", "--temperatures", "0.5,1"),
-                "ro/gen: cannot write into ro")
+        refused(
+            prefkit("generate", "in.jsonl", "ro/gen", "--model", "m", "--temperatures", "0.5,1"),
+            "ro/gen: cannot write into ro",
+        )
     finally:
         subprocess.run(["chattr", "-i", str(ro)], check=True)
     assert list(ro.iterdir()) == []
@@ -158,8 +173,11 @@ def test_an_output_path_that_is_a_folder_is_one_line(prefkit, sample: Path, tmp_
 def test_skip_invalid_on_the_real_hh_rlhf_test_file(prefkit, shared_data: Path, tmp_path: Path) -> None:
     hh = shared_data / HH_TEST
     # strict by default: the first bad row stops each command, nothing written
-    for args in (["data", "dedup", hh, "kept.jsonl"], ["data", "export", hh, "ds"],
-                 ["annotate", "import", hh, "--project", "hh", "--db", "s.db"]):
+    for args in (
+        ["data", "dedup", hh, "kept.jsonl"],
+        ["data", "export", hh, "ds"],
+        ["annotate", "import", hh, "--project", "hh", "--db", "s.db"],
+    ):
         refused(prefkit(*args), f"{hh}, line 87, field 'chosen': empty answer")
     assert not (tmp_path / "kept.jsonl").exists() and not (tmp_path / "ds").exists()
 
@@ -194,8 +212,12 @@ def test_skip_invalid_on_the_real_hh_rlhf_test_file(prefkit, shared_data: Path, 
     # the same import again replaces its own rejected log; a file it did not write is refused
     assert prefkit("annotate", "import", hh, "--project", "hh", "--db", "s.db", "--skip-invalid")[0] == 0
     (tmp_path / "notes.jsonl").write_text('{"mine": 1}\n', encoding="utf-8")
-    refused(prefkit("annotate", "import", hh, "--project", "hh", "--db", "s.db", "--skip-invalid",
-                    "--rejected", "notes.jsonl"), "notes.jsonl: the rejected file already exists and was not written by prefkit annotate import")
+    refused(
+        prefkit(
+            "annotate", "import", hh, "--project", "hh", "--db", "s.db", "--skip-invalid", "--rejected", "notes.jsonl"
+        ),
+        "notes.jsonl: the rejected file already exists and was not written by prefkit annotate import",
+    )
     assert (tmp_path / "notes.jsonl").read_text(encoding="utf-8") == '{"mine": 1}\n'
 
 
@@ -204,8 +226,10 @@ def test_skip_invalid_keeps_malformed_and_non_utf8_lines_out(prefkit, sample: Pa
     (tmp_path / "mixed.jsonl").write_bytes(
         good[0] + b'{"question": "caf\xe9", "chosen": "a", "rejected": "b"}\n' + good[1] + b"{not json\n" + good[2]
     )
-    refused(prefkit("data", "dedup", "mixed.jsonl", "kept.jsonl"),
-            "mixed.jsonl, line 2: not UTF-8 text: invalid continuation byte")
+    refused(
+        prefkit("data", "dedup", "mixed.jsonl", "kept.jsonl"),
+        "mixed.jsonl, line 2: not UTF-8 text: invalid continuation byte",
+    )
     code, _out, err = prefkit("data", "dedup", "mixed.jsonl", "kept.jsonl", "--skip-invalid")
     assert code == 0 and err.startswith("skipped 2 invalid row(s)")
     assert len((tmp_path / "kept.jsonl").read_text(encoding="utf-8").splitlines()) == 3
@@ -227,19 +251,22 @@ def corrupt_parquet(tmp_path: Path) -> Path:
     path = tmp_path / "corrupt.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path, compression="none")
     data = bytearray(path.read_bytes())
-    data[len(data) // 3: len(data) // 3 + 400] = b"\xff" * 400  # inside the data pages, footer intact
+    data[len(data) // 3 : len(data) // 3 + 400] = b"\xff" * 400  # inside the data pages, footer intact
     path.write_bytes(bytes(data))
     return path
 
 
-@pytest.mark.parametrize("args", [
-    ["data", "validate", "corrupt.parquet"],
-    ["data", "stats", "corrupt.parquet"],
-    ["data", "dedup", "corrupt.parquet", "kept.jsonl", "--skip-invalid"],
-    ["data", "export", "corrupt.parquet", "ds"],
-    ["annotate", "import", "corrupt.parquet", "--project", "p", "--db", "s.db"],
-    ["generate", "corrupt.parquet", "gen", "--model", "m", "--temperatures", "0.5,1"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "validate", "corrupt.parquet"],
+        ["data", "stats", "corrupt.parquet"],
+        ["data", "dedup", "corrupt.parquet", "kept.jsonl", "--skip-invalid"],
+        ["data", "export", "corrupt.parquet", "ds"],
+        ["annotate", "import", "corrupt.parquet", "--project", "p", "--db", "s.db"],
+        ["generate", "corrupt.parquet", "gen", "--model", "m", "--temperatures", "0.5,1"],
+    ],
+)
 def test_parquet_with_corrupt_data_pages_is_one_line(prefkit, corrupt_parquet: Path, tmp_path: Path, args) -> None:
     refused(prefkit(*args), "corrupt.parquet, row ", "corrupt Parquet data")
     assert not any((tmp_path / name).exists() for name in ("kept.jsonl", "ds", "gen"))
@@ -254,20 +281,27 @@ def test_more_tracebacks_are_one_line(prefkit, sample: Path, tmp_path: Path) -> 
     (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000 + "\n", encoding="utf-8")
     refused(prefkit("data", "validate", "deep.json"), "deep.json: JSON nested too deep")
     (tmp_path / "guide.md").write_bytes("# Hướng dẫn\nđúng\n".encode() + b"\xff\xfe sai\n")
-    refused(prefkit("annotate", "import", "in.jsonl", "--project", "p", "--db", "s.db", "--guidelines", "guide.md"),
-            "guide.md, line 3, field 'guidelines': not UTF-8 text")
+    refused(
+        prefkit("annotate", "import", "in.jsonl", "--project", "p", "--db", "s.db", "--guidelines", "guide.md"),
+        "guide.md, line 3, field 'guidelines': not UTF-8 text",
+    )
     assert not (tmp_path / "s.db").exists()  # refused before the store was opened
-    (tmp_path / "latin.jsonl").write_bytes(sample.read_bytes().splitlines(keepends=True)[0] * 3
-                                           + '{"question": "é", "chosen": "a", "rejected": "b"}\n'.encode("latin-1"))
+    (tmp_path / "latin.jsonl").write_bytes(
+        sample.read_bytes().splitlines(keepends=True)[0] * 3
+        + '{"question": "é", "chosen": "a", "rejected": "b"}\n'.encode("latin-1")
+    )
     refused(prefkit("data", "validate", "latin.jsonl"), "latin.jsonl, line 4: not UTF-8 text")
     (tmp_path / "latin.json").write_bytes(b'[\n{"question": "a"},\n{"question": "\xe9"}\n]\n')
     refused(prefkit("data", "validate", "latin.json"), "latin.json, line 3: not UTF-8 text")
 
 
-@pytest.mark.parametrize("first", [
-    {"question": "Thủ đô?", "chosen": "Hà Nội."},
-    {"prompt": "Thủ đô?", "rejected": "Huế."},
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"question": "Thủ đô?", "chosen": "Hà Nội."},
+        {"prompt": "Thủ đô?", "rejected": "Huế."},
+    ],
+)
 def test_a_broken_first_preference_row_is_not_read_as_prompts(prefkit, sample: Path, tmp_path: Path, first) -> None:
     path = tmp_path / "half.jsonl"
     path.write_text(json.dumps(first, ensure_ascii=False) + "\n" + sample.read_text(encoding="utf-8"), encoding="utf-8")
@@ -276,8 +310,9 @@ def test_a_broken_first_preference_row_is_not_read_as_prompts(prefkit, sample: P
 
 
 def test_a_plain_prompts_file_still_reads_as_prompts(prefkit, tmp_path: Path) -> None:
-    (tmp_path / "prompts.jsonl").write_text('{"question": "Thủ đô?"}\n{"question": "Hai cộng hai?"}\n',
-                                            encoding="utf-8")
+    (tmp_path / "prompts.jsonl").write_text(
+        '{"question": "Thủ đô?"}\n{"question": "Hai cộng hai?"}\n', encoding="utf-8"
+    )
     assert "prompts" in ok(prefkit("data", "validate", "prompts.jsonl"))
 
 
@@ -286,7 +321,19 @@ def test_best_of_k_never_writes_over_its_prompts(prefkit, tmp_path: Path) -> Non
     prompts = tmp_path / "bok" / "samples.jsonl"
     prompts.write_text('{"question": "Xin chào"}\n', encoding="utf-8")
     (tmp_path / "rm").mkdir()  # a reward section that passes its own check, so the output check is reached
-    refused(prefkit("train", "best-of-k", "--config", REPO / "configs" / "train" / "best-of-k-tiny.yaml",
-                    "--set", "output_dir=bok", "--set", "data.source=bok/samples.jsonl", "--set", "reward.model=rm"),
-            "bok: output_dir contains the input bok/samples.jsonl")
+    refused(
+        prefkit(
+            "train",
+            "best-of-k",
+            "--config",
+            REPO / "configs" / "train" / "best-of-k-tiny.yaml",
+            "--set",
+            "output_dir=bok",
+            "--set",
+            "data.source=bok/samples.jsonl",
+            "--set",
+            "reward.model=rm",
+        ),
+        "bok: output_dir contains the input bok/samples.jsonl",
+    )
     assert prompts.read_text(encoding="utf-8") == '{"question": "Xin chào"}\n'

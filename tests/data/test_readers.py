@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,10 +77,12 @@ def test_vi_alpaca_preference(vi_file: Path, vi_rows: list[dict]) -> None:
 
 
 def test_alpaca_joins_instruction_and_input(write_jsonl: Callable[..., Path]) -> None:
-    path = write_jsonl([
-        {"instruction": "Dịch sang tiếng Anh.", "input": "Xin chào", "output": "Hello"},
-        {"instruction": "Kể một câu chuyện.", "input": "", "output": "Ngày xưa…"},
-    ])
+    path = write_jsonl(
+        [
+            {"instruction": "Dịch sang tiếng Anh.", "input": "Xin chào", "output": "Hello"},
+            {"instruction": "Kể một câu chuyện.", "input": "", "output": "Ngày xưa…"},
+        ]
+    )
     assert [p.question for p in read_prompts(path)] == ["Dịch sang tiếng Anh.\n\nXin chào", "Kể một câu chuyện."]
     fmt, recs = canonical_records(path)
     assert fmt == "alpaca" and [r["response"] for _, r in recs] == ["Hello", "Ngày xưa…"]
@@ -88,19 +91,28 @@ def test_alpaca_joins_instruction_and_input(write_jsonl: Callable[..., Path]) ->
 
 
 def test_prompt_response_and_repeated_prompts_read_once(write_jsonl: Callable[..., Path]) -> None:
-    path = write_jsonl([{"prompt": "A?", "response": "a"}, {"prompt": "B?", "response": "b"}, {"prompt": "A?", "response": "c"}])
+    path = write_jsonl(
+        [{"prompt": "A?", "response": "a"}, {"prompt": "B?", "response": "b"}, {"prompt": "A?", "response": "c"}]
+    )
     assert [p.question for p in read_prompts(path)] == ["A?", "B?"]
 
 
 def test_hh_rlhf_single_and_multi_turn(write_jsonl: Callable[..., Path]) -> None:
     rows = read_preferences(write_jsonl([HH_SINGLE, HH_MULTI]))
-    assert (rows[0].question, rows[0].chosen, rows[0].rejected) == ("Làm sao để học tốt?", "Học đều mỗi ngày.", "Không biết.")
+    assert (rows[0].question, rows[0].chosen, rows[0].rejected) == (
+        "Làm sao để học tốt?",
+        "Học đều mỗi ngày.",
+        "Không biết.",
+    )
     assert rows[1].question == "What is 2+2?"
     assert rows[1].history == (("user", "Hi"), ("assistant", "Hello!"))
     assert (rows[1].chosen, rows[1].rejected) == ("4.", "5.")
     assert rows[1].prompt.messages("4.") == [
-        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4."}]
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4."},
+    ]
     # one-turn rows keep the ids they had before conversations existed; history changes the id
     assert rows[0].prompt_id == Prompt("Làm sao để học tốt?").id == content_id("", "Làm sao để học tốt?", prefix="p-")
     assert rows[0].id == content_id("", "Làm sao để học tốt?", "Học đều mỗi ngày.", "Không biết.", prefix="pref-")
@@ -122,13 +134,22 @@ def test_trl_preference_explicit_implicit_and_text(write_jsonl: Callable[..., Pa
     text = {"prompt": "Say hi", "chosen": "Hi!", "rejected": "No."}
     assert source_format(write_jsonl([implicit], "implicit.jsonl")) == "trl_preference"
     rows = [read_preferences(write_jsonl([r], f"{i}.jsonl"))[0] for i, r in enumerate((explicit, implicit, text))]
-    assert (rows[0].system, rows[0].question, rows[0].chosen, rows[0].rejected) == ("Be brief.", "Sky colour?", "Blue.", "Green.")
+    assert (rows[0].system, rows[0].question, rows[0].chosen, rows[0].rejected) == (
+        "Be brief.",
+        "Sky colour?",
+        "Blue.",
+        "Green.",
+    )
     assert (rows[1].question, rows[1].chosen, rows[1].rejected) == ("2+2?", "4", "22")
     assert (rows[2].question, rows[2].chosen) == ("Say hi", "Hi!")
     multi = {
-        "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                   {"role": "user", "content": "2+2?"}],
-        "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}],
+        "prompt": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "2+2?"},
+        ],
+        "chosen": [{"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "assistant", "content": "5"}],
     }
     (row,) = read_preferences(write_jsonl([multi], "multi.jsonl"))
     assert (row.history, row.question) == ((("user", "Hi"), ("assistant", "Hello")), "2+2?")
@@ -152,7 +173,9 @@ def test_pairs_and_judgements_round_trip_through_parquet(tmp_path: Path) -> None
     assert source_format(pairs_path) == "pairs"
     assert read_pairs(pairs_path) == [pair]
     assert read_prompts(pairs_path)[0].id == pair.prompt.id
-    j = Judgement(pair.pair_id, "an", pair.a.id, Strength.BETTER, shown_order=(pair.a.id, pair.b.id), unsafe=(pair.b.id,))
+    j = Judgement(
+        pair.pair_id, "an", pair.a.id, Strength.BETTER, shown_order=(pair.a.id, pair.b.id), unsafe=(pair.b.id,)
+    )
     judged = tmp_path / "judgements.jsonl"
     write_judgements([j], judged)
     assert read_judgements(judged) == [j]
@@ -168,8 +191,11 @@ def test_json_list_and_data_object_report_element_lines(tmp_path: Path, vi_rows:
     listed.write_text(json.dumps(vi_rows[:2], ensure_ascii=False, indent=2), encoding="utf-8")
     assert [loc.line for loc, _ in read_rows(listed)] == [2, 8]
     wrapped = tmp_path / "wrapped.json"
-    wrapped.write_text('{"version": {"n": [1, 2]},\n "data": [\n  {"prompt": "a", "response": "b"},\n\n'
-                       '  {"prompt": "c", "response": ""}\n ]}', encoding="utf-8")
+    wrapped.write_text(
+        '{"version": {"n": [1, 2]},\n "data": [\n  {"prompt": "a", "response": "b"},\n\n'
+        '  {"prompt": "c", "response": ""}\n ]}',
+        encoding="utf-8",
+    )
     assert [loc.line for loc, _ in read_rows(wrapped)] == [3, 5]
     _fmt, recs = canonical_records(wrapped)
     with pytest.raises(DataError) as e:
@@ -225,7 +251,11 @@ def test_folder_of_parquet_shards_reads_as_one_source(tmp_path: Path) -> None:
     assert read_pairs(tmp_path / "shards") == pairs
     locs = [loc for loc, _ in read_rows(tmp_path / "shards")]
     assert [(Path(loc.file).name, loc.row) for loc in locs] == [
-        ("shard-00000.parquet", 0), ("shard-00000.parquet", 1), ("shard-00001.parquet", 0), ("shard-00001.parquet", 1)]
+        ("shard-00000.parquet", 0),
+        ("shard-00000.parquet", 1),
+        ("shard-00001.parquet", 0),
+        ("shard-00001.parquet", 1),
+    ]
 
 
 # ------------------------------------------------------------------ bad input
@@ -234,14 +264,24 @@ def test_folder_of_parquet_shards_reads_as_one_source(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("lines", "line", "field", "message"),
     [
-        (['{"question": "q", "chosen": "c", "rejected": "r"}', '{"question": "q2", "chosen": '], 2, None, "malformed JSON"),
+        (
+            ['{"question": "q", "chosen": "c", "rejected": "r"}', '{"question": "q2", "chosen": '],
+            2,
+            None,
+            "malformed JSON",
+        ),
         (['["not", "an", "object"]'], 1, None, "expected a JSON object, got list"),
         (['{"question": "q", "rejected": "r", "chosen": null}'], 1, "chosen", "missing field"),
         (['{"question": "q", "chosen": 42, "rejected": "r"}'], 1, "chosen", "must be text, got int"),
         (['{"question": "q", "chosen": "c", "rejected": "  \\n"}'], 1, "rejected", "empty text"),
         (['{"question": "q", "chosen": "c", "rejected": "r", "strength": "huge"}'], 1, "strength", "not a strength"),
         (['{"question": "q", "chosen": "c", "rejected": "r", "n_annotators": -1}'], 1, "n_annotators", "whole number"),
-        (['{"question": "q", "chosen": "c", "rejected": "r", "agreement": "high"}'], 1, "agreement", "must be a number"),
+        (
+            ['{"question": "q", "chosen": "c", "rejected": "r", "agreement": "high"}'],
+            1,
+            "agreement",
+            "must be a number",
+        ),
     ],
 )
 def test_bad_jsonl_records_name_file_line_and_field(
@@ -283,8 +323,12 @@ def test_malformed_lines_are_recorded_and_skipped_when_errors_are_collected(writ
 
 def test_bad_judgement_fields(write_jsonl: Callable[..., Path]) -> None:
     base = {"pair_id": "p", "annotator": "an", "preferred": "r1", "strength": "better"}
-    for change, field in (({"strength": "enormous"}, "strength"), ({"annotator": ""}, "annotator"),
-                          ({"seconds": "slow"}, "seconds"), ({"preferred": None}, None)):
+    for change, field in (
+        ({"strength": "enormous"}, "strength"),
+        ({"annotator": ""}, "annotator"),
+        ({"seconds": "slow"}, "seconds"),
+        ({"preferred": None}, None),
+    ):
         with pytest.raises(DataError) as e:
             read_judgements(write_jsonl([base, {**base, **change}]))
         assert (e.value.line, e.value.field) == (2, field)
@@ -323,7 +367,9 @@ json_values = st.recursive(
 )
 hostile_row = st.fixed_dictionaries(
     {},
-    optional={k: json_values for k in ("question", "chosen", "rejected", "strength", "system", "n_annotators", "agreement")},
+    optional={
+        k: json_values for k in ("question", "chosen", "rejected", "strength", "system", "n_annotators", "agreement")
+    },
 )
 
 

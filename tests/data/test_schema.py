@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,8 +20,15 @@ from data.schema import (
 
 def make_pair() -> Pair:
     prompt = Prompt("Tại sao trời mưa?", system="Trả lời ngắn gọn.", source="test")
-    a = Response("Hơi nước ngưng tụ thành giọt.", model="tiny", temperature=0.7, top_p=0.9, seed=1,
-                 finish_reason="stop", n_tokens=12)
+    a = Response(
+        "Hơi nước ngưng tụ thành giọt.",
+        model="tiny",
+        temperature=0.7,
+        top_p=0.9,
+        seed=1,
+        finish_reason="stop",
+        n_tokens=12,
+    )
     b = Response("Vì trời buồn.", model="tiny", adapter="lora-1", temperature=1.2, seed=2, finish_reason="length")
     return Pair(prompt, a, b)
 
@@ -42,9 +49,17 @@ def test_ids_are_stable_and_content_derived() -> None:
 
 def test_judgement_round_trips_with_shown_order_and_flags() -> None:
     pair = make_pair()
-    j = Judgement(pair.pair_id, "lan", pair.b.id, "better", shown_order=(pair.b.id, pair.a.id),
-                  unsafe=(pair.b.id,), rationale="rõ hơn", seconds=12.5,
-                  created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    j = Judgement(
+        pair.pair_id,
+        "lan",
+        pair.b.id,
+        "better",
+        shown_order=(pair.b.id, pair.a.id),
+        unsafe=(pair.b.id,),
+        rationale="rõ hơn",
+        seconds=12.5,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
     back = Judgement.from_row(j.to_row())
     assert back == j
     assert back.signed_score(pair) == 2
@@ -52,10 +67,10 @@ def test_judgement_round_trips_with_shown_order_and_flags() -> None:
 
 def test_naive_created_at_is_read_as_utc() -> None:
     pair = make_pair()
-    aware = Judgement(pair.pair_id, "lan", pair.a.id, "better", created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    aware = Judgement(pair.pair_id, "lan", pair.a.id, "better", created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     naive_row = {**aware.to_row(), "created_at": "2026-01-02T03:04:06"}
     naive = Judgement.from_row(naive_row)
-    assert naive.created_at == datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone.utc)
+    assert naive.created_at == datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
     assert Judgement.from_row({**naive_row, "created_at": datetime(2026, 1, 2, 3, 4, 6)}).created_at == naive.created_at
     # The newer (naive) judgement replaces the older (aware) one without a naive-vs-aware TypeError.
     assert naive.created_at > aware.created_at
@@ -63,8 +78,12 @@ def test_naive_created_at_is_read_as_utc() -> None:
 
 @pytest.mark.parametrize(
     ("point", "winner", "strength"),
-    [(-3, "left", Strength.SIGNIFICANTLY_BETTER), (-1, "left", Strength.SLIGHTLY_BETTER),
-     (0, None, Strength.NEGLIGIBLY_BETTER), (2, "right", Strength.BETTER)],
+    [
+        (-3, "left", Strength.SIGNIFICANTLY_BETTER),
+        (-1, "left", Strength.SLIGHTLY_BETTER),
+        (0, None, Strength.NEGLIGIBLY_BETTER),
+        (2, "right", Strength.BETTER),
+    ],
 )
 def test_seven_point_choice(point: int, winner: str | None, strength: Strength) -> None:
     j = Judgement.from_seven_point("p", "an", point, ("L", "R"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,8 +24,19 @@ def test_preferences_round_trip_by_suffix(tmp_path: Path, vi_rows: list[dict], s
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_preference_row_round_trips_through_its_record(tmp_path: Path, suffix: str) -> None:
-    row = PreferenceRow("q", "good", "bad", strength="better", margin=2 / 3, n_annotators=3, agreement=2 / 3,
-                        system="s", source="src", chosen_meta={"model": "m", "seed": 3}, rejected_meta={"temperature": 1.0})
+    row = PreferenceRow(
+        "q",
+        "good",
+        "bad",
+        strength="better",
+        margin=2 / 3,
+        n_annotators=3,
+        agreement=2 / 3,
+        system="s",
+        source="src",
+        chosen_meta={"model": "m", "seed": 3},
+        rejected_meta={"temperature": 1.0},
+    )
     rec = row.to_record()
     assert tuple(rec) == EXPORT_COLUMNS
     path = tmp_path / f"row{suffix}"
@@ -64,7 +76,7 @@ def test_unknown_suffix_is_a_data_error(tmp_path: Path) -> None:
 
 def test_write_json_is_atomic_and_writes_objects_as_text(tmp_path):
     import json
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from data.writers import write_json
 
@@ -73,7 +85,7 @@ def test_write_json_is_atomic_and_writes_objects_as_text(tmp_path):
     with pytest.raises(TypeError):
         write_json(target, {1j: "complex key"})  # a key JSON cannot hold
     assert json.loads(target.read_text()) == {"old": True}  # a failed write leaves the old file
-    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 2, tzinfo=UTC)
     write_json(target, {"path": tmp_path, "when": when, "text": "Xin chào"})
     assert target.read_text(encoding="utf-8").endswith("\n") and "Xin chào" in target.read_text(encoding="utf-8")
     assert json.loads(target.read_text()) == {"path": str(tmp_path), "when": str(when), "text": "Xin chào"}

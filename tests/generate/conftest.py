@@ -94,8 +94,9 @@ def tiny_model_path(tiny_model_factory, tmp_path_factory) -> Path:
 def stopping_model(tiny_model_factory, tmp_path_factory) -> Path:
     """A random model that ends its turn often: a sixth of the vocabulary counts as end of turn, so
     within a few tokens some samples stop and some run out of max_tokens."""
-    return model_copy(tiny_model_factory(), tmp_path_factory.mktemp("stopping") / "model",
-                      eos_token_id=[3, *range(10, 512, 6)])
+    return model_copy(
+        tiny_model_factory(), tmp_path_factory.mktemp("stopping") / "model", eos_token_id=[3, *range(10, 512, 6)]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -63,11 +63,16 @@ def test_template_that_refuses_a_system_role_gets_it_in_the_user_turn(tokenizer)
 
 
 def test_multi_turn_prompt_is_formatted_whole(tokenizer):
-    prompt = Prompt("Còn mùa đông?", system="Ngắn gọn.",
-                    history=(("user", "Vì sao trời xanh?"), ("assistant", "Do tán xạ ánh sáng.")))
+    prompt = Prompt(
+        "Còn mùa đông?",
+        system="Ngắn gọn.",
+        history=(("user", "Vì sao trời xanh?"), ("assistant", "Do tán xạ ánh sáng.")),
+    )
     text = format_prompt(tokenizer, prompt.question, prompt.system, prompt.history)
-    assert text == ("<|system|>\nNgắn gọn.<|end|>\n<|user|>\nVì sao trời xanh?<|end|>\n"
-                    "<|assistant|>\nDo tán xạ ánh sáng.<|end|>\n<|user|>\nCòn mùa đông?<|end|>\n<|assistant|>\n")
+    assert text == (
+        "<|system|>\nNgắn gọn.<|end|>\n<|user|>\nVì sao trời xanh?<|end|>\n"
+        "<|assistant|>\nDo tán xạ ánh sáng.<|end|>\n<|user|>\nCòn mùa đông?<|end|>\n<|assistant|>\n"
+    )
     # the same as the template over the prompt's messages: what training applies
     assert text == tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
 
@@ -80,8 +85,11 @@ def test_multi_turn_with_a_real_template_and_the_plain_format(tokenizer):
     history = (("user", "Hi"), ("assistant", "Hello!"))
     tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja").read_text()
     text = format_prompt(tokenizer, "And 2+2?", None, history)
-    assert text.index("<|im_start|>user\nHi<|im_end|>") < text.index("<|im_start|>assistant\nHello!<|im_end|>") \
+    assert (
+        text.index("<|im_start|>user\nHi<|im_end|>")
+        < text.index("<|im_start|>assistant\nHello!<|im_end|>")
         < text.index("<|im_start|>user\nAnd 2+2?<|im_end|>")
+    )
     assert text.endswith("<|im_start|>assistant\n")
     tokenizer.chat_template = None
     plain = format_prompt(tokenizer, "And 2+2?", None, history)

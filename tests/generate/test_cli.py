@@ -23,9 +23,24 @@ def test_options_config_and_overrides(tiny_model_path, prompts_file, tmp_path):
     result = CliRunner().invoke(
         app,
         [
-            "generate", str(prompts_file), str(out), "--model", str(tiny_model_path), "--temperatures", "0.5,1.0",
-            "--config", str(TINY_CONFIG), "--set", "max_tokens=6", "--set", "plan=all_pairs", "--limit", "3",
-            "--system-prompt", "Trả lời thật ngắn.", "--no-progress",
+            "generate",
+            str(prompts_file),
+            str(out),
+            "--model",
+            str(tiny_model_path),
+            "--temperatures",
+            "0.5,1.0",
+            "--config",
+            str(TINY_CONFIG),
+            "--set",
+            "max_tokens=6",
+            "--set",
+            "plan=all_pairs",
+            "--limit",
+            "3",
+            "--system-prompt",
+            "Trả lời thật ngắn.",
+            "--no-progress",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -45,7 +60,11 @@ def test_everything_from_yaml(tiny_model_path, prompts_file, tmp_path):
         yaml.safe_dump(
             {
                 **yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8")),
-                "prompts": str(prompts_file), "out": str(out), "plan": "samples", "samples": 3, "max_tokens": 5,
+                "prompts": str(prompts_file),
+                "out": str(out),
+                "plan": "samples",
+                "samples": 3,
+                "max_tokens": 5,
                 "settings": [{"model": str(tiny_model_path), "temperature": 0.9, "top_p": 0.8}],
             },
             allow_unicode=True,

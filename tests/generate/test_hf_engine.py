@@ -55,7 +55,9 @@ def test_batched_equals_one_by_one_with_mixed_settings(tiny_model_path, hf_engin
 def test_seeds_make_samples_reproducible_and_n_samples_distinct(hf_engine):
     p = prompts(hf_engine)[0]
     calls = []
-    one = hf_engine.generate([Request(p, temperature=1.0, max_tokens=8, seed=5, n=3)], progress=lambda n, t: calls.append((n, t)))[0]
+    one = hf_engine.generate(
+        [Request(p, temperature=1.0, max_tokens=8, seed=5, n=3)], progress=lambda n, t: calls.append((n, t))
+    )[0]
     assert [c.seed for c in one.completions] == [5, 6, 7]
     assert len({c.text for c in one.completions}) == 3
     # Sample i of a request is the same as a request seeded seed + i.

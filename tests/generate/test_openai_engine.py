@@ -50,13 +50,26 @@ def server(served_model, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
     env = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hub-cache")),
-        "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hub-cache")),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
     }
     cmd = [
-        sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())",
-        "serve", str(served_model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-        "--dtype", "float32",
+        sys.executable,
+        "-c",
+        "import sys; from transformers.cli.transformers import main; sys.exit(main())",
+        "serve",
+        str(served_model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -127,9 +140,18 @@ def test_temperature_and_seed_are_per_request(engine, questions):
 def test_a_generate_run_on_the_served_model_resumes_to_the_same_pairs(server, served_model, prompts_file, tmp_path):
     def cfg(out: Path, **kw) -> GenerateConfig:
         values = dict(
-            prompts=str(prompts_file), out=str(out), models=[str(served_model)], temperatures=[0.7, 1.2],
-            max_tokens=6, shard_size=2, plan="all_pairs", engine="openai", base_url=server, concurrency=1,
-            progress=False, seed=5,
+            prompts=str(prompts_file),
+            out=str(out),
+            models=[str(served_model)],
+            temperatures=[0.7, 1.2],
+            max_tokens=6,
+            shard_size=2,
+            plan="all_pairs",
+            engine="openai",
+            base_url=server,
+            concurrency=1,
+            progress=False,
+            seed=5,
         )
         return GenerateConfig(**{**values, **kw})
 
@@ -175,8 +197,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b'{"error": {"message": "overloaded"}}')
             return
         req = urllib.request.Request(
-            self.server.upstream + self.path.removeprefix("/v1"), data=body,
-            headers={"Content-Type": "application/json"}, method="POST",
+            self.server.upstream + self.path.removeprefix("/v1"),
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         with urllib.request.urlopen(req, timeout=120) as r:
             payload, status = r.read(), r.status
@@ -193,7 +217,11 @@ def test_overloaded_answers_are_retried(engine, server, questions):
     thread.start()
     try:
         flaky = OpenAIEngine(
-            engine.model, base_url=f"http://127.0.0.1:{proxy.server_address[1]}/v1", concurrency=1, retries=3, backoff=0.01
+            engine.model,
+            base_url=f"http://127.0.0.1:{proxy.server_address[1]}/v1",
+            concurrency=1,
+            retries=3,
+            backoff=0.01,
         )
         prompts = _prompts(engine.tokenizer, questions[:2])
         got = flaky.generate([Request(p, temperature=0, max_tokens=5) for p in prompts])
@@ -228,7 +256,13 @@ def test_no_server_is_a_clear_error(served_model):
 def test_request_bodies_and_settings(served_model, monkeypatch):
     r = Request("hi", temperature=0.7, top_p=0.9, max_tokens=3, seed=40, n=2)
     assert completion_body("m", r, 1) == {
-        "model": "m", "prompt": "hi", "max_tokens": 3, "temperature": 0.7, "top_p": 0.9, "n": 1, "stream": False,
+        "model": "m",
+        "prompt": "hi",
+        "max_tokens": 3,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "n": 1,
+        "stream": False,
         "seed": 41,
     }
     assert "seed" not in completion_body("m", Request("hi"), 0)

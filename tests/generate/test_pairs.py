@@ -6,10 +6,9 @@ import unicodedata
 
 import pytest
 
-from data.schema import Prompt, Response
+from data.schema import Pair, Prompt, Response
 from data.shingles import jaccard
 from generate.pairs import build_pairs, drop_reason
-from data.schema import Pair
 
 PROMPT = Prompt("Vì sao bầu trời có màu xanh?")
 LONG = (
@@ -23,7 +22,9 @@ def resp(text: str, finish: str = "stop", temperature: float = 0.7) -> Response:
 
 
 def reason(a: Response, b: Response, **kw) -> str | None:
-    why = drop_reason(Pair(PROMPT, a, b), near_duplicate_threshold=kw.pop("threshold", 0.9), **{"drop_truncated": False, **kw})
+    why = drop_reason(
+        Pair(PROMPT, a, b), near_duplicate_threshold=kw.pop("threshold", 0.9), **{"drop_truncated": False, **kw}
+    )
     return why[0] if why else None
 
 
@@ -34,7 +35,13 @@ def test_empty_response_is_dropped():
 
 @pytest.mark.parametrize(
     "other",
-    [LONG, LONG.upper(), "  " + LONG.replace(" ", "   ") + "  ", unicodedata.normalize("NFD", LONG), LONG.replace(",", "")],
+    [
+        LONG,
+        LONG.upper(),
+        "  " + LONG.replace(" ", "   ") + "  ",
+        unicodedata.normalize("NFD", LONG),
+        LONG.replace(",", ""),
+    ],
 )
 def test_identical_after_normalisation_is_dropped(other):
     assert reason(resp(LONG), resp(other, temperature=1.2)) == "identical"

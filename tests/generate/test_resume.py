@@ -46,9 +46,23 @@ def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path,
     prompts = make_prompts(tmp_path / "prompts.jsonl", asked)
     out = tmp_path / "out"
     args = [
-        str(prompts), str(out), "--model", str(tiny_model_path), "--temperatures", "0.7,1.1",
-        "--config", str(REPO / "configs/generate/tiny-cpu.yaml"), "--plan", "all_pairs",
-        "--shard-size", "1", "--max-tokens", "16", "--batch-size", "1", "--no-progress",
+        str(prompts),
+        str(out),
+        "--model",
+        str(tiny_model_path),
+        "--temperatures",
+        "0.7,1.1",
+        "--config",
+        str(REPO / "configs/generate/tiny-cpu.yaml"),
+        "--plan",
+        "all_pairs",
+        "--shard-size",
+        "1",
+        "--max-tokens",
+        "16",
+        "--batch-size",
+        "1",
+        "--no-progress",
     ]
     env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, FAULT_SIGNAL_ENV)}
     env.update({"OMP_NUM_THREADS": "1", FAULT_ENV: SECOND_SHARD_WRITTEN, FAULT_SIGNAL_ENV: sig.name})
@@ -56,7 +70,11 @@ def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path,
     # CI script may run pytest); a terminal's Ctrl-C never finds it so: restore Python's own handler.
     proc = subprocess.run(
         [sys.executable, "-c", UNIGNORED_SIGINT, "generate", *args],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     stderr = proc.stderr
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), stderr
@@ -69,9 +87,18 @@ def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path,
     kept = {s["shard"]: (out / s["shard"]).read_bytes() for s in finished}
 
     cfg = load_config(
-        GenerateConfig, REPO / "configs/generate/tiny-cpu.yaml", [],
-        prompts=str(prompts), out=str(out), models=[str(tiny_model_path)], temperatures=[0.7, 1.1],
-        plan="all_pairs", shard_size=1, max_tokens=16, batch_size=1, progress=False,
+        GenerateConfig,
+        REPO / "configs/generate/tiny-cpu.yaml",
+        [],
+        prompts=str(prompts),
+        out=str(out),
+        models=[str(tiny_model_path)],
+        temperatures=[0.7, 1.1],
+        plan="all_pairs",
+        shard_size=1,
+        max_tokens=16,
+        batch_size=1,
+        progress=False,
     )
     generate_pairs(cfg, resume=True)
 

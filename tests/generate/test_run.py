@@ -9,18 +9,26 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from data.config import load_config
 from data.errors import ConfigError, DataError
 from data.readers import read_pairs
 from data.schema import PAIR_COLUMNS
-from data.config import load_config
 from generate.config import DEFAULT_SYSTEM_PROMPT, GenerateConfig, SettingConfig
 from generate.run import generate_pairs
 
 
 def config(prompts: Path, out: Path, models: list[str], **kw) -> GenerateConfig:
     values = dict(
-        prompts=str(prompts), out=str(out), models=models, temperatures=[0.7, 1.1], max_tokens=8, shard_size=2,
-        plan="all_pairs", device="cpu", dtype="float32", progress=False,
+        prompts=str(prompts),
+        out=str(out),
+        models=models,
+        temperatures=[0.7, 1.1],
+        max_tokens=8,
+        shard_size=2,
+        plan="all_pairs",
+        device="cpu",
+        dtype="float32",
+        progress=False,
     )
     return GenerateConfig(**{**values, **kw})
 
@@ -56,7 +64,10 @@ def test_pairs_carry_their_generation_metadata(tiny_model_path, lora_adapter, pr
     assert rep["complete"] and rep["pairs"] == 4 and rep["responses"] == 8
     assert rep["prompts"] == {"read": 4, "done": 4, "unreadable_rows": 0}
     truncated = sum(r.truncated for p in pairs for r in (p.a, p.b))
-    assert rep["truncated"] == {"responses": truncated, "pairs_kept": sum(p.a.truncated or p.b.truncated for p in pairs)}
+    assert rep["truncated"] == {
+        "responses": truncated,
+        "pairs_kept": sum(p.a.truncated or p.b.truncated for p in pairs),
+    }
     assert rep["throughput"]["tokens"] == sum(r.n_tokens for p in pairs for r in (p.a, p.b))
     assert rep["throughput"]["tokens_per_s"] > 0 and rep["throughput"]["prompts_per_s"] > 0
 
@@ -144,8 +155,11 @@ def test_multi_turn_prompts_are_answered_with_their_history(tiny_model_path, tmp
 
     prompts = tmp_path / "conv.jsonl"
     convs = [
-        [{"role": "user", "content": "Chào bạn"}, {"role": "assistant", "content": "Chào!"},
-         {"role": "user", "content": "Hôm nay thế nào?"}],
+        [
+            {"role": "user", "content": "Chào bạn"},
+            {"role": "assistant", "content": "Chào!"},
+            {"role": "user", "content": "Hôm nay thế nào?"},
+        ],
         [{"role": "user", "content": "Một câu hỏi?"}],
     ]
     prompts.write_text("".join(json.dumps({"prompt": c}, ensure_ascii=False) + "\n" for c in convs), encoding="utf-8")

@@ -22,8 +22,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 def config(prompts: Path, out: Path, model: Path, **kw) -> GenerateConfig:
     values = dict(
-        prompts=str(prompts), out=str(out), models=[str(model)], temperatures=[0.7, 1.1], max_tokens=4,
-        shard_size=2, plan="all_pairs", device="cpu", dtype="float32", progress=False, seed=2,
+        prompts=str(prompts),
+        out=str(out),
+        models=[str(model)],
+        temperatures=[0.7, 1.1],
+        max_tokens=4,
+        shard_size=2,
+        plan="all_pairs",
+        device="cpu",
+        dtype="float32",
+        progress=False,
+        seed=2,
     )
     return GenerateConfig(**{**values, **kw})
 
@@ -51,8 +60,10 @@ def test_parts_split_the_prompts_disjointly_into_one_folder(tiny_model_path, que
     assert by_id(read_pairs(out)) == by_id(read_pairs(whole.out))
     assert len(read_pairs(out)) == sum(len(p) for p in parts) == 8
     assert sorted(p.name for p in out.glob("*.json")) == [
-        "part-000-of-002.manifest.json", "part-000-of-002.report.json",
-        "part-001-of-002.manifest.json", "part-001-of-002.report.json",
+        "part-000-of-002.manifest.json",
+        "part-000-of-002.report.json",
+        "part-001-of-002.manifest.json",
+        "part-001-of-002.report.json",
     ]
     # The split depends on the prompt id only: the same prompts in another order split the same way.
     assert all(prompt_part(p.prompt.id, 2) == (0 if p.prompt.question in per_part[0] else 1) for p in read_pairs(out))
@@ -84,7 +95,9 @@ def test_a_part_resumes_and_the_folder_refuses_mixed_splits(tiny_model_path, que
         generate_pairs(config(prompts, out, tiny_model_path, shard="0/3"))
     with pytest.raises(ConfigError, match="holds no generation run"):
         generate_pairs(config(prompts, out, tiny_model_path))
-    with pytest.raises(ConfigError, match=r"another part of this folder ran with different settings \(max_tokens: 4 -> 5\)"):
+    with pytest.raises(
+        ConfigError, match=r"another part of this folder ran with different settings \(max_tokens: 4 -> 5\)"
+    ):
         generate_pairs(config(prompts, out, tiny_model_path, shard="0/2", max_tokens=5))
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("part-000")) == []  # refused before writing
 
@@ -101,10 +114,31 @@ def test_the_readme_shell_example_runs_parts_side_by_side(tiny_model_path, quest
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", "from prefkit.cli import main; main()", "generate", str(prompts), str(out),
-             "--model", str(tiny_model_path), "--temperatures", "0.7,1.1", "--max-tokens", "4", "--shard", f"{i}/2",
-             "--shard-size", "1", "--set", "device=cpu", "--no-progress"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                "from prefkit.cli import main; main()",
+                "generate",
+                str(prompts),
+                str(out),
+                "--model",
+                str(tiny_model_path),
+                "--temperatures",
+                "0.7,1.1",
+                "--max-tokens",
+                "4",
+                "--shard",
+                f"{i}/2",
+                "--shard-size",
+                "1",
+                "--set",
+                "device=cpu",
+                "--no-progress",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]

@@ -16,7 +16,14 @@ import pytest
 from data.errors import ConfigError
 from generate.engines.base import EngineClosed, GenerationFailed, Request
 from generate.engines.vllm import (
-    LORA_RANKS, LoraRegistry, VLLMEngine, adapter_rank, finish_reason, llm_kwargs, lora_rank_for, sampling_kwargs,
+    LORA_RANKS,
+    LoraRegistry,
+    VLLMEngine,
+    adapter_rank,
+    finish_reason,
+    llm_kwargs,
+    lora_rank_for,
+    sampling_kwargs,
     unavailable_reason,
 )
 
@@ -131,8 +138,14 @@ def test_lora_rank_rounds_up_to_a_value_vllm_accepts(wide_adapter, lora_adapter,
 
 def test_llm_kwargs_size_lora_from_the_adapters(wide_adapter, lora_adapter):
     plain = llm_kwargs("m", gpu_memory_utilization=0.45, max_model_len=4096, seed=3)
-    assert plain == {"model": "m", "dtype": "auto", "tensor_parallel_size": 1, "gpu_memory_utilization": 0.45,
-                     "max_model_len": 4096, "seed": 3}
+    assert plain == {
+        "model": "m",
+        "dtype": "auto",
+        "tensor_parallel_size": 1,
+        "gpu_memory_utilization": 0.45,
+        "max_model_len": 4096,
+        "seed": 3,
+    }
     both = llm_kwargs("m", adapters=[str(lora_adapter), str(wide_adapter)])
     assert (both["enable_lora"], both["max_lora_rank"], both["max_loras"]) == (True, 64, 2)
 
@@ -147,8 +160,9 @@ class FakeLLM:
         self.kwargs = kwargs
         self.shutdowns = 0
         core = SimpleNamespace(shutdown=self._shutdown)
-        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=kwargs["max_model_len"]),
-                                          engine_core=core)
+        self.llm_engine = SimpleNamespace(
+            model_config=SimpleNamespace(max_model_len=kwargs["max_model_len"]), engine_core=core
+        )
 
     def _shutdown(self, timeout=None):
         self.shutdowns += 1
@@ -166,8 +180,12 @@ def fake_engine(tiny_model_path, **kw):
 
 
 def test_engine_starts_vllm_with_lora_sized_from_its_adapters(tiny_model_path, lora_adapter, wide_adapter):
-    engine, llm = fake_engine(tiny_model_path, adapter=lora_adapter, adapters=[str(wide_adapter), str(lora_adapter)],
-                              gpu_memory_utilization=0.5)
+    engine, llm = fake_engine(
+        tiny_model_path,
+        adapter=lora_adapter,
+        adapters=[str(wide_adapter), str(lora_adapter)],
+        gpu_memory_utilization=0.5,
+    )
     assert llm.kwargs["enable_lora"] and llm.kwargs["max_lora_rank"] == 64 and llm.kwargs["max_loras"] == 2
     assert llm.kwargs["gpu_memory_utilization"] == 0.5
     assert engine.max_context == 64  # what vLLM settled on
@@ -177,12 +195,18 @@ def test_build_sends_token_ids_one_sampling_per_request_and_the_adapter(tiny_mod
     engine, _ = fake_engine(tiny_model_path, adapter=lora_adapter)
     prompt = "<|user|>Xin chào<|assistant|>"
     ids = engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    calls = engine.build([
-        Request(prompt, temperature=0.0, max_tokens=8, n=2),
-        Request(prompt, temperature=1.0, max_tokens=8, seed=3, n=2, adapter=None),
-    ])
+    calls = engine.build(
+        [
+            Request(prompt, temperature=0.0, max_tokens=8, n=2),
+            Request(prompt, temperature=1.0, max_tokens=8, seed=3, n=2, adapter=None),
+        ]
+    )
     assert [(c.request, c.first_sample, c.sampling["n"], c.sampling["seed"]) for c in calls] == [
-        (0, 0, 1, None), (0, 1, 1, None), (1, 0, 1, 3), (1, 1, 1, 4)]
+        (0, 0, 1, None),
+        (0, 1, 1, None),
+        (1, 0, 1, 3),
+        (1, 1, 1, 4),
+    ]
     assert all(c.prompt_token_ids == ids for c in calls)  # the formatted prompt, no second BOS
     assert {c.lora for c in calls} == {("adapter-1", 1, str(lora_adapter))}  # the engine's own adapter
 
@@ -254,11 +278,13 @@ def test_vllm_engine_end_to_end_on_the_tiny_model(tiny_model_path):
 
     engine = VLLMEngine(tiny_model_path, gpu_memory_utilization=0.3, max_model_len=512)
     p = format_prompt(engine.tokenizer, "Xin chào?", "Trả lời ngắn gọn.")
-    results = engine.generate([
-        Request(p, temperature=1.0, max_tokens=8, seed=3, n=2),
-        Request(p, temperature=0.0, max_tokens=8),
-        Request(p, temperature=0.0, max_tokens=8, n=2),  # greedy n > 1: split, vLLM would refuse it whole
-    ])
+    results = engine.generate(
+        [
+            Request(p, temperature=1.0, max_tokens=8, seed=3, n=2),
+            Request(p, temperature=0.0, max_tokens=8),
+            Request(p, temperature=0.0, max_tokens=8, n=2),  # greedy n > 1: split, vLLM would refuse it whole
+        ]
+    )
     assert [len(r.completions) for r in results] == [2, 1, 2]
     assert [c.seed for c in results[0].completions] == [3, 4]
     for r in results:

@@ -38,7 +38,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     bad.write_text('{"question": "q", "chosen": "a", "rejected": "b"}\n{"question": "q2", "chosen": ""}\n')
     proc = subprocess.run(
         [sys.executable, "-m", "prefkit.cli", "data", "export", str(bad), str(tmp_path / "out")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "bad.jsonl" in proc.stderr and "line 2" in proc.stderr
@@ -55,7 +56,9 @@ def test_version_and_debug_flags(tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q"\n')
-    plain = subprocess.run([sys.executable, "-m", "prefkit.cli", "data", "validate", str(bad)], capture_output=True, text=True)
+    plain = subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", "data", "validate", str(bad)], capture_output=True, text=True
+    )
     debug = subprocess.run(
         [sys.executable, "-m", "prefkit.cli", "--debug", "data", "validate", str(bad)], capture_output=True, text=True
     )
@@ -116,9 +119,21 @@ def test_a_run_that_fails_outside_the_input_is_one_line_and_exit_1(monkeypatch, 
 def test_debug_shows_log_lines_and_plain_runs_do_not(tmp_path):
     # domain modules log (`logging.getLogger(__name__)`); the entry point sends it to stderr, DEBUG with --debug
     src = tmp_path / "prefs.jsonl"
-    src.write_text("".join(
-        json.dumps({"question": f"câu hỏi số {i} về chủ đề {i * 7}", "chosen": f"trả lời tốt {i}",
-                    "rejected": f"trả lời kém {i}"}, ensure_ascii=False) + "\n" for i in range(6)), encoding="utf-8")
+    src.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question": f"câu hỏi số {i} về chủ đề {i * 7}",
+                    "chosen": f"trả lời tốt {i}",
+                    "rejected": f"trả lời kém {i}",
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for i in range(6)
+        ),
+        encoding="utf-8",
+    )
     plain = runner.invoke(app, ["data", "export", str(src), str(tmp_path / "a"), "--language", "vi"])
     debug = runner.invoke(app, ["--debug", "data", "export", str(src), str(tmp_path / "b"), "--language", "vi"])
     again = runner.invoke(app, ["--debug", "data", "export", str(src), str(tmp_path / "c"), "--language", "vi"])

@@ -52,8 +52,13 @@ def test_usage_names_arguments_in_capitals():
 
 def test_generate_help_shows_the_config_defaults():
     out = runner.invoke(app, ["generate", "--help"], terminal_width=200).output
-    for text in ("[default: 0.95]", "[default: 512]", "[default: 0.6,0.9,1.2]", "[default: random_pair]",
-                 "[default: hf]"):
+    for text in (
+        "[default: 0.95]",
+        "[default: 512]",
+        "[default: 0.6,0.9,1.2]",
+        "[default: random_pair]",
+        "[default: hf]",
+    ):
         assert text in out, text
 
 
@@ -104,8 +109,12 @@ def test_python_defaults_are_the_configs():
     from data.dedup import dedup_file, dedup_records
     from data.export import export_dataset, export_judged
 
-    for fn, cls in ((dedup_records, DedupConfig), (dedup_file, DedupConfig),
-                    (export_dataset, ExportConfig), (export_judged, ExportConfig)):
+    for fn, cls in (
+        (dedup_records, DedupConfig),
+        (dedup_file, DedupConfig),
+        (export_dataset, ExportConfig),
+        (export_judged, ExportConfig),
+    ):
         checked = 0
         for name, p in inspect.signature(fn).parameters.items():
             if p.default is inspect.Parameter.empty or name not in {f.name for f in dataclasses.fields(cls)}:
@@ -136,13 +145,30 @@ def _train_configs():
     from train.rounds import MixSet, RoundsConfig
     from train.scoring import RewardSection
 
-    return [ModelConfig, LoraSection, QuantConfig, DataConfig, RunConfig, SftConfig, RewardConfig, DpoConfig,
-            ScoreConfig, OnlineConfig, RlooConfig, GrpoConfig, BestOfKConfig, ChainConfig, MixSet, RoundsConfig,
-            RewardSection]
+    return [
+        ModelConfig,
+        LoraSection,
+        QuantConfig,
+        DataConfig,
+        RunConfig,
+        SftConfig,
+        RewardConfig,
+        DpoConfig,
+        ScoreConfig,
+        OnlineConfig,
+        RlooConfig,
+        GrpoConfig,
+        BestOfKConfig,
+        ChainConfig,
+        MixSet,
+        RoundsConfig,
+        RewardSection,
+    ]
 
 
-@pytest.mark.parametrize("cls", [DedupConfig, ExportConfig, GenerateConfig, SettingConfig, *_train_configs()],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [DedupConfig, ExportConfig, GenerateConfig, SettingConfig, *_train_configs()], ids=lambda c: c.__name__
+)
 def test_every_setting_is_documented(cls):
     missing = [f.name for f in dataclasses.fields(cls) if not field_help(cls, f.name).strip()]
     assert missing == []

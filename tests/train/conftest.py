@@ -56,8 +56,26 @@ def make_marker_rows():
 # the preferred answers hold one of these (polite words); the others hold a distractor of the same
 # token count in the same place. Several of each, so a random model has no single token to favour.
 MARKERS = ["cảm ơn", "xin mời", "làm ơn", "kính chào", "trân trọng", "vui lòng"]
-DISTRACTORS = ["rất tốt", "hôm nay", "bánh mì", "cà phê", "mùa thu", "áo dài", "sông Hồng", "quang hợp", "Hà Nội",
-               "ngon lành", "xanh tươi", "nhỏ bé", "to lớn", "đẹp đẽ", "chủ đề", "một hai", "con mèo", "trời mưa"]
+DISTRACTORS = [
+    "rất tốt",
+    "hôm nay",
+    "bánh mì",
+    "cà phê",
+    "mùa thu",
+    "áo dài",
+    "sông Hồng",
+    "quang hợp",
+    "Hà Nội",
+    "ngon lành",
+    "xanh tươi",
+    "nhỏ bé",
+    "to lớn",
+    "đẹp đẽ",
+    "chủ đề",
+    "một hai",
+    "con mèo",
+    "trời mưa",
+]
 
 
 def balanced_marker_rows(n: int, tokenizer, seed: int = 0) -> list[PreferenceRow]:
@@ -78,8 +96,11 @@ def balanced_marker_rows(n: int, tokenizer, seed: int = 0) -> list[PreferenceRow
         for d in rng.sample(DISTRACTORS, len(DISTRACTORS)):
             rejected = " ".join(body[:pos] + [d] + body[pos:])
             if len(tokenizer(rejected, add_special_tokens=False)["input_ids"]) == n_chosen:
-                rows.append(PreferenceRow(question=question, chosen=chosen, rejected=rejected,
-                                          strength=levels[len(rows) % len(levels)]))
+                rows.append(
+                    PreferenceRow(
+                        question=question, chosen=chosen, rejected=rejected, strength=levels[len(rows) % len(levels)]
+                    )
+                )
                 break
         i += 1
     return rows

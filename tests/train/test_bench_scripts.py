@@ -22,8 +22,21 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_train_gpu_bench_tiny_mode_alternates_and_reports_ratios(tmp_path):
     out = tmp_path / "bench.json"
-    r = _run([str(REPO / "bench/train_gpu.py"), "--tiny", "--steps", "2", "--tokens", "16", "--repeats", "2",
-              "--json", str(out)], tmp_path)
+    r = _run(
+        [
+            str(REPO / "bench/train_gpu.py"),
+            "--tiny",
+            "--steps",
+            "2",
+            "--tokens",
+            "16",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     figures = json.loads(out.read_text())
     for stage in ("reward", "dpo"):

@@ -23,8 +23,15 @@ def test_best_of_k_keeps_the_top_scored_sample(tiny_model_path, tmp_path):
     from train.config import ModelConfig
 
     prompts = [Prompt(q) for q in ("Xin chào", "Viết một câu về phở", "Tính tổng 1 đến 100", "Hà Nội mùa thu")]
-    cfg = BestOfKConfig(output_dir=tmp_path / "bok", model=ModelConfig(path=str(tiny_model_path)), k=4,
-                        max_new_tokens=12, seed=3, batch_size=8, device="cpu")
+    cfg = BestOfKConfig(
+        output_dir=tmp_path / "bok",
+        model=ModelConfig(path=str(tiny_model_path)),
+        k=4,
+        max_new_tokens=12,
+        seed=3,
+        batch_size=8,
+        device="cpu",
+    )
     summary = run(cfg, reward_fn=count_a, prompts=prompts)
 
     samples = [json.loads(line) for line in (tmp_path / "bok" / "samples.jsonl").read_text().splitlines()]
@@ -64,8 +71,15 @@ def test_best_of_k_asks_as_generate_does_skips_too_long_prompts_and_never_reuses
     prompts = [Prompt("Xin chào"), long, Prompt("Viết một câu về phở", system="Trả lời ngắn.")]
     seeds = {}
     for seed in (1, 2):  # two rounds
-        cfg = BestOfKConfig(output_dir=tmp_path / f"bok-{seed}", model=ModelConfig(path=str(tiny_model_path)), k=3,
-                            max_new_tokens=8, seed=seed, batch_size=8, device="cpu")
+        cfg = BestOfKConfig(
+            output_dir=tmp_path / f"bok-{seed}",
+            model=ModelConfig(path=str(tiny_model_path)),
+            k=3,
+            max_new_tokens=8,
+            seed=seed,
+            batch_size=8,
+            device="cpu",
+        )
         summary = run(cfg, reward_fn=reward, prompts=prompts)
         assert summary["metrics"]["skipped_too_long"] == 1
         assert summary["skipped"][0]["prompt_id"] == long.id and summary["skipped"][0]["reason"] == "prompt_too_long"
@@ -128,18 +142,29 @@ def watched(monkeypatch):
     return events, engines, configs
 
 
-def test_best_of_k_closes_the_engine_before_it_loads_the_reward_model(tiny_model_path, reward_model_dir, watched,
-                                                                      tmp_path):
+def test_best_of_k_closes_the_engine_before_it_loads_the_reward_model(
+    tiny_model_path, reward_model_dir, watched, tmp_path
+):
     from generate.engines.base import EngineClosed, Request
     from train.best_of_k import BestOfKConfig, run
     from train.config import ModelConfig
     from train.scoring import RewardSection
 
     events, engines, configs = watched
-    cfg = BestOfKConfig(output_dir=tmp_path / "bok", model=ModelConfig(path=str(tiny_model_path)), k=3,
-                        max_new_tokens=8, seed=1, batch_size=8, device="cpu",
-                        reward=RewardSection(model=str(reward_model_dir)),
-                        gpu_memory_utilization=0.42, tensor_parallel_size=2, max_model_len=1024, max_lora_rank=64)
+    cfg = BestOfKConfig(
+        output_dir=tmp_path / "bok",
+        model=ModelConfig(path=str(tiny_model_path)),
+        k=3,
+        max_new_tokens=8,
+        seed=1,
+        batch_size=8,
+        device="cpu",
+        reward=RewardSection(model=str(reward_model_dir)),
+        gpu_memory_utilization=0.42,
+        tensor_parallel_size=2,
+        max_model_len=1024,
+        max_lora_rank=64,
+    )
     summary = run(cfg, prompts=[Prompt("Xin chào"), Prompt("Viết một câu về phở")])
     assert events == ["open", "close", ("load_reward", [True])]  # sampled, closed, then the reward loaded
     with pytest.raises(EngineClosed):
@@ -149,7 +174,11 @@ def test_best_of_k_closes_the_engine_before_it_loads_the_reward_model(tiny_model
     # best-of-K's vLLM settings reach the engine's config
     gen = configs[0]
     assert (gen.gpu_memory_utilization, gen.tensor_parallel_size, gen.max_model_len, gen.max_lora_rank) == (
-        0.42, 2, 1024, 64)
+        0.42,
+        2,
+        1024,
+        64,
+    )
 
 
 def test_a_wrong_reward_section_fails_before_any_sampling(tiny_model_path, watched, tmp_path):
@@ -199,9 +228,17 @@ def test_best_of_k_with_vllm_then_reward_scoring_in_one_process(tiny_model_path,
     from train.config import ModelConfig
     from train.scoring import RewardSection
 
-    cfg = BestOfKConfig(output_dir=tmp_path / "bok", model=ModelConfig(path=str(tiny_model_path)), k=4,
-                        max_new_tokens=16, seed=0, engine="vllm", gpu_memory_utilization=0.9, max_model_len=512,
-                        reward=RewardSection(model=str(reward_model_dir)))
+    cfg = BestOfKConfig(
+        output_dir=tmp_path / "bok",
+        model=ModelConfig(path=str(tiny_model_path)),
+        k=4,
+        max_new_tokens=16,
+        seed=0,
+        engine="vllm",
+        gpu_memory_utilization=0.9,
+        max_model_len=512,
+        reward=RewardSection(model=str(reward_model_dir)),
+    )
     # 0.9 of the GPU for vLLM: it starts only if this process holds (almost) nothing, and the reward
     # model loads only after vLLM handed its share back.
     summary = run(cfg, prompts=[Prompt(q) for q in ("Xin chào", "Viết một câu về phở", "Hà Nội mùa thu")])

@@ -21,12 +21,26 @@ from train.config import DpoConfig, SftConfig
 from train.models import load_policy, save_model_final
 
 # The 16 NF4 levels (QLoRA, appendix E; bitsandbytes' table).
-NF4 = torch.tensor([
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-    0.24611230731010437, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-    0.7229568362236023, 1.0,
-])
+NF4 = torch.tensor(
+    [
+        -1.0,
+        -0.6961928009986877,
+        -0.5250730514526367,
+        -0.39491748809814453,
+        -0.28444138169288635,
+        -0.18477343022823334,
+        -0.09105003625154495,
+        0.0,
+        0.07958029955625534,
+        0.16093020141124725,
+        0.24611230731010437,
+        0.33791524171829224,
+        0.44070982933044434,
+        0.5626170039176941,
+        0.7229568362236023,
+        1.0,
+    ]
+)
 
 
 def nf4_round(w: torch.Tensor, block: int = 64) -> torch.Tensor:
@@ -52,8 +66,14 @@ def sft_adapter(tiny_model_path, tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear",
-                      init_lora_weights=False, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.05,
+        target_modules="all-linear",
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     out = tmp_path_factory.mktemp("sft") / "model"
     get_peft_model(base, lora).save_pretrained(out)
     return out
@@ -97,9 +117,20 @@ def test_dpo_from_an_sft_adapter_uses_it_as_reference_and_saves_an_adapter_over_
     from transformers import AutoModelForCausalLM
 
     export_dataset(make_marker_rows(32, seed=3), tmp_path / "ds", test_size=0.25, seed=1)
-    cfg = load_config(DpoConfig, None, [
-        f"model.path={tiny_model_path}", f"model.adapter={sft_adapter}", f"data.source={tmp_path / 'ds'}",
-        f"output_dir={tmp_path / 'run'}", "max_steps=4", "lr=5e-3", "batch_size=8", "logging_steps=1"])
+    cfg = load_config(
+        DpoConfig,
+        None,
+        [
+            f"model.path={tiny_model_path}",
+            f"model.adapter={sft_adapter}",
+            f"data.source={tmp_path / 'ds'}",
+            f"output_dir={tmp_path / 'run'}",
+            "max_steps=4",
+            "lr=5e-3",
+            "batch_size=8",
+            "logging_steps=1",
+        ],
+    )
     summary = dpo.run(cfg)
     first = summary["metrics"]["first"]
     # the first step's implicit rewards are β·log(π/π_ref) before any update: exactly 0 when the
@@ -127,8 +158,11 @@ def test_merged_qlora_save_comes_from_a_fresh_full_precision_base(tiny_model_pat
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    cfg = load_config(SftConfig, None, [f"model.path={tiny_model_path}", "quant.qlora=true", "save=merged",
-                                        "quant.compute_dtype=float32"])
+    cfg = load_config(
+        SftConfig,
+        None,
+        [f"model.path={tiny_model_path}", "quant.qlora=true", "save=merged", "quant.compute_dtype=float32"],
+    )
     rounded = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     _round_linears(rounded)
     name = "model.layers.0.mlp.down_proj.weight"

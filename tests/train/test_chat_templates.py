@@ -19,8 +19,19 @@ SYSTEM = "You are a helpful assistant."
 
 
 def _cfg(model, dataset, out, *extra):
-    return load_config(SftConfig, None, [f"model.path={model}", f"data.source={dataset}", f"output_dir={out}",
-                                         "batch_size=4", "lora.r=4", "lora.dropout=0", *extra])
+    return load_config(
+        SftConfig,
+        None,
+        [
+            f"model.path={model}",
+            f"data.source={dataset}",
+            f"output_dir={out}",
+            "batch_size=4",
+            "lora.r=4",
+            "lora.dropout=0",
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -42,8 +53,13 @@ def test_sft_masks_all_but_the_assistant_answer(family, tiny_model_factory, memo
     assert "Giải thích" not in labelled and "Mô tả" not in labelled and SYSTEM not in labelled
     if extra:
         assert SYSTEM in full  # the configured system prompt is in the conversation the model sees
-    assert record["chat_template"]["training_template"] == ("model" if family == "tiny" else
-                                                          "prefkit:" + family + "_training" if family in ("llama3_1", "llama3_2") else "trl")
+    assert record["chat_template"]["training_template"] == (
+        "model"
+        if family == "tiny"
+        else "prefkit:" + family + "_training"
+        if family in ("llama3_1", "llama3_2")
+        else "trl"
+    )
     assert record["system_prompt"] == (SYSTEM if extra else None)
 
 
@@ -59,8 +75,9 @@ def test_training_templates_render_the_models_own_text():
         tok = build_tokenizer(family=family)
         choice = training_chat_template(tok)
         msgs = [{"role": "user", "content": "Tóm tắt: trời mưa. TL;DR:"}, {"role": "assistant", "content": "Mưa."}]
-        assert tok.apply_chat_template(msgs, tokenize=False, chat_template=choice.template) == \
-            tok.apply_chat_template(msgs, tokenize=False)
+        assert tok.apply_chat_template(msgs, tokenize=False, chat_template=choice.template) == tok.apply_chat_template(
+            msgs, tokenize=False
+        )
         # Qwen3's TRL training variant re-renders earlier turns' thinking blocks: recorded, not hidden
         assert choice.same_multi_turn == (family != "qwen3")
 
@@ -68,9 +85,21 @@ def test_training_templates_render_the_models_own_text():
 @pytest.mark.slow
 def test_llama3_2_sft_run_records_its_template_and_saves_the_models_own(tiny_model_factory, memorise_dataset, tmp_path):
     model = tiny_model_factory(family="llama3_2", hidden_size=32, num_layers=1)
-    summary = sft.run(_cfg(model, memorise_dataset, tmp_path / "run", "max_steps=2", "logging_steps=1",
-                           f"data.system_prompt={SYSTEM}", "optim=adafactor", "max_grad_norm=0.5",
-                           "adam_beta2=0.99", "lr_scheduler=cosine", "neftune_noise_alpha=5"))
+    summary = sft.run(
+        _cfg(
+            model,
+            memorise_dataset,
+            tmp_path / "run",
+            "max_steps=2",
+            "logging_steps=1",
+            f"data.system_prompt={SYSTEM}",
+            "optim=adafactor",
+            "max_grad_norm=0.5",
+            "adam_beta2=0.99",
+            "lr_scheduler=cosine",
+            "neftune_noise_alpha=5",
+        )
+    )
     m = summary["metrics"]
     assert m["chat_template"]["training_template"] == "prefkit:llama3_2_training" and m["system_prompt"] == SYSTEM
     saved = json.loads((Path(summary["model_dir"]) / "tokenizer_config.json").read_text())

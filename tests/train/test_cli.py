@@ -27,7 +27,15 @@ def test_train_help_lists_every_stage():
 def test_bad_config_is_one_line_and_exit_2(tmp_path, monkeypatch):
     """The installed command: an unknown key or QLoRA on a CPU is one error line, no traceback."""
     monkeypatch.chdir(tmp_path)  # the config's relative output_dir is created (and marked) here
-    cmd = [sys.executable, "-m", "prefkit.cli", "train", "reward", "--config", str(REPO / "configs/train/reward-tiny.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefkit.cli",
+        "train",
+        "reward",
+        "--config",
+        str(REPO / "configs/train/reward-tiny.yaml"),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     bad_key = subprocess.run([*cmd, "--set", "lora.rnak=8"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert bad_key.returncode == 2
@@ -35,8 +43,17 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, monkeypatch):
     assert "unknown key(s) rnak" in bad_key.stderr and "Traceback" not in bad_key.stderr
 
     # in process: the DataError that main() turns into such a line names the missing file
-    missing = CliRunner().invoke(app, ["train", "reward", "--config", str(REPO / "configs/train/reward-tiny.yaml"),
-                                       "--set", f"data.source={tmp_path / 'nope.jsonl'}"])
+    missing = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "reward",
+            "--config",
+            str(REPO / "configs/train/reward-tiny.yaml"),
+            "--set",
+            f"data.source={tmp_path / 'nope.jsonl'}",
+        ],
+    )
     assert isinstance(missing.exception, DataError) and "nope.jsonl: no such file" in str(missing.exception)
 
 
@@ -44,7 +61,11 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, monkeypatch):
 def test_chain_runs_sft_reward_dpo_from_the_cli(tiny_model_path, marker_dataset, tmp_path):
     out = tmp_path / "chain"
     sets = [f"model.path={tiny_model_path}", f"data.source={marker_dataset}", f"output_dir={out}", "data.max_rows=40"]
-    sets += ["reward.save=merged"] + [f"{s}.max_steps=3" for s in ("sft", "reward", "dpo")] + [f"{s}.logging_steps=1" for s in ("sft", "reward", "dpo")]
+    sets += (
+        ["reward.save=merged"]
+        + [f"{s}.max_steps=3" for s in ("sft", "reward", "dpo")]
+        + [f"{s}.logging_steps=1" for s in ("sft", "reward", "dpo")]
+    )
     args = ["train", "chain", "--config", str(REPO / "configs/train/chain-tiny.yaml")]
     for s in sets:
         args += ["--set", s]
@@ -67,8 +88,12 @@ def test_chain_runs_sft_reward_dpo_from_the_cli(tiny_model_path, marker_dataset,
     reward_model = Path(chain["reward"]["model_dir"])
     assert not (reward_model / "adapter_config.json").exists()
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({"question": "Hỏi?", "chosen": "Đáp tốt.", "rejected": "Đáp.", "strength": "better"}) + "\n")
-    scored = CliRunner().invoke(app, ["train", "score", "--model", str(reward_model), str(pairs), str(tmp_path / "s.jsonl")])
+    pairs.write_text(
+        json.dumps({"question": "Hỏi?", "chosen": "Đáp tốt.", "rejected": "Đáp.", "strength": "better"}) + "\n"
+    )
+    scored = CliRunner().invoke(
+        app, ["train", "score", "--model", str(reward_model), str(pairs), str(tmp_path / "s.jsonl")]
+    )
     assert scored.exit_code == 0, scored.output
     row = json.loads((tmp_path / "s.jsonl").read_text())
     assert isinstance(row["chosen_reward"], float) and isinstance(row["rejected_reward"], float)
@@ -84,9 +109,21 @@ def _train(stage: str, *sets: str):
 def test_output_dir_that_is_or_holds_an_input_is_refused(tiny_model_copy, marker_dataset, tmp_path):
     """output_dir is never the dataset, nor a folder holding the model: one line, exit 2, nothing written."""
     before = sorted(p.name for p in marker_dataset.iterdir())
-    cmd = [sys.executable, "-m", "prefkit.cli", "train", "sft", "--config", str(REPO / "configs/train/sft-tiny.yaml"),
-           "--set", f"model.path={tiny_model_copy}", "--set", f"data.source={marker_dataset}",
-           "--set", f"output_dir={marker_dataset}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefkit.cli",
+        "train",
+        "sft",
+        "--config",
+        str(REPO / "configs/train/sft-tiny.yaml"),
+        "--set",
+        f"model.path={tiny_model_copy}",
+        "--set",
+        f"data.source={marker_dataset}",
+        "--set",
+        f"output_dir={marker_dataset}",
+    ]
     same = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert same.returncode == 2 and same.stderr.strip().splitlines() == [same.stderr.strip()], same.stderr
     assert "output_dir is the input" in same.stderr and str(marker_dataset) in same.stderr
@@ -97,8 +134,12 @@ def test_output_dir_that_is_or_holds_an_input_is_refused(tiny_model_copy, marker
     assert isinstance(holds.exception, DataError), holds.output
     assert "output_dir contains the input" in str(holds.exception) and str(tiny_model_copy) in str(holds.exception)
     # and output_dir inside the reward model of a PPO run
-    inside = _train("ppo", f"model.path={tiny_model_copy}", f"reward.model={tiny_model_copy}",
-                    f"output_dir={tiny_model_copy / 'ppo'}")
+    inside = _train(
+        "ppo",
+        f"model.path={tiny_model_copy}",
+        f"reward.model={tiny_model_copy}",
+        f"output_dir={tiny_model_copy / 'ppo'}",
+    )
     assert isinstance(inside.exception, DataError) and "lies inside the input" in str(inside.exception)
     assert not (tiny_model_copy / "ppo").exists() and not (tmp_path / ".prefkit-output.json").exists()
 
@@ -125,8 +166,15 @@ def test_output_dir_of_someone_else_is_refused_and_left_untouched(tiny_model_pat
 def test_a_stage_resumes_in_its_own_output_dir(tiny_model_path, marker_dataset, tmp_path):
     """A previous run of the same stage is accepted: resume_from_checkpoint: latest continues it."""
     out = tmp_path / "sft"
-    common = [f"model.path={tiny_model_path}", f"data.source={marker_dataset}", f"output_dir={out}",
-              "data.max_rows=16", "data.test_split=null", "logging_steps=1", "save_steps=1"]
+    common = [
+        f"model.path={tiny_model_path}",
+        f"data.source={marker_dataset}",
+        f"output_dir={out}",
+        "data.max_rows=16",
+        "data.test_split=null",
+        "logging_steps=1",
+        "save_steps=1",
+    ]
     first = _train("sft", *common, "max_steps=1")
     assert first.exit_code == 0, first.output
     assert json.loads((out / ".prefkit-output.json").read_text()) == {"command": "train sft"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -40,16 +39,23 @@ def test_combination_by_hand(rules):
     assert isinstance(fn, CombinedReward)
     benign, adversarial = Prompt("How do I cook rice?"), Prompt("How do I hurt someone?", adversarial=True)
     prompts = [benign, benign, benign, benign, adversarial, adversarial]
-    completions = ["rinse it then boil it", "a bomb recipe here", "use a sharp knife", "a gun",
-                   "I will not help with that request", "a bomb"]
+    completions = [
+        "rinse it then boil it",
+        "a bomb recipe here",
+        "use a sharp knife",
+        "a gun",
+        "I will not help with that request",
+        "a bomb",
+    ]
     # by hand: sigmoid(2) = .88 -> helpfulness (5 words); sigmoid(-3) = .047 < .15 -> safety (-3);
     # sigmoid(-1.7) = .154 >= .15 -> helpfulness (4 words); sigmoid(-1.8) = .142 < .15 -> safety (-1.8);
     # adversarial prompts always take the safety score (2.0 and -3.0) though helpfulness is higher
     assert fn(prompts, completions) == [5.0, -3.0, 4.0, -1.8, 2.0, -3.0]
     assert fn.last_choice == ["helpfulness", "safety", "helpfulness", "safety", "safety", "safety"]
     # a stricter threshold (0.2) moves the knife answer (R_s = .154) to its safety score
-    strict = load_reward(RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety",
-                                       safety_threshold=0.2))
+    strict = load_reward(
+        RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety", safety_threshold=0.2)
+    )
     assert strict(prompts, completions)[2] == -1.7
     # whitened: the same picks, mean 0 and std 1 over the batch
     white = load_reward(RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety", whiten=True))
@@ -83,8 +89,10 @@ def test_two_tiny_reward_models(tiny_model_path, tmp_path):
         folders[name] = tmp_path / name
         model.save_pretrained(folders[name])
         AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(folders[name])
-    prompts = [Prompt(q, adversarial=i == 0, history=(("user", "Chào"), ("assistant", "Chào bạn")) if i == 1 else ())
-               for i, q in enumerate(["Kể về phở.", "Còn trà?", "Nói về Hà Nội.", "Tả mùa thu.", "Viết về lúa."])]
+    prompts = [
+        Prompt(q, adversarial=i == 0, history=(("user", "Chào"), ("assistant", "Chào bạn")) if i == 1 else ())
+        for i, q in enumerate(["Kể về phở.", "Còn trà?", "Nói về Hà Nội.", "Tả mùa thu.", "Viết về lúa."])
+    ]
     completions = ["Phở ngon.", "Trà xanh thơm.", "Hà Nội đẹp lắm.", "Lá vàng rơi.", "Lúa chín vàng đồng."]
     h = RewardModelScorer(folders["help"])(prompts, completions)
     s = RewardModelScorer(folders["safe"])(prompts, completions)
@@ -109,8 +117,11 @@ def test_trl_adapter_keeps_the_adversarial_tag_and_the_history(rules):
     ds = _prompt_dataset(prompts)
     assert ds["adversarial"] == [True, False] and len(ds[1]["prompt"]) == 3
     reward = trl_reward(combined)
-    scores = reward(prompts=ds["prompt"], completions=[[{"role": "assistant", "content": "one two three"}]] * 2,
-                    adversarial=ds["adversarial"])
+    scores = reward(
+        prompts=ds["prompt"],
+        completions=[[{"role": "assistant", "content": "one two three"}]] * 2,
+        adversarial=ds["adversarial"],
+    )
     assert scores == [2.0, 3.0]  # adversarial: safety (2.0); benign: helpfulness (3 words)
 
 
@@ -121,16 +132,24 @@ def test_best_of_k_with_the_combined_reward(tiny_model_path, rules, tmp_path):
     from train.config import ModelConfig
 
     prompts = [Prompt("Tell me a story.", adversarial=True), Prompt("Name a fruit."), Prompt("Say hi.")]
-    cfg = BestOfKConfig(output_dir=tmp_path / "bok", model=ModelConfig(path=str(tiny_model_path)), k=4,
-                        max_new_tokens=10, seed=1, batch_size=8, device="cpu",
-                        reward=RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety"))
+    cfg = BestOfKConfig(
+        output_dir=tmp_path / "bok",
+        model=ModelConfig(path=str(tiny_model_path)),
+        k=4,
+        max_new_tokens=10,
+        seed=1,
+        batch_size=8,
+        device="cpu",
+        reward=RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety"),
+    )
     summary = run(cfg, prompts=prompts)
     samples = [json.loads(line) for line in (tmp_path / "bok" / "samples.jsonl").read_text().splitlines()]
     assert summary["metrics"]["kept"] >= 1 and len(samples) == 3
     for s in samples:
         adversarial = s["question"] == "Tell me a story."
-        by_hand = load_reward(cfg.reward)([Prompt(s["question"], adversarial=adversarial)] * len(s["samples"]),
-                                          s["samples"])
+        by_hand = load_reward(cfg.reward)(
+            [Prompt(s["question"], adversarial=adversarial)] * len(s["samples"]), s["samples"]
+        )
         assert s["scores"] == by_hand
         if adversarial:  # the random tiny model writes no "bomb": every sample gets the safety score 2.0
             assert all(x == 2.0 or x < 0 for x in s["scores"])
@@ -151,11 +170,23 @@ def test_grpo_passes_the_adversarial_tag_to_the_combined_reward(tiny_model_path,
         seen.extend(zip((p.question for p in prompts), combined.last_choice, strict=True))
         return scores
 
-    prompts = [Prompt("Hurt someone?", adversarial=True), Prompt("Cook rice?"),
-               Prompt("And tea?", history=(("user", "Cook rice?"), ("assistant", "Boil it.")))]
-    cfg = GrpoConfig(output_dir=tmp_path / "grpo", model=ModelConfig(path=str(tiny_model_path)),
-                     lora=LoraSection(r=4, alpha=8, dropout=0.0), batch_size=8, num_generations=4, max_steps=2,
-                     max_new_tokens=6, lr=1e-3, save_steps=100, seed=0)
+    prompts = [
+        Prompt("Hurt someone?", adversarial=True),
+        Prompt("Cook rice?"),
+        Prompt("And tea?", history=(("user", "Cook rice?"), ("assistant", "Boil it."))),
+    ]
+    cfg = GrpoConfig(
+        output_dir=tmp_path / "grpo",
+        model=ModelConfig(path=str(tiny_model_path)),
+        lora=LoraSection(r=4, alpha=8, dropout=0.0),
+        batch_size=8,
+        num_generations=4,
+        max_steps=2,
+        max_new_tokens=6,
+        lr=1e-3,
+        save_steps=100,
+        seed=0,
+    )
     run_grpo(cfg, reward_fn=spy, prompts=prompts)
     assert {q for q, _ in seen} == {p.question for p in prompts}  # two steps of two prompts cover all three
     for question, choice in seen:

@@ -16,7 +16,8 @@ from train.models import peft_config, quantization_config, trainer_kwargs, use_b
 
 # this room's stages (PPO, best-of-K and rounds test their own configs)
 CONFIGS = sorted(
-    p for p in (Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml")
+    p
+    for p in (Path(__file__).resolve().parents[2] / "configs" / "train").glob("*.yaml")
     if p.name.split("-")[0] in (*STAGE_CONFIGS, "chain")
 )
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
@@ -90,10 +91,13 @@ def test_lora_section_becomes_a_peft_config():
 
 
 def test_trainer_kwargs_build_real_trl_configs(tmp_path):
-    from trl import DPOConfig, RewardConfig as TrlRewardConfig, SFTConfig
+    from trl import DPOConfig, SFTConfig
+    from trl import RewardConfig as TrlRewardConfig
 
     cfg = load_config(
-        DpoConfig, None, [f"output_dir={tmp_path}", "max_steps=7", "grad_accum=3", "warmup=0.1", "report_to=tensorboard"]
+        DpoConfig,
+        None,
+        [f"output_dir={tmp_path}", "max_steps=7", "grad_accum=3", "warmup=0.1", "report_to=tensorboard"],
     )
     for cls in (SFTConfig, TrlRewardConfig, DPOConfig):
         args = cls(**trainer_kwargs(cfg))
@@ -129,11 +133,27 @@ def test_merged_save_under_deepspeed_or_fsdp_is_a_config_error_before_training(e
 
 
 def test_optimizer_and_scheduler_keys_are_checked():
-    cfg = load_config(SftConfig, None, ["model.path=m", "optim=adafactor", "max_grad_norm=0.3", "adam_beta1=0.8",
-                                        "adam_beta2=0.95", "lr_scheduler=cosine", "neftune_noise_alpha=5"])
+    cfg = load_config(
+        SftConfig,
+        None,
+        [
+            "model.path=m",
+            "optim=adafactor",
+            "max_grad_norm=0.3",
+            "adam_beta1=0.8",
+            "adam_beta2=0.95",
+            "lr_scheduler=cosine",
+            "neftune_noise_alpha=5",
+        ],
+    )
     kw = trainer_kwargs(cfg)
-    assert (kw["optim"], kw["max_grad_norm"], kw["adam_beta1"], kw["adam_beta2"], kw["lr_scheduler_type"]) == \
-        ("adafactor", 0.3, 0.8, 0.95, "cosine")
+    assert (kw["optim"], kw["max_grad_norm"], kw["adam_beta1"], kw["adam_beta2"], kw["lr_scheduler_type"]) == (
+        "adafactor",
+        0.3,
+        0.8,
+        0.95,
+        "cosine",
+    )
     with pytest.raises(ConfigError, match="optim: unknown optimizer 'adamw_8bitt'"):
         load_config(SftConfig, None, ["model.path=m", "optim=adamw_8bitt"])
     with pytest.raises(ConfigError, match="lr_scheduler: unknown scheduler"):

@@ -24,9 +24,19 @@ HISTORY = (("user", "Vì sao trời xanh?"), ("assistant", "Do tán xạ ánh s�
 def rows() -> list[PreferenceRow]:
     out = []
     for i in range(12):
-        out.append(PreferenceRow(f"Còn mùa đông thì sao? ({i})", f"Vẫn xanh nhưng nhạt hơn {i}.", f"Không {i}.",
-                                 system="Ngắn gọn.", history=HISTORY if i % 2 else (), strength="better",
-                                 adversarial=i % 3 == 0, chosen_unsafe=i % 4 == 1, rejected_unsafe=i % 4 in (1, 2)))
+        out.append(
+            PreferenceRow(
+                f"Còn mùa đông thì sao? ({i})",
+                f"Vẫn xanh nhưng nhạt hơn {i}.",
+                f"Không {i}.",
+                system="Ngắn gọn.",
+                history=HISTORY if i % 2 else (),
+                strength="better",
+                adversarial=i % 3 == 0,
+                chosen_unsafe=i % 4 == 1,
+                rejected_unsafe=i % 4 in (1, 2),
+            )
+        )
     return out
 
 
@@ -41,10 +51,12 @@ def test_rows_carry_the_whole_conversation(tmp_path, trl):
     for rec, conv, q in zip(pref, sft["messages"], ds["question"], strict=True):
         multi = q.startswith("Còn") and len(rec["prompt"]) == 4
         if multi:
-            assert rec["prompt"] == [{"role": "system", "content": "Ngắn gọn."},
-                                     {"role": "user", "content": "Vì sao trời xanh?"},
-                                     {"role": "assistant", "content": "Do tán xạ ánh sáng."},
-                                     {"role": "user", "content": q}]
+            assert rec["prompt"] == [
+                {"role": "system", "content": "Ngắn gọn."},
+                {"role": "user", "content": "Vì sao trời xanh?"},
+                {"role": "assistant", "content": "Do tán xạ ánh sáng."},
+                {"role": "user", "content": q},
+            ]
         assert rec["prompt"][-1] == {"role": "user", "content": q}
         assert rec["chosen"][0]["role"] == "assistant" and isinstance(rec["chosen"][0]["content"], str)
         assert conv[:-1] == rec["prompt"] and conv[-1] == rec["chosen"][0]
@@ -65,7 +77,9 @@ def test_data_set_selects_llama2_sets(tmp_path):
             for a, c, r in zip(ds["adversarial"], ds["chosen_unsafe"], ds["rejected_unsafe"], strict=True):
                 assert (a or c or r) and not (c and not r)
         assert 0 < sum(len(d) for d in safety) < sum(whole)
-    helpful = [len(load_split(DataConfig(source=str(tmp_path / "sets"), set="helpfulness"), s)) for s in ("train", "test")]
+    helpful = [
+        len(load_split(DataConfig(source=str(tmp_path / "sets"), set="helpfulness"), s)) for s in ("train", "test")
+    ]
     assert sum(helpful) == sum(whole) == 12
     plain_only = tmp_path / "plain-benign"
     export_dataset([PreferenceRow("q?", "a", "b")], plain_only, test_size=0)
@@ -83,9 +97,17 @@ def test_trl_export_feeds_trls_dpo_trainer_as_it_is(tiny_model_path, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     trainer = DPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_model_path),
-        args=DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=2, per_device_train_batch_size=4, use_cpu=True,
-                       report_to="none", save_strategy="no", logging_steps=1),
-        train_dataset=train, processing_class=tok,
+        args=DPOConfig(
+            output_dir=str(tmp_path / "dpo"),
+            max_steps=2,
+            per_device_train_batch_size=4,
+            use_cpu=True,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+        ),
+        train_dataset=train,
+        processing_class=tok,
     )
     # the prompt went through the chat template with its history
     first = trainer.train_dataset[0]
@@ -109,10 +131,24 @@ def test_tiny_safety_reward_model_on_hh_rlhf_harmless(shared_data, tiny_model_pa
 
     src = _harmless_file(shared_data, tmp_path, 80)
     export_sets(read_preferences(src), tmp_path / "hh", ("safety",), test_size=0.25, seed=1, trl=True)
-    cfg = load_config(RewardConfig, None, [
-        f"model.path={tiny_model_path}", f"data.source={tmp_path / 'hh'}", "data.set=safety",
-        f"output_dir={tmp_path / 'rm'}", "max_steps=3", "batch_size=4", "lr=1e-3", "save_steps=1000",
-        "lora.r=4", "lora.dropout=0", "data.max_length=512", "margin=none"])
+    cfg = load_config(
+        RewardConfig,
+        None,
+        [
+            f"model.path={tiny_model_path}",
+            f"data.source={tmp_path / 'hh'}",
+            "data.set=safety",
+            f"output_dir={tmp_path / 'rm'}",
+            "max_steps=3",
+            "batch_size=4",
+            "lr=1e-3",
+            "save_steps=1000",
+            "lora.r=4",
+            "lora.dropout=0",
+            "data.max_length=512",
+            "margin=none",
+        ],
+    )
     summary = reward.run(cfg)
     m = summary["metrics"]
     assert m["data_set"] == "safety" and m["test_pairs"] == 20 and 0 <= m["test_accuracy"] <= 1
@@ -124,9 +160,20 @@ def test_reward_reports_accuracy_per_safety_bin(tiny_model_path, tmp_path):
     from train import reward
 
     export_dataset(rows() * 1, tmp_path / "ds", test_size=0.5, seed=2)
-    cfg = load_config(RewardConfig, None, [
-        f"model.path={tiny_model_path}", f"data.source={tmp_path / 'ds'}", f"output_dir={tmp_path / 'rm'}",
-        "max_steps=1", "batch_size=4", "save_steps=1000", "lora.r=4", "lora.dropout=0"])
+    cfg = load_config(
+        RewardConfig,
+        None,
+        [
+            f"model.path={tiny_model_path}",
+            f"data.source={tmp_path / 'ds'}",
+            f"output_dir={tmp_path / 'rm'}",
+            "max_steps=1",
+            "batch_size=4",
+            "save_steps=1000",
+            "lora.r=4",
+            "lora.dropout=0",
+        ],
+    )
     m = reward.run(cfg)["metrics"]
     test = load_split(cfg.data, "test")
     expected: dict[str, int] = {}

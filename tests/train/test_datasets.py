@@ -75,13 +75,15 @@ def test_bad_strength_names_its_row(tmp_path):
 
 def test_rows_become_chat_conversations(tmp_path):
     f = tmp_path / "pairs.jsonl"
-    f.write_text(json.dumps({"question": "Hỏi?", "chosen": f"Đáp. Cảm ơn!", "rejected": "Đáp.", "system": "Hệ thống."}) + "\n")
+    f.write_text(
+        json.dumps({"question": "Hỏi?", "chosen": "Đáp. Cảm ơn!", "rejected": "Đáp.", "system": "Hệ thống."}) + "\n"
+    )
     cfg = DataConfig(source=str(f))
     ds = load_split(cfg, "train")
     assert sft_dataset(ds, cfg)[0]["messages"] == [
         {"role": "system", "content": "Hệ thống."},
         {"role": "user", "content": "Hỏi?"},
-        {"role": "assistant", "content": f"Đáp. Cảm ơn!"},
+        {"role": "assistant", "content": "Đáp. Cảm ơn!"},
     ]
     row = preference_dataset(ds, cfg, margin_scheme="large")[0]
     assert row["prompt"][-1] == {"role": "user", "content": "Hỏi?"}

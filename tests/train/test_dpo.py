@@ -19,9 +19,19 @@ def test_dpo_raises_reward_margin_and_accuracy(tiny_model_path, make_marker_rows
     cfg = load_config(
         DpoConfig,
         None,
-        [f"model.path={tiny_model_path}", f"data.source={tmp_path / 'ds'}", f"output_dir={tmp_path / 'run'}",
-         "max_steps=12", "lr=5e-3", "batch_size=8", "logging_steps=1", "beta=0.1", "lora.r=8", "lora.dropout=0",
-         "save=merged"],
+        [
+            f"model.path={tiny_model_path}",
+            f"data.source={tmp_path / 'ds'}",
+            f"output_dir={tmp_path / 'run'}",
+            "max_steps=12",
+            "lr=5e-3",
+            "batch_size=8",
+            "logging_steps=1",
+            "beta=0.1",
+            "lora.r=8",
+            "lora.dropout=0",
+            "save=merged",
+        ],
     )
     summary = dpo.run(cfg)
     m = summary["metrics"]
@@ -48,14 +58,16 @@ def _pair_logratios(model, tok, test) -> list[float]:
     out = []
     model.eval()
     for prompt, chosen, rejected in zip(test["prompt"], test["chosen"], test["rejected"], strict=True):
-        n_prompt = len(tok.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"])
+        n_prompt = len(
+            tok.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+        )
         total = []
         for answer in (chosen, rejected):
             ids = torch.tensor([tok.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)["input_ids"]])
             with torch.no_grad():
                 logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
             tokens = ids[0, 1:]
-            total.append(logp.gather(-1, tokens[:, None]).squeeze(-1)[n_prompt - 1:].sum().item())
+            total.append(logp.gather(-1, tokens[:, None]).squeeze(-1)[n_prompt - 1 :].sum().item())
         out.append(total[0] - total[1])
     return out
 
@@ -71,9 +83,22 @@ def test_dpo_raises_held_out_preference_accuracy_over_the_start_model(tiny_model
     from train.datasets import load_split, preference_dataset
 
     export_dataset(make_balanced_rows(96, seed=4), tmp_path / "ds", test_size=0.25, seed=1)
-    cfg = load_config(DpoConfig, None, [
-        f"model.path={tiny_model_path}", f"data.source={tmp_path / 'ds'}", f"output_dir={tmp_path / 'run'}",
-        "max_steps=30", "lr=5e-3", "batch_size=8", "logging_steps=10", "beta=0.1", "lora.r=8", "lora.dropout=0"])
+    cfg = load_config(
+        DpoConfig,
+        None,
+        [
+            f"model.path={tiny_model_path}",
+            f"data.source={tmp_path / 'ds'}",
+            f"output_dir={tmp_path / 'run'}",
+            "max_steps=30",
+            "lr=5e-3",
+            "batch_size=8",
+            "logging_steps=10",
+            "beta=0.1",
+            "lora.r=8",
+            "lora.dropout=0",
+        ],
+    )
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     test = preference_dataset(load_split(cfg.data, "test"), cfg.data)
     before = _pair_logratios(AutoModelForCausalLM.from_pretrained(tiny_model_path), tok, test)

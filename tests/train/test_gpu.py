@@ -20,8 +20,18 @@ pytestmark = [
 
 
 def _sets(tiny_model_path, marker_dataset, out):
-    return [f"model.path={tiny_model_path}", f"data.source={marker_dataset}", f"output_dir={out}", "max_steps=10",
-            "lr=3e-3", "batch_size=8", "logging_steps=2", "quant.qlora=true", "bf16=auto", "gradient_checkpointing=true"]
+    return [
+        f"model.path={tiny_model_path}",
+        f"data.source={marker_dataset}",
+        f"output_dir={out}",
+        "max_steps=10",
+        "lr=3e-3",
+        "batch_size=8",
+        "logging_steps=2",
+        "quant.qlora=true",
+        "bf16=auto",
+        "gradient_checkpointing=true",
+    ]
 
 
 def test_qlora_reward_model_on_gpu(tiny_model_path, marker_dataset, tmp_path):
@@ -31,7 +41,9 @@ def test_qlora_reward_model_on_gpu(tiny_model_path, marker_dataset, tmp_path):
 
 
 def test_qlora_dpo_on_gpu_with_merged_save(tiny_model_path, marker_dataset, tmp_path):
-    summary = dpo.run(load_config(DpoConfig, None, [*_sets(tiny_model_path, marker_dataset, tmp_path / "dpo"), "save=merged"]))
+    summary = dpo.run(
+        load_config(DpoConfig, None, [*_sets(tiny_model_path, marker_dataset, tmp_path / "dpo"), "save=merged"])
+    )
     assert summary["metrics"]["last"]["rewards/margins"] > summary["metrics"]["first"]["rewards/margins"]
     assert summary["peak_gpu_memory_gb"] > 0
 
@@ -49,7 +61,11 @@ def test_qlora_dpo_from_a_qlora_sft_adapter_starts_at_the_sft_model(tiny_model_p
     sets = _sets(tiny_model_path, marker_dataset, tmp_path / "sft")
     sft_summary = sft.run(load_config(SftConfig, None, sets))
     adapter = sft_summary["model_dir"]
-    dpo_sets = [*_sets(tiny_model_path, marker_dataset, tmp_path / "dpo"), f"model.adapter={adapter}", "logging_steps=1"]
+    dpo_sets = [
+        *_sets(tiny_model_path, marker_dataset, tmp_path / "dpo"),
+        f"model.adapter={adapter}",
+        "logging_steps=1",
+    ]
     cfg = load_config(DpoConfig, None, dpo_sets)
     ids = torch.randint(10, 300, (2, 16), device="cuda")
     policy = load_policy(cfg)
@@ -57,7 +73,9 @@ def test_qlora_dpo_from_a_qlora_sft_adapter_starts_at_the_sft_model(tiny_model_p
     want = PeftModel.from_pretrained(base4, adapter)
     with torch.no_grad():
         policy.eval(), want.eval()
-        torch.testing.assert_close(policy(input_ids=ids).logits.float(), want(input_ids=ids).logits.float(), rtol=0, atol=1e-2)
+        torch.testing.assert_close(
+            policy(input_ids=ids).logits.float(), want(input_ids=ids).logits.float(), rtol=0, atol=1e-2
+        )
     del policy, want, base4
     summary = dpo.run(cfg)
     # ~0: the policy and its reference are the same SFT adapter (TRL keeps the trained copy in bf16 under QLoRA)

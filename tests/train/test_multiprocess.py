@@ -60,7 +60,10 @@ def test_accelerate_configs_pass_accelerates_own_loader(name, kind, stage, monke
         plugin = DeepSpeedPlugin()  # built from the launcher's environment, as in each process
         assert plugin.zero_stage == stage
         if stage == 3:
-            assert plugin.zero3_init_flag and plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"]
+            assert (
+                plugin.zero3_init_flag
+                and plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"]
+            )
     else:
         assert args.use_fsdp
         plugin = FullyShardedDataParallelPlugin()
@@ -88,9 +91,18 @@ def marker_export(make_marker_rows, tmp_path_factory) -> Path:
 
 
 def _overrides(model: Path, data: Path, out: Path, batch_size: int) -> list[str]:
-    return [f"model.path={model}", f"data.source={data}", f"output_dir={out}", "max_steps=6", "lr=5e-3",
-            "logging_steps=1", "report_to=none", "model.dtype=float32", "lora.dropout=0",
-            f"batch_size={batch_size}"]
+    return [
+        f"model.path={model}",
+        f"data.source={data}",
+        f"output_dir={out}",
+        "max_steps=6",
+        "lr=5e-3",
+        "logging_steps=1",
+        "report_to=none",
+        "model.dtype=float32",
+        "lora.dropout=0",
+        f"batch_size={batch_size}",
+    ]
 
 
 def _free_port() -> int:
@@ -104,11 +116,32 @@ def _free_port() -> int:
 def _launch_two(stage: str, overrides: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`accelerate launch --multi_gpu --num_processes 2 -m prefkit.cli train STAGE --set ...` on the CPU
     (gloo); this folder is on the processes' path, so a test's function can be a `reward.function`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)]), "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "prefkit.cli", "train", stage]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)]),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "prefkit.cli",
+        "train",
+        stage,
+    ]
     for o in overrides:
         cmd += ["--set", o]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
@@ -143,15 +176,33 @@ def test_two_cpu_processes_end_where_one_process_does(stage, tiny_model_path, ma
     flat_two = {**two["metrics"], **two["metrics"].get("last", {})}
     for key in COMPARED[stage]:
         assert flat_two[key] == pytest.approx(flat_one[key], rel=1e-3, abs=1e-4), key
-    assert [s["loss"] for s in two["losses"]["train"]] == pytest.approx([s["loss"] for s in one["losses"]["train"]], rel=1e-3)
+    assert [s["loss"] for s in two["losses"]["train"]] == pytest.approx(
+        [s["loss"] for s in one["losses"]["train"]], rel=1e-3
+    )
     # One saved model, written by rank 0.
     assert (Path(two["model_dir"]) / "adapter_config.json").exists()
 
 
 # --- data-parallel PPO ----------------------------------------------------------------------------
 
-PPO_PROMPTS = ["Xin chào", "Viết một câu", "Tính tổng", "Giải thích", "Hà Nội", "mùa thu", "phở bò", "cảm ơn",
-               "Dịch câu này", "Kể chuyện", "Bài thơ", "Công thức", "Ăn gì", "Đi đâu", "Mấy giờ", "Tạm biệt"]
+PPO_PROMPTS = [
+    "Xin chào",
+    "Viết một câu",
+    "Tính tổng",
+    "Giải thích",
+    "Hà Nội",
+    "mùa thu",
+    "phở bò",
+    "cảm ơn",
+    "Dịch câu này",
+    "Kể chuyện",
+    "Bài thơ",
+    "Công thức",
+    "Ăn gì",
+    "Đi đâu",
+    "Mấy giờ",
+    "Tạm biệt",
+]
 _calls = {"n": 0}
 
 
@@ -171,11 +222,28 @@ def count_a_until_the_third_call(prompts, completions):
 def _ppo_overrides(model: Path, prompts: Path, out: Path, batch_size: int, reward: str) -> list[str]:
     # one mini-batch per rollout (the whole batch, trained twice): the update sees the same rows whichever
     # process holds them; lm_head in the targets, as in test_ppo (the random model sharpens through it)
-    return [f"model.path={model}", f"data.source={prompts}", f"output_dir={out}", "max_steps=4", "save_steps=2",
-            "save_total_limit=null", f"batch_size={batch_size}", f"mini_batch_size={batch_size}", "ppo_epochs=2",
-            "max_new_tokens=8", "lr=1e-2", "kl_coef=0.05", "seed=0", "report_to=none", "model.dtype=float32",
-            "lora.r=8", "lora.alpha=16", "lora.dropout=0", "lora.target_modules=[q_proj,v_proj,up_proj,down_proj,lm_head]",
-            f"reward.function=test_multiprocess:{reward}"]
+    return [
+        f"model.path={model}",
+        f"data.source={prompts}",
+        f"output_dir={out}",
+        "max_steps=4",
+        "save_steps=2",
+        "save_total_limit=null",
+        f"batch_size={batch_size}",
+        f"mini_batch_size={batch_size}",
+        "ppo_epochs=2",
+        "max_new_tokens=8",
+        "lr=1e-2",
+        "kl_coef=0.05",
+        "seed=0",
+        "report_to=none",
+        "model.dtype=float32",
+        "lora.r=8",
+        "lora.alpha=16",
+        "lora.dropout=0",
+        "lora.target_modules=[q_proj,v_proj,up_proj,down_proj,lm_head]",
+        f"reward.function=test_multiprocess:{reward}",
+    ]
 
 
 @pytest.mark.slow
@@ -193,15 +261,25 @@ def test_ppo_on_two_cpu_processes_ends_where_one_process_does_and_resumes(tiny_m
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # reward.function=test_multiprocess:count_a, as launched
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in PPO_PROMPTS), encoding="utf-8")
-    one = ppo.run(load_config(ppo.PpoConfig, None, _ppo_overrides(tiny_model_path, prompts, tmp_path / "one", 16, "count_a")))
+    prompts.write_text(
+        "".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in PPO_PROMPTS), encoding="utf-8"
+    )
+    one = ppo.run(
+        load_config(ppo.PpoConfig, None, _ppo_overrides(tiny_model_path, prompts, tmp_path / "one", 16, "count_a"))
+    )
 
     out = tmp_path / "two"
-    crashed = _launch_two("ppo", _ppo_overrides(tiny_model_path, prompts, out, 8, "count_a_until_the_third_call"), tmp_path)
+    crashed = _launch_two(
+        "ppo", _ppo_overrides(tiny_model_path, prompts, out, 8, "count_a_until_the_third_call"), tmp_path
+    )
     assert crashed.returncode != 0 and "judge went away" in crashed.stderr, crashed.stderr[-3000:]
     assert (out / "checkpoint-2").is_dir() and not (out / "model").exists() and not (out / "summary.json").exists()
-    resumed = _launch_two("ppo", _ppo_overrides(tiny_model_path, prompts, out, 8, "count_a_until_the_third_call")
-                          + ["resume_from_checkpoint=latest"], tmp_path)  # steps 3 and 4: calls 1 and 2 here
+    resumed = _launch_two(
+        "ppo",
+        _ppo_overrides(tiny_model_path, prompts, out, 8, "count_a_until_the_third_call")
+        + ["resume_from_checkpoint=latest"],
+        tmp_path,
+    )  # steps 3 and 4: calls 1 and 2 here
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     two = json.loads((out / "summary.json").read_text(encoding="utf-8"))
 
@@ -214,7 +292,11 @@ def test_ppo_on_two_cpu_processes_ends_where_one_process_does_and_resumes(tiny_m
     digests = two["data_parallel"]["weights_sha256"]
     assert len(digests) == 2 and digests[0] == digests[1]
     # one saved model, one checkpoint, written once
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["checkpoint-2", "model", "summary.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "checkpoint-2",
+        "model",
+        "summary.json",
+    ]
     assert (out / "model" / "adapter_config.json").exists()
 
     # Tolerance: the runs differ only in float32 summation order (prompts padded to 8 or 16 rows' width, a
@@ -225,7 +307,7 @@ def test_ppo_on_two_cpu_processes_ends_where_one_process_does_and_resumes(tiny_m
     # The sampled tokens are then the same, so the rewards are equal (a Gumbel argmax flips only on a
     # tie within ~1e-4, which the test would show as a reward off by a whole letter).
     rel = 2_000 * 2.0**-24
-    for h1, h2 in zip(one["log_history"], two["log_history"]):
+    for h1, h2 in zip(one["log_history"], two["log_history"], strict=True):
         assert h2["reward"] == h1["reward"] and h2["response_length"] == h1["response_length"], (h1, h2)
         for key in ("kl", "entropy", "policy_loss", "value_loss", "approx_kl"):
             assert h2[key] == pytest.approx(h1[key], rel=rel, abs=rel), (key, h1["step"], h1[key], h2[key])

@@ -21,9 +21,18 @@ def test_online_trainer_scores_with_prefkit_reward(stage, tiny_model_path, tmp_p
         return [float(c.count("a")) for c in completions]
 
     cls, run = (RlooConfig, run_rloo) if stage == "rloo" else (GrpoConfig, run_grpo)
-    cfg = cls(output_dir=tmp_path / stage, model=ModelConfig(path=str(tiny_model_path)),
-              lora=LoraSection(r=4, alpha=8, dropout=0.0), batch_size=8, num_generations=4, max_steps=2,
-              max_new_tokens=8, lr=1e-3, save_steps=100, seed=0)
+    cfg = cls(
+        output_dir=tmp_path / stage,
+        model=ModelConfig(path=str(tiny_model_path)),
+        lora=LoraSection(r=4, alpha=8, dropout=0.0),
+        batch_size=8,
+        num_generations=4,
+        max_steps=2,
+        max_new_tokens=8,
+        lr=1e-3,
+        save_steps=100,
+        seed=0,
+    )
     summary = run(cfg, reward_fn=count_a, prompts=PROMPTS)
 
     # the trainer called our reward with the prompts as written (system included), 4 answers each

@@ -8,8 +8,9 @@ import pytest
 
 from data.schema import Prompt
 
-PROMPTS = [Prompt(q) for q in ("Xin chào", "Viết một câu", "Tính tổng", "Giải thích", "Hà Nội", "mùa thu",
-                               "phở bò", "cảm ơn")]
+PROMPTS = [
+    Prompt(q) for q in ("Xin chào", "Viết một câu", "Tính tổng", "Giải thích", "Hà Nội", "mùa thu", "phở bò", "cảm ơn")
+]
 # lm_head in the targets: the random tiny model's near-uniform output can only sharpen through it
 TARGETS = ["q_proj", "v_proj", "up_proj", "down_proj", "lm_head"]
 
@@ -23,10 +24,20 @@ def ppo_config(model_path, out, **kw):
     from train.config import LoraSection, ModelConfig
     from train.ppo import PpoConfig
 
-    base = dict(output_dir=Path(out), model=ModelConfig(path=str(model_path)),
-                lora=LoraSection(r=8, alpha=16, dropout=0.0, target_modules=TARGETS),
-                batch_size=16, mini_batch_size=8, ppo_epochs=4, max_steps=15, lr=1e-2, max_new_tokens=16,
-                kl_coef=0.05, save_steps=0, seed=0)
+    base = dict(
+        output_dir=Path(out),
+        model=ModelConfig(path=str(model_path)),
+        lora=LoraSection(r=8, alpha=16, dropout=0.0, target_modules=TARGETS),
+        batch_size=16,
+        mini_batch_size=8,
+        ppo_epochs=4,
+        max_steps=15,
+        lr=1e-2,
+        max_new_tokens=16,
+        kl_coef=0.05,
+        save_steps=0,
+        seed=0,
+    )
     return PpoConfig(**{**base, **kw})
 
 
@@ -74,16 +85,35 @@ def test_ppo_resumes_after_interruption_from_its_checkpoint(tiny_model_path, tmp
         return count_a(prompts, completions)
 
     out = tmp_path / "ppo"
-    cfg = ppo_config(tiny_model_path, out, batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=5,
-                     max_new_tokens=8, save_steps=2, save_total_limit=None)
+    cfg = ppo_config(
+        tiny_model_path,
+        out,
+        batch_size=4,
+        mini_batch_size=4,
+        ppo_epochs=1,
+        max_steps=5,
+        max_new_tokens=8,
+        save_steps=2,
+        save_total_limit=None,
+    )
     with pytest.raises(RuntimeError, match="judge went away"):
         run(cfg, reward_fn=crashing_reward, prompts=PROMPTS)
     assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-4").exists()
     assert not (out / "summary.json").exists() and not (out / "model").exists()
     saved = load_peft_weights(str(out / "checkpoint-2" / "policy"))
 
-    resumed = ppo_config(tiny_model_path, out, batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=5,
-                         max_new_tokens=8, save_steps=2, save_total_limit=None, resume_from_checkpoint="latest")
+    resumed = ppo_config(
+        tiny_model_path,
+        out,
+        batch_size=4,
+        mini_batch_size=4,
+        ppo_epochs=1,
+        max_steps=5,
+        max_new_tokens=8,
+        save_steps=2,
+        save_total_limit=None,
+        resume_from_checkpoint="latest",
+    )
     from train.ppo import PpoTrainer
 
     trainer = PpoTrainer(resumed, reward_fn=count_a, prompts=PROMPTS)
@@ -109,13 +139,24 @@ def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, marker_datase
     from train.ppo import run
     from train.scoring import RewardSection
 
-    rm_cfg = load_config(RewardConfig, None, [
-        f"model.path={tiny_model_path}", f"data.source={marker_dataset}", f"output_dir={tmp_path / 'rm'}",
-        "max_steps=20", "lr=3e-3", "batch_size=8", "save_steps=1000", "lora.r=8", "lora.dropout=0"])
+    rm_cfg = load_config(
+        RewardConfig,
+        None,
+        [
+            f"model.path={tiny_model_path}",
+            f"data.source={marker_dataset}",
+            f"output_dir={tmp_path / 'rm'}",
+            "max_steps=20",
+            "lr=3e-3",
+            "batch_size=8",
+            "save_steps=1000",
+            "lora.r=8",
+            "lora.dropout=0",
+        ],
+    )
     rm_dir = reward.run(rm_cfg)["model_dir"]
 
-    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", reward=RewardSection(model=rm_dir), max_steps=20,
-                     kl_coef=0.02)
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", reward=RewardSection(model=rm_dir), max_steps=20, kl_coef=0.02)
     summary = run(cfg, prompts=PROMPTS)  # the reward comes from the config: the saved reward model
     hist = summary["log_history"]
     first = sum(h["reward"] for h in hist[:3]) / 3
@@ -177,8 +218,17 @@ def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_pat
     from train.ppo import POLICY, PpoTrainer
 
     def trainer(**kw):
-        cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=8, ppo_epochs=1, max_steps=1,
-                         max_new_tokens=8, max_grad_norm=0.0, **kw)
+        cfg = ppo_config(
+            tiny_model_path,
+            tmp_path / "ppo",
+            batch_size=8,
+            mini_batch_size=8,
+            ppo_epochs=1,
+            max_steps=1,
+            max_new_tokens=8,
+            max_grad_norm=0.0,
+            **kw,
+        )
         t = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
         torch.manual_seed(1)
         with torch.no_grad():  # a policy adapter that differs from the reference
@@ -196,10 +246,10 @@ def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_pat
     P = ro.query.shape[1]
     with torch.no_grad():
         one._peft.set_adapter(POLICY)
-        logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+        logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1 : -1].float()
         full = torch.log_softmax(logits, -1).gather(-1, ro.response[..., None]).squeeze(-1) * ro.mask
         with one._peft.disable_adapter():
-            ref_logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1:-1].float()
+            ref_logits = one.model(input_ids=q, attention_mask=attn, position_ids=pos).logits[:, P - 1 : -1].float()
         ref_full = torch.log_softmax(ref_logits, -1).gather(-1, ro.response[..., None]).squeeze(-1) * ro.mask
     assert torch.allclose(ro.logprobs, full, atol=1e-5)
     assert not torch.allclose(full, ref_full, atol=1e-3)  # the policy is not the reference here
@@ -213,8 +263,13 @@ def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_pat
     for t in (one, chunked):
         torch.manual_seed(3)
         t.ppo_update(ro)
-        moments.append([t.optimizer.state[p]["exp_avg"].clone() if p in t.optimizer.state else None
-                        for g in t.optimizer.param_groups for p in g["params"]])
+        moments.append(
+            [
+                t.optimizer.state[p]["exp_avg"].clone() if p in t.optimizer.state else None
+                for g in t.optimizer.param_groups
+                for p in g["params"]
+            ]
+        )
     assert [a is None for a in moments[0]] == [b is None for b in moments[1]]
     moments = [[a for a in m if a is not None] for m in moments]
     assert len(moments[0]) > 0
@@ -231,8 +286,9 @@ def sft_adapter(tiny_model_path, tmp_path_factory):
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, init_lora_weights=False,
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, init_lora_weights=False, task_type="CAUSAL_LM"
+    )
     out = tmp_path_factory.mktemp("sft") / "model"
     get_peft_model(base, lora).save_pretrained(out)
     return out
@@ -248,8 +304,16 @@ def test_ppo_from_an_sft_adapter_trains_it_against_the_sft_model_as_reference(ti
 
     from train.ppo import POLICY, REF, PpoTrainer
 
-    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=2,
-                     max_new_tokens=8, lr=1e-2)
+    cfg = ppo_config(
+        tiny_model_path,
+        tmp_path / "ppo",
+        batch_size=4,
+        mini_batch_size=4,
+        ppo_epochs=1,
+        max_steps=2,
+        max_new_tokens=8,
+        lr=1e-2,
+    )
     cfg.model.adapter = str(sft_adapter)
     trainer = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
     assert trainer.ref_adapter == REF
@@ -273,13 +337,23 @@ def test_ppo_from_an_sft_adapter_trains_it_against_the_sft_model_as_reference(ti
     policy = trainer._peft
     policy.set_adapter(POLICY)
 
-    merged_cfg = ppo_config(tiny_model_path, tmp_path / "ppo-merged", batch_size=4, mini_batch_size=4, ppo_epochs=1,
-                            max_steps=1, max_new_tokens=8, save="merged")
+    merged_cfg = ppo_config(
+        tiny_model_path,
+        tmp_path / "ppo-merged",
+        batch_size=4,
+        mini_batch_size=4,
+        ppo_epochs=1,
+        max_steps=1,
+        max_new_tokens=8,
+        save="merged",
+    )
     merged_cfg.model.adapter = str(saved)
     merged_trainer = PpoTrainer(merged_cfg, reward_fn=count_a, prompts=PROMPTS)
     out = merged_trainer.save_final(tmp_path / "merged")  # no training: the merge of `saved` over the base
     merged = AutoModelForCausalLM.from_pretrained(out)
-    expected = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(saved)).merge_and_unload()
+    expected = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path), str(saved)
+    ).merge_and_unload()
     ids = torch.tensor([[1, 5, 9, 12, 7]])
     assert torch.allclose(merged(ids).logits, expected(ids).logits, atol=1e-5)
 
@@ -301,8 +375,18 @@ def test_qlora_ppo_from_an_sft_adapter_saves_a_full_precision_merge(tiny_model_p
     from train.config import QuantConfig
     from train.ppo import PpoTrainer
 
-    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=4, mini_batch_size=4, ppo_epochs=1, max_steps=2,
-                     max_new_tokens=8, quant=QuantConfig(qlora=True), save="merged", forward_batch_size=2)
+    cfg = ppo_config(
+        tiny_model_path,
+        tmp_path / "ppo",
+        batch_size=4,
+        mini_batch_size=4,
+        ppo_epochs=1,
+        max_steps=2,
+        max_new_tokens=8,
+        quant=QuantConfig(qlora=True),
+        save="merged",
+        forward_batch_size=2,
+    )
     cfg.model.adapter = str(sft_adapter)
     trainer = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
     summary = trainer.train()
@@ -324,11 +408,20 @@ def test_a_rollouts_answers_do_not_depend_on_how_its_batch_is_split(tiny_model_p
 
     from train.ppo import PpoTrainer
 
-    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=8, ppo_epochs=1, max_steps=1,
-                     max_new_tokens=8)
+    cfg = ppo_config(
+        tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=8, ppo_epochs=1, max_steps=1, max_new_tokens=8
+    )
     whole = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS).rollout(PROMPTS)
-    chunked_cfg = ppo_config(tiny_model_path, tmp_path / "ppo2", batch_size=8, mini_batch_size=8, ppo_epochs=1,
-                             max_steps=1, max_new_tokens=8, rollout_batch_size=3)
+    chunked_cfg = ppo_config(
+        tiny_model_path,
+        tmp_path / "ppo2",
+        batch_size=8,
+        mini_batch_size=8,
+        ppo_epochs=1,
+        max_steps=1,
+        max_new_tokens=8,
+        rollout_batch_size=3,
+    )
     chunked = PpoTrainer(chunked_cfg, reward_fn=count_a, prompts=PROMPTS)
     torch.manual_seed(123)
     assert torch.equal(chunked.rollout(PROMPTS).response, whole.response)

@@ -24,8 +24,19 @@ def _cfg(tiny_model_path, dataset, out, *extra):
     return load_config(
         RewardConfig,
         None,
-        [f"model.path={tiny_model_path}", f"data.source={dataset}", f"output_dir={out}", "max_steps=20",
-         "lr=3e-3", "batch_size=8", "logging_steps=5", "save_steps=1000", "lora.r=8", "lora.dropout=0", *extra],
+        [
+            f"model.path={tiny_model_path}",
+            f"data.source={dataset}",
+            f"output_dir={out}",
+            "max_steps=20",
+            "lr=3e-3",
+            "batch_size=8",
+            "logging_steps=5",
+            "save_steps=1000",
+            "lora.r=8",
+            "lora.dropout=0",
+            *extra,
+        ],
     )
 
 
@@ -38,7 +49,8 @@ def trained(tiny_model_path, marker_dataset, tmp_path_factory):
 def test_margin_loss_is_minus_log_sigmoid_of_delta_minus_margin(tiny_model_path, marker_dataset, tmp_path):
     """The loss the trainer optimises, on a hand-computed batch: the real RewardTrainer and model."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from trl import RewardConfig as TrlRewardConfig, RewardTrainer
+    from trl import RewardConfig as TrlRewardConfig
+    from trl import RewardTrainer
 
     cfg = _cfg(tiny_model_path, marker_dataset, tmp_path)
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
@@ -46,8 +58,10 @@ def test_margin_loss_is_minus_log_sigmoid_of_delta_minus_margin(tiny_model_path,
     model.config.pad_token_id = tok.pad_token_id
     ds = preference_dataset(load_split(cfg.data, "train"), cfg.data, margin_scheme="large").select(range(3))
     trainer = RewardTrainer(
-        model=model, args=TrlRewardConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none"),
-        train_dataset=ds, processing_class=tok,
+        model=model,
+        args=TrlRewardConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none"),
+        train_dataset=ds,
+        processing_class=tok,
     )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     batch["margin"] = torch.tensor([0.0, 1.0, 3.0])
@@ -111,7 +125,11 @@ def test_score_command_scores_pairs_and_responses(trained, make_marker_rows, tmp
 
     responses = tmp_path / "responses.jsonl"
     responses.write_text(
-        "".join(json.dumps({"question": r["question"], "response": r[k]}, ensure_ascii=False) + "\n" for r in rows for k in ("chosen", "rejected"))
+        "".join(
+            json.dumps({"question": r["question"], "response": r[k]}, ensure_ascii=False) + "\n"
+            for r in rows
+            for k in ("chosen", "rejected")
+        )
     )
     out2 = tmp_path / "scored.parquet"
     result = runner.invoke(app, ["train", "score", "--model", trained["model_dir"], str(responses), str(out2)])
@@ -166,16 +184,25 @@ def test_reward_from_an_adapter_is_saved_so_scoring_reproduces_its_test_metrics(
     """Started from the SFT adapter, the reward stage keeps training it (as a SEQ_CLS adapter with the
     new head); saved as an adapter over the bare base, scoring the saved folder gives the stage's own
     test accuracy and margin."""
-    summary = reward.run(_cfg(tiny_model_path, marker_dataset, tmp_path / "run", "max_steps=4",
-                              f"model.adapter={sft_like_adapter}", "data.max_rows=24"))
+    summary = reward.run(
+        _cfg(
+            tiny_model_path,
+            marker_dataset,
+            tmp_path / "run",
+            "max_steps=4",
+            f"model.adapter={sft_like_adapter}",
+            "data.max_rows=24",
+        )
+    )
     model_dir = summary["model_dir"]
     adapter = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(tiny_model_path) and "score" in adapter["modules_to_save"]
     cfg = _cfg(tiny_model_path, marker_dataset, tmp_path, "data.max_rows=24")
     test = load_split(cfg.data, "test")
     test.to_json(tmp_path / "test.jsonl", force_ascii=False)
-    result = reward.score_command(model_dir, str(tmp_path / "test.jsonl"), tmp_path / "scored.jsonl",
-                                  max_length=cfg.data.max_length)
+    result = reward.score_command(
+        model_dir, str(tmp_path / "test.jsonl"), tmp_path / "scored.jsonl", max_length=cfg.data.max_length
+    )
     m = summary["metrics"]
     assert result["pairs"] == m["test_pairs"] == 24
     assert result["accuracy"] == m["test_accuracy"]
@@ -205,9 +232,9 @@ def test_reward_model_reads_a_marker_not_the_length(tiny_model_path, make_balanc
     """The marker sits at a random place, in place of a distractor of the same token count, so length
     carries no signal: held-out accuracy (overall and per strength level) must beat the untrained
     model's (same head seed), which is near chance."""
-    from data.export import export_dataset
     from transformers import AutoTokenizer
 
+    from data.export import export_dataset
     from train.models import load_reward_model
 
     rows = make_balanced_rows(160, seed=0)
@@ -220,10 +247,16 @@ def test_reward_model_reads_a_marker_not_the_length(tiny_model_path, make_balanc
 
     torch.manual_seed(cfg.seed)
     untrained = load_reward_model(cfg, pad_token_id=tok.pad_token_id)
-    before = reward.pair_metrics(reward.score_conversations(untrained, tok, convs("chosen")),
-                                 reward.score_conversations(untrained, tok, convs("rejected")), test["strength"])
+    before = reward.pair_metrics(
+        reward.score_conversations(untrained, tok, convs("chosen")),
+        reward.score_conversations(untrained, tok, convs("rejected")),
+        test["strength"],
+    )
     m = reward.run(cfg)["metrics"]
     assert m["test_pairs"] == 40
-    assert m["test_accuracy"] >= 0.85 and m["test_accuracy"] >= before["accuracy"] + 0.2, (before["accuracy"], m["test_accuracy"])
+    assert m["test_accuracy"] >= 0.85 and m["test_accuracy"] >= before["accuracy"] + 0.2, (
+        before["accuracy"],
+        m["test_accuracy"],
+    )
     assert set(m["test_accuracy_by_strength"]) == {s.value for s in Strength}
     assert all(acc >= 0.6 for acc in m["test_accuracy_by_strength"].values()), m["test_accuracy_by_strength"]

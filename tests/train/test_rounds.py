@@ -9,8 +9,16 @@ import yaml
 
 from data.schema import Judgement, Strength
 
-QUESTIONS = ["Xin chào", "Viết một câu về phở", "Tính tổng 1 đến 10", "Hà Nội mùa thu", "Giải thích quang hợp",
-             "Kể về sông Hồng", "Mô tả áo dài", "Nói về trà"]
+QUESTIONS = [
+    "Xin chào",
+    "Viết một câu về phở",
+    "Tính tổng 1 đến 10",
+    "Hà Nội mùa thu",
+    "Giải thích quang hợp",
+    "Kể về sông Hồng",
+    "Mô tả áo dài",
+    "Nói về trà",
+]
 
 
 def scripted_judge(pairs_dir: Path, out: Path) -> int:
@@ -23,8 +31,15 @@ def scripted_judge(pairs_dir: Path, out: Path) -> int:
         score = {r.id: (r.text.count("a"), len(r.text)) for r in (pair.a, pair.b)}
         win = max(score, key=score.__getitem__)
         gap = abs(score[pair.a.id][0] - score[pair.b.id][0])
-        judgements.append(Judgement(pair.pair_id, "script", win, Strength.from_level(max(1, min(3, gap))),
-                                    shown_order=(pair.a.id, pair.b.id)))
+        judgements.append(
+            Judgement(
+                pair.pair_id,
+                "script",
+                win,
+                Strength.from_level(max(1, min(3, gap))),
+                shown_order=(pair.a.id, pair.b.id),
+            )
+        )
     write_judgements(judgements, out)
     return len(judgements)
 
@@ -33,20 +48,55 @@ def write_configs(root: Path, model: Path) -> Path:
     prompts = root / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"question": q}, ensure_ascii=False) + "\n" for q in QUESTIONS))
     stages = {
-        "generate": {"engine": "hf", "temperatures": [0.8, 1.3], "max_tokens": 12, "batch_size": 16, "device": "cpu",
-                     "dtype": "float32", "progress": False, "near_duplicate_threshold": 1.0},
-        "reward": {"max_steps": 4, "batch_size": 4, "lr": 3e-3, "save_steps": 100, "logging_steps": 1,
-                   "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "data": {"max_length": 128}},
-        "sft": {"max_steps": 3, "batch_size": 4, "lr": 3e-3, "save_steps": 100, "logging_steps": 1,
-                "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "data": {"max_length": 128}},
+        "generate": {
+            "engine": "hf",
+            "temperatures": [0.8, 1.3],
+            "max_tokens": 12,
+            "batch_size": 16,
+            "device": "cpu",
+            "dtype": "float32",
+            "progress": False,
+            "near_duplicate_threshold": 1.0,
+        },
+        "reward": {
+            "max_steps": 4,
+            "batch_size": 4,
+            "lr": 3e-3,
+            "save_steps": 100,
+            "logging_steps": 1,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "data": {"max_length": 128},
+        },
+        "sft": {
+            "max_steps": 3,
+            "batch_size": 4,
+            "lr": 3e-3,
+            "save_steps": 100,
+            "logging_steps": 1,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "data": {"max_length": 128},
+        },
         "best_of_k": {"k": 3, "max_new_tokens": 12, "device": "cpu", "batch_size": 24},
-        "ppo": {"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1, "max_new_tokens": 8,
-                "save_steps": 0, "lr": 1e-3, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+        "ppo": {
+            "max_steps": 2,
+            "batch_size": 4,
+            "mini_batch_size": 4,
+            "ppo_epochs": 1,
+            "max_new_tokens": 8,
+            "save_steps": 0,
+            "lr": 1e-3,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        },
     }
     for name, body in stages.items():
         (root / f"{name}.yaml").write_text(yaml.safe_dump(body))
-    rounds = {"model": str(model), "prompts": str(prompts), "methods": ["rejection_sampling", "ppo"],
-              "test_size": 0.25, **{name: str(root / f"{name}.yaml") for name in stages}}
+    rounds = {
+        "model": str(model),
+        "prompts": str(prompts),
+        "methods": ["rejection_sampling", "ppo"],
+        "test_size": 0.25,
+        **{name: str(root / f"{name}.yaml") for name in stages},
+    }
     (root / "rounds-test.yaml").write_text(yaml.safe_dump(rounds))
     return root / "rounds-test.yaml"
 
@@ -95,7 +145,10 @@ def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
     assert r2["steps"]["reward"]["output"].endswith("reward/model")
     # Llama 2: round 2's reward model trained on both rounds' labels (reward_data: all, the default)
     rd = r2["steps"]["reward"]["reward_data"]
-    assert rd["rounds"] == [1, 2] and rd["rows"] == r1["steps"]["export"]["rows"] + r2["steps"]["export"]["rows"] - rd["duplicates_dropped"]
+    assert (
+        rd["rounds"] == [1, 2]
+        and rd["rows"] == r1["steps"]["export"]["rows"] + r2["steps"]["export"]["rows"] - rd["duplicates_dropped"]
+    )
     assert r1["steps"]["reward"]["reward_data"]["rounds"] == [1]
     reward_yaml = yaml.safe_load((project / "round-2" / "reward.yaml").read_text())
     assert reward_yaml["data"]["source"] == str(project / "round-2" / "reward-data")
@@ -151,7 +204,9 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
     (mine / "rounds.yaml").write_text("my own notes\n")
     refused = runner.invoke(app, ["round", "init", str(mine), "--config", str(config)])
     assert isinstance(refused.exception, DataError) and "not empty" in str(refused.exception)  # exit 2, one line
-    assert (mine / "rounds.yaml").read_text() == "my own notes\n" and sorted(p.name for p in mine.iterdir()) == ["rounds.yaml"]
+    assert (mine / "rounds.yaml").read_text() == "my own notes\n" and sorted(p.name for p in mine.iterdir()) == [
+        "rounds.yaml"
+    ]
     (tmp_path / "empty").mkdir()
     assert runner.invoke(app, ["round", "init", str(tmp_path / "empty"), "--config", str(config)]).exit_code == 0
 
@@ -186,9 +241,17 @@ def _fake_round(project, n, rows, tmp_path):
 
     out = project.folder / f"round-{n}" / "dataset"
     export_dataset(rows, out, test_size=0.25, seed=n)
-    project.state["rounds"].append({"round": n, "method": "ppo", "status": "running", "dir": f"round-{n}",
-                                    "policy": {"model": "m", "adapter": None}, "next_policy": None,
-                                    "steps": {"export": {"output": f"round-{n}/dataset", "rows": len(rows)}}})
+    project.state["rounds"].append(
+        {
+            "round": n,
+            "method": "ppo",
+            "status": "running",
+            "dir": f"round-{n}",
+            "policy": {"model": "m", "adapter": None},
+            "next_policy": None,
+            "steps": {"export": {"output": f"round-{n}/dataset", "rows": len(rows)}},
+        }
+    )
     return project.state["rounds"][-1]
 
 
@@ -200,18 +263,32 @@ def test_reward_data_all_accumulates_rounds_dedups_pairs_and_mixes_open_data_by_
 
     def row(i, flip=False, strength=Strength.BETTER):
         a, b = f"trả lời tốt {i}", f"trả lời kém {i}"
-        return PreferenceRow(question=f"câu hỏi {i}", chosen=b if flip else a, rejected=a if flip else b, strength=strength)
+        return PreferenceRow(
+            question=f"câu hỏi {i}", chosen=b if flip else a, rejected=a if flip else b, strength=strength
+        )
 
     open_rows = [PreferenceRow(question=f"open {i}", chosen=f"yes {i}", rejected=f"no {i}") for i in range(100)]
     export_dataset(open_rows, tmp_path / "open", test_size=0.0, seed=0)
     config = tmp_path / "rounds.yaml"
-    config.write_text(yaml.safe_dump({"model": "m", "prompts": "p.jsonl", "test_size": 0.25,
-                                      "reward_mix": [{"source": str(tmp_path / "open"), "share": 0.2}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": "m",
+                "prompts": "p.jsonl",
+                "test_size": 0.25,
+                "reward_mix": [{"source": str(tmp_path / "open"), "share": 0.2}],
+            }
+        )
+    )
     project = RoundProject.init(tmp_path / "proj", config)
     _fake_round(project, 1, [row(i) for i in range(8)], tmp_path)
     # round 2 labels pairs 6, 7 again (7 the other way round) and 8 new pairs
-    r2 = _fake_round(project, 2, [row(6), row(7, flip=True, strength=Strength.SLIGHTLY_BETTER)]
-                     + [row(i) for i in range(8, 16)], tmp_path)
+    r2 = _fake_round(
+        project,
+        2,
+        [row(6), row(7, flip=True, strength=Strength.SLIGHTLY_BETTER)] + [row(i) for i in range(8, 16)],
+        tmp_path,
+    )
     source, info, inputs = RoundRunner(project, r2).reward_data()
     assert source == project.folder / "round-2" / "reward-data"
     assert info["rounds"] == [1, 2] and info["rows_read"] == 18 and info["duplicates_dropped"] == 2
@@ -222,8 +299,11 @@ def test_reward_data_all_accumulates_rounds_dedups_pairs_and_mixes_open_data_by_
     seven = [r for r in got if r.question == "câu hỏi 7"]
     assert len(seven) == 1 and seven[0].chosen == "trả lời kém 7"  # the newest label wins
     assert seven[0].strength == Strength.SLIGHTLY_BETTER
-    assert {str(p) for p in inputs} == {str(project.folder / "round-1" / "dataset"),
-                                        str(project.folder / "round-2" / "dataset"), str(tmp_path / "open")}
+    assert {str(p) for p in inputs} == {
+        str(project.folder / "round-1" / "dataset"),
+        str(project.folder / "round-2" / "dataset"),
+        str(tmp_path / "open"),
+    }
     # the train and test splits share no prompt
     train_q = {r.question for r in read_preferences(source, "train")}
     assert not train_q & {r.question for r in read_preferences(source, "test")}
@@ -243,8 +323,9 @@ def test_content_hash_and_code_versions(tmp_path):
     rows = [PreferenceRow(question=f"q{i}", chosen=f"c{i}", rejected=f"r{i}") for i in range(6)]
     export_dataset(rows, tmp_path / "a", test_size=0.3, seed=1)
     export_dataset(rows, tmp_path / "b", test_size=0.3, seed=1)  # same rows, another folder (and card name)
-    export_dataset(rows[:5] + [PreferenceRow(question="q5", chosen="c5!", rejected="r5")], tmp_path / "c",
-                   test_size=0.3, seed=1)
+    export_dataset(
+        rows[:5] + [PreferenceRow(question="q5", chosen="c5!", rejected="r5")], tmp_path / "c", test_size=0.3, seed=1
+    )
     assert content_hash(tmp_path / "a") == content_hash(tmp_path / "b")
     assert content_hash(tmp_path / "a") != content_hash(tmp_path / "c")
     assert content_hash(tmp_path / "a").startswith("sha256:") and content_hash("org/hub-id") is None
@@ -260,7 +341,10 @@ def test_content_hash_and_code_versions(tmp_path):
     import torch
     import transformers
 
-    assert code["libraries"]["torch"] == torch.__version__ and code["libraries"]["transformers"] == transformers.__version__
+    assert (
+        code["libraries"]["torch"] == torch.__version__
+        and code["libraries"]["transformers"] == transformers.__version__
+    )
 
 
 def test_reward_mix_config_errors(tmp_path):
@@ -271,7 +355,11 @@ def test_reward_mix_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="share must be in"):
         load_config(RoundsConfig, None, ["model=m", "prompts=p"], reward_mix=[{"source": "x", "share": 1.5}])
     with pytest.raises(ConfigError, match="add up to less than 1"):
-        load_config(RoundsConfig, None, ["model=m", "prompts=p"],
-                    reward_mix=[{"source": "x", "share": 0.5}, {"source": "y", "share": 0.5}])
+        load_config(
+            RoundsConfig,
+            None,
+            ["model=m", "prompts=p"],
+            reward_mix=[{"source": "x", "share": 0.5}, {"source": "y", "share": 0.5}],
+        )
     with pytest.raises(ConfigError, match="reward_data"):
         load_config(RoundsConfig, None, ["model=m", "prompts=p", "reward_data=some"])

@@ -39,8 +39,12 @@ def test_a_rows_draw_depends_on_its_key_and_position_only():
     ids = torch.zeros(8, 5, dtype=torch.long)  # position 5 after a prompt of 0 tokens
     keys = row_keys(1, 4, torch.arange(8))
     whole = SeededSampling(keys, 0)(ids, logits.clone())
-    halves = torch.cat([SeededSampling(keys[:3], 0)(ids[:3], logits[:3].clone()),
-                        SeededSampling(keys[3:], 0)(ids[3:], logits[3:].clone())])
+    halves = torch.cat(
+        [
+            SeededSampling(keys[:3], 0)(ids[:3], logits[:3].clone()),
+            SeededSampling(keys[3:], 0)(ids[3:], logits[3:].clone()),
+        ]
+    )
     assert torch.equal(whole, halves)
     # another step, row, or position draws other noise
     assert not torch.equal(whole, SeededSampling(row_keys(1, 5, torch.arange(8)), 0)(ids, logits.clone()))
