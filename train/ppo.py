@@ -16,6 +16,7 @@ whole batch's, and the main process writes the checkpoints, the model and summar
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from train.ppo_model import (
 from train.ppo_rollout import Rollout, batch_prompts, rollout
 from train.ppo_update import ppo_update
 from train.scoring import RewardFn, RewardSection, load_reward
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CONFIG",
@@ -288,7 +291,8 @@ class PpoTrainer:
             self.history.append(stats)
             if self.step % cfg.logging_steps == 0 or self.step == self.total_steps:
                 self.accelerator.log({k: v for k, v in stats.items() if k != "step"}, step=self.step)
-                self.accelerator.print(" ".join(f"{k}={v:.4g}" for k, v in stats.items()))
+                if self.accelerator.is_main_process:
+                    log.info(" ".join(f"{k}={v:.4g}" for k, v in stats.items()))
             if cfg.save_steps > 0 and self.step % cfg.save_steps == 0 and self.step < self.total_steps:
                 self.save_checkpoint()
         train_s = time.perf_counter() - t0
