@@ -330,7 +330,7 @@ def test_progress(store, clock, make_pairs):
 def _left_by_hand(store: Store, project: str, user: str) -> int:
     """Open pairs (not complete, done + held < required) this user holds no claim on and has not
     judged, skipped or reported, counted row by row from the tables."""
-    from annotate.models import AssignmentRow, ProjectRow
+    from annotate.tables import AssignmentRow, ProjectRow
 
     with store.engine.connect() as conn:
         pid = conn.execute(select(ProjectRow.id).where(ProjectRow.name == project)).scalar_one()
