@@ -149,14 +149,20 @@ def _undo(user: User, project: str) -> None:
     )
 
 
-def _progress(slot: DeltaGenerator, user: User, project: str, holding: bool) -> None:
-    p = session.store().progress(project, user)
+def _head(slot: DeltaGenerator, user: User, project: str, holding: bool) -> None:
+    """The project's name and the user's progress, drawn into `slot` (on top of the page) after
+    the pair: the next pair is on screen before its count. The count is exact after the user's
+    own actions (the walk over 100,000 open pairs is avoided, see `Store.progress`)."""
+    p = session.store().progress(project, user, pairs=session.pairs_in(project))
     left = p.left_in_queue + holding  # the store counts the pairs besides the one on screen
     total = p.done_today + left
-    slot.progress(
-        p.done_today / total if total else 1.0,
-        text=f"{p.done_today} done today · {left} left in your queue · {p.done_total} in all",
-    )
+    with slot:
+        head, progress = st.columns([1, 3], vertical_alignment="center")
+        head.markdown(f"**{escape_text(project)}**", help="The project you are labelling (change it in the sidebar).")
+        progress.progress(
+            p.done_today / total if total else 1.0,
+            text=f"{p.done_today} done today · {left} left in your queue · {p.done_total} in all",
+        )
 
 
 def _turn(role: str, text: str) -> None:
@@ -238,23 +244,27 @@ def _choice_row(user: User, project: str, assignment: Assignment | None, safety_
 def render(user: User, project: str) -> None:
     # Not a fragment on purpose: a fragment rerun started by the rationale's commit (Esc, Tab,
     # blur) dropped the choice key pressed right after it (seen in the browser tests).
-    # The progress bar sits on top but is filled last: the next pair is on screen before the count.
-    head, progress = st.columns([1, 3], vertical_alignment="center")
-    head.markdown(f"**{escape_text(project)}**", help="The project you are labelling (change it in the sidebar).")
-    progress_slot = progress.empty()
-    if error := st.session_state.pop("label-error", None):
-        st.error(escape_text(error))
-    if note := st.session_state.pop("label-note", None):
-        st.info(escape_text(note))
+    # The pair is claimed before anything of the page is sent, and then sent at once: nothing
+    # (no message of ours) waits in the server's outgoing queue while the claim runs. The head
+    # row (project, progress) sits on top but is filled last, into this container: until then
+    # the browser keeps the last head row in it, so nothing flickers or moves.
+    error = st.session_state.pop("label-error", None)
+    note = st.session_state.pop("label-note", None)
     try:
-        assignment = session.store().claim(project, user, LEASE_SECONDS)
+        assignment, refused = session.store().claim(project, user, LEASE_SECONDS), None
     except PrefkitError as e:  # e.g. taken off this project by an admin
-        st.error(escape_text(str(e)))
+        assignment, refused = None, str(e)
+    head_slot = st.container()
+    for message, show in ((error, st.error), (note, st.info), (refused, st.error)):
+        if message:
+            show(escape_text(message))
+    if refused:
+        head_slot.markdown(f"**{escape_text(project)}**")
         return
     if assignment is None:
         st.success("Your queue is empty: nothing left to judge in this project. Thank you!")
         _choice_row(user, project, None)
-        _progress(progress_slot, user, project, holding=False)
+        _head(head_slot, user, project, holding=False)
         return
     pair = assignment.pair
     with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
@@ -278,7 +288,7 @@ def render(user: User, project: str) -> None:
         )
     st.text_area("Rationale (optional)", key="rationale", height=68)
     _choice_row(user, project, assignment, safety_labels)
-    _progress(progress_slot, user, project, holding=True)
+    _head(head_slot, user, project, holding=True)
 
 
 if __name__ == "__main__":  # run as a page script by st.navigation

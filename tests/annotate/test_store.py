@@ -3,6 +3,7 @@ idempotent submits, my work, progress, dashboard and export."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from datetime import timedelta
 
@@ -324,6 +325,70 @@ def test_progress(store, clock, make_pairs):
         _judge(store, "p", u)
     assert store.progress("p", "bob").done_total == 3
     assert store.progress("p", "ann").left_in_queue == 2
+
+
+def _left_by_hand(store: Store, project: str, user: str) -> int:
+    """Open pairs (not complete, done + held < required) this user holds no claim on and has not
+    judged, skipped or reported, counted row by row from the tables."""
+    from annotate.models import AssignmentRow, ProjectRow
+
+    with store.engine.connect() as conn:
+        pid = conn.execute(select(ProjectRow.id).where(ProjectRow.name == project)).scalar_one()
+        uid = conn.execute(select(UserRow.id).where(UserRow.name == user)).scalar_one()
+        pairs = conn.execute(
+            select(PairRow.id, PairRow.complete, PairRow.done, PairRow.held, PairRow.required)
+            .where(PairRow.project_id == pid)
+        ).all()
+        mine = set(conn.execute(
+            select(AssignmentRow.pair_row_id)
+            .where(AssignmentRow.user_id == uid, AssignmentRow.project_id == pid, AssignmentRow.status != "expired")
+        ).scalars())
+    return sum(1 for p in pairs if not p.complete and p.done + p.held < p.required and p.id not in mine)
+
+
+def test_progress_left_matches_the_rows_in_every_state(store, clock, make_pairs):
+    """The left count is found without walking the open pairs (all pairs, less the complete
+    ones, less the busy ones found from the active leases): it must equal the row-by-row count
+    whatever the queue's state — pairs held to their limit by others, complete, expired leases,
+    skips, reports, undos — with the pair count given by the caller or counted."""
+    import random
+
+    store.create_project("p", overlap=2, calibration=0.3, calibration_overlap=3, seed=3)
+    store.import_pairs("p", make_pairs(12))
+    users = ["ann", "bob", "cat", "dan"]
+    for u in users:
+        store.add_user(u)
+    rng = random.Random(5)
+    held: dict[str, object] = {}
+    seen_busy = seen_complete = False
+    for step in range(120):
+        u = rng.choice(users)
+        action = rng.random()
+        if action < 0.45:
+            a = held.pop(u, None) or store.claim("p", u, lease_seconds=60)
+            if a is not None:
+                store.submit(a.id, u, Judgement.from_seven_point(a.pair.pair_id, u, -2, a.shown_order))
+        elif action < 0.75:
+            held[u] = store.claim("p", u, lease_seconds=60) or held.get(u)
+        elif action < 0.85 and held.get(u) is not None:
+            a = held.pop(u)
+            store.skip(a.id, u) if rng.random() < 0.5 else store.report(a.id, u, "Bad prompt")
+        elif action < 0.93:
+            with contextlib.suppress(DataError):  # a skip others have taken up since stays
+                store.undo_last("p", u, lease_seconds=600)
+            held.pop(u, None)
+        else:
+            clock.advance(61)  # every lease runs out (reaped by the next claim)
+            held.clear()
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(PairRow.complete, PairRow.done, PairRow.held, PairRow.required)).all()
+        seen_busy |= any(not r.complete and r.done + r.held >= r.required for r in rows)
+        seen_complete |= any(r.complete for r in rows)
+        for v in users:
+            want = _left_by_hand(store, "p", v)
+            assert store.progress("p", v).left_in_queue == want, (step, v)
+            assert store.progress("p", v, pairs=12).left_in_queue == want, (step, v)
+    assert seen_busy and seen_complete  # the walk went through the states the count must handle
 
 
 def test_dashboard_figures(store, clock, make_pairs):
