@@ -186,7 +186,10 @@ def render_prompt(prompt: str | list[dict[str, str]], system: str | None = None)
             st.caption("System: " + escape_text(system))
         if len(turns) == 1:
             text = turns[0][1]
-            with st.container(height=LONG_TURN_PX if len(text) > LONG_TURN else "content", border=False):
+            if len(text) > LONG_TURN:
+                with st.container(height=LONG_TURN_PX, border=False):
+                    st.markdown(safe_markdown(text))
+            else:  # no box of its own: one element fewer ahead of the question on every click
                 st.markdown(safe_markdown(text))
             return
         if last_user > 0:
