@@ -23,7 +23,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from annotate.render import dialogue_turns, escape_text, safe_markdown
 from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, UNDO_KEY, help_line
-from annotate.store import Assignment, User
+from annotate.store import Assignment, Progress, User
 from annotate.ui import session
 from data.errors import PrefkitError
 from data.schema import CHOICE_LABELS, Judgement, SafetyBin, utcnow
@@ -149,11 +149,14 @@ def _undo(user: User, project: str) -> None:
     )
 
 
-def _head(slot: DeltaGenerator, user: User, project: str, holding: bool) -> None:
-    """The project's name and the user's progress, drawn into `slot` (on top of the page) after
-    the pair: the next pair is on screen before its count. The count is exact after the user's
-    own actions (the walk over 100,000 open pairs is avoided, see `Store.progress`)."""
-    p = session.store().progress(project, user, pairs=session.pairs_in(project))
+def _progress(user: User, project: str) -> Progress:
+    return session.store().progress(project, user, pairs=session.pairs_in(project))
+
+
+def _head(slot: DeltaGenerator, project: str, p: Progress, holding: bool) -> None:
+    """The project's name and the user's progress `p`, drawn into `slot` (on top of the page)
+    after the pair: the next pair is on screen before its count. The count is exact after the
+    user's own actions (the walk over 100,000 open pairs is avoided, see `Store.progress`)."""
     left = p.left_in_queue + holding  # the store counts the pairs besides the one on screen
     total = p.done_today + left
     with slot:
@@ -267,7 +270,7 @@ def render(user: User, project: str) -> None:
     if assignment is None:
         st.success("Your queue is empty: nothing left to judge in this project. Thank you!")
         _choice_row(user, project, None)
-        _head(head_slot, user, project, holding=False)
+        _head(head_slot, project, _progress(user, project), holding=False)
         return
     pair = assignment.pair
     with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
@@ -275,7 +278,11 @@ def render(user: User, project: str) -> None:
         # so a transcript stored as one question (older stores) is still split for display
         shown = [{"role": r, "content": c} for r, c in prompt.turns] if prompt.history else prompt.question
         render_prompt(shown, prompt.system)
-        safety_labels = session.store().get_project(project).safety_labels  # after the prompt is sent
+        # Read after the question is sent: the browser gets to draw it while these queries run,
+        # before the rest of the page arrives (a page's elements that reach the browser together
+        # are drawn together, the question with them).
+        safety_labels = session.store().get_project(project).safety_labels
+        progress = _progress(user, project)
         for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order, strict=True):
             with column:
                 st.markdown(f"**Response {side}**")
@@ -291,7 +298,7 @@ def render(user: User, project: str) -> None:
         )
     st.text_area("Rationale (optional)", key="rationale", height=68)
     _choice_row(user, project, assignment, safety_labels)
-    _head(head_slot, user, project, holding=True)
+    _head(head_slot, project, progress, holding=True)
 
 
 if __name__ == "__main__":  # run as a page script by st.navigation
