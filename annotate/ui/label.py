@@ -23,7 +23,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from annotate.render import dialogue_turns, escape_text, safe_markdown
 from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, UNDO_KEY, help_line
-from annotate.store import Assignment, User
+from annotate.store import Assignment, Progress, User
 from annotate.ui import session
 from data.errors import PrefkitError
 from data.schema import CHOICE_LABELS, Judgement, SafetyBin, utcnow
@@ -149,14 +149,23 @@ def _undo(user: User, project: str) -> None:
     )
 
 
-def _progress(slot: DeltaGenerator, user: User, project: str, holding: bool) -> None:
-    p = session.store().progress(project, user)
+def _progress(user: User, project: str) -> Progress:
+    return session.store().progress(project, user, pairs=session.pairs_in(project))
+
+
+def _head(slot: DeltaGenerator, project: str, p: Progress, holding: bool) -> None:
+    """The project's name and the user's progress `p`, drawn into `slot` (on top of the page)
+    after the pair: the next pair is on screen before its count. The count is exact after the
+    user's own actions (the walk over 100,000 open pairs is avoided, see `Store.progress`)."""
     left = p.left_in_queue + holding  # the store counts the pairs besides the one on screen
     total = p.done_today + left
-    slot.progress(
-        p.done_today / total if total else 1.0,
-        text=f"{p.done_today} done today · {left} left in your queue · {p.done_total} in all",
-    )
+    with slot:
+        head, progress = st.columns([1, 3], vertical_alignment="center")
+        head.markdown(f"**{escape_text(project)}**", help="The project you are labelling (change it in the sidebar).")
+        progress.progress(
+            p.done_today / total if total else 1.0,
+            text=f"{p.done_today} done today · {left} left in your queue · {p.done_total} in all",
+        )
 
 
 def _turn(role: str, text: str) -> None:
@@ -180,7 +189,10 @@ def render_prompt(prompt: str | list[dict[str, str]], system: str | None = None)
             st.caption("System: " + escape_text(system))
         if len(turns) == 1:
             text = turns[0][1]
-            with st.container(height=LONG_TURN_PX if len(text) > LONG_TURN else "content", border=False):
+            if len(text) > LONG_TURN:
+                with st.container(height=LONG_TURN_PX, border=False):
+                    st.markdown(safe_markdown(text))
+            else:  # no box of its own: one element fewer ahead of the question on every click
                 st.markdown(safe_markdown(text))
             return
         if last_user > 0:
@@ -247,23 +259,27 @@ def _choice_row(user: User, project: str, assignment: Assignment | None, safety_
 def render(user: User, project: str) -> None:
     # Not a fragment on purpose: a fragment rerun started by the rationale's commit (Esc, Tab,
     # blur) dropped the choice key pressed right after it (seen in the browser tests).
-    # The progress bar sits on top but is filled last: the next pair is on screen before the count.
-    head, progress = st.columns([1, 3], vertical_alignment="center")
-    head.markdown(f"**{escape_text(project)}**", help="The project you are labelling (change it in the sidebar).")
-    progress_slot = progress.empty()
-    if error := st.session_state.pop("label-error", None):
-        st.error(escape_text(error))
-    if note := st.session_state.pop("label-note", None):
-        st.info(escape_text(note))
+    # The pair is claimed before anything of the page is sent, and then sent at once: nothing
+    # (no message of ours) waits in the server's outgoing queue while the claim runs. The head
+    # row (project, progress) sits on top but is filled last, into this container: until then
+    # the browser keeps the last head row in it, so nothing flickers or moves.
+    error = st.session_state.pop("label-error", None)
+    note = st.session_state.pop("label-note", None)
     try:
-        assignment = session.store().claim(project, user, LEASE_SECONDS)
+        assignment, refused = session.store().claim(project, user, LEASE_SECONDS), None
     except PrefkitError as e:  # e.g. taken off this project by an admin
-        st.error(escape_text(str(e)))
+        assignment, refused = None, str(e)
+    head_slot = st.container()
+    for message, show in ((error, st.error), (note, st.info), (refused, st.error)):
+        if message:
+            show(escape_text(message))
+    if refused:
+        head_slot.markdown(f"**{escape_text(project)}**")
         return
     if assignment is None:
         st.success("Your queue is empty: nothing left to judge in this project. Thank you!")
         _choice_row(user, project, None)
-        _progress(progress_slot, user, project, holding=False)
+        _head(head_slot, project, _progress(user, project), holding=False)
         return
     pair = assignment.pair
     with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
@@ -271,7 +287,11 @@ def render(user: User, project: str) -> None:
         # so a transcript stored as one question (older stores) is still split for display
         shown = [{"role": r, "content": c} for r, c in prompt.turns] if prompt.history else prompt.question
         render_prompt(shown, prompt.system)
-        safety_labels = session.store().get_project(project).safety_labels  # after the prompt is sent
+        # Read after the question is sent: the browser gets to draw it while these queries run,
+        # before the rest of the page arrives (a page's elements that reach the browser together
+        # are drawn together, the question with them).
+        safety_labels = session.store().get_project(project).safety_labels
+        progress = _progress(user, project)
         for side, column, rid in zip(SIDES, st.columns(2), assignment.shown_order, strict=True):
             with column:
                 st.markdown(f"**Response {side}**")
@@ -291,7 +311,7 @@ def render(user: User, project: str) -> None:
         )
     st.text_area("Rationale (optional)", key="rationale", height=68)
     _choice_row(user, project, assignment, safety_labels)
-    _progress(progress_slot, user, project, holding=True)
+    _head(head_slot, project, progress, holding=True)
 
 
 if __name__ == "__main__":  # run as a page script by st.navigation
