@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import inspect
 import re
 import types
 import typing
@@ -55,52 +54,6 @@ def default_of(cls: type, name: str) -> Any:
 def field_help(cls: type, name: str) -> str:
     """Field `name`'s documentation (`setting(..., help)`); empty when it has none."""
     return str(config_field(cls, name).metadata.get("help", ""))
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type) and not get_args(tp):
-        return tp.__name__
-    text = str(tp).replace("NoneType", "None")
-    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)  # typing.X, generate.config.Y -> X, Y
-
-
-def _yaml_value(value: Any) -> str:
-    """A default as it would be written in a config file (`runs/out`, `null`, `[0.6, 0.9, 1.2]`)."""
-    import yaml
-
-    text = yaml.safe_dump(
-        to_dict(value) if dataclasses.is_dataclass(value) else str(value) if isinstance(value, Path) else value,
-        default_flow_style=True,
-        allow_unicode=True,
-        width=10_000,
-    ).strip()
-    return text.removesuffix("...").strip()
-
-
-def config_reference(cls: type, *, title: str | None = None, key_prefix: str = "") -> str:
-    """The settings of config dataclass `cls` as Markdown (the docs' config reference): a table of
-    YAML key, type, default and documentation, then a section per nested dataclass (`lora.r`)."""
-    hints = get_type_hints(cls)
-    doc = inspect.cleandoc(cls.__doc__ or "") if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(") else ""
-    lines = [f"### {title or cls.__name__}", ""] + ([doc, ""] if doc else [])
-    lines += ["| key | type | default | |", "|---|---|---|---|"]
-    nested: list[tuple[str, type]] = []
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        key = f"{key_prefix}{f.name}"
-        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-            nested.append((key, tp))
-            shown = f"section ({tp.__name__})"
-        else:
-            try:
-                shown = f"`{_yaml_value(default_of(cls, f.name))}`"
-            except KeyError:
-                shown = "required"
-        cells = [f"`{key}`", _type_name(tp), shown, field_help(cls, f.name)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    for key, tp in nested:
-        lines += ["", config_reference(tp, title=f"{key} ({tp.__name__})", key_prefix=f"{key}.")]
-    return "\n".join(lines)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

@@ -172,18 +172,3 @@ def _train_configs():
 def test_every_setting_is_documented(cls):
     missing = [f.name for f in dataclasses.fields(cls) if not field_help(cls, f.name).strip()]
     assert missing == []
-
-
-def test_config_reference_is_generated_from_the_fields():
-    from data.config import config_reference
-    from train.config import SftConfig
-
-    dedup = config_reference(DedupConfig)
-    assert "| `threshold` | float | `0.8` | Jaccard similarity at or above which rows are near-duplicates. |" in dedup
-    assert "| `address` | str \\| None | `null` |" in dedup  # a | inside a cell is escaped
-    generate = config_reference(GenerateConfig)
-    assert "| `temperatures` | list[float] | `[0.6, 0.9, 1.2]` |" in generate
-    assert "| `settings` | list[SettingConfig] | `[]` |" in generate
-    sft = config_reference(SftConfig)
-    assert "### lora (LoraSection)" in sft and "| `lora.r` | int | `16` | LoRA rank. |" in sft
-    assert "| `output_dir` | Path | `runs/out` |" in sft
