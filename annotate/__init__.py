@@ -3,7 +3,7 @@ agreement statistics, and the Streamlit app that annotators use.
 
 Public API (imported lazily so that `prefkit` starts fast)::
 
-    from annotate import Store
+    from prefkit.annotate import Store
     store = Store.open("annotations.db")
 """
 
@@ -12,15 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "Store": "annotate.store",
-    "Assignment": "annotate.store",
-    "ImportResult": "annotate.store",
-    "Progress": "annotate.store",
-    "Project": "annotate.store",
-    "User": "annotate.store",
-    "Dashboard": "annotate.dashboard_data",
-    "AgreementReport": "annotate.agreement",
-    "agreement": "annotate.agreement",
+    "Store": "prefkit.annotate.store",
+    "Assignment": "prefkit.annotate.store",
+    "ImportResult": "prefkit.annotate.store",
+    "Progress": "prefkit.annotate.store",
+    "Project": "prefkit.annotate.store",
+    "User": "prefkit.annotate.store",
+    "Dashboard": "prefkit.annotate.dashboard_data",
+    "AgreementReport": "prefkit.annotate.agreement",
+    "agreement": "prefkit.annotate.agreement",
 }
 
 __all__ = sorted(_LAZY)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotate.render import escape_text
-from annotate.shortcuts import install_page_script
-from annotate.store import User
-from annotate.ui import session
-from annotate.ui.label import PAGE_CSS
+from prefkit.annotate.render import escape_text
+from prefkit.annotate.shortcuts import install_page_script
+from prefkit.annotate.store import User
+from prefkit.annotate.ui import session
+from prefkit.annotate.ui.label import PAGE_CSS
 
 UI = Path(__file__).parent / "ui"
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from data.export_config import ExportConfig
-from data.options import App, option
+from prefkit.core.options import App, option
+from prefkit.data.export_config import ExportConfig
 
 if TYPE_CHECKING:
-    from annotate.store import Store
+    from prefkit.annotate.store import Store
 
 app = App(no_args_is_help=True, add_completion=False)
 users_app = App(
@@ -46,7 +46,7 @@ DB_POOL_OPTION = typer.Option(
 
 
 def _open(db: str) -> Store:
-    from annotate.store import Store, one_line_errors
+    from prefkit.annotate.store import Store, one_line_errors
 
     with one_line_errors(db):
         return Store.open(db)
@@ -56,7 +56,7 @@ def _open(db: str) -> Store:
 def _store(db: str) -> Iterator[Store]:
     """The store, opened for one command and closed after; a database that cannot be reached
     (now or midway) is one line on stderr, exit 2."""
-    from annotate.store import one_line_errors
+    from prefkit.annotate.store import one_line_errors
 
     store = _open(db)
     try:
@@ -104,7 +104,7 @@ def import_(
     db: str = DB_OPTION,
 ) -> None:
     """Load pairs into a project. Importing the same pairs again adds nothing."""
-    from data.readers import read_pairs
+    from prefkit.data.readers import read_pairs
 
     text = _read_guidelines(guidelines) if guidelines else None
     invalid, rejected = (
@@ -130,7 +130,7 @@ def import_(
 
 
 def _read_guidelines(path: Path) -> str:
-    from data.errors import DataError
+    from prefkit.core.errors import DataError
 
     try:
         return path.read_text(encoding="utf-8")
@@ -161,8 +161,8 @@ def _default_rejected(project: str, db: str) -> Path:
 def _rejected_target(pairs: str, target: Path, db: str) -> tuple[list, Path]:
     """The list that collects bad rows and the checked path they go to. A rejected file is a
     log of one import: it replaces a previous one of `annotate import` only."""
-    from data.errors import DataError
-    from data.outputs import check_not_input, check_output, written_by
+    from prefkit.core.errors import DataError
+    from prefkit.core.outputs import check_not_input, check_output, written_by
 
     check_not_input(target, [pairs, *store_paths(db)], option="the rejected file")
     if target.is_file() and target.stat().st_size and written_by(target, folder=False) != "annotate import":
@@ -176,8 +176,8 @@ def _rejected_target(pairs: str, target: Path, db: str) -> tuple[list, Path]:
 
 
 def _write_rejected(invalid: list, path: Path) -> None:
-    from data.outputs import mark_output
-    from data.rejects import skipped_line, write_rejected
+    from prefkit.core.outputs import mark_output
+    from prefkit.core.rejects import skipped_line, write_rejected
 
     write_rejected(invalid, path)
     mark_output(path, "annotate import", folder=False)
@@ -304,9 +304,9 @@ def export(
 ) -> None:
     """Aggregate the project's judgements and write the dataset, as `prefkit data export` does
     (or, with --judgements, write the judgements themselves)."""
-    from data.errors import ConfigError
-    from data.export import parse_sets
-    from data.outputs import check_output
+    from prefkit.core.errors import ConfigError
+    from prefkit.core.outputs import check_output
+    from prefkit.data.export import parse_sets
 
     set_names = parse_sets(sets)
     if judgements and (trl or set_names):
@@ -353,8 +353,8 @@ def serve(
 ) -> None:
     """Start the annotation app (Streamlit, headless) on this store. `kill` (SIGTERM) or Ctrl-C
     stops the server with it."""
-    from annotate.server import check_port, run_forwarding_signals, streamlit_command
-    from annotate.store import with_pool
+    from prefkit.annotate.server import check_port, run_forwarding_signals, streamlit_command
+    from prefkit.annotate.store import with_pool
 
     if not session_hours > 0:
         raise typer.BadParameter(f"must be above 0, got {session_hours}", param_hint="--session-hours")

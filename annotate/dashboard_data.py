@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from annotate.agreement import AgreementReport, agreement
-from annotate.tables import REPORTED, SKIPPED
-from data.schema import Strength
+from prefkit.annotate.agreement import AgreementReport, agreement
+from prefkit.annotate.tables import REPORTED, SKIPPED
+from prefkit.data.schema import Strength
 
 
 @dataclass

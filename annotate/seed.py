@@ -12,11 +12,11 @@ import json
 import os
 from pathlib import Path
 
-from annotate.store import Store
-from data.atomic import atomic_path
-from data.demo import sample_path
-from data.errors import ConfigError
-from data.readers import read_pairs
+from prefkit.annotate.store import Store
+from prefkit.core.atomic import atomic_path
+from prefkit.core.errors import ConfigError
+from prefkit.data.demo import sample_path
+from prefkit.data.readers import read_pairs
 
 SAMPLE = sample_path()
 GUIDELINES = Path(__file__).resolve().parent / "static" / "demo_guidelines.md"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from data.errors import ConfigError
+from prefkit.core.errors import ConfigError
 
 APP = Path(__file__).resolve().parent / "app.py"
 

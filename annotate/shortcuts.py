@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from data.schema import CHOICE_LABELS
+from prefkit.data.schema import CHOICE_LABELS
 
 # Choice value (-4 = A significantly better … 0 unsure … 4 = B significantly better) -> key.
 CHOICE_KEYS: dict[int, str] = {point: str(i + 1) for i, point in enumerate(sorted(CHOICE_LABELS))}

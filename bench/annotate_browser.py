@@ -28,11 +28,11 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
-from annotate.seed import SAMPLE
-from annotate.server import running_app, running_server
-from annotate.store import Store
-from data.readers import read_pairs
-from data.schema import Pair, Prompt
+from prefkit.annotate.seed import SAMPLE
+from prefkit.annotate.server import running_app, running_server
+from prefkit.annotate.store import Store
+from prefkit.data.readers import read_pairs
+from prefkit.data.schema import Pair, Prompt
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

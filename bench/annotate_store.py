@@ -39,10 +39,10 @@ from sqlalchemy import event, func, select
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # dev/ (the throwaway PostgreSQL server) is not installed with prefkit
 
-from annotate.store import Store, with_pool  # noqa: E402
-from annotate.tables import AssignmentRow, JudgementRow, PairRow  # noqa: E402
-from data.schema import Judgement, Pair, Prompt, Response  # noqa: E402
 from dev.pgserver import NoPostgres, throwaway_postgres  # noqa: E402
+from prefkit.annotate.store import Store, with_pool  # noqa: E402
+from prefkit.annotate.tables import AssignmentRow, JudgementRow, PairRow  # noqa: E402
+from prefkit.data.schema import Judgement, Pair, Prompt, Response  # noqa: E402
 
 TARGET_P95_MS = 20.0
 TARGET_RATE = 500.0

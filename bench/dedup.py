@@ -10,7 +10,7 @@ or the cluster at --address) run alternately on the same rows; Ray's start-up is
 apart, and each engine's rate is printed with the ratio and whether their results are identical.
 
 Both dedup on prompt+response with the same threshold, num_perm, normalisation and shingles
-(`data.shingles`, n chosen by prefkit from the median length). The plain loop is what one writes
+(`prefkit.data.shingles`, n chosen by prefkit from the median length). The plain loop is what one writes
 from datasketch's documentation: one `MinHash` per row, `update` per shingle, then `MinHashLSH`
 `query` (a row with a candidate whose estimated Jaccard reaches the threshold is a duplicate)
 and `insert` of the rows kept. Reading the file and importing datasketch/scipy (about a second)
@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data.dedup import _cpu_count, dedup_records  # noqa: E402
-from data.shingles import shingles  # noqa: E402
+from prefkit.data.dedup import _cpu_count, dedup_records  # noqa: E402
+from prefkit.data.shingles import shingles  # noqa: E402
 
 DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "vi_alpaca_prompts.jsonl"
 KEY = ["prompt", "response"]
@@ -186,7 +186,7 @@ CHUNK = 2_000
 
 def ray_vs_local(rows: list[dict], args: argparse.Namespace) -> int:
     """Local and Ray engines alternately on the same rows (median of --repeat runs each)."""
-    from data.dedup_ray import RayEngine
+    from prefkit.data.dedup_ray import RayEngine
 
     t0 = time.perf_counter()
     engine = RayEngine(address=args.address, num_cpus=args.workers or None)

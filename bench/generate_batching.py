@@ -3,7 +3,7 @@
     .venv/bin/python bench/generate_batching.py                       # small random Llama on the CPU
     .venv/bin/python bench/generate_batching.py --size 1b --device cuda --dtype bfloat16 --requests 256
 
-Builds a random-weight Llama locally (`train.tiny_model.build_tiny_model`, nothing downloaded):
+Builds a random-weight Llama locally (`prefkit.train.tiny_model.build_tiny_model`, nothing downloaded):
 `small` (hidden 256, 4 layers) for CPUs, `1b` (Llama-3.2-1B shape: hidden 2048, 16 layers,
 32 heads, 8 KV heads; the vocabulary is the local tokenizer's, so the embedding is smaller)
 for a GPU. The same requests (Vietnamese prompts, one seed each, fixed `max_tokens` with end
@@ -34,7 +34,7 @@ SIZES = {
 
 
 def questions(n: int) -> list[str]:
-    from data.readers import read_prompts
+    from prefkit.data.readers import read_prompts
 
     found = [p.question[:400] for p in read_prompts(SHARED)[:n]] if SHARED.exists() else []
     return found or [FALLBACK[i % len(FALLBACK)] for i in range(n)]
@@ -43,7 +43,7 @@ def questions(n: int) -> list[str]:
 def build_model(size: str, out: Path) -> Path:
     from transformers import GenerationConfig
 
-    from train.tiny_model import build_tiny_model
+    from prefkit.train.tiny_model import build_tiny_model
 
     shape = SIZES[size]
     path = build_tiny_model(
@@ -69,9 +69,9 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="8,32")
     args = ap.parse_args()
 
-    from generate.chat import format_prompt
-    from generate.engines.base import Request
-    from generate.engines.hf import HFEngine
+    from prefkit.generate.chat import format_prompt
+    from prefkit.generate.engines.base import Request
+    from prefkit.generate.engines.hf import HFEngine
 
     with tempfile.TemporaryDirectory() as tmp:
         path = build_model(args.size, Path(tmp) / "model")

@@ -77,7 +77,7 @@ def check(ok: bool, what: str) -> None:
 
 
 def build_model(out: Path, cpu: bool) -> Path:
-    from train.tiny_model import build_tiny_model, build_tokenizer
+    from prefkit.train.tiny_model import build_tiny_model, build_tokenizer
 
     if cpu:
         return build_tiny_model(out, family="llama3_2", hidden_size=32, num_layers=1)
@@ -113,8 +113,8 @@ def build_model(out: Path, cpu: bool) -> Path:
 
 def build_data(out: Path, n: int, words: int) -> tuple[Path, Path]:
     """Pairs whose chosen answer carries MARKER in place of one word (equal word counts), and a prompts file."""
-    from data.export import export_dataset
-    from data.schema import PreferenceRow, Strength
+    from prefkit.data.export import export_dataset
+    from prefkit.data.schema import PreferenceRow, Strength
 
     rng = random.Random(0)
     rows = []
@@ -210,9 +210,9 @@ class Stages:
         return summary
 
     def run(self) -> dict[str, dict[str, Any]]:
-        from data.config import load_config
-        from train import dpo, reward, sft
-        from train.config import DpoConfig, RewardConfig, SftConfig
+        from prefkit.core.config import load_config
+        from prefkit.train import dpo, reward, sft
+        from prefkit.train.config import DpoConfig, RewardConfig, SftConfig
 
         c, data = self.common(), [f"data.source={self.pairs}", "data.max_length=256", "batch_size=8"]
         s = self.timed(
@@ -294,7 +294,7 @@ class Stages:
         """The DPO stage's starting model (SFT adapter continued) = base (as loaded) + SFT adapter."""
         from peft import PeftModel
 
-        from train.models import load_policy
+        from prefkit.train.models import load_policy
 
         ids = torch.randint(10, 400, (2, 48), generator=torch.Generator().manual_seed(0))
         policy = load_policy(dpo_cfg)
@@ -320,10 +320,10 @@ class Stages:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        from data.config import load_config
-        from train import dpo
-        from train.config import DpoConfig
-        from train.reward import load_trained_reward_model, score_conversations
+        from prefkit.core.config import load_config
+        from prefkit.train import dpo
+        from prefkit.train.config import DpoConfig
+        from prefkit.train.reward import load_trained_reward_model, score_conversations
 
         dtype = torch.float32 if self.cpu else torch.bfloat16
         for folder in (sft_dir, dpo_dir):
@@ -368,11 +368,11 @@ class Stages:
         print(f"[{self.mode}] saved outputs load back (adapters, reward model, merged DPO)", flush=True)
 
     def online(self, c: list[str], dpo_dir: str, rm_dir: str) -> None:
-        from data.config import load_config
-        from train import best_of_k, online, ppo
-        from train.best_of_k import BestOfKConfig
-        from train.online import GrpoConfig
-        from train.ppo import PpoConfig
+        from prefkit.core.config import load_config
+        from prefkit.train import best_of_k, online, ppo
+        from prefkit.train.best_of_k import BestOfKConfig
+        from prefkit.train.online import GrpoConfig
+        from prefkit.train.ppo import PpoConfig
 
         prompts = [
             f"data.source={self.prompts}",

@@ -113,7 +113,7 @@ def ensure_anchor_venv() -> Path | None:
 
 def build_models(preset: str) -> tuple[Path, Path]:
     """The policy model folder and a merged reward model folder for the preset."""
-    from train.tiny_model import build_tiny_model
+    from prefkit.train.tiny_model import build_tiny_model
 
     policy = WORK / f"{preset}-policy"
     reward = WORK / f"{preset}-reward"
@@ -140,7 +140,7 @@ def build_1b(out: Path) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from train.tiny_model import build_tokenizer
+    from prefkit.train.tiny_model import build_tokenizer
 
     tok = build_tokenizer(vocab_size=512)
     cfg = LlamaConfig(
@@ -168,11 +168,11 @@ def train_reward(policy: Path, out: Path) -> None:
     """prefkit's reward stage on marker pairs (chosen answers end with MARKER), saved merged."""
     import random
 
-    from data.config import load_config
-    from data.export import export_dataset
-    from data.schema import PreferenceRow, Strength
-    from train import reward
-    from train.config import RewardConfig
+    from prefkit.core.config import load_config
+    from prefkit.data.export import export_dataset
+    from prefkit.data.schema import PreferenceRow, Strength
+    from prefkit.train import reward
+    from prefkit.train.config import RewardConfig
 
     rng = random.Random(0)
     rows = []
@@ -227,10 +227,10 @@ def run_prefkit(policy: str, reward_model: str, out: str) -> None:
     """Runs in a fresh process on the main venv: prefkit's PPO, scored by prefkit's RewardModelScorer."""
     import torch
 
-    from data.schema import Prompt
-    from train.config import LoraSection, ModelConfig
-    from train.ppo import PpoConfig, PpoTrainer
-    from train.scoring import RewardSection
+    from prefkit.data.schema import Prompt
+    from prefkit.train.config import LoraSection, ModelConfig
+    from prefkit.train.ppo import PpoConfig, PpoTrainer
+    from prefkit.train.scoring import RewardSection
 
     s = SETTINGS
     cfg = PpoConfig(
@@ -285,8 +285,8 @@ def run_trl112(policy: str, reward_model: str, out: str) -> None:
     from trl.experimental.ppo import PPOConfig, PPOTrainer
     from trl.experimental.ppo import ppo_trainer as trl_ppo
 
-    from data.schema import Prompt
-    from train.scoring import RewardModelScorer
+    from prefkit.data.schema import Prompt
+    from prefkit.train.scoring import RewardModelScorer
 
     s = SETTINGS
     torch.manual_seed(s["seed"])
@@ -397,8 +397,8 @@ def yardstick(policy: Path, adapter: str | None, reward_model: Path, samples: in
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from data.schema import Prompt
-    from train.scoring import RewardModelScorer
+    from prefkit.data.schema import Prompt
+    from prefkit.train.scoring import RewardModelScorer
 
     tok = AutoTokenizer.from_pretrained(policy, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32)

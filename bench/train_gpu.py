@@ -28,7 +28,7 @@ import torch
 
 
 def build_model(out: Path, tiny: bool) -> Path:
-    from train.tiny_model import build_tiny_model, build_tokenizer
+    from prefkit.train.tiny_model import build_tiny_model, build_tokenizer
 
     if tiny:
         return build_tiny_model(out, family="llama3_2")
@@ -61,8 +61,8 @@ def build_data(out: Path, model_dir: Path, n: int, tokens: int) -> tuple[Path, i
     conversation (prompt + chosen, chat template applied) in tokens: the run's `max_length`."""
     from transformers import AutoTokenizer
 
-    from data.export import export_dataset
-    from data.schema import PreferenceRow, Strength
+    from prefkit.data.export import export_dataset
+    from prefkit.data.schema import PreferenceRow, Strength
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     vocab = [
@@ -223,9 +223,9 @@ def plain_trl(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict) -
 
 
 def prefkit_run(stage: str, model_dir: Path, data_dir: Path, out: Path, s: dict) -> dict:
-    from data.config import load_config
-    from train import dpo, reward
-    from train.config import DpoConfig, RewardConfig
+    from prefkit.core.config import load_config
+    from prefkit.train import dpo, reward
+    from prefkit.train.config import DpoConfig, RewardConfig
 
     sets = [
         f"model.path={model_dir}",

@@ -4,11 +4,12 @@ Importing `data` is instant: pyarrow, datasets and huggingface_hub load inside t
 that need them.
 """
 
-from data.aggregate import AggregateReport, aggregate
-from data.errors import ConfigError, DataError, PrefkitError
-from data.export import export_dataset
-from data.hub import push_to_hub
-from data.readers import (
+from prefkit.core.errors import ConfigError, DataError, PrefkitError
+from prefkit.core.writers import write_rows
+from prefkit.data.aggregate import AggregateReport, aggregate
+from prefkit.data.export import export_dataset
+from prefkit.data.hub import push_to_hub
+from prefkit.data.readers import (
     Location,
     canonical_records,
     detect_format,
@@ -19,7 +20,7 @@ from data.readers import (
     read_rows,
     source_format,
 )
-from data.schema import (
+from prefkit.data.schema import (
     EXPORT_COLUMNS,
     PAIR_COLUMNS,
     Judgement,
@@ -30,7 +31,7 @@ from data.schema import (
     Response,
     Strength,
 )
-from data.writers import write_judgements, write_pairs, write_preferences, write_rows
+from prefkit.data.writers import write_judgements, write_pairs, write_preferences
 
 __all__ = [
     "EXPORT_COLUMNS",

@@ -20,7 +20,7 @@ Rules (documented in docs/guides/data-engineers/data.md, "Aggregating judgements
   where the chosen response is unsafe and the other safe) and counted; otherwise the flag
   counts go into `chosen_meta["unsafe_flags"]` / `rejected_meta["unsafe_flags"]`, and the
   majority verdicts into `chosen_unsafe` / `rejected_unsafe`, which give the pair's Llama 2
-  safety bin (`data.schema.SafetyBin`: safe_vs_unsafe, both_safe, both_unsafe).
+  safety bin (`prefkit.data.schema.SafetyBin`: safe_vs_unsafe, both_safe, both_unsafe).
 - Judgements of pairs not in `pairs` are counted and ignored; pairs with no judgement are
   counted as unjudged.
 """
@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from data.errors import DataError
-from data.schema import RESPONSE_FIELDS, Judgement, MarginScheme, Pair, PreferenceRow, Response, Strength
+from prefkit.core.errors import DataError
+from prefkit.data.schema import RESPONSE_FIELDS, Judgement, MarginScheme, Pair, PreferenceRow, Response, Strength
 
 RULES = ("mean", "majority")
 

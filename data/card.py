@@ -7,13 +7,13 @@ from typing import Any
 
 import yaml
 
-from data.schema import MARGINS, MarginScheme, Strength
+from prefkit.data.schema import MARGINS, MarginScheme, Strength
 
 # Where the Hub keeps each split's Parquet files after `push_to_hub`; local `--parquet` output
 # uses the same layout so the card's `configs` hold for both.
 DATA_FILES = "data/{split}-*"
 # Without `--parquet` the card points at the save_to_disk Arrow files, so `load_dataset(OUT)`
-# works on every export (`data.hub` points the pushed card at the Hub's Parquet files).
+# works on every export (`prefkit.core.hub` points the pushed card at the Hub's Parquet files).
 ARROW_FILES = "{split}/data-*.arrow"
 
 
@@ -134,7 +134,7 @@ def render_card(
             "dropped, as in Llama 2; pairs whose chosen response "
             "at least half the annotators flagged unsafe while the other was not flagged are dropped.",
         ]
-        if agg:  # counts only when the aggregation reported them (data.export.export_judged does)
+        if agg:  # counts only when the aggregation reported them (prefkit.data.export.export_judged does)
             body.append(
                 f"- **Aggregation counts**: {agg['pairs']} pairs, {agg['judgements']} judgements, "
                 f"{agg['exported']} exported, {agg['ties_dropped']} ties dropped, "

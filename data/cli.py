@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from data.dedup_config import DedupConfig
-from data.export_config import ExportConfig
-from data.options import CONFIG_HELP, SET_HELP, App, command_config, option
+from prefkit.core.options import CONFIG_HELP, SET_HELP, App, command_config, option
+from prefkit.data.dedup_config import DedupConfig
+from prefkit.data.export_config import ExportConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from data.validate import ValidationReport
+    from prefkit.data.validate import ValidationReport
 
 app = App(no_args_is_help=True, add_completion=False)
 
@@ -43,8 +43,8 @@ def validate(
     """Read any supported format and report rows, columns, empty/over-long fields and errors."""
     from rich.console import Console
 
-    from data.errors import DataError
-    from data.validate import validate_source
+    from prefkit.core.errors import DataError
+    from prefkit.data.validate import validate_source
 
     report = validate_source(source, max_chars=max_chars, max_errors=max_errors, split=split)
     console = Console()
@@ -121,11 +121,11 @@ def dedup(
     # OUT, the report and (with --skip-invalid) the rejected file go through the output guard
     # first: none may be an input, and an existing one is replaced only with --overwrite and only
     # when `prefkit data dedup` wrote it.
-    from data.dedup import _report_path, dedup_file
-    from data.errors import DataError
-    from data.outputs import check_distinct, check_output
-    from data.rejects import rejected_path, skipped_line
-    from data.writers import output_suffix
+    from prefkit.core.errors import DataError
+    from prefkit.core.outputs import check_distinct, check_output
+    from prefkit.core.rejects import rejected_path, skipped_line
+    from prefkit.core.writers import output_suffix
+    from prefkit.data.dedup import _report_path, dedup_file
 
     cfg = command_config(
         DedupConfig,
@@ -210,8 +210,8 @@ def export(
     """Build the Vi-Alpaca-style DatasetDict (train/test by prompt) with a dataset card."""
     from rich.console import Console
 
-    from data.export import export_file
-    from data.rejects import skipped_line
+    from prefkit.core.rejects import skipped_line
+    from prefkit.data.export import export_file
 
     cfg = command_config(
         ExportConfig,
@@ -252,7 +252,7 @@ def export(
         sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in done.dsdict.items())
         console.print(f"wrote {out} ({sizes}; margin {cfg.margin}; card {out / 'README.md'})")
     if cfg.push_to_hub:
-        from data.hub import push_to_hub as push
+        from prefkit.data.hub import push_to_hub as push
 
         url = push(out, cfg.push_to_hub, private=cfg.private)
         console.print(f"pushed to {url}")
@@ -267,7 +267,7 @@ def stats(
     """Counts, length distributions, strength distribution, duplicate rate."""
     import json
 
-    from data.stats import compute_stats
+    from prefkit.data.stats import compute_stats
 
     figures = compute_stats(source, split)
     if json_out:

@@ -3,7 +3,7 @@
 1. Exact pass: rows that are identical as a whole (same fields, same values; compared by a
    128-bit hash of the row as canonical JSON) keep their first occurrence.
 2. Near pass, on the rows left: each row's key (one or more text fields, e.g. prompt+response) is
-   normalised (`data.shingles`), cut into word n-gram shingles, and MinHashed; LSH banding with
+   normalised (`prefkit.data.shingles`), cut into word n-gram shingles, and MinHashed; LSH banding with
    datasketch's optimal (b, r) proposes candidate pairs; each candidate is confirmed when its
    Jaccard similarity (exact on the shingle sets, or estimated from the signatures) is at or
    above the threshold. Rows whose key gives exactly the same shingles as an earlier row's
@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from data.dedup_config import DedupConfig
-from data.errors import ConfigError, DataError
-from data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
-from data.shingles import choose_ngram, jaccard, shingle_hashes, word_counts
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.dedup_config import DedupConfig
+from prefkit.data.minhash import SCHEME, candidate_pairs, estimated_jaccard, lsh_params, signatures
+from prefkit.data.shingles import choose_ngram, jaccard, shingle_hashes, word_counts
 
 VERIFY_MODES = ("exact", "estimate")
 CHUNK_ROWS = 2_000  # rows per task sent to a worker process
@@ -52,7 +52,7 @@ _EXAMPLES = 10  # example clusters in the report
 _EXAMPLE_MEMBERS = 5
 _PREVIEW_CHARS = 160
 
-# Logical key names for `dedup_file`'s --on, mapped to `data.readers.canonical_records` fields.
+# Logical key names for `dedup_file`'s --on, mapped to `prefkit.data.readers.canonical_records` fields.
 KEY_NAMES = {
     "prompt": "question",
     "system": "system",
@@ -65,13 +65,13 @@ KEY_NAMES = {
 
 
 ENGINES = ("local", "ray")
-_D = DedupConfig()  # every default below is its field's (one place: `data.dedup_config`)
+_D = DedupConfig()  # every default below is its field's (one place: `prefkit.data.dedup_config`)
 
 
 class DedupEngine:
     """Where the two steps that grow with the data run: signatures (`chunk_results`, in input
     order, as `_sign_chunk` returns them) and LSH candidates (`candidate_pairs`, the same pairs as
-    `data.minhash.candidate_pairs`). `data.dedup_ray.RayEngine` runs them on a Ray cluster."""
+    `prefkit.data.minhash.candidate_pairs`). `prefkit.data.dedup_ray.RayEngine` runs them on a Ray cluster."""
 
     def chunk_results(
         self, keys: Sequence[Sequence[str]], ngrams: tuple[int, ...], num_perm: int, seed: int
@@ -93,7 +93,7 @@ def open_engine(engine: str, address: str | None = None, workers: int = 0) -> De
             raise ConfigError("--address is for --engine ray")
         return None
     if engine == "ray":
-        from data.dedup_ray import RayEngine
+        from prefkit.data.dedup_ray import RayEngine
 
         return RayEngine(address=address, num_cpus=workers or None)
     raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -607,7 +607,7 @@ def near_duplicate_pairs(
 
 def resolve_key(on: str, fmt: str) -> list[str]:
     """`--on` (e.g. "prompt+response", or "auto") as `canonical_records` fields for `fmt`."""
-    from data.formats import LABELLED_FORMATS
+    from prefkit.data.formats import LABELLED_FORMATS
 
     available = {
         "judgements": [],
@@ -634,7 +634,7 @@ def resolve_key(on: str, fmt: str) -> list[str]:
 
 def _report_path(out: Path) -> Path:
     """`kept.jsonl` -> `kept.dedup-report.json`, beside it."""
-    from data.writers import output_suffix
+    from prefkit.core.writers import output_suffix
 
     name = out.name
     suffix = output_suffix(out)
@@ -660,21 +660,21 @@ def dedup_file(
     engine: str | DedupEngine = _D.engine,
     address: str | None = _D.address,
 ) -> DedupReport:
-    """Deduplicate a file (any format `data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
+    """Deduplicate a file (any format `prefkit.data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
     .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
     `report`). Nothing is written when reading fails.
 
     With `invalid` (a list), bad rows are collected there and left out instead of stopping the
     run, and written with their reasons to `rejected`. OUT, the report and the rejected file are
-    committed as one unit (`data.atomic.atomic_files`): a run killed while writing never leaves a
+    committed as one unit (`prefkit.core.atomic.atomic_files`): a run killed while writing never leaves a
     new OUT beside a previous run's report. `marker` (the command's name) marks each output as
-    written by that command (`data.outputs`).
+    written by that command (`prefkit.core.outputs`).
     """
-    from data.atomic import atomic_files
-    from data.outputs import mark_output
-    from data.readers import raw_and_canonical_records
-    from data.rejects import rejected_rows
-    from data.writers import output_suffix, write_rows_to
+    from prefkit.core.atomic import atomic_files
+    from prefkit.core.outputs import mark_output
+    from prefkit.core.rejects import rejected_rows
+    from prefkit.core.writers import output_suffix, write_rows_to
+    from prefkit.data.readers import raw_and_canonical_records
 
     _check_settings(threshold, num_perm, ngram, verify, workers)
     if isinstance(engine, str) and engine not in ENGINES:

@@ -1,4 +1,4 @@
-"""`DedupConfig`: the settings of `prefkit data dedup` and of `data.dedup`'s functions, each
+"""`DedupConfig`: the settings of `prefkit data dedup` and of `prefkit.data.dedup`'s functions, each
 declared once with its default and its documentation (the option help and the config reference
 read them from here)."""
 
@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from data.config import setting
+from prefkit.core.config import setting
 
 
 @dataclass
 class DedupConfig:
-    """Exact duplicates first, then MinHash near-duplicates of a key (see `data.dedup`)."""
+    """Exact duplicates first, then MinHash near-duplicates of a key (see `prefkit.data.dedup`)."""
 
     on: str = setting(
         "auto",

@@ -1,16 +1,16 @@
 """`prefkit data dedup --engine ray`: the two steps that grow with the data, on Ray Data.
 
 1. Signatures: the key texts go into Ray Data blocks of `CHUNK_ROWS` rows; `map_batches` runs the
-   local engine's own chunk function (`data.dedup._sign_chunk`: shingles, MinHash signature,
+   local engine's own chunk function (`prefkit.data.dedup._sign_chunk`: shingles, MinHash signature,
    shingle-set digest, empty flag) on each block, wherever the cluster has a CPU.
 2. Candidates: `map_batches` cuts each signature into its LSH bands and emits one
    (band, bucket key, row) record per band; a Ray group-by on the band and a hash part of the
    bucket key gathers whole buckets in (band x CPUs) groups, and `map_groups` lists their pairs
-   with `data.minhash.bucket_pairs`, the rule of the local engine (every member with the bucket's
+   with `prefkit.data.minhash.bucket_pairs`, the rule of the local engine (every member with the bucket's
    first row and with its next WINDOW-1 members, in row order). A group per bucket would call
    Python once per bucket, and almost every bucket holds one row.
 
-Verification, clustering and the report stay on the driver (`data.dedup._run`), so the kept rows
+Verification, clustering and the report stay on the driver (`prefkit.data.dedup._run`), so the kept rows
 and the report are those of `--engine local` on the same input, settings and seed.
 
 Without an address the engine starts a local Ray instance (and stops it when done); with one it
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from data.dedup import CHUNK_ROWS, DedupEngine, _sign_chunk
-from data.errors import ConfigError
-from data.minhash import bucket_pairs, row_keys, unique_pairs
+from prefkit.core.errors import ConfigError
+from prefkit.data.dedup import CHUNK_ROWS, DedupEngine, _sign_chunk
+from prefkit.data.minhash import bucket_pairs, row_keys, unique_pairs
 
 
 def _sign_batch(
@@ -80,15 +80,15 @@ class RayEngine(DedupEngine):
         self.ray = ray
         self._started = False
         if not ray.is_initialized():
-            import data
+            import prefkit
 
-            # The workers run this very `data` package (shipped with the job), not whatever an
+            # The workers run this very `prefkit` package (shipped with the job), not whatever an
             # installed prefkit on a node or first on a worker's path would give.
             kw: dict[str, Any] = {
                 "include_dashboard": False,
                 "log_to_driver": False,
                 "logging_level": "ERROR",
-                "runtime_env": {"py_modules": [str(Path(data.__file__).parent)]},
+                "runtime_env": {"py_modules": [str(Path(prefkit.__file__).parent)]},
             }
             try:
                 if address:

@@ -6,24 +6,24 @@ import unicodedata
 from importlib.resources import files
 from pathlib import Path
 
-from data.errors import DataError
+from prefkit.core.errors import DataError
 
 SAMPLE_NAME = "vi_preference_sample.jsonl"
 
 
 def sample_path() -> Path:
     """The bundled Vietnamese preference sample (written for the project; Vi-Alpaca form)."""
-    return Path(str(files("data") / "samples" / SAMPLE_NAME))
+    return Path(str(files("prefkit.data") / "samples" / SAMPLE_NAME))
 
 
 def run_data_demo(out: Path) -> Path:
     """Validate the sample, remove near-duplicate prompts, export to `out/dataset`; returns it."""
     from rich.console import Console
 
-    from data.dedup import dedup_file
-    from data.export import export_dataset
-    from data.readers import read_preferences, read_rows
-    from data.validate import validate_source
+    from prefkit.data.dedup import dedup_file
+    from prefkit.data.export import export_dataset
+    from prefkit.data.readers import read_preferences, read_rows
+    from prefkit.data.validate import validate_source
 
     console = Console()
     out = Path(out)

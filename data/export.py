@@ -26,19 +26,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data.atomic import atomic_path
-from data.errors import DataError
-from data.export_config import ExportConfig
-from data.schema import Judgement, MarginScheme, Pair, PreferenceRow, in_safety_set
+from prefkit.core.atomic import atomic_path
+from prefkit.core.errors import DataError
+from prefkit.data.export_config import ExportConfig
+from prefkit.data.schema import Judgement, MarginScheme, Pair, PreferenceRow, in_safety_set
 
 SETS = ("helpfulness", "safety")
-_E = ExportConfig()  # every default below is its field's (one place: `data.export_config`)
+_E = ExportConfig()  # every default below is its field's (one place: `prefkit.data.export_config`)
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
 
-    from data.aggregate import AggregateReport
+    from prefkit.data.aggregate import AggregateReport
 
 
 def export_features(trl: bool = False) -> Features:
@@ -46,7 +46,7 @@ def export_features(trl: bool = False) -> Features:
     `prompt`/`chosen`/`rejected` are message lists and the answer texts `chosen_text`/`rejected_text`."""
     from datasets import Features, List, Value
 
-    from data.writers import export_schema
+    from prefkit.data.writers import export_schema
 
     features = Features.from_arrow_schema(export_schema())
     if not trl:
@@ -230,12 +230,12 @@ def export_dataset(
     split (a dedup report's clusters, `dedup_links`). The card's language is
     `provenance["language"]`, else detected (`detect_language`); when it cannot be told,
     `language_required` raises, else the card names none. `marker` (a command's name) marks the
-    folder as that command's output (`data.outputs`)."""
+    folder as that command's output (`prefkit.core.outputs`)."""
     import datasets
     from datasets import Dataset, DatasetDict
 
-    from data.card import DATA_FILES, render_card
-    from data.writers import write_rows
+    from prefkit.core.writers import write_rows
+    from prefkit.data.card import DATA_FILES, render_card
 
     if not rows:
         raise DataError("nothing to export: no preference rows", file=str(out))
@@ -293,7 +293,7 @@ def export_dataset(
                 json.dumps(provenance, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
             )
             if marker is not None:
-                from data.outputs import mark_output
+                from prefkit.core.outputs import mark_output
 
                 mark_output(tmp, marker, folder=True)
     finally:
@@ -361,7 +361,7 @@ def export_sets(
             encoding="utf-8",
         )
         if marker is not None:
-            from data.outputs import mark_output
+            from prefkit.core.outputs import mark_output
 
             mark_output(tmp, marker, folder=True)
     return result
@@ -385,14 +385,14 @@ def export_judged(
     language_required: bool = False,
     marker: str | None = None,
 ) -> tuple[DatasetDict, AggregateReport]:
-    """Aggregate several annotators' judgements per pair (`data.aggregate`) and export the rows.
+    """Aggregate several annotators' judgements per pair (`prefkit.data.aggregate`) and export the rows.
 
     The one path behind `prefkit data export --judgements`, `prefkit annotate export` and a
     round's export step: the card's provenance always gets the rule and the aggregation counts
     from here, so no caller can describe them differently. With `sets`, writes Llama 2's
     helpfulness / safety sets under `out` (`export_sets`) and returns the first.
     """
-    from data.aggregate import aggregate
+    from prefkit.data.aggregate import aggregate
 
     rows, report = aggregate(pairs, judgements, rule=rule, margin=margin)
     provenance = {**(provenance or {}), "rule": rule, "aggregate": report.to_dict()}
@@ -438,14 +438,14 @@ def export_file(
     skip_invalid: bool = False,
 ) -> ExportDone:
     """`prefkit data export`: read SOURCE, aggregate it with `judgements` if given, and export it
-    to OUT as `config` says. Pushing to the Hub is the caller's (`data.hub.push_to_hub`), after
+    to OUT as `config` says. Pushing to the Hub is the caller's (`prefkit.core.hub.push_to_hub`), after
     this returns; with `config.push_to_hub` the token is checked here, before any work.
 
-    OUT goes through the output guard first (`data.outputs.check_output`): never an input or a
+    OUT goes through the output guard first (`prefkit.core.outputs.check_output`): never an input or a
     folder holding one; an existing one only with `overwrite` and only a previous export."""
-    from data.outputs import check_output
-    from data.readers import read_judgements, read_pairs, read_preferences, source_format
-    from data.rejects import rejected_path, write_rejected
+    from prefkit.core.outputs import check_output
+    from prefkit.core.rejects import rejected_path, write_rejected
+    from prefkit.data.readers import read_judgements, read_pairs, read_preferences, source_format
 
     cfg = config or ExportConfig()
     set_names = parse_sets(cfg.sets)
@@ -458,7 +458,7 @@ def export_file(
     if cfg.push_to_hub:
         if set_names:
             raise DataError("--push-to-hub pushes one dataset: push each set folder on its own", field="sets")
-        from data.hub import require_token
+        from prefkit.data.hub import require_token
 
         require_token()  # fail before the work, not after it
     invalid: list[DataError] | None = [] if skip_invalid else None
@@ -531,7 +531,7 @@ def export_file(
         else:
             dsdict = export_dataset(rows, out, provenance=provenance, links=links, marker=command, **kw)
     if rejected is not None:
-        from data.outputs import mark_output
+        from prefkit.core.outputs import mark_output
 
         write_rejected(invalid or [], rejected)
         mark_output(rejected, command, folder=False)

@@ -1,5 +1,5 @@
 """`ExportConfig`: the settings of `prefkit data export`, `prefkit annotate export` and
-`data.export`'s functions, each declared once with its default and its documentation (the
+`prefkit.data.export`'s functions, each declared once with its default and its documentation (the
 options' help and the config reference read them from here)."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from data.config import setting
+from prefkit.core.config import setting
 
 
 @dataclass
 class ExportConfig:
-    """A Vi-Alpaca-style `DatasetDict` (train/test by prompt) with a dataset card (see `data.export`)."""
+    """A Vi-Alpaca-style `DatasetDict` (train/test by prompt) with a dataset card (see `prefkit.data.export`)."""
 
     test_size: float = setting(0.1, "Share of prompts in the test split.")
     seed: int = setting(42, "Seed for the train/test split.")

@@ -9,7 +9,7 @@ Formats (DESIGN.md, "Formats read"):
 | `prompt_response` | `prompt`, `response` |
 | `hh_rlhf` | `chosen`, `rejected` as `\\n\\nHuman:` / `\\n\\nAssistant:` transcripts |
 | `trl_preference` | `prompt`, `chosen`, `rejected` (message lists or text; or TRL's implicit prompt, below) |
-| `pairs` | prefkit's own pairs (`data.schema.PAIR_COLUMNS`) |
+| `pairs` | prefkit's own pairs (`prefkit.data.schema.PAIR_COLUMNS`) |
 | `judgements` | prefkit's own judgements (`pair_id`, `annotator`, `strength`, …) |
 | `prompts` | prompts only: `question` or `prompt` (or `instruction` without `output`) |
 
@@ -32,9 +32,19 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from data.errors import DataError
-from data.schema import RESPONSE_FIELDS, Judgement, Pair, PreferenceRow, Prompt, Strength, Turn, parse_bool, parse_turns
-from data.sources import Location
+from prefkit.core.errors import DataError
+from prefkit.data.schema import (
+    RESPONSE_FIELDS,
+    Judgement,
+    Pair,
+    PreferenceRow,
+    Prompt,
+    Strength,
+    Turn,
+    parse_bool,
+    parse_turns,
+)
+from prefkit.data.sources import Location
 
 FORMATS = (
     "vi_alpaca_preference",

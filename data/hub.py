@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from data.errors import DataError, first_line
+from prefkit.core.errors import DataError, first_line
 
 
 def _scrub(text: str, token: str) -> str:
@@ -42,7 +42,7 @@ def push_to_hub(out_or_dsdict: str | Path | Any, repo_id: str, private: bool = F
     try:
         dsdict.push_to_hub(repo_id, private=private, token=token)
         if card is not None:  # ours replaces the card push_to_hub writes: it says how the data was made
-            from data.card import hub_card
+            from prefkit.data.card import hub_card
 
             HfApi(token=token).upload_file(
                 path_or_fileobj=hub_card(card.read_text(encoding="utf-8")).encode("utf-8"),
@@ -70,7 +70,7 @@ def check_model_source(path: str, what: str = "model") -> None:
     """
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
 
-    from data.errors import ConfigError
+    from prefkit.core.errors import ConfigError
 
     if Path(path).expanduser().is_dir():
         return

@@ -20,7 +20,7 @@ from functools import cache
 
 import numpy as np
 
-from data.shingles import fmix64
+from prefkit.data.shingles import fmix64
 
 SCHEME = "affine32"  # datasketch 2.0's default; sketches of different schemes never mix
 EMPTY = np.uint32(0xFFFFFFFF)  # datasketch's value for "no shingle seen" in this scheme

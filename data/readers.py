@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from data.errors import DataError
-from data.formats import (
+from prefkit.core.errors import DataError
+from prefkit.data.formats import (
     LABELLED_FORMATS,
     detect_format,
     render_turns,
@@ -24,8 +24,8 @@ from data.formats import (
     to_prompt,
     to_response_text,
 )
-from data.schema import Judgement, Pair, PreferenceRow, Prompt
-from data.sources import Location, first_columns, iter_records, read_rows
+from prefkit.data.schema import Judgement, Pair, PreferenceRow, Prompt
+from prefkit.data.sources import Location, first_columns, iter_records, read_rows
 
 __all__ = [
     "Location",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from data.errors import DataError, first_line
+from prefkit.core.errors import DataError, first_line
 
 TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv", ".tsv.gz")
 TABLE_SUFFIXES = (".parquet",)

@@ -7,10 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from data.dedup import dedup_records
-from data.errors import DataError
-from data.readers import canonical_records
-from data.shingles import words
+from prefkit.core.errors import DataError
+from prefkit.data.dedup import dedup_records
+from prefkit.data.readers import canonical_records
+from prefkit.data.shingles import words
 
 TEXT_FIELDS = ("question", "system", "chosen", "rejected", "response", "a", "b")
 PERCENTILES = (50, 90, 99)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.errors import DataError
-from data.formats import detect_format
-from data.readers import canonical_record
-from data.sources import iter_records, parquet_columns, source_kind
+from prefkit.core.errors import DataError
+from prefkit.data.formats import detect_format
+from prefkit.data.readers import canonical_record
+from prefkit.data.sources import iter_records, parquet_columns, source_kind
 
 
 @dataclass

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from annotate.server import free_port
+from prefkit.annotate.server import free_port
 
 
 class PgServer:

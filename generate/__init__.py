@@ -1,6 +1,6 @@
 """Generate room: sample response pairs at varied temperatures (vLLM or Hugging Face) for annotation.
 
-Public API, imported on first use so that `import generate` (and `prefkit data ...`) stays instant:
+Public API, imported on first use so that `import prefkit.generate` (and `prefkit data ...`) stays instant:
 
 - `generate_pairs(cfg, resume=False) -> Generated` runs a whole generation into Parquet shards
   (`.out` the folder, `.report` what report.json holds);
@@ -20,22 +20,22 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "generate_pairs": "generate.run",
-    "open_engine": "generate.run",
-    "Generated": "generate.run",
-    "GenerateConfig": "generate.config",
-    "SamplingPlan": "generate.plan",
-    "Setting": "generate.plan",
-    "Request": "generate.engines.base",
-    "Result": "generate.engines.base",
-    "Completion": "generate.engines.base",
-    "EngineClosed": "generate.engines.base",
-    "GenerationFailed": "generate.engines.base",
-    "free_accelerator_memory": "generate.engines.base",
-    "HFEngine": "generate.engines.hf",
-    "VLLMEngine": "generate.engines.vllm",
-    "format_prompt": "generate.chat",
-    "asked_prompt": "generate.chat",
+    "generate_pairs": "prefkit.generate.run",
+    "open_engine": "prefkit.generate.run",
+    "Generated": "prefkit.generate.run",
+    "GenerateConfig": "prefkit.generate.config",
+    "SamplingPlan": "prefkit.generate.plan",
+    "Setting": "prefkit.generate.plan",
+    "Request": "prefkit.generate.engines.base",
+    "Result": "prefkit.generate.engines.base",
+    "Completion": "prefkit.generate.engines.base",
+    "EngineClosed": "prefkit.generate.engines.base",
+    "GenerationFailed": "prefkit.generate.engines.base",
+    "free_accelerator_memory": "prefkit.generate.engines.base",
+    "HFEngine": "prefkit.generate.engines.hf",
+    "VLLMEngine": "prefkit.generate.engines.vllm",
+    "format_prompt": "prefkit.generate.chat",
+    "asked_prompt": "prefkit.generate.chat",
 }
 __all__ = sorted(_EXPORTS)
 

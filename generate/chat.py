@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from data.schema import Prompt
+from prefkit.data.schema import Prompt
 
 # Alpaca's instruction format: base models without a template have mostly seen this one.
 PLAIN_FORMAT = "{system}### Instruction:\n{question}\n\n### Response:\n"

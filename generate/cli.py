@@ -10,9 +10,9 @@ from pathlib import Path
 
 import typer
 
-from data.config import field_help
-from data.options import option
-from generate.config import GenerateConfig
+from prefkit.core.config import field_help
+from prefkit.core.options import option
+from prefkit.generate.config import GenerateConfig
 
 PROMPTS_ARGUMENT = typer.Argument(None, help=field_help(GenerateConfig, "prompts"), show_default=False)
 OUT_ARGUMENT = typer.Argument(None, help=field_help(GenerateConfig, "out"), show_default=False)
@@ -43,9 +43,9 @@ def generate(
     progress: bool = option(GenerateConfig, "progress"),
 ) -> None:
     """Sample response pairs at varied temperatures, ready for annotation."""
-    from data.config import load_config
-    from data.options import given
-    from generate.run import generate_pairs
+    from prefkit.core.config import load_config
+    from prefkit.core.options import given
+    from prefkit.generate.run import generate_pairs
 
     # only what was typed: an option left at its default must not override the --config file
     typed = given(
@@ -75,7 +75,7 @@ def generate(
         typed["models"] = typed.pop("model") or None
     cfg = load_config(GenerateConfig, config, set_ or (), **typed)
     if cfg.out:  # OUT never holds or lies in the prompts, and can be written (before any model loads)
-        from data.outputs import check_not_input, check_writable
+        from prefkit.core.outputs import check_not_input, check_writable
 
         check_not_input(cfg.out, [cfg.prompts])
         check_writable(cfg.out, into=True)

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from data.config import setting
-from data.errors import ConfigError
-from generate.plan import MAX_TEMPERATURE, PlanMode, SamplingPlan, Setting
+from prefkit.core.config import setting
+from prefkit.core.errors import ConfigError
+from prefkit.generate.plan import MAX_TEMPERATURE, PlanMode, SamplingPlan, Setting
 
 # Weights' dtype; auto: bf16 on a GPU that supports it, else fp32 (half precision is slow on CPUs).
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -190,7 +190,7 @@ class GenerateConfig:
 
 def check_vllm_settings(max_lora_rank: int | None, max_model_len: int | None) -> None:
     """The vLLM settings a config can get wrong before anything loads (generate's and best-of-K's)."""
-    from generate.engines.vllm import LORA_RANKS
+    from prefkit.generate.engines.vllm import LORA_RANKS
 
     if max_lora_rank is not None and max_lora_rank not in LORA_RANKS:
         raise ConfigError(

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from data.schema import Pair, Prompt, Response
-from data.shingles import jaccard, normalize
+from prefkit.data.schema import Pair, Prompt, Response
+from prefkit.data.shingles import jaccard, normalize
 
 
 @dataclass(frozen=True)

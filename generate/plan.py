@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from data.errors import ConfigError
-from data.schema import content_id
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import content_id
 
 PlanMode = Literal["all_pairs", "random_pair", "samples"]
 PLAN_MODES: tuple[str, ...] = get_args(PlanMode)

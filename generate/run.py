@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.config import to_dict
-from data.errors import ConfigError, DataError
-from data.readers import read_prompts
-from data.schema import Pair, Prompt, Response, content_id
-from generate.chat import asked_prompt, format_prompt
-from generate.config import GenerateConfig
-from generate.engines.base import Engine, Request
-from generate.pairs import build_pairs
-from generate.plan import SamplingPlan
-from generate.shards import ShardWriter, StepStats
+from prefkit.core.config import to_dict
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.readers import read_prompts
+from prefkit.data.schema import Pair, Prompt, Response, content_id
+from prefkit.generate.chat import asked_prompt, format_prompt
+from prefkit.generate.config import GenerateConfig
+from prefkit.generate.engines.base import Engine, Request
+from prefkit.generate.pairs import build_pairs
+from prefkit.generate.plan import SamplingPlan
+from prefkit.generate.shards import ShardWriter, StepStats
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def open_engine(
     vLLM engines of `n_models` base models loaded together split `gpu_memory_utilization`.
     """
     if cfg.engine == "vllm":
-        from generate.engines.vllm import VLLMEngine
+        from prefkit.generate.engines.vllm import VLLMEngine
 
         return VLLMEngine(
             model,
@@ -52,7 +52,7 @@ def open_engine(
             seed=cfg.seed,
         )
     if cfg.engine == "openai":
-        from generate.engines.openai_api import OpenAIEngine
+        from prefkit.generate.engines.openai_api import OpenAIEngine
 
         return OpenAIEngine(
             model,
@@ -64,7 +64,7 @@ def open_engine(
             retries=cfg.retries,
             timeout=cfg.request_timeout,
         )
-    from generate.engines.hf import HFEngine
+    from prefkit.generate.engines.hf import HFEngine
 
     return HFEngine(model, adapter, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
 

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.errors import ConfigError
-from data.schema import Pair
-from data.writers import write_json, write_pairs
+from prefkit.core.errors import ConfigError
+from prefkit.core.writers import write_json
+from prefkit.data.schema import Pair
+from prefkit.data.writers import write_pairs
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"

@@ -20,8 +20,8 @@ import traceback
 
 import typer
 
-from data.errors import PrefkitError, RunFailed
-from data.options import App
+from prefkit.core.errors import PrefkitError, RunFailed
+from prefkit.core.options import App
 
 app = App(
     name="prefkit",
@@ -33,7 +33,7 @@ app = App(
 
 
 _debug = False
-PACKAGES = ("data", "generate", "annotate", "train", "prefkit")  # the loggers `--debug` turns up
+PACKAGES = ("prefkit",)  # the loggers `--debug` turns up (every module logs as prefkit.<room>.<module>)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -88,12 +88,12 @@ def _root(
 
 
 def _mount() -> None:
-    from annotate.cli import app as annotate_app
-    from data.cli import app as data_app
-    from generate.cli import generate as generate_command
+    from prefkit.annotate.cli import app as annotate_app
+    from prefkit.data.cli import app as data_app
     from prefkit.demo import demo
-    from train.cli import app as train_app
-    from train.cli import round_app
+    from prefkit.generate.cli import generate as generate_command
+    from prefkit.train.cli import app as train_app
+    from prefkit.train.cli import round_app
 
     app.add_typer(data_app, name="data", help="Validate, deduplicate, export and describe datasets.")
     app.command("generate", help="Sample response pairs at varied temperatures (vLLM or Hugging Face).")(

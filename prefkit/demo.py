@@ -21,9 +21,9 @@ def demo(
     """Run the data pipeline on the bundled sample, seed an annotation store, open the app."""
     from rich.console import Console
 
-    from annotate.seed import seed_demo
-    from annotate.server import check_port
-    from data.demo import run_data_demo
+    from prefkit.annotate.seed import seed_demo
+    from prefkit.annotate.server import check_port
+    from prefkit.data.demo import run_data_demo
 
     if serve:
         check_port(port, "127.0.0.1")  # a busy port is one line before any work, not after it
@@ -44,7 +44,7 @@ def demo(
         console.print(f"              start the app with: prefkit annotate serve --db {db_url}")
         return
     console.print(f"[bold]5. serve[/]     open http://127.0.0.1:{port} and paste a token (Ctrl-C to stop)")
-    from annotate.cli import serve as serve_command
+    from prefkit.annotate.cli import serve as serve_command
 
     # called as a function, every option is passed (typer's defaults exist only on the command line)
     serve_command(

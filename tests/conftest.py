@@ -21,6 +21,10 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 # threads wait for each other at every op (a PPO learning test ran ~4 s on a quiet machine and
 # 378 s under load with two). Set before torch is imported; an explicit OMP_NUM_THREADS wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Every command a test starts (`python -m prefkit.cli`, the Streamlit server, accelerate's workers)
+# imports this checkout's prefkit, as the tests themselves do (pytest puts the checkout first on
+# sys.path): a second git worktree beside an editable install of another checkout tests its own code.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +38,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory):
     """Build a tiny random Llama + tokenizer folder; same keyword arguments give the same folder."""
-    from train.tiny_model import build_tiny_model
+    from prefkit.train.tiny_model import build_tiny_model
 
     cache: dict[tuple, Path] = {}
 

@@ -259,18 +259,18 @@ def test_the_config_reference_reads_each_way_of_documenting_a_field() -> None:
 def test_the_config_reference_holds_the_rooms_configs() -> None:
     import dataclasses
 
-    from generate.config import GenerateConfig
-    from train.config import RunConfig
+    from prefkit.generate.config import GenerateConfig
+    from prefkit.train.config import RunConfig
 
     page = _hook().config_page()
     for cls in (GenerateConfig, RunConfig):
         assert f"### `{cls.__name__}`" in page
         for f in dataclasses.fields(cls):
             assert f"| `{f.name}` |" in page, (cls.__name__, f.name)
-    # defaults and help come from the fields (`data.config.setting`), a | inside a cell is escaped
+    # defaults and help come from the fields (`prefkit.core.config.setting`), a | inside a cell is escaped
     assert "| `threshold` | `float` | `0.8` | Jaccard similarity at or above which rows are near-duplicates. |" in page
     assert "| `address` | `str \\| None` | `None` |" in page
     assert "| `temperatures` | `list[float]` | `[0.6, 0.9, 1.2]` |" in page
-    assert "| `settings` | `list[generate.config.SettingConfig]` | `[]` |" in page
+    assert "| `settings` | `list[SettingConfig]` | `[]` |" in page
     assert "### `LoraSection`" in page and "| `r` | `int` | `16` | LoRA rank. |" in page
     assert "| `output_dir` | `Path` | `runs/out` |" in page

@@ -23,8 +23,8 @@ HEADING = "A whole round on the CPU"
 
 JUDGE = """
 import random
-from annotate.store import Store
-from data.schema import Judgement
+from prefkit.annotate.store import Store
+from prefkit.data.schema import Judgement
 
 rng = random.Random(0)
 store = Store.open("runs/annotate.db")

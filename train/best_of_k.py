@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from data.config import setting, to_dict
-from data.errors import ConfigError
-from data.schema import PreferenceRow, Prompt, Response
-from generate.config import DEFAULT_SYSTEM_PROMPT
-from generate.engines.base import free_accelerator_memory
-from train.config import DataConfig, ModelConfig
-from train.scoring import RewardFn, RewardSection, import_reward_function, load_reward
+from prefkit.core.config import setting, to_dict
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import PreferenceRow, Prompt, Response
+from prefkit.generate.config import DEFAULT_SYSTEM_PROMPT
+from prefkit.generate.engines.base import free_accelerator_memory
+from prefkit.train.config import DataConfig, ModelConfig
+from prefkit.train.scoring import RewardFn, RewardSection, import_reward_function, load_reward
 
 SAMPLES_FILE = "samples.jsonl"
 DATASET_DIR = "dataset"
@@ -65,7 +65,7 @@ class BestOfKConfig:
     )
 
     def __post_init__(self) -> None:
-        from generate.config import check_temperature, check_vllm_settings
+        from prefkit.generate.config import check_temperature, check_vllm_settings
 
         if self.k < 2:
             raise ConfigError(f"k must be at least 2 (best of one is no choice), got {self.k}")
@@ -114,11 +114,11 @@ def sample_and_score(
     skipped and returned as `{"prompt_id", "reason", "detail"}` (generate's report entries). Empty
     answers (an immediate end of turn) are dropped before scoring: they make no SFT data.
     """
-    from generate.chat import asked_prompt, format_prompt
-    from generate.config import GenerateConfig
-    from generate.engines.base import Request
-    from generate.plan import derive_seed
-    from generate.run import open_engine
+    from prefkit.generate.chat import asked_prompt, format_prompt
+    from prefkit.generate.config import GenerateConfig
+    from prefkit.generate.engines.base import Request
+    from prefkit.generate.plan import derive_seed
+    from prefkit.generate.run import open_engine
 
     gen = GenerateConfig(
         engine=cfg.engine,
@@ -216,11 +216,11 @@ def run(
     cfg: BestOfKConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None
 ) -> dict[str, Any]:
     """Sample, score, keep the best; writes `dataset/`, `samples.jsonl`, `summary.json`."""
-    from data.export import export_dataset
-    from data.writers import write_rows
-    from train.datasets import load_prompts
-    from train.output_dir import claim_output_dir
-    from train.summary import write_summary
+    from prefkit.core.writers import write_rows
+    from prefkit.data.export import export_dataset
+    from prefkit.train.datasets import load_prompts
+    from prefkit.train.output_dir import claim_output_dir
+    from prefkit.train.summary import write_summary
 
     started = time.perf_counter()
     if reward_fn is None:

@@ -6,7 +6,7 @@ give its own `data:` section, which then replaces the top one for that stage ent
 recipe: SFT on prompt → label, the reward model on comparisons, PPO on the prompts). Stage
 outputs go to `<output_dir>/<stage>`. DPO, PPO (and the reward model, with `reward_from: sft`)
 start from the SFT result: they keep training its adapter over the bare (4-bit with QLoRA) base,
-which also makes it DPO's and PPO's reference (`train.models.continues_adapter`); or they start
+which also makes it DPO's and PPO's reference (`prefkit.train.models.continues_adapter`); or they start
 from its merged folder. PPO is rewarded by the reward stage's model unless `ppo.reward` names one.
 All summaries are also written together to `<output_dir>/summary.json`.
 """
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from data.config import setting
-from data.errors import ConfigError
-from train.config import DataConfig, DpoConfig, ModelConfig, RewardConfig, RunConfig, SftConfig
-from train.ppo import PpoConfig
+from prefkit.core.config import setting
+from prefkit.core.errors import ConfigError
+from prefkit.train.config import DataConfig, DpoConfig, ModelConfig, RewardConfig, RunConfig, SftConfig
+from prefkit.train.ppo import PpoConfig
 
 STAGES = ("sft", "reward", "dpo", "ppo")
 
@@ -91,7 +91,7 @@ def _stage(cfg: ChainConfig, name: str, model: ModelConfig) -> RunConfig:
 
 def _after_sft(base: ModelConfig, sft_cfg: SftConfig, sft_summary: dict[str, Any]) -> ModelConfig:
     """The model the later stages start from: the SFT adapter (continued by them), or the merged folder."""
-    from train.models import saved_as
+    from prefkit.train.models import saved_as
 
     model_dir = sft_summary["model_dir"]
     if saved_as(sft_cfg) == "merged":
@@ -101,9 +101,9 @@ def _after_sft(base: ModelConfig, sft_cfg: SftConfig, sft_summary: dict[str, Any
 
 def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
     """Run the configured stages in order; returns {stage: summary}."""
-    from data.writers import write_json
-    from train import dpo, reward, sft
-    from train.output_dir import claim_output_dir, run_inputs
+    from prefkit.core.writers import write_json
+    from prefkit.train import dpo, reward, sft
+    from prefkit.train.output_dir import claim_output_dir, run_inputs
 
     stages = [_stage(cfg, name, cfg.model) for name in cfg.stages]
     claim_output_dir(cfg, "chain", inputs=[p for stage in stages for p in run_inputs(stage)])
@@ -119,7 +119,7 @@ def run(cfg: ChainConfig) -> dict[str, dict[str, Any]]:
     if "dpo" in cfg.stages:
         summaries["dpo"] = dpo.run(_stage(cfg, "dpo", start_model))
     if "ppo" in cfg.stages:
-        from train import ppo
+        from prefkit.train import ppo
 
         ppo_cfg = _stage(cfg, "ppo", start_model)
         if "reward" in summaries and not (ppo_cfg.reward.model or ppo_cfg.reward.function):

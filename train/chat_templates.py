@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from data.errors import ConfigError
+from prefkit.core.errors import ConfigError
 
 # Llama 3.1 / 3.2: the one line that renders a plain (non-tool) message, and its training form.
 _LLAMA31_LINE = (

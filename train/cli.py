@@ -16,8 +16,8 @@ from typing import cast
 
 import typer
 
-from data.options import App, option
-from train.config import ScoreConfig
+from prefkit.core.options import App, option
+from prefkit.train.config import ScoreConfig
 
 app = App(no_args_is_help=True, add_completion=False)
 
@@ -27,7 +27,7 @@ SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set lr=1
 
 def run_stage(module_name: str, config: Path | None, overrides: list[str] | None) -> dict:
     """Load the stage's config (YAML < --set) and run it; returns the summary."""
-    from data.config import load_config
+    from prefkit.core.config import load_config
 
     module = importlib.import_module(module_name)
     cfg = load_config(module.CONFIG, config, overrides or [])
@@ -50,24 +50,30 @@ def register_stage(name: str, module_name: str, help: str) -> Callable[..., None
     return command
 
 
-register_stage("sft", "train.sft", "Supervised fine-tuning on question → chosen (loss on the assistant turn).")
+register_stage("sft", "prefkit.train.sft", "Supervised fine-tuning on question → chosen (loss on the assistant turn).")
 register_stage(
-    "reward", "train.reward", "Reward model with the margin ranking loss -log σ(r_c − r_r − m); accuracy per strength."
+    "reward",
+    "prefkit.train.reward",
+    "Reward model with the margin ranking loss -log σ(r_c − r_r − m); accuracy per strength.",
 )
-register_stage("dpo", "train.dpo", "DPO (LoRA: the reference is the adapter-less model); rewards, margins, accuracies.")
 register_stage(
-    "ppo", "train.ppo", "PPO: policy + value LoRA on the SFT model, KL to the adapter-less reference, GAE, clipping."
+    "dpo", "prefkit.train.dpo", "DPO (LoRA: the reference is the adapter-less model); rewards, margins, accuracies."
+)
+register_stage(
+    "ppo",
+    "prefkit.train.ppo",
+    "PPO: policy + value LoRA on the SFT model, KL to the adapter-less reference, GAE, clipping.",
 )
 register_stage(
     "best-of-k",
-    "train.best_of_k",
+    "prefkit.train.best_of_k",
     "Rejection sampling: K answers per prompt, scored by the reward model; the best become SFT data.",
 )
 
 
 def _run_online(stage: str, config: Path | None, overrides: list[str] | None) -> dict:
-    from data.config import load_config
-    from train import online
+    from prefkit.core.config import load_config
+    from prefkit.train import online
 
     if stage == "rloo":
         return online.run_rloo(load_config(online.RlooConfig, config, overrides or []))
@@ -97,7 +103,7 @@ def round_init(
     set_: list[str] | None = SET_OPTION,
 ) -> None:
     """Start a rounds project: the first policy, the prompts, a method per round, the stage configs."""
-    from train.rounds import RoundProject, status_text
+    from prefkit.train.rounds import RoundProject, status_text
 
     RoundProject.init(project, config, set_ or [])
     typer.echo(status_text(project))
@@ -110,8 +116,8 @@ def round_run(
     method: str | None = typer.Option(None, "--method", help="rejection_sampling or ppo (default: the config's)."),
 ) -> None:
     """Run or continue the current round; stops after generation until --judgements is given."""
-    from data.errors import ConfigError
-    from train.rounds import AwaitingJudgements, Method, run_round, status_text
+    from prefkit.core.errors import ConfigError
+    from prefkit.train.rounds import AwaitingJudgements, Method, run_round, status_text
 
     if method not in (None, "rejection_sampling", "ppo"):
         raise ConfigError(f"--method must be rejection_sampling or ppo, got {method!r}")
@@ -127,7 +133,7 @@ def round_run(
 @round_app.command("status")
 def round_status(project: Path = PROJECT_ARG) -> None:
     """Print each round's policy, pairs, dataset, reward model, next policy and commands."""
-    from train.rounds import status_text
+    from prefkit.train.rounds import status_text
 
     typer.echo(status_text(project))
 
@@ -139,8 +145,8 @@ def chain(
 ) -> None:
     """SFT → reward → DPO and/or PPO (configs/train/chain-*.yaml, configs/recipes/*.yaml); prints each stage's
     metrics."""
-    from data.config import load_config
-    from train.chain import ChainConfig, run
+    from prefkit.core.config import load_config
+    from prefkit.train.chain import ChainConfig, run
 
     summaries = run(load_config(ChainConfig, config, set_ or []))
     for stage, summary in summaries.items():
@@ -162,7 +168,7 @@ def score(
     max_length: int = option(ScoreConfig, "max_length"),
 ) -> None:
     """Score responses with a trained reward model; pairs (chosen/rejected) also get accuracy per strength."""
-    from train.reward import score_command
+    from prefkit.train.reward import score_command
 
     result = score_command(
         model,

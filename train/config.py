@@ -1,4 +1,4 @@
-"""Typed configs for every training stage, loaded with `data.config.load_config` (strict YAML).
+"""Typed configs for every training stage, loaded with `prefkit.core.config.load_config` (strict YAML).
 
 Sections shared by all stages (`model`, `lora`, `quant`, `data`) nest inside `RunConfig`, which
 holds the trainer settings every stage has; each stage's config extends `RunConfig` with its own
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from data.config import setting
-from data.errors import ConfigError
+from prefkit.core.config import setting
+from prefkit.core.errors import ConfigError
 
 
 @dataclass
@@ -162,7 +162,7 @@ class SftConfig(RunConfig):
     assistant_only_loss: bool = setting(
         True,
         "Loss on the assistant turn only; a template without {% generation %} markers (Llama 3.x, Qwen, "
-        "Gemma) is trained with a variant that renders the same text (train.chat_templates).",
+        "Gemma) is trained with a variant that renders the same text (prefkit.train.chat_templates).",
     )
     packing: bool = setting(False, "Pack several rows into one sequence of max_length tokens.")
     neftune_noise_alpha: float | None = setting(

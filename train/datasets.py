@@ -24,9 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data.errors import DataError
-from data.schema import MarginScheme, Prompt, Strength, in_safety_set, parse_turns
-from train.config import DataConfig
+from prefkit.core.errors import DataError
+from prefkit.data.schema import MarginScheme, Prompt, Strength, in_safety_set, parse_turns
+from prefkit.train.config import DataConfig
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -58,7 +58,7 @@ def set_source(cfg: DataConfig) -> str:
 
 
 def _safety_rows(ds: Dataset, cfg: DataConfig) -> Dataset:
-    """Llama 2's safety set out of a plain export (`data.schema.in_safety_set`)."""
+    """Llama 2's safety set out of a plain export (`prefkit.data.schema.in_safety_set`)."""
 
     def col(name: str) -> list[Any]:
         return ds[name] if name in ds.column_names else [None] * len(ds)
@@ -81,8 +81,8 @@ def _safety_rows(ds: Dataset, cfg: DataConfig) -> Dataset:
 
 
 def _load(source: str, split: str) -> Dataset:
-    """Formats are resolved by `data.sources`; only the split logic lives here."""
-    from data.sources import source_kind
+    """Formats are resolved by `prefkit.data.sources`; only the split logic lives here."""
+    from prefkit.data.sources import source_kind
 
     if "{split}" in source:
         return _from_rows([source.format(split=split)], None, split)
@@ -125,7 +125,7 @@ def _from_rows(sources: list[str], source_split: str | None, split: str) -> Data
     """Every record of files, a Parquet-shard folder or a Hub split (errors name file and line/row)."""
     from datasets import Dataset
 
-    from data.sources import read_rows, source_kind
+    from prefkit.data.sources import read_rows, source_kind
 
     rows = []
     for source in sources:
@@ -139,7 +139,7 @@ def _from_rows(sources: list[str], source_split: str | None, split: str) -> Data
 def load_prompts(cfg: DataConfig) -> list[Prompt]:
     """The prompts of `source` / `split` (any prompt format with a question), first `max_rows`:
     what PPO, RLOO/GRPO and best-of-K sample from."""
-    from data.readers import read_prompts
+    from prefkit.data.readers import read_prompts
 
     prompts = read_prompts(set_source(cfg), cfg.split)
     if cfg.max_rows is not None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from train.config import DpoConfig
-from train.datasets import load_split, preference_dataset
-from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
-from train.output_dir import claim_output_dir
-from train.summary import ThroughputCallback, finish_run
+from prefkit.train.config import DpoConfig
+from prefkit.train.datasets import load_split, preference_dataset
+from prefkit.train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
+from prefkit.train.output_dir import claim_output_dir
+from prefkit.train.summary import ThroughputCallback, finish_run
 
 CONFIG = DpoConfig
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from data.atomic import atomic_path
-from data.errors import ConfigError
-from data.hub import check_model_source
-from train.config import RunConfig
+from prefkit.core.atomic import atomic_path
+from prefkit.core.errors import ConfigError
+from prefkit.data.hub import check_model_source
+from prefkit.train.config import RunConfig
 
 if TYPE_CHECKING:
     from peft import LoraConfig

@@ -1,7 +1,7 @@
 """Critic-free online RL with TRL's maintained trainers: RLOO and GRPO.
 
 Both sample `num_generations` answers per prompt, score them with the same reward function PPO
-and best-of-K use (the `reward` stage's model or a rule, `train.scoring`), and use the group of
+and best-of-K use (the `reward` stage's model or a rule, `prefkit.train.scoring`), and use the group of
 answers as its own baseline instead of a value model. The reference for the KL term (`beta`) is
 the adapter-disabled model, as in DPO. `batch_size` counts completions per device step and must
 be a multiple of `num_generations`.
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from data.config import setting
-from data.errors import ConfigError
-from data.schema import Prompt
-from train.config import RunConfig
-from train.scoring import RewardFn, RewardSection, load_reward, messages
+from prefkit.core.config import setting
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import Prompt
+from prefkit.train.config import RunConfig
+from prefkit.train.scoring import RewardFn, RewardSection, load_reward, messages
 
 
 @dataclass
@@ -94,10 +94,10 @@ def _prompt_dataset(prompts: list[Prompt]) -> Any:
 def _run(stage: str, cfg: OnlineConfig, reward_fn: RewardFn | None, prompts: list[Prompt] | None) -> dict[str, Any]:
     import trl
 
-    from train.datasets import load_prompts
-    from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
-    from train.output_dir import claim_output_dir
-    from train.summary import ThroughputCallback, finish_run
+    from prefkit.train.datasets import load_prompts
+    from prefkit.train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
+    from prefkit.train.output_dir import claim_output_dir
+    from prefkit.train.summary import ThroughputCallback, finish_run
 
     started = time.perf_counter()
     claim_output_dir(cfg, stage)

@@ -1,7 +1,7 @@
 """The output guard of a training run: `claim_output_dir(cfg, stage)`, called by every stage's `run`
 (sft, reward, dpo, ppo, rloo, grpo, best-of-k) and by the chain, before any work.
 
-It is `data.outputs`' rule for a folder a run writes into over time (checkpoints, `model/`,
+It is `prefkit.core.outputs`' rule for a folder a run writes into over time (checkpoints, `model/`,
 `summary.json`): an `output_dir` that is, contains, or lies inside an input of the run
 (model.path, model.adapter, data.source, reward.model, reward.safety_model) is refused; an
 existing non-empty `output_dir` is accepted only when its marker says the same stage wrote it
@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from data.errors import DataError
-from data.outputs import MARKER, check_not_input, check_output, mark_output, written_by
+from prefkit.core.errors import DataError
+from prefkit.core.outputs import MARKER, check_not_input, check_output, mark_output, written_by
 
 
 def run_inputs(cfg: Any) -> list[str | Path | None]:

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from data.errors import ConfigError, DataError
-from data.schema import Strength
-from train.config import ModelConfig, RewardConfig, RunConfig, ScoreConfig
-from train.datasets import load_split, preference_dataset
-from train.models import load_reward_model, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
-from train.output_dir import claim_output_dir
-from train.summary import ThroughputCallback, finish_run
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.schema import Strength
+from prefkit.train.config import ModelConfig, RewardConfig, RunConfig, ScoreConfig
+from prefkit.train.datasets import load_split, preference_dataset
+from prefkit.train.models import load_reward_model, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
+from prefkit.train.output_dir import claim_output_dir
+from prefkit.train.summary import ThroughputCallback, finish_run
 
 CONFIG = RewardConfig
 
@@ -152,7 +152,7 @@ def pair_metrics(
         f"{prefix}pairs": len(chosen),
     }
     if safety_bins is not None and any(b is not None for b in safety_bins):
-        from data.schema import SafetyBin
+        from prefkit.data.schema import SafetyBin
 
         bins: dict[str, list[bool]] = defaultdict(list)
         for ok, b in zip(right, safety_bins, strict=True):
@@ -176,7 +176,7 @@ def _strengths(records: list[dict[str, Any]], source: str) -> list[str | None]:
 
 def _history(rec: dict[str, Any], source: str, row: int) -> tuple[tuple[str, str], ...]:
     """A row's earlier turns (the export's `history` column), so multi-turn rows score whole."""
-    from data.schema import parse_turns
+    from prefkit.data.schema import parse_turns
 
     try:
         return parse_turns(rec.get("history"))
@@ -189,12 +189,12 @@ def load_trained_reward_model(
 ) -> tuple[Any, Any]:
     """A saved reward model (merged folder, or adapter + its base) and its tokenizer, for scoring.
 
-    Loaded the way every stage loads (`train.models`): bf16 on a GPU that supports it, else fp32,
+    Loaded the way every stage loads (`prefkit.train.models`): bf16 on a GPU that supports it, else fp32,
     on the GPU when there is one; a missing or broken model is a `ConfigError`.
     """
     import json
 
-    from train.models import has_cuda, load_reward_model, load_tokenizer
+    from prefkit.train.models import has_cuda, load_reward_model, load_tokenizer
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -220,7 +220,7 @@ def load_trained_reward_model(
     return model, tokenizer
 
 
-_S = ScoreConfig()  # score_command's defaults: `train.config.ScoreConfig`, also the command's options
+_S = ScoreConfig()  # score_command's defaults: `prefkit.train.config.ScoreConfig`, also the command's options
 
 
 def score_command(
@@ -238,8 +238,8 @@ def score_command(
 
     For pairs, returns accuracy overall and per strength (the command prints it).
     """
-    from data.sources import read_rows
-    from data.writers import write_rows
+    from prefkit.core.writers import write_rows
+    from prefkit.data.sources import read_rows
 
     records = [rec for _, rec in read_rows(source)]
     if not records:

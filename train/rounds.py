@@ -16,7 +16,7 @@ Which method a round uses is one line: `methods: [rejection_sampling, rejection_
 in the config, or `--method` on the command line.
 
 A policy is always a model folder plus at most one adapter: a stage that starts from a policy
-with an adapter keeps training that adapter (`train.models.continues_adapter`) and saves it again
+with an adapter keeps training that adapter (`prefkit.train.models.continues_adapter`) and saves it again
 as an adapter over the same model folder (or, with `save: merged`, a full model), so no chain of
 adapters builds up and nothing is ever merged into a 4-bit base.
 
@@ -43,11 +43,11 @@ from typing import Any, Literal
 
 import yaml
 
-from data.atomic import atomic_path
-from data.config import load_config, setting, to_dict
-from data.errors import ConfigError, DataError, PrefkitError
-from data.outputs import check_writable
-from data.writers import write_json
+from prefkit.core.atomic import atomic_path
+from prefkit.core.config import load_config, setting, to_dict
+from prefkit.core.errors import ConfigError, DataError, PrefkitError
+from prefkit.core.outputs import check_writable
+from prefkit.core.writers import write_json
 
 STATE_FILE = "rounds.json"
 CONFIG_FILE = "rounds.yaml"
@@ -356,8 +356,8 @@ class RoundRunner:
     # -- steps ------------------------------------------------------------------------------
 
     def generate(self) -> None:
-        from generate.config import GenerateConfig
-        from generate.run import generate_pairs
+        from prefkit.generate.config import GenerateConfig
+        from prefkit.generate.run import generate_pairs
 
         policy = self.rnd["policy"]
         model = policy["model"] + (f"@{policy['adapter']}" if policy.get("adapter") else "")
@@ -395,8 +395,8 @@ class RoundRunner:
         )
 
     def export(self) -> None:
-        from data.export import export_judged
-        from data.readers import read_judgements, read_pairs, source_format
+        from prefkit.data.export import export_judged
+        from prefkit.data.readers import read_judgements, read_pairs, source_format
 
         pairs, labels = self.out("generate"), self.out("judgements")
         out = self.dir / "dataset"
@@ -427,8 +427,8 @@ class RoundRunner:
         )
 
     def reward(self) -> None:
-        from train import reward
-        from train.config import RewardConfig
+        from prefkit.train import reward
+        from prefkit.train.config import RewardConfig
 
         out = self.dir / "reward"
         config_file = self.dir / "reward.yaml"
@@ -453,8 +453,8 @@ class RoundRunner:
         round's export so far, deduplicated by pair (the newest round's label wins), plus the
         `reward_mix` sets at their shares, exported (re-split by prompt) into `round-N/reward-data`.
         Returns (dataset, what it holds, the datasets it came from)."""
-        from data.export import export_dataset
-        from data.readers import read_preferences
+        from prefkit.data.export import export_dataset
+        from prefkit.data.readers import read_preferences
 
         own = self.out("export")
         if self.cfg.reward_data == "round" and not self.cfg.reward_mix:
@@ -525,7 +525,7 @@ class RoundRunner:
             self._rejection_sampling()
 
     def _ppo(self) -> None:
-        from train import ppo
+        from prefkit.train import ppo
 
         out = self.dir / "ppo"
         config_file = self.dir / "ppo.yaml"
@@ -553,8 +553,8 @@ class RoundRunner:
         self._finish(Path(summary["model_dir"]), cfg)
 
     def _rejection_sampling(self) -> None:
-        from train import best_of_k, sft
-        from train.config import SftConfig
+        from prefkit.train import best_of_k, sft
+        from prefkit.train.config import SftConfig
 
         bok_out, sft_out = self.dir / "best-of-k", self.dir / "sft"
         bok_file, sft_file = self.dir / "best-of-k.yaml", self.dir / "sft.yaml"
@@ -608,7 +608,7 @@ class RoundRunner:
         self._finish(Path(summary["model_dir"]), cfg)
 
     def _finish(self, model_dir: Path, cfg: Any) -> None:
-        from train.models import saved_as
+        from prefkit.train.models import saved_as
 
         self.rnd["next_policy"] = _next_policy(self.rnd["policy"], model_dir, saved_as(cfg))
         self.rnd["status"] = "done"

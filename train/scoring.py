@@ -1,7 +1,7 @@
 """Rewards for the online stages (PPO, GRPO, RLOO, best-of-K, rounds): a trained reward model or a
 rule, or Llama 2's combination of a helpfulness and a safety reward.
 
-A reward function takes the prompts (`data.schema.Prompt`) and the completions (plain text, in the
+A reward function takes the prompts (`prefkit.data.schema.Prompt`) and the completions (plain text, in the
 same order) and returns one float per completion. `RewardModelScorer` wraps the `reward` stage's
 saved sequence classifier (a full model folder or a LoRA adapter over its base) and scores the
 whole conversation [system?, user, assistant, …, user: question, assistant: completion] exactly
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.config import setting
-from data.errors import ConfigError
-from data.schema import Prompt
+from prefkit.core.config import setting
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import Prompt
 
 RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 
@@ -85,7 +85,7 @@ class RewardModelScorer:
     def __init__(
         self, path: str | Path, *, base_model: str | None = None, batch_size: int = 16, max_length: int = 512
     ) -> None:
-        from train.reward import load_trained_reward_model
+        from prefkit.train.reward import load_trained_reward_model
 
         # on the GPU in bf16 where there is one (the stages' rule), else the CPU in fp32
         self.model, self.tokenizer = load_trained_reward_model(path, base_model)
@@ -93,7 +93,7 @@ class RewardModelScorer:
         self.max_length = max_length
 
     def __call__(self, prompts: list[Prompt], completions: list[str]) -> list[float]:
-        from train.reward import score_conversations
+        from prefkit.train.reward import score_conversations
 
         conversations = [messages(p, c) for p, c in zip(prompts, completions, strict=True)]
         return score_conversations(

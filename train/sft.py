@@ -3,7 +3,7 @@
 This is what the DPO recipe runs before DPO. Rows become chat `messages`, so the model's own
 chat template is applied; `assistant_only_loss` masks everything but the answer (a template
 without `{% generation %}` markers, as Llama 3.x / Qwen / Gemma ship, is trained with a variant
-that renders the same text: `train.chat_templates`, recorded in the summary). For
+that renders the same text: `prefkit.train.chat_templates`, recorded in the summary). For
 summarisation-style sets, `rouge: true` generates answers for test questions and reports
 ROUGE-1/2/L F1 against `chosen` (rouge-score: `rouge_tokenizer: standard` is its own tokenizer with
 Porter stemming, the usual TL;DR figure; `whitespace` keeps non-ASCII words, e.g. Vietnamese).
@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from train.config import SftConfig
-from train.datasets import load_split, sft_dataset
-from train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
-from train.output_dir import claim_output_dir
-from train.summary import ThroughputCallback, finish_run
+from prefkit.train.config import SftConfig
+from prefkit.train.datasets import load_split, sft_dataset
+from prefkit.train.models import load_policy, load_tokenizer, resolve_resume, trainer_kwargs, trainer_peft_config
+from prefkit.train.output_dir import claim_output_dir
+from prefkit.train.summary import ThroughputCallback, finish_run
 
 CONFIG = SftConfig
 
@@ -30,7 +30,7 @@ def build_trainer(cfg: SftConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
     """
     from trl import SFTConfig, SFTTrainer
 
-    from train.chat_templates import training_chat_template
+    from prefkit.train.chat_templates import training_chat_template
 
     train_ds = sft_dataset(load_split(cfg.data, cfg.data.split), cfg.data)
     test_raw = load_split(cfg.data, cfg.data.test_split) if cfg.data.test_split else None

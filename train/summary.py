@@ -13,8 +13,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from data.config import to_dict
-from data.writers import write_json
+from prefkit.core.config import to_dict
+from prefkit.core.writers import write_json
 
 SUMMARY_FILE = "summary.json"
 
@@ -116,8 +116,8 @@ def finish_run(
     *,
     started: float,
 ) -> dict[str, Any]:
-    """Save the final model (`train.models.save_final`), write summary.json, return the summary."""
-    from train.models import save_final
+    """Save the final model (`prefkit.train.models.save_final`), write summary.json, return the summary."""
+    from prefkit.train.models import save_final
 
     model_dir = save_final(trainer, cfg)
     summary = build_summary(stage, cfg, trainer, throughput, metrics, started=started, model_dir=model_dir)

@@ -24,12 +24,12 @@ One module per concept, each a part of `Store` built on the ones it needs:
 - `results`: judgements and dashboard figures for admins
 - `export`: the aggregated dataset and the judgement table
 
-`from annotate.store import Store` (and the names below) is the public API.
+`from prefkit.annotate.store import Store` (and the names below) is the public API.
 """
 
 from __future__ import annotations
 
-from annotate.store.accounts import (
+from prefkit.annotate.store.accounts import (
     FREE_FAILURES_PER_CLIENT,
     FREE_FAILURES_PER_USER,
     MAX_SIGN_IN_WAIT,
@@ -39,11 +39,11 @@ from annotate.store.accounts import (
     SignInStatus,
     SignInThrottled,
 )
-from annotate.store.connection import one_line_errors, with_pool
-from annotate.store.export import ExportStore
-from annotate.store.my_work import MyWorkStore
-from annotate.store.queue import QueueStore
-from annotate.store.records import Assignment, ImportResult, Progress, Project, User
+from prefkit.annotate.store.connection import one_line_errors, with_pool
+from prefkit.annotate.store.export import ExportStore
+from prefkit.annotate.store.my_work import MyWorkStore
+from prefkit.annotate.store.queue import QueueStore
+from prefkit.annotate.store.records import Assignment, ImportResult, Progress, Project, User
 
 __all__ = [
     "FREE_FAILURES_PER_CLIENT",

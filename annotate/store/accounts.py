@@ -12,12 +12,12 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from annotate import auth
-from annotate.store.connection import StoreBase, _utc
-from annotate.store.records import User, _no_nul, _user
-from annotate.store.statements import _USER, A, U, _release
-from annotate.tables import ACTIVE, EXPIRED, SessionRow, SignInRow
-from data.errors import ConfigError
+from prefkit.annotate import auth
+from prefkit.annotate.store.connection import StoreBase, _utc
+from prefkit.annotate.store.records import User, _no_nul, _user
+from prefkit.annotate.store.statements import _USER, A, U, _release
+from prefkit.annotate.tables import ACTIVE, EXPIRED, SessionRow, SignInRow
+from prefkit.core.errors import ConfigError
 
 SESSION_TTL = timedelta(hours=12)
 # Sign-in: failures counted since the last success within this window; beyond the free ones,

@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import false, func, select, true
 
-from annotate.store.pairs import PairStore
-from annotate.store.results import ResultStore
-from annotate.store.statements import P
-from data.errors import ConfigError, DataError
-from data.export_config import ExportConfig
+from prefkit.annotate.store.pairs import PairStore
+from prefkit.annotate.store.results import ResultStore
+from prefkit.annotate.store.statements import P
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.export_config import ExportConfig
 
 if TYPE_CHECKING:
-    from data.aggregate import AggregateReport
+    from prefkit.data.aggregate import AggregateReport
 
 
-_E = ExportConfig()  # the export defaults below are its fields' (one place: `data.export_config`)
+_E = ExportConfig()  # the export defaults below are its fields' (one place: `prefkit.data.export_config`)
 
 
 class ExportStore(ResultStore, PairStore):
@@ -41,13 +41,13 @@ class ExportStore(ResultStore, PairStore):
         sets: tuple[str, ...] = (),
     ) -> AggregateReport:
         """Aggregate the project's judgements and write the dataset with
-        `data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
+        `prefkit.data.export.export_judged`: what `prefkit data export --judgements` does. Every pair of the
         project goes in, so the card counts the ones not yet judged; with `complete_only`, only the
         pairs that have all the judgements their overlap asks for. The card and the returned
         report say how many judged pairs are complete and how many are below their overlap.
         `trl` adds TRL's conversational columns; `sets` writes Llama 2's helpfulness / safety sets
         under `out` (as `prefkit data export --trl --sets` does)."""
-        from data.export import export_judged
+        from prefkit.data.export import export_judged
 
         judgements = self.judgements(project)
         if not judgements:
@@ -111,10 +111,10 @@ class ExportStore(ResultStore, PairStore):
         shown order, flags, rationale, seconds, `created_at`; JSONL, JSON or Parquet by the file's
         suffix): what `prefkit data export --judgements` and `prefkit round run --judgements`
         read. Refuses to overwrite a file unless `replace` (the CLI's output guard has checked it is
-        a previous export's); `marker` marks the file as that command's output (`data.outputs`).
+        a previous export's); `marker` marks the file as that command's output (`prefkit.core.outputs`).
         Returns the number of judgements written."""
-        from data.outputs import mark_output
-        from data.writers import write_judgements
+        from prefkit.core.outputs import mark_output
+        from prefkit.data.writers import write_judgements
 
         out = Path(out)
         if out.exists() and not replace:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from annotate.store.accounts import AccountStore
-from annotate.store.projects import ProjectStore
-from annotate.store.records import Project, User, _project
-from annotate.store.statements import _MAY_LABEL, A, M, U, _release
-from annotate.tables import ACTIVE, EXPIRED, ProjectRow
+from prefkit.annotate.store.accounts import AccountStore
+from prefkit.annotate.store.projects import ProjectStore
+from prefkit.annotate.store.records import Project, User, _project
+from prefkit.annotate.store.statements import _MAY_LABEL, A, M, U, _release
+from prefkit.annotate.tables import ACTIVE, EXPIRED, ProjectRow
 
 
 class MemberStore(ProjectStore, AccountStore):

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import Row, delete, exists, false, func, select, true, update
 from sqlalchemy.engine import Connection
 
-from annotate.store.accounts import AccountStore
-from annotate.store.projects import ProjectStore
-from annotate.store.records import Progress, User, _check_judgement, _judgement, _judgement_values
-from annotate.store.statements import A, J, P
-from annotate.tables import ACTIVE, EXPIRED, WITHDRAWN
-from data.errors import DataError
-from data.schema import Judgement, Pair
+from prefkit.annotate.store.accounts import AccountStore
+from prefkit.annotate.store.projects import ProjectStore
+from prefkit.annotate.store.records import Progress, User, _check_judgement, _judgement, _judgement_values
+from prefkit.annotate.store.statements import A, J, P
+from prefkit.annotate.tables import ACTIVE, EXPIRED, WITHDRAWN
+from prefkit.core.errors import DataError
+from prefkit.data.schema import Judgement, Pair
 
 
 class MyWorkStore(ProjectStore, AccountStore):

@@ -13,11 +13,11 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from annotate.store.projects import ProjectStore
-from annotate.store.records import ImportResult, Project, _no_nul
-from annotate.store.statements import P
-from data.errors import ConfigError
-from data.schema import Pair
+from prefkit.annotate.store.projects import ProjectStore
+from prefkit.annotate.store.records import ImportResult, Project, _no_nul
+from prefkit.annotate.store.statements import P
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import Pair
 
 _IMPORT_CHUNK = 2000
 

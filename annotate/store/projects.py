@@ -10,11 +10,11 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from annotate.store.connection import StoreBase
-from annotate.store.records import Project, _no_nul, _project
-from annotate.store.statements import _SAFETY_LABELS
-from annotate.tables import ProjectRow, ProjectSafetyLabelsRow
-from data.errors import ConfigError
+from prefkit.annotate.store.connection import StoreBase
+from prefkit.annotate.store.records import Project, _no_nul, _project
+from prefkit.annotate.store.statements import _SAFETY_LABELS
+from prefkit.annotate.tables import ProjectRow, ProjectSafetyLabelsRow
+from prefkit.core.errors import ConfigError
 
 
 class ProjectStore(StoreBase):

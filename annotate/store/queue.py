@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.engine import Connection
 
-from annotate.store.connection import _LookAgain
-from annotate.store.members import MemberStore
-from annotate.store.records import (
+from prefkit.annotate.store.connection import _LookAgain
+from prefkit.annotate.store.members import MemberStore
+from prefkit.annotate.store.records import (
     Assignment,
     Project,
     User,
@@ -23,7 +23,7 @@ from annotate.store.records import (
     _judgement_values,
     _no_nul,
 )
-from annotate.store.statements import (
+from prefkit.annotate.store.statements import (
     _ANY_OPEN,
     _BEFORE_ALL,
     _DONE,
@@ -50,9 +50,9 @@ from annotate.store.statements import (
     P,
     _release,
 )
-from annotate.tables import ACTIVE, EXPIRED, REPORTED, SKIPPED, SUBMITTED, WITHDRAWN
-from data.errors import ConfigError, DataError
-from data.schema import Judgement, Pair
+from prefkit.annotate.tables import ACTIVE, EXPIRED, REPORTED, SKIPPED, SUBMITTED, WITHDRAWN
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.schema import Judgement, Pair
 
 
 class QueueStore(MemberStore):

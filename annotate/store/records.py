@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from data.errors import ConfigError, DataError
-from data.schema import Judgement, Pair, Response, Strength
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.schema import Judgement, Pair, Response, Strength
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, true
 
-from annotate.store.projects import ProjectStore
-from annotate.store.records import _judgement
-from annotate.store.statements import A, J, P, U
-from annotate.tables import REPORTED, SKIPPED, ProjectRow
-from data.schema import Judgement
+from prefkit.annotate.store.projects import ProjectStore
+from prefkit.annotate.store.records import _judgement
+from prefkit.annotate.store.statements import A, J, P, U
+from prefkit.annotate.tables import REPORTED, SKIPPED, ProjectRow
+from prefkit.data.schema import Judgement
 
 if TYPE_CHECKING:
-    from annotate.dashboard_data import Dashboard
+    from prefkit.annotate.dashboard_data import Dashboard
 
 
 class ResultStore(ProjectStore):
@@ -35,7 +35,7 @@ class ResultStore(ProjectStore):
     def dashboard(self, project: str) -> Dashboard:
         """Admin figures: progress, per-annotator counts and speed, labels per hour, strength
         distribution, position bias, agreement on overlapping pairs, and reports."""
-        from annotate.dashboard_data import build_dashboard
+        from prefkit.annotate.dashboard_data import build_dashboard
 
         with self._tx() as conn:
             proj = self._project(conn, project)

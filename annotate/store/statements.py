@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, false, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
-from annotate.tables import (
+from prefkit.annotate.tables import (
     ACTIVE,
     EXPIRED,
     SKIPPED,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotate.render import escape_text
-from annotate.store import User
-from annotate.ui import session
-from data.aggregate import RULES
-from data.errors import PrefkitError
-from data.schema import MarginScheme
+from prefkit.annotate.render import escape_text
+from prefkit.annotate.store import User
+from prefkit.annotate.ui import session
+from prefkit.core.errors import PrefkitError
+from prefkit.data.aggregate import RULES
+from prefkit.data.schema import MarginScheme
 
 _AGREEMENT_LABELS = {
     "items": "pairs with ≥ 2 judgements",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotate.render import safe_markdown
-from annotate.store import User
-from annotate.ui import session
+from prefkit.annotate.render import safe_markdown
+from prefkit.annotate.store import User
+from prefkit.annotate.ui import session
 
 
 def _save(project: str) -> None:

@@ -9,7 +9,7 @@ same pair, and its submit is idempotent per (annotator, pair), so a double click
 Layout, 800 px to wide: the choice row (with Skip, Report, Undo) sticks to the bottom of the
 window, so it is reachable without scrolling whatever the length of the pair; earlier turns of a
 dialogue are folded away (the last user turn is always shown) and a long last turn scrolls in its
-own box; the next pair opens at the top (the page script in `annotate.shortcuts`).
+own box; the next pair opens at the top (the page script in `prefkit.annotate.shortcuts`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from collections.abc import Callable
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from annotate.render import dialogue_turns, escape_text, safe_markdown
-from annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, UNDO_KEY, help_line
-from annotate.store import Assignment, Progress, User
-from annotate.ui import session
-from data.errors import PrefkitError
-from data.schema import CHOICE_LABELS, Judgement, SafetyBin, utcnow
+from prefkit.annotate.render import dialogue_turns, escape_text, safe_markdown
+from prefkit.annotate.shortcuts import CHOICE_KEYS, REPORT_KEY, SKIP_KEY, UNDO_KEY, help_line
+from prefkit.annotate.store import Assignment, Progress, User
+from prefkit.annotate.ui import session
+from prefkit.core.errors import PrefkitError
+from prefkit.data.schema import CHOICE_LABELS, Judgement, SafetyBin, utcnow
 
 LEASE_SECONDS = 30 * 60
 REPORT_REASONS = ("Bad prompt", "Both responses unusable", "Other")
@@ -35,7 +35,7 @@ LONG_TURN = 1200  # characters: a longer last turn scrolls in a box of its own
 LONG_TURN_PX = 260
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 # Llama 2's safety label of a pair, asked for on projects made with `--safety-labels`; stored as
-# the judgement's per-response unsafe flags, from which `data.schema.judgement_safety_bin` reads it.
+# the judgement's per-response unsafe flags, from which `prefkit.data.schema.judgement_safety_bin` reads it.
 SAFETY_LABELS = {
     SafetyBin.SAFE_VS_UNSAFE.value: "Preferred is safe, the other not",
     SafetyBin.BOTH_SAFE.value: "Both safe",
@@ -283,7 +283,7 @@ def render(user: User, project: str) -> None:
         return
     pair = assignment.pair
     with st.container(key=f"pair-{assignment.id}"):  # its key tells the page script a new pair is up
-        prompt = pair.prompt  # a dialogue's turns (data.schema.Prompt.turns); a flat question as it is,
+        prompt = pair.prompt  # a dialogue's turns (prefkit.data.schema.Prompt.turns); a flat question as it is,
         # so a transcript stored as one question (older stores) is still split for display
         shown = [{"role": r, "content": c} for r, c in prompt.turns] if prompt.history else prompt.question
         render_prompt(shown, prompt.system)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotate.render import escape_text, safe_markdown
-from annotate.store import User
-from annotate.ui import session
-from data.schema import CHOICE_LABELS, Judgement, Pair
+from prefkit.annotate.render import escape_text, safe_markdown
+from prefkit.annotate.store import User
+from prefkit.annotate.ui import session
+from prefkit.data.schema import CHOICE_LABELS, Judgement, Pair
 
 RECENT = 50
 

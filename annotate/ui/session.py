@@ -18,9 +18,9 @@ from datetime import timedelta
 
 import streamlit as st
 
-from annotate.render import escape_text
-from annotate.store import SESSION_TTL, SignInThrottled, Store, User
-from data.errors import ConfigError
+from prefkit.annotate.render import escape_text
+from prefkit.annotate.store import SESSION_TTL, SignInThrottled, Store, User
+from prefkit.core.errors import ConfigError
 
 SESSION_PARAM = "s"
 PROJECT_PARAM = "p"

@@ -275,7 +275,8 @@ def _type_name(tp: object) -> str:
         return tp
     if isinstance(tp, type):
         return tp.__name__
-    return str(tp).replace("typing.", "")
+    # list[prefkit.generate.config.SettingConfig] reads as list[SettingConfig]
+    return re.sub(r"\b(?:[a-z_][a-z0-9_]*\.)+([A-Z]\w*)", r"\1", str(tp).replace("typing.", ""))
 
 
 def _field_default(f: dataclasses.Field) -> str:

@@ -2,7 +2,7 @@
 
 Both engines serve the same objects, so the run, the pair builder and `train`'s best-of-K do not
 care which one produced a response. A request's prompt is already formatted (chat template
-applied, see `generate.chat`); engines tokenize it without adding special tokens again.
+applied, see `prefkit.generate.chat`); engines tokenize it without adding special tokens again.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from data.errors import RunFailed
+from prefkit.core.errors import RunFailed
 
 # Called after each finished batch with (completions in it, tokens generated in it).
 ProgressFn = Callable[[int, int], None]

@@ -19,10 +19,10 @@ from typing import Any, cast
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from data.errors import ConfigError
-from data.hub import check_model_source
-from generate.config import Dtype
-from generate.engines.base import Completion, Engine, ProgressFn, Request, Result, free_accelerator_memory
+from prefkit.core.errors import ConfigError
+from prefkit.data.hub import check_model_source
+from prefkit.generate.config import Dtype
+from prefkit.generate.engines.base import Completion, Engine, ProgressFn, Request, Result, free_accelerator_memory
 
 
 def resolve_device(device: str) -> torch.device:

@@ -30,8 +30,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from data.errors import ConfigError
-from generate.engines.base import Completion, Engine, ProgressFn, Request, Result
+from prefkit.core.errors import ConfigError
+from prefkit.generate.engines.base import Completion, Engine, ProgressFn, Request, Result
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -86,7 +86,7 @@ class OpenAIEngine(Engine):
         timeout: float = 600.0,
         backoff: float = 0.5,
     ) -> None:
-        from generate.engines.hf import load_tokenizer
+        from prefkit.generate.engines.hf import load_tokenizer
 
         if adapter:
             raise ConfigError(

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.errors import ConfigError
-from generate.config import Dtype
-from generate.engines.base import (
+from prefkit.core.errors import ConfigError
+from prefkit.generate.config import Dtype
+from prefkit.generate.engines.base import (
     Completion,
     Engine,
     GenerationFailed,
@@ -226,7 +226,7 @@ class VLLMEngine(Engine):
         seed: int = 0,
         start: Callable[..., Any] = start_llm,
     ) -> None:
-        from generate.engines.hf import load_tokenizer
+        from prefkit.generate.engines.hf import load_tokenizer
 
         self.model = str(model_path)
         self.adapter = str(adapter) if adapter else None

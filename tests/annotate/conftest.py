@@ -91,7 +91,7 @@ def clock() -> FakeClock:
 
 
 def make_pairs(n: int, start: int = 0) -> list:
-    from data.schema import Pair, Prompt, Response
+    from prefkit.data.schema import Pair, Prompt, Response
 
     return [
         Pair(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotate.agreement import agreement, cohen_kappa
+from prefkit.annotate.agreement import agreement, cohen_kappa
 
 # item -> annotator -> 7-point score (negative prefers a, 0 tie, positive prefers b)
 EXAMPLE = [

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from annotate.render import safe_markdown
-from annotate.seed import SAMPLE, TOKENS_FILE, seed_demo
-from annotate.store import Store
-from data.errors import ConfigError
-from data.readers import read_pairs
-from data.schema import Judgement, Pair, Prompt, Response, Strength
+from prefkit.annotate.render import safe_markdown
+from prefkit.annotate.seed import SAMPLE, TOKENS_FILE, seed_demo
+from prefkit.annotate.store import Store
+from prefkit.core.errors import ConfigError
+from prefkit.data.readers import read_pairs
+from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
 
 APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
 TIMEOUT = 60  # the first run imports pandas/pyarrow on a slow shared machine
@@ -423,7 +423,7 @@ def test_dashboard_access_complete_only_and_judgement_table(seeded: Seeded) -> N
 def test_sign_in_lifetime_is_a_setting(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy import select
 
-    from annotate.tables import SessionRow
+    from prefkit.annotate.tables import SessionRow
 
     monkeypatch.setenv("PREFKIT_SESSION_HOURS", "0.5")
     before = seeded.store.now()
@@ -470,7 +470,7 @@ def test_a_dialogue_with_turns_is_shown_as_a_conversation(sqlite_url: str, monke
 def test_a_safety_project_requires_the_pairs_safety_label(seeded: Seeded) -> None:
     """On a project made with --safety-labels, a choice without Llama 2's safety label of the pair
     is refused with a message and records nothing; with it, the stored unsafe flags give that bin."""
-    from data.schema import SafetyBin, judgement_safety_bin
+    from prefkit.data.schema import SafetyBin, judgement_safety_bin
 
     at = _signed_in(seeded.annotator)
     assert not [r for r in at.radio if r.key == "safety"]  # a normal project asks nothing more

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from annotate.store import FREE_FAILURES_PER_USER, Store
+from prefkit.annotate.store import FREE_FAILURES_PER_USER, Store
 
 APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from annotate.render import safe_markdown
-from annotate.seed import ADMIN, ANNOTATOR, TOKENS_FILE, seed_demo
-from annotate.server import running_app
-from annotate.store import Store
-from data.schema import Pair, Prompt, Response, Strength
+from prefkit.annotate.render import safe_markdown
+from prefkit.annotate.seed import ADMIN, ANNOTATOR, TOKENS_FILE, seed_demo
+from prefkit.annotate.server import running_app
+from prefkit.annotate.store import Store
+from prefkit.data.schema import Pair, Prompt, Response, Strength
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 30_000

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from annotate.server import running_app
-from annotate.store import Store
-from data.schema import Pair, Prompt, Response, Strength
+from prefkit.annotate.server import running_app
+from prefkit.annotate.store import Store
+from prefkit.data.schema import Pair, Prompt, Response, Strength
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 30_000
@@ -337,7 +337,7 @@ def test_keys_on_a_safety_project_need_the_pairs_safety_label(browser: Any, app:
     """A choice key without the pair's safety label records nothing (the page says why); after the
     label is picked with the mouse (the radio keeps the focus), the key records that choice once,
     with the label as the judgement's unsafe flags."""
-    from data.schema import SafetyBin, judgement_safety_bin
+    from prefkit.data.schema import SafetyBin, judgement_safety_bin
 
     store: Store = app["store"]
     user = project = "safety"

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from annotate.server import free_port, port_is_free, running_server
-from annotate.store import Store
-from data.errors import ConfigError
-from data.schema import Judgement
-from data.writers import write_pairs
+from prefkit.annotate.server import free_port, port_is_free, running_server
+from prefkit.annotate.store import Store
 from prefkit.cli import app
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import Judgement
+from prefkit.data.writers import write_pairs
 
 runner = CliRunner()
 
@@ -99,7 +99,7 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
 
 
 def test_admin_sees_failed_sign_ins_resets_a_token_and_re_enables(db_url):
-    from annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
+    from prefkit.annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
 
     old = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
     # 11 failures spread over the last minute, each after its wait: the 12th try waits 64 s
@@ -304,8 +304,8 @@ def test_assign_completeness_and_the_judgement_table(sqlite_url, make_pairs, tmp
     export --judgements writes the table `prefkit data export --judgements` (and a round) reads."""
     from datasets import load_from_disk
 
-    from data.aggregate import aggregate
-    from data.readers import read_judgements, read_pairs
+    from prefkit.data.aggregate import aggregate
+    from prefkit.data.readers import read_judgements, read_pairs
 
     pairs_file = tmp_path / "pairs.jsonl"
     write_pairs(make_pairs(6), pairs_file)
@@ -416,7 +416,7 @@ def test_export_trl_and_llama2_sets(sqlite_url, make_pairs, tmp_path):
     assert bins[pairs[0].pair_id] == (False, True) and bins[pairs[1].pair_id] == (True, True)
     assert {r["id"]: r["safety_bin"] for r in rows["s"]}[pairs[0].pair_id] == "safe_vs_unsafe"
 
-    from data.errors import DataError
+    from prefkit.core.errors import DataError
 
     with pytest.raises(DataError, match="unknown set 'harm'"):
         invoke("export", str(tmp_path / "x"), "--project", "s", "--sets", "harm", "--db", sqlite_url)

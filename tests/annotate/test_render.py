@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from annotate.render import escape_text, safe_markdown
+from prefkit.annotate.render import escape_text, safe_markdown
 
 
 def _permissive_tokens(markdown: str) -> list[SyntaxTreeNode]:
@@ -145,7 +145,7 @@ def test_any_input_renders_inert(text: str) -> None:
 
 
 def test_dialogue_turns_from_a_transcript_or_a_list_of_turns() -> None:
-    from annotate.render import dialogue_turns
+    from prefkit.annotate.render import dialogue_turns
 
     transcript = "\n\nHuman: Chào bạn?\nHuman: là một dòng\n\nAssistant: Chào!\n\nHuman: Giúp tôi.\n\nAssistant:"
     # The trailing "Assistant:" cue goes; a "Human:" not after a blank line is text of its turn.

@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from annotate.store import Progress, Store
-from annotate.tables import PairRow, UserRow
-from data.errors import ConfigError, DataError
-from data.schema import Judgement, Strength
+from prefkit.annotate.store import Progress, Store
+from prefkit.annotate.tables import PairRow, UserRow
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.schema import Judgement, Strength
 
 
 @pytest.fixture
@@ -330,7 +330,7 @@ def test_progress(store, clock, make_pairs):
 def _left_by_hand(store: Store, project: str, user: str) -> int:
     """Open pairs (not complete, done + held < required) this user holds no claim on and has not
     judged, skipped or reported, counted row by row from the tables."""
-    from annotate.tables import AssignmentRow, ProjectRow
+    from prefkit.annotate.tables import AssignmentRow, ProjectRow
 
     with store.engine.connect() as conn:
         pid = conn.execute(select(ProjectRow.id).where(ProjectRow.name == project)).scalar_one()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from annotate.store import Store
-from data.errors import ConfigError, DataError
-from data.schema import Judgement, Strength
+from prefkit.annotate.store import Store
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.schema import Judgement, Strength
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from annotate.store import Store
-from annotate.tables import AssignmentRow, JudgementRow, PairRow
-from data.schema import Judgement
+from prefkit.annotate.store import Store
+from prefkit.annotate.tables import AssignmentRow, JudgementRow, PairRow
+from prefkit.data.schema import Judgement
 
 
 def _work(store: Store, project: str, user: str, barrier: threading.Barrier | None = None) -> int:
@@ -127,7 +127,7 @@ def _bulk_users(store: Store, names: list[str]) -> None:
 
     from sqlalchemy import insert
 
-    from annotate.tables import UserRow
+    from prefkit.annotate.tables import UserRow
 
     with store.engine.begin() as c:
         c.execute(

@@ -3,8 +3,8 @@ rows stored before conversations existed still read, with their ids."""
 
 from __future__ import annotations
 
-from annotate.store import Store
-from data.schema import Pair, Prompt, Response
+from prefkit.annotate.store import Store
+from prefkit.data.schema import Pair, Prompt, Response
 
 
 def test_store_round_trips_the_turns_and_reads_old_rows(sqlite_url):

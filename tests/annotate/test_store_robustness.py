@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.pool import NullPool, QueuePool
 
-from annotate.store import Store, with_pool
-from data.errors import ConfigError, DataError
-from data.schema import Judgement, Pair, Prompt, Response
+from prefkit.annotate.store import Store, with_pool
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.schema import Judgement, Pair, Prompt, Response
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def _wrong(token: str) -> str:
 
 
 def test_repeated_failures_on_one_account_are_slowed_down(store, clock):
-    from annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
+    from prefkit.annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
 
     token = store.add_user("lan")
     for i in range(FREE_FAILURES_PER_USER):  # from different places: the account's count
@@ -103,13 +103,13 @@ def test_repeated_failures_on_one_account_are_slowed_down(store, clock):
     clock.advance(31 * 24 * 3600)  # the record keeps 30 days: a sign-in purges older attempts
     assert store.authenticate(token).name == "lan"
     with store.engine.connect() as c:
-        from annotate.tables import SignInRow
+        from prefkit.annotate.tables import SignInRow
 
         assert c.execute(select(func.count()).select_from(SignInRow)).scalar_one() == 1
 
 
 def test_repeated_failures_from_one_client_are_slowed_down(store, clock):
-    from annotate.store import FREE_FAILURES_PER_CLIENT, SignInThrottled
+    from prefkit.annotate.store import FREE_FAILURES_PER_CLIENT, SignInThrottled
 
     token = store.add_user("lan")
     for i in range(FREE_FAILURES_PER_CLIENT):  # guessing keys: no account to count against
@@ -120,7 +120,7 @@ def test_repeated_failures_from_one_client_are_slowed_down(store, clock):
 
 
 def test_admin_resets_a_token_and_re_enables_a_user(store, clock):
-    from annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
+    from prefkit.annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
 
     old = store.add_user("lan")
     session = store.start_session("lan")

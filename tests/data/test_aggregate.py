@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from data.aggregate import aggregate
-from data.errors import DataError
-from data.schema import Judgement, Pair, Prompt, Response, Strength
+from prefkit.core.errors import DataError
+from prefkit.data.aggregate import aggregate
+from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

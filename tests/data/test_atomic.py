@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from data.atomic import atomic_path
+from prefkit.core.atomic import atomic_path
 
 
 def test_file_is_replaced_only_on_success(tmp_path):
@@ -56,7 +56,7 @@ def test_directory_is_swapped_whole(tmp_path):
 def test_files_unit_fails_before_any_rename_when_a_companion_cannot_be_written(tmp_path):
     import subprocess
 
-    from data.atomic import atomic_files
+    from prefkit.core.atomic import atomic_files
 
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -74,7 +74,7 @@ def test_files_unit_fails_before_any_rename_when_a_companion_cannot_be_written(t
 
 
 def test_files_unit_replaces_main_and_companions(tmp_path):
-    from data.atomic import atomic_files
+    from prefkit.core.atomic import atomic_files
 
     main, report = tmp_path / "kept.jsonl", tmp_path / "kept.report.json"
     main.write_text("v1\n")

@@ -13,10 +13,10 @@ import datasets
 import pytest
 from typer.testing import CliRunner
 
-from data.errors import DataError
-from data.schema import Judgement, Pair, Prompt, Response, Strength
-from data.writers import write_judgements, write_pairs
 from prefkit.cli import app
+from prefkit.core.errors import DataError
+from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
+from prefkit.data.writers import write_judgements, write_pairs
 
 runner = CliRunner()
 SECRET = "hf_prefkitTestTokenDoNotPrint123"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from data.demo import sample_path
 from prefkit.cli import app
+from prefkit.data.demo import sample_path
 
 runner = CliRunner()
 

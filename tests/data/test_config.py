@@ -9,8 +9,8 @@ from typing import Literal
 
 import pytest
 
-from data.config import load_config, parse_overrides, to_dict
-from data.errors import ConfigError
+from prefkit.core.config import load_config, parse_overrides, to_dict
+from prefkit.core.errors import ConfigError
 
 
 @dataclass

@@ -14,10 +14,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from data.errors import DataError
-from data.export import detect_language, export_dataset, export_judged, safety_set, split_by_prompt
-from data.readers import read_judgements, read_pairs, read_preferences, read_prompts, source_format
-from data.schema import (
+from prefkit.cli import app
+from prefkit.core.errors import DataError
+from prefkit.core.writers import write_rows
+from prefkit.data.export import detect_language, export_dataset, export_judged, safety_set, split_by_prompt
+from prefkit.data.readers import read_judgements, read_pairs, read_preferences, read_prompts, source_format
+from prefkit.data.schema import (
     Judgement,
     Pair,
     PreferenceRow,
@@ -27,8 +29,7 @@ from data.schema import (
     Strength,
     judgement_safety_bin,
 )
-from data.writers import write_judgements, write_pairs, write_rows
-from prefkit.cli import app
+from prefkit.data.writers import write_judgements, write_pairs
 
 runner = CliRunner()
 
@@ -349,7 +350,7 @@ def test_every_export_loads_with_load_dataset_and_load_from_disk(tmp_path: Path,
 
 
 def test_annotate_store_export_loads_both_ways_and_keeps_the_turns(tmp_path: Path) -> None:
-    from annotate.store import Store
+    from prefkit.annotate.store import Store
 
     store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
     store.create_project("p", overlap=1)

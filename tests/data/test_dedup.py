@@ -12,10 +12,10 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.dedup import dedup_records, near_duplicate_pairs
-from data.errors import ConfigError, DataError
-from data.minhash import SCHEME, candidate_pairs, lsh_params, signatures
-from data.shingles import normalize, shingle_hash, shingle_hashes, shingles, words
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.dedup import dedup_records, near_duplicate_pairs
+from prefkit.data.minhash import SCHEME, candidate_pairs, lsh_params, signatures
+from prefkit.data.shingles import normalize, shingle_hash, shingle_hashes, shingles, words
 
 ONSETS = [
     "b",

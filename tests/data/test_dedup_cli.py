@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from data.dedup import dedup_file
-from data.errors import ConfigError, DataError
 from prefkit.cli import app
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.dedup import dedup_file
 
 runner = CliRunner()
 

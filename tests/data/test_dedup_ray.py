@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from data.dedup import CHUNK_ROWS, dedup_records
-from data.errors import ConfigError
-from data.minhash import WINDOW, candidate_pairs
+from prefkit.core.errors import ConfigError
+from prefkit.data.dedup import CHUNK_ROWS, dedup_records
+from prefkit.data.minhash import WINDOW, candidate_pairs
 
 pytest.importorskip("ray.data", reason="engine ray needs Ray Data: pip install 'prefkit[ray]'")
 
@@ -22,7 +22,7 @@ WORDS = [f"từ{i}" for i in range(3000)]
 
 @pytest.fixture(scope="module")
 def ray_engine():
-    from data.dedup_ray import RayEngine
+    from prefkit.data.dedup_ray import RayEngine
 
     engine = RayEngine(num_cpus=2)
     yield engine

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import datasets
 
-from data.demo import run_data_demo, sample_path
-from data.readers import read_preferences, read_rows
-from data.validate import validate_source
+from prefkit.data.demo import run_data_demo, sample_path
+from prefkit.data.readers import read_preferences, read_rows
+from prefkit.data.validate import validate_source
 
 
 def test_bundled_sample_is_valid_varied_and_has_planted_near_duplicates() -> None:

@@ -1,8 +1,8 @@
-"""`data.errors.first_line`: one line of an exception's text for one-line user errors."""
+"""`prefkit.core.errors.first_line`: one line of an exception's text for one-line user errors."""
 
 from __future__ import annotations
 
-from data.errors import first_line
+from prefkit.core.errors import first_line
 
 
 def test_first_line_of_long_text_or_the_type_name() -> None:

@@ -11,10 +11,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.errors import DataError
-from data.export import export_dataset, split_by_prompt
-from data.readers import read_preferences
-from data.schema import EXPORT_COLUMNS, PreferenceRow, Strength
+from prefkit.core.errors import DataError
+from prefkit.data.export import export_dataset, split_by_prompt
+from prefkit.data.readers import read_preferences
+from prefkit.data.schema import EXPORT_COLUMNS, PreferenceRow, Strength
 
 
 def rows(n_prompts: int = 12, per_prompt: int = 3) -> list[PreferenceRow]:
@@ -133,7 +133,7 @@ def test_dataset_card_metadata_and_prose(tmp_path: Path) -> None:
         datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))["test"].num_rows == dsdict["test"].num_rows
     )
     # ... and the pushed card at the Parquet files push_to_hub writes
-    from data.card import hub_card
+    from prefkit.data.card import hub_card
 
     pushed = yaml.safe_load(hub_card(text)[4:].split("\n---\n", 1)[0])
     assert pushed["configs"][0]["data_files"] == [
@@ -164,8 +164,8 @@ def test_failed_export_leaves_previous_output(tmp_path: Path) -> None:
 
 
 def test_export_judged_card_counts_match_the_aggregation(tmp_path):
-    from data.export import export_judged
-    from data.schema import Judgement, Pair, Prompt, Response
+    from prefkit.data.export import export_judged
+    from prefkit.data.schema import Judgement, Pair, Prompt, Response
 
     pairs = [
         Pair(Prompt(f"Câu hỏi số {i}?"), Response(f"trả lời tốt {i}", model="m"), Response(f"tệ {i}", model="m"))

@@ -2,7 +2,7 @@
 never a new output beside a previous run's report, and the next run cleans what the killed one left.
 
 The real `prefkit` command runs in a subprocess with `PREFKIT_FAULT_AT=STEP`, which makes
-`data.atomic` SIGKILL the process at that step (see `data.atomic.FAULT_STEPS`).
+`prefkit.core.atomic` SIGKILL the process at that step (see `prefkit.core.atomic.FAULT_STEPS`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from data.atomic import FAULT_ENV, FAULT_STEPS, NO_EXCHANGE_ENV
+from prefkit.core.atomic import FAULT_ENV, FAULT_STEPS, NO_EXCHANGE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "samples" / "vi_preference_sample.jsonl"
@@ -133,9 +133,9 @@ def test_export_killed_at_each_step_keeps_a_whole_dataset(
 def test_annotate_export_killed_mid_swap_keeps_a_whole_dataset(prefkit_main, tmp_path: Path, step: str) -> None:
     from datasets import load_from_disk
 
-    from annotate.store import Store
-    from data.readers import read_pairs
-    from data.schema import Judgement
+    from prefkit.annotate.store import Store
+    from prefkit.data.readers import read_pairs
+    from prefkit.data.schema import Judgement
 
     store = Store.open(str(tmp_path / "s.db"))
     try:
@@ -183,7 +183,7 @@ def test_generate_killed_while_writing_resumes_and_cleans_up(tiny_model_path: Pa
 
 
 def test_only_a_dead_runs_temp_files_are_cleaned(tmp_path: Path) -> None:
-    from data.atomic import atomic_path, clean_stale
+    from prefkit.core.atomic import atomic_path, clean_stale
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from data.errors import ConfigError
-from data.hub import check_model_source
+from prefkit.core.errors import ConfigError
+from prefkit.data.hub import check_model_source
 
 
 def test_local_folder_passes(tmp_path, monkeypatch):

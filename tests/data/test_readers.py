@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.errors import DataError
-from data.readers import (
+from prefkit.core.errors import DataError
+from prefkit.data.readers import (
     canonical_records,
     detect_format,
     read_judgements,
@@ -25,8 +25,8 @@ from data.readers import (
     read_rows,
     source_format,
 )
-from data.schema import Judgement, Pair, Prompt, Response, Strength, content_id
-from data.writers import write_judgements, write_pairs
+from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength, content_id
+from prefkit.data.writers import write_judgements, write_pairs
 
 HH_SINGLE = {
     "chosen": "\n\nHuman: Làm sao để học tốt?\n\nAssistant: Học đều mỗi ngày.",

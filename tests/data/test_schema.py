@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from data.schema import (
+from prefkit.data.schema import (
     PAIR_COLUMNS,
     Judgement,
     MarginScheme,

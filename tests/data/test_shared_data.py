@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.errors import DataError
-from data.readers import read_preferences, read_prompts, source_format
-from data.validate import validate_source
+from prefkit.core.errors import DataError
+from prefkit.data.readers import read_preferences, read_prompts, source_format
+from prefkit.data.validate import validate_source
 
 
 def test_hh_rlhf_harmless_test_split(shared_data: Path) -> None:

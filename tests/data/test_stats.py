@@ -1,11 +1,11 @@
-"""`data.stats.compute_stats` on files with broken lines and on text-free (judgement) rows."""
+"""`prefkit.data.stats.compute_stats` on files with broken lines and on text-free (judgement) rows."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from data.stats import compute_stats
+from prefkit.data.stats import compute_stats
 
 
 def test_malformed_line_counts_as_unreadable(write_jsonl: Callable[..., Path]) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from data.errors import DataError
-from data.readers import read_preferences, read_rows
-from data.schema import EXPORT_COLUMNS, PreferenceRow
-from data.writers import write_preferences, write_rows
+from prefkit.core.errors import DataError
+from prefkit.core.writers import write_rows
+from prefkit.data.readers import read_preferences, read_rows
+from prefkit.data.schema import EXPORT_COLUMNS, PreferenceRow
+from prefkit.data.writers import write_preferences
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json", ".parquet"])
@@ -78,7 +79,7 @@ def test_write_json_is_atomic_and_writes_objects_as_text(tmp_path):
     import json
     from datetime import datetime
 
-    from data.writers import write_json
+    from prefkit.core.writers import write_json
 
     target = tmp_path / "report.json"
     target.write_text('{"old": true}\n')

@@ -64,7 +64,7 @@ def prompts_file(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def hf_engine(tiny_model_path):
     """One CPU engine on the tiny model for the session (it holds no state between calls)."""
-    from generate.engines.hf import HFEngine
+    from prefkit.generate.engines.hf import HFEngine
 
     return HFEngine(tiny_model_path, batch_size=8, device="cpu", dtype="float32")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from data.schema import Prompt
-from generate.chat import asked_prompt, format_prompt
+from prefkit.data.schema import Prompt
+from prefkit.generate.chat import asked_prompt, format_prompt
 
 
 @pytest.fixture

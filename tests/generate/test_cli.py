@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from data.readers import read_pairs
 from prefkit.cli import app
+from prefkit.data.readers import read_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "generate" / "tiny-cpu.yaml"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from generate.chat import format_prompt
-from generate.engines.base import Request
-from generate.engines.hf import HFEngine
+from prefkit.generate.chat import format_prompt
+from prefkit.generate.engines.base import Request
+from prefkit.generate.engines.hf import HFEngine
 
 QUESTIONS = ["Xin chào?", "Hãy giải thích quang hợp là gì một cách thật đơn giản và dễ hiểu.", "1 + 1 = ?"]
 
@@ -27,7 +27,7 @@ def prompts(engine) -> list[str]:
 def test_row_sampler_draws_from_the_tempered_nucleus(temperature, top_p, expected):
     import torch
 
-    from generate.engines.hf import RowSampler
+    from prefkit.generate.engines.hf import RowSampler
 
     rows = 4000
     scores = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).repeat(rows, 1)
@@ -137,7 +137,7 @@ def test_lora_adapter_changes_answers_and_base_stays_available(tiny_model_path, 
 
 
 def test_close_is_idempotent_and_a_closed_engine_refuses_work(tiny_model_path):
-    from generate.engines.base import EngineClosed
+    from prefkit.generate.engines.base import EngineClosed
 
     engine = HFEngine(tiny_model_path, device="cpu", dtype="float32")
     [result] = engine.generate([Request("Xin chào", max_tokens=2)])

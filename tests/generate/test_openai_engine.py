@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from data.errors import ConfigError
-from data.readers import read_pairs
-from generate.chat import format_prompt
-from generate.config import GenerateConfig
-from generate.engines.base import Request
-from generate.engines.openai_api import OpenAIEngine, ServerError, completion_body
-from generate.run import generate_pairs
+from prefkit.core.errors import ConfigError
+from prefkit.data.readers import read_pairs
+from prefkit.generate.chat import format_prompt
+from prefkit.generate.config import GenerateConfig
+from prefkit.generate.engines.base import Request
+from prefkit.generate.engines.openai_api import OpenAIEngine, ServerError, completion_body
+from prefkit.generate.run import generate_pairs
 
 
 def _free_port() -> int:

@@ -6,9 +6,9 @@ import unicodedata
 
 import pytest
 
-from data.schema import Pair, Prompt, Response
-from data.shingles import jaccard
-from generate.pairs import build_pairs, drop_reason
+from prefkit.data.schema import Pair, Prompt, Response
+from prefkit.data.shingles import jaccard
+from prefkit.generate.pairs import build_pairs, drop_reason
 
 PROMPT = Prompt("Vì sao bầu trời có màu xanh?")
 LONG = (

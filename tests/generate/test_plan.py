@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.errors import ConfigError
-from generate.plan import SamplingPlan, Setting
+from prefkit.core.errors import ConfigError
+from prefkit.generate.plan import SamplingPlan, Setting
 
 SETTINGS = (
     Setting("model-a", 0.6, 0.9),

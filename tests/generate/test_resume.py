@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from data.atomic import FAULT_ENV, FAULT_SIGNAL_ENV
-from data.config import load_config
-from data.readers import read_pairs
-from generate.config import GenerateConfig
-from generate.run import generate_pairs
+from prefkit.core.atomic import FAULT_ENV, FAULT_SIGNAL_ENV
+from prefkit.core.config import load_config
+from prefkit.data.readers import read_pairs
+from prefkit.generate.config import GenerateConfig
+from prefkit.generate.run import generate_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def manifest_steps(out: Path) -> list[dict]:
         return []
 
 
-# With --shard-size 1 a run writes, through data.atomic: the manifest and report when it starts (2 files),
+# With --shard-size 1 a run writes, through prefkit.core.atomic: the manifest and report when it starts (2 files),
 # then per step its shard, the manifest and the report (3). The 6th complete temp file is the second
 # step's shard, not yet renamed: the run stops there, with exactly one step finished and a temp on disk.
 SECOND_SHARD_WRITTEN = "file:written@6"
@@ -39,7 +39,7 @@ UNIGNORED_SIGINT = (
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_run_resumes_without_redoing_or_duplicating(sig, tiny_model_path, questions, make_prompts, tmp_path):
-    # The signal comes from data.atomic's fault hook at a fixed point of the run (not from a poll of
+    # The signal comes from prefkit.core.atomic's fault hook at a fixed point of the run (not from a poll of
     # the manifest, which raced the run on a busy machine): while the second shard is being written.
     asked = questions[:6]
     n = len(asked)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from data.config import load_config
-from data.errors import ConfigError, DataError
-from data.readers import read_pairs
-from data.schema import PAIR_COLUMNS
-from generate.config import DEFAULT_SYSTEM_PROMPT, GenerateConfig, SettingConfig
-from generate.run import generate_pairs
+from prefkit.core.config import load_config
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.readers import read_pairs
+from prefkit.data.schema import PAIR_COLUMNS
+from prefkit.generate.config import DEFAULT_SYSTEM_PROMPT, GenerateConfig, SettingConfig
+from prefkit.generate.run import generate_pairs
 
 
 def config(prompts: Path, out: Path, models: list[str], **kw) -> GenerateConfig:
@@ -151,7 +151,7 @@ def test_a_finished_run_is_kept_safe(tiny_model_copy, questions, make_prompts, t
 
 def test_multi_turn_prompts_are_answered_with_their_history(tiny_model_path, tmp_path, monkeypatch):
     """Pairs keep the conversation, and the model was asked it whole (the formatted text holds every turn)."""
-    import generate.run as run_module
+    import prefkit.generate.run as run_module
 
     prompts = tmp_path / "conv.jsonl"
     convs = [

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from data.errors import ConfigError
-from data.readers import read_pairs
-from generate.config import GenerateConfig
-from generate.run import generate_pairs, prompt_part
+from prefkit.core.errors import ConfigError
+from prefkit.data.readers import read_pairs
+from prefkit.generate.config import GenerateConfig
+from prefkit.generate.run import generate_pairs, prompt_part
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def test_parts_split_the_prompts_disjointly_into_one_folder(tiny_model_path, que
     result = CliRunner().invoke(app, ["annotate", "import", str(out), "--project", "p", "--db", db])
     assert result.exit_code == 0, result.output
     assert "8" in result.output
-    from annotate.store import Store
+    from prefkit.annotate.store import Store
 
     with Store.open(db) as store:
         assert store.count_pairs("p") == 8

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from data.errors import ConfigError
-from generate.engines.base import EngineClosed, GenerationFailed, Request
-from generate.engines.vllm import (
+from prefkit.core.errors import ConfigError
+from prefkit.generate.engines.base import EngineClosed, GenerationFailed, Request
+from prefkit.generate.engines.vllm import (
     LORA_RANKS,
     LoraRegistry,
     VLLMEngine,
@@ -76,7 +76,7 @@ def test_stop_and_length_are_answers_abort_and_error_are_failures():
 
 
 def test_config_temperatures_are_checked_naming_the_key():
-    from generate.config import GenerateConfig, SettingConfig
+    from prefkit.generate.config import GenerateConfig, SettingConfig
 
     assert GenerateConfig(temperatures=[0, 2]).temperatures == [0.0, 2.0]
     with pytest.raises(ConfigError, match=r"^temperatures\[1\]: temperature 2.5 is out of range .*vLLM refuses"):
@@ -261,8 +261,8 @@ def test_close_releases_even_when_the_engine_core_shutdown_fails(tiny_model_path
 def test_opening_the_vllm_engine_without_vllm_says_how_to_get_it(tiny_model_path):
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
-    from generate.config import GenerateConfig
-    from generate.run import open_engine
+    from prefkit.generate.config import GenerateConfig
+    from prefkit.generate.run import open_engine
 
     with pytest.raises(ConfigError, match=r"pip install 'prefkit\[gpu\]'"):
         open_engine(GenerateConfig(engine="vllm"), str(tiny_model_path))
@@ -274,7 +274,7 @@ def test_opening_the_vllm_engine_without_vllm_says_how_to_get_it(tiny_model_path
 @pytest.mark.gpu
 @pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 def test_vllm_engine_end_to_end_on_the_tiny_model(tiny_model_path):
-    from generate.chat import format_prompt
+    from prefkit.generate.chat import format_prompt
 
     engine = VLLMEngine(tiny_model_path, gpu_memory_utilization=0.3, max_model_len=512)
     p = format_prompt(engine.tokenizer, "Xin chào?", "Trả lời ngắn gọn.")

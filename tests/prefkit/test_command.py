@@ -71,7 +71,7 @@ def test_version_and_debug_flags(tmp_path):
 def test_demo_runs_the_pipeline_and_seeds_a_store(tmp_path):
     from datasets import load_from_disk
 
-    from annotate.store import Store
+    from prefkit.annotate.store import Store
 
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out), "--no-serve"])
@@ -103,7 +103,7 @@ def test_a_run_that_fails_outside_the_input_is_one_line_and_exit_1(monkeypatch, 
     """An engine that ends a request without an answer (vLLM's `abort`/`error`) is not bad input:
     one line, exit 1, no traceback (`--debug` shows it)."""
     import prefkit.cli as cli
-    from generate.engines.base import GenerationFailed
+    from prefkit.generate.engines.base import GenerationFailed
 
     def failing_app() -> None:
         raise GenerationFailed("request 3, sample 0: vLLM ended a request with finish reason 'abort'")
@@ -139,6 +139,7 @@ def test_debug_shows_log_lines_and_plain_runs_do_not(tmp_path):
     again = runner.invoke(app, ["--debug", "data", "export", str(src), str(tmp_path / "c"), "--language", "vi"])
     assert plain.exit_code == debug.exit_code == again.exit_code == 0, plain.output + debug.output
     assert "DEBUG" not in plain.output
-    assert f"DEBUG data.export: {src}: read as vi_alpaca_preference" in debug.output
-    assert again.output.count("DEBUG data.export") == 1  # a second command in one process: one handler, one line
+    assert f"DEBUG prefkit.data.export: {src}: read as vi_alpaca_preference" in debug.output
+    # a second command in one process: one handler, one line
+    assert again.output.count("DEBUG prefkit.data.export") == 1
     assert "wrote " in plain.output and "DEBUG" not in plain.output

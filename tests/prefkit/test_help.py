@@ -10,11 +10,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from data.config import default_of, field_help
-from data.dedup_config import DedupConfig
-from data.export_config import ExportConfig
-from generate.config import GenerateConfig, SettingConfig
 from prefkit.cli import app
+from prefkit.core.config import default_of, field_help
+from prefkit.data.dedup_config import DedupConfig
+from prefkit.data.export_config import ExportConfig
+from prefkit.generate.config import GenerateConfig, SettingConfig
 
 runner = CliRunner()
 
@@ -106,8 +106,8 @@ def test_options_take_default_and_help_from_the_config(path, cls, renamed):
 
 
 def test_python_defaults_are_the_configs():
-    from data.dedup import dedup_file, dedup_records
-    from data.export import export_dataset, export_judged
+    from prefkit.data.dedup import dedup_file, dedup_records
+    from prefkit.data.export import export_dataset, export_judged
 
     for fn, cls in (
         (dedup_records, DedupConfig),
@@ -128,9 +128,9 @@ def test_python_defaults_are_the_configs():
 
 
 def _train_configs():
-    from train.best_of_k import BestOfKConfig
-    from train.chain import ChainConfig
-    from train.config import (
+    from prefkit.train.best_of_k import BestOfKConfig
+    from prefkit.train.chain import ChainConfig
+    from prefkit.train.config import (
         DataConfig,
         DpoConfig,
         LoraSection,
@@ -141,9 +141,9 @@ def _train_configs():
         ScoreConfig,
         SftConfig,
     )
-    from train.online import GrpoConfig, OnlineConfig, RlooConfig
-    from train.rounds import MixSet, RoundsConfig
-    from train.scoring import RewardSection
+    from prefkit.train.online import GrpoConfig, OnlineConfig, RlooConfig
+    from prefkit.train.rounds import MixSet, RoundsConfig
+    from prefkit.train.scoring import RewardSection
 
     return [
         ModelConfig,

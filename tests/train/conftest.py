@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from data.export import export_dataset
-from data.schema import PreferenceRow, Strength
+from prefkit.data.export import export_dataset
+from prefkit.data.schema import PreferenceRow, Strength
 
 TOPICS = ["phở", "cà phê", "Hà Nội", "mùa thu", "quang hợp", "bánh mì", "sông Hồng", "áo dài", "trà", "lúa"]
 VERBS = ["Giải thích", "Mô tả", "Kể về", "Viết về", "Nói về"]

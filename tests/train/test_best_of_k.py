@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from data.schema import Prompt
-from generate.engines.vllm import unavailable_reason
+from prefkit.data.schema import Prompt
+from prefkit.generate.engines.vllm import unavailable_reason
 
 
 def count_a(prompts, completions):
@@ -19,8 +19,8 @@ def count_a(prompts, completions):
 def test_best_of_k_keeps_the_top_scored_sample(tiny_model_path, tmp_path):
     from datasets import load_from_disk
 
-    from train.best_of_k import BestOfKConfig, run
-    from train.config import ModelConfig
+    from prefkit.train.best_of_k import BestOfKConfig, run
+    from prefkit.train.config import ModelConfig
 
     prompts = [Prompt(q) for q in ("Xin chào", "Viết một câu về phở", "Tính tổng 1 đến 100", "Hà Nội mùa thu")]
     cfg = BestOfKConfig(
@@ -57,9 +57,9 @@ def test_best_of_k_keeps_the_top_scored_sample(tiny_model_path, tmp_path):
 def test_best_of_k_asks_as_generate_does_skips_too_long_prompts_and_never_reuses_seeds(tiny_model_path, tmp_path):
     from datasets import load_from_disk
 
-    from generate.config import DEFAULT_SYSTEM_PROMPT
-    from train.best_of_k import BestOfKConfig, run
-    from train.config import ModelConfig
+    from prefkit.generate.config import DEFAULT_SYSTEM_PROMPT
+    from prefkit.train.best_of_k import BestOfKConfig, run
+    from prefkit.train.config import ModelConfig
 
     seen: list[Prompt] = []
 
@@ -113,11 +113,11 @@ def reward_model_dir(tiny_model_path, tmp_path_factory):
 @pytest.fixture
 def watched(monkeypatch):
     """Records, around the real engine and the real reward loader, what best-of-K does in which order."""
-    import generate.run
-    import train.best_of_k as bok
+    import prefkit.generate.run as generate_run
+    import prefkit.train.best_of_k as bok
 
     events, engines, configs = [], [], []
-    real_open, real_load = generate.run.open_engine, bok.load_reward
+    real_open, real_load = generate_run.open_engine, bok.load_reward
 
     def open_engine(cfg, *args, **kwargs):
         engine = real_open(cfg, *args, **kwargs)
@@ -137,7 +137,7 @@ def watched(monkeypatch):
         events.append(("load_reward", [e.closed for e in engines]))
         return real_load(section)
 
-    monkeypatch.setattr(generate.run, "open_engine", open_engine)
+    monkeypatch.setattr(generate_run, "open_engine", open_engine)
     monkeypatch.setattr(bok, "load_reward", load_reward)
     return events, engines, configs
 
@@ -145,10 +145,10 @@ def watched(monkeypatch):
 def test_best_of_k_closes_the_engine_before_it_loads_the_reward_model(
     tiny_model_path, reward_model_dir, watched, tmp_path
 ):
-    from generate.engines.base import EngineClosed, Request
-    from train.best_of_k import BestOfKConfig, run
-    from train.config import ModelConfig
-    from train.scoring import RewardSection
+    from prefkit.generate.engines.base import EngineClosed, Request
+    from prefkit.train.best_of_k import BestOfKConfig, run
+    from prefkit.train.config import ModelConfig
+    from prefkit.train.scoring import RewardSection
 
     events, engines, configs = watched
     cfg = BestOfKConfig(
@@ -182,10 +182,10 @@ def test_best_of_k_closes_the_engine_before_it_loads_the_reward_model(
 
 
 def test_a_wrong_reward_section_fails_before_any_sampling(tiny_model_path, watched, tmp_path):
-    from data.errors import ConfigError
-    from train.best_of_k import BestOfKConfig, run
-    from train.config import ModelConfig
-    from train.scoring import RewardSection
+    from prefkit.core.errors import ConfigError
+    from prefkit.train.best_of_k import BestOfKConfig, run
+    from prefkit.train.config import ModelConfig
+    from prefkit.train.scoring import RewardSection
 
     events, _, _ = watched
     for reward, message in [
@@ -200,9 +200,9 @@ def test_a_wrong_reward_section_fails_before_any_sampling(tiny_model_path, watch
 
 
 def test_best_of_k_config_checks_temperature_and_vllm_settings_by_key(tmp_path):
-    from data.config import load_config
-    from data.errors import ConfigError
-    from train.best_of_k import BestOfKConfig
+    from prefkit.core.config import load_config
+    from prefkit.core.errors import ConfigError
+    from prefkit.train.best_of_k import BestOfKConfig
 
     path = tmp_path / "bok.yaml"
     path.write_text("model: {path: m}\nengine: vllm\ntemperature: 2.5\n")
@@ -224,9 +224,9 @@ def test_best_of_k_with_vllm_then_reward_scoring_in_one_process(tiny_model_path,
 
     import torch
 
-    from train.best_of_k import BestOfKConfig, run
-    from train.config import ModelConfig
-    from train.scoring import RewardSection
+    from prefkit.train.best_of_k import BestOfKConfig, run
+    from prefkit.train.config import ModelConfig
+    from prefkit.train.scoring import RewardSection
 
     cfg = BestOfKConfig(
         output_dir=tmp_path / "bok",

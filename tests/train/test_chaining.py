@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.config import load_config
-from data.export import export_dataset
-from train import dpo
-from train.config import DpoConfig, SftConfig
-from train.models import load_policy, save_model_final
+from prefkit.core.config import load_config
+from prefkit.data.export import export_dataset
+from prefkit.train import dpo
+from prefkit.train.config import DpoConfig, SftConfig
+from prefkit.train.models import load_policy, save_model_final
 
 # The 16 NF4 levels (QLoRA, appendix E; bitsandbytes' table).
 NF4 = torch.tensor(

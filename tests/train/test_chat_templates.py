@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from data.config import load_config
-from data.errors import ConfigError
-from train import sft
-from train.chat_templates import training_chat_template
-from train.config import SftConfig
-from train.tiny_model import FAMILIES, build_tokenizer, family_template
+from prefkit.core.config import load_config
+from prefkit.core.errors import ConfigError
+from prefkit.train import sft
+from prefkit.train.chat_templates import training_chat_template
+from prefkit.train.config import SftConfig
+from prefkit.train.tiny_model import FAMILIES, build_tokenizer, family_template
 
 SYSTEM = "You are a helpful assistant."
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from data.errors import DataError
 from prefkit.cli import app
+from prefkit.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 

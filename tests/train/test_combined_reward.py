@@ -11,9 +11,9 @@ import textwrap
 
 import pytest
 
-from data.errors import ConfigError
-from data.schema import Prompt
-from train.scoring import CombinedReward, RewardModelScorer, RewardSection, load_reward, whiten
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import Prompt
+from prefkit.train.scoring import CombinedReward, RewardModelScorer, RewardSection, load_reward, whiten
 
 RULES = textwrap.dedent(
     """
@@ -110,7 +110,7 @@ def test_two_tiny_reward_models(tiny_model_path, tmp_path):
 
 
 def test_trl_adapter_keeps_the_adversarial_tag_and_the_history(rules):
-    from train.online import _prompt_dataset, trl_reward
+    from prefkit.train.online import _prompt_dataset, trl_reward
 
     combined = load_reward(RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety"))
     prompts = [Prompt("Q one?", adversarial=True), Prompt("Q two?", history=(("user", "hi"), ("assistant", "yo")))]
@@ -128,8 +128,8 @@ def test_trl_adapter_keeps_the_adversarial_tag_and_the_history(rules):
 def test_best_of_k_with_the_combined_reward(tiny_model_path, rules, tmp_path):
     from datasets import load_from_disk
 
-    from train.best_of_k import BestOfKConfig, run
-    from train.config import ModelConfig
+    from prefkit.train.best_of_k import BestOfKConfig, run
+    from prefkit.train.config import ModelConfig
 
     prompts = [Prompt("Tell me a story.", adversarial=True), Prompt("Name a fruit."), Prompt("Say hi.")]
     cfg = BestOfKConfig(
@@ -159,8 +159,8 @@ def test_best_of_k_with_the_combined_reward(tiny_model_path, rules, tmp_path):
 @pytest.mark.slow
 def test_grpo_passes_the_adversarial_tag_to_the_combined_reward(tiny_model_path, rules, tmp_path):
     """Through TRL's real GRPOTrainer: answers to the adversarial prompt always get the safety score."""
-    from train.config import LoraSection, ModelConfig
-    from train.online import GrpoConfig, run_grpo
+    from prefkit.train.config import LoraSection, ModelConfig
+    from prefkit.train.online import GrpoConfig, run_grpo
 
     combined = load_reward(RewardSection(function=f"{rules}:helpful", safety_function=f"{rules}:safety"))
     seen: list[tuple[str, str]] = []

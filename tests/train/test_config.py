@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.config import load_config
-from data.errors import ConfigError
-from train.chain import ChainConfig
-from train.config import STAGE_CONFIGS, DpoConfig, RewardConfig, SftConfig
-from train.models import peft_config, quantization_config, trainer_kwargs, use_bf16
+from prefkit.core.config import load_config
+from prefkit.core.errors import ConfigError
+from prefkit.train.chain import ChainConfig
+from prefkit.train.config import STAGE_CONFIGS, DpoConfig, RewardConfig, SftConfig
+from prefkit.train.models import peft_config, quantization_config, trainer_kwargs, use_bf16
 
 # this room's stages (PPO, best-of-K and rounds test their own configs)
 CONFIGS = sorted(
@@ -113,7 +113,7 @@ def test_report_to_a_missing_tracker_is_a_config_error():
 
 
 def test_missing_adapter_is_a_config_error(tiny_model_path, tmp_path):
-    from train.models import load_policy
+    from prefkit.train.models import load_policy
 
     cfg = load_config(SftConfig, None, [f"model.path={tiny_model_path}", f"model.adapter={tmp_path / 'no-adapter'}"])
     with pytest.raises(ConfigError, match=r"model\.adapter.*cannot load a peft adapter"):

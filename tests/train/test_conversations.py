@@ -10,13 +10,13 @@ from pathlib import Path
 import datasets
 import pytest
 
-from data.config import load_config
-from data.errors import DataError
-from data.export import export_dataset, export_sets
-from data.readers import read_preferences
-from data.schema import PreferenceRow
-from train.config import DataConfig, RewardConfig
-from train.datasets import load_prompts, load_split, preference_dataset, sft_dataset
+from prefkit.core.config import load_config
+from prefkit.core.errors import DataError
+from prefkit.data.export import export_dataset, export_sets
+from prefkit.data.readers import read_preferences
+from prefkit.data.schema import PreferenceRow
+from prefkit.train.config import DataConfig, RewardConfig
+from prefkit.train.datasets import load_prompts, load_split, preference_dataset, sft_dataset
 
 HISTORY = (("user", "Vì sao trời xanh?"), ("assistant", "Do tán xạ ánh sáng."))
 
@@ -127,7 +127,7 @@ def _harmless_file(shared_data: Path, tmp_path: Path, n: int) -> Path:
 
 @pytest.mark.slow
 def test_tiny_safety_reward_model_on_hh_rlhf_harmless(shared_data, tiny_model_path, tmp_path):
-    from train import reward
+    from prefkit.train import reward
 
     src = _harmless_file(shared_data, tmp_path, 80)
     export_sets(read_preferences(src), tmp_path / "hh", ("safety",), test_size=0.25, seed=1, trl=True)
@@ -157,7 +157,7 @@ def test_tiny_safety_reward_model_on_hh_rlhf_harmless(shared_data, tiny_model_pa
 
 
 def test_reward_reports_accuracy_per_safety_bin(tiny_model_path, tmp_path):
-    from train import reward
+    from prefkit.train import reward
 
     export_dataset(rows() * 1, tmp_path / "ds", test_size=0.5, seed=2)
     cfg = load_config(

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from data.errors import DataError
-from data.schema import MARGINS, MarginScheme, Strength
-from train.config import DataConfig
-from train.datasets import load_split, margins, preference_dataset, sft_dataset
+from prefkit.core.errors import DataError
+from prefkit.data.schema import MARGINS, MarginScheme, Strength
+from prefkit.train.config import DataConfig
+from prefkit.train.datasets import load_split, margins, preference_dataset, sft_dataset
 
 
 def test_exported_folder_gives_train_and_test(marker_dataset):
@@ -92,12 +92,13 @@ def test_rows_become_chat_conversations(tmp_path):
 
 
 def test_gzipped_jsonl_parquet_export_and_shard_folders_load_like_data_reads_them(tmp_path, make_marker_rows):
-    """Sources resolve through data.sources: .jsonl.gz, the export's data/<split>-*.parquet, a folder of shards."""
+    """Sources resolve through prefkit.data.sources: .jsonl.gz, the export's data/<split>-*.parquet,
+    a folder of shards."""
     import gzip
 
     import pandas as pd
 
-    from data.export import export_dataset
+    from prefkit.data.export import export_dataset
 
     rows = [r.to_record() for r in make_marker_rows(6)]
     gz = tmp_path / "pairs.jsonl.gz"
@@ -126,7 +127,7 @@ def test_a_broken_line_names_its_file_and_line(tmp_path):
 
 
 def test_load_prompts_reads_any_prompt_source_and_caps_rows(tmp_path):
-    from train.datasets import load_prompts
+    from prefkit.train.datasets import load_prompts
 
     f = tmp_path / "prompts.jsonl"
     f.write_text("".join(json.dumps({"prompt": f"Câu hỏi {i}?"}) + "\n" for i in range(5)))

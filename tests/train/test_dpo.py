@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from data.config import load_config
-from data.export import export_dataset
-from train import dpo
-from train.config import DpoConfig
+from prefkit.core.config import load_config
+from prefkit.data.export import export_dataset
+from prefkit.train import dpo
+from prefkit.train.config import DpoConfig
 
 
 @pytest.mark.slow
@@ -80,7 +80,7 @@ def test_dpo_raises_held_out_preference_accuracy_over_the_start_model(tiny_model
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from train.datasets import load_split, preference_dataset
+    from prefkit.train.datasets import load_split, preference_dataset
 
     export_dataset(make_balanced_rows(96, seed=4), tmp_path / "ds", test_size=0.25, seed=1)
     cfg = load_config(

@@ -8,9 +8,9 @@ import importlib.util
 import pytest
 import torch
 
-from data.config import load_config
-from train import dpo, reward
-from train.config import DpoConfig, RewardConfig
+from prefkit.core.config import load_config
+from prefkit.train import dpo, reward
+from prefkit.train.config import DpoConfig, RewardConfig
 
 pytestmark = [
     pytest.mark.gpu,
@@ -54,9 +54,9 @@ def test_qlora_dpo_from_a_qlora_sft_adapter_starts_at_the_sft_model(tiny_model_p
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from train import sft
-    from train.config import SftConfig
-    from train.models import load_policy
+    from prefkit.train import sft
+    from prefkit.train.config import SftConfig
+    from prefkit.train.models import load_policy
 
     sets = _sets(tiny_model_path, marker_dataset, tmp_path / "sft")
     sft_summary = sft.run(load_config(SftConfig, None, sets))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from data.config import load_config
-from data.export import export_dataset
+from prefkit.core.config import load_config
+from prefkit.data.export import export_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "accelerate"
@@ -251,13 +251,13 @@ def test_ppo_on_two_cpu_processes_ends_where_one_process_does_and_resumes(tiny_m
     """2 processes × 8 prompts against 1 process × 16, interrupted after its checkpoint and resumed.
 
     Each process samples its own 8 rows of every step's 16; a row's answer depends on (seed, step, row)
-    only (train.seeded_sampling), the whitening and the token shares of the losses are the whole batch's,
+    only (prefkit.train.seeded_sampling), the whitening and the token shares of the losses are the whole batch's,
     and the gradients are summed across processes: both runs compute the same thing, and differ only by
     float32 rounding (see the tolerance below)."""
     import torch
     from peft import load_peft_weights
 
-    from train import ppo
+    from prefkit.train import ppo
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # reward.function=test_multiprocess:count_a, as launched
     prompts = tmp_path / "prompts.jsonl"

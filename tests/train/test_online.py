@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from data.schema import Prompt
+from prefkit.data.schema import Prompt
 
 PROMPTS = [Prompt(q, system="Trả lời ngắn.") for q in ("Xin chào", "Viết một câu", "Tính tổng", "Hà Nội")]
 
 
 @pytest.mark.parametrize("stage", [pytest.param("rloo", marks=pytest.mark.slow), "grpo"])
 def test_online_trainer_scores_with_prefkit_reward(stage, tiny_model_path, tmp_path):
-    from train.config import LoraSection, ModelConfig
-    from train.online import GrpoConfig, RlooConfig, run_grpo, run_rloo
+    from prefkit.train.config import LoraSection, ModelConfig
+    from prefkit.train.online import GrpoConfig, RlooConfig, run_grpo, run_rloo
 
     seen: list[tuple[str, str | None]] = []
 
@@ -46,9 +46,9 @@ def test_online_trainer_scores_with_prefkit_reward(stage, tiny_model_path, tmp_p
 
 
 def test_online_config_rejects_a_batch_that_splits_groups(tiny_model_path):
-    from data.errors import ConfigError
-    from train.config import ModelConfig
-    from train.online import GrpoConfig
+    from prefkit.core.errors import ConfigError
+    from prefkit.train.config import ModelConfig
+    from prefkit.train.online import GrpoConfig
 
     with pytest.raises(ConfigError, match="multiple of num_generations"):
         GrpoConfig(model=ModelConfig(path=str(tiny_model_path)), batch_size=6, num_generations=4)

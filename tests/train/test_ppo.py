@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from data.schema import Prompt
+from prefkit.data.schema import Prompt
 
 PROMPTS = [
     Prompt(q) for q in ("Xin chào", "Viết một câu", "Tính tổng", "Giải thích", "Hà Nội", "mùa thu", "phở bò", "cảm ơn")
@@ -21,8 +21,8 @@ def count_a(prompts, completions):
 
 
 def ppo_config(model_path, out, **kw):
-    from train.config import LoraSection, ModelConfig
-    from train.ppo import PpoConfig
+    from prefkit.train.config import LoraSection, ModelConfig
+    from prefkit.train.ppo import PpoConfig
 
     base = dict(
         output_dir=Path(out),
@@ -53,7 +53,7 @@ def kl_bound(hist, kl_coef):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 3])  # seed 3 broke the old hand-tuned bound (KL < 30)
 def test_ppo_raises_rule_based_reward_with_bounded_kl(tiny_model_path, tmp_path, seed):
-    from train.ppo import run
+    from prefkit.train.ppo import run
 
     cfg = ppo_config(tiny_model_path, tmp_path / "ppo", seed=seed)
     summary = run(cfg, reward_fn=count_a, prompts=PROMPTS)
@@ -74,7 +74,7 @@ def test_ppo_resumes_after_interruption_from_its_checkpoint(tiny_model_path, tmp
     import torch
     from peft import load_peft_weights
 
-    from train.ppo import run
+    from prefkit.train.ppo import run
 
     calls = {"n": 0}
 
@@ -114,7 +114,7 @@ def test_ppo_resumes_after_interruption_from_its_checkpoint(tiny_model_path, tmp
         save_total_limit=None,
         resume_from_checkpoint="latest",
     )
-    from train.ppo import PpoTrainer
+    from prefkit.train.ppo import PpoTrainer
 
     trainer = PpoTrainer(resumed, reward_fn=count_a, prompts=PROMPTS)
     trainer.load_checkpoint(out / "checkpoint-2")
@@ -133,11 +133,11 @@ def test_ppo_resumes_after_interruption_from_its_checkpoint(tiny_model_path, tmp
 
 @pytest.mark.slow
 def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, marker_dataset, tmp_path):
-    from data.config import load_config
-    from train import reward
-    from train.config import RewardConfig
-    from train.ppo import run
-    from train.scoring import RewardSection
+    from prefkit.core.config import load_config
+    from prefkit.train import reward
+    from prefkit.train.config import RewardConfig
+    from prefkit.train.ppo import run
+    from prefkit.train.scoring import RewardSection
 
     rm_cfg = load_config(
         RewardConfig,
@@ -169,9 +169,9 @@ def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, marker_datase
 
 
 def test_whiten_configs_and_the_old_whiten_rewards_key(tmp_path):
-    from data.config import load_config
-    from data.errors import ConfigError
-    from train.ppo import PpoConfig
+    from prefkit.core.config import load_config
+    from prefkit.core.errors import ConfigError
+    from prefkit.train.ppo import PpoConfig
 
     repo = Path(__file__).resolve().parents[2]
     assert load_config(PpoConfig, repo / "configs/train/ppo-gpu.yaml").whiten == "sequence"  # Llama 2
@@ -188,7 +188,7 @@ def test_whiten_configs_and_the_old_whiten_rewards_key(tmp_path):
 def test_chunked_token_logprobs_equal_full_logits_values_and_gradients():
     import torch
 
-    from train.ppo import token_logprobs
+    from prefkit.train.ppo import token_logprobs
 
     torch.manual_seed(0)
     head = torch.nn.Linear(6, 50)
@@ -215,7 +215,7 @@ def test_chunked_rollout_and_loss_passes_match_one_pass(tiny_model_path, tmp_pat
     model's own full logits, and one update's gradient (Adam's first moment) equals the unchunked one."""
     import torch
 
-    from train.ppo import POLICY, PpoTrainer
+    from prefkit.train.ppo import POLICY, PpoTrainer
 
     def trainer(**kw):
         cfg = ppo_config(
@@ -302,7 +302,7 @@ def test_ppo_from_an_sft_adapter_trains_it_against_the_sft_model_as_reference(ti
     from peft import PeftModel, load_peft_weights
     from transformers import AutoModelForCausalLM
 
-    from train.ppo import POLICY, REF, PpoTrainer
+    from prefkit.train.ppo import POLICY, REF, PpoTrainer
 
     cfg = ppo_config(
         tiny_model_path,
@@ -372,8 +372,8 @@ def test_qlora_ppo_from_an_sft_adapter_saves_a_full_precision_merge(tiny_model_p
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from train.config import QuantConfig
-    from train.ppo import PpoTrainer
+    from prefkit.train.config import QuantConfig
+    from prefkit.train.ppo import PpoTrainer
 
     cfg = ppo_config(
         tiny_model_path,
@@ -406,7 +406,7 @@ def test_a_rollouts_answers_do_not_depend_on_how_its_batch_is_split(tiny_model_p
     log-probs; the global random stream plays no part, and the next step draws anew."""
     import torch
 
-    from train.ppo import PpoTrainer
+    from prefkit.train.ppo import PpoTrainer
 
     cfg = ppo_config(
         tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=8, ppo_epochs=1, max_steps=1, max_new_tokens=8

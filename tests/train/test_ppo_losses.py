@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from train.ppo_losses import gae, kl_penalised_rewards, policy_loss, value_loss, whiten
+from prefkit.train.ppo.losses import gae, kl_penalised_rewards, policy_loss, value_loss, whiten
 
 
 def test_gae_three_step_example_by_hand():
@@ -76,7 +76,7 @@ def test_kl_penalty_per_token_and_score_on_last_real_token():
 
 
 def test_sequence_whitening_whitens_the_final_score_then_adds_the_kl_penalty():
-    from train.ppo_losses import shaped_rewards
+    from prefkit.train.ppo.losses import shaped_rewards
 
     scores = torch.tensor([1.0, 2.0, 3.0, 6.0])  # mean 3, unbiased variance (4 + 1 + 0 + 9) / 3 = 14/3
     std = math.sqrt(14 / 3)
@@ -97,7 +97,7 @@ def test_sequence_whitening_whitens_the_final_score_then_adds_the_kl_penalty():
 def test_token_whitening_lets_a_short_low_score_outrank_a_long_high_score_and_sequence_does_not():
     """The issue's example: an 8-token answer scored 1.0 and a 32-token answer scored 2.0, no KL.
     `tokens` whitens all 40 token rewards (mean 3/40 kept); `sequence` whitens the two scores."""
-    from train.ppo_losses import shaped_rewards
+    from prefkit.train.ppo.losses import shaped_rewards
 
     scores = torch.tensor([1.0, 2.0])
     mask = torch.zeros(2, 32)
@@ -117,7 +117,7 @@ def test_token_whitening_lets_a_short_low_score_outrank_a_long_high_score_and_se
 
 
 def test_unknown_whitening_is_refused():
-    from train.ppo_losses import shaped_rewards
+    from prefkit.train.ppo.losses import shaped_rewards
 
     with pytest.raises(ValueError, match="whitening"):
         shaped_rewards(torch.zeros(1), torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, 1), 0.1, whitening="batch")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from data.config import load_config
 from prefkit.cli import app
-from train.chain import ChainConfig
-from train.datasets import load_prompts, load_split, preference_dataset, sft_dataset
+from prefkit.core.config import load_config
+from prefkit.train.chain import ChainConfig
+from prefkit.train.datasets import load_prompts, load_split, preference_dataset, sft_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = Path(__file__).parent / "samples"
@@ -79,7 +79,7 @@ def dataclass_split(data, split):
 
 
 def test_rouge_is_computed_with_stemming_the_standard_way():
-    from train.sft import rouge_scores
+    from prefkit.train.sft import rouge_scores
 
     ref, ans = "the cats are running home", "cat runs home"
     standard, plain = (

@@ -11,13 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from data.config import load_config
-from data.errors import ConfigError, DataError
-from data.schema import Strength
 from prefkit.cli import app
-from train import reward
-from train.config import RewardConfig
-from train.datasets import load_split, preference_dataset
+from prefkit.core.config import load_config
+from prefkit.core.errors import ConfigError, DataError
+from prefkit.data.schema import Strength
+from prefkit.train import reward
+from prefkit.train.config import RewardConfig
+from prefkit.train.datasets import load_split, preference_dataset
 
 
 def _cfg(tiny_model_path, dataset, out, *extra):
@@ -213,8 +213,8 @@ def test_reward_model_scorer_uses_the_gpu_in_bf16_where_there_is_one(tiny_model_
     """GRPO/RLOO/best-of-K score through RewardModelScorer: on a GPU it must not sit on the CPU in fp32."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from data.schema import Prompt
-    from train.scoring import RewardModelScorer
+    from prefkit.data.schema import Prompt
+    from prefkit.train.scoring import RewardModelScorer
 
     folder = tmp_path / "rm"
     AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1).save_pretrained(folder)
@@ -234,8 +234,8 @@ def test_reward_model_reads_a_marker_not_the_length(tiny_model_path, make_balanc
     model's (same head seed), which is near chance."""
     from transformers import AutoTokenizer
 
-    from data.export import export_dataset
-    from train.models import load_reward_model
+    from prefkit.data.export import export_dataset
+    from prefkit.train.models import load_reward_model
 
     rows = make_balanced_rows(160, seed=0)
     tok = AutoTokenizer.from_pretrained(tiny_model_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data.schema import Judgement, Strength
+from prefkit.data.schema import Judgement, Strength
 
 QUESTIONS = [
     "Xin chào",
@@ -23,8 +23,8 @@ QUESTIONS = [
 
 def scripted_judge(pairs_dir: Path, out: Path) -> int:
     """Prefers the answer with more letters 'a' (longer on a tie); strength grows with the gap."""
-    from data.readers import read_pairs
-    from data.writers import write_judgements
+    from prefkit.data.readers import read_pairs
+    from prefkit.data.writers import write_judgements
 
     judgements = []
     for pair in read_pairs(pairs_dir):
@@ -105,8 +105,8 @@ def write_configs(root: Path, model: Path) -> Path:
 def test_two_rounds_rejection_sampling_then_ppo(tiny_model_path, tmp_path):
     from datasets import load_from_disk
 
-    from data.readers import read_pairs
-    from train.rounds import AwaitingJudgements, RoundProject, run_round, status_text
+    from prefkit.data.readers import read_pairs
+    from prefkit.train.rounds import AwaitingJudgements, RoundProject, run_round, status_text
 
     config = write_configs(tmp_path, tiny_model_path)
     project = tmp_path / "project"
@@ -188,8 +188,8 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
     status = runner.invoke(app, ["round", "status", str(tmp_path / "proj")])
     assert status.exit_code == 0 and "project" in status.output
 
-    from data.errors import ConfigError, DataError
-    from train.rounds import RoundProject
+    from prefkit.core.errors import ConfigError, DataError
+    from prefkit.train.rounds import RoundProject
 
     with pytest.raises(ConfigError, match="already a rounds project"):
         RoundProject.init(tmp_path / "proj", config)
@@ -213,9 +213,9 @@ def test_round_cli_init_status_and_clear_errors(tmp_path):
 
 @pytest.mark.slow
 def test_round_export_card_names_its_source_format_and_counts(tiny_model_path, tmp_path):
-    """The export step goes through data.export.export_judged: the card has the pairs' source,
+    """The export step goes through prefkit.data.export.export_judged: the card has the pairs' source,
     their format and the aggregation counts, like `prefkit data export --judgements`."""
-    from train.rounds import AwaitingJudgements, RoundProject, RoundRunner, run_round
+    from prefkit.train.rounds import AwaitingJudgements, RoundProject, RoundRunner, run_round
 
     project = tmp_path / "project"
     RoundProject.init(project, write_configs(tmp_path, tiny_model_path))
@@ -237,7 +237,7 @@ def test_round_export_card_names_its_source_format_and_counts(tiny_model_path, t
 
 def _fake_round(project, n, rows, tmp_path):
     """A round whose export step is done (an exported dataset of `rows`), as `run_round` records it."""
-    from data.export import export_dataset
+    from prefkit.data.export import export_dataset
 
     out = project.folder / f"round-{n}" / "dataset"
     export_dataset(rows, out, test_size=0.25, seed=n)
@@ -256,10 +256,10 @@ def _fake_round(project, n, rows, tmp_path):
 
 
 def test_reward_data_all_accumulates_rounds_dedups_pairs_and_mixes_open_data_by_share(tmp_path):
-    from data.export import export_dataset
-    from data.readers import read_preferences
-    from data.schema import PreferenceRow, Strength
-    from train.rounds import RoundProject, RoundRunner
+    from prefkit.data.export import export_dataset
+    from prefkit.data.readers import read_preferences
+    from prefkit.data.schema import PreferenceRow, Strength
+    from prefkit.train.rounds import RoundProject, RoundRunner
 
     def row(i, flip=False, strength=Strength.BETTER):
         a, b = f"trả lời tốt {i}", f"trả lời kém {i}"
@@ -316,9 +316,9 @@ def test_reward_data_all_accumulates_rounds_dedups_pairs_and_mixes_open_data_by_
 def test_content_hash_and_code_versions(tmp_path):
     import subprocess
 
-    from data.export import export_dataset
-    from data.schema import PreferenceRow
-    from train.rounds import code_versions, content_hash
+    from prefkit.data.export import export_dataset
+    from prefkit.data.schema import PreferenceRow
+    from prefkit.train.rounds import code_versions, content_hash
 
     rows = [PreferenceRow(question=f"q{i}", chosen=f"c{i}", rejected=f"r{i}") for i in range(6)]
     export_dataset(rows, tmp_path / "a", test_size=0.3, seed=1)
@@ -348,9 +348,9 @@ def test_content_hash_and_code_versions(tmp_path):
 
 
 def test_reward_mix_config_errors(tmp_path):
-    from data.config import load_config
-    from data.errors import ConfigError
-    from train.rounds import RoundsConfig
+    from prefkit.core.config import load_config
+    from prefkit.core.errors import ConfigError
+    from prefkit.train.rounds import RoundsConfig
 
     with pytest.raises(ConfigError, match="share must be in"):
         load_config(RoundsConfig, None, ["model=m", "prompts=p"], reward_mix=[{"source": "x", "share": 1.5}])

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from train.seeded_sampling import SeededSampling, row_keys, uniform
+from prefkit.train.seeded_sampling import SeededSampling, row_keys, uniform
 
 
 def test_draws_follow_the_softmax_of_the_warped_logits():

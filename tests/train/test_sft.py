@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from data.config import load_config
-from train import sft
-from train.config import SftConfig
+from prefkit.core.config import load_config
+from prefkit.train import sft
+from prefkit.train.config import SftConfig
 
 
 def _cfg(tiny_model_path, dataset, out, *extra):
@@ -67,8 +67,8 @@ def test_assistant_only_loss_masks_the_prompt(tiny_model_path, memorise_dataset,
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from train.datasets import load_split, sft_dataset
-    from train.models import load_policy
+    from prefkit.train.datasets import load_split, sft_dataset
+    from prefkit.train.models import load_policy
 
     cfg = _cfg(tiny_model_path, memorise_dataset, tmp_path)
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
@@ -129,8 +129,8 @@ def test_sft_rouge_beats_the_untrained_model_on_held_out_rows(tiny_model_path, m
     rise well above the untrained model's on the same rows."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from data.export import export_dataset
-    from train.datasets import load_split
+    from prefkit.data.export import export_dataset
+    from prefkit.train.datasets import load_split
 
     export_dataset(make_marker_rows(40, seed=2), tmp_path / "ds", test_size=0.2, seed=1)
     cfg = _cfg(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from train.tiny_model import build_tiny_model
+from prefkit.train.tiny_model import build_tiny_model
 
 
 def test_builds_a_loadable_model_and_tokenizer(tiny_model_path):

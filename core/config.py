@@ -5,7 +5,7 @@ names the file and key in any error. Nested dataclasses are addressed with dots 
 
 Each setting is declared once, with its default and its documentation:
 `threshold: float = setting(0.8, "Jaccard similarity ...")` (TRL's `field(metadata={"help": ...})`).
-The command's options (`data.options.option`), the Python functions' defaults (`default_of`) and
+The command's options (`prefkit.core.options.option`), the Python functions' defaults (`default_of`) and
 the config reference (`field_help`) all read it from there.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
-from data.errors import ConfigError
+from prefkit.core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from train.ppo_losses import policy_loss, value_loss
-from train.ppo_model import POLICY, VALUE
+from prefkit.train.ppo.losses import policy_loss, value_loss
+from prefkit.train.ppo.model import POLICY, VALUE
 
 if TYPE_CHECKING:
-    from train.ppo import PpoTrainer
-    from train.ppo_rollout import Rollout
+    from prefkit.train.ppo import PpoTrainer
+    from prefkit.train.ppo.rollout import Rollout
 
 LOGGED = ("policy_loss", "clipfrac", "approx_kl", "value_loss", "value_clipfrac")
 

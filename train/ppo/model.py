@@ -88,7 +88,7 @@ def build_policy_and_value(cfg: Any) -> tuple[Any, str | None, ValueHead]:
     from peft import get_peft_model
     from trl.trainer.utils import disable_dropout_in_model
 
-    from train.models import continues_adapter, load_policy, peft_config
+    from prefkit.train.models import continues_adapter, load_policy, peft_config
 
     policy_lora, value_lora = peft_config(cfg), peft_config(cfg)  # one config object per adapter
     assert policy_lora is not None and value_lora is not None  # PpoConfig refuses lora.enabled: false

@@ -4,7 +4,7 @@ rewards, advantages and returns the update trains on (everything detached).
 Each step's prompts are a slice of a fresh seeded shuffle per pass over the prompts, so a resumed
 run needs only the step. A data-parallel run splits each step's batch across the processes (process
 r takes rows r·batch_size … (r+1)·batch_size−1 of the `batch_size × world_size` rows); the answers
-are sampled with `train.seeded_sampling`, so a row's answer depends on (seed, step, row) only, not on
+are sampled with `prefkit.train.seeded_sampling`, so a row's answer depends on (seed, step, row) only, not on
 how the batch was split; the whitening statistics (`whiten`, advantages) and the logged statistics
 are those of the whole batch.
 """
@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from data.schema import Prompt
-from train.data_parallel import DataParallel
-from train.ppo_losses import gae, shaped_rewards, whiten
-from train.ppo_model import POLICY, VALUE
-from train.scoring import messages
-from train.seeded_sampling import SeededSampling, row_keys
+from prefkit.data.schema import Prompt
+from prefkit.train.data_parallel import DataParallel
+from prefkit.train.ppo.losses import gae, shaped_rewards, whiten
+from prefkit.train.ppo.model import POLICY, VALUE
+from prefkit.train.scoring import messages
+from prefkit.train.seeded_sampling import SeededSampling, row_keys
 
 if TYPE_CHECKING:
-    from train.ppo import PpoTrainer
+    from prefkit.train.ppo import PpoTrainer
 
 
 @dataclass
@@ -65,7 +65,7 @@ def batch_prompts(
 @torch.no_grad()
 def generate(trainer: PpoTrainer, enc: dict[str, torch.Tensor], step: int, first_row: int) -> torch.Tensor:
     """Sampled response ids for every prompt row, `rollout_batch_size` prompts at a time, right-padded.
-    Row i's draws are keyed by (seed, step, first_row + i) (`train.seeded_sampling`)."""
+    Row i's draws are keyed by (seed, step, first_row + i) (`prefkit.train.seeded_sampling`)."""
     cfg, tok = trainer.cfg, trainer.tokenizer
     peft_model = trainer._peft
     peft_model.set_adapter(POLICY)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from data.errors import DataError
+from prefkit.core.errors import DataError
 
 SHOWN = 3  # locations named on stderr
 
@@ -44,7 +44,7 @@ def rejected_rows(errors: Sequence[DataError]) -> list[dict[str, Any]]:
 
 
 def write_rejected(errors: Sequence[DataError], path: str | Path) -> int:
-    from data.writers import write_rows
+    from prefkit.core.writers import write_rows
 
     return write_rows(rejected_rows(errors), path)
 

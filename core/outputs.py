@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from data.errors import DataError
+from prefkit.core.errors import DataError
 
 MARKER = ".prefkit-output.json"
 
@@ -39,7 +39,7 @@ def written_by(out: str | Path, *, folder: bool) -> str | None:
 
 def mark_output(out: str | Path, command: str, *, folder: bool) -> Path:
     """Record that `prefkit {command}` wrote `out` (written then renamed, like every output)."""
-    from data.atomic import atomic_path
+    from prefkit.core.atomic import atomic_path
 
     path = marker_path(out, folder=folder)
     with atomic_path(path) as tmp:
@@ -120,7 +120,7 @@ def check_output(
     """Refuse (`DataError`, one line naming `out`) an output that would destroy something; see the
     module text. `inputs` are the paths the command reads (missing ones, e.g. Hub ids, are
     ignored); `folder` says whether the output is a folder or a file; `option` names it in errors."""
-    from data.atomic import clean_stale
+    from prefkit.core.atomic import clean_stale
 
     out = Path(out)
     where = str(out)

@@ -10,7 +10,7 @@ the value head, optimizer, scheduler, RNG and log history (`ppo_checkpoint`).
 
 Data-parallel under `accelerate launch --multi_gpu --num_processes N` (no DeepSpeed/FSDP): each
 process samples and scores `batch_size` prompts of the step's `N × batch_size`, gradients are summed
-across processes before every optimizer step (`train.data_parallel`), the logged statistics are the
+across processes before every optimizer step (`prefkit.train.data_parallel`), the logged statistics are the
 whole batch's, and the main process writes the checkpoints, the model and summary.json.
 """
 
@@ -25,15 +25,15 @@ from typing import Any, Literal
 
 import torch
 
-from data.atomic import atomic_path
-from data.config import setting, to_dict
-from data.errors import ConfigError
-from data.schema import Prompt
-from train.config import RunConfig
-from train.data_parallel import DataParallel
-from train.datasets import load_prompts
-from train.ppo_checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-from train.ppo_model import (
+from prefkit.core.atomic import atomic_path
+from prefkit.core.config import setting, to_dict
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import Prompt
+from prefkit.train.config import RunConfig
+from prefkit.train.data_parallel import DataParallel
+from prefkit.train.datasets import load_prompts
+from prefkit.train.ppo.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+from prefkit.train.ppo.model import (
     LOGIT_CHUNK_TOKENS,
     POLICY,
     REF,
@@ -43,9 +43,9 @@ from train.ppo_model import (
     forward,
     token_logprobs,
 )
-from train.ppo_rollout import Rollout, batch_prompts, rollout
-from train.ppo_update import ppo_update
-from train.scoring import RewardFn, RewardSection, load_reward
+from prefkit.train.ppo.rollout import Rollout, batch_prompts, rollout
+from prefkit.train.ppo.update import ppo_update
+from prefkit.train.scoring import RewardFn, RewardSection, load_reward
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class PpoTrainer:
         from accelerate.utils import set_seed
         from transformers import get_scheduler
 
-        from train.models import (
+        from prefkit.train.models import (
             check_save_mode,
             is_quantized,
             load_tokenizer,
@@ -268,7 +268,7 @@ class PpoTrainer:
 
     def train(self) -> dict[str, Any]:
         """Run to `total_steps` rollouts (resuming when asked); write the model and summary.json."""
-        from train.models import FINAL_DIR, resolve_resume
+        from prefkit.train.models import FINAL_DIR, resolve_resume
 
         cfg = self.cfg
         started = time.perf_counter()
@@ -314,9 +314,9 @@ class PpoTrainer:
     def save_final(self, target: Path) -> Path:
         """The policy adapter (over the bare `model.path`, also when the run continued `model.adapter`),
         or with `save: merged` a full model: merged at full precision, from a fresh bf16/fp32 copy of
-        `model.path` under QLoRA, never from the 4-bit one (`train.models.save_model_final`).
+        `model.path` under QLoRA, never from the 4-bit one (`prefkit.train.models.save_model_final`).
         Written by the main process; every process must call it."""
-        from train.models import save_model_final
+        from prefkit.train.models import save_model_final
 
         if self.accelerator.is_main_process:
             with atomic_path(target, directory=True) as tmp:
@@ -336,7 +336,7 @@ class PpoTrainer:
     ) -> dict[str, Any]:
         import transformers
 
-        from train.summary import write_summary
+        from prefkit.train.summary import write_summary
 
         steps = self.step - first_step
         first = self.history[0] if self.history else {}
@@ -379,7 +379,7 @@ CONFIG = PpoConfig
 
 def run(cfg: PpoConfig, *, reward_fn: RewardFn | None = None, prompts: list[Prompt] | None = None) -> dict[str, Any]:
     """Train PPO from a config (the reward from `cfg.reward` unless given); returns the summary."""
-    from train.output_dir import claim_output_dir
+    from prefkit.train.output_dir import claim_output_dir
 
     claim_output_dir(cfg, "ppo")
     return PpoTrainer(cfg, reward_fn=reward_fn, prompts=prompts).train()

@@ -1,6 +1,6 @@
 """Typer options built from config dataclasses, and the help layout every prefkit command uses.
 
-A command's settings live in one dataclass (`data.config.setting`: default + documentation);
+A command's settings live in one dataclass (`prefkit.core.config.setting`: default + documentation);
 `option(Cls, "field")` turns a field into a Typer option with that default and help, so the
 command line, the Python API and the config reference cannot disagree. `given` keeps only the
 options the user typed, so a `--config` file's values are not overwritten by option defaults.
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from data.config import default_of, field_help, load_config
+from prefkit.core.config import default_of, field_help, load_config
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ def option(cls: type, name: str, *param_decls: str, **kw: Any) -> Any:
 
 def given(ctx: typer.Context, **values: Any) -> dict[str, Any]:
     """`values` (the command's parameters by name) less those left at their default: what the
-    user typed, to lay over a config file (`data.config.load_config`)."""
+    user typed, to lay over a config file (`prefkit.core.config.load_config`)."""
 
     def typed(name: str) -> bool:
         source = ctx.get_parameter_source(name)

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from data.atomic import atomic_path
-from data.errors import ConfigError
-from train.ppo_model import POLICY, VALUE
+from prefkit.core.atomic import atomic_path
+from prefkit.core.errors import ConfigError
+from prefkit.train.ppo.model import POLICY, VALUE
 
 if TYPE_CHECKING:
-    from train.ppo import PpoTrainer
+    from prefkit.train.ppo import PpoTrainer
 
 STATE_FILE = "trainer_state.pt"
 
