@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import CreateColumn
 
-from annotate.store.records import Project
-from annotate.tables import Base
-from data.errors import ConfigError
-from data.schema import utcnow
+from prefkit.annotate.store.records import Project
+from prefkit.annotate.tables import Base
+from prefkit.core.errors import ConfigError
+from prefkit.data.schema import utcnow
 
 # Connections kept open between bursts (`pool`, `--db-pool`, `?pool=N`); up to `max_connections`
 # (one per concurrent caller, e.g. Streamlit sessions) while busy. Connections beyond the pool are
@@ -88,6 +89,7 @@ class StoreBase:
             raise ConfigError(f"unsupported store URL {url!r}: use a SQLite path or postgresql+psycopg://…")
         with one_line_errors(engine.url):
             Base.metadata.create_all(engine)
+            add_missing_columns(engine)
         return cls(engine, clock)
 
     def close(self) -> None:
@@ -174,6 +176,40 @@ def one_line_errors(url: Any) -> Iterator[None]:
 
 def _one_line(e: BaseException | None) -> str:
     return " ".join(str(e).split()) or type(e).__name__
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Bring a store made by an earlier prefkit up to the tables' current columns: `create_all`
+    adds missing tables, this adds missing columns (`ALTER TABLE … ADD COLUMN`) to tables that
+    exist. Only additive: a column added to `tables.py` must be nullable or carry a
+    `server_default`, so the rows already there get a value. Two processes opening the same old
+    store at once may both try; the loser finds the column there and goes on. Returns the
+    `table.column`s it added."""
+    added: list[str] = []
+    seen = inspect(engine)  # caches what it read: one look at each table
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in seen.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in have]
+        for column in missing:
+            if not column.nullable and column.server_default is None:
+                raise ConfigError(
+                    f"column {table.name}.{column.name} is new and NOT NULL without a server default: "
+                    "a store made before it cannot get it"
+                )
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+            except (OperationalError, ProgrammingError):
+                # added meanwhile by another process opening the same store
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+                continue
+            added.append(f"{table.name}.{column.name}")
+        if missing:
+            for index in table.indexes:  # an index over a new column: create_all skipped the table
+                index.create(engine, checkfirst=True)
+    return added
 
 
 def _sqlite_setup(engine: Engine) -> None:
