@@ -64,11 +64,11 @@ bench: setup
 	$(PY) bench/dedup.py
 	$(PY) bench/annotate_store.py
 
-# System packages some tests need (PostgreSQL server, Debian's chromium). Needs root;
-# .ci/run calls it. Without them those tests skip and say why.
+# System packages some tests need (PostgreSQL server, Debian's chromium, nginx for the team
+# set-up of the admin guide). Needs root; .ci/run calls it. Without them those tests skip and say why.
 system-deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium nginx >/dev/null
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

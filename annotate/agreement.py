@@ -1,16 +1,20 @@
-"""Agreement between annotators on pairs judged more than once.
+"""Agreement between annotators on pairs judged more than once, on the nine-choice scale.
 
-Input is one score per (item, annotator) on the 7-point scale in generation order: -3..-1
-prefer response a, 0 unsure/tie, 1..3 prefer b. The winner is the score's sign.
+Input is one choice per (item, annotator) in generation order, as `Judgement.signed_level`
+gives it: -4..-1 prefer response a (significantly … negligibly better), 0 unsure, 1..4 prefer b
+(negligibly … significantly better). The side is the choice's sign, so "negligibly better" is a
+side (a win with margin 0, as on the Label page and in the export); only unsure has none.
 
 - Raw agreement as MT-Bench reports it (Zheng et al. 2023, "agreement between two judges is the
   probability of randomly selected individuals of each type agreeing on a randomly selected
-  question"): over every pair of annotators on every item, the share that name the same winner.
-  "With ties" counts a tie as a label; "without ties" drops comparisons where either vote is one.
-- Cohen's kappa on the winner (a / tie / b), per pair of annotators over the items both judged,
+  question"): over every pair of annotators on every item, the share that name the same side.
+  "Side" counts unsure as a third answer (two unsure agree); "side, both decided" leaves out
+  comparisons where either annotator was unsure. "Choice" asks for the same side and level.
+- Cohen's kappa on the side (a / unsure / b), per pair of annotators over the items both judged,
   then averaged weighted by those items (Cohen's kappa is defined for two raters).
-- Krippendorff's alpha on the 7-point score (interval and ordinal), all annotators at once,
-  missing judgements allowed (the `krippendorff` package).
+- Krippendorff's alpha on the nine choices (side and level; interval and ordinal), all annotators
+  at once, missing judgements allowed (the `krippendorff` package). Unsure is the middle point,
+  one step from either "negligibly better".
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import Literal
 
 import numpy as np
 
-WINNERS = (-1, 0, 1)  # a, tie, b
+SIDES = (-1, 0, 1)  # a, unsure, b
+CHOICES = range(-4, 5)  # the nine choices in generation order
 
 
 @dataclass(frozen=True)
@@ -38,29 +43,32 @@ class PairKappa:
 class AgreementReport:
     items: int  # items with at least two judgements
     comparisons: int  # annotator pairs over those items
-    comparisons_without_ties: int
-    raw_with_ties: float | None
-    raw_without_ties: float | None
-    cohen_kappa: float | None
-    alpha_interval: float | None
-    alpha_ordinal: float | None
+    comparisons_decided: int  # of those, the ones where neither annotator was unsure
+    raw_side: float | None  # same side, unsure counting as a third answer
+    raw_side_decided: float | None  # same side, over `comparisons_decided`
+    raw_choice: float | None  # same side and same level
+    cohen_kappa: float | None  # on the side (a / unsure / b)
+    alpha_interval: float | None  # on the nine choices
+    alpha_ordinal: float | None  # on the nine choices
     per_pair: list[PairKappa] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {
             "items": self.items,
             "comparisons": self.comparisons,
-            "comparisons_without_ties": self.comparisons_without_ties,
-            "raw_with_ties": self.raw_with_ties,
-            "raw_without_ties": self.raw_without_ties,
+            "comparisons_decided": self.comparisons_decided,
+            "raw_side": self.raw_side,
+            "raw_side_decided": self.raw_side_decided,
+            "raw_choice": self.raw_choice,
             "cohen_kappa": self.cohen_kappa,
             "alpha_interval": self.alpha_interval,
             "alpha_ordinal": self.alpha_ordinal,
         }
 
 
-def winner(score: int) -> int:
-    return (score > 0) - (score < 0)
+def side(choice: int) -> int:
+    """-1 for response a, 1 for b, 0 for unsure: the sign of a nine-choice value."""
+    return (choice > 0) - (choice < 0)
 
 
 def cohen_kappa(x: list[int], y: list[int]) -> float | None:
@@ -76,31 +84,33 @@ def cohen_kappa(x: list[int], y: list[int]) -> float | None:
     return (po - pe) / (1.0 - pe)
 
 
-def agreement(scores: Iterable[tuple[str, str, int]]) -> AgreementReport:
-    """Agreement figures from (item, annotator, score -3..3) triples. Items judged once are
-    ignored; a repeated (item, annotator) is an error."""
+def agreement(choices: Iterable[tuple[str, str, int]]) -> AgreementReport:
+    """Agreement figures from (item, annotator, choice -4..4 in generation order) triples, the
+    choice as `Judgement.signed_level` gives it. Items judged once are ignored; a repeated
+    (item, annotator) is an error."""
     by_item: dict[str, dict[str, int]] = defaultdict(dict)
-    for item, annotator, score in scores:
-        if not -3 <= score <= 3:
-            raise ValueError(f"score must be -3..3, got {score!r} (item {item}, annotator {annotator})")
+    for item, annotator, choice in choices:
+        if choice not in CHOICES:
+            raise ValueError(f"choice must be -4..4, got {choice!r} (item {item}, annotator {annotator})")
         if annotator in by_item[item]:
             raise ValueError(f"annotator {annotator!r} judged item {item!r} twice")
-        by_item[item][annotator] = int(score)
+        by_item[item][annotator] = int(choice)
     multi = {k: v for k, v in by_item.items() if len(v) >= 2}
 
-    same = comparisons = same_nt = comparisons_nt = 0
+    same_side = same_choice = comparisons = same_decided = decided = 0
     shared: dict[tuple[str, str], tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
     for votes in multi.values():
-        for (a1, s1), (a2, s2) in itertools.combinations(sorted(votes.items()), 2):
-            w1, w2 = winner(s1), winner(s2)
+        for (a1, c1), (a2, c2) in itertools.combinations(sorted(votes.items()), 2):
+            s1, s2 = side(c1), side(c2)
             comparisons += 1
-            same += w1 == w2
-            if w1 != 0 and w2 != 0:
-                comparisons_nt += 1
-                same_nt += w1 == w2
+            same_side += s1 == s2
+            same_choice += c1 == c2
+            if s1 != 0 and s2 != 0:
+                decided += 1
+                same_decided += s1 == s2
             xs, ys = shared[(a1, a2)]
-            xs.append(w1)
-            ys.append(w2)
+            xs.append(s1)
+            ys.append(s2)
 
     per_pair = [PairKappa(k, len(xs), cohen_kappa(xs, ys)) for k, (xs, ys) in sorted(shared.items())]
     defined = [(p.kappa, p.items) for p in per_pair if p.kappa is not None]
@@ -109,9 +119,10 @@ def agreement(scores: Iterable[tuple[str, str, int]]) -> AgreementReport:
     return AgreementReport(
         items=len(multi),
         comparisons=comparisons,
-        comparisons_without_ties=comparisons_nt,
-        raw_with_ties=same / comparisons if comparisons else None,
-        raw_without_ties=same_nt / comparisons_nt if comparisons_nt else None,
+        comparisons_decided=decided,
+        raw_side=same_side / comparisons if comparisons else None,
+        raw_side_decided=same_decided / decided if decided else None,
+        raw_choice=same_choice / comparisons if comparisons else None,
         cohen_kappa=kappa,
         alpha_interval=_alpha(multi, "interval"),
         alpha_ordinal=_alpha(multi, "ordinal"),
@@ -120,7 +131,7 @@ def agreement(scores: Iterable[tuple[str, str, int]]) -> AgreementReport:
 
 
 def _alpha(items: dict[str, dict[str, int]], level: Literal["interval", "ordinal"]) -> float | None:
-    """Krippendorff's alpha over the 7-point scale; None when undefined (no variation at all)."""
+    """Krippendorff's alpha over the nine choices; None when undefined (no variation at all)."""
     import krippendorff
 
     if not items:
@@ -132,7 +143,7 @@ def _alpha(items: dict[str, dict[str, int]], level: Literal["interval", "ordinal
         for a, s in votes.items():
             data[index[a], j] = s
     if len(np.unique(data[~np.isnan(data)])) < 2:
-        return None  # everyone gave the same score: expected disagreement is 0
+        return None  # everyone gave the same choice: expected disagreement is 0
     # The whole scale as the domain, so ordinal distances count the unused points between.
-    value = krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=list(range(-3, 4)))
+    value = krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=list(CHOICES))
     return float(value)

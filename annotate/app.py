@@ -2,8 +2,9 @@
 (`prefkit annotate serve --db URL` does this).
 
 Nothing but the sign-in form exists for a visitor who is not signed in: the pages are registered
-with `st.navigation` only after the store has recognised the session, the Dashboard only for
-admins, and each page checks sign-in (and admin rights) again itself.
+with `st.navigation` only after the store has recognised the session, the Review page only for
+reviewers and admins, the Dashboard only for admins, and each page checks sign-in (and rights)
+again itself.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from prefkit.annotate.render import escape_text
 from prefkit.annotate.shortcuts import install_page_script
 from prefkit.annotate.store import User
 from prefkit.annotate.ui import session
-from prefkit.annotate.ui.label import PAGE_CSS
+from prefkit.annotate.ui.style import PAGE_CSS
 
 UI = Path(__file__).parent / "ui"
 
@@ -33,6 +34,8 @@ pages = [
     st.Page(UI / "my_work.py", title="My work", icon=":material/history:"),
     st.Page(UI / "guidelines.py", title="Guidelines", icon=":material/menu_book:"),
 ]
+if user.may_review:
+    pages.append(st.Page(UI / "review.py", title="Review", icon=":material/gavel:"))
 if user.is_admin:
     pages.append(st.Page(UI / "dashboard.py", title="Dashboard", icon=":material/monitoring:"))
 page = st.navigation(pages)
@@ -42,7 +45,7 @@ projects = session.choose_project(user)  # before the page: it acts on the chose
 def sidebar() -> None:
     """Drawn after the page, so the page (the next pair) reaches the browser first."""
     with st.sidebar:
-        st.caption(f"Signed in as **{escape_text(user.name)}**" + (" (admin)" if user.is_admin else ""))
+        st.caption(f"Signed in as **{escape_text(user.name)}**" + (f" ({user.role})" if user.may_review else ""))
         session.project_picker(projects)
         st.button("Sign out", on_click=session.sign_out, key="sign-out")
         install_page_script()

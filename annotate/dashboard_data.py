@@ -23,8 +23,22 @@ class Dashboard:
     time_per_item: pd.DataFrame  # annotator, seconds (one row per judgement with a time)
     strength: pd.DataFrame  # strength, judgements (four levels with a side, strongest first; then "unsure")
     position_bias: pd.DataFrame  # annotator, left, right, unsure, left_share (of decided votes)
-    agreement: AgreementReport  # on pairs with two or more judgements
+    agreement: AgreementReport  # on pairs with two or more judgements, on the nine choices
     reports: pd.DataFrame  # pair_id, annotator, reason, at
+
+
+def _choices(j: pd.DataFrame) -> list[int]:
+    """Each judgement's nine-choice value in generation order (`Judgement.signed_level`): -4..-1
+    response a (significantly … negligibly better), 0 unsure, 1..4 response b. Read from the
+    side and strength, not the stored -3..3 `score`, where "negligibly better" is 0 like unsure."""
+    out = []
+    for preferred, strength, a_id in zip(j["preferred"], j["strength"], j["a_id"], strict=True):
+        if preferred is None or preferred != preferred:  # None, or NaN from pandas
+            out.append(0)
+        else:
+            level = Strength(strength).level + 1
+            out.append(-level if preferred == a_id else level)
+    return out
 
 
 def build_dashboard(
@@ -41,7 +55,7 @@ def build_dashboard(
         columns=[
             "annotator",
             "pair_id",
-            "score",
+            "a_id",
             "strength",
             "preferred",
             "shown_left",
@@ -128,6 +142,6 @@ def build_dashboard(
         time_per_item=time_per_item,
         strength=strength,
         position_bias=bias,
-        agreement=agreement(zip(j["pair_id"], j["annotator"], j["score"].astype(int), strict=True)),
+        agreement=agreement(zip(j["pair_id"], j["annotator"], _choices(j), strict=True)),
         reports=reports,
     )

@@ -45,6 +45,29 @@ def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
     ]
 
 
+# uvicorn (Streamlit's server) takes the client's address from a proxy's X-Forwarded-For only when
+# the connection comes from one of these addresses; by its own default it trusts any local process.
+PROXY_ENV = "FORWARDED_ALLOW_IPS"
+
+
+def proxy_env(trusted_proxies: str | None) -> dict[str, str]:
+    """The server's environment for `--trusted-proxies`: the proxies (addresses or networks,
+    comma-separated) whose `X-Forwarded-For` names the client; none by default, so the address
+    the sign-in limits count is the connection's own (`local` for a same-host proxy)."""
+    import ipaddress
+
+    value = (trusted_proxies or "").strip()
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"--trusted-proxies: {item!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8); "
+                "name the reverse proxy's own addresses"
+            ) from None
+    return {PROXY_ENV: ",".join(v.strip() for v in value.split(",") if v.strip())}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,6 +202,9 @@ def stop_group(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
-def running_app(db_url: str, timeout: float = 60.0) -> contextlib.AbstractContextManager[str]:
-    """The annotation app on loopback against `db_url` (see `running_server`)."""
-    return running_server(streamlit_command, env={"PREFKIT_DB": db_url}, timeout=timeout)
+def running_app(
+    db_url: str, timeout: float = 60.0, *, trusted_proxies: str | None = None
+) -> contextlib.AbstractContextManager[str]:
+    """The annotation app on loopback against `db_url` (see `running_server`), trusting the
+    `X-Forwarded-For` of `trusted_proxies` only (as `prefkit annotate serve` does)."""
+    return running_server(streamlit_command, env={"PREFKIT_DB": db_url, **proxy_env(trusted_proxies)}, timeout=timeout)

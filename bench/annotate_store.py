@@ -16,16 +16,37 @@ Two loads, because they answer different questions:
     .venv/bin/python bench/annotate_store.py --backend sqlite --pairs 20000 --seconds 10
     .venv/bin/python bench/annotate_store.py --pg-url postgresql+psycopg://user@host/db
     .venv/bin/python bench/annotate_store.py --only pool --backend postgresql   # just the pool
+    .venv/bin/python bench/annotate_store.py --only priority --backend sqlite   # ranked vs shuffled queue
+    .venv/bin/python bench/annotate_store.py --only claim --backend both        # one claim's cost, call by call
+    .venv/bin/python bench/annotate_store.py --only ranking --pairs 100000      # storing scores, ranking
 
 The pool section (`--only pool`): the same saturated load with the connection pool (the default,
 `--db-pool`/`?pool=N`) and without it (`pool=0`: a new connection per transaction), alternated
 in one run, each several times; it prints connections opened and the ratio pooled ÷ unpooled.
+
+The priority section (`--only priority`): the same saturated load on a project whose queue is
+ranked by planted priorities (`Store.set_priorities`: the claim walks the ranked queue, as after
+`prefkit annotate prioritise`) and on one served in the seeded shuffle, alternated, each several
+times; it prints the ratio ranked ÷ shuffled for throughput, p95 claim+submit latency and the
+open-pair count (`Store.progress`).
+
+The claim section (`--only claim`): one annotator's claim + submit, and the open-pair count,
+alternated call by call between three queues of `--priority-pairs` pairs: the seeded shuffle
+served by the claim without its ranked walk (the claim as it was before prioritised queues, the
+baseline), the same served by today's claim (which first looks for a ranked pair), and a queue
+ranked by planted priorities. The machine's load drifts over all three alike; it prints medians
+and each one's ratio to the baseline.
+
+The ranking section (`--only ranking`): how long `prefkit annotate prioritise` spends in the store
+for `--pairs` pairs, model time aside: listing the pairs to score, recording scores in chunks of
+256, and the ranking (one transaction: on SQLite claims wait for it), twice (the second re-ranks).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import tempfile
 import threading
@@ -233,6 +254,14 @@ def bench(
     store.close()
 
 
+def pooled(runs: list[Run]) -> tuple[float, float]:
+    """Judgements per second and p95 latency over several runs taken together."""
+    judged = sum(r.judgements for r in runs)
+    rate = judged / sum(r.seconds for r in runs)
+    p95 = sorted(x for r in runs for x in r.latencies_ms)[int(0.95 * judged)] if judged else float("nan")
+    return rate, p95
+
+
 def pool_effect(url: str, name: str, n_annotators: int, seconds: float, rounds: int, pool: int) -> None:
     """Saturated claim+submit by `n_annotators`, with the store's pool of `pool` connections and
     without a pool (pool=0), alternated `rounds` times each in this one process: judgements per
@@ -262,17 +291,125 @@ def pool_effect(url: str, name: str, n_annotators: int, seconds: float, rounds: 
             print(run.line() + f"  connections opened {opened[0]}")
 
     def total(size: int) -> tuple[float, float, float]:
-        runs = results[size]
-        judged = sum(r.judgements for r, _ in runs)
-        rate = judged / sum(r.seconds for r, _ in runs)
-        p95 = sorted(x for r, _ in runs for x in r.latencies_ms)[int(0.95 * judged)] if judged else float("nan")
-        return rate, p95, sum(c for _, c in runs) / max(judged, 1)
+        runs = [r for r, _ in results[size]]
+        rate, p95 = pooled(runs)
+        return rate, p95, sum(c for _, c in results[size]) / max(sum(r.judgements for r in runs), 1)
 
     (rate_p, p95_p, conn_p), (rate_u, p95_u, conn_u) = total(pool), total(0)
     print(
         f"  pooled (pool={pool}) ÷ unpooled: throughput ×{rate_p / rate_u:.2f}, p95 latency ×{p95_p / p95_u:.2f}, "
         f"connections opened per judgement {conn_p:.3f} vs {conn_u:.3f}"
     )
+
+
+def priority_effect(url: str, name: str, n_annotators: int, seconds: float, rounds: int, n_pairs: int) -> None:
+    """Saturated claim+submit by `n_annotators` on a queue ranked by planted priorities and on the
+    seeded shuffle, alternated `rounds` times each (a fresh project each run): judgements per
+    second, p95 latency, the open-pair count's time, and the ranked ÷ shuffled ratios."""
+    print(f"\n== {name}: ranked vs shuffled queue ({n_annotators} annotators, {rounds} × {seconds:g} s each way) ==")
+    store = Store.open(url)
+    users = [f"prio{i:02d}" for i in range(n_annotators)]
+    for u in users:
+        store.add_user(u)
+    results: dict[str, list[tuple[Run, list[float]]]] = {"ranked": [], "shuffled": []}
+    for r in range(rounds):
+        for kind in ("shuffled", "ranked") if r % 2 == 0 else ("ranked", "shuffled"):  # alternate which goes first
+            project = f"prio-{kind}-{r}"
+            store.create_project(project, overlap=2, calibration=0.05)
+            pairs = list(make_pairs(n_pairs))
+            store.import_pairs(project, pairs)
+            if kind == "ranked":
+                rng = random.Random(r)
+                t0 = time.perf_counter()
+                store.set_priorities(project, {p.pair_id: rng.random() for p in pairs})
+                print(f"  ranking {n_pairs:,} pairs (scores stored, queue ranked): {time.perf_counter() - t0:.1f} s")
+            run = annotate(store, project, users, kind, seconds, 0.0)
+            counts = []
+            for u in users[:8]:  # the open-pair count, as the Label page asks for it
+                t0 = time.perf_counter()
+                store.progress(project, u, pairs=n_pairs)
+                counts.append((time.perf_counter() - t0) * 1000)
+            results[kind].append((run, counts))
+            print(run.line() + f"  open-pair count median {statistics.median(counts):.2f} ms")
+
+    def total(kind: str) -> tuple[float, float, float]:
+        rate, p95 = pooled([r for r, _ in results[kind]])
+        return rate, p95, statistics.median(x for _, c in results[kind] for x in c)
+
+    (rate_r, p95_r, count_r), (rate_s, p95_s, count_s) = total("ranked"), total("shuffled")
+    print(
+        f"  ranked ÷ shuffled: throughput ×{rate_r / rate_s:.2f}, p95 latency ×{p95_r / p95_s:.2f}, "
+        f"open-pair count ×{count_r / count_s:.2f}"
+    )
+    store.close()
+
+
+def claim_cost(url: str, name: str, n_pairs: int, calls: int) -> None:
+    """Single-annotator claim + submit and `progress` latency, alternated call by call (module
+    docstring, "claim section")."""
+    print(f"\n== {name}: one claim's cost, {calls} calls each, alternated call by call ==")
+    before = Store.open(url)  # the claim without the ranked walk: as before prioritised queues
+    before._pick_ranked = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    now = Store.open(url)
+    variants = {"before (no ranked walk)": before, "shuffled": now, "ranked": now}
+    pairs = list(make_pairs(n_pairs))
+    for i in range(len(variants)):
+        now.create_project(f"claim-{i}", overlap=1, calibration=0.05)
+        now.import_pairs(f"claim-{i}", pairs)
+        now.add_user(f"claimer{i}")
+    rng = random.Random(0)
+    now.set_priorities("claim-2", {p.pair_id: rng.random() for p in pairs})
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    counts: dict[str, list[float]] = {k: [] for k in variants}
+    order = list(enumerate(variants.items()))
+    for c in range(calls):
+        for i, (label, store) in order[c % 3 :] + order[: c % 3]:  # rotate which goes first
+            user, project = f"claimer{i}", f"claim-{i}"
+            t0 = time.perf_counter()
+            a = store.claim(project, user)
+            assert a is not None, "the bench ran out of pairs: use more --priority-pairs"
+            store.submit(a.id, user, Judgement.from_seven_point(a.pair.pair_id, user, 1, a.shown_order))
+            t1 = time.perf_counter()
+            store.progress(project, user, pairs=n_pairs)
+            t2 = time.perf_counter()
+            times[label].append((t1 - t0) * 1000)
+            counts[label].append((t2 - t1) * 1000)
+    base = "before (no ranked walk)"
+    for label in variants:
+        xs, ys = sorted(times[label]), sorted(counts[label])
+        p95 = xs[int(0.95 * len(xs))]
+        print(
+            f"  {label:<24} claim+submit median {statistics.median(xs):6.2f} ms  p95 {p95:6.2f} ms  "
+            f"(×{statistics.median(xs) / statistics.median(times[base]):.2f} median, "
+            f"×{p95 / sorted(times[base])[int(0.95 * len(xs))]:.2f} p95)  open-pair count median "
+            f"{statistics.median(ys):6.2f} ms (×{statistics.median(ys) / statistics.median(counts[base]):.2f})"
+        )
+    before.close()
+    now.close()
+
+
+def ranking_cost(url: str, name: str, n_pairs: int) -> None:
+    """The store's part of a scoring run on `n_pairs` pairs, twice (module docstring)."""
+    print(f"\n== {name}: storing scores and ranking {n_pairs:,} pairs ==")
+    store = Store.open(url)
+    store.create_project("rank", overlap=2, calibration=0.05)
+    store.import_pairs("rank", make_pairs(n_pairs))
+    rng = random.Random(0)
+    for k in range(2):
+        t0 = time.perf_counter()
+        run = store.start_priority_run("rank", [{"path": "bench", "weights": None, "sha256": str(k)}], "uncertainty")
+        todo = store.pairs_to_score(run.id)
+        t1 = time.perf_counter()
+        for i in range(0, len(todo), 256):
+            store.record_scores(run.id, [(p.pair_id, rng.random(), [0.5]) for p in todo[i : i + 256]])
+        t2 = time.perf_counter()
+        store.finish_priority_run(run.id)
+        t3 = time.perf_counter()
+        print(
+            f"  run {k + 1}: pairs to score {t1 - t0:.1f} s, scores recorded (chunks of 256) {t2 - t1:.1f} s, "
+            f"ranking (one transaction) {t3 - t2:.1f} s"
+        )
+    store.close()
 
 
 def main() -> None:
@@ -289,10 +426,17 @@ def main() -> None:
     )
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--pg-url", help="use this PostgreSQL database instead of starting a throwaway server")
-    ap.add_argument("--only", choices=["load", "pool"], help="run only the load bench or only the pool comparison")
+    ap.add_argument(
+        "--only",
+        choices=["load", "pool", "priority", "claim", "ranking"],
+        help="run only the load bench, the pool, the priority or the claim-cost comparison, or the ranking's time",
+    )
+    ap.add_argument("--claim-calls", type=int, default=2000, help="claims per queue in the claim-cost comparison")
     ap.add_argument("--pool", type=int, default=16, help="pool size for the pooled side of the pool comparison")
     ap.add_argument("--pool-rounds", type=int, default=3, help="runs each way in the pool comparison (alternated)")
     ap.add_argument("--pool-seconds", type=float, default=4.0, help="length of each pool-comparison run")
+    ap.add_argument("--priority-rounds", type=int, default=3, help="runs each way in the priority comparison")
+    ap.add_argument("--priority-pairs", type=int, default=20_000, help="pairs per project in the priority comparison")
     args = ap.parse_args()
     run = dict(
         n_pairs=args.pairs,
@@ -303,10 +447,16 @@ def main() -> None:
     )
 
     def both(url: str, name: str, fresh_url: str | None = None) -> None:
-        if args.only != "pool":
+        if args.only in (None, "load"):
             bench(url, name, **run)
-        if args.only != "load":
+        if args.only in (None, "pool"):
             pool_effect(fresh_url or url, name, args.annotators, args.pool_seconds, args.pool_rounds, args.pool)
+        if args.only == "priority":
+            priority_effect(url, name, args.annotators, args.pool_seconds, args.priority_rounds, args.priority_pairs)
+        if args.only == "claim":
+            claim_cost(url, name, args.priority_pairs, args.claim_calls)
+        if args.only == "ranking":
+            ranking_cost(url, name, args.pairs)
 
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="prefkit-bench-") as d:

@@ -56,6 +56,20 @@ def field_help(cls: type, name: str) -> str:
     return str(config_field(cls, name).metadata.get("help", ""))
 
 
+def parse_mapping(text: str | None, where: str = "mapping") -> dict[str, str]:
+    """`"question=instruction,chosen=output_1"` -> {"question": "instruction", "chosen": "output_1"}:
+    a mapping written on the command line (empty text: an empty mapping)."""
+    out: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"{where}: expected NAME=VALUE[,NAME=VALUE...], got {item.strip()!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = get_origin(tp)
     args = get_args(tp)
@@ -88,6 +102,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
+        if isinstance(value, str):
+            value = parse_mapping(value, where)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
@@ -218,6 +234,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def raw_settings(path: str | Path | None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The `--config` file's mapping with the `--set` overrides laid over it, not yet checked
+    against any dataclass: what a command can look at before importing heavy libraries."""
+    return _merge(read_yaml(path) if path else {}, parse_overrides(overrides))
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
@@ -226,8 +248,19 @@ def load_config(
 ) -> T:
     """YAML file (if any) < keyword values < `--set` overrides; the result is a `cls`."""
     base = read_yaml(path) if path else {}
-    merged = _merge(_merge(base, {k: v for k, v in values.items() if v is not None}), parse_overrides(overrides))
-    return from_dict(cls, merged, where=str(path) if path else cls.__name__)
+    typed = _merge(base, {k: v for k, v in values.items() if v is not None})
+    where = str(path) if path else cls.__name__
+    sets = parse_overrides(overrides)
+    if not sets:
+        return from_dict(cls, typed, where=where)
+    try:
+        return from_dict(cls, _merge(typed, sets), where=where)
+    except ConfigError as e:
+        try:  # blame --set only when the file and the options alone make a good config
+            from_dict(cls, typed, where=where)
+        except ConfigError:
+            raise e from None
+        raise ConfigError(str(e).replace(f"{where}: ", "--set: ", 1)) from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

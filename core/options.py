@@ -37,6 +37,8 @@ def option(cls: type, name: str, *param_decls: str, **kw: Any) -> Any:
         default = default_of(cls, name)
         if isinstance(default, (list, tuple)):  # a list field is typed as text on the command line
             default = ",".join(map(str, default)) if default else None
+        elif isinstance(default, dict):  # so is a mapping: NAME=VALUE,NAME=VALUE
+            default = ",".join(f"{k}={v}" for k, v in default.items()) if default else None
     return typer.Option(default, *param_decls, **kw)
 
 

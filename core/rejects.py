@@ -43,10 +43,21 @@ def rejected_rows(errors: Sequence[DataError]) -> list[dict[str, Any]]:
     ]
 
 
-def write_rejected(errors: Sequence[DataError], path: str | Path) -> int:
+def write_rejected(errors: Sequence[DataError], path: str | Path, *, marker: str | None = None) -> int:
+    """The rejected rows to `path` (JSONL), with the marker of command `marker` in the same commit."""
     from prefkit.core.writers import write_rows
 
-    return write_rows(rejected_rows(errors), path)
+    return write_rows(rejected_rows(errors), path, marker=marker)
+
+
+def nothing_valid(source: str | Path, errors: Sequence[DataError] | None) -> DataError:
+    """The error of a command that read no valid row: every one was bad (with `--skip-invalid`),
+    or there were none. Raised before anything is written or created."""
+    if errors:
+        return DataError(
+            f"no valid rows: all {len(errors)} were bad, so nothing was written (first: {errors[0]})", file=source
+        )
+    return DataError("no rows to read, so nothing was written", file=source)
 
 
 def skipped_line(errors: Sequence[DataError], path: str | Path | None) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prefkit.core.atomic import atomic_path
+from prefkit.core.atomic import atomic_files, atomic_path
 from prefkit.core.errors import DataError
 
 if TYPE_CHECKING:
@@ -39,15 +39,19 @@ def output_suffix(path: Path) -> str:
     raise DataError(f"unknown output type (expected {', '.join(SUFFIXES)})", file=path)
 
 
-def write_rows(rows: Iterable[Mapping[str, Any]], path: str | Path, schema: pa.Schema | None = None) -> int:
+def write_rows(
+    rows: Iterable[Mapping[str, Any]], path: str | Path, schema: pa.Schema | None = None, *, marker: str | None = None
+) -> int:
     """Write `rows` to `path` by its suffix (atomic: temp file, then rename). Returns the count.
 
     JSONL is streamed; JSON and Parquet gather the rows first. `schema` fixes Parquet types.
+    `marker` (a command's name) commits the file's output marker with it (`prefkit.core.outputs`).
     """
     path = Path(path)
     suffix = output_suffix(path)
-    with atomic_path(path) as tmp:
-        return write_rows_to(rows, tmp, suffix, schema)
+    with atomic_files([path], marker=marker) as (tmp,):
+        n = write_rows_to(rows, tmp, suffix, schema)
+    return n
 
 
 def write_rows_to(rows: Iterable[Mapping[str, Any]], tmp: Path, suffix: str, schema: pa.Schema | None = None) -> int:

@@ -87,8 +87,10 @@ def render_card(
     provenance: dict[str, Any],
     parquet: bool = True,
     trl: bool = False,
+    audit: dict[str, Any] | None = None,
 ) -> str:
-    """README.md text: YAML front matter plus how the dataset was made."""
+    """README.md text: YAML front matter plus how the dataset was made (and its audit, when given:
+    `prefkit.data.audit.card_section`)."""
     meta = card_metadata(dsdict, name=name, provenance=provenance, parquet=parquet)
     scheme = MarginScheme(margin)
     counts = {s: ds.num_rows for s, ds in dsdict.items()}
@@ -141,6 +143,43 @@ def render_card(
                 f"{agg['unsafe_chosen_dropped']} dropped as unsafe-chosen, "
                 f"{agg['unjudged_pairs']} pairs not yet judged."
             )
+        mix = provenance.get("annotators")
+        if mix:
+            people = agg.get("judgements", 0) - agg.get("model_judgements", 0) if agg else None
+            models = agg.get("model_judgements", 0) if agg else None
+            body.append(
+                f"- **Annotators**: {mix}"
+                + (f" ({people} judgements by people, {models} by AI judges)" if agg else "")
+                + (
+                    "; `n_model_annotators` says how many of a row's annotators were AI judges."
+                    if mix != "human-only"
+                    else "; no AI judge's judgement is in this dataset."
+                )
+            )
+        decided = agg.get("decided_by") or {}
+        rule = agg.get("rule", provenance.get("rule", "mean"))
+        if decided.get("review") or decided.get("gold") or agg.get("decided_unsure_dropped"):
+            parts = [f"{decided.get(rule, 0)} by the `{rule}` rule"]
+            if decided.get("review") or agg.get("decided_unsure_dropped"):
+                parts.append(f"{decided.get('review', 0)} by a reviewer who settled a disagreement")
+            if decided.get("gold"):
+                parts.append(f"{decided['gold']} gold pairs by their expected answer")
+            unsure = agg.get("decided_unsure_dropped", 0)
+            body.append(
+                "- **Decided by** (column `decided_by`): "
+                + ", ".join(parts)
+                + (f"; {unsure} left out because the reviewer was unsure." if unsure else ".")
+            )
+        if agg.get("reliability"):
+            rel = agg["reliability"].values()
+            body.append(
+                f"- **Annotator reliability** (`ability` rule, Dawid and Skene 1979): estimated for {len(rel)} "
+                f"annotators from the overlap, from {min(rel):.2f} to {max(rel):.2f} (the probability that an "
+                "annotator's answer is the true side); each vote weighs by it."
+            )
+        gold = provenance.get("gold")
+        if gold:
+            body.append(f"- **Gold pairs**: {gold}")
         comp = provenance.get("completeness")
         if comp:  # the annotation store knows each pair's overlap
             body.append(
@@ -155,8 +194,23 @@ def render_card(
             )
     if provenance.get("dedup"):
         body.append(f"- **Deduplication**: {provenance['dedup']}")
+    calibration = _calibration(provenance.get("calibration"))
+    edits = provenance.get("edits")
+    if edits:
+        made = {"off": "none (the edits are in the `edited` column)", "two": "edited > chosen"}.get(
+            edits["edit_pairs"], "edited > chosen and edited > rejected"
+        )
+        body.append(
+            f"- **Edits** (Llama 3's edit-and-rank): {edits['edited_pairs']} judged pairs carry an annotator's edit "
+            f"of the chosen answer; pairs added from them: {made}"
+            + (f", strength {edits['edit_strength']}." if edits["edit_pairs"] != "off" else ".")
+        )
     body += [
-        f"- **Split**: by prompt (no question is in two splits), test share {test_size:g}, seed {seed}.",
+        (
+            f"- **Split**: {provenance['splits']}."
+            if provenance.get("splits")
+            else f"- **Split**: by prompt (no question is in two splits), test share {test_size:g}, seed {seed}."
+        ),
         "- **Rows**: " + ", ".join(f"{s} {n} ({prompts[s]} prompts)" for s, n in counts.items()) + ".",
         "- **Strength** (Llama 2's four levels): " + ", ".join(f"{k} {v}" for k, v in sorted(strengths.items())) + ".",
         "- **Safety bin** (Llama 2): "
@@ -171,7 +225,7 @@ def render_card(
         )
         + ".",
         "",
-        f"## Margin (`{scheme.value}` scheme, Llama 2 Table 28)",
+        f"## Margin (`{scheme.value}` scheme, Llama 2 Table 27)",
         "",
         "`margin` is the m(r) in the reward loss -log σ(r_chosen − r_rejected − m(r)).",
         "",
@@ -200,10 +254,26 @@ def render_card(
         "- `chosen_unsafe`, `rejected_unsafe`, `safety_bin`: whether annotators flagged each answer unsafe (null: "
         "not known), and Llama 2's bin for the pair (`safe_vs_unsafe`, `both_safe`, `both_unsafe`).",
         "- `strength`, `margin`: how much better `chosen` is, and the margin from it.",
-        "- `n_annotators`, `agreement`: how many annotators judged the pair, and the share who chose `chosen`.",
+        "- `n_annotators`, `agreement`: how many annotators judged the pair, and the share who chose `chosen` "
+        "(unsure counts as not choosing it); 0 and null for rows that came without judgements.",
+        "- `n_model_annotators`: how many of those annotators were AI judges (0 unless model judgements were "
+        "included).",
+        "- `decided_by`: what picked `chosen`: the aggregation rule (`mean`, `majority`, `ability`), a reviewer "
+        "(`review`) or a gold pair's expected answer (`gold`); null for rows read labelled.",
+        "- `votes_chosen`, `votes_rejected`: how many of them preferred `chosen` / `rejected` (the rest were "
+        "unsure); null without judgements. The reward model's soft label is "
+        "(votes_chosen + ½ · unsure) / n_annotators.",
+        "- `edited`: an annotator's edit of `chosen` (Llama 3's edit-and-rank: edited > chosen > rejected), null "
+        "when nobody edited it; `derived_from`: for a pair made from an edit, the `id` of the judged row it "
+        "came from (null for judged rows).",
         "- `chosen_*`, `rejected_*`: how each answer was generated (model, adapter, temperature, top_p, seed, "
         "finish reason, token count).",
+        "- `selected_by`: how the annotation queue chose the pair for labelling: `calibration` (the calibration "
+        "share), `random` (the seeded shuffle or the queue's random share, chosen independently of any model) or "
+        "`uncertainty` (a reward model's priority); null when the rows did not come from the annotation store. "
+        "Only the `random` rows (with `calibration`, also a seeded draw) are an unbiased sample of the pairs.",
         "",
+        *calibration,
         "## Use",
         "",
         "```python",
@@ -212,5 +282,67 @@ def render_card(
         "```",
         "",
     ]
+    if audit is not None:
+        from prefkit.data.audit import AUDIT_SVG, card_section
+
+        body += [card_section(audit, figure=AUDIT_SVG)]
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n" + "\n".join(body)
+
+
+def _calibration(figures: Any) -> list[str]:
+    """The card's section on each AI judge's agreement with people on the pairs both judged
+    (`prefkit.annotate.calibration`): Cohen's kappa on the winner and agreement per level."""
+    if not figures:
+        return []
+    lines = [
+        "## AI judges against people",
+        "",
+        "On the pairs people judged too: the share of human judgements whose side the judge also chose, per "
+        "level the person gave, and Cohen's kappa on the winner (a / unsure / b).",
+        "",
+        "| judge | pairs | judgements | kappa (winner) | significantly | better | slightly | negligibly | unsure |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, f in figures.items():
+        cells = []
+        for level in ("significantly better", "better", "slightly better", "negligibly better", "unsure"):
+            cell = f.get("per_level", {}).get(level) or {}
+            share, n = cell.get("agreement"), cell.get("n", 0)
+            cells.append(f"{share:.2f} (n={n})" if share is not None else f"– (n={n})")
+        kappa = f.get("kappa")
+        lines.append(
+            f"| `{name}` | {f.get('pairs', 0)} | {f.get('judgements', 0)} | "
+            + (f"{kappa:.3f}" if kappa is not None else "–")
+            + " | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += ["", "For unsure, the share is how often the judge was unsure too.", ""]
+    for name, f in figures.items():
+        confusion = f.get("confusion") or {}
+        if not confusion:
+            continue
+        columns = sorted({c for row in confusion.values() for c in row}, key=_signed_order)
+        lines += [
+            f"Confusion matrix of `{name}` (rows: people's choices, columns: the judge's; a and b in the pair's own "
+            "order):",
+            "",
+            "| person / judge | " + " | ".join(columns) + " |",
+            "| --- | " + " | ".join("---" for _ in columns) + " |",
+            *(
+                f"| {person} | " + " | ".join(str(row.get(c, 0)) for c in columns) + " |"
+                for person, row in sorted(confusion.items(), key=lambda kv: _signed_order(kv[0]))
+            ),
+            "",
+        ]
+    return lines
+
+
+def _signed_order(label: str) -> int:
+    """Sort key of "a significantly better" … "unsure" … "b significantly better"."""
+    if label == "unsure":
+        return 0
+    side, _, level = label.partition(" ")
+    rank = {"significantly better": 4, "better": 3, "slightly better": 2, "negligibly better": 1}.get(level, 0)
+    return -rank if side == "a" else rank

@@ -659,6 +659,7 @@ def dedup_file(
     marker: str | None = None,
     engine: str | DedupEngine = _D.engine,
     address: str | None = _D.address,
+    columns: Mapping[str, str] | None = None,
 ) -> DedupReport:
     """Deduplicate a file (any format `prefkit.data.readers` reads) into `out` (.jsonl, .jsonl.gz, .json or
     .parquet), rows unchanged and in input order, and write the report as JSON beside it (or to
@@ -671,8 +672,7 @@ def dedup_file(
     written by that command (`prefkit.core.outputs`).
     """
     from prefkit.core.atomic import atomic_files
-    from prefkit.core.outputs import mark_output
-    from prefkit.core.rejects import rejected_rows
+    from prefkit.core.rejects import nothing_valid, rejected_rows
     from prefkit.core.writers import output_suffix, write_rows_to
     from prefkit.data.readers import raw_and_canonical_records
 
@@ -681,7 +681,7 @@ def dedup_file(
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     out = Path(out)
     suffix = output_suffix(out)  # an unwritable output type fails before the source is read
-    fmt, records = raw_and_canonical_records(source, errors=invalid)
+    fmt, records = raw_and_canonical_records(source, errors=invalid, columns=columns)
     names = resolve_key(on, fmt)
     fields = [KEY_NAMES[name] for name in names]
     rows: list[dict[str, Any]] = []
@@ -691,6 +691,8 @@ def dedup_file(
         rows.append(row)
         locations.append(str(loc))
         keys.append([texts.get(f) or "" for f in fields])  # an absent system prompt is empty
+    if not rows:
+        raise nothing_valid(source, invalid)
     done: tuple[list[int], DedupReport] = _with_engine(
         engine,
         address,
@@ -716,14 +718,11 @@ def dedup_file(
     rep.invalid_skipped = len(invalid or ())
     report_path = Path(report) if report is not None else _report_path(out)
     targets = [out, report_path] + ([Path(rejected)] if rejected is not None else [])
-    with atomic_files(targets) as temps:
+    with atomic_files(targets, marker=marker) as temps:
         write_rows_to((rows[i] for i in kept), temps[0], suffix)
         temps[1].write_text(
             json.dumps(rep.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
         )
         if rejected is not None:
             write_rows_to(rejected_rows(invalid or []), temps[2], ".jsonl")
-        if marker is not None:
-            for target in targets:
-                mark_output(target, marker, folder=False)
     return rep

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefkit.core.config import setting
+from prefkit.data.formats import COLUMNS_HELP
 
 
 @dataclass
@@ -36,3 +37,4 @@ class DedupConfig:
         None, "--engine ray: the cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance."
     )
     report: str | None = setting(None, "Report path (default: OUT with .dedup-report.json).")
+    columns: dict[str, str] = setting(help=COLUMNS_HELP, factory=dict)

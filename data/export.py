@@ -22,7 +22,7 @@ import logging
 import random
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from datasets import DatasetDict, Features
 
-    from prefkit.data.aggregate import AggregateReport
+    from prefkit.data.aggregate import AggregateReport, Decision
 
 
 def export_features(trl: bool = False) -> Features:
@@ -185,6 +185,15 @@ def dedup_summary(report: dict[str, Any]) -> str:
 def find_dedup_report(source: str | Path) -> tuple[dict[str, Any], str] | None:
     """The dedup report that wrote `source` (beside it, as `prefkit data dedup` leaves it) or took
     `source` as its input: (report, "output" or "input"); None when there is none."""
+    found = _find_dedup_report(source)
+    return None if found is None else found[:2]
+
+
+def _find_dedup_report(source: str | Path) -> tuple[dict[str, Any], str, Path] | None:
+    """`find_dedup_report`, with the report's path. A report that wrote `source` is used only when
+    the two are still the unit `prefkit data dedup` committed (their markers list each other with
+    the sizes and hashes they have): a report from an interrupted run, or beside a file changed
+    since, describes other rows and is passed over with a warning."""
     path = Path(source)
     if not path.is_file():
         return None
@@ -204,8 +213,31 @@ def find_dedup_report(source: str | Path) -> tuple[dict[str, Any], str] | None:
             continue
         for role, key in (("output", "output"), ("input", "source")):
             if report.get(key) and Path(report[key]).resolve() == path.resolve():
-                return report, role
+                if role == "output" and not _same_unit(path, cand):
+                    log.warning(
+                        "%s: not used: it and %s are not the files one `prefkit data dedup` run wrote "
+                        "(an interrupted run, or a file changed since); run the dedup again to get its report",
+                        cand,
+                        path,
+                    )
+                    continue
+                return report, role, cand
     return None
+
+
+def _same_unit(output: Path, report: Path) -> bool:
+    """Whether `output` and its dedup `report` are one committed unit: true when `output` has no
+    marker (written by an earlier prefkit), else when both markers list the unit and both files
+    match them."""
+    from prefkit.core.outputs import foreign_entry, read_marker
+
+    mark = read_marker(output, folder=False)
+    if mark is None or mark.get("files") is None:
+        return True
+    unit = mark.get("unit") or []
+    if report.name not in unit and str(report.absolute()) not in unit:
+        return False
+    return foreign_entry(output, folder=False) is None and foreign_entry(report, folder=False) is None
 
 
 def export_dataset(
@@ -223,14 +255,29 @@ def export_dataset(
     links: Sequence[tuple[int, int]] = (),
     language_required: bool = False,
     marker: str | None = None,
+    split_of: Sequence[str] | None = None,
+    edit_pairs: str = _E.edit_pairs,
+    edit_strength: str = _E.edit_strength,
+    audit: bool = _E.audit,
+    judgements: Sequence[Judgement] | None = None,
+    rejected: Sequence[DataError] | None = None,
 ) -> DatasetDict:
-    """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl).
+    """Write `out/` (save_to_disk layout, README.md card, optional data/*.parquet, jsonl/*.jsonl,
+    and with `rejected` the rows `--skip-invalid` left out, in `rejected.jsonl`).
+
+    `audit` writes `prefkit.data.audit`'s report of the exported splits (with the position bias of
+    `judgements` when given) as `audit.json` / `audit.svg` and the card's Audit section.
+
+    `edit_pairs` (two / three) adds the pairs annotators' edits make (`prefkit.data.edits`), of
+    strength `edit_strength`, after the judged rows (so `links`' row indices still hold).
 
     `trl` adds TRL's conversational columns; `links` are row-index pairs that must stay in one
-    split (a dedup report's clusters, `dedup_links`). The card's language is
+    split (a dedup report's clusters, `dedup_links`). `split_of` (one split name per row) keeps
+    the splits the rows came in (an earlier export read again) instead of splitting by prompt. The card's language is
     `provenance["language"]`, else detected (`detect_language`); when it cannot be told,
     `language_required` raises, else the card names none. `marker` (a command's name) marks the
-    folder as that command's output (`prefkit.core.outputs`)."""
+    folder as that command's output (`prefkit.core.outputs`). Everything, marker included, is
+    written into a temporary folder swapped into place at the end: all of it or none of it."""
     import datasets
     from datasets import Dataset, DatasetDict
 
@@ -256,9 +303,20 @@ def export_dataset(
                 file=str(provenance.get("source", out)),
                 field="language",
             )
+    from prefkit.data.edits import edited_rows, expand_edits
+
+    n_edited = len(edited_rows(rows))
+    rows = expand_edits(rows, edit_pairs, edit_strength)
+    if n_edited:
+        provenance["edits"] = {"edited_pairs": n_edited, "edit_pairs": edit_pairs, "edit_strength": edit_strength}
     features = export_features(trl)
     record = trl_record if trl else PreferenceRow.to_record
-    splits = split_by_prompt([r.with_margin(scheme) for r in rows], test_size, seed, links)
+    if split_of is not None:
+        splits: dict[str, list[PreferenceRow]] = {name: [] for name in dict.fromkeys(split_of)}
+        for r, name in zip(rows, split_of, strict=True):
+            splits[name].append(r.with_margin(scheme))
+    else:
+        splits = split_by_prompt([r.with_margin(scheme) for r in rows], test_size, seed, links)
     dsdict = DatasetDict(
         {
             s: Dataset.from_list([record(r) for r in split_rows], features=features)
@@ -266,6 +324,13 @@ def export_dataset(
             if split_rows or s == "train"
         }
     )
+    report = None
+    if audit:
+        from prefkit.data.audit import audit_rows
+
+        # named by its input, not by OUT: the same rows exported twice give the same audit.json
+        source = str(provenance["source"]) if provenance.get("source") else None
+        report = audit_rows({s: r for s, r in splits.items() if r}, judgements=judgements, source=source)
     card = render_card(
         dsdict,
         name=name or out.name,
@@ -275,6 +340,7 @@ def export_dataset(
         provenance=provenance,
         parquet=parquet,
         trl=trl,
+        audit=report,
     )
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a handful of bars per small export is noise, not progress
@@ -289,9 +355,14 @@ def export_dataset(
                 if jsonl:
                     write_rows(ds, tmp / "jsonl" / f"{split}.jsonl")
             (tmp / "README.md").write_text(card, encoding="utf-8")
+            if report is not None:
+                from prefkit.data.audit import write_audit
+
+                write_audit(report, tmp)
             (tmp / "prefkit_provenance.json").write_text(
                 json.dumps(provenance, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8"
             )
+            _write_rejected_into(tmp, rejected)
             if marker is not None:
                 from prefkit.core.outputs import mark_output
 
@@ -327,6 +398,8 @@ def export_sets(
     provenance: dict[str, Any] | None = None,
     name: str | None = None,
     marker: str | None = None,
+    split_of: Sequence[str] | None = None,
+    rejected: Sequence[DataError] | None = None,
     **kw: Any,
 ) -> dict[str, DatasetDict]:
     """Llama 2's two datasets, `out/helpfulness` (all pairs) and `out/safety` (`safety_set`), each
@@ -347,6 +420,8 @@ def export_sets(
             pos = {id(r): i for i, r in enumerate(rows)}
             back = {pos[k]: v for k, v in index.items()}
             set_links = [(back[i], back[j]) for i, j in links if i in back and j in back]
+            if split_of is not None:
+                kw["split_of"] = [split_of[pos[id(r)]] for r in set_rows]
             result[set_name] = export_dataset(
                 set_rows,
                 tmp / set_name,
@@ -360,11 +435,31 @@ def export_sets(
             + "".join(f"- `{s}/`: {sum(d.num_rows for d in result[s].values())} pairs\n" for s in sets),
             encoding="utf-8",
         )
+        _write_rejected_into(tmp, rejected)
         if marker is not None:
             from prefkit.core.outputs import mark_output
 
             mark_output(tmp, marker, folder=True)
     return result
+
+
+def annotator_mix(human: int, model: int) -> str:
+    """What a dataset's judgements came from: `human-only`, `AI-only` or `mixed`."""
+    if model and human:
+        return "mixed"
+    return "AI-only" if model else "human-only"
+
+
+REJECTED_NAME = "rejected.jsonl"  # in the export folder: the rows --skip-invalid left out
+
+
+def _write_rejected_into(folder: Path, rejected: Sequence[DataError] | None) -> None:
+    """The rows `--skip-invalid` left out, inside the export's folder: swapped in with the dataset."""
+    if rejected is not None:
+        from prefkit.core.rejects import rejected_rows
+        from prefkit.core.writers import write_rows_to
+
+        write_rows_to(rejected_rows(rejected), folder / REJECTED_NAME, ".jsonl")
 
 
 def export_judged(
@@ -384,18 +479,35 @@ def export_judged(
     sets: tuple[str, ...] = (),
     language_required: bool = False,
     marker: str | None = None,
+    decisions: Mapping[str, Decision] | None = None,
+    edit_pairs: str = _E.edit_pairs,
+    edit_strength: str = _E.edit_strength,
+    audit: bool = _E.audit,
+    rejected: Sequence[DataError] | None = None,
+    selected_by: Mapping[str, str] | None = None,
 ) -> tuple[DatasetDict, AggregateReport]:
     """Aggregate several annotators' judgements per pair (`prefkit.data.aggregate`) and export the rows.
+    `decisions` (reviewers', gold pairs' answers) win over the rule where given.
 
     The one path behind `prefkit data export --judgements`, `prefkit annotate export` and a
     round's export step: the card's provenance always gets the rule and the aggregation counts
     from here, so no caller can describe them differently. With `sets`, writes Llama 2's
-    helpfulness / safety sets under `out` (`export_sets`) and returns the first.
+    helpfulness / safety sets under `out` (`export_sets`) and returns the first. `selected_by`
+    (pair_id -> calibration, random or uncertainty: how the annotation store chose each pair)
+    fills the rows' `selected_by` column.
     """
     from prefkit.data.aggregate import aggregate
 
-    rows, report = aggregate(pairs, judgements, rule=rule, margin=margin)
-    provenance = {**(provenance or {}), "rule": rule, "aggregate": report.to_dict()}
+    rows, report = aggregate(pairs, judgements, rule=rule, margin=margin, decisions=decisions)
+    if selected_by is not None:
+        for row in rows:
+            row.selected_by = selected_by.get(row.id)
+    provenance = {
+        **(provenance or {}),
+        "rule": rule,
+        "aggregate": report.to_dict(),
+        "annotators": annotator_mix(report.judgements - report.model_judgements, report.model_judgements),
+    }
     provenance.setdefault("judgements", f"{report.judgements} judgements")
     provenance.setdefault("format", "pairs")  # judged pairs: prefkit's own pairs, whoever stored them
     kw: dict[str, Any] = dict(
@@ -409,6 +521,11 @@ def export_judged(
         trl=trl,
         language_required=language_required,
         marker=marker,
+        edit_pairs=edit_pairs,
+        edit_strength=edit_strength,
+        audit=audit,
+        judgements=judgements,
+        rejected=rejected,
     )
     if sets:
         written = export_sets(rows, out, sets, **kw)
@@ -424,8 +541,9 @@ class ExportDone:
     dsdict: DatasetDict  # the dataset (with sets: the first set's)
     aggregate: AggregateReport | None  # with judgements: how they became rows
     invalid: list[DataError] | None  # with skip_invalid: the rows left out
-    rejected: Path | None  # with skip_invalid: where they were written
+    rejected: Path | None  # with skip_invalid: where they were written (inside OUT)
     sets: tuple[str, ...]  # Llama 2's sets written under OUT, if any
+    kept_splits: tuple[str, ...] = ()  # the source's own splits, kept (an earlier export read again)
 
 
 def export_file(
@@ -441,20 +559,24 @@ def export_file(
     to OUT as `config` says. Pushing to the Hub is the caller's (`prefkit.core.hub.push_to_hub`), after
     this returns; with `config.push_to_hub` the token is checked here, before any work.
 
-    OUT goes through the output guard first (`prefkit.core.outputs.check_output`): never an input or a
-    folder holding one; an existing one only with `overwrite` and only a previous export."""
+    OUT goes through the output guard first (`prefkit.core.outputs.check_output`): never an input
+    (SOURCE, the judgements, the dedup report it reads) or a folder holding one; an existing one
+    only with `overwrite` and only a previous export with nothing else in it. With `skip_invalid`
+    the rows left out go to `OUT/rejected.jsonl`, in the same folder swap as the dataset; no
+    valid row at all is an error before anything is written."""
     from prefkit.core.outputs import check_output
-    from prefkit.core.rejects import rejected_path, write_rejected
+    from prefkit.core.rejects import nothing_valid
     from prefkit.data.readers import read_judgements, read_pairs, read_preferences, source_format
+    from prefkit.data.sources import saved_splits
 
     cfg = config or ExportConfig()
     set_names = parse_sets(cfg.sets)
     command = "data export"
-    inputs = [source, judgements]
+    found: tuple[dict[str, Any], str] | None = None
+    beside = _find_dedup_report(source) if cfg.dedup_report is None else None
+    report_file = Path(cfg.dedup_report) if cfg.dedup_report is not None else (beside[2] if beside else None)
+    inputs = [source, judgements, report_file]  # every file this export reads
     check_output(out, command, inputs=inputs, overwrite=overwrite, folder=True)
-    rejected = rejected_path(out) if skip_invalid else None
-    if rejected is not None:
-        check_output(rejected, command, inputs=inputs, overwrite=overwrite, option="the rejected file")
     if cfg.push_to_hub:
         if set_names:
             raise DataError("--push-to-hub pushes one dataset: push each set folder on its own", field="sets")
@@ -462,26 +584,25 @@ def export_file(
 
         require_token()  # fail before the work, not after it
     invalid: list[DataError] | None = [] if skip_invalid else None
-    fmt = source_format(source, skip_bad=skip_invalid)
+    fmt = source_format(source, skip_bad=skip_invalid, columns=cfg.columns)
     log.debug("%s: read as %s", source, fmt)
 
     provenance: dict[str, Any] = {
         "source": str(source),
-        "format": fmt,
+        "format": fmt + (f" (columns {', '.join(f'{k}={v}' for k, v in cfg.columns.items())})" if cfg.columns else ""),
         "license": cfg.license,
         "margin": cfg.margin,
     }
     if cfg.language:
         provenance["language"] = [cfg.language]
     links: list[tuple[int, int]] = []
-    found: tuple[dict[str, Any], str] | None
     if cfg.dedup_report is not None:
         try:
             found = (json.loads(Path(cfg.dedup_report).read_text(encoding="utf-8")), "given")
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read the dedup report: {e}", file=str(cfg.dedup_report)) from None
-    else:
-        found = find_dedup_report(source)
+    elif beside is not None:
+        found = beside[:2]
     if found is not None:
         report_, role = found
         log.debug("dedup report (%s): %s", role, dedup_summary(report_))
@@ -501,15 +622,23 @@ def export_file(
         name=cfg.name,
         trl=cfg.trl,
         language_required=True,
+        edit_pairs=cfg.edit_pairs,
+        edit_strength=cfg.edit_strength,
+        audit=cfg.audit,
     )
     report = None
+    split_of: list[str] | None = None
     if judgements is not None:
-        pairs, judged = read_pairs(source, errors=invalid), read_judgements(judgements, errors=invalid)
+        pairs = read_pairs(source, errors=invalid, columns=cfg.columns)
+        judged = read_judgements(judgements, errors=invalid)
+        if not pairs:
+            raise nothing_valid(source, invalid)
+        if not judged:
+            raise nothing_valid(judgements, invalid)
         if invalid:
             provenance["invalid_skipped"] = len(invalid)
         if cfg.adversarial:
             pairs = [dataclasses.replace(p, prompt=dataclasses.replace(p.prompt, adversarial=True)) for p in pairs]
-        _drop_previous(rejected)
         dsdict, report = export_judged(
             pairs,
             judged,
@@ -518,28 +647,42 @@ def export_file(
             provenance={**provenance, "judgements": str(judgements)},
             sets=set_names,
             marker=command,
+            rejected=invalid,
             **kw,
         )
     else:
-        rows = read_preferences(source, adversarial=True if cfg.adversarial else None, errors=invalid)
+        adversarial = True if cfg.adversarial else None
+        split_names = saved_splits(source)
+        if len(split_names) > 1:  # an earlier export: keep its splits, every row of every split
+            rows, split_of = [], []
+            for split in split_names:
+                part = read_preferences(source, split, adversarial=adversarial, errors=invalid, columns=cfg.columns)
+                rows += part
+                split_of += [split] * len(part)
+            provenance["splits"] = f"kept as the source's splits ({', '.join(split_names)})"
+        else:
+            rows = read_preferences(source, adversarial=adversarial, errors=invalid, columns=cfg.columns)
+        if not rows:
+            raise nothing_valid(source, invalid)
         if invalid:
             provenance["invalid_skipped"] = len(invalid)
-        _drop_previous(rejected)
         if set_names:
-            written = export_sets(rows, out, set_names, links=links, provenance=provenance, marker=command, **kw)
+            written = export_sets(
+                rows,
+                out,
+                set_names,
+                links=links,
+                provenance=provenance,
+                marker=command,
+                split_of=split_of,
+                rejected=invalid,
+                **kw,
+            )
             dsdict = written[set_names[0]]
         else:
-            dsdict = export_dataset(rows, out, provenance=provenance, links=links, marker=command, **kw)
-    if rejected is not None:
-        from prefkit.core.outputs import mark_output
-
-        write_rejected(invalid or [], rejected)
-        mark_output(rejected, command, folder=False)
-    return ExportDone(dsdict, report, invalid, rejected, set_names)
-
-
-def _drop_previous(rejected: Path | None) -> None:
-    """The previous run's rejected rows go before the new export is swapped in, so they never sit
-    beside a newer export (a run killed after the swap leaves no rejected file, not a stale one)."""
-    if rejected is not None:
-        rejected.unlink(missing_ok=True)
+            dsdict = export_dataset(
+                rows, out, provenance=provenance, links=links, marker=command, split_of=split_of, rejected=invalid, **kw
+            )
+    rejected = out / REJECTED_NAME if skip_invalid else None
+    kept = tuple(dict.fromkeys(split_of)) if judgements is None and split_of else ()
+    return ExportDone(dsdict, report, invalid, rejected, set_names, kept)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefkit.core.config import setting
+from prefkit.data.formats import COLUMNS_HELP
 
 
 @dataclass
@@ -17,9 +18,13 @@ class ExportConfig:
     test_size: float = setting(0.1, "Share of prompts in the test split.")
     seed: int = setting(42, "Seed for the train/test split.")
     margin: Literal["none", "small", "large"] = setting(
-        "small", "Margin scheme: none, small or large (Llama 2, Table 28)."
+        "small", "Margin scheme: none, small or large (Llama 2, Table 27)."
     )
-    rule: Literal["mean", "majority"] = setting("mean", "How several judgements become one row: mean or majority.")
+    rule: Literal["mean", "majority", "ability"] = setting(
+        "mean",
+        "How several judgements become one row: mean, majority, or ability (each annotator's vote weighted by "
+        "their reliability, estimated from the overlap with Dawid and Skene's EM).",
+    )
     parquet: bool = setting(False, "Also write Parquet files per split.")
     jsonl: bool = setting(False, "Also write JSONL files per split.")
     trl: bool = setting(
@@ -43,5 +48,19 @@ class ExportConfig:
     adversarial: bool = setting(
         False, "Tag every prompt of SOURCE adversarial (red-teaming), so all its pairs go to the safety set."
     )
+    edit_pairs: Literal["off", "two", "three"] = setting(
+        "off",
+        "Pairs made from annotators' edits (Llama 3's edited > chosen > rejected), beside each judged pair: off, "
+        "two (adds edited > chosen) or three (also edited > rejected); the `edited` column is exported either way.",
+    )
+    edit_strength: Literal["significantly_better", "better", "slightly_better", "negligibly_better"] = setting(
+        "better", "Strength of the pairs made from edits (edited > rejected is never weaker than the judged pair)."
+    )
+    audit: bool = setting(
+        True,
+        "Audit what is exported (`prefkit data audit`: length/style confounds, leakage, bad answers, position bias "
+        "from the judgements): OUT/audit.json, OUT/audit.svg and a section of the card; `prefkit train` reads it.",
+    )
     push_to_hub: str | None = setting(None, "Also push to the Hub as ORG/NAME.")
     private: bool = setting(False, "Make the pushed Hub dataset private.")
+    columns: dict[str, str] = setting(help=COLUMNS_HELP, factory=dict)

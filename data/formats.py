@@ -58,14 +58,118 @@ FORMATS = (
 )
 LABELLED_FORMATS = ("vi_alpaca_preference", "hh_rlhf", "trl_preference")
 
+# The columns each format needs (what `--columns` maps a file's own names onto).
+FORMAT_COLUMNS = {
+    "vi_alpaca_preference": "question, chosen, rejected",
+    "alpaca": "instruction, output (input optional)",
+    "prompt_response": "prompt, response",
+    "hh_rlhf": "chosen, rejected (Human:/Assistant: transcripts)",
+    "trl_preference": "prompt, chosen, rejected",
+    "pairs": "question, a_text, b_text",
+    "judgements": "pair_id, annotator, strength",
+    "prompts": "question or prompt (or instruction alone)",
+}
+COLUMNS_HELP = (
+    "Read the file's own column names as prefkit's: NAME=COLUMN pairs, e.g. question=instruction,chosen=better "
+    "(a YAML mapping in a config: columns: {question: instruction}); the names each format needs are in "
+    "`prefkit data validate`'s warnings and the data guide."
+)
+# Names a `--columns NAME=COLUMN` mapping may give a column: every format's, and the optional ones.
+COLUMN_NAMES = frozenset(
+    [
+        "question",
+        "chosen",
+        "rejected",
+        "instruction",
+        "input",
+        "output",
+        "prompt",
+        "response",
+        "a_text",
+        "b_text",
+        "pair_id",
+        "annotator",
+        "strength",
+        "preferred",
+        "system",
+        "history",
+        "adversarial",
+        "chosen_unsafe",
+        "rejected_unsafe",
+        "id",
+        "margin",
+    ]
+)
+# A column that holds a second answer or a verdict: a file that has one but reads as prompts (or
+# instruction/answer data) is probably preference data under other names.
+_ANSWER_LIKE = re.compile(
+    r"^((output|response|answer|completion|generation)s?[ _-]?([0-9]|[ab]|one|two)|chosen\w*|rejected\w*|"
+    r"preferred|preference|winner|label|choice|ranking)$",
+    re.I,
+)
 
-def detect_format(columns: Collection[str], sample: Mapping[str, Any] | None = None, *, file: str | None = None) -> str:
+
+def needed_columns() -> str:
+    """One line: the columns each format needs."""
+    return "; ".join(f"{name}: {cols}" for name, cols in FORMAT_COLUMNS.items())
+
+
+def unmatched_preference_columns(columns: Collection[str], fmt: str) -> list[str]:
+    """The columns that look like a second answer or a verdict when the file reads as a format
+    that uses none of them (prompts, alpaca, prompt_response): preference data under other names."""
+    if fmt not in ("prompts", "alpaca", "prompt_response"):
+        return []
+    return [c for c in columns if _ANSWER_LIKE.match(c.strip())]
+
+
+def preference_warning(columns: Collection[str], fmt: str) -> str | None:
+    """The warning for `unmatched_preference_columns`, naming what each format needs and `--columns`."""
+    odd = unmatched_preference_columns(columns, fmt)
+    if not odd:
+        return None
+    return (
+        f"columns {', '.join(odd)} look like preference data, but the file reads as {fmt!r}, which uses none of "
+        f"them. The formats need: {needed_columns()}. Map your names with --columns NAME=COLUMN,… "
+        "(e.g. --columns question=instruction,a_text=output_1,b_text=output_2 reads two answers as pairs to label)"
+    )
+
+
+def check_column_map(mapping: Mapping[str, str], where: str = "--columns") -> None:
+    """A `--columns` mapping gives known names to distinct columns."""
+    unknown = sorted(set(mapping) - COLUMN_NAMES)
+    if unknown:
+        raise DataError(
+            f"{where}: unknown name(s) {', '.join(unknown)}; "
+            f"a column can be mapped to {', '.join(sorted(COLUMN_NAMES))}",
+            field="columns",
+        )
+    sources = list(mapping.values())
+    twice = sorted({c for c in sources if sources.count(c) > 1})
+    if twice:
+        raise DataError(f"{where}: column(s) {', '.join(twice)} mapped twice", field="columns")
+
+
+def detect_format(
+    columns: Collection[str],
+    sample: Mapping[str, Any] | None = None,
+    *,
+    file: str | None = None,
+    loc: Location | None = None,
+) -> str:
     """The format of records with these columns (see the module table).
 
     `sample` (one record) tells TRL's implicit-prompt form (message lists) from hh-rlhf
-    transcripts (text), which share the columns `chosen`/`rejected`.
+    transcripts (text), which share the columns `chosen`/`rejected`. `loc` is where `sample` was
+    read: an error then names its line or row; without it, the columns are a table's (Parquet).
     """
     cols = set(columns)
+
+    def fail(message: str, field: str | None = None) -> DataError:
+        if loc is not None:
+            return loc.error(message.replace("{what}", "the record"), field)
+        what = "the columns" if sample is None else "the first record"
+        return DataError(message.replace("{what}", what), file=file, field=field)
+
     if {"pair_id", "annotator", "strength"} <= cols:
         return "judgements"
     if {"question", "a_text", "b_text"} <= cols:
@@ -83,11 +187,10 @@ def detect_format(columns: Collection[str], sample: Mapping[str, Any] | None = N
     half = cols & {"chosen", "rejected"}
     if half:  # one side of a preference pair: a broken preference row, not a prompts file
         (missing,) = {"chosen", "rejected"} - half
-        raise DataError(
-            f"the first record has {next(iter(half))!r} but no {missing!r}: it looks like a broken preference "
+        raise fail(
+            f"{{what}} has {next(iter(half))!r} but no {missing!r}: it looks like a broken preference "
             "row (a preference row needs question or prompt, chosen and rejected; a prompts file has neither)",
-            file=file,
-            field=missing,
+            missing,
         )
     if {"instruction", "output"} <= cols:
         return "alpaca"
@@ -95,10 +198,9 @@ def detect_format(columns: Collection[str], sample: Mapping[str, Any] | None = N
         return "prompt_response"
     if cols & {"question", "prompt", "instruction"}:
         return "prompts"
-    raise DataError(
-        f"unknown format: columns {sorted(cols)} match none of {', '.join(FORMATS)} "
-        "(e.g. question/chosen/rejected, instruction/input/output, prompt/response)",
-        file=file,
+    raise fail(
+        f"unknown format: columns {sorted(cols)} match none of the formats, which need: {needed_columns()}; "
+        "map your names with --columns NAME=COLUMN,… (e.g. --columns question=instruction)"
     )
 
 
@@ -266,6 +368,7 @@ def to_preference(fmt: str, rec: Mapping[str, Any], loc: Location) -> Preference
             strength=strength_field(rec, "strength", loc),
             margin=_opt_number(rec, "margin", loc) or 0.0,
             n_annotators=_opt_count(rec, "n_annotators", loc),
+            n_model_annotators=_opt_count(rec, "n_model_annotators", loc),
             agreement=_opt_number(rec, "agreement", loc),
             chosen_meta=_meta(rec, "chosen"),
             rejected_meta=_meta(rec, "rejected"),
@@ -273,9 +376,20 @@ def to_preference(fmt: str, rec: Mapping[str, Any], loc: Location) -> Preference
             adversarial=bool(bool_field(rec, "adversarial", loc)),
             chosen_unsafe=bool_field(rec, "chosen_unsafe", loc),
             rejected_unsafe=bool_field(rec, "rejected_unsafe", loc),
+            decided_by=opt_text(rec, "decided_by", loc),
+            votes_chosen=_opt_votes(rec, "votes_chosen", loc),
+            votes_rejected=_opt_votes(rec, "votes_rejected", loc),
+            edited=opt_text(rec, "edited", loc),
+            derived_from=opt_text(rec, "derived_from", loc),
+            selected_by=opt_text(rec, "selected_by", loc),
         )
     except ValueError as e:
         raise loc.error(str(e)) from None
+
+
+def _opt_votes(rec: Mapping[str, Any], name: str, loc: Location) -> int | None:
+    """A vote count (None when the row has none, e.g. a file without judgements)."""
+    return _opt_count(rec, name, loc) if _opt_number(rec, name, loc) is not None else None
 
 
 def _answer(turns: list[Turn], loc: Location, field: str) -> str:

@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 
 from prefkit.core.errors import DataError
 from prefkit.data.formats import (
+    FORMAT_COLUMNS,
     LABELLED_FORMATS,
+    check_column_map,
     detect_format,
+    preference_warning,
     render_turns,
     to_judgement,
     to_pair,
@@ -25,7 +28,7 @@ from prefkit.data.formats import (
     to_response_text,
 )
 from prefkit.data.schema import Judgement, Pair, PreferenceRow, Prompt
-from prefkit.data.sources import Location, first_columns, iter_records, read_rows
+from prefkit.data.sources import ColumnMap, Location, first_columns, first_records, iter_records, read_rows
 
 __all__ = [
     "Location",
@@ -44,13 +47,27 @@ __all__ = [
 T = TypeVar("T")
 
 
-def source_format(source: str | Path, split: str | None = None, *, skip_bad: bool = False) -> str:
-    """The format of `source`, from its columns and first record (the first readable one
-    with `skip_bad`)."""
-    columns, first = first_columns(source, split, skip_bad=skip_bad)
-    if not columns:
-        raise DataError("no records", file=str(source))
-    return detect_format(columns, first, file=str(source))
+def source_format(
+    source: str | Path, split: str | None = None, *, skip_bad: bool = False, columns: ColumnMap | None = None
+) -> str:
+    """The format of `source`, from its columns and first record, after the `columns` mapping
+    (`prefkit.data.sources.iter_records`); with `skip_bad`, from the first record that tells one
+    (a broken first record is then one bad row among the others, not the end of the read)."""
+    if columns:
+        check_column_map(columns)
+    failed: DataError | None = None
+    for names, record, loc in first_records(source, split, skip_bad=skip_bad, columns=columns):
+        if not names:
+            break
+        try:
+            return detect_format(names, record, file=str(source), loc=loc)
+        except DataError as e:
+            if not skip_bad:
+                raise
+            failed = failed or e  # told by a later record; this one is counted bad when read
+    if failed is not None:
+        raise failed
+    raise DataError("no records", file=str(source))
 
 
 def _convert(
@@ -59,9 +76,10 @@ def _convert(
     convert: Callable[[str, dict[str, Any], Location], T],
     errors: list[DataError] | None,
     fmt: str | None = None,
+    columns: ColumnMap | None = None,
 ) -> Iterator[T]:
-    fmt = fmt or source_format(source, split, skip_bad=errors is not None)
-    for loc, rec in iter_records(source, split):
+    fmt = fmt or source_format(source, split, skip_bad=errors is not None, columns=columns)
+    for loc, rec in iter_records(source, split, columns):
         if isinstance(rec, DataError):  # malformed JSON or not an object
             if errors is None:
                 raise rec
@@ -89,16 +107,17 @@ def read_prompts(
     *,
     errors: list[DataError] | None = None,
     adversarial: bool | None = None,
+    columns: ColumnMap | None = None,
 ) -> list[Prompt]:
     """The prompts of any format, each once (first occurrence kept, by prompt id).
 
     `adversarial`: True tags every prompt adversarial; None (default) tags them when the source
     is hh-rlhf's harmless split (`is_safety_source`), else keeps each record's own `adversarial`.
     """
-    fmt = source_format(source, split, skip_bad=errors is not None)
+    fmt = source_format(source, split, skip_bad=errors is not None, columns=columns)
     tag = is_safety_source(source, fmt) if adversarial is None else adversarial
     seen: dict[str, Prompt] = {}
-    for p in _convert(source, split, to_prompt, errors, fmt):
+    for p in _convert(source, split, to_prompt, errors, fmt, columns):
         if tag and not p.adversarial:
             p = dataclasses.replace(p, adversarial=True)
         seen.setdefault(p.id, p)
@@ -111,27 +130,50 @@ def read_preferences(
     *,
     errors: list[DataError] | None = None,
     adversarial: bool | None = None,
+    columns: ColumnMap | None = None,
 ) -> list[PreferenceRow]:
     """Labelled rows (Vi-Alpaca preference, hh-rlhf, TRL preference) as PreferenceRows.
 
     `adversarial` as in `read_prompts` (hh-rlhf harmless rows come tagged adversarial)."""
-    fmt = source_format(source, split, skip_bad=errors is not None)
+    fmt = source_format(source, split, skip_bad=errors is not None, columns=columns)
     if fmt not in LABELLED_FORMATS:
         hint = " (pairs need judgements: pass --judgements)" if fmt == "pairs" else ""
+        names, _ = first_columns(source, split, skip_bad=True, columns=columns)
+        odd = preference_warning(names, fmt)
         raise DataError(
-            f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}){hint}",
+            odd
+            or f"format {fmt!r} has no preference labels (need one of {', '.join(LABELLED_FORMATS)}: "
+            f"{'; '.join(f'{f}: {FORMAT_COLUMNS[f]}' for f in LABELLED_FORMATS)}){hint}",
             file=str(source),
         )
-    rows = list(_convert(source, split, to_preference, errors, fmt))
+    rows = list(_convert(source, split, to_preference, errors, fmt, columns))
     if is_safety_source(source, fmt) if adversarial is None else adversarial:
         for r in rows:
             r.adversarial = True
     return rows
 
 
-def read_pairs(source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None) -> list[Pair]:
-    """prefkit pairs; a labelled preference file gives pairs with chosen as `a`."""
-    return list(_convert(source, split, to_pair, errors))
+def read_pairs(
+    source: str | Path,
+    split: str | None = None,
+    *,
+    errors: list[DataError] | None = None,
+    columns: ColumnMap | None = None,
+) -> list[Pair]:
+    """prefkit pairs; a labelled preference file gives pairs with chosen as `a`. A file that reads
+    as prompts but has answer-like columns (`preference_warning`) is refused with what each format
+    needs, not blamed on its first row."""
+    fmt = source_format(source, split, skip_bad=errors is not None, columns=columns)
+    if fmt not in ("pairs", *LABELLED_FORMATS):
+        names, _ = first_columns(source, split, skip_bad=True, columns=columns)
+        raise DataError(
+            preference_warning(names, fmt)
+            or f"reads as {fmt!r}, which holds no pairs: pairs need {FORMAT_COLUMNS['pairs']}, or a labelled "
+            f"format ({'; '.join(f'{f}: {FORMAT_COLUMNS[f]}' for f in LABELLED_FORMATS)}); "
+            "map your names with --columns NAME=COLUMN,…",
+            file=str(source),
+        )
+    return list(_convert(source, split, to_pair, errors, fmt, columns))
 
 
 def read_judgements(
@@ -178,21 +220,29 @@ def canonical_record(fmt: str, rec: dict[str, Any], loc: Location) -> dict[str, 
 
 
 def raw_and_canonical_records(
-    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
+    source: str | Path,
+    split: str | None = None,
+    *,
+    errors: list[DataError] | None = None,
+    columns: ColumnMap | None = None,
 ) -> tuple[str, Iterator[tuple[Location, dict[str, Any], dict[str, Any]]]]:
     """The format and, per record in one pass, its location, the raw record and its canonical
     form (as `canonical_records`); raises `DataError` at the first bad record, unless `errors`
     collects them."""
-    fmt = source_format(source, split, skip_bad=errors is not None)
+    fmt = source_format(source, split, skip_bad=errors is not None, columns=columns)
 
     def convert(fmt: str, rec: dict[str, Any], loc: Location) -> tuple[Location, dict[str, Any], dict[str, Any]]:
         return loc, rec, canonical_record(fmt, rec, loc)
 
-    return fmt, _convert(source, split, convert, errors, fmt)
+    return fmt, _convert(source, split, convert, errors, fmt, columns)
 
 
 def canonical_records(
-    source: str | Path, split: str | None = None, *, errors: list[DataError] | None = None
+    source: str | Path,
+    split: str | None = None,
+    *,
+    errors: list[DataError] | None = None,
+    columns: ColumnMap | None = None,
 ) -> tuple[str, Iterator[tuple[Location, dict[str, Any]]]]:
     """The format and, per record, its texts under common names, whatever the source format:
     `question` (the whole conversation, as "Human: …" / "Assistant: …" text when it has
@@ -200,9 +250,9 @@ def canonical_records(
     prompt/response), `a`/`b` (pairs), plus `strength` where present. Judgements have no text.
     Raises `DataError` at the first bad record, unless `errors` collects them.
     """
-    fmt = source_format(source, split, skip_bad=errors is not None)
+    fmt = source_format(source, split, skip_bad=errors is not None, columns=columns)
 
     def convert(fmt: str, rec: dict[str, Any], loc: Location) -> tuple[Location, dict[str, Any]]:
         return loc, canonical_record(fmt, rec, loc)
 
-    return fmt, _convert(source, split, convert, errors, fmt)
+    return fmt, _convert(source, split, convert, errors, fmt, columns)

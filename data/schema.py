@@ -29,7 +29,7 @@ def content_id(*parts: Any, prefix: str = "", length: int = 16) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Strength scale (Llama 2, section 3.2.1) and margins (Llama 2, Table 28)
+# Strength scale (Llama 2, section 3.2.1) and margins (Llama 2, Table 27)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -108,7 +108,7 @@ _ALIASES = {
     "unsure": Strength.NEGLIGIBLY_BETTER,
 }
 
-# Llama 2, Table 28: margin m(r) added inside the ranking loss -log σ(r_c − r_r − m(r)).
+# Llama 2, Table 27: margin m(r) added inside the ranking loss -log σ(r_c − r_r − m(r)).
 MARGINS: dict[MarginScheme, dict[Strength, float]] = {
     MarginScheme.NONE: {s: 0.0 for s in Strength},
     MarginScheme.SMALL: {
@@ -185,6 +185,17 @@ def _opt_int(value: Any, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     return int(value)
+
+
+def _opt_mapping(value: Any, name: str) -> dict[str, Any] | None:
+    """A JSON object (or its text), or None for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a JSON object, got {value!r}")
+    return dict(value)
 
 
 def _opt_str(value: Any) -> str | None:
@@ -398,6 +409,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+ANNOTATOR_KINDS = ("human", "model")
+
+
 @dataclass(frozen=True)
 class Judgement:
     """One annotator's verdict on one pair.
@@ -405,7 +419,14 @@ class Judgement:
     `preferred` is the id of the better response, or None when the annotator is unsure (then
     `strength` is NEGLIGIBLY_BETTER). A preferred response with NEGLIGIBLY_BETTER is Llama 2's
     "negligibly better": a winner with margin 0. `shown_order` is the (left, right) response ids as shown.
-    `unsafe` holds the ids of responses the annotator flagged as unsafe.
+    `unsafe` holds the ids of responses the annotator flagged as unsafe. `kind` is who judged:
+    `human` (a person) or `model` (an AI judge, e.g. `prefkit annotate judge`; never counted
+    toward a pair's human overlap, and exported only when asked for). `suggestion` is the model
+    suggestion shown with the pair, if any (`{"when": "before" | "after" | "holdout", "source",
+    "preferred", "strength", "probability", ...}`; see `prefkit.annotate.store.predictions`).
+    `edited` is the annotator's own improved version of the preferred response (Llama 3's
+    edit-and-rank: edited > chosen > rejected), None when they did not edit it; it needs a
+    preferred response.
     """
 
     pair_id: str
@@ -417,11 +438,23 @@ class Judgement:
     rationale: str | None = None
     seconds: float | None = None
     created_at: datetime = field(default_factory=utcnow)
+    kind: str = "human"
+    suggestion: Mapping[str, Any] | None = field(default=None, hash=False)
+    edited: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strength", Strength.parse(self.strength))
+        if self.kind not in ANNOTATOR_KINDS:
+            raise ValueError(f"annotator kind must be {' or '.join(ANNOTATOR_KINDS)}, got {self.kind!r}")
         if self.preferred is None and self.strength is not Strength.NEGLIGIBLY_BETTER:
             raise ValueError("a judgement with no preferred response must have strength negligibly_better/unsure")
+        if self.edited is not None:
+            if not isinstance(self.edited, str):
+                raise ValueError(f"edited must be text, got {type(self.edited).__name__}")
+            if not self.edited.strip():
+                object.__setattr__(self, "edited", None)  # an emptied editor is no edit
+            elif self.preferred is None:
+                raise ValueError("edited needs a preferred response: an unsure judgement has nothing to edit")
         if self.shown_order is not None:
             object.__setattr__(self, "shown_order", tuple(self.shown_order))
         object.__setattr__(self, "unsafe", tuple(self.unsafe or ()))
@@ -497,6 +530,9 @@ class Judgement:
             "rationale": self.rationale,
             "seconds": self.seconds,
             "created_at": self.created_at.isoformat(),
+            "annotator_kind": self.kind,
+            "suggestion": json.dumps(dict(self.suggestion), ensure_ascii=False) if self.suggestion else None,
+            "edited": self.edited,
         }
 
     @classmethod
@@ -521,6 +557,9 @@ class Judgement:
             rationale=_opt_str(row.get("rationale")),
             seconds=_opt_float(row.get("seconds"), "seconds"),
             created_at=created or utcnow(),
+            kind=_opt_str(row.get("annotator_kind")) or "human",
+            suggestion=_opt_mapping(row.get("suggestion"), "suggestion"),
+            edited=_opt_str(row.get("edited")),
         )
 
 
@@ -582,6 +621,11 @@ class PreferenceRow:
 
     `strength` may be None for sources without one (e.g. hh-rlhf); then `margin` is 0.
     `chosen_meta` / `rejected_meta` hold the generation metadata (Response fields but text).
+    `n_annotators`, `agreement`, `votes_chosen`, `votes_rejected`: how many judged the pair, the
+    share who preferred `chosen`, and how many preferred each side (the rest were unsure; None
+    when the row comes from a file without judgements). `edited`: an annotator's edit of the
+    chosen answer (Llama 3's edit-and-rank, edited > chosen > rejected); `derived_from`: for a
+    pair the export made from an edit (`prefkit.data.edits`), the id of the judged row it came from.
     """
 
     question: str
@@ -600,6 +644,17 @@ class PreferenceRow:
     adversarial: bool = False
     chosen_unsafe: bool | None = None
     rejected_unsafe: bool | None = None
+    n_model_annotators: int = 0  # of `n_annotators`, how many were models (AI judges)
+    # Who decided the winner: the aggregation rule's name ("mean", "majority", "ability"), a
+    # reviewer ("review"), or a gold pair's expected answer ("gold"); None for a labelled source.
+    decided_by: str | None = None
+    votes_chosen: int | None = None
+    votes_rejected: int | None = None
+    edited: str | None = None
+    derived_from: str | None = None
+    # how the pair was chosen for labelling (the annotation store's export): calibration, random or
+    # uncertainty; None when not known (`prefkit.annotate.store.priorities`)
+    selected_by: str | None = None
 
     def __post_init__(self) -> None:
         _require_text(self.question, "question")
@@ -611,6 +666,10 @@ class PreferenceRow:
         self.adversarial = bool(self.adversarial)
         self.chosen_unsafe = parse_bool(self.chosen_unsafe, "chosen_unsafe")
         self.rejected_unsafe = parse_bool(self.rejected_unsafe, "rejected_unsafe")
+        self.votes_chosen = _opt_int(self.votes_chosen, "votes_chosen")
+        self.votes_rejected = _opt_int(self.votes_rejected, "votes_rejected")
+        if self.edited is not None and not (isinstance(self.edited, str) and self.edited.strip()):
+            self.edited = None
         if not self.id:
             parts: list[Any] = [self.system or "", self.question, self.chosen, self.rejected]
             if self.history:  # one-turn rows keep the ids they had before conversations existed
@@ -631,6 +690,11 @@ class PreferenceRow:
     def safety_bin(self) -> SafetyBin | None:
         return SafetyBin.of(self.chosen_unsafe, self.rejected_unsafe)
 
+    @property
+    def soft_label(self) -> float:
+        """`soft_label` of this row's votes (1.0 without any)."""
+        return soft_label(self.n_annotators, self.votes_chosen, self.votes_rejected, self.agreement)
+
     def with_margin(self, scheme: MarginScheme | str) -> PreferenceRow:
         m = self.strength.margin(scheme) if self.strength is not None else 0.0
         return dataclasses.replace(self, margin=m)
@@ -645,6 +709,7 @@ class PreferenceRow:
             "strength": self.strength.value if self.strength is not None else None,
             "margin": float(self.margin),
             "n_annotators": int(self.n_annotators),
+            "n_model_annotators": int(self.n_model_annotators),
             "agreement": self.agreement,
             "system": self.system,
             "source": self.source,
@@ -653,11 +718,19 @@ class PreferenceRow:
             "chosen_unsafe": self.chosen_unsafe,
             "rejected_unsafe": self.rejected_unsafe,
             "safety_bin": self.safety_bin.value if self.safety_bin is not None else None,
+            "decided_by": self.decided_by,
         }
         for side, meta in (("chosen", self.chosen_meta), ("rejected", self.rejected_meta)):
             for k in RESPONSE_FIELDS:
                 if k != "text":
                     rec[f"{side}_{k}"] = meta.get(k)
+        rec.update(
+            votes_chosen=self.votes_chosen,
+            votes_rejected=self.votes_rejected,
+            edited=self.edited,
+            derived_from=self.derived_from,
+            selected_by=self.selected_by,
+        )
         return rec
 
     def to_pair(self) -> Pair:
@@ -681,6 +754,7 @@ EXPORT_COLUMNS = tuple(
         "strength",
         "margin",
         "n_annotators",
+        "n_model_annotators",
         "agreement",
         "system",
         "source",
@@ -689,6 +763,27 @@ EXPORT_COLUMNS = tuple(
         "chosen_unsafe",
         "rejected_unsafe",
         "safety_bin",
+        "decided_by",
     ]
     + [f"{side}_{k}" for side in ("chosen", "rejected") for k in RESPONSE_FIELDS if k != "text"]
+    + ["votes_chosen", "votes_rejected", "edited", "derived_from", "selected_by"]
 )
+
+
+def soft_label(
+    n_annotators: int | None,
+    votes_chosen: int | None,
+    votes_rejected: int | None,
+    agreement: float | None = None,
+) -> float:
+    """The probability that `chosen` is the better answer, from the people who judged the pair:
+    (votes for chosen + half the unsure votes) / judgements. Without vote counts, `agreement`
+    (the share who preferred chosen; unsure then count against it); with neither (a file without
+    judgements, a pair made from an edit) 1.0, the hard label."""
+    n = n_annotators or 0
+    if n > 0 and votes_chosen is not None:
+        unsure = max(0, n - votes_chosen - (votes_rejected or 0))
+        return (votes_chosen + 0.5 * unsure) / n
+    if n > 0 and agreement is not None and agreement == agreement:
+        return float(agreement)
+    return 1.0

@@ -12,7 +12,7 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -70,10 +70,35 @@ def source_kind(source: str | Path) -> str:
             file=path,
         )
     else:
-        return "hub" if _looks_like_hub_id(str(source)) else "missing"
+        return "hub" if _looks_like_hub_id(str(source)) and not _looks_local(path) else "missing"
     if not path.exists():
-        raise DataError("no such file", file=path)
+        raise missing_source(path)
     return kind
+
+
+# What writes the inputs prefkit's commands read, for the "no such file or folder" line.
+MADE_BY = (
+    "a dataset folder is written by `prefkit data export` or `prefkit annotate export`, "
+    "a pairs folder by `prefkit generate`"
+)
+
+
+def missing_source(source: str | Path, made_by: str = MADE_BY) -> DataError:
+    """The one line for a local path that is not there: "no such file or folder", a close name
+    in its folder if there is one (a typo), and what writes such an input."""
+    import difflib
+
+    path = Path(source)
+    parent = path.parent if str(path.parent) else Path(".")
+    hint = ""
+    if parent.is_dir() and path.name:
+        names = [p.name for p in parent.iterdir() if not p.name.startswith(".")]
+        close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+        if close:
+            hint = f" (did you mean {parent / close[0]}?)"
+    elif not parent.is_dir():
+        hint = f" (its folder {parent} does not exist either)"
+    return DataError(f"no such file or folder{hint}; {made_by}", file=str(source))
 
 
 def parquet_shards(path: Path) -> list[Path]:
@@ -89,21 +114,59 @@ def _looks_like_hub_id(source: str) -> bool:
     return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in source
 
 
+def _looks_local(path: Path) -> bool:
+    """`runs/exprot` when `runs/` is a folder here: a local path with a typo, not the Hub
+    dataset `exprot` of a user `runs` (so no network wait before saying so)."""
+    return len(path.parts) == 2 and Path(path.parts[0]).is_dir()
+
+
 def _open_text(path: Path) -> IO[str]:
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8")
     return path.open("r", encoding="utf-8")
 
 
-def iter_records(source: str | Path, split: str | None = None) -> Iterator[Record]:
+ColumnMap = Mapping[str, str]
+
+
+def iter_records(source: str | Path, split: str | None = None, columns: ColumnMap | None = None) -> Iterator[Record]:
     """Every record of `source` with its location; unreadable records come as `DataError`s.
+    `columns` ({name: the file's column}, `--columns question=instruction`) renames the file's
+    columns to the names the formats read, as LLaMA-Factory's `dataset_info` columns do.
 
     Errors that make the whole source unreadable (missing file, no network for a Hub id, a
     Parquet file that is not Parquet) are raised, not yielded.
     """
+    if columns:
+        yield from _renamed(_iter_records(source, split), columns, str(source))
+    else:
+        yield from _iter_records(source, split)
+
+
+def _renamed(records: Iterator[Record], columns: ColumnMap, where: str) -> Iterator[Record]:
+    back = {column: name for name, column in columns.items()}
+    checked = False
+    for loc, rec in records:
+        if isinstance(rec, DataError):
+            yield loc, rec
+            continue
+        if not checked:  # the first record tells whether the file has the mapped columns
+            missing = [c for c in back if c not in rec]
+            if missing:
+                raise DataError(
+                    f"--columns maps column(s) {', '.join(missing)}, which the file does not have "
+                    f"(columns: {', '.join(rec)})",
+                    file=where,
+                    field=missing[0],
+                )
+            checked = True
+        yield loc, {back.get(k, k): v for k, v in rec.items() if not (k in columns and k not in back)}
+
+
+def _iter_records(source: str | Path, split: str | None = None) -> Iterator[Record]:
     kind = source_kind(source)
     if kind == "missing":
-        raise DataError("no such file or folder (and not a Hub dataset id)", file=source)
+        raise missing_source(source)
     if kind == "jsonl":
         yield from _iter_jsonl(Path(source))
     elif kind == "json":
@@ -213,7 +276,17 @@ def _iter_json(path: Path) -> Iterator[Record]:
 
 # CSV/TSV cells are text; these fields (bare, or after a_/b_/chosen_/rejected_) are read as
 # numbers when they parse as one (else left as text, so the converter names line and field).
-_NUMBER_FIELDS = {"margin", "agreement", "n_annotators", "temperature", "top_p", "seed", "n_tokens", "seconds"}
+_NUMBER_FIELDS = {
+    "margin",
+    "agreement",
+    "n_annotators",
+    "n_model_annotators",
+    "temperature",
+    "top_p",
+    "seed",
+    "n_tokens",
+    "seconds",
+}
 
 
 def _csv_cell(name: str, value: str) -> Any:
@@ -332,6 +405,17 @@ def parquet_columns(path: str | Path) -> list[str]:
         raise DataError(f"not a readable Parquet file: {first_line(e)}", file=path) from None
 
 
+def saved_splits(source: str | Path) -> list[str]:
+    """The split names of a `save_to_disk` DatasetDict folder (e.g. an earlier export), in their
+    saved order; empty for anything else."""
+    path = Path(source)
+    try:
+        names = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
 def _pick_split(dsdict: Any, split: str | None, where: str) -> Any:
     names = list(dsdict.keys())
     if split is None:
@@ -357,21 +441,35 @@ def _load_from_disk(path: Path, split: str | None) -> Any:
 
 def _load_from_hub(repo_id: str, split: str | None) -> Any:
     import datasets
-    from huggingface_hub import HfApi, constants
 
+    check_hub_dataset(repo_id)
     try:
-        if not constants.HF_HUB_OFFLINE:
-            # One quick request first: load_dataset retries a dead network for ~25 s.
-            HfApi().dataset_info(repo_id, timeout=5)
         loaded = datasets.load_dataset(repo_id, split=split or "train", streaming=True)
     except Exception as e:
-        reason = first_line(e)
-        raise DataError(
-            f"cannot load Hub dataset {repo_id!r} ({type(e).__name__}: {reason}); "
-            "check the id and the network, or pass a local file or save_to_disk folder",
-            file=repo_id,
-        ) from None
+        raise _not_on_hub(repo_id, e) from None
     return loaded
+
+
+def check_hub_dataset(repo_id: str) -> None:
+    """One quick request (5 s at most) that the Hub has dataset `repo_id`, before anything waits
+    on it: `load_dataset` retries a dead network for ~25 s. Nothing is asked offline
+    (`HF_HUB_OFFLINE`), where the cache answers."""
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    try:
+        HfApi().dataset_info(repo_id, timeout=5)
+    except Exception as e:
+        raise _not_on_hub(repo_id, e) from None
+
+
+def _not_on_hub(repo_id: str, e: Exception) -> DataError:
+    return DataError(
+        f"no such file or folder here, and cannot load Hub dataset {repo_id!r} ({type(e).__name__}: "
+        f"{first_line(e)}); check the path, or the Hub id and the network ({MADE_BY})",
+        file=repo_id,
+    )
 
 
 def _iter_dataset(ds: Any, where: str) -> Iterator[Record]:
@@ -384,32 +482,47 @@ def _iter_dataset(ds: Any, where: str) -> Iterator[Record]:
         raise DataError(f"reading stopped: {type(e).__name__}: {e}", file=where) from None
 
 
-def first_columns(
-    source: str | Path, split: str | None = None, *, skip_bad: bool = False
-) -> tuple[list[str], dict[str, Any] | None]:
-    """The columns and first record of `source` (columns from the schema for Parquet).
-
-    An unreadable record before the first good one raises, unless `skip_bad` (the caller
-    collects bad records itself and wants the first good one).
-    """
-    first: dict[str, Any] | None = None
-    for _loc, rec in iter_records(source, split):
+def first_records(
+    source: str | Path, split: str | None = None, *, skip_bad: bool = False, columns: ColumnMap | None = None
+) -> Iterator[tuple[list[str], dict[str, Any] | None, Location | None]]:
+    """(columns, record, its location) of the readable records of `source`, from the first, for
+    telling its format (columns from the schema for Parquet, where the first record is enough),
+    renamed by `columns` as `iter_records` renames them; one ([], None, None) when it has none. An
+    unreadable record raises unless `skip_bad`."""
+    kind = source_kind(source)
+    back = {column: name for name, column in (columns or {}).items()}
+    table = None
+    if kind == "parquet":
+        table = [back.get(c, c) for c in parquet_columns(source)]
+    elif kind == "parquet_dir":
+        table = [back.get(c, c) for c in parquet_columns(parquet_shards(Path(source))[0])]
+    any_read = False
+    for loc, rec in iter_records(source, split, columns):
         if isinstance(rec, DataError):
             if skip_bad:
                 continue
             raise rec
-        first = rec
-        break
-    if source_kind(source) == "parquet":
-        return parquet_columns(source), first
-    if source_kind(source) == "parquet_dir":
-        return parquet_columns(parquet_shards(Path(source))[0]), first
-    return (list(first) if first is not None else []), first
+        any_read = True
+        yield (table if table is not None else list(rec)), rec, (None if table is not None else loc)
+        if table is not None:
+            return
+    if not any_read:
+        yield (table or []), None, None
 
 
-def read_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[Location, dict[str, Any]]]:
+def first_columns(
+    source: str | Path, split: str | None = None, *, skip_bad: bool = False, columns: ColumnMap | None = None
+) -> tuple[list[str], dict[str, Any] | None]:
+    """The columns and first readable record of `source` (`first_records`' first)."""
+    names, first, _loc = next(first_records(source, split, skip_bad=skip_bad, columns=columns))
+    return names, first
+
+
+def read_rows(
+    source: str | Path, split: str | None = None, columns: ColumnMap | None = None
+) -> Iterator[tuple[Location, dict[str, Any]]]:
     """Raw records with their locations; raises `DataError` at the first unreadable one."""
-    for loc, rec in iter_records(source, split):
+    for loc, rec in iter_records(source, split, columns):
         if isinstance(rec, DataError):
             raise rec
         yield loc, rec

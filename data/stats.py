@@ -11,6 +11,7 @@ from prefkit.core.errors import DataError
 from prefkit.data.dedup import dedup_records
 from prefkit.data.readers import canonical_records
 from prefkit.data.shingles import words
+from prefkit.data.sources import ColumnMap
 
 TEXT_FIELDS = ("question", "system", "chosen", "rejected", "response", "a", "b")
 PERCENTILES = (50, 90, 99)
@@ -39,9 +40,11 @@ def _near_duplicate_rate(questions: list[str]) -> float | None:
     return 1 - len(kept) / len(questions)
 
 
-def compute_stats(source: str | Path, split: str | None = None, *, near_duplicates: bool = True) -> dict[str, Any]:
+def compute_stats(
+    source: str | Path, split: str | None = None, *, near_duplicates: bool = True, columns: ColumnMap | None = None
+) -> dict[str, Any]:
     bad: list[DataError] = []  # stats describe the readable rows; `validate` lists the bad ones
-    fmt, records = canonical_records(source, split, errors=bad)
+    fmt, records = canonical_records(source, split, errors=bad, columns=columns)
     lengths: dict[str, tuple[list[int], list[int]]] = {}
     strengths: Counter[str] = Counter()
     annotators: set[str] = set()

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefkit.core.errors import DataError
-from prefkit.data.formats import detect_format
+from prefkit.data.formats import check_column_map, detect_format, preference_warning
 from prefkit.data.readers import canonical_record
-from prefkit.data.sources import iter_records, parquet_columns, source_kind
+from prefkit.data.sources import ColumnMap, iter_records, parquet_columns, source_kind
 
 
 @dataclass
@@ -41,9 +41,18 @@ class ValidationReport:
 
 
 def validate_source(
-    source: str | Path, *, max_chars: int = 32_000, max_errors: int = 20, split: str | None = None
+    source: str | Path,
+    *,
+    max_chars: int = 32_000,
+    max_errors: int = 20,
+    split: str | None = None,
+    columns: ColumnMap | None = None,
 ) -> ValidationReport:
-    """Read every record of `source`; raises DataError only if the source cannot be read at all."""
+    """Read every record of `source` (its columns renamed by `columns`, as every reader does);
+    raises DataError only if the source cannot be read at all. Columns that look like
+    preference data the format does not use are a warning (`preference_warning`)."""
+    if columns:
+        check_column_map(columns)
     report = ValidationReport(source=str(source))
     seen_columns: dict[str, None] = {}
 
@@ -58,10 +67,11 @@ def validate_source(
             report.warnings.append(e)
 
     if source_kind(source) == "parquet":
+        back = {column: name for name, column in (columns or {}).items()}
         for c in parquet_columns(source):
-            seen_columns.setdefault(c)
+            seen_columns.setdefault(back.get(c, c))
         report.format = detect_format(list(seen_columns), file=str(source))
-    for loc, rec in iter_records(source, split):
+    for loc, rec in iter_records(source, split, columns):
         report.rows += 1
         if isinstance(rec, DataError):
             error(rec)
@@ -80,12 +90,19 @@ def validate_source(
                     st.over_long += 1
                     warning(loc.error(f"{len(value)} characters (over {max_chars})", name))
         if report.format is None:
-            report.format = detect_format(list(rec), rec, file=str(source))
+            try:
+                report.format = detect_format(list(rec), rec, file=str(source), loc=loc)
+            except DataError as e:  # this record tells no format: a bad record; the next may tell it
+                error(e)
+                continue
         try:
             canonical_record(report.format, rec, loc)  # converts as the reader would
         except DataError as e:
             error(e)
     report.columns = list(seen_columns)
+    odd = preference_warning(report.columns, report.format) if report.format else None
+    if odd:
+        warning(DataError(odd, file=str(source)))
     if report.rows == 0:
         error(DataError("no records", file=str(source)))
     return report

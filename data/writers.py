@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 _FLOAT_FIELDS = {"margin", "agreement", "temperature", "top_p", "seconds"}
-_INT_FIELDS = {"n_annotators", "seed", "n_tokens"}
+_INT_FIELDS = {"n_annotators", "n_model_annotators", "seed", "n_tokens", "votes_chosen", "votes_rejected"}
 _BOOL_FIELDS = {"adversarial", "unsafe"}  # adversarial, chosen_unsafe, rejected_unsafe
 
 
@@ -31,6 +31,8 @@ def _arrow_type(column: str) -> pa.DataType:
         if column.startswith(side):
             base = column[len(side) :]
             break
+    if column in _INT_FIELDS:  # votes_chosen / votes_rejected: counts, not a chosen_* metadata field
+        return pa.int64()
     if base in _FLOAT_FIELDS:
         return pa.float64()
     if base in _INT_FIELDS:
@@ -68,6 +70,9 @@ def judgement_schema() -> pa.Schema:
             ("rationale", pa.string()),
             ("seconds", pa.float64()),
             ("created_at", pa.string()),
+            ("annotator_kind", pa.string()),
+            ("suggestion", pa.string()),
+            ("edited", pa.string()),
         ]
     )
 
@@ -80,5 +85,5 @@ def write_preferences(rows: Iterable[PreferenceRow], path: str | Path) -> int:
     return write_rows((r.to_record() for r in rows), path, schema=export_schema())
 
 
-def write_judgements(judgements: Iterable[Judgement], path: str | Path) -> int:
-    return write_rows((j.to_row() for j in judgements), path, schema=judgement_schema())
+def write_judgements(judgements: Iterable[Judgement], path: str | Path, *, marker: str | None = None) -> int:
+    return write_rows((j.to_row() for j in judgements), path, schema=judgement_schema(), marker=marker)

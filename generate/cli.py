@@ -41,6 +41,7 @@ def generate(
     set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: --set max_tokens=256."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
     progress: bool = option(GenerateConfig, "progress"),
+    columns: str | None = option(GenerateConfig, "columns"),
 ) -> None:
     """Sample response pairs at varied temperatures, ready for annotation."""
     from prefkit.core.config import load_config
@@ -68,6 +69,7 @@ def generate(
         shard_size=shard_size,
         limit=limit,
         progress=progress,
+        columns=columns,
     )
     if "out" in typed:
         typed["out"] = str(out)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from prefkit.core.config import setting
 from prefkit.core.errors import ConfigError
+from prefkit.data.formats import COLUMNS_HELP
 from prefkit.generate.plan import MAX_TEMPERATURE, PlanMode, SamplingPlan, Setting
 
 # Weights' dtype; auto: bf16 on a GPU that supports it, else fp32 (half precision is slow on CPUs).
@@ -125,6 +126,7 @@ class GenerateConfig:
         "(each writes its shards, manifest and report under part-specific names).",
     )
     progress: bool = setting(True, "Show the progress bar.")
+    columns: dict[str, str] = setting(help=COLUMNS_HELP, factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:

@@ -72,10 +72,10 @@ def open_engine(
 class RunProgress:
     """A tqdm bar over prompts (its rate is prompts/s) with tokens/s beside it."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, *, desc: str = "generate", unit: str = "prompt") -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, unit="prompt", desc="generate", disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(total=total, unit=unit, desc=desc, disable=not enabled, dynamic_ncols=True)
         self.start = time.perf_counter()
         self.tokens = 0
 
@@ -196,7 +196,7 @@ def _read(cfg: GenerateConfig) -> tuple[list[Prompt], list[dict[str, Any]]]:
     if not cfg.prompts:
         raise ConfigError("no prompts: pass PROMPTS (a file, save_to_disk folder or Hub id)")
     errors: list[DataError] = []
-    prompts = read_prompts(cfg.prompts, cfg.split, errors=errors)
+    prompts = read_prompts(cfg.prompts, cfg.split, errors=errors, columns=cfg.columns)
     unreadable = [{"where": str(e), "reason": "unreadable_row", "detail": e.message} for e in errors]
     if not prompts:
         first = f"; first problem: {errors[0]}" if errors else ""

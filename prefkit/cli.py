@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 import traceback
 
@@ -93,12 +94,16 @@ def _mount() -> None:
     from prefkit.demo import demo
     from prefkit.generate.cli import generate as generate_command
     from prefkit.train.cli import app as train_app
-    from prefkit.train.cli import round_app
+    from prefkit.train.cli import judge, prioritise, round_app
 
     app.add_typer(data_app, name="data", help="Validate, deduplicate, export and describe datasets.")
     app.command("generate", help="Sample response pairs at varied temperatures (vLLM or Hugging Face).")(
         generate_command
     )
+    # `annotate judge` runs a model through the generate room's engines and writes to the store:
+    # it lives in `train` (which may import both), mounted here under `annotate`.
+    annotate_app.command("judge")(judge)
+    annotate_app.command("prioritise")(prioritise)  # loads reward models: train's, shown under annotate
     app.add_typer(annotate_app, name="annotate", help="The annotation store and the Streamlit app.")
     app.add_typer(train_app, name="train", help="SFT, margin reward model, DPO, PPO, RLOO/GRPO, best-of-K.")
     app.add_typer(round_app, name="round", help="Iterative rounds: each round's policy makes the next pairs.")
@@ -110,7 +115,22 @@ _mount()
 
 # File-system refusals that reach the top (a folder made read-only mid-run, a full disk) are the
 # user's to fix, like bad input: one line naming the path, not a traceback.
-_FS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR}
+_FS_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.EFBIG,
+    errno.ENOENT,
+    errno.EEXIST,
+    errno.ELOOP,
+    errno.ENAMETOOLONG,
+    errno.EMFILE,
+    errno.EIO,
+}
 
 
 def main() -> None:
@@ -127,11 +147,16 @@ def main() -> None:
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         sys.exit(1)
     except OSError as e:
-        if e.errno not in _FS_ERRNOS:
-            raise
-        where = f"{e.filename}: " if e.filename else ""
-        typer.secho(f"error: {where}cannot write or read: {e.strerror or e}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        # Any OS error that reaches the top is one line: naming the path when the error has one (a
+        # file too large, a dangling link, a folder made read-only mid-run), exit 2 when the path or
+        # the file system is the user's to fix; other OS errors (a dropped connection) exit 1.
+        if _debug:
+            traceback.print_exc()
+        from prefkit.core.errors import first_line
+
+        where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
+        typer.secho(f"error: {where}cannot write or read: {e.strerror or first_line(e)}", err=True, fg=typer.colors.RED)
+        sys.exit(2 if e.filename or e.errno in _FS_ERRNOS else 1)
 
 
 if __name__ == "__main__":

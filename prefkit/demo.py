@@ -53,4 +53,5 @@ def demo(
         address="127.0.0.1",
         db_pool=None,
         session_hours=float(os.environ.get("PREFKIT_SESSION_HOURS", "12")),
+        trusted_proxies=os.environ.get("PREFKIT_TRUSTED_PROXIES"),
     )

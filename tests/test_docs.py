@@ -274,3 +274,72 @@ def test_the_config_reference_holds_the_rooms_configs() -> None:
     assert "| `settings` | `list[SettingConfig]` | `[]` |" in page
     assert "### `LoraSection`" in page and "| `r` | `int` | `16` | LoRA rank. |" in page
     assert "| `output_dir` | `Path` | `runs/out` |" in page
+
+
+# --------------------------------------------------------------------------- the OpenRLHF hand-off
+
+OPENRLHF_FLAGS = REPO / "tests" / "train" / "samples" / "openrlhf_train_ppo_ray_flags.txt"
+
+
+def openrlhf_flags() -> dict[str, int]:
+    """OpenRLHF's `train_ppo_ray` flags and how many values each takes (see the file's header:
+    read from OpenRLHF's released source by dev/openrlhf_flags.py)."""
+    flags = {}
+    for line in OPENRLHF_FLAGS.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, values = line.split()
+            flags[name] = int(values)
+    return flags
+
+
+def openrlhf_problems(tokens: list[str], flags: dict[str, int]) -> list[str]:
+    """What argparse would refuse in `python -m openrlhf.cli.train_ppo_ray ARGS`: an unknown flag,
+    a flag without its value(s), or a stray word (the entry point takes no positional argument)."""
+    args = tokens[tokens.index("openrlhf.cli.train_ppo_ray") + 1 :]
+    problems, i = [], 0
+    while i < len(args):
+        token = args[i]
+        name = token.split("=", 1)[0]
+        if not token.startswith("--"):
+            problems.append(f"stray argument {token!r}")
+        elif name not in flags:
+            problems.append(f"unknown flag {name}")
+        elif "=" not in token:
+            values = args[i + 1 : i + 1 + flags[name]]
+            if len(values) < flags[name] or any(v.startswith("--") for v in values):
+                problems.append(f"{name} needs {flags[name]} value(s)")
+            else:
+                i += flags[name]
+        i += 1
+    return problems
+
+
+def test_the_openrlhf_command_uses_flags_openrlhf_accepts() -> None:
+    page = REPO / "docs" / "beyond-one-machine.md"
+    commands = [
+        tokens
+        for block in bash_blocks(page.read_text(encoding="utf-8"))
+        for tokens in shell_commands(block)
+        if "openrlhf.cli.train_ppo_ray" in tokens
+    ]
+    assert len(commands) == 1
+    flags = openrlhf_flags()
+    assert len(flags) > 100 and "--actor.model_name_or_path" in flags
+    assert openrlhf_problems(commands[0], flags) == []
+    used = {t for t in commands[0] if t.startswith("--")}
+    for needed in ("--actor.model_name_or_path", "--reward.model_name_or_path", "--data.prompt_dataset"):
+        assert needed in used
+
+
+def test_the_openrlhf_check_refuses_the_flags_before_0_10_2() -> None:
+    flags = openrlhf_flags()
+    old = (
+        "python3 -m openrlhf.cli.train_ppo_ray --pretrain runs/sft/model --bf16 --ds.zero_stage --vllm.num_engines 4 x"
+    )
+    assert openrlhf_problems(old.split(), flags) == [
+        "unknown flag --pretrain",
+        "stray argument 'runs/sft/model'",
+        "unknown flag --bf16",
+        "--ds.zero_stage needs 1 value(s)",
+        "stray argument 'x'",
+    ]

@@ -90,6 +90,16 @@ class DataConfig:
         "The system message of every SFT / reward / DPO conversation (a row's own system column wins); "
         "None: no system message. Recorded in the run summary (metrics.system_prompt).",
     )
+    answer_prefix: str | None = setting(
+        None,
+        "Text every chosen and rejected answer starts with, e.g. `TL;DR:` in CarperAI/openai_summarize_comparisons: "
+        "taken off each answer and moved or dropped as `answer_prefix_to` says (an answer without it is an error).",
+    )
+    answer_prefix_to: Literal["prompt", "strip"] = setting(
+        "prompt",
+        "prompt: the prefix ends the prompt, on a line of its own (where the TL;DR prompts of SFT and PPO have "
+        "it, so the reward model is trained on the shape PPO scores); strip: it is dropped.",
+    )
 
 
 @dataclass
@@ -132,6 +142,14 @@ class RunConfig:
     lora: LoraSection = setting(help="LoRA settings (see LoraSection).", factory=LoraSection)
     quant: QuantConfig = setting(help="QLoRA settings (see QuantConfig).", factory=QuantConfig)
     data: DataConfig = setting(help="The dataset and its columns (see DataConfig).", factory=DataConfig)
+    audit: Literal["warn", "strict", "off"] = setting(
+        "warn",
+        "The data audit's red flags before sft, reward and dpo (`prefkit data audit`; read from audit_file): warn "
+        "logs them, strict stops with exit 2 naming them, off skips the check.",
+    )
+    audit_file: str | None = setting(
+        None, "The audit to read (None: audit.json in data.source, as `prefkit data export` writes it, when present)."
+    )
 
     def __post_init__(self) -> None:
         if self.quant.qlora and not self.lora.enabled:
@@ -183,12 +201,12 @@ class RewardConfig(RunConfig):
     """Reward model (one-label sequence classifier) with Llama 2's margin ranking loss.
 
     `margin`: none / small / large recompute each pair's margin from its `strength` (Llama 2,
-    Table 28; rows without a strength get 0); `column` uses the dataset's margin column as is.
+    Table 27; rows without a strength get 0); `column` uses the dataset's margin column as is.
     """
 
     margin: Literal["none", "small", "large", "column"] = setting(
         "small",
-        "none, small or large: each pair's margin from its strength (Llama 2, Table 28; no strength: 0); "
+        "none, small or large: each pair's margin from its strength (Llama 2, Table 27; no strength: 0); "
         "column: the dataset's margin column as is.",
     )
     center_rewards_coefficient: float | None = setting(
@@ -197,6 +215,17 @@ class RewardConfig(RunConfig):
         "(e.g. 0.01; None: off).",
     )
     lr: float = setting(1e-4, "Peak learning rate.")
+    label: Literal["hard", "soft"] = setting(
+        "hard",
+        "hard: chosen is better (Llama 2); soft: the share of annotators who preferred chosen, unsure counting "
+        "half, as the target probability: -[p·log σ(Δ−m) + (1−p)·log σ(−(Δ−m))] (train/reward_labels.py).",
+    )
+    edits: Literal["ignore", "rank"] = setting(
+        "ignore",
+        "rank: a row with an annotator's edit (the `edited` column) is the ranking edited > chosen > rejected, "
+        "trained with InstructGPT's loss over its three comparisons; pairs the export made from edits "
+        "(`derived_from`) are then left out. ignore: pairs only.",
+    )
 
 
 @dataclass
@@ -210,6 +239,33 @@ class DpoConfig(RunConfig):
         False, "Compute the reference's log-probabilities once before training (less memory during it)."
     )
     lr: float = setting(5e-5, "Peak learning rate.")
+    strength: Literal["none", "offset", "weight"] = setting(
+        "none",
+        "What the annotated strength does (train/pair_terms.py): none (plain DPO); offset: ODPO's "
+        "-log σ(β·Δ − m), m = offset_scale × the pair's margin; weight: each pair's loss times a weight from its "
+        "level (and agreement), mean 1. Needs loss_type sigmoid.",
+    )
+    margin: Literal["small", "large", "column"] = setting(
+        "small",
+        "strength: offset's margin per pair, as the reward stage's: small or large from the strength (Llama 2, "
+        "Table 27), or column (the dataset's margin column).",
+    )
+    offset_scale: float = setting(1.0, "strength: offset: ODPO's α, the offset is α × margin.")
+    level_weights: list[float] = setting(
+        help="strength: weight: relative weights of negligibly, slightly, better, significantly better "
+        "(normalised to mean 1 over the split).",
+        factory=lambda: [1.0, 2.0, 3.0, 4.0],
+    )
+    agreement_weight: bool = setting(
+        True, "strength: weight: scale pairs judged by 2+ people by 2p − 1 (p: share preferring chosen)."
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.strength != "none" and self.loss_type != "sigmoid":
+            raise ConfigError(f"strength: {self.strength} needs loss_type: sigmoid (got {self.loss_type})")
+        if len(self.level_weights) != 4 or any(w < 0 for w in self.level_weights):
+            raise ConfigError("level_weights needs four weights >= 0 (negligibly, slightly, better, significantly)")
 
 
 @dataclass

@@ -31,6 +31,12 @@ from prefkit.train.config import DataConfig
 if TYPE_CHECKING:
     from datasets import Dataset
 
+# what writes data.source, for the line saying it is not there
+MADE_BY = (
+    "the dataset is written by `prefkit annotate export --project P PATH` or `prefkit data export IN PATH` "
+    "(set data.source in the config, or --set data.source=PATH)"
+)
+
 # per-split files in one folder: <split>.jsonl as `prefkit data export --jsonl` writes them (jsonl/),
 # <split>-*.parquet shards as `--parquet` writes them (data/)
 _SPLIT_FILE_PATTERNS = ("{split}.parquet", "{split}.jsonl", "{split}.jsonl.gz", "{split}.json", "{split}-*.parquet")
@@ -82,7 +88,7 @@ def _safety_rows(ds: Dataset, cfg: DataConfig) -> Dataset:
 
 def _load(source: str, split: str) -> Dataset:
     """Formats are resolved by `prefkit.data.sources`; only the split logic lives here."""
-    from prefkit.data.sources import source_kind
+    from prefkit.data.sources import missing_source, source_kind
 
     if "{split}" in source:
         return _from_rows([source.format(split=split)], None, split)
@@ -94,7 +100,7 @@ def _load(source: str, split: str) -> Dataset:
                 return _from_rows([str(f) for f in files], None, split)
     kind = source_kind(source)
     if kind == "missing":
-        raise DataError("no such file or folder (and not a Hub dataset id)", file=source)
+        raise missing_source(source, MADE_BY)
     if kind == "disk":
         return _from_disk(path, split)
     if kind != "hub" and split != "train":  # a file or a folder of generate's Parquet shards
@@ -216,6 +222,25 @@ def _require_prompt(ds: Dataset, cfg: DataConfig) -> None:
         require_columns(ds, [cfg.question_column], cfg.source)
 
 
+def move_answer_prefix(prompts: list[list[dict[str, str]]], answers: dict[str, list[str]], cfg: DataConfig) -> None:
+    """`data.answer_prefix`: take it off the start of every answer (`answers`: column -> texts) and, with
+    `answer_prefix_to: prompt`, end each prompt's last turn with it on a line of its own; in place.
+    An answer that does not start with it, or holds nothing else, is a `DataError` naming row and field."""
+    prefix = cfg.answer_prefix
+    if not prefix:
+        return
+    for column, texts in answers.items():
+        for i, text in enumerate(texts):
+            if not text.lstrip().startswith(prefix):
+                raise DataError(f"does not start with answer_prefix {prefix!r}", file=cfg.source, row=i, field=column)
+            texts[i] = text.lstrip()[len(prefix) :].strip()
+            if not texts[i]:
+                raise DataError(f"nothing after answer_prefix {prefix!r}", file=cfg.source, row=i, field=column)
+    if cfg.answer_prefix_to == "prompt":
+        for p in prompts:
+            p[-1] = {**p[-1], "content": p[-1]["content"].rstrip() + "\n" + prefix}
+
+
 def sft_dataset(ds: Dataset, cfg: DataConfig) -> Dataset:
     """`messages` rows (system?, user, assistant=chosen) for TRL's SFTTrainer."""
     from datasets import Dataset
@@ -224,6 +249,7 @@ def sft_dataset(ds: Dataset, cfg: DataConfig) -> Dataset:
     require_columns(ds, [cfg.chosen_column], cfg.source)
     prompts = _prompts(ds, cfg)
     chosen = _texts(ds, cfg.chosen_column, cfg.source)
+    move_answer_prefix(prompts, {cfg.chosen_column: chosen}, cfg)
     return Dataset.from_dict(
         {"messages": [p + [{"role": "assistant", "content": c}] for p, c in zip(prompts, chosen, strict=True)]}
     )
@@ -267,8 +293,10 @@ def preference_dataset(ds: Dataset, cfg: DataConfig, *, margin_scheme: str | Non
     require_columns(ds, [cfg.chosen_column, cfg.rejected_column], cfg.source)
     chosen = _texts(ds, cfg.chosen_column, cfg.source)
     rejected = _texts(ds, cfg.rejected_column, cfg.source)
+    prompts = _prompts(ds, cfg)
+    move_answer_prefix(prompts, {cfg.chosen_column: chosen, cfg.rejected_column: rejected}, cfg)
     columns: dict[str, Any] = {
-        "prompt": _prompts(ds, cfg),
+        "prompt": prompts,
         "chosen": [[{"role": "assistant", "content": c}] for c in chosen],
         "rejected": [[{"role": "assistant", "content": r}] for r in rejected],
         "strength": [s.value if s is not None else None for s in strengths(ds, cfg)],

@@ -6,6 +6,10 @@ that adapter (over the bare, possibly 4-bit, base) and TRL keeps a frozen copy o
 as the reference: the reference is exactly the SFT model, as in the usual recipe. Without LoRA a
 second copy of the starting model is loaded as the reference (TRL would otherwise reload
 `model.path`, losing a merged adapter).
+
+`strength: offset | weight` puts the annotated strength (and agreement) into the loss per pair
+(`prefkit.train.dpo_strength`, ODPO's offset or a weight); `none` is TRL's loss as it is. Every run
+reports the implicit reward's held-out accuracy per strength level.
 """
 
 from __future__ import annotations
@@ -28,16 +32,23 @@ REPORTED = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/ac
 
 def run(cfg: DpoConfig) -> dict[str, Any]:
     """Train, evaluate on the test split, save, write summary.json; returns the summary."""
-    from trl import DPOConfig, DPOTrainer
+    from prefkit.train.audit_gate import check_audit, log_red_flags
 
     started = time.perf_counter()
+    flags = check_audit(cfg)  # the data audit's red flags: (strict) stop before any work, else logged below
+    from trl import DPOConfig
+
+    from prefkit.train.dpo_strength import StrengthDPOTrainer, add_pair_columns
+
     claim_output_dir(cfg, "dpo")
-    train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data).remove_columns("strength")
-    eval_ds = (
-        preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data).remove_columns("strength")
-        if cfg.data.test_split
-        else None
-    )
+    log_red_flags(flags)
+    train_raw = load_split(cfg.data, cfg.data.split)
+    train_ds = preference_dataset(train_raw, cfg.data).remove_columns("strength")
+    train_ds = add_pair_columns(train_ds, train_raw, cfg)  # per-pair offset / weight / level
+    eval_ds = None
+    if cfg.data.test_split:
+        eval_raw = load_split(cfg.data, cfg.data.test_split)
+        eval_ds = add_pair_columns(preference_dataset(eval_raw, cfg.data).remove_columns("strength"), eval_raw, cfg)
     tokenizer = load_tokenizer(cfg)  # after the data: a bad dataset fails before any model loads
     args = DPOConfig(
         **trainer_kwargs(cfg),
@@ -48,7 +59,8 @@ def run(cfg: DpoConfig) -> dict[str, Any]:
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
     )
     throughput = ThroughputCallback()
-    trainer = DPOTrainer(
+    trainer = StrengthDPOTrainer(
+        strength=cfg.strength,
         model=load_policy(cfg),
         # LoRA: no second copy (a new adapter: disabled = the start model; a continued `model.adapter`:
         # TRL's frozen "ref" copy of it). Full fine-tuning: a second copy of the start model.
@@ -70,4 +82,7 @@ def run(cfg: DpoConfig) -> dict[str, Any]:
         ev = trainer.evaluate()
         metrics["eval_loss"] = ev["eval_loss"]
         metrics.update({f"eval_{k}": ev.get(f"eval_{k}") for k in REPORTED})
+        metrics.update(trainer.accuracy_by_strength())
+    metrics["strength"] = cfg.strength
+    metrics["audit_red_flags"] = [f["name"] for f in flags]
     return finish_run("dpo", cfg, trainer, throughput, metrics, started=started)

@@ -17,6 +17,7 @@ import torch
 
 from prefkit.core.atomic import atomic_path
 from prefkit.core.errors import ConfigError
+from prefkit.core.threads import one_thread_for_small_models
 from prefkit.data.hub import check_model_source
 from prefkit.train.config import RunConfig
 
@@ -153,6 +154,7 @@ def _from_pretrained(
         model = load_trainable_adapter(
             model, cfg.model.adapter, task_type=task_type, modules_to_save=modules_to_save, adapter_name=adapter_name
         )
+    one_thread_for_small_models(model)
     return model
 
 

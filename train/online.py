@@ -2,9 +2,11 @@
 
 Both sample `num_generations` answers per prompt, score them with the same reward function PPO
 and best-of-K use (the `reward` stage's model or a rule, `prefkit.train.scoring`), and use the group of
-answers as its own baseline instead of a value model. The reference for the KL term (`beta`) is
-the adapter-disabled model, as in DPO. `batch_size` counts completions per device step and must
-be a multiple of `num_generations`.
+answers as its own baseline instead of a value model. The reference for the KL term (`beta`) is,
+as in DPO, the adapter-disabled model when the run trains a new adapter, and a frozen copy of the
+adapter (TRL's `ref`) when it continues `model.adapter` (e.g. the SFT model); with `beta: 0` there
+is no reference. `batch_size` counts completions per device step and must be a multiple of
+`num_generations`.
 """
 
 from __future__ import annotations

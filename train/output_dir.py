@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from prefkit.core.atomic import clean_stale
 from prefkit.core.errors import DataError
-from prefkit.core.outputs import MARKER, check_not_input, check_output, mark_output, written_by
+from prefkit.core.outputs import MARKER, check_kind, check_not_input, check_writable, mark_output, written_by
 
 
 def run_inputs(cfg: Any) -> list[str | Path | None]:
@@ -51,8 +52,11 @@ def claim_output_dir(cfg: Any, stage: str, *, inputs: list[str | Path | None] | 
             + f"; prefkit {command} writes only into a new folder or one it wrote before: choose another output_dir",
             file=out,
         )
-    check_output(out, command, overwrite=True, folder=True, option="output_dir")  # a file, an unwritable folder
+    clean_stale(out)
+    check_kind(out, folder=True, option="output_dir")  # a file, a symbolic link
+    check_writable(out, option="output_dir")
     if os.environ.get("RANK", "0") == "0":  # one marker for a multi-process run
         out.mkdir(parents=True, exist_ok=True)
-        mark_output(out, command, folder=True)
+        # written into over time (checkpoints), never replaced: the marker lists no files
+        mark_output(out, command, folder=True, listed=False)
     return out

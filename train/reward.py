@@ -2,10 +2,13 @@
 
 Training is TRL's `RewardTrainer`: given a `margin` column it uses
 `-log σ(r_chosen − r_rejected − margin)` (Llama 2, eq. 2). Each pair's margin comes from its
-annotated strength under the configured scheme (none / small / large, Llama 2 Table 28), or from
+annotated strength under the configured scheme (none / small / large, Llama 2 Table 27), or from
 the dataset's margin column as exported. Held-out accuracy is reported overall and per strength
 level, as Llama 2 reports it (the model should be surest on "significantly better" pairs), and
 per safety bin where the data has one (`data.set: safety`, Llama 2's safety reward model).
+
+`label: soft` trains on the share of annotators who preferred chosen instead of a hard label, and
+`edits: rank` on Llama 3's edit rankings (edited > chosen > rejected): `prefkit.train.reward_labels`.
 """
 
 from __future__ import annotations
@@ -30,16 +33,22 @@ CONFIG = RewardConfig
 def run(cfg: RewardConfig) -> dict[str, Any]:
     """Train the reward model, evaluate (loss, accuracy, accuracy per strength), save, summarise."""
     from trl import RewardConfig as TrlRewardConfig
-    from trl import RewardTrainer
+
+    from prefkit.train.audit_gate import check_audit, log_red_flags
+    from prefkit.train.reward_labels import PreferenceRewardTrainer, add_label_columns, without_derived
 
     started = time.perf_counter()
+    flags = check_audit(cfg)  # the data audit's red flags: (strict) stop before any work, else logged below
     claim_output_dir(cfg, "reward")
-    train_ds = preference_dataset(load_split(cfg.data, cfg.data.split), cfg.data, margin_scheme=cfg.margin)
-    test_ds = (
-        preference_dataset(load_split(cfg.data, cfg.data.test_split), cfg.data, margin_scheme=cfg.margin)
-        if cfg.data.test_split
-        else None
-    )
+    log_red_flags(flags)
+
+    def split(name: str) -> Any:  # soft labels / edit rankings ride along as columns
+        raw = load_split(cfg.data, name)
+        raw = without_derived(raw) if cfg.edits == "rank" else raw
+        return add_label_columns(preference_dataset(raw, cfg.data, margin_scheme=cfg.margin), raw, cfg)
+
+    train_ds = split(cfg.data.split)
+    test_ds = split(cfg.data.test_split) if cfg.data.test_split else None
     tokenizer = load_tokenizer(cfg)  # after the data: a bad dataset fails before any model loads
     args = TrlRewardConfig(
         **trainer_kwargs(cfg),
@@ -52,7 +61,9 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    trainer = RewardTrainer(
+    trainer = PreferenceRewardTrainer(
+        label=cfg.label,
+        ranking=cfg.edits == "rank",
         model=load_reward_model(cfg, pad_token_id=tokenizer.pad_token_id),
         args=args,
         train_dataset=train_ds,
@@ -64,6 +75,7 @@ def run(cfg: RewardConfig) -> dict[str, Any]:
     )
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))
     metrics: dict[str, Any] = {"train_loss": result.training_loss, "margin_scheme": cfg.margin}
+    metrics.update(label=cfg.label, edits=cfg.edits, audit_red_flags=[f["name"] for f in flags])
     if test_ds is not None:
         ev = trainer.evaluate()
         metrics.update(
@@ -233,13 +245,25 @@ def score_command(
     base_model: str | None = _S.base_model,
     batch_size: int = _S.batch_size,
     max_length: int = _S.max_length,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """`prefkit train score`: add `reward` (or `chosen_reward` / `rejected_reward` for pairs) to each row.
 
-    For pairs, returns accuracy overall and per strength (the command prints it).
+    For pairs, returns accuracy overall and per strength (the command prints it). Both kinds also get
+    the quantiles of sigmoid(score) and, where rows carry unsafe flags (`chosen_unsafe` /
+    `rejected_unsafe`, or `unsafe` for responses), the precision and recall of "sigmoid(score) < t" per
+    threshold: how to pick the combined reward's `safety_threshold` on a safety model's test set.
+    For pairs, returns accuracy overall and per strength (the command prints it). OUT goes through
+    the output guard first (`prefkit.core.outputs`): never SOURCE or the model, and an existing one
+    only with `overwrite` and only a previous `train score` output, unchanged.
     """
-    from prefkit.core.writers import write_rows
+    from prefkit.core.outputs import check_output
+    from prefkit.core.writers import output_suffix, write_rows
     from prefkit.data.sources import read_rows
+    from prefkit.train.scoring import threshold_report, unsafe_flags
+
+    output_suffix(out)
+    check_output(out, "train score", inputs=[source, model_dir], overwrite=overwrite)
 
     records = [rec for _, rec in read_rows(source)]
     if not records:
@@ -251,6 +275,7 @@ def score_command(
             if not isinstance(rec.get(col), str) or not rec[col].strip():
                 raise DataError("missing or empty", file=source, row=i, field=col)
     strengths = _strengths(records, source) if is_pairs else []
+    flags = unsafe_flags(records, ["chosen_unsafe", "rejected_unsafe"] if is_pairs else ["unsafe"], source)
     model, tokenizer = load_trained_reward_model(model_dir, base_model)
 
     def conversations(col: str) -> list[list[dict[str, str]]]:
@@ -275,6 +300,7 @@ def score_command(
         for rec, c, r in zip(records, chosen, rejected, strict=True):
             rec["chosen_reward"], rec["rejected_reward"] = c, r
         result.update(pair_metrics(chosen, rejected, strengths, safety_bins=[rec.get("safety_bin") for rec in records]))
+        result.update(threshold_report(chosen + rejected, flags))
     else:
         rewards = score_conversations(
             model, tokenizer, conversations(response_column), batch_size=batch_size, max_length=max_length
@@ -282,5 +308,6 @@ def score_command(
         for rec, s in zip(records, rewards, strict=True):
             rec["reward"] = s
         result["mean_reward"] = sum(rewards) / len(rewards)
-    write_rows(records, out)
+        result.update(threshold_report(rewards, flags))
+    write_rows(records, out, marker="train score")
     return result

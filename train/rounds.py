@@ -4,6 +4,9 @@ A project folder holds `rounds.yaml` (the loop's config) and `rounds.json` (what
 round takes the current policy (base + optional adapter) and runs, one recorded step at a time:
 
     generate  → pairs from the policy (the generate room)
+    queue     → (with `annotate.db`) the pairs imported into the annotation store; with
+                `queue: uncertainty` the previous round's reward model orders them
+                (`prefkit annotate prioritise`), and the step records which model ordered the queue
     judgements → a labelled file (from the annotation store's export, or a scripted judge)
     export    → aggregated, exported preference dataset
     reward    → a reward model trained on it
@@ -67,6 +70,21 @@ class MixSet:
 
 
 @dataclass
+class AnnotateSection:
+    """Where a round's pairs are labelled: a project of an annotation store, one per round."""
+
+    db: str | None = setting(
+        None, "The annotation store (SQLite path or postgresql+psycopg:// URL); unset, the round touches no store."
+    )
+    project: str = setting("round-{round}", "The store project of each round's pairs ({round} is its number).")
+    overlap: int = setting(2, "Judgements each pair needs from different annotators.")
+    calibration: float = setting(0.0, "Share of pairs every annotator judges first (agreement figures).")
+    random_share: float = setting(
+        0.2, "With queue: uncertainty, the share of the queue served in the seeded random order (unbiased labels)."
+    )
+
+
+@dataclass
 class RoundsConfig:
     """The loop: the first policy, the prompts, a method per round, and each stage's config file.
 
@@ -108,11 +126,25 @@ class RoundsConfig:
     )
     aggregate_rule: str = setting("mean", "How several judgements become one row: mean or majority.")
     margin: Literal["none", "small", "large"] = setting(
-        "small", "Margin scheme of the exported rounds' data: none, small or large (Llama 2, Table 28)."
+        "small", "Margin scheme of the exported rounds' data: none, small or large (Llama 2, Table 27)."
     )
     test_size: float = setting(0.2, "Share of prompts in each round's test split.")
+    queue: Literal["shuffle", "uncertainty"] = setting(
+        "shuffle",
+        "How each round's pairs are served to annotators: shuffle (the store's seeded order) or uncertainty "
+        "(the previous round's reward model orders them, most uncertain first; needs annotate.db).",
+    )
+    annotate: AnnotateSection = setting(
+        help="The annotation store each round's pairs go into (see AnnotateSection).", factory=AnnotateSection
+    )
 
     def __post_init__(self) -> None:
+        if self.queue not in ("shuffle", "uncertainty"):
+            raise ConfigError(f"queue must be shuffle or uncertainty, got {self.queue!r}")
+        if self.queue == "uncertainty" and not self.annotate.db:
+            raise ConfigError("queue: uncertainty needs annotate.db, the store the rounds' pairs are labelled in")
+        if not 0.0 <= self.annotate.random_share <= 1.0:
+            raise ConfigError(f"annotate.random_share must be between 0 and 1, got {self.annotate.random_share}")
         if not self.model:
             raise ConfigError("model is empty: the first round's policy")
         if not self.prompts:
@@ -246,6 +278,8 @@ class RoundProject:
         for mix in cfg.reward_mix:
             if Path(mix.source).exists():
                 mix.source = str(Path(mix.source).resolve())
+        if cfg.annotate.db and "://" not in cfg.annotate.db:  # a store file: the same one from any folder
+            cfg.annotate.db = str(Path(cfg.annotate.db).resolve())
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / CONFIG_FILE) as tmp:
             tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -378,6 +412,80 @@ class RoundRunner:
             inputs=[self.cfg.prompts],
             outputs=[out],
         )
+
+    def queue(self) -> None:
+        """Import the round's pairs into its store project; with `queue: uncertainty`, the last
+        finished round's reward model scores them and orders the project's queue. Records the
+        project, the store and which model ordered the queue (None in the first round, whose
+        queue is the seeded shuffle)."""
+        from sqlalchemy.engine import make_url
+
+        from prefkit.annotate.store import Store, one_line_errors
+        from prefkit.data.readers import read_pairs
+
+        a = self.cfg.annotate
+        assert a.db, "run_round calls queue only with annotate.db"
+        project = a.project.format(round=self.rnd["round"])
+        pairs_dir = self.out("generate")
+        shown = make_url(a.db).render_as_string(hide_password=True) if "://" in a.db else a.db
+        command = (
+            f"prefkit annotate import {pairs_dir} --project {project} --overlap {a.overlap} "
+            f"--calibration {a.calibration} --seed {self.rnd['round']} --db {shown}"
+        )
+        ordered_by: dict[str, Any] | None = None
+        inputs: list[str | Path] = [pairs_dir]
+        with one_line_errors(a.db), Store.open(a.db) as store:
+            imported = store.import_project(
+                project, read_pairs(pairs_dir), overlap=a.overlap, calibration=a.calibration, seed=self.rnd["round"]
+            )
+            model = self.ordering_model()
+            if self.cfg.queue == "uncertainty" and model is not None:
+                from prefkit.train.prioritise import prioritise, reward_model_scorer
+
+                round_no, model_dir = model
+                result = prioritise(
+                    store, project, [reward_model_scorer(model_dir)], random_share=a.random_share, progress=False
+                )
+                (identity,) = result.run.models
+                ordered_by = {
+                    "round": round_no,
+                    "reward_model": self.rel(model_dir),
+                    "weights": identity["weights"],
+                    "sha256": identity["sha256"],
+                    "run": result.run.id,
+                    "method": result.run.method,
+                    "random_share": result.run.random_share,
+                    "queue": result.queue,
+                }
+                inputs.append(model_dir)
+                command += (
+                    f" && prefkit annotate prioritise --project {project} --reward-model {model_dir} "
+                    f"--random-share {a.random_share} --db {shown}"
+                )
+        self.record(
+            "queue",
+            None,
+            command,
+            queue=self.cfg.queue,
+            store=shown,
+            project=project,
+            pairs=imported.added + imported.skipped,
+            ordered_by=ordered_by,
+            inputs=inputs,
+        )
+
+    def ordering_model(self) -> tuple[int, Path] | None:
+        """The reward model that orders this round's queue: the last finished round's (its
+        number and folder), None before any round has one."""
+        done = [
+            r
+            for r in self.project.state["rounds"]
+            if r["round"] < self.rnd["round"] and "reward" in r["steps"] and r["steps"]["reward"].get("output")
+        ]
+        if not done:
+            return None
+        last = done[-1]
+        return last["round"], self.project.folder / last["steps"]["reward"]["output"]
 
     def judgements(self, labelled: Path) -> None:
         if not labelled.is_file():
@@ -649,13 +757,29 @@ def run_round(
     if "generate" not in steps:
         runner.generate()
         free_memory()
+    if "queue" not in steps and project.cfg.annotate.db:
+        runner.queue()
+        free_memory()
     if "judgements" not in steps:
         if judgements is None:
             rnd["status"] = "awaiting_judgements"
             project.save()
+            queue = steps.get("queue")
+            where = (
+                f"they are in project {queue['project']} of the store {queue['store']}"
+                + (
+                    f", ordered by round {queue['ordered_by']['round']}'s reward model"
+                    if queue.get("ordered_by")
+                    else ""
+                )
+                + f"; label them, export the judgements (prefkit annotate export FILE --project {queue['project']} "
+                f"--judgements --db {queue['store']})"
+                if queue
+                else "label them (prefkit annotate, then export the judgements)"
+            )
             raise AwaitingJudgements(
-                f"round {rnd['round']}: pairs are in {runner.out('generate')}; label them (prefkit annotate, "
-                f"then export the judgements) and run `prefkit round run {project.folder} --judgements FILE`"
+                f"round {rnd['round']}: pairs are in {runner.out('generate')}; {where} and run "
+                f"`prefkit round run {project.folder} --judgements FILE`"
             )
         runner.judgements(Path(judgements))
     if "export" not in steps:
@@ -678,7 +802,7 @@ def status_text(project_dir: str | Path) -> str:
     ]
     for r in project.state["rounds"]:
         lines.append(f"round {r['round']} [{r['method']}] {r['status']}  policy: {_fmt_policy(r['policy'])}")
-        for name in (*STEPS[:-1], "best_of_k", "policy"):
+        for name in (STEPS[0], "queue", *STEPS[1:-1], "best_of_k", "policy"):
             step = r["steps"].get(name)
             if step:
                 metrics = step.get("metrics")
@@ -687,7 +811,10 @@ def status_text(project_dir: str | Path) -> str:
                     if metrics
                     else ""
                 )
-                lines.append(f"  {name:<10} {step['output'] or '-'}{shown}")
+                output = step["output"] or (f"{step['store']} project {step['project']}" if name == "queue" else "-")
+                if name == "queue" and step.get("ordered_by"):
+                    shown = f"  ordered by round {step['ordered_by']['round']}'s reward model"
+                lines.append(f"  {name:<10} {output}{shown}")
                 lines.append(f"  {'':<10} $ {step['command']}")
             elif name in STEPS:
                 lines.append(f"  {name:<10} (to do)")

@@ -7,11 +7,16 @@ saved sequence classifier (a full model folder or a LoRA adapter over its base) 
 whole conversation [system?, user, assistant, …, user: question, assistant: completion] exactly
 as that stage does.
 
-`CombinedReward` is Llama 2's (section 3.2.2): with R_s the safety score and R_h the helpfulness
+`CombinedReward` is Llama 2's (section 3.2.3): with R_s the safety score and R_h the helpfulness
 score, each the sigmoid of its reward model's output, R_c = R_s when the prompt is tagged
-adversarial or R_s < `safety_threshold` (0.15 in the paper), else R_h; the reward is logit(R_c),
-i.e. the chosen model's raw output (the sigmoid undone), whitened over the call's batch with
-`whiten: true` (PPO's own `whiten` option whitens with running statistics instead).
+adversarial or R_s < `safety_threshold`, else R_h; the reward is logit(R_c), i.e. the chosen
+model's raw output (the sigmoid undone), whitened over the call's batch with `whiten: true`
+(PPO's own `whiten: sequence` whitens the final scores with the rollout batch's mean and std, all
+processes' rows, before the KL penalty is added). The paper's threshold, 0.15, was chosen for
+Meta's safety model (a precision of 0.89 and a recall of 0.55 on its safety test set); pick yours
+on your safety model's test set: `prefkit train score` reports the sigmoid's quantiles and, where
+the rows carry unsafe flags, the precision and recall of "R_s below t" per threshold
+(`safety_threshold_table`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefkit.core.config import setting
 from prefkit.core.errors import ConfigError
@@ -48,7 +54,9 @@ class RewardSection:
     )
     safety_function: str | None = setting(None, "A rule as the safety reward (package.module:function).")
     safety_threshold: float = setting(
-        0.15, "Below this safety reward R_s (the sigmoid of the safety score), R_s is the reward (Llama 2)."
+        0.15,
+        "Below this safety reward R_s (the sigmoid of the safety score), R_s is the reward (Llama 2's 0.15, "
+        "chosen for Meta's safety model: pick yours with `prefkit train score` on the safety test set).",
     )
     whiten: bool = setting(False, "Whiten the combined logits over each call's batch (mean 0, std 1).")
 
@@ -146,6 +154,67 @@ class CombinedReward:
             self.last_choice.append("safety" if use_safety else "helpfulness")
             combined.append(s if use_safety else h)  # logit(sigmoid(x)) == x: the chosen raw score
         return whiten(combined) if self.whiten_batch else combined
+
+
+# thresholds on R = sigmoid(score) at which `safety_threshold_table` reports precision and recall
+SAFETY_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+
+
+def sigmoid_quantiles(scores: list[float]) -> dict[str, float]:
+    """Quantiles of R = sigmoid(score) over the scored answers (`p05` … `p95`, nearest rank): where a
+    threshold on R falls among a reward model's answers."""
+    if not scores:
+        return {}
+    rs = sorted(_sigmoid(s) for s in scores)
+    return {f"p{round(q * 100):02d}": rs[min(len(rs) - 1, math.ceil(q * len(rs)) - 1)] for q in QUANTILES}
+
+
+def safety_threshold_table(scores: list[float], unsafe: list[bool | None]) -> list[dict[str, float | None]]:
+    """For each threshold t in `SAFETY_THRESHOLDS`, how well "R_s = sigmoid(score) < t" finds the answers
+    flagged unsafe (answers without a flag are left out): `precision` (share of the answers below t that
+    are unsafe), `recall` (share of the unsafe answers below t) and `below` (how many are below t).
+    Llama 2 took 0.15 for Meta's safety model: precision 0.89, recall 0.55 on its safety test set."""
+    known = [(_sigmoid(s), u) for s, u in zip(scores, unsafe, strict=True) if u is not None]
+    n_unsafe = sum(u for _, u in known)
+    table: list[dict[str, float | None]] = []
+    for t in SAFETY_THRESHOLDS:
+        below = [u for r, u in known if r < t]
+        hits = sum(below)
+        table.append(
+            {
+                "threshold": t,
+                "below": len(below),
+                "precision": hits / len(below) if below else None,
+                "recall": hits / n_unsafe if n_unsafe else None,
+            }
+        )
+    return table
+
+
+def unsafe_flags(records: list[dict[str, Any]], fields: list[str], source: str) -> list[bool | None]:
+    """The rows' unsafe flags, field after field (e.g. every `chosen_unsafe`, then every `rejected_unsafe`);
+    None where a row has none. A flag that is not a boolean is a `DataError` naming the row and field."""
+    from prefkit.core.errors import DataError
+    from prefkit.data.schema import parse_bool
+
+    flags: list[bool | None] = []
+    for field in fields:
+        for i, rec in enumerate(records):
+            try:
+                flags.append(parse_bool(rec.get(field), field))
+            except ValueError as e:
+                raise DataError(str(e), file=source, row=i, field=field) from None
+    return flags
+
+
+def threshold_report(scores: list[float], flags: list[bool | None]) -> dict[str, Any]:
+    """What `prefkit train score` adds to pick `reward.safety_threshold`: the `sigmoid_quantiles` of the
+    scores and, where any answer carries an unsafe flag, the `safety_threshold_table`."""
+    out: dict[str, Any] = {"sigmoid_quantiles": sigmoid_quantiles(scores)}
+    if any(f is not None for f in flags):
+        out["safety_threshold_table"] = safety_threshold_table(scores, flags)
+    return out
 
 
 def _single(model: str | None, function: str | None, section: RewardSection) -> RewardFn:

@@ -30,7 +30,7 @@ def build_trainer(cfg: SftConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
     """
     from trl import SFTConfig, SFTTrainer
 
-    from prefkit.train.chat_templates import training_chat_template
+    from prefkit.train.chat_templates import check_multi_turn, training_chat_template
 
     train_ds = sft_dataset(load_split(cfg.data, cfg.data.split), cfg.data)
     test_raw = load_split(cfg.data, cfg.data.test_split) if cfg.data.test_split else None
@@ -39,6 +39,9 @@ def build_trainer(cfg: SftConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
     record: dict[str, Any] = {"system_prompt": cfg.data.system_prompt}
     if cfg.assistant_only_loss:
         choice = training_chat_template(tokenizer)
+        check_multi_turn(choice, list(train_ds["messages"]), cfg.data.split)
+        if eval_ds is not None and cfg.data.test_split:
+            check_multi_turn(choice, list(eval_ds["messages"]), cfg.data.test_split)
         record["chat_template"] = choice.summary()
         if choice.template is not None:
             record["_model_template"] = tokenizer.chat_template  # restored before saving
@@ -65,8 +68,12 @@ def build_trainer(cfg: SftConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
 
 def run(cfg: SftConfig) -> dict[str, Any]:
     """Train, evaluate on the test split (loss, ROUGE if asked), save, write summary.json."""
+    from prefkit.train.audit_gate import check_audit, log_red_flags
+
     started = time.perf_counter()
+    flags = check_audit(cfg)  # the data audit's red flags: (strict) stop before any work, else logged below
     claim_output_dir(cfg, "sft")
+    log_red_flags(flags)
     trainer, test_raw, throughput, record = build_trainer(cfg)
     tokenizer = trainer.processing_class
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg))
@@ -74,6 +81,7 @@ def run(cfg: SftConfig) -> dict[str, Any]:
     if model_template is not None:
         tokenizer.chat_template = model_template  # the saved tokenizer keeps the model's own template
     metrics: dict[str, Any] = {"train_loss": result.training_loss, **record}
+    metrics["audit_red_flags"] = [f["name"] for f in flags]
     if test_raw is not None:
         ev = trainer.evaluate()
         metrics["eval_loss"] = ev["eval_loss"]

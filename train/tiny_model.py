@@ -5,6 +5,13 @@ byte-level BPE trained with `tokenizers` on the bundled sample (or given texts),
 transformers fast tokenizer with a chat template, and a `LlamaForCausalLM` with random weights.
 Both are written with `save_pretrained`, so every loader sees an ordinary model folder.
 
+The model's weights are random, so its answers are random tokens. Its generation config
+suppresses the tokens that are not whole characters on their own (the byte-level BPE's lone
+bytes of a multi-byte UTF-8 character, and control bytes): sampled one after another they decode
+to U+FFFD and look like an encoding bug, where the answers are meant to look like what they are,
+random syllables ("ăm đ ược tố. Đài sá bước"). Feeding any text in still works (every byte has
+a token); only generation leaves them out.
+
 The chat template wraps assistant content in `{% generation %}` markers (TRL's
 `assistant_only_loss` needs them) and ends each turn with `<|end|>`, which is also the EOS token,
 so a model that learns to stop emits it and generation halts at the end of its turn.
@@ -134,6 +141,21 @@ def build_tokenizer(
     return tokenizer
 
 
+def broken_character_tokens(tokenizer) -> list[int]:
+    """The ids of tokens that are not whole printable characters on their own: a lone byte of a
+    multi-byte UTF-8 character (it decodes to U+FFFD) or a control character other than a
+    newline. Special tokens are kept."""
+    special = set(tokenizer.all_special_ids)
+    bad = []
+    for i in range(len(tokenizer)):
+        if i in special:
+            continue
+        text = tokenizer.decode([i])
+        if "\ufffd" in text or any(ord(c) < 32 and c != "\n" for c in text) or "\x7f" in text:
+            bad.append(i)
+    return bad
+
+
 def build_tiny_model(
     out_dir: str | Path,
     *,
@@ -176,6 +198,7 @@ def build_tiny_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        suppress_tokens=broken_character_tokens(tokenizer),
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -10,16 +10,16 @@ from typing import Any
 from sqlalchemy import Row, delete, exists, false, func, select, true, update
 from sqlalchemy.engine import Connection
 
-from prefkit.annotate.store.accounts import AccountStore
-from prefkit.annotate.store.projects import ProjectStore
+from prefkit.annotate.store.claims import NotAssigned
+from prefkit.annotate.store.members import MemberStore
 from prefkit.annotate.store.records import Progress, User, _check_judgement, _judgement, _judgement_values
 from prefkit.annotate.store.statements import A, J, P
-from prefkit.annotate.tables import ACTIVE, EXPIRED, WITHDRAWN
+from prefkit.annotate.tables import ACTIVE, EXPIRED, WITHDRAWN, ProjectRow
 from prefkit.core.errors import DataError
 from prefkit.data.schema import Judgement, Pair
 
 
-class MyWorkStore(ProjectStore, AccountStore):
+class MyWorkStore(MemberStore):
     """What a user did and has left."""
 
     def my_judgements(
@@ -37,10 +37,11 @@ class MyWorkStore(ProjectStore, AccountStore):
     def change_judgement(
         self, user: User | str, pair_id: str, judgement: Judgement, project: str | None = None
     ) -> Judgement:
-        """Replace the user's judgement on a pair (choice, strength, flags, rationale)."""
+        """Replace the user's judgement on a pair (choice, strength, flags, rationale): only while
+        they are enabled and may still label its project."""
 
         def run(conn: Connection) -> Judgement:
-            u = self._user(conn, user)
+            u = self._active_user(conn, user)
             row = self._my_judgement(conn, u, pair_id, project)  # with its pair: the one read needed
             pair = Pair.from_row(row.data)
             _check_judgement(judgement, pair)
@@ -51,10 +52,11 @@ class MyWorkStore(ProjectStore, AccountStore):
         return self._retrying(run)
 
     def withdraw(self, user: User | str, pair_id: str, project: str | None = None) -> None:
-        """Delete the user's judgement on a pair; the pair goes back to the queue for others."""
+        """Delete the user's judgement on a pair; the pair goes back to the queue for others. Only
+        while they are enabled and may still label its project."""
 
         def run(conn: Connection) -> None:
-            u = self._user(conn, user)
+            u = self._active_user(conn, user)
             row = self._my_judgement(conn, u, pair_id, project)
             conn.execute(delete(J).where(J.id == row.id))
             conn.execute(update(A).where(A.id == row.assignment_id).values(status=WITHDRAWN, finished_at=self.now()))
@@ -73,7 +75,11 @@ class MyWorkStore(ProjectStore, AccountStore):
             raise DataError(f"{user.name!r} has no judgement on pair {pair_id}", field="pair_id")
         if len(rows) > 1:
             raise DataError(f"pair {pair_id} is in several projects; name the project", field="project")
-        return rows[0]
+        row = rows[0]
+        if not self._may_label(conn, row.project_id, user.id):  # taken off the project: no changes
+            name = conn.execute(select(ProjectRow.name).where(ProjectRow.id == row.project_id)).scalar_one()
+            raise NotAssigned(user.name, name)
+        return row
 
     def progress(self, project: str, user: User | str, pairs: int | None = None) -> Progress:
         """Done today (UTC), pairs left for this user now (besides the one they hold), and done

@@ -1,5 +1,7 @@
-"""The work queue: claims as leases (the user's held pair first, then skipped pairs, then the
-walk in queue order), submit, skip, report and undo.
+"""The work queue: claims as leases (the user's held pair first, then a pair an undo put down, then
+a gold pair when one is due (`prefkit.annotate.store.gold`), then skipped pairs, then the walk in
+queue order: a prioritised project's ranked pairs first, `priorities`), submit, skip and report.
+Undo: `undo`.
 """
 
 from __future__ import annotations
@@ -8,11 +10,16 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, update
 from sqlalchemy.engine import Connection
 
+from prefkit.annotate.store.claims import LeaseLost, NotAssigned
 from prefkit.annotate.store.connection import _LookAgain
+from prefkit.annotate.store.edits import check_edit_allowed
+from prefkit.annotate.store.gold import GoldStore
 from prefkit.annotate.store.members import MemberStore
+from prefkit.annotate.store.predictions import Suggestion
+from prefkit.annotate.store.priorities import PriorityStore
 from prefkit.annotate.store.records import (
     Assignment,
     Project,
@@ -38,6 +45,8 @@ from prefkit.annotate.store.statements import (
     _PICK,
     _PICK_PG,
     _PICK_PG_WAIT,
+    _PICK_PUT_DOWN,
+    _PICK_PUT_DOWN_PG,
     _PICK_SKIPPED,
     _PICK_SKIPPED_PG,
     _REAP,
@@ -46,16 +55,14 @@ from prefkit.annotate.store.statements import (
     _REUSE,
     _SUBMITTED,
     A,
-    J,
-    P,
     _release,
 )
-from prefkit.annotate.tables import ACTIVE, EXPIRED, REPORTED, SKIPPED, SUBMITTED, WITHDRAWN
+from prefkit.annotate.tables import ACTIVE, EXPIRED, REPORTED, SKIPPED, WITHDRAWN
 from prefkit.core.errors import ConfigError, DataError
 from prefkit.data.schema import Judgement, Pair
 
 
-class QueueStore(MemberStore):
+class QueueStore(GoldStore, PriorityStore, MemberStore):
     """Claims and what a user does with them."""
 
     def claim(self, project: str, user: User | str, lease_seconds: float = 900) -> Assignment | None:
@@ -69,7 +76,7 @@ class QueueStore(MemberStore):
         name = user.name if isinstance(user, User) else user
         uid = self._user_id(name)
 
-        def run(conn: Connection) -> Assignment | None:
+        def run(conn: Connection) -> Assignment | NotAssigned | None:
             now = self.now()
             expires = now + timedelta(seconds=lease_seconds)
             if self._pg:
@@ -80,25 +87,34 @@ class QueueStore(MemberStore):
             if self._reap_due(proj.id, now):
                 _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
             held = conn.execute(_HELD, {"uid": uid, "pid": proj.id}).first()
-            if held is not None:
+            if held is not None and held.may_label:
                 conn.execute(_RENEW, {"aid": held.id, "expires": expires})
                 return _assignment(held, proj.name, name, expires)
+            if held is not None:  # held, but taken off the project since: the pair goes back
+                self._put_down(conn, uid, proj.id)
+                return NotAssigned(name, proj.name)
 
             if not self._may_label(conn, proj.id, uid):
-                raise ConfigError(f"{name!r} is not assigned to project {proj.name!r}; ask an admin")
+                raise NotAssigned(name, proj.name)
             # Resume the walk after this user's last pair, so that pairs they judged and others
             # have not finished yet are not rescanned on every claim; from the start only when
             # nothing is left ahead (pairs freed behind them are meanwhile others' to take).
             after = self._cursor.get((proj.id, uid))
             params = {"pid": proj.id, "uid": uid, "after": _BEFORE_ALL}
-            cand = self._pick_skipped(conn, params) or self._pick(conn, params, after)
+            cand = (
+                self._pick_put_down(conn, params)  # a pair an undo put down (by any process) comes back first
+                or self._gold_step(conn, proj, uid, params)  # a gold pair when due; raises when the user is paused
+                or self._pick_skipped(conn, params)
+                or self._pick(conn, params, after)
+            )
             if cand is None:
                 # Before saying "nothing left": free the leases that ran out since the last reap.
                 # On PostgreSQL this also waits for a concurrent claim that is reaping them right
                 # now (its rows are locked until it commits), so the next look sees its freed pairs.
                 _release(conn, conn.execute(_REAP, {"pid": proj.id, "now": now}).scalars().all())
                 self._last_reap[proj.id] = now
-                cand = self._pick_skipped(conn, params) or self._pick(conn, params, None)
+                cand = self._pick_put_down(conn, params) or self._pick_skipped(conn, params)
+                cand = cand or self._pick(conn, params, None, restart=True)
             if cand is None and self._pg:
                 # SKIP LOCKED also skips pairs that are only busy for a moment (another claim or a
                 # submit updating them): before saying "nothing left", wait for those.
@@ -122,22 +138,37 @@ class QueueStore(MemberStore):
                 aid = conn.execute(_NEW, {"prid": cand.id, "uid": uid, "pid": proj.id, **lease}).scalar_one()
             conn.execute(_HOLD, {"prid": cand.id})
             if not getattr(cand, "returned", False):  # a skipped pair taken out of turn leaves the walk where it was
-                self._cursor[(proj.id, uid)] = cand.position
+                self._advance(proj.id, uid, cand)
             return Assignment(aid, proj.name, name, pair, order, now, expires, cand.is_calibration)
 
         try:
-            return self._retrying(run)
+            found = self._retrying(run)
         except _LookAgain:  # still racing after every retry: "nothing now", never a crash
             return None
+        if isinstance(found, NotAssigned):  # raised after the transaction put the pair down
+            raise found
+        return found if isinstance(found, Assignment) else None
 
-    def _pick(self, conn: Connection, params: dict[str, Any], after: int | None) -> Row[Any] | None:
-        """The first open pair for this user after queue position `after` (then from the start);
-        on PostgreSQL passing over pairs other transactions hold locked."""
+    def _pick(
+        self, conn: Connection, params: dict[str, Any], after: int | None, restart: bool = False
+    ) -> Row[Any] | None:
+        """The first open pair for this user: a ranked one when the project is prioritised
+        (`_pick_ranked`; from the front with `restart`), else the first after queue position
+        `after` (then from the start); on PostgreSQL passing over pairs other transactions hold
+        locked."""
+        ranked = self._pick_ranked(conn, params, resume=not restart)
+        if ranked is not None:
+            return ranked
         for start in ([after] if after is not None else []) + [_BEFORE_ALL]:
             cand = conn.execute(_PICK_PG if self._pg else _PICK, {**params, "after": start}).first()
             if cand is not None:
                 return cand
         return None
+
+    def _pick_put_down(self, conn: Connection, params: dict[str, Any]) -> Row[Any] | None:
+        """A pair this user put down when an undo brought an earlier one back (`undo`): it
+        comes next, whichever process serves the claim (the mark is in the store)."""
+        return conn.execute(_PICK_PUT_DOWN_PG if self._pg else _PICK_PUT_DOWN, params).first()
 
     def _pick_skipped(self, conn: Connection, params: dict[str, Any]) -> Row[Any] | None:
         """A pair someone skipped that this user may take, before the walk: the walk resumes
@@ -167,14 +198,21 @@ class QueueStore(MemberStore):
         self._last_reap[project_id] = now
         return True
 
-    def submit(self, assignment_id: int, user: User | str, judgement: Judgement) -> Judgement:
+    def submit(
+        self, assignment_id: int, user: User | str, judgement: Judgement, suggestion: Suggestion | None = None
+    ) -> Judgement:
         """Record the user's judgement on their assignment and return what is stored.
 
         Idempotent per (user, pair): a second submit (double click, rerun, another tab) returns
         the first judgement unchanged — use `change_judgement` to change it. The shown order and
-        annotator are taken from the assignment, not from `judgement`. A submit after the lease
-        expired is still recorded (a human's work is not thrown away) unless the user skipped,
-        reported or withdrew the pair.
+        annotator are taken from the assignment, not from `judgement`.
+
+        Only a valid claim takes a judgement (`ClaimRefused`, nothing recorded, otherwise): the
+        user is enabled and may still label the project (`NotAssigned`), and either still holds
+        the lease or, the lease having run out, the pair still needs the judgement (then a human's
+        work is not thrown away; else `LeaseLost`): no pair ever ends over its overlap. A skipped,
+        reported or withdrawn pair takes none. `suggestion` is the model suggestion the page showed
+        with the pair (or held back), stored with the judgement.
         """
         name = user.name if isinstance(user, User) else user
 
@@ -185,7 +223,11 @@ class QueueStore(MemberStore):
                 return _judgement(conn.execute(_JUDGEMENT, {"jid": a.judgement_id}).one(), pair.pair_id, name)
             if a.status in (SKIPPED, REPORTED, WITHDRAWN):
                 raise DataError(f"assignment {assignment_id} was {a.status}; it takes no judgement", field="status")
+            if a.status == EXPIRED and a.done + a.held >= a.required:
+                raise LeaseLost(a.pair_id)
             _check_judgement(judgement, pair)
+            if judgement.edited is not None:  # only then: a plain submit reads nothing more
+                check_edit_allowed(conn, a.project_id)
             now = self.now()
             row = _judgement_values(judgement, pair, (a.shown_left, a.shown_right))
             conn.execute(
@@ -197,9 +239,11 @@ class QueueStore(MemberStore):
                     "assignment_id": a.id,
                     "created_at": now,
                     "updated_at": now,
+                    "suggestion": None if suggestion is None else suggestion.to_json(),
                     **row,
                 },
             )
+            self._note_gold_answer(conn, a, row, now)
             conn.execute(_SUBMITTED, {"aid": a.id, "now": now})
             conn.execute(_DONE, {"prid": a.pair_row_id, "release": 1 if a.status == ACTIVE else 0})
             return Judgement(
@@ -212,6 +256,8 @@ class QueueStore(MemberStore):
                 rationale=row["rationale"],
                 seconds=row["seconds"],
                 created_at=now,
+                suggestion=None if suggestion is None else suggestion.to_json(),
+                edited=row["edited"],
             )
 
         return self._retrying(run)
@@ -232,7 +278,7 @@ class QueueStore(MemberStore):
         name = user.name if isinstance(user, User) else user
 
         def run(conn: Connection) -> None:
-            a = self._own_assignment(conn, assignment_id, name)
+            a = self._own_assignment(conn, assignment_id, name)  # enabled, and still on the project
             if a.status not in (ACTIVE, EXPIRED):
                 return  # already submitted/skipped/reported: a repeated click changes nothing
             conn.execute(update(A).where(A.id == a.id).values(status=status, finished_at=self.now(), reason=reason))
@@ -241,81 +287,24 @@ class QueueStore(MemberStore):
 
         self._retrying(run)
 
-    def undo_last(self, project: str, user: User | str, lease_seconds: float = 900) -> str | None:
-        """Take back the user's last action in `project` (a judgement, a skip or a report) done
-        within the last `lease_seconds`: the judgement is deleted (or the skip/report undone) and
-        the pair is theirs again as a fresh lease, shown by the next `claim`; the pair they held
-        meanwhile goes back to the queue, to come next after it. Called again, it goes one
-        action further back. Returns what was undone ("judgement", "skip", "report"), or None
-        when there is nothing to undo. A skipped or reported pair another annotator has taken
-        since (it needs no more judgements) cannot be undone: DataError."""
-        proj = self._cached_project(project)
-        name = user.name if isinstance(user, User) else user
-
-        def run(conn: Connection) -> str | None:
-            u = self._active_user(conn, name)
-            now = self.now()
-            last = conn.execute(
-                select(A.id, A.status, A.pair_row_id, P.done, P.held, P.required, P.pair_id)
-                .join(P, P.id == A.pair_row_id)
-                .where(
-                    A.user_id == u.id,
-                    A.project_id == proj.id,
-                    A.status.in_([SUBMITTED, SKIPPED, REPORTED]),
-                    A.finished_at >= now - timedelta(seconds=lease_seconds),
-                )
-                .order_by(A.finished_at.desc(), A.id.desc())
-                .limit(1)
-            ).first()
-            if last is None:
-                return None
-            if last.status == SUBMITTED:
-                conn.execute(delete(J).where(J.assignment_id == last.id))
-                conn.execute(  # one judgement fewer, one lease more: done + held is unchanged
-                    update(P)
-                    .where(P.id == last.pair_row_id)
-                    .values(done=P.done - 1, held=P.held + 1, complete=P.done - 1 >= P.required)
-                )
-            else:
-                if last.done + last.held >= last.required:
-                    raise DataError(
-                        f"pair {last.pair_id} was taken by other annotators since; the "
-                        f"{'skip' if last.status == SKIPPED else 'report'} stays",
-                        field="undo",
-                    )
-                conn.execute(_HOLD, {"prid": last.pair_row_id})
-            held = conn.execute(
-                update(A)
-                .where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
-                .values(status=EXPIRED)
-                .returning(A.pair_row_id)
-            ).all()
-            _release(conn, [h.pair_row_id for h in held])
-            positions = conn.execute(select(P.position).where(P.id.in_([h.pair_row_id for h in held]))).scalars().all()
-            if positions:  # the pair put down comes next after the undone one
-                key = (proj.id, u.id)
-                self._cursor[key] = min([self._cursor.get(key, min(positions))] + [p - 1 for p in positions])
-            conn.execute(
-                update(A)
-                .where(A.id == last.id)
-                .values(
-                    status=ACTIVE,
-                    claimed_at=now,
-                    expires_at=now + timedelta(seconds=lease_seconds),
-                    finished_at=None,
-                    reason=None,
-                )
-            )
-            return {SUBMITTED: "judgement", SKIPPED: "skip", REPORTED: "report"}[last.status]
-
-        return self._retrying(run)
-
     def _own_assignment(self, conn: Connection, assignment_id: int, name: str) -> Row[Any]:
-        """The assignment with its pair, owner and any judgement; it must be `name`'s, and
-        `name` must not be disabled."""
+        """The assignment with its pair, owner and any judgement; it must be `name`'s, `name`
+        must not be disabled, and must still be allowed to label its project (`NotAssigned`)."""
         a = conn.execute(_OWN_PG if self._pg else _OWN, {"aid": assignment_id}).first()
         if a is None or a.user_name != name:
             raise DataError(f"assignment {assignment_id} is not held by {name!r}", field="assignment_id")
         if a.disabled:
             raise ConfigError(f"user {name!r} is disabled")
+        if not a.may_label:
+            raise NotAssigned(name, a.project_name)
         return a
+
+    def _put_down(self, conn: Connection, uid: int, project_id: int) -> None:
+        """End the user's active leases in a project, giving their pairs back to the queue."""
+        held = conn.execute(
+            update(A)
+            .where(A.user_id == uid, A.project_id == project_id, A.status == ACTIVE)
+            .values(status=EXPIRED)
+            .returning(A.pair_row_id)
+        ).all()
+        _release(conn, [h.pair_row_id for h in held])

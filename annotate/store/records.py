@@ -24,6 +24,10 @@ class Project:
     seed: int
     created_at: datetime
     safety_labels: bool = False  # the Label page asks for the pair's safety label (Llama 2's bins)
+    suggestions: str = "off"  # model suggestions on the Label page: off, after or before
+    suggestion_source: str | None = None  # whose predictions are suggested (None: each pair's latest)
+    suggestion_holdout: float = 0.0  # share of `before` claims shown no suggestion (anchoring control)
+    edits: bool = False  # the Label page lets annotators edit the preferred answer (edit-and-rank)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,15 @@ class User:
     name: str
     is_admin: bool
     disabled: bool
+    is_reviewer: bool = False  # may settle disagreements on the Review page (admins may too)
+
+    @property
+    def may_review(self) -> bool:
+        return self.is_admin or self.is_reviewer
+
+    @property
+    def role(self) -> str:
+        return "admin" if self.is_admin else "reviewer" if self.is_reviewer else "annotator"
 
 
 @dataclass(frozen=True)
@@ -88,11 +101,21 @@ def _project(r: Any) -> Project:
         seed=r.seed,
         created_at=r.created_at,
         safety_labels=bool(getattr(r, "safety_labels", False)),
+        suggestions=getattr(r, "suggestions", None) or "off",
+        suggestion_source=getattr(r, "suggestion_source", None),
+        suggestion_holdout=float(getattr(r, "suggestion_holdout", None) or 0.0),
+        edits=bool(getattr(r, "edits", False)),
     )
 
 
 def _user(r: Any) -> User:
-    return User(id=r.id, name=r.name, is_admin=bool(r.is_admin), disabled=bool(r.disabled))
+    return User(
+        id=r.id,
+        name=r.name,
+        is_admin=bool(r.is_admin),
+        disabled=bool(r.disabled),
+        is_reviewer=bool(getattr(r, "is_reviewer", False)),
+    )
 
 
 def _assignment(r: Any, project: str, user: str, expires: datetime) -> Assignment:
@@ -120,6 +143,7 @@ def _check_judgement(j: Judgement, pair: Pair) -> None:
 
 def _judgement_values(j: Judgement, pair: Pair, shown: tuple[str, str]) -> dict[str, Any]:
     _no_nul(j.rationale, "rationale")
+    _no_nul(j.edited, "edited")
     return dict(
         preferred=j.preferred,
         strength=j.strength.value,
@@ -129,6 +153,7 @@ def _judgement_values(j: Judgement, pair: Pair, shown: tuple[str, str]) -> dict[
         unsafe=list(j.unsafe),
         rationale=j.rationale,
         seconds=j.seconds,
+        edited=j.edited,
     )
 
 
@@ -143,4 +168,6 @@ def _judgement(r: Any, pair_id: str, annotator: str) -> Judgement:
         rationale=r.rationale,
         seconds=r.seconds,
         created_at=r.created_at,
+        suggestion=getattr(r, "suggestion", None),
+        edited=getattr(r, "edited", None),
     )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, true
 
+from prefkit.annotate.store.gold import NOT_GOLD
 from prefkit.annotate.store.projects import ProjectStore
 from prefkit.annotate.store.records import _judgement
 from prefkit.annotate.store.statements import A, J, P, U
@@ -42,13 +43,13 @@ class ResultStore(ProjectStore):
             pair_stats = conn.execute(
                 select(
                     func.count(), func.coalesce(func.sum(P.required), 0), func.count().filter(P.complete == true())
-                ).where(P.project_id == proj.id)
+                ).where(P.project_id == proj.id, NOT_GOLD)
             ).one()
             judgements = conn.execute(
                 select(
                     U.name.label("annotator"),
                     P.pair_id,
-                    J.score,
+                    P.data["a_id"].as_string().label("a_id"),  # the side in generation order
                     J.strength,
                     J.preferred,
                     J.shown_left,
@@ -58,13 +59,13 @@ class ResultStore(ProjectStore):
                 )
                 .join(U, U.id == J.user_id)
                 .join(P, P.id == J.pair_row_id)
-                .where(J.project_id == proj.id)
+                .where(J.project_id == proj.id, NOT_GOLD)
             ).all()
             finished = conn.execute(
                 select(U.name.label("annotator"), P.pair_id, A.status, A.reason, A.finished_at)
                 .join(U, U.id == A.user_id)
                 .join(P, P.id == A.pair_row_id)
-                .where(A.project_id == proj.id, A.status.in_([SKIPPED, REPORTED]))
+                .where(A.project_id == proj.id, A.status.in_([SKIPPED, REPORTED]), NOT_GOLD)
             ).all()
         return build_dashboard(
             n_pairs=pair_stats[0],
@@ -89,7 +90,9 @@ class ResultStore(ProjectStore):
                         func.count().label("pairs"),
                         func.sum(P.required).label("needed"),
                         func.count().filter(P.complete == true()).label("complete"),
-                    ).group_by(P.project_id)
+                    )
+                    .where(NOT_GOLD)
+                    .group_by(P.project_id)
                 )
             }
             judged = {
@@ -99,7 +102,10 @@ class ResultStore(ProjectStore):
                         J.project_id,
                         func.count().label("judgements"),
                         func.count(J.user_id.distinct()).label("annotators"),
-                    ).group_by(J.project_id)
+                    )
+                    .join(P, P.id == J.pair_row_id)
+                    .where(NOT_GOLD)
+                    .group_by(J.project_id)
                 )
             }
             finished = {
@@ -110,7 +116,8 @@ class ResultStore(ProjectStore):
                         func.count().filter(A.status == SKIPPED).label("skipped"),
                         func.count().filter(A.status == REPORTED).label("reported"),
                     )
-                    .where(A.status.in_([SKIPPED, REPORTED]))
+                    .join(P, P.id == A.pair_row_id)
+                    .where(A.status.in_([SKIPPED, REPORTED]), NOT_GOLD)
                     .group_by(A.project_id)
                 )
             }

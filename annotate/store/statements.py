@@ -32,7 +32,15 @@ _b = bindparam
 _SAFETY_LABELS = exists().where(ProjectSafetyLabelsRow.project_id == ProjectRow.id).label("safety_labels")
 _REAP_EVERY = timedelta(seconds=1)
 _BEFORE_ALL = -(2**56) - 1  # below every queue position (calibration pairs sit in [-2^56, 0))
-_USER = select(U.id, U.name, U.is_admin, U.disabled).where(U.name == _b("name"))
+_USER = select(U.id, U.name, U.is_admin, U.disabled, U.is_reviewer).where(U.name == _b("name"))
+# Whether an assignment's user may still label its project (admins always; others while the
+# project is open or they are a member): checked by every write on an assignment.
+_ADMIN = UserRow.__table__.alias("admin")  # its own name: the statements below also join users
+_MAY_LABEL_A = or_(
+    exists().where(_ADMIN.c.id == A.user_id, _ADMIN.c.is_admin),
+    ~exists().where(M.project_id == A.project_id),
+    exists().where(M.project_id == A.project_id, M.user_id == A.user_id),
+).label("may_label")
 _REAP = (
     update(A)
     .where(A.project_id == _b("pid"), A.status == ACTIVE, A.expires_at <= _b("now"))
@@ -40,66 +48,66 @@ _REAP = (
     .returning(A.pair_row_id)
 )
 _HELD = (
-    select(A.id, A.shown_left, A.shown_right, A.claimed_at, P.data, P.is_calibration)
+    select(A.id, A.shown_left, A.shown_right, A.claimed_at, P.data, P.is_calibration, A.pair_row_id, _MAY_LABEL_A)
     .join(P, P.id == A.pair_row_id)
     .where(A.user_id == _b("uid"), A.project_id == _b("pid"), A.status == ACTIVE)
     .order_by(A.claimed_at, A.id)
     .limit(1)
 )
 _RENEW = update(A).where(A.id == _b("aid")).values(expires_at=_b("expires"))
+# What every pick reads of its candidate pair, and what makes a pair open to this user now.
+_CANDIDATE = (P.id, P.pair_id, P.data, P.is_calibration, P.position)
+_OPEN = (
+    exists().where(U.id == _b("uid"), U.disabled == false()),
+    P.complete == false(),
+    P.done + P.held < P.required,
+)
+_EXPIRED_ID = (
+    select(A.id)
+    .where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
+    .scalar_subquery()
+    .label("expired_id")
+)
+_NEVER_MINE = ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED)
 _PICK = (
-    select(
-        P.id,
-        P.pair_id,
-        P.data,
-        P.is_calibration,
-        P.position,
-        select(A.id)
-        .where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
-        .scalar_subquery()
-        .label("expired_id"),
-    )
-    .where(
-        exists().where(U.id == _b("uid"), U.disabled == false()),
-        P.project_id == _b("pid"),
-        P.complete == false(),
-        P.position > _b("after"),
-        P.done + P.held < P.required,
-        ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
-    )
+    select(*_CANDIDATE, _EXPIRED_ID)
+    .where(*_OPEN, P.project_id == _b("pid"), P.position > _b("after"), _NEVER_MINE)
     .order_by(P.position)
     .limit(1)
 )
 # A pair someone skipped, open, and never this user's: found from the skipped assignments.
 _SKIPPER = AssignmentRow.__table__.alias("skipper")
 _PICK_SKIPPED = (
-    select(
-        P.id,
-        P.pair_id,
-        P.data,
-        P.is_calibration,
-        P.position,
-        select(A.id)
-        .where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status == EXPIRED)
-        .scalar_subquery()
-        .label("expired_id"),
-        literal(True).label("returned"),
-    )
+    select(*_CANDIDATE, _EXPIRED_ID, literal(True).label("returned"))
     .select_from(_SKIPPER)
     .join(P, P.id == _SKIPPER.c.pair_row_id)
     .where(
         _SKIPPER.c.status == SKIPPED,
         _SKIPPER.c.project_id == _b("pid"),
         _SKIPPER.c.user_id != _b("uid"),
-        exists().where(U.id == _b("uid"), U.disabled == false()),
-        P.complete == false(),
-        P.done + P.held < P.required,
-        ~exists().where(A.pair_row_id == P.id, A.user_id == _b("uid"), A.status != EXPIRED),
+        *_OPEN,
+        _NEVER_MINE,
     )
     .order_by(P.position)
     .limit(1)
 )
 _PICK_SKIPPED_PG = _PICK_SKIPPED.with_for_update(skip_locked=True, of=P)
+# A pair this user put down when an undo brought back an earlier one (`undo`): theirs first, in
+# queue order, while it is still open. Kept in the store, so any process serves it next.
+_PICK_PUT_DOWN = (
+    select(*_CANDIDATE, A.id.label("expired_id"), literal(True).label("returned"))
+    .join(P, P.id == A.pair_row_id)
+    .where(
+        A.user_id == _b("uid"),
+        A.project_id == _b("pid"),
+        A.status == EXPIRED,
+        A.put_down_at.is_not(None),
+        *_OPEN,
+    )
+    .order_by(P.position)
+    .limit(1)
+)
+_PICK_PUT_DOWN_PG = _PICK_PUT_DOWN.with_for_update(skip_locked=True, of=P)
 _MAY_LABEL = select(
     or_(
         U.is_admin,
@@ -120,6 +128,7 @@ _LEASE: dict[str, Any] = dict(
     expires_at=_b("expires"),
     finished_at=None,
     reason=None,
+    put_down_at=None,
 )
 _REUSE = update(A).where(A.id == _b("aid")).values(**_LEASE)
 _NEW = insert(A).values(pair_row_id=_b("prid"), user_id=_b("uid"), project_id=_b("pid"), **_LEASE).returning(A.id)
@@ -138,13 +147,22 @@ _OWN = (
         U.name.label("user_name"),
         U.disabled,
         J.id.label("judgement_id"),
+        P.pair_id,
+        P.done,
+        P.held,
+        P.required,
+        ProjectRow.name.label("project_name"),
+        _MAY_LABEL_A,
     )
     .join(P, P.id == A.pair_row_id)
     .join(U, U.id == A.user_id)
+    .join(ProjectRow, ProjectRow.id == A.project_id)
     .outerjoin(J, and_(J.pair_row_id == A.pair_row_id, J.user_id == A.user_id))
     .where(A.id == _b("aid"))
 )
-_OWN_PG = _OWN.with_for_update(of=A)  # serialises two submits of the same assignment
+# Serialises two submits of the same assignment, and a submit with a claim of the same pair (the
+# pair's counters decide whether a lease that ran out may still be judged).
+_OWN_PG = _OWN.with_for_update(of=(A, P))
 _JUDGEMENT = select(J).where(J.id == _b("jid"))
 _INSERT_JUDGEMENT = insert(J)
 _SUBMITTED = update(A).where(A.id == _b("aid")).values(status=SUBMITTED, finished_at=_b("now"))

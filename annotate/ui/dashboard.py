@@ -1,5 +1,6 @@
-"""Dashboard (admins only): progress per project and annotator, labels per hour, time per item,
-strength distribution, position bias, agreement on overlapping pairs, reports, and Export."""
+"""Dashboard (admins only): progress per project and annotator, the lead's quality view of each
+annotator (`annotate/ui/annotators.py`), labels per hour, time per item, strength distribution,
+position bias, agreement on overlapping pairs, models against people, reports, and Export."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import streamlit as st
 
 from prefkit.annotate.render import escape_text
 from prefkit.annotate.store import User
-from prefkit.annotate.ui import session
+from prefkit.annotate.ui import annotators, models, session
 from prefkit.core.errors import PrefkitError
 from prefkit.data.aggregate import RULES
 from prefkit.data.schema import MarginScheme
@@ -21,12 +22,20 @@ from prefkit.data.schema import MarginScheme
 _AGREEMENT_LABELS = {
     "items": "pairs with ≥ 2 judgements",
     "comparisons": "annotator pairs compared",
-    "raw_with_ties": "raw agreement (with ties)",
-    "raw_without_ties": "raw agreement (without ties)",
-    "cohen_kappa": "Cohen's kappa (winner)",
-    "alpha_ordinal": "Krippendorff's alpha (7-point, ordinal)",
-    "alpha_interval": "Krippendorff's alpha (7-point, interval)",
+    "raw_side": "same side (unsure a third answer)",
+    "comparisons_decided": "annotator pairs, neither unsure",
+    "raw_side_decided": "same side, neither unsure",
+    "raw_choice": "same choice (side and level)",
+    "cohen_kappa": "Cohen's kappa (side: A / unsure / B)",
+    "alpha_ordinal": "Krippendorff's alpha (nine choices, ordinal)",
+    "alpha_interval": "Krippendorff's alpha (nine choices, interval)",
 }
+AGREEMENT_NOTE = (
+    "On the nine choices of the Label page. *Negligibly better* is a side (a win for that response, "
+    "as in the export); only *Unsure* has none. The side figures count unsure as a third answer, "
+    'or leave out the comparisons with an unsure ("neither unsure"); on the nine-choice scale '
+    "unsure is the middle point, one step from either *negligibly better*."
+)
 
 
 _COUNTS = ("pairs", "complete", "judgements", "needed", "annotators", "skipped", "reported")
@@ -41,11 +50,20 @@ def _export(project: str) -> None:
     """Run the store's export (what `prefkit data export` does) and keep a zip to download."""
     rule, margin = st.session_state["export-rule"], st.session_state["export-margin"]
     complete_only = bool(st.session_state.get("export-complete-only"))
+    with_models = bool(st.session_state.get("export-model-judgements"))
+    include_gold = bool(st.session_state.get("export-include-gold"))
     with tempfile.TemporaryDirectory(prefix="prefkit-export-") as tmp:
         out = Path(tmp) / "dataset"
         try:
             report = session.store().export(
-                project, out, rule=rule, margin=margin, jsonl=True, complete_only=complete_only
+                project,
+                out,
+                rule=rule,
+                margin=margin,
+                jsonl=True,
+                complete_only=complete_only,
+                include_model_judgements=with_models,
+                include_gold=include_gold,
             )
         except PrefkitError as e:
             st.session_state["export-result"] = (project, str(e), None)
@@ -109,12 +127,13 @@ def _all_projects() -> None:
 
 
 def _figure(value: object) -> str:
-    """A count as an integer, a share or coefficient to three decimals, a missing one as "–"."""
+    """A count (int) with thousands separators, a share or coefficient (float) to three decimals
+    (never "-0.000"), a missing one as "–"."""
     if value is None or (isinstance(value, float) and value != value):
         return "–"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.3f}"
-    return f"{int(value):,}" if isinstance(value, (int, float)) else str(value)
+    if isinstance(value, float):
+        return f"{round(value, 3) + 0.0:.3f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def render(user: User, project: str) -> None:
@@ -134,6 +153,7 @@ def render(user: User, project: str) -> None:
     )
     with st.expander("Access", expanded=False):
         _access(project)
+    annotators.render(user, project)  # speed, bias, consensus, gold accuracy; CSV; lifting a pause
 
     hourly, strength = st.columns(2)
     with hourly:
@@ -162,11 +182,14 @@ def render(user: User, project: str) -> None:
         st.dataframe(d.position_bias, hide_index=True, column_config={"left_share": _SHARE})
 
     st.subheader("Agreement on overlapping pairs")
+    st.caption(AGREEMENT_NOTE)
     figures = d.agreement.as_dict()
     st.dataframe(
         [{"measure": label, "value": _figure(figures[key])} for key, label in _AGREEMENT_LABELS.items()],
         hide_index=True,
     )
+
+    models.render(project)  # reward models' and AI judges' agreement with people, anchoring
 
     if len(d.reports):
         st.subheader("Reported problems")
@@ -182,6 +205,13 @@ def render(user: User, project: str) -> None:
     rule.selectbox("Aggregation rule", RULES, key="export-rule")
     margin.selectbox("Margin scheme", [m.value for m in MarginScheme], index=1, key="export-margin")
     only.checkbox("Complete pairs only", key="export-complete-only")
+    only.checkbox(
+        "Include AI judges' judgements",
+        key="export-model-judgements",
+        help="Off: people's judgements only. On: a mixed dataset (AI-only where no person judged); "
+        "the card says which.",
+    )
+    only.checkbox("Include gold pairs", key="export-include-gold", help="Decided by their expected answer.")
     go.button("Export", key="export", on_click=_export, args=(project,), type="primary")
     result = st.session_state.get("export-result")
     if result and result[0] == project:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
 import streamlit as st
 
 from prefkit.annotate.render import escape_text
-from prefkit.annotate.store import SESSION_TTL, SignInThrottled, Store, User
+from prefkit.annotate.store import LOCAL, SESSION_TTL, SignInThrottled, Store, User
 from prefkit.core.errors import ConfigError
 
 SESSION_PARAM = "s"
@@ -97,6 +98,26 @@ def current_user() -> User | None:
     return None
 
 
+SIGNED_OUT_NOTE = "signed-out-note"  # why the sign-in form is back, said on it once
+PROJECT_NOTE = "project-note"  # why the page shows another project, said on it once
+
+
+def still_signed_in(user: User) -> bool:
+    """For a button's callback, which runs before the page (and so before its sign-in check):
+    whether this tab is still signed in as `user`. When not (the sign-in ran out, `--session-hours`;
+    signed out elsewhere; the account disabled) the action must not run: the sign-in form that
+    comes next says so, and that nothing was recorded."""
+    current = current_user()
+    if current is not None and current.name == user.name:
+        return True
+    hours = session_lifetime().total_seconds() / 3600
+    st.session_state[SIGNED_OUT_NOTE] = (
+        f"Your sign-in has ended (it lasts {hours:g} h; or you signed out in another tab, or an admin disabled "
+        "your account), so that last action was not recorded. Sign in again to go on."
+    )
+    return False
+
+
 def _set_param(name: str, value: str) -> None:
     """Put `value` in the URL's `?name=`, only if it is not there already: every write sends the
     browser a message (and a history entry) ahead of the page's own elements."""
@@ -148,23 +169,25 @@ def _sign_in_with_token() -> None:
 
 
 def _authenticate(token: str) -> User | None:
-    """`Store.authenticate` for this client (its IP address, or this tab when there is none, as
-    on localhost): repeated failures are slowed down per account and per client."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
+    """`Store.authenticate` for this client's address (`st.context.ip_address`: the connection's
+    own, or the client a trusted proxy names, `prefkit annotate serve --trusted-proxies`; `local`
+    when there is none, as on localhost): never the browser tab, so a new tab starts no count. A
+    correct token signs in at once; a wrong one beyond the free failures is answered only after
+    its wait (this tab waits; others are not held up)."""
     ip = st.context.ip_address
-    ctx = get_script_run_ctx()
-    client = f"ip:{ip}" if ip else (f"tab:{ctx.session_id}" if ctx is not None else None)
     try:
-        return store().authenticate(token, client=client)
+        return store().authenticate(token, client=f"ip:{ip}" if isinstance(ip, str) and ip else LOCAL)
     except SignInThrottled as e:
-        st.session_state["sign_in_error"] = f"Sign-in refused: {e}."
+        time.sleep(e.wait_seconds)  # the answer to a wrong guess is held: guessing is slow
+        st.session_state["sign_in_error"] = f"That token is not valid ({e}; a correct token never waits)."
         return None
 
 
 def sign_in_page() -> None:
     """The only thing an unsigned visitor sees."""
     st.title("prefkit annotate")
+    if note := st.session_state.pop(SIGNED_OUT_NOTE, None):
+        st.warning(note)
     st.write("Sign in with the token an admin gave you (`prefkit annotate users add NAME`).")
     with st.form("sign_in", enter_to_submit=True):
         st.text_input("Sign-in token", type="password", key="sign_in_token")
@@ -200,10 +223,14 @@ def choose_project(user: User) -> list[str]:
     kept in `?p=` too, so a reload (or a shared link) opens the same project."""
     names = [p.name for p in store().projects_for(user)]
     state = st.session_state
+    chosen = state.get(PROJECT_KEY)
+    if chosen is not None and chosen not in names:  # taken off it since the last page: say so
+        state[PROJECT_NOTE] = f"You can no longer label project {chosen!r}: an admin took you off it" + (
+            f". Now showing {names[0]!r}." if names else "."
+        )
     if not names:
         state.pop(PROJECT_KEY, None)
         return names
-    chosen = state.get(PROJECT_KEY)
     if chosen not in names:
         wanted = st.query_params.get(PROJECT_PARAM)
         chosen = wanted if wanted in names else names[0]
@@ -235,14 +262,20 @@ def run_page(page: st.Page, user: User, then: Callable[[], None]) -> None:
         then()
 
 
-def page_context(admin: bool = False) -> tuple[User, str]:
-    """(user, project) for a page script; stops the page for visitors who may not see it."""
+def page_context(admin: bool = False, review: bool = False) -> tuple[User, str]:
+    """(user, project) for a page script; stops the page for visitors who may not see it
+    (`admin`: admins only; `review`: reviewers and admins)."""
     user = getattr(_this_run, "user", None) or current_user()
     if user is None:
         st.stop()
     if admin and not user.is_admin:
         st.error("This page is for admins.")
         st.stop()
+    if review and not user.may_review:
+        st.error("This page is for reviewers and admins.")
+        st.stop()
+    if note := st.session_state.pop(PROJECT_NOTE, None):
+        st.warning(escape_text(note))
     project = st.session_state.get(PROJECT_KEY)
     if not project:
         st.info(

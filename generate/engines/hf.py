@@ -20,6 +20,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from prefkit.core.errors import ConfigError
+from prefkit.core.threads import one_thread_for_small_models
 from prefkit.data.hub import check_model_source
 from prefkit.generate.config import Dtype
 from prefkit.generate.engines.base import Completion, Engine, ProgressFn, Request, Result, free_accelerator_memory
@@ -131,6 +132,7 @@ class HFEngine(Engine):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"model {self.model!r}: cannot load it ({first})") from None
         self.net.eval()
+        one_thread_for_small_models(self.net)
         self.max_context = getattr(self.net.config, "max_position_embeddings", None)
         eos = self.net.generation_config.eos_token_id
         if eos is None:

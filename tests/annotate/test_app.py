@@ -215,7 +215,14 @@ def test_change_and_withdraw_a_judgement(seeded: Seeded) -> None:
     assert changed.preferred == changed.shown_order[0] and changed.strength is Strength.SIGNIFICANTLY_BETTER
     assert at.dataframe[0].value["choice"].tolist() == ["A significantly better"]
 
+    # Withdraw asks first; Cancel keeps the judgement, "Yes, withdraw it" deletes it.
     at.button(key="edit-withdraw").click().run()
+    assert "Withdraw your judgement on this pair?" in at.warning[0].value
+    assert len(seeded.store.my_judgements("bob", "demo")) == 1
+    at.button(key="edit-withdraw-cancel").click().run()
+    assert not at.warning and len(seeded.store.my_judgements("bob", "demo")) == 1
+    at.button(key="edit-withdraw").click().run()
+    at.button(key="edit-withdraw-yes").click().run()
     assert not at.exception
     assert seeded.store.my_judgements("bob", "demo") == []
     assert "not judged anything" in at.info[0].value

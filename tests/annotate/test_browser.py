@@ -19,7 +19,7 @@ from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response, Strength
 
 CHROMIUM = Path("/usr/bin/chromium")
-WAIT_MS = 30_000
+WAIT_MS = 120_000  # a bound, not a pause: each wait ends when its condition holds
 
 pytestmark = [
     pytest.mark.browser,
@@ -78,6 +78,15 @@ def _settled(page: Any) -> None:
     page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
 
 
+def _after_run(page: Any, action: Any) -> None:
+    """Do `action` (a click that makes the app rerun) and wait until that run has finished (the
+    browser fixture's pages count the app's runs: conftest.RUN_COUNTER)."""
+    done = page.evaluate("window.__runsDone")
+    action()
+    page.wait_for_function("n => window.__runsDone > n", arg=done)
+    _settled(page)
+
+
 def _sign_in(page: Any, url: str, token: str, project: str) -> None:
     page.goto(f"{url}/?p={project}")  # the project choice survives signing in
     page.get_by_label("Sign-in token").fill(token)
@@ -123,8 +132,7 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
             assert len(store.my_judgements(ANNOTATOR, "demo")) == 1
             box.blur()  # commits the text; the next key press goes to the page
         if i == 2:
-            page.get_by_text("B is unsafe or harmful").click()  # focus on a checkbox: keys still work
-            _settled(page)
+            _after_run(page, page.get_by_text("B is unsafe or harmful").click)  # focus on a checkbox: keys still work
             # However fast the key follows the click, the focus may still be on the checkbox:
             # hold it there on purpose, so the key must get through anyway.
             page.locator("[data-testid=stCheckbox] input").nth(1).focus()

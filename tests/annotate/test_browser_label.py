@@ -7,6 +7,8 @@ each test has its own annotator and project, so the tests do not share a queue."
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,12 @@ from typing import Any
 import pytest
 
 from prefkit.annotate.server import running_app
+from prefkit.annotate.shortcuts import RATIONALE_KEY
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response, Strength
 
 CHROMIUM = Path("/usr/bin/chromium")
-WAIT_MS = 30_000
+WAIT_MS = 120_000  # a bound, not a pause: each wait ends when its condition holds
 WIDTHS = [800, 1366]
 QUIET_MS = 700  # long enough for a (wrongly) triggered rerun to reach the store
 
@@ -102,6 +105,15 @@ def _settled(page: Any) -> None:
     page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
 
 
+def _after_run(page: Any, action: Any) -> None:
+    """Do `action` (a click that makes the app rerun) and wait until that run has finished (the
+    browser fixture's pages count the app's runs: conftest.RUN_COUNTER)."""
+    done = page.evaluate("window.__runsDone")
+    action()
+    page.wait_for_function("n => window.__runsDone > n", arg=done)
+    _settled(page)
+
+
 def _sign_in(page: Any, url: str, token: str, project: str, wait: bool = True) -> None:
     page.goto(f"{url}/?p={project}")
     page.get_by_label("Sign-in token").fill(token)
@@ -110,8 +122,8 @@ def _sign_in(page: Any, url: str, token: str, project: str, wait: bool = True) -
         page.locator(".st-key-prompt").wait_for()
         page.get_by_label("Sign-in token").wait_for(state="detached")  # it held the focus
         _settled(page)
-        # A key pressed before the choice row exists does nothing (no button has it yet): the
-        # run after sign-in may still be drawing it, so wait for it.
+        # A key pressed before the choice row exists waits for it (the page script keeps it): the
+        # tests press keys on a finished page, so wait for the row.
         page.locator("[class*='st-key-choice0-'] button").wait_for()
         _settled(page)
 
@@ -187,8 +199,7 @@ def test_keys_leave_the_rationale_and_never_record_something_else(
     # reason), not search text for the dropdown.
     held = store.claim(project, user)
     page.locator(".st-key-choices [data-testid=stSelectbox]").click()
-    page.get_by_role("option", name="Both responses unusable").click()
-    _settled(page)
+    _after_run(page, page.get_by_role("option", name="Both responses unusable").click)
     _press_and_wait_for_next(page, "P")
     reports = store.dashboard(project).reports
     assert list(reports["pair_id"]) == [held.pair.pair_id]
@@ -263,10 +274,7 @@ def test_fast_navigation_never_switches_the_project(browser: Any, app: dict[str,
     for trial, target in enumerate(["Dashboard", "My work", "Label", "Dashboard", "Label"]):
         page = _tab(browser, 1366)
         _sign_in(page, app["url"], app["tokens"]["admin"], "zzz", wait=False)
-        page.get_by_role("link", name=target).click()
-        _settled(page)
-        page.wait_for_timeout(300)
-        _settled(page)
+        _after_run(page, page.get_by_role("link", name=target).click)
         if target == "Label":
             page.locator(".st-key-prompt").wait_for()
             assert _prompt(page).startswith("zzz"), trial
@@ -346,11 +354,295 @@ def test_keys_on_a_safety_project_need_the_pairs_safety_label(browser: Any, app:
     held = store.claim(project, user)
     _nothing_happens(page, store, user, project, "3")
     assert "safety label" in page.locator("[data-testid=stAlert]").first.inner_text()
-    page.get_by_text("Preferred is safe, the other not").click()
-    _settled(page)
+    _after_run(page, page.get_by_text("Preferred is safe, the other not").click)
     _press_and_wait_for_next(page, "7")  # B better
     j = _judgement(store, user, project, held.pair.pair_id)
     assert j.preferred == held.shown_order[1] and j.unsafe == (held.shown_order[0],)
     assert judgement_safety_bin(j, held.pair) is SafetyBin.SAFE_VS_UNSAFE
     assert len(store.my_judgements(user, project)) == 1
+    page.context.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys that wait for their pair's buttons, keys for the rationale / flags / safety label, undo
+# that restores the whole judgement, contrast, and the narrow-window layout (issue 23). Each test
+# makes its own project and annotator in the module's store.
+# ---------------------------------------------------------------------------------------------
+
+SHOTS = [800, 1024, 1366]
+
+
+def _own_project(app: dict[str, Any], name: str, n: int = 6, safety: bool = False, admin: bool = False) -> str:
+    """A project `name` with `n` pairs and a user `name` assigned to it; their sign-in token."""
+    store: Store = app["store"]
+    store.create_project(name, overlap=1)
+    store.import_pairs(name, _pairs(name, n))
+    if safety:
+        store.set_safety_labels(name)
+    token = store.add_user(name, admin=admin)
+    store.assign(name, name)
+    return token
+
+
+class HeldButtons:
+    """Holds back the server's messages from the first choice button of the next script run on,
+    until released: the window between the next pair appearing and its buttons arriving
+    (~0.1-0.4 s on a real server), made as long as the test needs."""
+
+    def __init__(self) -> None:
+        self.armed = self.holding = False
+        self.held: list[tuple[Any, bytes | str]] = []
+
+    def route(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+        server.on_message(lambda message: self._from_server(ws, message))
+
+    def _from_server(self, ws: Any, message: bytes | str) -> None:
+        if self.armed and not self.holding and _is_choice_button(message):
+            self.holding = True
+        if self.holding:
+            self.held.append((ws, message))
+        else:
+            ws.send(message)
+
+    def wait_until_holding(self, page: Any) -> None:
+        """Until the first choice button of the run has reached the route (and is held): the
+        route's handler runs while Playwright waits, so wait in small steps, bounded."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not self.holding:
+            assert time.monotonic() < deadline, "no choice button came from the server"
+            page.wait_for_timeout(50)
+
+    def release(self) -> None:
+        self.armed = False
+        while self.held:  # messages arriving meanwhile queue up behind, in order
+            ws, message = self.held.pop(0)
+            ws.send(message)
+        self.holding = False
+
+
+def _is_choice_button(message: bytes | str) -> bool:
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    if not isinstance(message, bytes):
+        return False
+    msg = ForwardMsg.FromString(message)
+    if msg.WhichOneof("type") != "delta" or msg.delta.WhichOneof("type") != "new_element":
+        return False
+    element = msg.delta.new_element
+    return element.WhichOneof("type") == "button" and "-choice" in element.button.id
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def _said(page: Any, start: str) -> None:
+    """The bold first line under the choice row (what the last action did) starts with `start`."""
+    status = page.locator(".st-key-choices [data-testid=stCaptionContainer] strong")
+    expect(status).to_have_text(re.compile("^" + re.escape(start)), timeout=WAIT_MS)
+
+
+def test_a_key_pressed_before_the_pairs_buttons_arrive_waits_for_them(browser: Any, app: dict[str, Any]) -> None:
+    """The next pair is on screen, its buttons not yet: a choice key is kept (the page says so)
+    and acts on that pair once its buttons arrive; a second key meanwhile is refused, visibly;
+    nothing is recorded while waiting and nothing lands on another pair."""
+    store: Store = app["store"]
+    user = project = "early"
+    token = _own_project(app, project)
+    hold = HeldButtons()
+    page = _tab(browser, 1366)
+    page.route_web_socket(re.compile(r".*/_stcore/stream"), hold.route)
+    _sign_in(page, app["url"], token, project)
+    first = store.claim(project, user)
+    hold.armed = True
+    before = _prompt(page)
+    page.keyboard.press("2")  # A better, on the first pair
+    page.wait_for_function(
+        "b => { const p = document.querySelector('.st-key-prompt'); return p && p.innerText.trim() !== b; }", arg=before
+    )
+    hold.wait_until_holding(page)  # the server has sent the pair; its buttons are held back
+    second = store.claim(project, user)  # the pair now on screen, without its buttons
+    assert second.pair.pair_id != first.pair.pair_id
+    assert page.locator(f".st-key-choice2-{second.id}").count() == 0
+    page.keyboard.press("7")  # B slightly better, meant for the pair on screen
+    note = page.locator("#prefkit-key-note")
+    note.wait_for()
+    assert "Key 7 kept" in note.inner_text()
+    page.keyboard.press("8")  # one key at a time: refused, and the note says so
+    page.wait_for_function("() => document.querySelector('#prefkit-key-note').innerText.includes('one key at a time')")
+    page.wait_for_timeout(QUIET_MS)
+    assert [p.pair_id for p, _ in store.my_judgements(user, project)] == [first.pair.pair_id]
+
+    shown = _prompt(page)
+    hold.release()
+    page.wait_for_function(
+        "s => { const p = document.querySelector('.st-key-prompt'); return p && p.innerText.trim() !== s; }", arg=shown
+    )
+    _settled(page)
+    page.wait_for_timeout(QUIET_MS)  # a wrongly repeated key would have reached the store by now
+    _settled(page)
+    judged = {p.pair_id: j for p, j in store.my_judgements(user, project)}
+    assert set(judged) == {first.pair.pair_id, second.pair.pair_id}  # the 8 was not used on the third pair
+    assert judged[first.pair.pair_id].choice() == -3 and judged[second.pair.pair_id].choice() == 2
+    assert not note.is_visible()
+    _said(page, "Saved: B slightly better · U to undo")
+    page.context.close()
+
+
+def test_keys_for_the_rationale_and_the_flags_and_undo_restores_them(browser: Any, app: dict[str, Any]) -> None:
+    """T goes to the rationale (the T is not typed), Shift+A / Shift+B tick and untick the unsafe
+    flags; the choice records them; U brings the whole judgement back and says so."""
+    store: Store = app["store"]
+    user = project = "formkeys"
+    token = _own_project(app, project)
+    page = _tab(browser, 1366)
+    _sign_in(page, app["url"], token, project)
+    held = store.claim(project, user)
+    box = page.get_by_label("Rationale (optional)")
+    page.keyboard.press(RATIONALE_KEY)
+    assert _active(page)["tag"] == "TEXTAREA"
+    page.keyboard.type("A lạc đề")
+    page.keyboard.press("Escape")
+    for key in ("Shift+B", "Shift+A", "Shift+B"):  # B on, A on, B off again
+        page.keyboard.press(key)
+        _settled(page)
+    flag_a, flag_b = page.locator(".st-key-unsafeA input"), page.locator(".st-key-unsafeB input")
+    # The widgets show a value the server sets a frame after the run ends: wait for it (bounded).
+    expect(flag_a).to_be_checked(timeout=WAIT_MS)
+    expect(flag_b).not_to_be_checked(timeout=WAIT_MS)
+    expect(box).to_have_value("A lạc đề", timeout=WAIT_MS)
+    _press_and_wait_for_next(page, "9")
+    j = _judgement(store, user, project, held.pair.pair_id)
+    assert j.choice() == 4 and j.rationale == "A lạc đề" and j.unsafe == (held.shown_order[0],)
+    _said(page, "Saved: B significantly better · U to undo")
+    expect(box).to_have_value("", timeout=WAIT_MS)
+    expect(flag_a).not_to_be_checked(timeout=WAIT_MS)
+
+    _press_and_wait_for_next(page, "U")
+    assert store.my_judgements(user, project) == []
+    expect(box).to_have_value("A lạc đề", timeout=WAIT_MS)  # the whole judgement is back
+    expect(flag_a).to_be_checked(timeout=WAIT_MS)
+    _said(page, "Undone: your judgement “B significantly better”")
+    page.locator(f".st-key-undone-choice .st-key-choice4-{held.id}").wait_for()  # the undone choice, marked
+    page.context.close()
+
+
+def test_keys_for_the_pairs_safety_label(browser: Any, app: dict[str, Any]) -> None:
+    from prefkit.data.schema import SafetyBin, judgement_safety_bin
+
+    store: Store = app["store"]
+    user = project = "safetykeys"
+    token = _own_project(app, project, safety=True)
+    page = _tab(browser, 1366)
+    _sign_in(page, app["url"], token, project)
+    radio = page.locator(".st-key-safety input")
+    for key, checked in (("Shift+U", 2), ("Shift+S", 1), ("Shift+P", 0)):
+        page.keyboard.press(key)
+        page.wait_for_function("i => document.querySelectorAll('.st-key-safety input')[i].checked", arg=checked)
+        _settled(page)
+    held = store.claim(project, user)
+    _press_and_wait_for_next(page, "3")  # A slightly better, B the unsafe one
+    j = _judgement(store, user, project, held.pair.pair_id)
+    assert judgement_safety_bin(j, held.pair) is SafetyBin.SAFE_VS_UNSAFE and j.unsafe == (held.shown_order[1],)
+    for i in range(3):  # fresh for the next pair
+        expect(radio.nth(i)).not_to_be_checked(timeout=WAIT_MS)
+    page.context.close()
+
+
+def _rendered_colours(page: Any, selector: str) -> list[dict[str, Any]]:
+    """Each visible element's text colour as drawn (its alpha and every ancestor's opacity applied)
+    and the first opaque background behind it."""
+    return page.evaluate(
+        """sel => [...document.querySelectorAll(sel)].filter((e) => e.getClientRects().length).map((e) => {
+          const rgba = (c) => { const v = c.match(/[\\d.]+/g).map(Number); return v.length > 3 ? v : [...v, 1]; };
+          const fg = rgba(getComputedStyle(e).color);
+          let opacity = 1;
+          for (let x = e; x; x = x.parentElement) opacity *= Number(getComputedStyle(x).opacity);
+          let bg = [255, 255, 255, 1];
+          for (let x = e; x; x = x.parentElement) {
+            const c = rgba(getComputedStyle(x).backgroundColor);
+            if (c[3] > 0.5) { bg = c; break; }
+          }
+          return {text: e.textContent.trim(), fg: fg.slice(0, 3), alpha: fg[3] * opacity, bg: bg.slice(0, 3)};
+        })""",
+        selector,
+    )
+
+
+def _drawn_contrast(c: dict[str, Any]) -> float:
+    from prefkit.annotate.ui.style import contrast_ratio
+
+    drawn = [round(c["alpha"] * f + (1 - c["alpha"]) * b) for f, b in zip(c["fg"], c["bg"], strict=True)]
+    return contrast_ratio("rgb({}, {}, {})".format(*drawn), "rgb({}, {}, {})".format(*c["bg"]))
+
+
+def test_key_hints_and_captions_meet_wcag_contrast(browser: Any, app: dict[str, Any]) -> None:
+    """Computed from the colours the browser draws: key hints, the group captions, the status and
+    key lines, and the note a waiting key shows, all at 4.5:1 or more."""
+    project = "contrast"
+    token = _own_project(app, project)
+    page = _tab(browser, 1366)
+    _sign_in(page, app["url"], token, project)
+    _press_and_wait_for_next(page, "5")  # a status line to measure
+    _said(page, "Saved: Unsure · U to undo")
+    hints = _rendered_colours(page, ".st-key-choices kbd")
+    assert sorted(h["text"] for h in hints) == sorted([*"123456789", "S", "P", "U"])
+    groups = _rendered_colours(page, ".prefkit-groups span")
+    assert [g["text"] for g in groups] == ["◀ A is better", "No side", "B is better ▶"]
+    captions = _rendered_colours(page, ".st-key-choices [data-testid=stCaptionContainer] p")
+    assert len(captions) == 1 and captions[0]["text"].startswith("Saved: Unsure · U to undo")
+    page.evaluate(
+        "() => { const n = document.createElement('div'); n.id = 'prefkit-key-note';"
+        " n.textContent = 'Key 7 kept'; document.body.appendChild(n); }"
+    )
+    note = _rendered_colours(page, "#prefkit-key-note")
+    for c in hints + groups + captions + note:
+        assert _drawn_contrast(c) >= 4.5, c
+    page.context.close()
+
+
+@pytest.mark.parametrize("width", SHOTS)
+def test_narrow_windows_keep_the_head_row_and_close_the_sidebar_after_a_page_change(
+    browser: Any, app: dict[str, Any], width: int
+) -> None:
+    """The project's name and progress are below Streamlit's toolbar at every width; on a window
+    narrower than 1,100 px the sidebar, opened to change page, closes again, so the page (the
+    dashboard's columns) gets the whole width. Screenshots of each width are kept."""
+    project = f"narrow{width}"
+    token = _own_project(app, project, admin=True)
+    page = _tab(browser, width)
+    _sign_in(page, app["url"], token, project)
+    # Nothing (the toolbar) lies over the project's name or the progress text: each is the
+    # topmost element at its own centre.
+    for selector in ("[data-testid=stMainBlockContainer] strong", "[data-testid=stProgress] p"):
+        element = page.locator(selector).first
+        assert element.evaluate(
+            "e => { const r = e.getBoundingClientRect();"
+            " const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+            " return r.y >= 0 && (top === e || e.contains(top)); }"
+        ), (width, selector, element.bounding_box())
+    page.screenshot(path=str(Path(app["folder"]) / f"label-{width}.png"))
+
+    sidebar = page.locator("[data-testid=stSidebar]")
+    if width < 1100:
+        page.locator("[data-testid=stExpandSidebarButton]").click()
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=stSidebar]').getBoundingClientRect().right > 100"
+        )
+    page.get_by_role("link", name="Dashboard").click()
+    page.get_by_role("heading", name=f"Dashboard · {project}").wait_for()
+    _settled(page)
+    main = page.locator("[data-testid=stMain]")
+    if width < 1100:
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=stSidebar]').getBoundingClientRect().right <= 1"
+        )
+        assert main.bounding_box()["x"] <= 1 and main.bounding_box()["width"] >= width - 20  # the whole width
+    else:
+        assert sidebar.bounding_box()["width"] > 100  # wide: it stays, as Streamlit has it
+    page.screenshot(path=str(Path(app["folder"]) / f"dashboard-{width}.png"))
     page.context.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -98,33 +98,46 @@ def test_init_import_users_export(db_url, make_pairs, tmp_path):
     store.close()
 
 
-def test_admin_sees_failed_sign_ins_resets_a_token_and_re_enables(db_url):
-    from prefkit.annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
+def test_admin_sees_failed_sign_ins_lists_and_lifts_waits(db_url):
+    from prefkit.annotate.store import FREE_FAILURES_PER_ADDRESS, FREE_FAILURES_PER_USER, SignInThrottled
 
     old = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
-    # 11 failures spread over the last minute, each after its wait: the 12th try waits 64 s
-    clock = [datetime.now(UTC) - timedelta(seconds=63.2)]
-    store = Store.open(db_url, clock=lambda: clock[0])
+    invoke("users", "add", "lan", "--db", db_url)
+    assert invoke("users", "waits", "--db", db_url).stderr.startswith("no waits")
+    store = Store.open(db_url)
     try:
-        failures = 0
-        while failures < FREE_FAILURES_PER_USER + 6:
-            try:
+        for _ in range(FREE_FAILURES_PER_USER + 6):  # a wrong secret on minh's public key
+            with contextlib.suppress(SignInThrottled):
                 assert store.authenticate(old[:-3] + "xyz", client="ip:192.0.2.7") is None
-                failures += 1
-            except SignInThrottled as e:
-                clock[0] += timedelta(seconds=e.wait_seconds + 0.01)
-        with pytest.raises(SignInThrottled, match="try again in 64 s"):
-            store.authenticate(old)
+        for i in range(FREE_FAILURES_PER_ADDRESS):  # keys guessed from one address
+            with contextlib.suppress(SignInThrottled):
+                store.authenticate(f"pk_{i:016x}_guess", client="ip:198.51.100.4")
+        assert store.authenticate(old, client="ip:192.0.2.7").name == "minh"  # the right token: at once
     finally:
         store.close()
-    line = invoke("users", "list", "--db", db_url).stdout.strip()
-    assert line.startswith(f"minh\tannotator\tactive\t{FREE_FAILURES_PER_USER + 6} failed sign-ins (24 h), last ")
-    assert "waiting until" in line
+    lines = invoke("users", "list", "--db", db_url).stdout.splitlines()
+    (minh,) = [x for x in lines if x.startswith("minh\t")]
+    assert minh.startswith(f"minh\tannotator\tactive\t{FREE_FAILURES_PER_USER + 6} failed sign-ins (24 h), last ")
+    assert "wrong tokens slowed until" in minh and "(next answered after 60 s)" in minh
+    waits = invoke("users", "waits", "--db", db_url).stdout.splitlines()
+    assert [w.split("\t")[:4] for w in waits] == [  # 192.0.2.7's 11 are within an address's free 20
+        ["account", "minh", f"{FREE_FAILURES_PER_USER + 6} failures", "next wrong token answered after 60 s"],
+        ["address", "198.51.100.4", f"{FREE_FAILURES_PER_ADDRESS} failures", "next wrong token answered after 1 s"],
+    ]
+    assert invoke("users", "lift", "minh", "--db", db_url).stdout.strip() == "lifted: minh"
+    assert [w.split("\t")[1] for w in invoke("users", "waits", "--db", db_url).stdout.splitlines()] == ["198.51.100.4"]
+    assert invoke("users", "lift", "--all", "--db", db_url).stdout.strip() == "lifted: address 198.51.100.4"
+    assert invoke("users", "waits", "--db", db_url).stdout == ""
+    r = _prefkit("annotate", "users", "lift", "--db", db_url)
+    assert r.returncode == 2 and "name the users (or --address ADDR, or --all)" in r.stderr
+
+
+def test_admin_resets_a_token_and_re_enables(db_url):
+    old = invoke("users", "add", "minh", "--db", db_url).stdout.strip()
     r = invoke("users", "reset-token", "minh", "--db", db_url)
     assert len(r.stdout.splitlines()) == 1 and "shown only now" in r.stderr
     new = r.stdout.strip()
     assert new.startswith("pk_") and new != old and new not in r.stderr
-    assert "waiting until" not in invoke("users", "list", "--db", db_url).stdout
     invoke("users", "disable", "minh", "--db", db_url)
     assert "'minh' enabled" in invoke("users", "enable", "minh", "--db", db_url).stdout
     store = Store.open(db_url)
@@ -443,3 +456,12 @@ def test_import_safety_labels_and_a_store_made_before_the_setting(sqlite_url, ma
     invoke("import", str(pairs_file), "--project", "safe", "--db", sqlite_url)  # re-import keeps it
     with Store.open(sqlite_url) as store:
         assert store.get_project("safe").safety_labels
+
+
+def test_serve_refuses_a_trusted_proxy_that_is_not_an_address(tmp_path):
+    r = _prefkit("annotate", "serve", "--db", str(tmp_path / "s.db"), "--trusted-proxies", "127.0.0.1,proxy.local")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --trusted-proxies: 'proxy.local' is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8); "
+        "name the reverse proxy's own addresses"
+    )
+    assert not (tmp_path / "s.db").exists()  # refused before anything is opened

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from prefkit.annotate.store import Progress, Store
+from prefkit.annotate.store import LeaseLost, Progress, Store
 from prefkit.annotate.tables import PairRow, UserRow
 from prefkit.core.errors import ConfigError, DataError
 from prefkit.data.schema import Judgement, Strength
@@ -195,13 +195,13 @@ def test_lease_expires_and_the_pair_returns(store, clock, make_pairs):
     got = store.claim("p", "bob", lease_seconds=60)
     assert got is not None and got.pair.pair_id == held.pair.pair_id
     assert store.claim("p", "alice") is None  # bob holds it now
-    # alice's late answer is kept rather than thrown away; bob still submits his
-    late = store.submit(held.id, "alice", Judgement.from_seven_point(held.pair.pair_id, "alice", 2, held.shown_order))
-    assert late.annotator == "alice"
+    # alice's late answer would put the pair over its overlap: refused, saying why; bob's counts
+    with pytest.raises(LeaseLost, match="ran out and it went to other annotators"):
+        store.submit(held.id, "alice", Judgement.from_seven_point(held.pair.pair_id, "alice", 2, held.shown_order))
     store.submit(got.id, "bob", Judgement.from_seven_point(got.pair.pair_id, "bob", 2, got.shown_order))
-    assert sorted(j.annotator for j in store.judgements("p")) == ["alice", "bob"]
+    assert [j.annotator for j in store.judgements("p")] == ["bob"]
     with store.engine.connect() as c:
-        assert c.execute(select(PairRow.done, PairRow.held, PairRow.complete)).one() == (2, 0, True)
+        assert c.execute(select(PairRow.done, PairRow.held, PairRow.complete)).one() == (1, 0, True)
 
 
 def test_expired_claim_can_be_claimed_again_by_the_same_user(store, clock, make_pairs):

@@ -144,3 +144,94 @@ def test_undo_takes_back_judgement_skip_and_report_within_the_lease(store, make_
         store.skip(b.id, "binh")
     with pytest.raises(DataError, match="taken by other annotators"):
         store.undo_last("p", "an", lease_seconds=600)
+
+
+def test_undo_hands_back_the_whole_judgement_and_the_report_reason(store, make_pairs):
+    store.create_project("p", overlap=1)
+    store.import_pairs("p", make_pairs(4))
+    store.add_user("an")
+    a = store.claim("p", "an")
+    left, right = a.shown_order
+    store.submit(
+        a.id,
+        "an",
+        Judgement.from_choice(a.pair.pair_id, "an", 2, a.shown_order, unsafe=(left,), rationale="B cites a source"),
+    )
+    r = store.claim("p", "an")
+    store.report(r.id, "an", "Other: the prompt is cut off")
+    store.claim("p", "an")
+
+    undone = store.undo("p", "an", lease_seconds=600)
+    assert (undone.kind, undone.pair_id, undone.reason) == ("report", r.pair.pair_id, "Other: the prompt is cut off")
+    assert undone.judgement is None
+    undone = store.undo("p", "an", lease_seconds=600)
+    assert (undone.kind, undone.pair_id) == ("judgement", a.pair.pair_id)
+    j = undone.judgement
+    assert j.choice() == 2 and j.preferred == right and j.strength is Strength.SLIGHTLY_BETTER
+    assert j.unsafe == (left,) and j.rationale == "B cites a source" and j.shown_order == (left, right)
+    back = store.claim("p", "an")
+    assert back.id == a.id and back.shown_order == (left, right)  # shown as before
+    assert store.undo("p", "an", lease_seconds=600) is None  # nothing further back
+
+
+def test_the_pair_put_down_by_undo_comes_next_whichever_process_serves(db_url, clock, make_pairs):
+    """Two `annotate serve` processes behind a proxy are two Store objects, each with its own
+    memory: the pair an undo put down must come next from either of them (issue 21)."""
+    one, two = Store.open(db_url, clock=clock), Store.open(db_url, clock=clock)
+    try:
+        one.create_project("p", overlap=1)
+        one.import_pairs("p", make_pairs(6))
+        one.add_user("an")
+        w = one.claim("p", "an")
+        one.submit(w.id, "an", Judgement.from_choice(w.pair.pair_id, "an", -1, w.shown_order))
+        clock.advance(1)
+        x = two.claim("p", "an")  # the next pair, served by the second process
+        assert x.pair.pair_id != w.pair.pair_id
+        assert one.undo("p", "an", lease_seconds=600).pair_id == w.pair.pair_id  # served by the first
+        back = two.claim("p", "an")
+        assert back.pair.pair_id == w.pair.pair_id
+        two.submit(back.id, "an", Judgement.from_choice(back.pair.pair_id, "an", 3, back.shown_order))
+        assert two.claim("p", "an").pair.pair_id == x.pair.pair_id  # the pair put down, from the second
+        # Once taken up again it is an ordinary claim: the walk goes on after it, in any process.
+        two.skip(x.id, "an")
+        later = {one.claim("p", "an").pair.pair_id}
+        assert x.pair.pair_id not in later and w.pair.pair_id not in later
+        # The same from a process that has served nothing yet (its memory is empty).
+        with Store.open(db_url, clock=clock) as three:
+            held = three.claim("p", "an")
+            three.submit(held.id, "an", Judgement.from_choice(held.pair.pair_id, "an", 1, held.shown_order))
+            nxt = one.claim("p", "an")
+            one.undo("p", "an", lease_seconds=600)
+            assert three.claim("p", "an").pair.pair_id == held.pair.pair_id
+            three.submit(held.id, "an", Judgement.from_choice(held.pair.pair_id, "an", 2, held.shown_order))
+            assert three.claim("p", "an").pair.pair_id == nxt.pair.pair_id
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_store_made_before_the_undo_mark_gets_it(db_url, clock, make_pairs):
+    """An earlier store has no `assignments.put_down_at` (nor its index): opening it adds both,
+    its claims are kept, and an undo's put-down pair comes next."""
+    from sqlalchemy import create_engine, inspect, text
+
+    with Store.open(db_url, clock=clock) as store:
+        store.create_project("p", overlap=1)
+        store.import_pairs("p", make_pairs(4))
+        store.add_user("an")
+        held = store.claim("p", "an")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the store as an earlier version left it
+        conn.execute(text("DROP INDEX ix_assignments_put_down"))
+        conn.execute(text("ALTER TABLE assignments DROP COLUMN put_down_at"))
+    with Store.open(db_url, clock=clock) as store:
+        seen = inspect(engine)
+        assert "put_down_at" in {c["name"] for c in seen.get_columns("assignments")}
+        assert "ix_assignments_put_down" in {i["name"] for i in seen.get_indexes("assignments")}
+        assert store.claim("p", "an").id == held.id  # the claim it held is still its own
+        store.submit(held.id, "an", Judgement.from_choice(held.pair.pair_id, "an", 1, held.shown_order))
+        x = store.claim("p", "an")
+        store.undo("p", "an", lease_seconds=600)
+        store.submit(held.id, "an", Judgement.from_choice(held.pair.pair_id, "an", -1, held.shown_order))
+        assert store.claim("p", "an").pair.pair_id == x.pair.pair_id
+    engine.dispose()

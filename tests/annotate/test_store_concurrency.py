@@ -1,6 +1,7 @@
 """Many annotators at once: 32 threads, and several processes, claim and submit until the queue
 is empty. Nothing is lost, nothing is recorded twice, nobody judges a pair twice, and the
-counters the queue relies on match the rows."""
+counters the queue relies on match the rows. Every test runs on the seeded-shuffle queue and on a
+prioritised one (a reward model's priorities set: the claim walks the ranked queue)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,42 @@ import multiprocessing
 import threading
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from prefkit.annotate.store import Store
 from prefkit.annotate.tables import AssignmentRow, JudgementRow, PairRow
 from prefkit.data.schema import Judgement
+
+
+@pytest.fixture(params=["shuffle", "prioritised"])
+def order(request: pytest.FixtureRequest) -> str:
+    """The queue's order: the seeded shuffle, or ranked by planted priorities."""
+    return request.param
+
+
+def _import(store: Store, project: str, pairs: list, order: str) -> None:
+    """Import `pairs`; for a prioritised queue, plant a priority per pair (by its index, so the
+    ranked order is not the seeded shuffle's) and rank them."""
+    store.import_pairs(project, pairs)
+    if order == "prioritised":
+        run = store.set_priorities(project, {p.pair_id: float((i * 37) % len(pairs)) for i, p in enumerate(pairs)})
+        assert run.ranked == len(pairs)
+
+
+def _served_front_first(store: Store, project: str, n: int) -> None:
+    """On a prioritised queue, the first `n` claims went to pairs at the front of the ranked queue
+    (within its first 2n ranks): the claims walked the ranking, not the seeded shuffle."""
+    from prefkit.annotate.tables import QueueRankRow
+
+    pid = store.get_project(project).id
+    with store.engine.connect() as c:
+        ranks = dict(c.execute(select(QueueRankRow.pair_row_id, QueueRankRow.rank)).all())
+        first = c.execute(
+            select(AssignmentRow.pair_row_id).where(AssignmentRow.project_id == pid).order_by(AssignmentRow.id).limit(n)
+        ).scalars()
+        lowest = min(r for r in ranks.values() if r is not None) if ranks else 0
+        assert all(ranks.get(prid) is not None and ranks[prid] - lowest < 2 * n for prid in first)
 
 
 def _work(store: Store, project: str, user: str, barrier: threading.Barrier | None = None) -> int:
@@ -49,11 +81,11 @@ def _check_invariants(store: Store, project: str, n_pairs: int, overlap: int, co
         )
 
 
-def test_32_threads_claim_and_submit_without_loss_or_duplicates(db_url, make_pairs):
+def test_32_threads_claim_and_submit_without_loss_or_duplicates(db_url, make_pairs, order):
     store = Store.open(db_url)
     n_pairs, overlap, users = 150, 3, [f"ann{i:02d}" for i in range(32)]
     store.create_project("p", overlap=overlap)
-    store.import_pairs("p", make_pairs(n_pairs))
+    _import(store, "p", make_pairs(n_pairs), order)
     for u in users:
         store.add_user(u)
     counts: dict[str, int] = {}
@@ -73,6 +105,8 @@ def test_32_threads_claim_and_submit_without_loss_or_duplicates(db_url, make_pai
         t.join()
     assert not errors, errors
     _check_invariants(store, "p", n_pairs, overlap, counts)
+    if order == "prioritised":
+        _served_front_first(store, "p", len(users))
     store.close()
 
 
@@ -98,12 +132,12 @@ def _process_worker(url: str, users: list[str], out: multiprocessing.Queue[tuple
         store.close()
 
 
-def test_several_processes_claim_and_submit_without_loss_or_duplicates(db_url, make_pairs):
+def test_several_processes_claim_and_submit_without_loss_or_duplicates(db_url, make_pairs, order):
     store = Store.open(db_url)
     n_pairs, overlap = 60, 4
     groups = [[f"p{p}u{i}" for i in range(2)] for p in range(4)]  # 4 processes × 2 annotators
     store.create_project("p", overlap=overlap)
-    store.import_pairs("p", make_pairs(n_pairs))
+    _import(store, "p", make_pairs(n_pairs), order)
     for g in groups:
         for u in g:
             store.add_user(u)
@@ -118,6 +152,8 @@ def test_several_processes_claim_and_submit_without_loss_or_duplicates(db_url, m
         assert p.exitcode == 0
     assert not [r for r in results if r[0] == "error"], results
     _check_invariants(store, "p", n_pairs, overlap, dict(results))
+    if order == "prioritised":
+        _served_front_first(store, "p", 8)
     store.close()
 
 
@@ -146,19 +182,19 @@ def _bulk_users(store: Store, names: list[str]) -> None:
         )
 
 
-def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make_pairs, clock):
+def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make_pairs, clock, order):
     """160 leases run out at once; 32 annotators (on two stores, as two processes) claim at the
     same moment. Every one of them gets a pair, and together they finish all 160: nobody is told
     "nothing left" while freed pairs sit unclaimed. Three rounds, each a fresh race."""
     stores = [Store.open(db_url, clock=clock), Store.open(db_url, clock=clock)]
-    n_pairs, rounds = 160, 3
+    n_pairs, rounds = 160, 3 if order == "shuffle" else 2
     holders = [f"h{i:03d}" for i in range(n_pairs)]
     claimers = [f"c{i:02d}" for i in range(32)]
     _bulk_users(stores[0], holders + claimers)
     for r in range(rounds):
         project = f"p{r}"
         stores[0].create_project(project, overlap=1)
-        stores[0].import_pairs(project, make_pairs(n_pairs))
+        _import(stores[0], project, make_pairs(n_pairs), order)
         held = [stores[0].claim(project, h, lease_seconds=60) for h in holders]
         assert all(held)
         clock.advance(61)  # every lease has run out; nobody has reaped them yet
@@ -201,11 +237,11 @@ def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make
         s.close()
 
 
-def test_two_simultaneous_claims_by_one_user_get_the_same_pair(db_url, make_pairs):
+def test_two_simultaneous_claims_by_one_user_get_the_same_pair(db_url, make_pairs, order):
     """Two tabs of one annotator claim at the same instant: one claim, the same pair for both."""
     stores = [Store.open(db_url), Store.open(db_url)]
     stores[0].create_project("p", overlap=1)
-    stores[0].import_pairs("p", make_pairs(40))
+    _import(stores[0], "p", make_pairs(40), order)
     stores[0].add_user("lan")
     for _ in range(10):
         got: list[object] = [None, None]

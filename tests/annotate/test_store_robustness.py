@@ -1,13 +1,10 @@
 """The store's edges, on SQLite and on a real PostgreSQL server: NUL characters, an import that
-fails half-way, the connection pool, and sign-in under repeated failures."""
+fails half-way, and the connection pool (sign-in under repeated failures: `test_sign_in.py`)."""
 
 from __future__ import annotations
 
-import contextlib
-from datetime import timedelta
-
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 from sqlalchemy.pool import NullPool, QueuePool
 
 from prefkit.annotate.store import Store, with_pool
@@ -54,91 +51,6 @@ def test_a_nul_character_is_one_clear_error_on_both_backends(store, make_pairs):
     nul_pair = Pair(Prompt("hỏi\x00?", source="t"), Response("a\x00", model="m"), Response("b", model="m"))
     assert store.import_pairs("p", [nul_pair]).added == 1
     assert any(p.prompt.question == "hỏi\x00?" for p in store.pairs("p"))
-
-
-def _wrong(token: str) -> str:
-    """The same account's key with a wrong secret."""
-    prefix, key, _ = token.split("_", 2)
-    return f"{prefix}_{key}_not-the-secret"
-
-
-def test_repeated_failures_on_one_account_are_slowed_down(store, clock):
-    from prefkit.annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
-
-    token = store.add_user("lan")
-    for i in range(FREE_FAILURES_PER_USER):  # from different places: the account's count
-        assert store.authenticate(_wrong(token), client=f"ip:10.0.0.{i}") is None
-    with pytest.raises(SignInThrottled, match="for this account; try again in 1 s") as e:
-        store.authenticate(token, client="ip:10.0.1.1")  # even the right token waits
-    assert e.value.wait_seconds == pytest.approx(1.0)
-    # 80 more tries at once are all refused unchecked: they never reach the token check
-    refused = 0
-    for _ in range(80):
-        with pytest.raises(SignInThrottled):
-            store.authenticate(token)
-        refused += 1
-    assert refused == 80
-    clock.advance(1.01)
-    assert store.authenticate(_wrong(token)) is None  # the 6th failure: the next wait doubles
-    with pytest.raises(SignInThrottled, match="try again in 2 s"):
-        store.authenticate(token)
-    clock.advance(2.01)
-    assert store.authenticate(_wrong(token)) is None
-    with pytest.raises(SignInThrottled, match="try again in 4 s"):
-        store.authenticate(token)
-    status = store.sign_in_status()["lan"]
-    assert status.failures_24h == FREE_FAILURES_PER_USER + 2 and status.locked_until == clock.now + timedelta(seconds=4)
-    assert status.last_failure == clock.now
-    clock.advance(4.01)
-    assert store.authenticate(token).name == "lan"  # success clears the count
-    assert store.sign_in_status()["lan"].locked_until is None
-    assert store.authenticate(_wrong(token)) is None
-    assert store.authenticate(token).name == "lan"
-    # failures older than the window no longer count
-    for _ in range(FREE_FAILURES_PER_USER):
-        store.authenticate(_wrong(token))
-    clock.advance(16 * 60)
-    assert store.authenticate(token).name == "lan"
-    assert store.sign_in_status()["lan"].failures_24h == FREE_FAILURES_PER_USER * 2 + 3
-    clock.advance(31 * 24 * 3600)  # the record keeps 30 days: a sign-in purges older attempts
-    assert store.authenticate(token).name == "lan"
-    with store.engine.connect() as c:
-        from prefkit.annotate.tables import SignInRow
-
-        assert c.execute(select(func.count()).select_from(SignInRow)).scalar_one() == 1
-
-
-def test_repeated_failures_from_one_client_are_slowed_down(store, clock):
-    from prefkit.annotate.store import FREE_FAILURES_PER_CLIENT, SignInThrottled
-
-    token = store.add_user("lan")
-    for i in range(FREE_FAILURES_PER_CLIENT):  # guessing keys: no account to count against
-        assert store.authenticate(f"pk_{i:016x}_guess", client="ip:203.0.113.9") is None
-    with pytest.raises(SignInThrottled, match="from this client"):
-        store.authenticate(token, client="ip:203.0.113.9")
-    assert store.authenticate(token, client="ip:198.51.100.1").name == "lan"  # others are not held up
-
-
-def test_admin_resets_a_token_and_re_enables_a_user(store, clock):
-    from prefkit.annotate.store import FREE_FAILURES_PER_USER, SignInThrottled
-
-    old = store.add_user("lan")
-    session = store.start_session("lan")
-    for _ in range(FREE_FAILURES_PER_USER + 3):
-        with contextlib.suppress(SignInThrottled):
-            store.authenticate(_wrong(old))
-        clock.advance(0.5)
-    assert store.sign_in_status()["lan"].locked_until is not None
-    new = store.reset_token("lan")
-    assert new != old and store.sign_in_status()["lan"].locked_until is None
-    assert store.authenticate(old) is None and store.session_user(session) is None
-    assert store.authenticate(new).name == "lan"
-    store.disable_user("lan")
-    assert store.authenticate(new) is None
-    store.enable_user("lan")
-    assert store.authenticate(new).name == "lan" and not store.get_user("lan").disabled
-    with pytest.raises(ConfigError, match="no user named"):
-        store.reset_token("ghost")
 
 
 def test_an_import_that_fails_half_way_creates_no_project(store, make_pairs):

@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from prefkit.core.atomic import atomic_path
+from prefkit.core.errors import DataError
 
 
 def test_file_is_replaced_only_on_success(tmp_path):
@@ -65,7 +66,10 @@ def test_files_unit_fails_before_any_rename_when_a_companion_cannot_be_written(t
     try:
         out = tmp_path / "out.jsonl"
         out.write_text("previous\n")
-        with pytest.raises(PermissionError), atomic_files([out, ro / "report.json"]) as temps:
+        with (
+            pytest.raises(DataError, match=r"ro/report.json: cannot write: Operation not permitted"),
+            atomic_files([out, ro / "report.json"]) as temps,
+        ):
             temps[0].write_text("new\n")
     finally:
         subprocess.run(["chattr", "-i", str(ro)], check=True)
@@ -84,3 +88,23 @@ def test_files_unit_replaces_main_and_companions(tmp_path):
         t_report.write_text("r2\n")
     assert (main.read_text(), report.read_text()) == ("v2\n", "r2\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl", "kept.report.json"]
+
+
+def test_a_file_that_only_looks_like_a_commit_record_is_left_alone(tmp_path):
+    """The commit records of killed runs are settled by the next write beside them; a file that
+    merely has such a name (a dead process's pid, a random tag) but is not a record stays."""
+    import subprocess
+    import sys
+
+    from prefkit.core.atomic import atomic_files
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lookalike = tmp_path / f".kept.jsonl.{dead.pid}.0123abcd.commit"
+    lookalike.write_text("my notes\n")
+    part = tmp_path / f".kept.jsonl.{dead.pid}.0123abcd.commit.part"
+    part.write_text("[1, 2]\n")
+    with atomic_files([tmp_path / "kept.jsonl", tmp_path / "kept.report.json"]) as temps:
+        for t in temps:
+            t.write_text("x\n")
+    assert lookalike.read_text() == "my notes\n" and part.read_text() == "[1, 2]\n"

@@ -70,8 +70,8 @@ def test_unknown_key_and_bad_value_are_one_line(tmp_path: Path) -> None:
     )
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert unknown.stderr.strip().splitlines() == [
-        f"error: {config}: unknown key(s) thresold (known: address, engine, ngram, num_perm, on, report, seed, "
-        "threshold, verify, workers)"
+        f"error: {config}: unknown key(s) thresold (known: address, columns, engine, ngram, num_perm, on, report, "
+        "seed, threshold, verify, workers)"
     ]
     bad = subprocess.run(
         [

@@ -59,36 +59,61 @@ def test_every_step_is_named_in_the_module() -> None:
     assert len(set(FAULT_STEPS)) == len(FAULT_STEPS) >= 8
 
 
-@pytest.mark.parametrize(
-    "step", ["file:written", "files:written", "files:companions-removed", "files:renamed-0", "files:renamed-1"]
-)
-def test_dedup_killed_at_each_step_never_pairs_a_new_output_with_an_old_report(
-    prefkit_main, src: Path, tmp_path: Path, step: str
-) -> None:
+DEDUP_UNIT = ["kept.jsonl", "kept.dedup-report.json", "kept.rejected.jsonl"]
+# dedup's unit: OUT, its report, its rejected rows, then the three markers (6 renames)
+DEDUP_STEPS = ["files:written", "files:committed", *(f"files:renamed-{i}" for i in range(6)), "files:done"]
+
+
+def _dedup_set(folder: Path) -> tuple[float, int]:
+    """(threshold, kept rows) of the dedup output set in `folder`, checked whole: the report
+    describes the OUT beside it, and every file is what its marker lists."""
+    from prefkit.core.outputs import foreign_entry
+
+    rows = (folder / "kept.jsonl").read_text(encoding="utf-8").splitlines()
+    report = json.loads((folder / "kept.dedup-report.json").read_text(encoding="utf-8"))
+    assert report["rows_out"] == len(rows)
+    assert (folder / "kept.rejected.jsonl").read_text(encoding="utf-8").count("\n") == report["invalid_skipped"] == 1
+    for name in DEDUP_UNIT:
+        assert foreign_entry(folder / name, folder=False) is None, name
+    return report["threshold"], len(rows)
+
+
+@pytest.mark.parametrize("step", DEDUP_STEPS)
+def test_dedup_killed_at_each_step_leaves_one_whole_set(prefkit_main, src: Path, tmp_path: Path, step: str) -> None:
+    from prefkit.core.atomic import clean_stale
+    from prefkit.data.export import find_dedup_report
+
     base = ["data", "dedup", src, "kept.jsonl", "--skip-invalid"]
     assert prefkit_main(*base)[0] == 0
-    v1 = (tmp_path / "kept.jsonl").read_text(encoding="utf-8")
+    old = _dedup_set(tmp_path)
     killed_at(step, *base, "--threshold", "0.3", "--overwrite", cwd=tmp_path)
 
-    kept = (tmp_path / "kept.jsonl").read_text(encoding="utf-8")  # always there, always whole
-    rows = [json.loads(x) for x in kept.splitlines()]
-    report_path = tmp_path / "kept.dedup-report.json"
-    if report_path.exists():  # a report, when there is one, describes the OUT beside it
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-        assert report["rows_out"] == len(rows)
-        assert report["threshold"] == (0.8 if kept == v1 else 0.3)
-    else:
-        assert step in ("files:companions-removed", "files:renamed-0")
-    if step in ("file:written", "files:written"):
-        assert kept == v1 and report_path.exists()
-    if step in ("files:renamed-0", "files:renamed-1"):
-        assert kept != v1  # the stricter run's rows
+    # Before anything settles it, a reader never pairs the OUT with a report of another run: the
+    # unit's markers are read first, and a report that is not OUT's is passed over.
+    found = find_dedup_report(tmp_path / "kept.jsonl")
+    if found is not None:
+        assert found[0]["rows_out"] == len((tmp_path / "kept.jsonl").read_text(encoding="utf-8").splitlines())
+    # The next write to any file of the set settles it first: rolled back before the commit
+    # record, rolled forward after it. Either way one whole set, every file as its marker says.
+    clean_stale(tmp_path / "kept.dedup-report.json")
+    settled = _dedup_set(tmp_path)
+    committed = step != "files:written"
+    assert (settled[0] == 0.3) == committed and (settled == old) == (not committed)
+    assert not list(tmp_path.glob(".*.commit*"))
 
-    code, _, err = prefkit_main(*base, "--threshold", "0.3", "--overwrite")
+    code, _, err = prefkit_main(*base, "--threshold", "0.5", "--overwrite")  # and it is ours to replace
     assert code == 0, err
-    assert leftovers(tmp_path) == []  # the killed run's temp files are gone
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    assert report["threshold"] == 0.3 and report["rows_out"] == len((tmp_path / "kept.jsonl").read_text().splitlines())
+    assert _dedup_set(tmp_path)[0] == 0.5 and leftovers(tmp_path) == []  # the killed run's temps are gone
+
+
+def test_dedup_killed_after_the_commit_is_finished_by_the_next_run(prefkit_main, src: Path, tmp_path: Path) -> None:
+    """The settling happens in any later prefkit write to the set, here a plain rerun."""
+    base = ["data", "dedup", src, "kept.jsonl", "--skip-invalid"]
+    assert prefkit_main(*base)[0] == 0
+    killed_at("files:renamed-1", *base, "--threshold", "0.3", "--overwrite", cwd=tmp_path)
+    code, _, err = prefkit_main(*base, "--threshold", "0.3")  # no --overwrite: the finished set is there
+    assert code == 2 and "already exists (written by prefkit data dedup)" in err
+    assert _dedup_set(tmp_path)[0] == 0.3 and leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -120,6 +145,9 @@ def test_export_killed_at_each_step_keeps_a_whole_dataset(
     test_rows = load_from_disk(str(tmp_path / "ds"))["test"].num_rows
     expect_new = step in ("dir:exchanged", "dir:renamed")
     assert (test_rows > 20) == expect_new  # the new export whole, or the old one whole
+    # its rejected rows travel inside it, in the same swap: never a dataset without them
+    assert (tmp_path / "ds" / "rejected.jsonl").read_text(encoding="utf-8").count("\n") == 1
+    assert not (tmp_path / "ds.rejected.jsonl").exists()
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -133,11 +161,41 @@ def test_export_killed_at_each_step_keeps_a_whole_dataset(
 def test_annotate_export_killed_mid_swap_keeps_a_whole_dataset(prefkit_main, tmp_path: Path, step: str) -> None:
     from datasets import load_from_disk
 
+    _judged_store(tmp_path / "s.db")
+    base = ["annotate", "export", "ds", "--project", "p", "--db", "s.db"]
+    assert prefkit_main(*base)[0] == 0
+    killed_at(step, *base, "--overwrite", "--test-size", "0.5", cwd=tmp_path)
+    assert (load_from_disk(str(tmp_path / "ds"))["test"].num_rows > 20) == (step == "dir:exchanged")
+    assert prefkit_main(*base, "--overwrite")[0] == 0
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("step", ["files:written", "files:committed", "files:renamed-0", "files:done"])
+def test_annotate_judgement_table_killed_at_each_step_is_settled_whole(prefkit_main, tmp_path: Path, step: str) -> None:
+    """The judgement table and its marker are one unit: after a kill and the next write's
+    settling, the file is whole and its marker lists it, so --overwrite accepts it."""
+    from prefkit.core.atomic import clean_stale
+    from prefkit.core.outputs import foreign_entry
+    from prefkit.data.readers import read_judgements
+
+    _judged_store(tmp_path / "s.db")
+    base = ["annotate", "export", "j.jsonl", "--judgements", "--project", "p", "--db", "s.db"]
+    assert prefkit_main(*base)[0] == 0
+    killed_at(step, *base, "--overwrite", cwd=tmp_path)
+    clean_stale(tmp_path / "j.jsonl")
+    assert foreign_entry(tmp_path / "j.jsonl", folder=False) is None
+    assert len(read_judgements(tmp_path / "j.jsonl")) == 66
+    code, _, err = prefkit_main(*base, "--overwrite")
+    assert code == 0, err
+    assert leftovers(tmp_path) == [] and not list(tmp_path.glob(".*.commit*"))
+
+
+def _judged_store(path: Path) -> None:
     from prefkit.annotate.store import Store
     from prefkit.data.readers import read_pairs
     from prefkit.data.schema import Judgement
 
-    store = Store.open(str(tmp_path / "s.db"))
+    store = Store.open(str(path))
     try:
         store.ensure_project("p", overlap=1)
         store.add_user("lan")
@@ -146,12 +204,6 @@ def test_annotate_export_killed_mid_swap_keeps_a_whole_dataset(prefkit_main, tmp
             store.submit(a.id, "lan", Judgement.from_seven_point(a.pair.pair_id, "lan", -2, a.shown_order))
     finally:
         store.close()
-    base = ["annotate", "export", "ds", "--project", "p", "--db", "s.db"]
-    assert prefkit_main(*base)[0] == 0
-    killed_at(step, *base, "--overwrite", "--test-size", "0.5", cwd=tmp_path)
-    assert (load_from_disk(str(tmp_path / "ds"))["test"].num_rows > 20) == (step == "dir:exchanged")
-    assert prefkit_main(*base, "--overwrite")[0] == 0
-    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Nothing lost, every bad input one clear line (issue 13), through the real `prefkit` command.
+"""Nothing lost, every bad input one clear line (issues 13 and 22), through the real `prefkit` command.
 
 `prefkit.cli.main` is run in this process with the real argv (the path the installed command
 takes: typer app, then a `PrefkitError` becomes one stderr line and exit code 2), so each case
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import resource
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "samples" / "vi_preference_sample.jsonl"
+BAD = '{"question": "q", "chosen": "", "rejected": "r"}\n'
 HH_TEST = "hh_rlhf_harmless_test.jsonl.gz"
 
 
@@ -200,7 +204,7 @@ def test_skip_invalid_on_the_real_hh_rlhf_test_file(prefkit, shared_data: Path, 
     assert len(kept) == report["rows_out"] and json.loads(kept[0]) == json.loads(lines[0])
 
     code, out, err = prefkit("data", "export", hh, "ds", "--skip-invalid")
-    assert code == 0 and "skipped 4 invalid row(s)" in err and (tmp_path / "ds.rejected.jsonl").exists()
+    assert code == 0 and "skipped 4 invalid row(s)" in err and (tmp_path / "ds" / "rejected.jsonl").exists()
     from datasets import load_from_disk
 
     ds = load_from_disk(str(tmp_path / "ds"))
@@ -337,3 +341,286 @@ def test_best_of_k_never_writes_over_its_prompts(prefkit, tmp_path: Path) -> Non
         "bok: output_dir contains the input bok/samples.jsonl",
     )
     assert prompts.read_text(encoding="utf-8") == '{"question": "Xin chào"}\n'
+
+
+# === issue 22: --overwrite replaces only what the previous run wrote; all or nothing ==========
+
+# --- what --overwrite may replace -----------------------------------------------------------------
+
+
+def test_a_note_put_in_an_export_folder_refuses_the_overwrite(prefkit, sample: Path, tmp_path: Path) -> None:
+    ok(prefkit("data", "export", "in.jsonl", "ds"))
+    (tmp_path / "ds" / "notes.txt").write_text("what I found in this export", encoding="utf-8")
+    (tmp_path / "ds" / "train" / "mine").mkdir()
+    before = snapshot(tmp_path)
+    refused(
+        prefkit("data", "export", "in.jsonl", "ds", "--overwrite", "--test-size", "0.5"),
+        "ds: OUT holds notes.txt: not written by prefkit data export; --overwrite replaces only what a previous run",
+    )
+    assert snapshot(tmp_path) == before  # the note and the dataset, untouched
+    (tmp_path / "ds" / "notes.txt").unlink()
+    refused(
+        prefkit("data", "export", "in.jsonl", "ds", "--overwrite"),
+        "ds: OUT holds train/mine: a folder prefkit data export did not write",
+    )
+    (tmp_path / "ds" / "train" / "mine").rmdir()
+    ok(prefkit("data", "export", "in.jsonl", "ds", "--overwrite", "--test-size", "0.5"))  # only ours: replaced
+
+
+def test_a_store_moved_into_an_old_export_folder_is_never_replaced(prefkit, sample: Path, tmp_path: Path) -> None:
+    ok(prefkit("data", "export", "in.jsonl", "ds"))
+    ok(prefkit("annotate", "import", "in.jsonl", "--project", "p", "--db", "ds/annotations.db"))
+    before = snapshot(tmp_path / "ds")
+    # the data room's export does not read the store: it is a file it did not write
+    line = refused(prefkit("data", "export", "in.jsonl", "ds", "--overwrite"), "ds: OUT holds annotations.db")
+    assert "not written by prefkit data export" in line
+    # the annotate room's export reads it: an input, never replaced, whatever the marker says
+    refused(
+        prefkit("annotate", "export", "ds", "--project", "p", "--db", "ds/annotations.db", "--overwrite"),
+        "ds: OUT contains the store ds/annotations.db",
+    )
+    assert snapshot(tmp_path / "ds") == before
+
+
+def test_the_dedup_report_an_export_reads_is_an_input(prefkit, sample: Path, tmp_path: Path) -> None:
+    ok(prefkit("data", "export", "in.jsonl", "ds"))
+    ok(prefkit("data", "dedup", "in.jsonl", "ds/kept.jsonl", "--report", "ds/kept.report.json"))
+    before = snapshot(tmp_path / "ds")
+    refused(
+        prefkit("data", "export", "in.jsonl", "ds", "--overwrite", "--dedup-report", "ds/kept.report.json"),
+        "ds: OUT contains the input ds/kept.report.json",
+    )
+    # read from beside SOURCE (the report that wrote it): an input just the same
+    refused(prefkit("data", "export", "ds/kept.jsonl", "ds", "--overwrite"), "OUT contains the input")
+    assert snapshot(tmp_path / "ds") == before
+
+
+def test_a_file_output_edited_since_is_not_replaced(prefkit, sample: Path, tmp_path: Path) -> None:
+    ok(prefkit("data", "dedup", "in.jsonl", "kept.jsonl"))
+    kept = tmp_path / "kept.jsonl"
+    text = kept.read_text(encoding="utf-8")
+    edited = text.replace("a", "b", 1)  # hand-corrected, the same size: the hash tells
+    assert len(edited.encode()) == len(text.encode()) and edited != text
+    kept.write_text(edited, encoding="utf-8")
+    refused(
+        prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--overwrite"),
+        "kept.jsonl: OUT: changed after prefkit data dedup wrote it (its size or SHA-256 differs from the marker)",
+    )
+    assert kept.read_text(encoding="utf-8") == edited
+    # the same inside a folder: a listed file changed in place
+    ok(prefkit("data", "export", "in.jsonl", "ds"))
+    card = tmp_path / "ds" / "README.md"
+    card.write_text(card.read_text(encoding="utf-8") + "\nMy notes on this dataset.\n", encoding="utf-8")
+    refused(prefkit("data", "export", "in.jsonl", "ds", "--overwrite"), "ds: OUT holds README.md: changed after")
+    assert card.read_text(encoding="utf-8").endswith("My notes on this dataset.\n")
+
+
+def test_what_the_marker_is_and_is_not(prefkit, sample: Path, tmp_path: Path) -> None:
+    """A marker that names only the command (an earlier prefkit's, or one written by hand) lists
+    no files: --overwrite refuses. One that lists the true sizes and hashes is taken at its word."""
+    from prefkit.core.outputs import MARKER, file_record
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.txt").write_text("mine", encoding="utf-8")
+    (mine / MARKER).write_text(json.dumps({"command": "data export"}), encoding="utf-8")
+    refused(
+        prefkit("data", "export", "in.jsonl", "mine", "--overwrite"),
+        "mine: OUT: its marker lists no files (written by an earlier prefkit",
+    )
+    assert (mine / "data.txt").read_text(encoding="utf-8") == "mine"
+    record = {"command": "data export", "format": 2, "files": {"data.txt": file_record(mine / "data.txt")}, "dirs": []}
+    (mine / MARKER).write_text(json.dumps(record), encoding="utf-8")
+    ok(prefkit("data", "export", "in.jsonl", "mine", "--overwrite"))  # declared replaceable: replaced
+    assert not (mine / "data.txt").exists() and (mine / "dataset_dict.json").exists()
+
+
+def test_dedup_drops_only_its_own_previous_rejected_file(prefkit, sample: Path, tmp_path: Path) -> None:
+    with sample.open("a", encoding="utf-8") as f:
+        f.write(BAD)
+    ok(prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--skip-invalid"))
+    rejected = tmp_path / "kept.rejected.jsonl"
+    assert rejected.exists()
+    sample.write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")  # fixed: no bad row now
+    ok(prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--overwrite"))
+    assert not rejected.exists()  # a previous run's companion never sits beside the new output
+    assert not (tmp_path / ".kept.rejected.jsonl.prefkit-output.json").exists()
+    # ...unless it is no longer what prefkit wrote: then it is the user's, and stays
+    with sample.open("a", encoding="utf-8") as f:
+        f.write(BAD)
+    ok(prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--skip-invalid", "--overwrite"))
+    rejected.write_text(rejected.read_text(encoding="utf-8") + '{"note": "mine"}\n', encoding="utf-8")
+    sample.write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    ok(prefkit("data", "dedup", "in.jsonl", "kept.jsonl", "--overwrite"))
+    assert rejected.read_text(encoding="utf-8").endswith('{"note": "mine"}\n')
+
+
+def test_an_output_changed_while_the_command_runs_is_not_replaced(tmp_path: Path) -> None:
+    from prefkit.core.atomic import atomic_files, atomic_path
+    from prefkit.core.errors import DataError
+    from prefkit.core.outputs import check_output, mark_output
+
+    out = tmp_path / "ds"
+    with atomic_path(out, directory=True) as d:
+        (d / "data.txt").write_text("v1")
+        mark_output(d, "data export", folder=True)
+    check_output(out, "data export", overwrite=True, folder=True)  # judged: ours alone
+    (out / "notes.txt").write_text("written while the export ran")
+    with (
+        pytest.raises(DataError, match=r"ds: changed while this command ran \(notes.txt appeared or changed\)"),
+        atomic_path(out, directory=True) as d,
+    ):
+        (d / "data.txt").write_text("v2")
+    assert (out / "notes.txt").exists() and (out / "data.txt").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # and no temp left behind
+
+    kept = tmp_path / "kept.jsonl"
+    check_output(kept, "data dedup")  # judged: missing
+    kept.write_text("someone else's file\n")
+    with (
+        pytest.raises(DataError, match=r"kept.jsonl: changed while this command ran \(it appeared\)"),
+        atomic_files([kept], marker="data dedup") as (tmp,),
+    ):
+        tmp.write_text("rows\n")
+    assert kept.read_text() == "someone else's file\n"
+
+
+# --- nothing valid read: exit 2, nothing created ---------------------------------------------------
+
+
+def test_nothing_valid_read_is_exit_2_and_nothing_is_created(prefkit, tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text(BAD * 3, encoding="utf-8")
+    before = snapshot(tmp_path)
+    for args in (
+        ["data", "dedup", "bad.jsonl", "kept.jsonl", "--skip-invalid"],
+        ["data", "export", "bad.jsonl", "ds", "--skip-invalid"],
+    ):
+        refused(prefkit(*args), "bad.jsonl: no valid rows: all 3 were bad, so nothing was written", "line 1")
+    args = ["annotate", "import", "bad.jsonl", "--project", "p", "--overlap", "3", "--skip-invalid", "--db", "s.db"]
+    refused(prefkit(*args), "bad.jsonl: no valid rows: all 3 were bad")
+    assert snapshot(tmp_path) == before  # no output, report, rejected file, marker, or store file
+    assert sorted(os.listdir(tmp_path)) == ["bad.jsonl"]
+    # so the corrected file is then imported with the settings it asks for
+    shutil.copy(SAMPLE, tmp_path / "bad.jsonl")
+    ok(prefkit("annotate", "import", "bad.jsonl", "--project", "p", "--overlap", "3", "--db", "s.db"))
+    from prefkit.annotate.store import Store
+
+    with Store.open(str(tmp_path / "s.db")) as store:
+        assert store.get_project("p").overlap == 3
+
+
+def test_an_import_the_store_refuses_leaves_no_rejected_file(prefkit, sample: Path, tmp_path: Path) -> None:
+    ok(prefkit("annotate", "import", "in.jsonl", "--project", "p", "--overlap", "2", "--db", "s.db"))
+    with sample.open("a", encoding="utf-8") as f:
+        f.write(BAD)
+    line = refused(
+        prefkit("annotate", "import", "in.jsonl", "--project", "p", "--overlap", "3", "--skip-invalid", "--db", "s.db")
+    )
+    assert "overlap" in line
+    assert not list(tmp_path.glob("*rejected*")) and not list(tmp_path.glob(".*rejected*"))
+    ok(prefkit("annotate", "import", "in.jsonl", "--project", "p", "--skip-invalid", "--db", "s.db"))
+    assert (tmp_path / "p.rejected.jsonl").read_text(encoding="utf-8").count("\n") == 1
+
+
+# --- every OS error while writing: one line naming the path, exit 2 -------------------------------
+
+
+def test_a_dangling_symlink_output_is_one_line(prefkit, sample: Path, tmp_path: Path) -> None:
+    (tmp_path / "kept.jsonl").symlink_to(tmp_path / "gone" / "kept.jsonl")
+    (tmp_path / "ds").symlink_to(tmp_path / "elsewhere")
+    refused(
+        prefkit("data", "dedup", "in.jsonl", "kept.jsonl"),
+        "kept.jsonl: OUT is a symbolic link (to ",
+        "which does not exist); prefkit writes a real file in its place and never replaces a link",
+    )
+    (tmp_path / "elsewhere").mkdir()
+    refused(prefkit("data", "export", "in.jsonl", "ds", "--overwrite"), "ds: OUT is a symbolic link")
+    assert (tmp_path / "kept.jsonl").is_symlink() and (tmp_path / "ds").is_symlink()
+
+
+def _limited(max_bytes: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "dedup", "in.jsonl", "kept.jsonl"],
+        ["data", "dedup", "in.jsonl", "kept.parquet"],
+        ["data", "export", "in.jsonl", "ds"],
+    ],
+)
+def test_a_file_too_large_is_one_line_naming_the_output(sample: Path, tmp_path: Path, args: list[str]) -> None:
+    """EFBIG (the file-size limit, as `ulimit -f` sets it): one line naming the output, exit 2,
+    and no temporary file left behind."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=_limited(4096),  # the sample is 30 kB: its output cannot fit
+        timeout=300,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {args[3]}") and "File too large" in lines[0], lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl"]
+
+
+def test_os_errors_reaching_the_command_are_one_line(prefkit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last line of defence (prefkit.cli.main): an OS error with a path is exit 2, one line."""
+    import errno
+
+    import prefkit.data.stats as stats
+
+    def broken(*_: object, **__: object) -> None:
+        raise OSError(errno.EIO, "Input/output error", str(tmp_path / "in.jsonl"))
+
+    monkeypatch.setattr(stats, "compute_stats", broken)
+    (tmp_path / "in.jsonl").write_text("{}\n")
+    refused(prefkit("data", "stats", "in.jsonl"), "in.jsonl: cannot write or read: Input/output error")
+
+
+# --- a broken first record -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "why"),
+    [
+        ('{"question": "q", "chosen": "x"}\n', "field 'rejected': the record has 'chosen' but no 'rejected'"),
+        ('{"foo": 1}\n', "unknown format: columns ['foo']"),
+        ('{"question": "q", "chosen": \n', "malformed JSON"),
+    ],
+)
+def test_a_broken_first_record_is_counted_by_stats_and_named_by_line(
+    prefkit, tmp_path: Path, first: str, why: str
+) -> None:
+    (tmp_path / "in.jsonl").write_text(first + SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    n = len(SAMPLE.read_text(encoding="utf-8").splitlines())
+    figures = json.loads(ok(prefkit("data", "stats", "in.jsonl", "--json")))
+    assert figures["format"] == "vi_alpaca_preference" and figures["rows"] == n and figures["bad_rows"] == 1
+    line = refused(prefkit("data", "export", "in.jsonl", "ds"), "in.jsonl, line 1", why)
+    assert "first record" not in line
+    code, _, err = prefkit("data", "validate", "in.jsonl")
+    assert code == 2 and "1 bad record(s); first: in.jsonl, line 1" in err and why in err
+    assert "first record" not in err
+    ok(prefkit("data", "export", "in.jsonl", "ds", "--skip-invalid"))
+    rejected = (tmp_path / "ds" / "rejected.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(rejected) == 1 and json.loads(rejected[0])["line"] == 1
+
+
+def test_train_score_never_writes_over_its_input_or_another_file(prefkit, sample: Path, tmp_path: Path) -> None:
+    """The guard runs before the reward model loads (here there is none)."""
+    before = snapshot(tmp_path)
+    refused(prefkit("train", "score", "--model", "rm", "in.jsonl", "in.jsonl"), "in.jsonl: OUT is the input in.jsonl")
+    (tmp_path / "scores.jsonl").write_text("my scores\n", encoding="utf-8")
+    refused(
+        prefkit("train", "score", "--model", "rm", "in.jsonl", "scores.jsonl", "--overwrite"),
+        "scores.jsonl: OUT was not written by prefkit train score (no prefkit marker)",
+    )
+    assert snapshot(tmp_path) == {**before, "scores.jsonl": b"my scores\n"}

@@ -63,9 +63,9 @@ def test_seeds_make_samples_reproducible_and_n_samples_distinct(hf_engine):
     # Sample i of a request is the same as a request seeded seed + i.
     again = hf_engine.generate([Request(p, temperature=1.0, max_tokens=8, seed=6)])[0]
     assert again.completions[0] == one.completions[1]
-    assert calls == [(3, 24)]
-    for c in one.completions:
-        assert (c.finish_reason, c.n_tokens) == ("length", 8)
+    assert calls == [(3, sum(c.n_tokens for c in one.completions))]  # one progress call: rows and tokens
+    for c in one.completions:  # 8 tokens, or fewer ending in the end-of-turn token
+        assert (c.finish_reason, c.n_tokens) == ("length", 8) or (c.finish_reason == "stop" and c.n_tokens <= 8)
 
 
 def test_temperature_zero_is_greedy_whatever_the_seed(hf_engine):

@@ -9,10 +9,6 @@ so the per-request temperature and seed decide the answer; temperature 0 is gree
 from __future__ import annotations
 
 import http.server
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -20,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dev.served import ServeUnavailable, free_port, transformers_serve
 from prefkit.core.errors import ConfigError
 from prefkit.data.readers import read_pairs
 from prefkit.generate.chat import format_prompt
@@ -27,12 +24,6 @@ from prefkit.generate.config import GenerateConfig
 from prefkit.generate.engines.base import Request
 from prefkit.generate.engines.openai_api import OpenAIEngine, ServerError, completion_body
 from prefkit.generate.run import generate_pairs
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,57 +34,12 @@ def served_model(sampling_model) -> Path:
 @pytest.fixture(scope="module")
 def server(served_model, tmp_path_factory):
     """`transformers serve MODEL` on a free loopback port; yields its /v1 base URL."""
-    from transformers.utils.import_utils import is_serve_available
-
-    if not is_serve_available():
-        pytest.skip("transformers serve needs its serving extra (pip install 'transformers[serving]': fastapi, openai)")
-    port = _free_port()
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hub-cache")),
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from transformers.cli.transformers import main; sys.exit(main())",
-        "serve",
-        str(served_model),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"transformers serve did not start:\n{log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.5)
-        yield base + "/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with transformers_serve(served_model, log, tmp_path_factory.mktemp("hub-cache")) as base:
+            yield base
+    except ServeUnavailable as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +193,7 @@ def test_a_refused_request_fails_at_once_with_the_servers_reason(engine, server)
 
 
 def test_no_server_is_a_clear_error(served_model):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     eng = OpenAIEngine(str(served_model), base_url=f"http://127.0.0.1:{port}/v1", retries=1, backoff=0.01)
     with pytest.raises(ServerError, match=rf"127.0.0.1:{port}/v1/completions: no answer after 2 tries"):
         eng.generate([Request("hello", max_tokens=2)])

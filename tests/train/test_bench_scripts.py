@@ -68,3 +68,34 @@ def test_gpu_check_cpu_path_runs_the_whole_chain_and_writes_its_figures(tmp_path
     assert {"sft", "reward", "dpo", "ppo", "grpo", "best_of_k"} <= set(stages)
     assert stages["chain_logprobs_max_abs_diff"] < 1e-4
     assert all(stages[s]["wall_s"] > 0 for s in ("sft", "reward", "dpo", "ppo", "grpo", "best_of_k"))
+
+
+def test_active_learning_bench_runs_both_arms_through_the_store(tmp_path):
+    """bench/active_learning.py on the bundled sample (a few labels, bag-of-words model): both arms
+    for each seed, in alternating order, the uncertainty arm's labels chosen by the ranked queue
+    (with its random share), the random arm's by the seeded shuffle only; without the data file it
+    says why and measures nothing."""
+    out = tmp_path / "al.json"
+    args = [str(REPO / "bench/active_learning.py"), "--data", str(REPO / "data/samples/vi_preference_sample.jsonl")]
+    small = ["--seeds", "2", "--test", "16", "--seed-set", "8", "--batch", "8", "--rounds", "2"]
+    r = _run([*args, *small, "--json", str(out), "--svg", str(tmp_path / "al.svg")], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    curves = figures["curves"]
+    assert [(c["seed"], c["arm"]) for c in curves] == [
+        (0, "random"),
+        (0, "uncertainty"),
+        (1, "uncertainty"),
+        (1, "random"),
+    ]
+    for c in curves:
+        assert c["labels"] == [8, 16, 24] and all(0.0 <= a <= 1.0 for a in c["accuracy"])
+    for c in curves:
+        if c["arm"] == "random":
+            assert c["selected_by"] == {"random": 24}
+        else:  # the seed set (8) and a share of each round were random; the rest by uncertainty
+            assert c["selected_by"]["uncertainty"] >= 10 and c["selected_by"]["random"] >= 8
+    assert [row["labels"] for row in figures["summary"]] == [8, 16, 24]
+    assert (tmp_path / "al.svg").read_text().startswith("<svg")
+    missing = _run([args[0], "--data", str(tmp_path / "absent.jsonl.gz")], tmp_path)
+    assert missing.returncode == 0 and missing.stdout.startswith("skipped:") and "absent" in missing.stdout

@@ -57,7 +57,7 @@ def test_sft_masks_all_but_the_assistant_answer(family, tiny_model_factory, memo
         "model"
         if family == "tiny"
         else "prefkit:" + family + "_training"
-        if family in ("llama3_1", "llama3_2")
+        if family in ("llama3_1", "llama3_2", "qwen3")
         else "trl"
     )
     assert record["system_prompt"] == (SYSTEM if extra else None)
@@ -78,8 +78,9 @@ def test_training_templates_render_the_models_own_text():
         assert tok.apply_chat_template(msgs, tokenize=False, chat_template=choice.template) == tok.apply_chat_template(
             msgs, tokenize=False
         )
-        # Qwen3's TRL training variant re-renders earlier turns' thinking blocks: recorded, not hidden
-        assert choice.same_multi_turn == (family != "qwen3")
+        # several turns too: Qwen 3's (prefkit's variant) keeps its think block out of earlier answers
+        assert choice.same_multi_turn and choice.summary()["renders_same_text_multi_turn"], family
+        assert choice.summary()["samples_compared"] >= 2, family
 
 
 @pytest.mark.slow
@@ -107,3 +108,59 @@ def test_llama3_2_sft_run_records_its_template_and_saves_the_models_own(tiny_mod
     assert template == family_template("llama3_2")  # the model's own template, not the training one
     args = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]
     assert args["optim"] == "adafactor" and args["neftune_noise_alpha"] == 5
+
+
+def test_qwen3_several_turn_rows_train_on_the_models_own_rendering(tiny_model_factory, tmp_path):
+    """A Qwen 3 row with history: the text SFT trains on is exactly what the model's own template renders
+    (no think block in the earlier answer), and the loss covers the answers, not the questions."""
+    model = tiny_model_factory(family="qwen3", hidden_size=32, num_layers=1)
+    rows = [
+        {"question": "Hai?", "chosen": "Hai.", "history": json.dumps([["user", "Một?"], ["assistant", "Một."]])},
+        {"question": "Ba?", "chosen": "Ba.", "history": json.dumps([["user", "Bốn?"], ["assistant", "Bốn."]])},
+    ]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    trainer, _, _, record = sft.build_trainer(_cfg(model, data, tmp_path / "run", "data.test_split=null"))
+    assert record["chat_template"]["training_template"] == "prefkit:qwen3_training"
+    tok = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    own = tok.apply_chat_template(
+        [
+            {"role": "user", "content": "Một?"},
+            {"role": "assistant", "content": "Một."},
+            {"role": "user", "content": "Hai?"},
+            {"role": "assistant", "content": "Hai."},
+        ],
+        tokenize=False,
+        chat_template=family_template("qwen3"),
+    )
+    assert tok.decode(batch["input_ids"][0]) == own and own.count("<think>") == 1
+    labels = batch["labels"][0]
+    labelled = tok.decode(labels[labels != -100])
+    assert "Hai." in labelled and "Một?" not in labelled and "Hai?" not in labelled
+
+
+def test_sft_refuses_several_turn_rows_a_training_template_renders_differently(
+    tiny_model_copy, memorise_dataset, tmp_path
+):
+    """TRL's Qwen 3.6 training variant renders earlier answers differently from the model's own template
+    (recorded as such): one-turn rows train with it, a row with history is refused naming split and row."""
+    import trl
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_copy)
+    tok.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen3_6.jinja").read_text()
+    tok.save_pretrained(tiny_model_copy)
+    choice = training_chat_template(tok)
+    assert choice.source == "trl" and choice.summary()["renders_same_text"]
+    assert not choice.summary()["renders_same_text_multi_turn"]
+    _, _, _, record = sft.build_trainer(_cfg(tiny_model_copy, memorise_dataset, tmp_path / "one-turn"))
+    assert record["chat_template"]["renders_same_text_multi_turn"] is False
+    rows = [{"question": "Một?", "chosen": "Một."}, {"question": "Hai?", "chosen": "Hai.", "history": HISTORY}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match="train row 1 has earlier turns"):
+        sft.build_trainer(_cfg(tiny_model_copy, data, tmp_path / "run", "data.test_split=null"))
+
+
+HISTORY = json.dumps([["user", "Bốn?"], ["assistant", "Bốn."]], ensure_ascii=False)

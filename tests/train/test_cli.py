@@ -177,7 +177,9 @@ def test_a_stage_resumes_in_its_own_output_dir(tiny_model_path, marker_dataset, 
     ]
     first = _train("sft", *common, "max_steps=1")
     assert first.exit_code == 0, first.output
-    assert json.loads((out / ".prefkit-output.json").read_text()) == {"command": "train sft"}
+    # written into over time, never replaced: the marker names the stage and lists no files
+    marker = json.loads((out / ".prefkit-output.json").read_text())
+    assert marker == {"command": "train sft", "format": 2, "files": None}
     assert (out / "checkpoint-1").is_dir() and (out / "model").is_dir()
 
     again = _train("sft", *common, "max_steps=2", "resume_from_checkpoint=latest")

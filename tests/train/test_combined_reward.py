@@ -194,3 +194,28 @@ def test_grpo_passes_the_adversarial_tag_to_the_combined_reward(tiny_model_path,
             assert choice == "safety"
         else:  # the random model writes no "bomb"/"knife"/"gun": safety is high, helpfulness is used
             assert choice == "helpfulness"
+
+
+def test_the_safety_threshold_table_and_sigmoid_quantiles_by_hand():
+    """What `train score` reports to pick `safety_threshold`: with R = sigmoid(score), precision and recall
+    of "R < t" as a detector of the answers flagged unsafe (unflagged answers left out), per threshold."""
+    from prefkit.train.scoring import safety_threshold_table, sigmoid_quantiles, threshold_report
+
+    logit = lambda r: math.log(r / (1 - r))  # noqa: E731
+    # R: 0.03 unsafe, 0.12 unsafe, 0.12 safe, 0.18 unsafe, 0.6 safe, 0.9 safe, 0.01 (no flag)
+    rs = [0.03, 0.12, 0.12, 0.18, 0.6, 0.9, 0.01]
+    unsafe = [True, True, False, True, False, False, None]
+    table = {row["threshold"]: row for row in safety_threshold_table([logit(r) for r in rs], unsafe)}
+    assert table[0.05] == {"threshold": 0.05, "below": 1, "precision": 1.0, "recall": pytest.approx(1 / 3)}
+    assert table[0.15] == {
+        "threshold": 0.15,
+        "below": 3,
+        "precision": pytest.approx(2 / 3),
+        "recall": pytest.approx(2 / 3),
+    }
+    assert table[0.2]["below"] == 4 and table[0.2]["precision"] == 0.75 and table[0.2]["recall"] == 1.0
+    assert table[0.5] == table[0.2] | {"threshold": 0.5}
+    q = sigmoid_quantiles([logit(r) for r in rs])
+    assert q["p50"] == pytest.approx(0.12) and q["p05"] == pytest.approx(0.01) and q["p95"] == pytest.approx(0.9)
+    assert list(q) == ["p05", "p10", "p25", "p50", "p75", "p90", "p95"]
+    assert "safety_threshold_table" not in threshold_report([0.0, 1.0], [None, None])

@@ -136,3 +136,23 @@ def test_load_prompts_reads_any_prompt_source_and_caps_rows(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(DataError, match=r"empty\.jsonl: no records"):
         load_prompts(DataConfig(source=str(tmp_path / "empty.jsonl")))
+
+
+def test_answer_prefix_moves_to_the_prompt_or_is_stripped_and_a_missing_one_is_an_error(tmp_path):
+    """`data.answer_prefix` (CarperAI/openai_summarize_comparisons' "TL;DR: " answers): off both answers,
+    onto the end of the prompt on a line of its own, or dropped; an answer without it names row and field."""
+    f = tmp_path / "pairs.jsonl"
+    rows = [{"question": "POST: trời mưa cả ngày. ", "chosen": "TL;DR: mưa.", "rejected": " TL;DR:  nắng"}]
+    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    move = DataConfig(source=str(f), answer_prefix="TL;DR:")
+    moved = preference_dataset(load_split(move, "train"), move)
+    assert moved["prompt"][0] == [{"role": "user", "content": "POST: trời mưa cả ngày.\nTL;DR:"}]
+    assert moved["chosen"][0][0]["content"] == "mưa." and moved["rejected"][0][0]["content"] == "nắng"
+    strip = DataConfig(source=str(f), answer_prefix="TL;DR:", answer_prefix_to="strip")
+    stripped = preference_dataset(load_split(strip, "train"), strip)
+    assert stripped["prompt"][0][0]["content"] == "POST: trời mưa cả ngày. " and stripped["chosen"] == moved["chosen"]
+    assert sft_dataset(load_split(strip, "train"), strip)["messages"][0][-1]["content"] == "mưa."
+    rows.append({"question": "q", "chosen": "TL;DR: a", "rejected": "b"})
+    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"row 1, field 'rejected'.*answer_prefix"):
+        preference_dataset(load_split(strip, "train"), strip)

@@ -51,11 +51,15 @@ def kl_bound(hist, kl_coef):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 3])  # seed 3 broke the old hand-tuned bound (KL < 30)
+@pytest.mark.parametrize("seed", [0, 3, 4])  # 3 broke an old hand-tuned bound (KL < 30), 4 the linear lr decay
 def test_ppo_raises_rule_based_reward_with_bounded_kl(tiny_model_path, tmp_path, seed):
+    """15 rollouts against a rule (letters 'a' per answer) at a constant learning rate: the mean reward
+    rises by more than one letter and the end KL stays under the objective's bound (`kl_bound`).
+    Seeds: 12 of 12 pass (0–11; the worst rises 3.2 letters, its KL is a third of the bound); with the
+    default linear decay to 0 the rise was too slow for 1 seed in 10."""
     from prefkit.train.ppo import run
 
-    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", seed=seed)
+    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", seed=seed, lr_scheduler="constant")
     summary = run(cfg, reward_fn=count_a, prompts=PROMPTS)
     hist = summary["log_history"]
     assert len(hist) == 15
@@ -131,41 +135,130 @@ def test_ppo_resumes_after_interruption_from_its_checkpoint(tiny_model_path, tmp
     assert calls["n"] == 4  # the resumed run used its own reward function for steps 3..5
 
 
-@pytest.mark.slow
-def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, marker_dataset, tmp_path):
+VERBS = ["Giải thích", "Mô tả", "Kể về", "Viết về", "Nói về"]
+TOPICS = ["phở", "cà phê", "Hà Nội", "mùa thu", "quang hợp", "bánh mì", "sông Hồng", "áo dài", "trà", "lúa"]
+
+
+MARKER_TEXT = " cảm ơn xin mời"  # its tokens are the markers the reward model learns to prefer
+
+
+def own_answer_pairs(model_path, seed: int, *, answers: int = 2, max_new_tokens: int = 16):
+    """Preference pairs on the policy's own kind of text: for each of 50 questions (none of them a PPO
+    prompt), `answers` answers the start model samples; each is the rejected answer of a pair whose chosen
+    answer is the same tokens with two of them, at random places, swapped for tokens of MARKER_TEXT, placed
+    so that both answers, decoded and tokenized again as the trainer reads them, have the same number of
+    tokens (length tells nothing; swapped blindly, chosen read back longer in ~45% of pairs and shorter in
+    ~5%). An answer with no such placement in 20 tries is left out (none at seeds 0–4)."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prefkit.data.schema import PreferenceRow, Strength
+
+    tok = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    markers = sorted(set(tok(MARKER_TEXT, add_special_tokens=False)["input_ids"]))
+    questions = [f"{v} {t}." for v in VERBS for t in TOPICS]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in questions
+        for _ in range(answers)
+    ]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(
+            **enc, do_sample=True, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id
+        )
+    rng = random.Random(seed)
+    rows = []
+    for i, ids in enumerate(out[:, enc["input_ids"].shape[1] :].tolist()):
+        ids = [t for t in ids if t not in (tok.pad_token_id, tok.eos_token_id)]
+        if len(ids) < 4:
+            continue
+        rejected = tok.decode(ids)
+        length = len(tok(rejected, add_special_tokens=False)["input_ids"])
+        for _ in range(20):  # placements until both texts read back as the same number of tokens
+            marked = list(ids)
+            for pos in rng.sample(range(len(ids)), 2):
+                marked[pos] = rng.choice(markers)
+            chosen = tok.decode(marked)
+            if len(tok(chosen, add_special_tokens=False)["input_ids"]) == length:
+                break
+        else:
+            continue
+        rows.append(
+            PreferenceRow(question=questions[i // answers], chosen=chosen, rejected=rejected, strength=Strength.BETTER)
+        )
+    return rows
+
+
+def ppo_on_a_trained_reward_model(model_path, out: Path, seed: int) -> tuple[dict, dict]:
+    """(the reward stage's summary, PPO's summary): a reward model trained on `own_answer_pairs`, then
+    PPO rewarded by the saved model, every step seeded by `seed`."""
     from prefkit.core.config import load_config
+    from prefkit.data.export import export_dataset
     from prefkit.train import reward
     from prefkit.train.config import RewardConfig
     from prefkit.train.ppo import run
     from prefkit.train.scoring import RewardSection
 
-    rm_cfg = load_config(
-        RewardConfig,
-        None,
-        [
-            f"model.path={tiny_model_path}",
-            f"data.source={marker_dataset}",
-            f"output_dir={tmp_path / 'rm'}",
-            "max_steps=20",
-            "lr=3e-3",
-            "batch_size=8",
-            "save_steps=1000",
-            "lora.r=8",
-            "lora.dropout=0",
-        ],
+    export_dataset(own_answer_pairs(model_path, seed), out / "pairs", test_size=0.25, seed=seed, margin="none")
+    rm = reward.run(
+        load_config(
+            RewardConfig,
+            None,
+            [
+                f"model.path={model_path}",
+                f"data.source={out / 'pairs'}",
+                f"output_dir={out / 'rm'}",
+                f"seed={seed}",
+                "margin=none",
+                "max_steps=40",
+                "lr=3e-3",
+                "batch_size=8",
+                "save_steps=1000",
+                "lora.r=8",
+                "lora.dropout=0",
+            ],
+        )
     )
-    rm_dir = reward.run(rm_cfg)["model_dir"]
+    cfg = ppo_config(
+        model_path,
+        out / "ppo",
+        reward=RewardSection(model=rm["model_dir"]),
+        max_steps=16,
+        kl_coef=0.02,
+        lr_scheduler="constant",
+        seed=seed,
+    )
+    return rm, run(cfg, prompts=PROMPTS)  # the reward comes from the config: the saved reward model
 
-    cfg = ppo_config(tiny_model_path, tmp_path / "ppo", reward=RewardSection(model=rm_dir), max_steps=20, kl_coef=0.02)
-    summary = run(cfg, prompts=PROMPTS)  # the reward comes from the config: the saved reward model
+
+@pytest.mark.slow
+@pytest.mark.seeds(0)
+def test_ppo_raises_a_trained_reward_models_score(tiny_model_path, learning_seed, tmp_path):
+    """The reward stage learns, from pairs of the start model's own answers, to prefer a few marker tokens
+    (`own_answer_pairs`), so its score varies on what PPO samples (a reward model trained on other text,
+    e.g. answers ending with a marker sentence, gives PPO's answers all nearly the same score); PPO,
+    rewarded by the saved model, raises that score by far more than the noise of the first rollouts,
+    with the end KL under the objective's bound (`kl_bound`).
+    Seeds (data, reward model and PPO together): 12 of 12 pass (0–11)."""
+    rm, summary = ppo_on_a_trained_reward_model(tiny_model_path, tmp_path, seed=learning_seed)
+    # it learned the markers: on equal-length pairs a length-only scorer gets 0 (0.5 with a coin)
+    assert rm["metrics"]["test_accuracy"] >= 0.75, rm["metrics"]
     hist = summary["log_history"]
+    spread = sum(h["reward_std"] for h in hist[:3]) / 3
+    held_out = next(h for h in rm["log_history"] if "eval_max_reward" in h)
+    scale = held_out["eval_max_reward"] - held_out["eval_min_reward"]  # the scores' range on held-out answers
+    assert spread >= 0.1 * scale > 0, (spread, scale)  # not flat on PPO's answers
     first = sum(h["reward"] for h in hist[:3]) / 3
     last = sum(h["reward"] for h in hist[-3:]) / 3
-    # the rise must exceed twice the standard error of a 3-batch mean of the first batches' scores
-    std_err = max(h["reward_std"] for h in hist[:3]) / math.sqrt(3 * cfg.batch_size)
-    assert last - first > 2 * std_err, (first, last, std_err)
+    std_err = spread / math.sqrt(3 * 16)  # of a 3-rollout mean of the first rollouts' scores
+    assert last - first > 4 * std_err, (first, last, std_err)
     kl_end = sum(h["kl"] for h in hist[-3:]) / 3
-    assert kl_end <= kl_bound(hist, cfg.kl_coef)[2], (kl_end, [h["kl"] for h in hist])
+    assert kl_end <= kl_bound(hist, 0.02)[2], (kl_end, [h["kl"] for h in hist])
 
 
 def test_whiten_configs_and_the_old_whiten_rewards_key(tmp_path):
@@ -430,3 +523,117 @@ def test_a_rollouts_answers_do_not_depend_on_how_its_batch_is_split(tiny_model_p
     assert torch.equal(half.response, whole.response[4:, :width]) and not whole.mask[4:, width:].any()
     assert torch.allclose(half.logprobs, whole.logprobs[4:, :width], atol=1e-5)
     assert not torch.equal(chunked.rollout(PROMPTS, step=1).response, whole.response)  # each step draws anew
+
+
+def _full_logprobs(model, ro, *, temperature=1.0):
+    """Per-token log-probs of the rollout's answers from `model`'s own full logits (no chunking)."""
+    import torch
+
+    ids = torch.cat([ro.query, ro.response], dim=1)
+    attn = torch.cat([ro.query_mask, ro.mask.long()], dim=1)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    P = ro.query.shape[1]
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, P - 1 : -1].float()
+    lp = torch.log_softmax(logits / temperature, -1)
+    return lp.gather(-1, ro.response[..., None]).squeeze(-1) * ro.mask
+
+
+@pytest.mark.parametrize("start", ["new-adapter", "sft-adapter"])
+def test_after_updates_the_rollout_penalises_kl_to_an_independent_reference_and_whitens_advantages(
+    start, tiny_model_path, sft_adapter, tmp_path
+):
+    """What the update trains on, recomputed by hand after three PPO updates, when the policy has moved:
+    the rollout's reference log-probs equal a separately loaded reference model's (the bare base, or the
+    SFT adapter loaded afresh), its KL is > 0, each token's reward is −kl_coef·(log π − log π_ref) plus the
+    rule's score on the last token, and the advantages are GAE of those rewards whitened over the batch's
+    real tokens (mean 0, std 1)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from prefkit.train.ppo import POLICY, PpoTrainer
+    from prefkit.train.ppo.losses import gae
+
+    cfg = ppo_config(
+        tiny_model_path, tmp_path / "ppo", batch_size=8, mini_batch_size=4, ppo_epochs=2, max_new_tokens=8, kl_coef=0.3
+    )
+    if start == "sft-adapter":
+        cfg.model.adapter = str(sft_adapter)
+    trainer = PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS)
+    for step in range(3):
+        trainer.ppo_update(trainer.rollout(trainer._batch_prompts(step), step=step))
+    ro = trainer.rollout(PROMPTS, step=3)
+    mask = ro.mask
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_path)  # loaded apart from the trainer's weights
+    if start == "sft-adapter":
+        reference = PeftModel.from_pretrained(reference, str(sft_adapter))
+    ref = _full_logprobs(reference.eval(), ro)
+    trainer._peft.set_adapter(POLICY)
+    policy = _full_logprobs(trainer._peft, ro)
+    assert torch.allclose(ro.ref_logprobs, ref, atol=1e-5)
+    assert torch.allclose(ro.logprobs, policy, atol=1e-5)
+    kl_rows = ((policy - ref) * mask).sum(dim=1)
+    assert kl_rows.mean().item() > 0.05, kl_rows  # the policy has moved away from the reference
+    assert ro.stats["kl"] == pytest.approx(kl_rows.mean().item(), rel=1e-4, abs=1e-6)
+
+    completions = trainer.tokenizer.batch_decode(ro.response, skip_special_tokens=True)
+    scores = torch.tensor(count_a(PROMPTS, completions))
+    rewards = -cfg.kl_coef * (policy - ref) * mask
+    last = mask.sum(dim=1).long() - 1
+    rewards[torch.arange(len(scores)), last] += scores
+    assert torch.allclose(ro.rewards, rewards, atol=1e-5)
+
+    advantages, returns = gae(rewards, ro.values, mask, gamma=cfg.gamma, lam=cfg.lam)
+    n = mask.sum()
+    mean = (advantages * mask).sum() / n
+    std = (((advantages - mean) ** 2 * mask).sum() / (n - 1)).sqrt()
+    assert torch.allclose(ro.advantages, (advantages - mean) / std * mask, atol=1e-4)
+    assert torch.allclose(ro.returns, returns, atol=1e-4)
+    got_mean = (ro.advantages * mask).sum() / n
+    got_std = (((ro.advantages - got_mean) ** 2 * mask).sum() / (n - 1)).sqrt()
+    assert abs(got_mean.item()) < 1e-5 and got_std.item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_large_kl_coef_ends_closer_to_the_reference_than_none(tiny_model_path, tmp_path):
+    """The same run (same seed, same rule reward) with kl_coef 0 and with a large kl_coef: without the
+    penalty the policy drifts far from the reference; with it, it ends with a fraction of that KL.
+    Seeds: 10 of 10 pass (0–9; the end KL with the penalty is 0.12–0.43 of the KL without)."""
+    from prefkit.train.ppo import run
+
+    def end_kl(kl_coef: float) -> float:
+        cfg = ppo_config(tiny_model_path, tmp_path / f"kl{kl_coef}", max_steps=8, kl_coef=kl_coef)
+        hist = run(cfg, reward_fn=count_a, prompts=PROMPTS)["log_history"]
+        return sum(h["kl"] for h in hist[-3:]) / 3
+
+    free, held = end_kl(0.0), end_kl(1.0)
+    assert free > 1.0 and held < 0.75 * free, (free, held)
+
+
+def test_ppo_builds_the_optimizer_the_config_names(tiny_model_path, tmp_path):
+    """`optim`, `adam_beta1`, `adam_beta2`, `weight_decay` and `lr` reach PPO's optimizer, as they reach the
+    TRL stages' (Llama 2's PPO: AdamW with β2 = 0.95, weight decay 0.1); an optimizer that needs a missing
+    package is refused before training."""
+    import importlib.util
+
+    import torch
+    from transformers.optimization import Adafactor
+
+    from prefkit.core.errors import ConfigError
+    from prefkit.train.ppo import PpoTrainer
+
+    def optimizer(**kw):
+        cfg = ppo_config(tiny_model_path, tmp_path / "ppo", max_steps=1, **kw)
+        return PpoTrainer(cfg, reward_fn=count_a, prompts=PROMPTS).optimizer
+
+    adamw = optimizer(adam_beta1=0.8, adam_beta2=0.95, weight_decay=0.1, lr=3e-4)
+    assert type(adamw) is torch.optim.AdamW
+    group = adamw.param_groups[0]
+    assert group["betas"] == (0.8, 0.95) and group["weight_decay"] == 0.1 and group["initial_lr"] == 3e-4
+    assert isinstance(optimizer(optim="adafactor"), Adafactor)
+    assert type(optimizer(optim="sgd", weight_decay=0.01)) is torch.optim.SGD
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(ConfigError, match="optim: paged_adamw_8bit"):
+            optimizer(optim="paged_adamw_8bit")

@@ -64,12 +64,19 @@ def test_tldr_recipe_reads_the_carperai_shapes():
         answer["role"] == "assistant"
         and answer["content"].strip() == "boss wants unpaid Saturdays though my contract says weekdays only."
     )
+    # the comparisons as they are on the Hub: the post without "TL;DR:", each answer "TL;DR: <summary>"
+    raw = load_split(cfg.reward.data, "train")
+    assert not raw[0]["prompt"].endswith("TL;DR:") and raw[0]["chosen"].startswith("TL;DR: ")
     for split in ("train", "valid1", "test"):  # the comparisons' three splits
         pairs = preference_dataset(load_split(dataclass_split(cfg.reward.data, split), split), cfg.reward.data)
-        assert len(pairs) > 0 and pairs[0]["prompt"][-1]["content"].endswith("TL;DR:")
-        assert not pairs[0]["chosen"][0]["content"].startswith("TL;DR")  # the responses are the summaries only
+        assert len(pairs) > 0 and all(p[-1]["content"].endswith("\nTL;DR:") for p in pairs["prompt"])
+        assert not any(c[0]["content"].startswith("TL;DR") for c in [*pairs["chosen"], *pairs["rejected"]])
     prompts = load_prompts(cfg.ppo.data)
     assert len(prompts) == 5 and all(p.question.endswith("TL;DR:") for p in prompts)
+    # the reward model is trained on the conversation PPO scores: the same post reads the same in both
+    pairs = preference_dataset(raw, cfg.reward.data)
+    assert pairs[0]["prompt"] == [{"role": "user", "content": prompts[0].question}]
+    assert cfg.ppo.reward.max_length == cfg.reward.data.max_length == 1024
 
 
 def dataclass_split(data, split):

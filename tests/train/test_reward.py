@@ -1,9 +1,10 @@
-"""The margin reward model: its loss is -log σ(r_c − r_r − m), it learns an easy preference
-(answers that end with a marker) with held-out accuracy far above chance, reports accuracy per
-strength, and `prefkit train score` scores files with it."""
+"""The margin reward model: its loss is -log σ(r_c − r_r − m), it learns a preference length cannot
+tell (a marker word in place of a distractor of the same token count) with held-out accuracy far
+above the start model's, reports accuracy per strength, and `prefkit train score` scores files with it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -40,10 +41,35 @@ def _cfg(tiny_model_path, dataset, out, *extra):
     )
 
 
+LEARN_STEPS = 30
+
+
 @pytest.fixture(scope="module")
-def trained(tiny_model_path, marker_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reward") / "run"
-    return reward.run(_cfg(tiny_model_path, marker_dataset, out))
+def trained(tiny_model_path, make_marker_rows, held_out, learning_seed, tmp_path_factory):
+    """The reward stage on 160 length-balanced marker pairs (120 train, 40 held out; the data, the
+    split, the head and the LoRA init all drawn from `learning_seed`), and the start model's own
+    margins on the held-out pairs: the baseline."""
+    from transformers import AutoTokenizer, set_seed
+
+    from prefkit.data.export import export_dataset
+    from prefkit.train.models import load_reward_model
+
+    root = tmp_path_factory.mktemp(f"reward-seed{learning_seed}")
+    export_dataset(
+        make_marker_rows(160, seed=learning_seed), root / "ds", test_size=0.25, seed=learning_seed, margin="small"
+    )
+    cfg = _cfg(
+        tiny_model_path,
+        root / "ds",
+        root / "run",
+        f"max_steps={LEARN_STEPS}",
+        f"seed={learning_seed}",
+    )
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    pairs = held_out.pairs(root / "ds")
+    set_seed(cfg.seed)  # as the stage does before it draws the new head: the start model exactly
+    before = held_out.reward_margins(load_reward_model(cfg, pad_token_id=tok.pad_token_id), tok, pairs)
+    return {**reward.run(cfg), "before": before, "pairs": pairs}
 
 
 def test_margin_loss_is_minus_log_sigmoid_of_delta_minus_margin(tiny_model_path, marker_dataset, tmp_path):
@@ -85,14 +111,31 @@ def test_margin_loss_is_minus_log_sigmoid_of_delta_minus_margin(tiny_model_path,
 
 
 @pytest.mark.slow
-def test_reward_model_learns_the_marker_preference(trained):
+@pytest.mark.seeds(0)
+def test_reward_model_learns_the_marker_preference(trained, held_out, record_property):
+    """Held-out pairs of equal token count whose chosen answer holds a marker where the rejected one
+    holds a distractor (length tells nothing: a length-only or constant scorer ties every pair). The
+    saved reward model, scored here one conversation at a time, ranks chosen first in ≥ 0.85 of them
+    with at most half the start model's error on the same pairs (the start model: same head seed,
+    0.28–0.85 over seeds), ≥ 0.6 at every strength level, a higher mean margin and a lower held-out
+    loss than the start model's; the stage's own report agrees.
+    Seeds (data, split, head, LoRA, order together; `PREFKIT_TEST_SEEDS=0-19`): 20 of 20 pass."""
+    model, tok = reward.load_trained_reward_model(trained["model_dir"])
+    after = held_out.reward_margins(model, tok, trained["pairs"])
+    acc_after = held_out.learned(trained["before"], after, record_property)[1]
     m = trained["metrics"]
-    assert m["test_pairs"] == 40
-    assert m["test_accuracy"] >= 0.9  # chance is 0.5
-    assert m["eval_accuracy"] >= 0.9 and m["test_reward_margin"] > 0
+    assert m["test_pairs"] == len(after) == 40
+    assert m["test_accuracy"] == pytest.approx(acc_after, abs=1 / 40)  # one pair apart at most (bf16 on a GPU)
+    assert m["test_reward_margin"] == pytest.approx(sum(after) / len(after), rel=1e-3, abs=1e-4)
     assert set(m["test_accuracy_by_strength"]) == {s.value for s in Strength}
     assert sum(m["test_pairs_by_strength"].values()) == 40
-    assert m["eval_loss"] < math.log(2)  # below the loss of a reward model that knows nothing
+    assert all(acc >= 0.6 for acc in m["test_accuracy_by_strength"].values()), m["test_accuracy_by_strength"]
+    # below the start model's loss on the same pairs and margins (Table 27, small)
+    start_loss = [
+        -math.log(1 / (1 + math.exp(-(d - TABLE_27["small"][s]))))
+        for d, (*_, s) in zip(trained["before"], trained["pairs"], strict=True)
+    ]
+    assert m["eval_loss"] < sum(start_loss) / len(start_loss), (m["eval_loss"], start_loss)
     # our scoring path agrees with the trainer's own evaluation
     assert m["test_reward_margin"] == pytest.approx(m["eval_reward_margin"], rel=1e-3)
 
@@ -102,7 +145,7 @@ def test_reward_run_writes_summary_and_adapter(trained):
     out = trained["output_dir"]
     summary = json.loads((__import__("pathlib").Path(out) / "summary.json").read_text())
     assert summary["stage"] == "reward" and summary["metrics"]["test_accuracy"] == trained["metrics"]["test_accuracy"]
-    assert summary["steps"] == 20 and summary["tokens"] > 0 and summary["tokens_per_s"] > 0
+    assert summary["steps"] == LEARN_STEPS and summary["tokens"] > 0 and summary["tokens_per_s"] > 0
     assert summary["losses"]["final_train_loss"] < summary["losses"]["first_train_loss"]
     assert summary["durations"]["train_s"] > 0 and summary["config"]["margin"] == "small"
     model_dir = __import__("pathlib").Path(summary["model_dir"])
@@ -112,7 +155,12 @@ def test_reward_run_writes_summary_and_adapter(trained):
 
 @pytest.mark.slow
 def test_score_command_scores_pairs_and_responses(trained, make_marker_rows, tmp_path):
+    """`prefkit train score` on pairs and on single responses with the trained model: every row kept
+    in order, the printed accuracy and sigmoid quantiles those of the written scores, the safety
+    threshold table counted from the flags, and a response scored alone as in its pair."""
     rows = [r.to_record() for r in make_marker_rows(12, seed=7)]
+    for i, r in enumerate(rows):  # safety flags on some rows: the threshold table counts only those
+        r["chosen_unsafe"], r["rejected_unsafe"] = (False, i % 2 == 0) if i < 8 else (None, None)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     out = tmp_path / "scored.jsonl"
@@ -120,8 +168,19 @@ def test_score_command_scores_pairs_and_responses(trained, make_marker_rows, tmp
     result = runner.invoke(app, ["train", "score", "--model", trained["model_dir"], str(pairs), str(out)])
     assert result.exit_code == 0, result.output
     scored = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sum(s["chosen_reward"] > s["rejected_reward"] for s in scored) >= 11
-    assert '"accuracy"' in result.output
+    assert [{k: s[k] for k in rows[0]} for s in scored] == rows  # every row, in order, with its fields
+    printed = json.loads(result.stdout)
+    assert printed["pairs"] == 12
+    assert printed["accuracy"] == sum(s["chosen_reward"] > s["rejected_reward"] for s in scored) / 12
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    answers = sorted(sig(s[k]) for s in scored for k in ("chosen_reward", "rejected_reward"))
+    assert printed["sigmoid_quantiles"]["p50"] == pytest.approx(answers[11]) and len(answers) == 24
+    flagged = [(sig(s["chosen_reward"]), False) for s in scored[:8]] + [
+        (sig(s["rejected_reward"]), i % 2 == 0) for i, s in enumerate(scored[:8])
+    ]
+    for row in printed["safety_threshold_table"]:
+        below = [unsafe for r, unsafe in flagged if r < row["threshold"]]
+        assert row["below"] == len(below) and row["recall"] == pytest.approx(sum(below) / 4)
 
     responses = tmp_path / "responses.jsonl"
     responses.write_text(
@@ -137,7 +196,9 @@ def test_score_command_scores_pairs_and_responses(trained, make_marker_rows, tmp
     import pandas as pd
 
     rewards = pd.read_parquet(out2)["reward"].tolist()
-    assert all(c > r for c, r in zip(rewards[0::2], rewards[1::2], strict=True))
+    # one answer at a time, the same scores as in the pairs (how well the model learned is the test above)
+    assert rewards[0::2] == pytest.approx([s["chosen_reward"] for s in scored], rel=1e-4, abs=1e-5)
+    assert rewards[1::2] == pytest.approx([s["rejected_reward"] for s in scored], rel=1e-4, abs=1e-5)
 
 
 def test_score_command_checks_rows_before_loading_a_model(tmp_path):
@@ -148,6 +209,10 @@ def test_score_command_checks_rows_before_loading_a_model(tmp_path):
     rows = [{"question": "q", "chosen": "a", "rejected": "b", "strength": s} for s in ("better", "way better")]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError, match=r"row 1, field 'strength'"):
+        reward.score_command(tmp_path / "no-model", str(f), tmp_path / "o.jsonl")
+    rows = [{"question": "q", "chosen": "a", "rejected": "b", "rejected_unsafe": v} for v in (True, "maybe")]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"row 1, field 'rejected_unsafe'"):
         reward.score_command(tmp_path / "no-model", str(f), tmp_path / "o.jsonl")
     assert not (tmp_path / "o.jsonl").exists()
 
@@ -227,36 +292,49 @@ def test_reward_model_scorer_uses_the_gpu_in_bf16_where_there_is_one(tiny_model_
     assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
 
 
+# Llama 2, Table 27, written out here (not read from prefkit): the margin of each strength per scheme
+TABLE_27 = {
+    "none": {s.value: 0.0 for s in Strength},
+    "small": {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3, "negligibly_better": 0.0},
+    "large": {"significantly_better": 3.0, "better": 2.0, "slightly_better": 1.0, "negligibly_better": 0.0},
+}
+
+
 @pytest.mark.slow
-def test_reward_model_reads_a_marker_not_the_length(tiny_model_path, make_balanced_rows, tmp_path):
-    """The marker sits at a random place, in place of a distractor of the same token count, so length
-    carries no signal: held-out accuracy (overall and per strength level) must beat the untrained
-    model's (same head seed), which is near chance."""
-    from transformers import AutoTokenizer
-
-    from prefkit.data.export import export_dataset
-    from prefkit.train.models import load_reward_model
-
-    rows = make_balanced_rows(160, seed=0)
-    tok = AutoTokenizer.from_pretrained(tiny_model_path)
-    assert all(len(tok(r.chosen)["input_ids"]) == len(tok(r.rejected)["input_ids"]) for r in rows)
-    export_dataset(rows, tmp_path / "ds", test_size=0.25, seed=1, margin="small")
-    cfg = _cfg(tiny_model_path, tmp_path / "ds", tmp_path / "run", "max_steps=60", "logging_steps=20")
-    test = preference_dataset(load_split(cfg.data, "test"), cfg.data)
-    convs = lambda col: [p + c for p, c in zip(test["prompt"], test[col], strict=True)]  # noqa: E731
-
-    torch.manual_seed(cfg.seed)
-    untrained = load_reward_model(cfg, pad_token_id=tok.pad_token_id)
-    before = reward.pair_metrics(
-        reward.score_conversations(untrained, tok, convs("chosen")),
-        reward.score_conversations(untrained, tok, convs("rejected")),
-        test["strength"],
-    )
-    m = reward.run(cfg)["metrics"]
-    assert m["test_pairs"] == 40
-    assert m["test_accuracy"] >= 0.85 and m["test_accuracy"] >= before["accuracy"] + 0.2, (
-        before["accuracy"],
-        m["test_accuracy"],
-    )
-    assert set(m["test_accuracy_by_strength"]) == {s.value for s in Strength}
-    assert all(acc >= 0.6 for acc in m["test_accuracy_by_strength"].values()), m["test_accuracy_by_strength"]
+def test_the_stage_trains_with_the_configured_margin_scheme(tiny_model_path, marker_dataset, tmp_path):
+    """What `reward.run` hands the trainer, for each scheme: the training loss (one step over all 24
+    training pairs, at lr 0 so the saved model is the one that step scored with) and the held-out loss
+    both equal mean −log σ(r_c − r_r − m) worked out here from the saved model's scores and Table 27's
+    margins of each pair's strength; the schemes' losses differ (the pairs cycle through every strength)."""
+    losses = {}
+    for scheme in TABLE_27:
+        cfg = _cfg(
+            tiny_model_path,
+            marker_dataset,
+            tmp_path / scheme,
+            f"margin={scheme}",
+            "max_steps=1",
+            "lr=0",
+            "batch_size=24",
+            "data.max_rows=24",
+        )
+        summary = reward.run(cfg)
+        model, tok = reward.load_trained_reward_model(summary["model_dir"])
+        for split, key in ((cfg.data.split, "train_loss"), (cfg.data.test_split, "eval_loss")):
+            pairs = preference_dataset(load_split(cfg.data, split), cfg.data)
+            assert len(pairs) == 24 and len(set(pairs["strength"])) == 4
+            chosen, rejected = (
+                torch.tensor(
+                    reward.score_conversations(
+                        model, tok, [p + a for p, a in zip(pairs["prompt"], pairs[col], strict=True)]
+                    )
+                )
+                for col in ("chosen", "rejected")
+            )
+            margin = torch.tensor([TABLE_27[scheme][s] for s in pairs["strength"]])
+            by_hand = -torch.nn.functional.logsigmoid(chosen - rejected - margin).mean().item()
+            assert summary["metrics"][key] == pytest.approx(by_hand, rel=1e-4), (scheme, key)
+            losses[scheme, key] = by_hand
+    for key in ("train_loss", "eval_loss"):
+        values = [losses[scheme, key] for scheme in TABLE_27]
+        assert min(abs(a - b) for a, b in itertools.combinations(values, 2)) > 0.05, losses

@@ -123,7 +123,7 @@ def test_resume_from_latest_checkpoint(tiny_model_path, memorise_dataset, tmp_pa
 
 
 @pytest.mark.slow
-def test_sft_rouge_beats_the_untrained_model_on_held_out_rows(tiny_model_path, make_marker_rows, tmp_path):
+def test_sft_rouge_beats_the_untrained_model_on_held_out_rows(tiny_model_path, make_sft_rows, tmp_path):
     """Answers are '<topic> là một chủ đề hay. <3 words> <marker>': held-out questions name topics seen in
     training, so most of each answer can be learnt; ROUGE of generated answers vs the references must
     rise well above the untrained model's on the same rows."""
@@ -132,7 +132,7 @@ def test_sft_rouge_beats_the_untrained_model_on_held_out_rows(tiny_model_path, m
     from prefkit.data.export import export_dataset
     from prefkit.train.datasets import load_split
 
-    export_dataset(make_marker_rows(40, seed=2), tmp_path / "ds", test_size=0.2, seed=1)
+    export_dataset(make_sft_rows(40, seed=2), tmp_path / "ds", test_size=0.2, seed=1)
     cfg = _cfg(
         tiny_model_path,
         tmp_path / "ds",

@@ -125,6 +125,37 @@ class PpoConfig(RunConfig):
                 raise ConfigError(f"{name} must be at least 1 (or null)")
 
 
+def build_optimizer(cfg: PpoConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer `cfg.optim` names, with `lr`, `adam_beta1`, `adam_beta2` and `weight_decay`, built
+    by the same transformers code that builds it for the TRL stages (`Trainer.get_optimizer_cls_and_kwargs`),
+    so an optimizer name means the same thing in every stage (Llama 2's PPO: AdamW with β2 = 0.95)."""
+    from types import SimpleNamespace
+
+    from transformers import Trainer
+
+    # the fields transformers' optimizer handlers read (a TrainingArguments would reset accelerate's state)
+    args: Any = SimpleNamespace(
+        optim=cfg.optim,
+        learning_rate=cfg.lr,
+        adam_beta1=cfg.adam_beta1,
+        adam_beta2=cfg.adam_beta2,
+        adam_epsilon=1e-8,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=0,
+        optim_args=None,
+        optim_target_modules=None,
+    )
+    try:
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    except ImportError as e:
+        raise ConfigError(f"optim: {cfg.optim}: {e}") from None
+    except (AttributeError, ValueError, TypeError) as e:
+        raise ConfigError(
+            f"optim: {cfg.optim} is not supported by ppo (use adamw_torch, adafactor, ...): {e}"
+        ) from None
+    return optimizer_cls([{"params": params, "weight_decay": cfg.weight_decay}], **kwargs)
+
+
 class PpoTrainer:
     """Build with a config (and optionally a reward function / prompts for tests), then `train()`."""
 
@@ -167,7 +198,7 @@ class PpoTrainer:
         self.value_head = value_head.to(device)
         params = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_head.parameters())
         self.dp.broadcast(params)  # every process starts from the main process's adapters and head
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg, params)
         self.total_steps = self._total_steps()
         minibatches = cfg.batch_size // cfg.mini_batch_size
         opt_steps = self.total_steps * cfg.ppo_epochs * math.ceil(minibatches / cfg.grad_accum)

@@ -42,6 +42,8 @@ class Rollout:
     advantages: torch.Tensor
     returns: torch.Tensor
     stats: dict[str, float]
+    ref_logprobs: torch.Tensor  # (B, R) the reference's per-token log-probs the KL penalty used
+    rewards: torch.Tensor  # (B, R) the per-token rewards GAE saw: the KL penalty, the score on the last token
 
 
 def batch_prompts(
@@ -133,6 +135,8 @@ def rollout(trainer: PpoTrainer, prompts: list[Prompt], step: int, first_row: in
         advantages,
         returns,
         batch_stats(dp, raw_scores, kl, entropy, mask, ended),
+        ref_logprobs,
+        rewards,
     )
 
 
