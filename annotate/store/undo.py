@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Connection
 
 from prefkit.annotate.store.claims import NotAssigned
 from prefkit.annotate.store.queue import QueueStore
 from prefkit.annotate.store.records import User, _judgement
-from prefkit.annotate.store.statements import _HOLD, A, J, P, _release
+from prefkit.annotate.store.statements import A, J, P, _release
 from prefkit.annotate.tables import ACTIVE, EXPIRED, REPORTED, SKIPPED, SUBMITTED
 from prefkit.core.errors import DataError
 from prefkit.data.schema import Judgement
@@ -82,13 +82,21 @@ class UndoStore(QueueStore):
                     .values(done=P.done - 1, held=P.held + 1, complete=P.done - 1 >= P.required)
                 )
             else:
-                if last.required and last.done + last.held >= last.required:  # (a gold pair needs none: always free)
+                # The pair is taken back only while it has room, decided by the update itself (not
+                # by the counters read above: on PostgreSQL a claim may hold the pair between that
+                # read and this write; the update waits for it and checks the new row). A gold
+                # pair (required 0) needs no judgements: always free.
+                taken = conn.execute(
+                    update(P)
+                    .where(P.id == last.pair_row_id, or_(P.required == 0, P.done + P.held < P.required))
+                    .values(held=P.held + 1)
+                )
+                if taken.rowcount != 1:
                     raise DataError(
                         f"pair {last.pair_id} was taken by other annotators since; the "
                         f"{UNDONE_KINDS[last.status]} stays",
                         field="undo",
                     )
-                conn.execute(_HOLD, {"prid": last.pair_row_id})
             held = conn.execute(  # the pair on screen is put down, to come back first
                 update(A)
                 .where(A.user_id == u.id, A.project_id == proj.id, A.status == ACTIVE)
