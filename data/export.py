@@ -494,11 +494,15 @@ def export_judged(
     from here, so no caller can describe them differently. With `sets`, writes Llama 2's
     helpfulness / safety sets under `out` (`export_sets`) and returns the first. `selected_by`
     (pair_id -> calibration, random or uncertainty: how the annotation store chose each pair)
-    fills the rows' `selected_by` column.
+    fills the rows' `selected_by` column; without it, the judgements' own `selected_by` (the
+    store's judgement table carries it) does.
     """
     from prefkit.data.aggregate import aggregate
 
     rows, report = aggregate(pairs, judgements, rule=rule, margin=margin, decisions=decisions)
+    if selected_by is None:
+        carried = {j.pair_id: j.selected_by for j in judgements if j.selected_by is not None}
+        selected_by = carried or None
     if selected_by is not None:
         for row in rows:
             row.selected_by = selected_by.get(row.id)

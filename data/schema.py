@@ -426,7 +426,9 @@ class Judgement:
     "preferred", "strength", "probability", ...}`; see `prefkit.annotate.store.predictions`).
     `edited` is the annotator's own improved version of the preferred response (Llama 3's
     edit-and-rank: edited > chosen > rejected), None when they did not edit it; it needs a
-    preferred response.
+    preferred response. `selected_by` is how the annotation store's queue chose the pair
+    (`calibration`, `random` or `uncertainty`; None when not known), carried by the judgement
+    table so that `prefkit data export --judgements` and a round's export keep it.
     """
 
     pair_id: str
@@ -441,6 +443,7 @@ class Judgement:
     kind: str = "human"
     suggestion: Mapping[str, Any] | None = field(default=None, hash=False)
     edited: str | None = None
+    selected_by: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strength", Strength.parse(self.strength))
@@ -533,6 +536,7 @@ class Judgement:
             "annotator_kind": self.kind,
             "suggestion": json.dumps(dict(self.suggestion), ensure_ascii=False) if self.suggestion else None,
             "edited": self.edited,
+            "selected_by": self.selected_by,
         }
 
     @classmethod
@@ -560,6 +564,7 @@ class Judgement:
             kind=_opt_str(row.get("annotator_kind")) or "human",
             suggestion=_opt_mapping(row.get("suggestion"), "suggestion"),
             edited=_opt_str(row.get("edited")),
+            selected_by=_opt_str(row.get("selected_by")),
         )
 
 

@@ -3,6 +3,7 @@ Reviewers' decisions win over the aggregation rule; gold pairs stay out unless a
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +130,10 @@ class ExportStore(ReviewStore, ResultStore, PriorityStore, CalibrationStore):
         judgements = self.judgements(project)
         if include_model_judgements:
             judgements += self.model_judgements(project)
-        judgements = [j for j in judgements if j.pair_id not in leave_out]
+        how = self.selected_by(project)  # how the queue chose each pair, carried by every judgement on it
+        judgements = [
+            dataclasses.replace(j, selected_by=how.get(j.pair_id)) for j in judgements if j.pair_id not in leave_out
+        ]
         if not judgements:
             hint = (
                 "; it has AI judges' judgements: add --include-model-judgements"

@@ -193,6 +193,41 @@ def test_export_marks_how_each_pair_was_chosen(db_url, make_pairs, tmp_path):
     store.close()
 
 
+def test_the_judgement_table_carries_how_each_pair_was_chosen_into_a_later_export(db_url, make_pairs, tmp_path):
+    """The round's path: `annotate export --judgements` writes the table, `data export --judgements`
+    (what a round's export step runs) turns it into the dataset; `selected_by` survives both steps,
+    so a round ordered by its reward model (`queue: uncertainty`) can still be reweighted."""
+    from datasets import load_from_disk
+    from typer.testing import CliRunner
+
+    from prefkit.cli import app
+    from prefkit.data.readers import read_judgements
+    from prefkit.data.writers import write_pairs
+
+    store = Store.open(db_url)
+    store.create_project("p", overlap=1, calibration=0.2)
+    pairs = make_pairs(30)
+    store.import_pairs("p", pairs)
+    store.add_user("lan")
+    store.set_priorities("p", {p.pair_id: float(i) for i, p in enumerate(pairs)})
+    _drain(store, "p", "lan")
+    how = store.selected_by("p")
+    store.close()
+    write_pairs(pairs, tmp_path / "pairs.jsonl")
+    runner = CliRunner()
+    table = tmp_path / "judgements.jsonl"
+    result = runner.invoke(app, ["annotate", "export", str(table), "--project", "p", "--judgements", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    judged = read_judgements(table)
+    assert len(judged) == 30 and {j.pair_id: j.selected_by for j in judged} == how
+    assert set(how.values()) == {"calibration", "random", "uncertainty"}
+    args = ["data", "export", str(tmp_path / "pairs.jsonl"), str(tmp_path / "ds"), "--judgements", str(table)]
+    result = runner.invoke(app, [*args, "--test-size", "0"])
+    assert result.exit_code == 0, result.output
+    ds = load_from_disk(str(tmp_path / "ds"))["train"]
+    assert dict(zip(ds["id"], ds["selected_by"], strict=True)) == how
+
+
 def test_an_interrupted_scoring_run_resumes_and_its_scores_are_kept(db_url, make_pairs):
     store = Store.open(db_url)
     store.create_project("p", overlap=1, calibration=0.1)
