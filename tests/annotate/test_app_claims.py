@@ -4,18 +4,15 @@ screen. Either way the key is refused with a message on the page, and nothing is
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
+from dev.app_driver import signed_in as _signed_in
 from prefkit.annotate.render import safe_markdown
 from prefkit.annotate.store import Store
 from prefkit.annotate.tables import PairRow, SessionRow
 from prefkit.data.schema import Judgement
-
-APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
 
 
 @pytest.fixture
@@ -28,14 +25,6 @@ def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, make_pairs):
     monkeypatch.setenv("PREFKIT_DB", sqlite_url)
     yield s
     s.close()
-
-
-def _signed_in(token: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.text_input(key="sign_in_token").input(token)
-    at.button[0].click().run()
-    assert not at.exception and "s" in at.query_params, at.exception
-    return at
 
 
 def _choice(at: AppTest, point: int) -> AppTest:

@@ -8,14 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
+from dev.app_driver import button as _button
+from dev.app_driver import signed_in as _signed_in
 from prefkit.annotate.store import Store
 from prefkit.core.errors import DataError
 from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
-
-APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -28,19 +26,6 @@ def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Store:
     )
     monkeypatch.setenv("PREFKIT_DB", sqlite_url)
     return s
-
-
-def _signed_in(token: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.text_input(key="sign_in_token").input(token)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _button(at: AppTest, name: str):
-    (button,) = [b for b in at.button if b.key and b.key.rsplit("-", 1)[0] == name]
-    return button
 
 
 def _judged(store: Store, pair_id: str) -> Judgement:

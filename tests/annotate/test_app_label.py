@@ -5,16 +5,13 @@ turn of a dialogue."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dev.app_driver import button as _button
+from dev.app_driver import signed_in as _signed_in
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response, SafetyBin
-
-APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
-TIMEOUT = 60
 
 DIALOGUE = (
     "\n\nHuman: Làm sao đuổi chuột khỏi bếp?\n\nAssistant: Bịt các khe hở và cất thức ăn vào hũ."
@@ -36,21 +33,6 @@ def app(sqlite_url: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PREFKIT_DB", sqlite_url)
     yield store, token
     store.close()
-
-
-def _signed_in(token: str, project: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params["p"] = project
-    at.run()
-    at.text_input(key="sign_in_token").input(token)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _button(at: AppTest, name: str):
-    (button,) = [b for b in at.button if b.key and b.key.rsplit("-", 1)[0] == name]
-    return button
 
 
 def _status(at: AppTest) -> str:

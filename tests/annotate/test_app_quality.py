@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dev.app_driver import APP, TIMEOUT
+from dev.app_driver import signed_in as _signed_in
 from prefkit.annotate.gold import GoldAnswer, GoldItem
 from prefkit.annotate.render import safe_markdown
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
 from prefkit.data.sources import Location
-
-APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
-TIMEOUT = 60
 
 
 @dataclass
@@ -53,14 +52,6 @@ def world(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> World:
 def _plain(markdown: str) -> str:
     """Text the app escaped for Markdown (`escape_text`), as shown."""
     return markdown.replace("\\", "")
-
-
-def _signed_in(token: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.text_input(key="sign_in_token").input(token)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _judge(store: Store, user: str, point: int, rationale: str | None = None) -> Pair:

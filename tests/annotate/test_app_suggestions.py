@@ -6,17 +6,16 @@ shown; the dashboard compares models with people and exports with or without the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dev.app_driver import button_names as _buttons
+from dev.app_driver import signed_in as _signed_in
 from prefkit.annotate.render import escape_text, safe_markdown
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
 
-APP = Path(__file__).resolve().parents[2] / "annotate" / "app.py"
-TIMEOUT = 60
 SOURCE = "rm:round-1"
 
 
@@ -37,18 +36,6 @@ def seeded(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Seeded:
     admin, annotator = store.add_user("alice", admin=True), store.add_user("bob")
     monkeypatch.setenv("PREFKIT_DB", sqlite_url)
     return Seeded(store, admin, annotator, pairs)
-
-
-def _signed_in(token: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.text_input(key="sign_in_token").input(token)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _buttons(at: AppTest) -> list[str]:
-    return [b.key.rsplit("-", 1)[0] for b in at.button if b.key]
 
 
 def _click(at: AppTest, name: str) -> AppTest:

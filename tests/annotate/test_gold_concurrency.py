@@ -13,6 +13,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
+from dev.store_setup import bulk_users
 from prefkit.annotate.gold import GoldAnswer, GoldItem
 from prefkit.annotate.store import Store
 from prefkit.annotate.tables import AssignmentRow, GoldAnswerRow, GoldPairRow, JudgementRow, PairRow
@@ -28,23 +29,8 @@ def _setup(store: Store, make_pairs, n_pairs: int, overlap: int, n_gold: int, us
     store.import_gold("p", items, pairs=make_pairs(n_pairs), overlap=overlap)
     # Everyone qualifies (any answer passes), then about one pair in four is gold.
     store.set_quality("p", qualify=QUALIFY, qualify_accuracy=0.0, gold_rate=0.25)
-    _bulk_users(store, users)
+    bulk_users(store, users)
     return {g.pair_id for g in gold}
-
-
-def _bulk_users(store: Store, names: list[str]) -> None:
-    """Many users at once for a test's setup (their tokens are never used: no scrypt per user)."""
-    import secrets
-
-    from sqlalchemy import insert
-
-    from prefkit.annotate.tables import UserRow
-
-    with store.engine.begin() as c:
-        c.execute(
-            insert(UserRow),
-            [dict(name=n, token_key=secrets.token_hex(8), token_hash="unused", created_at=store.now()) for n in names],
-        )
 
 
 def _work(store: Store, user: str, gold: set[str], barrier: threading.Barrier | None = None) -> list[str]:

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
+from dev.store_setup import bulk_users
 from prefkit.annotate.store import Store
 from prefkit.annotate.tables import AssignmentRow, JudgementRow, PairRow
 from prefkit.data.schema import Judgement
@@ -157,31 +158,6 @@ def test_several_processes_claim_and_submit_without_loss_or_duplicates(db_url, m
     store.close()
 
 
-def _bulk_users(store: Store, names: list[str]) -> None:
-    """Many users at once for a test's setup (their tokens are never used: no scrypt per user)."""
-    import secrets
-
-    from sqlalchemy import insert
-
-    from prefkit.annotate.tables import UserRow
-
-    with store.engine.begin() as c:
-        c.execute(
-            insert(UserRow),
-            [
-                dict(
-                    name=n,
-                    token_key=secrets.token_hex(8),
-                    token_hash="unused",
-                    is_admin=False,
-                    disabled=False,
-                    created_at=store.now(),
-                )
-                for n in names
-            ],
-        )
-
-
 def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make_pairs, clock, order):
     """160 leases run out at once; 32 annotators (on two stores, as two processes) claim at the
     same moment. Every one of them gets a pair, and together they finish all 160: nobody is told
@@ -190,7 +166,7 @@ def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make
     n_pairs, rounds = 160, 3 if order == "shuffle" else 2
     holders = [f"h{i:03d}" for i in range(n_pairs)]
     claimers = [f"c{i:02d}" for i in range(32)]
-    _bulk_users(stores[0], holders + claimers)
+    bulk_users(stores[0], holders + claimers)
     for r in range(rounds):
         project = f"p{r}"
         stores[0].create_project(project, overlap=1)
