@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from prefkit.core.config import setting
 from prefkit.core.errors import ConfigError
 from prefkit.data.schema import Pair, Prompt, Strength
+from prefkit.train.scoring import sigmoid
 
 if TYPE_CHECKING:
     from prefkit.annotate.store import PriorityRun, Store
@@ -95,8 +96,7 @@ class PrioritiseConfig:
 
 def preference_probability(reward_a: float, reward_b: float) -> float:
     """Bradley–Terry: P(a preferred to b) = σ(r_a − r_b)."""
-    x = reward_a - reward_b
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+    return sigmoid(reward_a - reward_b)
 
 
 def binary_entropy(p: float) -> float:

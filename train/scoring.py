@@ -109,7 +109,8 @@ class RewardModelScorer:
         )
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """σ(x), without overflow for large |x|."""
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
@@ -150,7 +151,7 @@ class CombinedReward:
             )
         combined, self.last_choice = [], []
         for p, h, s in zip(prompts, helpful, safe, strict=True):
-            use_safety = p.adversarial or _sigmoid(s) < self.threshold
+            use_safety = p.adversarial or sigmoid(s) < self.threshold
             self.last_choice.append("safety" if use_safety else "helpfulness")
             combined.append(s if use_safety else h)  # logit(sigmoid(x)) == x: the chosen raw score
         return whiten(combined) if self.whiten_batch else combined
@@ -166,7 +167,7 @@ def sigmoid_quantiles(scores: list[float]) -> dict[str, float]:
     threshold on R falls among a reward model's answers."""
     if not scores:
         return {}
-    rs = sorted(_sigmoid(s) for s in scores)
+    rs = sorted(sigmoid(s) for s in scores)
     return {f"p{round(q * 100):02d}": rs[min(len(rs) - 1, math.ceil(q * len(rs)) - 1)] for q in QUANTILES}
 
 
@@ -175,7 +176,7 @@ def safety_threshold_table(scores: list[float], unsafe: list[bool | None]) -> li
     flagged unsafe (answers without a flag are left out): `precision` (share of the answers below t that
     are unsafe), `recall` (share of the unsafe answers below t) and `below` (how many are below t).
     Llama 2 took 0.15 for Meta's safety model: precision 0.89, recall 0.55 on its safety test set."""
-    known = [(_sigmoid(s), u) for s, u in zip(scores, unsafe, strict=True) if u is not None]
+    known = [(sigmoid(s), u) for s, u in zip(scores, unsafe, strict=True) if u is not None]
     n_unsafe = sum(u for _, u in known)
     table: list[dict[str, float | None]] = []
     for t in SAFETY_THRESHOLDS:
