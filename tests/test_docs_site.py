@@ -113,6 +113,7 @@ def test_the_link_check_catches_a_folder_link_and_a_remote_script(tmp_path: Path
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)")
 def test_from_disk_a_link_opens_its_page_and_search_finds_pages(site: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     outside: list[str] = []
@@ -139,10 +140,14 @@ def test_from_disk_a_link_opens_its_page_and_search_finds_pages(site: Path) -> N
             search = page.locator("input.md-search__input")
             search.click()
             page.keyboard.type("duplicates", delay=20)
+            # The list is drawn again for each letter typed, so wait for the page wanted to be in
+            # it (a bound, not a pause); the hrefs read in one go name what was there instead.
             results = page.locator(".md-search-result__item")
-            results.first.wait_for()
-            hrefs = [results.nth(i).locator("a").first.get_attribute("href") or "" for i in range(results.count())]
-            assert any("dedup.html" in h for h in hrefs), hrefs
+            try:
+                results.locator("a[href*='dedup.html']").first.wait_for()
+            except PlaywrightTimeout:
+                hrefs = results.evaluate_all("items => items.map(i => i.querySelector('a')?.getAttribute('href'))")
+                pytest.fail(f"search for 'duplicates' did not list dedup.html: {hrefs}")
         finally:
             browser.close()
     assert outside == []

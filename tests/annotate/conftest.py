@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dev.browser_driver import watch_runs
 from dev.pgserver import NoPostgres, PgServer, throwaway_postgres
 
 
@@ -61,30 +62,16 @@ CHROMIUM_ARGS = [
 ]
 
 
-# Counts the app's finished script runs in `window.__runsDone`: Streamlit marks its root with
-# data-test-script-state and a MutationObserver sees every change of it, so a browser test can wait
-# for the run an action started, however late that run starts on a loaded machine, rather than sleep
-# or catch the state from before it began (the browser tests' `_after_run`).
-RUN_COUNTER = """
-window.__runsDone = 0;
-new MutationObserver((records) => {
-  for (const r of records) {
-    if (r.target.dataset.testScriptState === 'notRunning' && r.oldValue !== 'notRunning') window.__runsDone++;
-  }
-}).observe(document, {attributes: true, attributeOldValue: true, subtree: true,
-                      attributeFilter: ['data-test-script-state']});
-"""
-
-
-class _CountingBrowser:
-    """The Playwright browser, whose every new context counts the app's runs (RUN_COUNTER)."""
+class _WatchingBrowser:
+    """The Playwright browser, whose every new context logs its pages' script runs
+    (`dev.browser_driver.watch_runs`, read by `after_run`)."""
 
     def __init__(self, browser: Any) -> None:
         self._browser = browser
 
     def new_context(self, **kwargs: Any) -> Any:
         context = self._browser.new_context(**kwargs)
-        context.add_init_script(RUN_COUNTER)
+        watch_runs(context)
         return context
 
     def __getattr__(self, name: str) -> Any:
@@ -94,12 +81,12 @@ class _CountingBrowser:
 @pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium through Playwright, one per test module (browser tests skip
-    without /usr/bin/chromium before asking for it); its pages count the app's runs (RUN_COUNTER)."""
+    without /usr/bin/chromium before asking for it); its pages log the app's runs."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield _CountingBrowser(b)
+        yield _WatchingBrowser(b)
         b.close()
 
 

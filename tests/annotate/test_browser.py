@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from dev.browser_driver import after_run, press_and_wait_for_next, prompt, settled
 from prefkit.annotate.render import safe_markdown
 from prefkit.annotate.seed import ADMIN, ANNOTATOR, TOKENS_FILE, seed_demo
 from prefkit.annotate.server import running_app
@@ -73,42 +74,14 @@ def page(browser: Any, app: dict[str, Any]) -> Iterator[Any]:
     context.close()
 
 
-def _settled(page: Any) -> None:
-    """Wait until the app's script run has finished (Streamlit marks its state on the root)."""
-    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
-
-
-def _after_run(page: Any, action: Any) -> None:
-    """Do `action` (a click that makes the app rerun) and wait until that run has finished (the
-    browser fixture's pages count the app's runs: conftest.RUN_COUNTER)."""
-    done = page.evaluate("window.__runsDone")
-    action()
-    page.wait_for_function("n => window.__runsDone > n", arg=done)
-    _settled(page)
-
-
 def _sign_in(page: Any, url: str, token: str, project: str) -> None:
     page.goto(f"{url}/?p={project}")  # the project choice survives signing in
     page.get_by_label("Sign-in token").fill(token)
     page.keyboard.press("Enter")
     page.locator(".st-key-prompt").wait_for()
-    _settled(page)
+    settled(page)
     page.locator("[class*='st-key-choice0-'] button").wait_for()  # keys act once their buttons exist
-    _settled(page)
-
-
-def _prompt(page: Any) -> str:
-    return page.locator(".st-key-prompt").inner_text().strip()
-
-
-def _press_and_wait_for_next(page: Any, key: str) -> None:
-    before = _prompt(page)
-    page.keyboard.press(key)
-    page.wait_for_function(
-        "before => { const p = document.querySelector('.st-key-prompt'); return !p || p.innerText.trim() !== before; }",
-        arg=before,
-    )
-    _settled(page)
+    settled(page)
 
 
 def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[str, Any]) -> None:
@@ -121,23 +94,23 @@ def test_sign_in_and_judge_three_pairs_with_the_keyboard(page: Any, app: dict[st
     judged: list[tuple[str, str]] = []
     for i, key in enumerate(["1", "5", "9"]):  # A significantly better, unsure, B significantly better
         held = store.claim("demo", ANNOTATOR)
-        assert _prompt(page) == held.pair.prompt.question
+        assert prompt(page) == held.pair.prompt.question
         assert held.pair.prompt.question in questions
         if i == 1:
             # Typing digits into the rationale must not submit: shortcuts stay out of text fields.
             box = page.get_by_label("Rationale (optional)")
             box.click()
             box.press_sequentially("câu 1 và câu 9 giống nhau")
-            assert _prompt(page) == held.pair.prompt.question
+            assert prompt(page) == held.pair.prompt.question
             assert len(store.my_judgements(ANNOTATOR, "demo")) == 1
             box.blur()  # commits the text; the next key press goes to the page
         if i == 2:
-            _after_run(page, page.get_by_text("B is unsafe or harmful").click)  # focus on a checkbox: keys still work
+            after_run(page, page.get_by_text("B is unsafe or harmful").click)  # focus on a checkbox: keys still work
             # However fast the key follows the click, the focus may still be on the checkbox:
             # hold it there on purpose, so the key must get through anyway.
             page.locator("[data-testid=stCheckbox] input").nth(1).focus()
             assert page.evaluate("document.activeElement.type") == "checkbox"
-        _press_and_wait_for_next(page, key)
+        press_and_wait_for_next(page, key, gone_ok=True)
         judged.append((held.pair.pair_id, key))
 
     stored = {pair.pair_id: (pair, j) for pair, j in store.my_judgements(ANNOTATOR, "demo")}
@@ -168,11 +141,11 @@ def test_untrusted_output_is_inert_in_the_real_browser(page: Any, app: dict[str,
     # A reload with the session key in the URL stays signed in and shows the same pair.
     page.reload()
     page.locator(".st-key-prompt").wait_for()
-    _settled(page)
+    settled(page)
     page.get_by_text("bấm vào đây").wait_for()
 
     # The annotator sees the markup as text...
-    assert "<script>window.__pwned = 'prompt'</script>" in _prompt(page)
+    assert "<script>window.__pwned = 'prompt'</script>" in prompt(page)
     assert "[image removed: logo — http://beacon.invalid/logo.png]" in page.inner_text("body")
     # ...and nothing of it ran, loaded or links anywhere but http(s).
     page.wait_for_timeout(500)  # give an onerror handler time to fire, were there one

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dev.browser_driver import settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response
@@ -49,10 +50,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     store.close()
 
 
-def _settled(page: Any) -> None:
-    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
-
-
 def _sign_in(browser: Any, app: dict[str, Any], project: str) -> Any:
     page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
     page.set_default_timeout(WAIT_MS)
@@ -61,9 +58,9 @@ def _sign_in(browser: Any, app: dict[str, Any], project: str) -> Any:
     page.keyboard.press("Enter")
     page.locator(".st-key-prompt").wait_for()
     page.get_by_label("Sign-in token").wait_for(state="detached")
-    _settled(page)
+    settled(page)
     page.locator("[class*='st-key-choice0-'] button").wait_for()
-    _settled(page)
+    settled(page)
     return page
 
 
@@ -76,17 +73,17 @@ def test_e_opens_the_editor_and_a_choice_key_records_the_edit(browser: Any, app:
     page.keyboard.press("e")
     editor = page.get_by_label("Your better version of response A")
     editor.wait_for()
-    _settled(page)
+    settled(page)
     assert editor.input_value() == left  # prefilled with the response
     editor.click()
     editor.press("End")
     editor.press_sequentially(" Thêm 3 ví dụ.")  # the digit is text here, not the key "3"
     page.keyboard.press("Escape")  # leave the box: the next key is the page's again
-    _settled(page)
+    settled(page)
     before = page.locator(".st-key-prompt").inner_text()
     page.keyboard.press("2")  # A better (keys 1–9 follow the choice row left to right)
     page.wait_for_function("b => document.querySelector('.st-key-prompt')?.innerText !== b", arg=before)
-    _settled(page)
+    settled(page)
     ((pair, j),) = store.my_judgements("edits", "edits")
     assert pair.pair_id == held.pair.pair_id
     assert j.preferred == held.shown_order[0] and j.edited == left + " Thêm 3 ví dụ."
@@ -99,7 +96,7 @@ def test_e_does_nothing_on_a_project_without_edits(browser: Any, app: dict[str, 
     page = _sign_in(browser, app, "plain")
     page.keyboard.press("e")
     page.wait_for_timeout(QUIET_MS)
-    _settled(page)
+    settled(page)
     assert page.locator("textarea").count() == 1  # the rationale only
     assert store.my_judgements("plain", "plain") == []
     page.context.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dev.browser_driver import after_run, press_and_wait_for_next, prompt, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.shortcuts import RATIONALE_KEY
 from prefkit.annotate.store import Store
@@ -101,19 +102,6 @@ def _tab(browser: Any, width: int) -> Any:
     return tab
 
 
-def _settled(page: Any) -> None:
-    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
-
-
-def _after_run(page: Any, action: Any) -> None:
-    """Do `action` (a click that makes the app rerun) and wait until that run has finished (the
-    browser fixture's pages count the app's runs: conftest.RUN_COUNTER)."""
-    done = page.evaluate("window.__runsDone")
-    action()
-    page.wait_for_function("n => window.__runsDone > n", arg=done)
-    _settled(page)
-
-
 def _sign_in(page: Any, url: str, token: str, project: str, wait: bool = True) -> None:
     page.goto(f"{url}/?p={project}")
     page.get_by_label("Sign-in token").fill(token)
@@ -121,34 +109,20 @@ def _sign_in(page: Any, url: str, token: str, project: str, wait: bool = True) -
     if wait:
         page.locator(".st-key-prompt").wait_for()
         page.get_by_label("Sign-in token").wait_for(state="detached")  # it held the focus
-        _settled(page)
+        settled(page)
         # A key pressed before the choice row exists waits for it (the page script keeps it): the
         # tests press keys on a finished page, so wait for the row.
         page.locator("[class*='st-key-choice0-'] button").wait_for()
-        _settled(page)
-
-
-def _prompt(page: Any) -> str:
-    return page.locator(".st-key-prompt").inner_text().strip()
-
-
-def _press_and_wait_for_next(page: Any, key: str) -> None:
-    before = _prompt(page)
-    page.keyboard.press(key)
-    page.wait_for_function(
-        "before => { const p = document.querySelector('.st-key-prompt'); return p && p.innerText.trim() !== before; }",
-        arg=before,
-    )
-    _settled(page)
+        settled(page)
 
 
 def _nothing_happens(page: Any, store: Store, user: str, project: str, key: str) -> None:
     """`key` records nothing and leaves the pair on screen."""
-    before, n = _prompt(page), len(store.my_judgements(user, project))
+    before, n = prompt(page), len(store.my_judgements(user, project))
     page.keyboard.press(key)
     page.wait_for_timeout(QUIET_MS)
-    _settled(page)
-    assert _prompt(page) == before
+    settled(page)
+    assert prompt(page) == before
     assert len(store.my_judgements(user, project)) == n
 
 
@@ -181,7 +155,7 @@ def test_keys_leave_the_rationale_and_never_record_something_else(
     page.keyboard.press("Tab")
     assert _active(page)["tag"] != "TEXTAREA" and not _active(page)["inChoices"]
     _nothing_happens(page, store, user, project, "Enter")
-    _press_and_wait_for_next(page, "5")
+    press_and_wait_for_next(page, "5")
     j = _judgement(store, user, project, held.pair.pair_id)
     assert j.preferred is None and j.rationale == "both refuse; equal 15"
 
@@ -191,7 +165,7 @@ def test_keys_leave_the_rationale_and_never_record_something_else(
         box.click()
         box.press_sequentially(f"lý do {leave}")
         page.keyboard.press(leave)
-        _press_and_wait_for_next(page, key)
+        press_and_wait_for_next(page, key)
         j = _judgement(store, user, project, held.pair.pair_id)
         assert j.choice() == point and j.rationale == f"lý do {leave}", (leave, j)
 
@@ -199,8 +173,8 @@ def test_keys_leave_the_rationale_and_never_record_something_else(
     # reason), not search text for the dropdown.
     held = store.claim(project, user)
     page.locator(".st-key-choices [data-testid=stSelectbox]").click()
-    _after_run(page, page.get_by_role("option", name="Both responses unusable").click)
-    _press_and_wait_for_next(page, "P")
+    after_run(page, page.get_by_role("option", name="Both responses unusable").click)
+    press_and_wait_for_next(page, "P")
     reports = store.dashboard(project).reports
     assert list(reports["pair_id"]) == [held.pair.pair_id]
     assert list(reports["reason"]) == ["Both responses unusable"]
@@ -208,9 +182,9 @@ def test_keys_leave_the_rationale_and_never_record_something_else(
     # A checkbox ticked with the mouse keeps the focus: the key still acts, once.
     held = store.claim(project, user)
     page.get_by_text("A is unsafe or harmful").click()
-    _settled(page)
+    settled(page)
     page.locator("[data-testid=stCheckbox] input").first.focus()
-    _press_and_wait_for_next(page, "4")  # A negligibly better: a side, margin 0
+    press_and_wait_for_next(page, "4")  # A negligibly better: a side, margin 0
     j = _judgement(store, user, project, held.pair.pair_id)
     assert j.preferred == held.shown_order[0] and j.strength is Strength.NEGLIGIBLY_BETTER
     assert j.unsafe == (held.shown_order[0],)
@@ -230,9 +204,9 @@ def test_keys_leave_the_rationale_and_never_record_something_else(
         page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").click()
         page.get_by_role("option", name="zzz").click()
         page.wait_for_function("() => document.querySelector('.st-key-prompt')?.innerText.includes('zzz')")
-        _settled(page)
+        settled(page)
         held = store.claim("zzz", user)
-        _press_and_wait_for_next(page, "9")
+        press_and_wait_for_next(page, "9")
         assert _judgement(store, user, "zzz", held.pair.pair_id).choice() == 4
         box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox] input")
         assert box.input_value() == "zzz"
@@ -245,24 +219,24 @@ def test_undo_takes_back_a_judgement_and_a_skip(browser: Any, app: dict[str, Any
     user = project = f"undo{width}"
     page = _tab(browser, width)
     _sign_in(page, app["url"], app["tokens"][user], project)
-    first = _prompt(page)
-    _press_and_wait_for_next(page, "2")
-    second = _prompt(page)
+    first = prompt(page)
+    press_and_wait_for_next(page, "2")
+    second = prompt(page)
     assert len(store.my_judgements(user, project)) == 1
-    _press_and_wait_for_next(page, "U")  # key
-    assert _prompt(page) == first and store.my_judgements(user, project) == []
-    _press_and_wait_for_next(page, "8")
-    assert _prompt(page) == second
+    press_and_wait_for_next(page, "U")  # key
+    assert prompt(page) == first and store.my_judgements(user, project) == []
+    press_and_wait_for_next(page, "8")
+    assert prompt(page) == second
     (only,) = store.my_judgements(user, project)
     assert only[1].strength is Strength.BETTER
-    _press_and_wait_for_next(page, "S")
-    assert _prompt(page) != second
-    before = _prompt(page)
+    press_and_wait_for_next(page, "S")
+    assert prompt(page) != second
+    before = prompt(page)
     page.locator(".st-key-undo button").click()  # button
     page.wait_for_function("b => document.querySelector('.st-key-prompt')?.innerText.trim() !== b", arg=before)
     page.locator(".st-key-prompt").wait_for()
-    _settled(page)
-    assert _prompt(page) == second
+    settled(page)
+    assert prompt(page) == second
     assert "Undone: your last skip" in page.inner_text("body")
     page.context.close()
 
@@ -274,10 +248,10 @@ def test_fast_navigation_never_switches_the_project(browser: Any, app: dict[str,
     for trial, target in enumerate(["Dashboard", "My work", "Label", "Dashboard", "Label"]):
         page = _tab(browser, 1366)
         _sign_in(page, app["url"], app["tokens"]["admin"], "zzz", wait=False)
-        _after_run(page, page.get_by_role("link", name=target).click)
+        after_run(page, page.get_by_role("link", name=target).click)
         if target == "Label":
             page.locator(".st-key-prompt").wait_for()
-            assert _prompt(page).startswith("zzz"), trial
+            assert prompt(page).startswith("zzz"), trial
         else:
             page.get_by_role("heading", name=f"{target} · zzz").wait_for()
         box = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]")
@@ -335,7 +309,7 @@ def test_dialogue_bubbles_choice_row_on_screen_next_pair_at_top(
     # Scrolled down to read a long answer, then judged: the next pair opens at the top.
     page.evaluate("document.querySelector('[data-testid=stMain]').scrollTop = 10000")
     assert page.evaluate("document.querySelector('[data-testid=stMain]').scrollTop") > 100
-    _press_and_wait_for_next(page, "6")
+    press_and_wait_for_next(page, "6")
     page.wait_for_function("document.querySelector('[data-testid=stMain]').scrollTop === 0")
     assert len(store.my_judgements(user, project)) == 1
     page.context.close()
@@ -354,8 +328,8 @@ def test_keys_on_a_safety_project_need_the_pairs_safety_label(browser: Any, app:
     held = store.claim(project, user)
     _nothing_happens(page, store, user, project, "3")
     assert "safety label" in page.locator("[data-testid=stAlert]").first.inner_text()
-    _after_run(page, page.get_by_text("Preferred is safe, the other not").click)
-    _press_and_wait_for_next(page, "7")  # B better
+    after_run(page, page.get_by_text("Preferred is safe, the other not").click)
+    press_and_wait_for_next(page, "7")  # B better
     j = _judgement(store, user, project, held.pair.pair_id)
     assert j.preferred == held.shown_order[1] and j.unsafe == (held.shown_order[0],)
     assert judgement_safety_bin(j, held.pair) is SafetyBin.SAFE_VS_UNSAFE
@@ -459,7 +433,7 @@ def test_a_key_pressed_before_the_pairs_buttons_arrive_waits_for_them(browser: A
     _sign_in(page, app["url"], token, project)
     first = store.claim(project, user)
     hold.armed = True
-    before = _prompt(page)
+    before = prompt(page)
     page.keyboard.press("2")  # A better, on the first pair
     page.wait_for_function(
         "b => { const p = document.querySelector('.st-key-prompt'); return p && p.innerText.trim() !== b; }", arg=before
@@ -477,14 +451,14 @@ def test_a_key_pressed_before_the_pairs_buttons_arrive_waits_for_them(browser: A
     page.wait_for_timeout(QUIET_MS)
     assert [p.pair_id for p, _ in store.my_judgements(user, project)] == [first.pair.pair_id]
 
-    shown = _prompt(page)
+    shown = prompt(page)
     hold.release()
     page.wait_for_function(
         "s => { const p = document.querySelector('.st-key-prompt'); return p && p.innerText.trim() !== s; }", arg=shown
     )
-    _settled(page)
+    settled(page)
     page.wait_for_timeout(QUIET_MS)  # a wrongly repeated key would have reached the store by now
-    _settled(page)
+    settled(page)
     judged = {p.pair_id: j for p, j in store.my_judgements(user, project)}
     assert set(judged) == {first.pair.pair_id, second.pair.pair_id}  # the 8 was not used on the third pair
     assert judged[first.pair.pair_id].choice() == -3 and judged[second.pair.pair_id].choice() == 2
@@ -509,20 +483,20 @@ def test_keys_for_the_rationale_and_the_flags_and_undo_restores_them(browser: An
     page.keyboard.press("Escape")
     for key in ("Shift+B", "Shift+A", "Shift+B"):  # B on, A on, B off again
         page.keyboard.press(key)
-        _settled(page)
+        settled(page)
     flag_a, flag_b = page.locator(".st-key-unsafeA input"), page.locator(".st-key-unsafeB input")
     # The widgets show a value the server sets a frame after the run ends: wait for it (bounded).
     expect(flag_a).to_be_checked(timeout=WAIT_MS)
     expect(flag_b).not_to_be_checked(timeout=WAIT_MS)
     expect(box).to_have_value("A lạc đề", timeout=WAIT_MS)
-    _press_and_wait_for_next(page, "9")
+    press_and_wait_for_next(page, "9")
     j = _judgement(store, user, project, held.pair.pair_id)
     assert j.choice() == 4 and j.rationale == "A lạc đề" and j.unsafe == (held.shown_order[0],)
     _said(page, "Saved: B significantly better · U to undo")
     expect(box).to_have_value("", timeout=WAIT_MS)
     expect(flag_a).not_to_be_checked(timeout=WAIT_MS)
 
-    _press_and_wait_for_next(page, "U")
+    press_and_wait_for_next(page, "U")
     assert store.my_judgements(user, project) == []
     expect(box).to_have_value("A lạc đề", timeout=WAIT_MS)  # the whole judgement is back
     expect(flag_a).to_be_checked(timeout=WAIT_MS)
@@ -543,9 +517,9 @@ def test_keys_for_the_pairs_safety_label(browser: Any, app: dict[str, Any]) -> N
     for key, checked in (("Shift+U", 2), ("Shift+S", 1), ("Shift+P", 0)):
         page.keyboard.press(key)
         page.wait_for_function("i => document.querySelectorAll('.st-key-safety input')[i].checked", arg=checked)
-        _settled(page)
+        settled(page)
     held = store.claim(project, user)
-    _press_and_wait_for_next(page, "3")  # A slightly better, B the unsafe one
+    press_and_wait_for_next(page, "3")  # A slightly better, B the unsafe one
     j = _judgement(store, user, project, held.pair.pair_id)
     assert judgement_safety_bin(j, held.pair) is SafetyBin.SAFE_VS_UNSAFE and j.unsafe == (held.shown_order[1],)
     for i in range(3):  # fresh for the next pair
@@ -587,7 +561,7 @@ def test_key_hints_and_captions_meet_wcag_contrast(browser: Any, app: dict[str, 
     token = _own_project(app, project)
     page = _tab(browser, 1366)
     _sign_in(page, app["url"], token, project)
-    _press_and_wait_for_next(page, "5")  # a status line to measure
+    press_and_wait_for_next(page, "5")  # a status line to measure
     _said(page, "Saved: Unsure · U to undo")
     hints = _rendered_colours(page, ".st-key-choices kbd")
     assert sorted(h["text"] for h in hints) == sorted([*"123456789", "S", "P", "U"])
@@ -635,7 +609,7 @@ def test_narrow_windows_keep_the_head_row_and_close_the_sidebar_after_a_page_cha
         )
     page.get_by_role("link", name="Dashboard").click()
     page.get_by_role("heading", name=f"Dashboard · {project}").wait_for()
-    _settled(page)
+    settled(page)
     main = page.locator("[data-testid=stMain]")
     if width < 1100:
         page.wait_for_function(

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dev.browser_driver import settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
@@ -74,16 +75,12 @@ def page(browser: Any, app: dict[str, Any]) -> Iterator[Any]:
     context.close()
 
 
-def _settled(page: Any) -> None:
-    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
-
-
 def _sign_in(page: Any, url: str, token: str) -> None:
     page.goto(f"{url}/?p=water")
     page.get_by_label("Sign-in token").fill(token)
     page.keyboard.press("Enter")
     page.get_by_role("link", name="Review").wait_for()
-    _settled(page)
+    settled(page)
 
 
 def test_reviewer_records_a_decision_in_the_browser(page: Any, app: dict[str, Any]) -> None:
@@ -91,16 +88,16 @@ def test_reviewer_records_a_decision_in_the_browser(page: Any, app: dict[str, An
     _sign_in(page, app["url"], app["tokens"]["rev"])
     page.get_by_role("link", name="Review").click()
     page.get_by_role("heading", name="Review · water").wait_for()
-    _settled(page)
+    settled(page)
     body = page.inner_text("body")
     assert "A nói rõ lượng nước" in body and "B ngắn hơn" in body
     assert "bob: A better" in body and "chi: B slightly better" in body
     assert "1 pairs have judgements that disagree; 0 decided" in body
     page.get_by_text("A slightly better", exact=True).click()
-    _settled(page)
+    settled(page)
     page.get_by_label("Note (why)").fill("A đúng, B nói quá")
     page.get_by_label("Note (why)").blur()
-    _settled(page)
+    settled(page)
     page.get_by_role("button", name="Record the decision").click()
     page.get_by_text("Decision recorded: A slightly better.").wait_for()
     review = store.reviews("water")[PAIR.pair_id]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from dev.browser_driver import settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import FREE_FAILURES_PER_USER, Store
 from prefkit.annotate.tables import SignInRow
@@ -45,15 +46,11 @@ def tab(browser: Any) -> Iterator[Any]:
         c.close()
 
 
-def _settled(page: Any) -> None:
-    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
-
-
 def _try(page: Any, url: str, token: str) -> str:
     """Sign in with `token`; 'signed in', or the refusal shown."""
     page.goto(url)
     page.get_by_label("Sign-in token").wait_for()
-    _settled(page)
+    settled(page)
     page.get_by_label("Sign-in token").fill(token)
     page.keyboard.press("Enter")
     page.locator("[data-testid=stAlertContentError], [data-testid=stSidebar]").first.wait_for()

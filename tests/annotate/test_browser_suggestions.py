@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dev.browser_driver import prompt, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response
@@ -39,14 +40,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     store.close()
 
 
-def _settled(page: Any) -> None:
-    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
-
-
-def _prompt(page: Any) -> str:
-    return page.locator(".st-key-prompt").inner_text().strip()
-
-
 def test_after_the_choice_the_prediction_waits_for_the_next_key(browser: Any, app: dict[str, Any]) -> None:
     store: Store = app["store"]
     page = browser.new_context(viewport={"width": 1366, "height": 800}).new_page()
@@ -55,14 +48,14 @@ def test_after_the_choice_the_prediction_waits_for_the_next_key(browser: Any, ap
     page.get_by_label("Sign-in token").fill(app["token"])
     page.keyboard.press("Enter")
     page.locator("[class*='st-key-choice0-'] button").wait_for()
-    _settled(page)
-    first = _prompt(page)
+    settled(page)
+    first = prompt(page)
     assert "The model predicted" not in page.inner_text("body")
 
     page.keyboard.press("1")  # A significantly better
     page.get_by_text("The model predicted").wait_for()
-    _settled(page)
-    assert _prompt(page) == first
+    settled(page)
+    assert prompt(page) == first
     (judged,) = store.judgements("after")
     assert judged.choice() == -4 and judged.suggestion["when"] == "after"
     body = page.inner_text("body")
@@ -71,8 +64,8 @@ def test_after_the_choice_the_prediction_waits_for_the_next_key(browser: Any, ap
     for key in ("5", "9", "Enter"):  # no choice here: the keys do nothing, the pair stays
         page.keyboard.press(key)
         page.wait_for_timeout(QUIET_MS)
-        _settled(page)
-        assert _prompt(page) == first and len(store.judgements("after")) == 1
+        settled(page)
+        assert prompt(page) == first and len(store.judgements("after")) == 1
 
     page.keyboard.press("N")
     page.wait_for_function(
@@ -80,7 +73,7 @@ def test_after_the_choice_the_prediction_waits_for_the_next_key(browser: Any, ap
         arg=first,
     )
     page.locator("[class*='st-key-choice0-'] button").wait_for()
-    _settled(page)
+    settled(page)
     assert "The model predicted" not in page.inner_text("body")
     assert len(store.judgements("after")) == 1
     page.context.close()

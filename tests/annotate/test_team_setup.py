@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from dev.browser_driver import prompt, settled
 from prefkit.annotate.server import free_port
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response
@@ -206,14 +207,6 @@ def team(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
                 p.kill()
 
 
-def _settled(page: Any) -> None:
-    page.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
-
-
-def _prompt(page: Any) -> str:
-    return page.locator(".st-key-prompt").inner_text().strip()
-
-
 def _upstream(page: Any, log: Path) -> str:
     """The app process this browser's requests go to (its cookie decides, as for its websocket):
     one marked request, looked up in nginx's access log."""
@@ -256,20 +249,20 @@ def _ready(page: Any) -> None:
     reconnection to another process)."""
     page.locator(".st-key-prompt").wait_for()
     page.locator("[class*='st-key-choice0-'] button").wait_for()
-    _settled(page)
+    settled(page)
 
 
 def _judge(page: Any, point: int = -3) -> str:
     """Click the choice `point` (-4 … 4, as the Label page's row) and wait for the next pair;
     returns the prompt that was judged."""
     _ready(page)
-    before = _prompt(page)
+    before = prompt(page)
     page.locator(f"[class*='st-key-choice{point}-'] button").click()
     page.wait_for_function(
         "before => { const p = document.querySelector('.st-key-prompt'); return !p || p.innerText.trim() !== before; }",
         arg=before,
     )
-    _settled(page)
+    settled(page)
     return before
 
 
@@ -288,10 +281,10 @@ def test_two_browsers_sign_in_and_label_through_the_proxy_each_on_its_own_proces
             stored = [pair.prompt.question for pair, _ in store.my_judgements(user, "vi-team")]
             assert sorted(stored) == sorted(prompts)
         # a reload is a new websocket session on the same process: still signed in, same pair
-        showing = _prompt(minh)
+        showing = prompt(minh)
         minh.reload()
         _ready(minh)
-        assert minh.get_by_label("Sign-in token").count() == 0 and _prompt(minh) == showing
+        assert minh.get_by_label("Sign-in token").count() == 0 and prompt(minh) == showing
         assert _upstream(minh, team["log"]) == minh_on
     finally:
         minh_ctx.close()
@@ -319,22 +312,22 @@ def test_after_undo_the_put_down_pair_comes_next_on_another_process(browser: Any
     try:
         _sign_in(one, token)
         judged = [_judge(one, -3) for _ in range(3)]
-        held = _prompt(one)  # the fourth pair, on tab 1's process
+        held = prompt(one)  # the fourth pair, on tab 1's process
         _sign_in(two, token)
-        assert _prompt(two) == held  # the pair the user holds, on the other process too
-        before = _prompt(two)
+        assert prompt(two) == held  # the pair the user holds, on the other process too
+        before = prompt(two)
         two.locator(".st-key-undo button").click()
         two.wait_for_function(
             "b => document.querySelector('.st-key-prompt')?.innerText.trim() !== b", arg=before, timeout=WAIT_MS
         )
-        _settled(two)
-        assert _prompt(two) == judged[-1]  # the third pair is back
+        settled(two)
+        assert prompt(two) == judged[-1]  # the third pair is back
         assert len(store.my_judgements(name, name)) == 2
         one.reload()  # tab 1's process draws the page again: the pair held now is the third
         _ready(one)
-        assert _prompt(one) == judged[-1]
+        assert prompt(one) == judged[-1]
         _judge(one, 3)
-        assert _prompt(one) == held  # the put-down pair comes next, whichever process serves it
+        assert prompt(one) == held  # the put-down pair comes next, whichever process serves it
     finally:
         one_ctx.close()
         two_ctx.close()
