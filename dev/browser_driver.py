@@ -1,4 +1,5 @@
-"""Driving the app in Debian's headless Chromium (Playwright), shared by the browser tests: wait
+"""Driving the app in Debian's headless Chromium (Playwright), shared by the browser tests: where
+Chromium is and how it is started (a test skips, saying why, without it), wait
 for the script run an action started, wait for the app to be idle, read the pair on screen, press
 a key and wait for the next pair.
 
@@ -13,12 +14,28 @@ decoded here with Streamlit's own protobuf classes."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from google.protobuf.message import DecodeError
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"
+)
 WAIT_S = 120  # a bound, not a pause: each wait ends when its condition holds
 _LOG = "_prefkit_runs"
 _EARLY = ForwardMsg.ScriptFinishedStatus.FINISHED_EARLY_FOR_RERUN

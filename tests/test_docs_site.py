@@ -21,8 +21,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from dev.browser_driver import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = pytest.mark.slow  # builds the site unless `make docs` just did (the hook imports every room)
 
@@ -111,14 +112,14 @@ def test_the_link_check_catches_a_folder_link_and_a_remote_script(tmp_path: Path
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)")
+@needs_chromium
 def test_from_disk_a_link_opens_its_page_and_search_finds_pages(site: Path) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     outside: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dev.browser_driver import watch_runs
+from dev.browser_driver import CHROMIUM, CHROMIUM_ARGS, watch_runs
 from dev.pgserver import NoPostgres, PgServer, throwaway_postgres
 
 
@@ -47,19 +47,6 @@ def pg_url(pg_server: PgServer) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs twice: on a SQLite file and on a real PostgreSQL database."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class _WatchingBrowser:

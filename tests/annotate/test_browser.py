@@ -7,25 +7,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dev.browser_driver import after_run, press_and_wait_for_next, prompt, settled
+from dev.browser_driver import after_run, needs_chromium, press_and_wait_for_next, prompt, settled
 from prefkit.annotate.render import safe_markdown
 from prefkit.annotate.seed import ADMIN, ANNOTATOR, TOKENS_FILE, seed_demo
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response, Strength
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 120_000  # a bound, not a pause: each wait ends when its condition holds
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+    needs_chromium,
 ]
 
 ATTACK_PAIR = Pair(

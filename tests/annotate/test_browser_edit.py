@@ -6,24 +6,22 @@ shortcuts; on a project without edits, E does nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dev.browser_driver import settled
+from dev.browser_driver import needs_chromium, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 30_000
 QUIET_MS = 700
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+    needs_chromium,
 ]
 
 

@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 
-from dev.browser_driver import after_run, press_and_wait_for_next, prompt, settled
+from dev.browser_driver import after_run, needs_chromium, press_and_wait_for_next, prompt, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.shortcuts import RATIONALE_KEY
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response, Strength
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 120_000  # a bound, not a pause: each wait ends when its condition holds
 WIDTHS = [800, 1366]
 QUIET_MS = 700  # long enough for a (wrongly) triggered rerun to reach the store
@@ -29,7 +28,7 @@ QUIET_MS = 700  # long enough for a (wrongly) triggered rerun to reach the store
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+    needs_chromium,
 ]
 
 DIALOGUE = (

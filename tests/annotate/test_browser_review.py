@@ -15,18 +15,17 @@ from typing import Any
 
 import pytest
 
-from dev.browser_driver import settled
+from dev.browser_driver import needs_chromium, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 30_000
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+    needs_chromium,
 ]
 
 PAIR = Pair(

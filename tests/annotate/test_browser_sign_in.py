@@ -6,25 +6,23 @@ a guesser sharing the victim's office address is slowed while the victim signs i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from dev.browser_driver import settled
+from dev.browser_driver import needs_chromium, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import FREE_FAILURES_PER_USER, Store
 from prefkit.annotate.tables import SignInRow
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 120_000  # a loaded machine: the first page of a fresh server can take a while
 OFFICE = "203.0.113.7"  # what the proxy says the client's address is
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+    needs_chromium,
 ]
 
 

@@ -5,24 +5,22 @@ choice keys do nothing there, and only N moves on."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dev.browser_driver import prompt, settled
+from dev.browser_driver import needs_chromium, prompt, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 30_000
 QUIET_MS = 700  # long enough for a (wrongly) triggered rerun to reach the store
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+    needs_chromium,
 ]
 
 

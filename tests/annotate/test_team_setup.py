@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from dev.browser_driver import prompt, settled
+from dev.browser_driver import needs_chromium, prompt, settled
 from prefkit.annotate.server import free_port
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response
@@ -45,7 +45,6 @@ REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "guides" / "annotators" / "admin.md"
 SECTION = "A team: PostgreSQL, several app processes, nginx with TLS"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 60_000
 
 pytestmark = [
@@ -54,7 +53,7 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(NGINX is None, reason="needs Debian's nginx (make system-deps installs it)"),
     pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a test certificate"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make system-deps)"),
+    needs_chromium,
 ]
 
 
