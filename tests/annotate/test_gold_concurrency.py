@@ -8,12 +8,11 @@ claiming at once get one claim."""
 from __future__ import annotations
 
 import multiprocessing
-import threading
 from collections import Counter
 
 from sqlalchemy import func, select
 
-from dev.store_setup import bulk_users
+from dev.store_setup import bulk_users, claim_together_then_finish, together
 from prefkit.annotate.gold import GoldAnswer, GoldItem
 from prefkit.annotate.store import Store
 from prefkit.annotate.tables import AssignmentRow, GoldAnswerRow, GoldPairRow, JudgementRow, PairRow
@@ -33,11 +32,9 @@ def _setup(store: Store, make_pairs, n_pairs: int, overlap: int, n_gold: int, us
     return {g.pair_id for g in gold}
 
 
-def _work(store: Store, user: str, gold: set[str], barrier: threading.Barrier | None = None) -> list[str]:
+def _work(store: Store, user: str, gold: set[str]) -> list[str]:
     """Claim and submit until nothing is left (every third pair submitted twice, a double
     click). Returns the pair ids this annotator judged, in order."""
-    if barrier is not None:
-        barrier.wait()
     done: list[str] = []
     while (a := store.claim("p", user)) is not None:
         j = Judgement.from_choice(a.pair.pair_id, user, (hash((a.pair.pair_id, user)) % 9) - 4, a.shown_order)
@@ -75,22 +72,7 @@ def test_threads_with_gold_keep_overlap_and_record_once(db_url, make_pairs):
     store = Store.open(db_url)
     users = [f"ann{i:02d}" for i in range(16)]
     gold = _setup(store, make_pairs, 60, 3, 10, users)
-    done: dict[str, list[str]] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(users))
-
-    def run(u: str) -> None:
-        try:
-            done[u] = _work(store, u, gold, barrier)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    done = dict(zip(users, together(lambda u: _work(store, u, gold), [(u,) for u in users]), strict=True))
     _check(store, 60, 3, gold, done)
     assert sum(1 for ids in done.values() for pid in ids if pid in gold) > QUALIFY * len(users)  # the rate served some
     store.close()
@@ -135,30 +117,9 @@ def test_claimers_right_after_expiry_with_gold_are_never_told_nothing_is_left(db
     assert all(stores[0].claim("p", h, lease_seconds=60).pair.pair_id not in gold for h in holders)
     stores[0].set_quality("p", gold_rate=0.3)
     clock.advance(61)
-    first: dict[str, object] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(claimers))
-
-    def run(i: int, user: str) -> None:
-        store = stores[i % 2]
-        try:
-            barrier.wait()
-            a = store.claim("p", user)
-            first[user] = a
-            barrier.wait()
-            while a is not None:
-                store.submit(a.id, user, Judgement.from_choice(a.pair.pair_id, user, 1, a.shown_order))
-                a = store.claim("p", user)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-            barrier.abort()
-
-    threads = [threading.Thread(target=run, args=(i, u)) for i, u in enumerate(claimers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    first = claim_together_then_finish(
+        stores, "p", claimers, lambda a, user: Judgement.from_choice(a.pair.pair_id, user, 1, a.shown_order)
+    )
     assert not [u for u, a in first.items() if a is None]
     js = stores[0].judgements("p")
     ordinary = [j for j in js if j.pair_id not in gold]
@@ -176,18 +137,7 @@ def test_two_tabs_claiming_at_once_get_one_claim_gold_or_not(db_url, make_pairs)
     stores[0].set_quality("p", gold_rate=0.5)
     kinds = set()
     for _ in range(8):
-        got: list[object] = [None, None]
-        barrier = threading.Barrier(2)
-
-        def run(i: int, barrier=barrier, got=got) -> None:
-            barrier.wait()
-            got[i] = stores[i].claim("p", "lan")
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        got = together(lambda i: stores[i].claim("p", "lan"), [(0,), (1,)])
         a, b = got
         assert a is not None and b is not None and a.id == b.id
         kinds.add(a.pair.pair_id in gold)

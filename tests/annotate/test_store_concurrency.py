@@ -6,13 +6,12 @@ prioritised one (a reward model's priorities set: the claim walks the ranked que
 from __future__ import annotations
 
 import multiprocessing
-import threading
 from collections import Counter
 
 import pytest
 from sqlalchemy import func, select
 
-from dev.store_setup import bulk_users
+from dev.store_setup import bulk_users, claim_together_then_finish, together
 from prefkit.annotate.store import Store
 from prefkit.annotate.tables import AssignmentRow, JudgementRow, PairRow
 from prefkit.data.schema import Judgement
@@ -48,11 +47,9 @@ def _served_front_first(store: Store, project: str, n: int) -> None:
         assert all(ranks.get(prid) is not None and ranks[prid] - lowest < 2 * n for prid in first)
 
 
-def _work(store: Store, project: str, user: str, barrier: threading.Barrier | None = None) -> int:
+def _work(store: Store, project: str, user: str) -> int:
     """Claim and submit until nothing is left; every third pair is submitted twice (a double
     click). Returns how many judgements this annotator made."""
-    if barrier is not None:
-        barrier.wait()
     n = 0
     while (a := store.claim(project, user)) is not None:
         point = (hash((a.pair.pair_id, user)) % 7) - 3
@@ -89,22 +86,7 @@ def test_32_threads_claim_and_submit_without_loss_or_duplicates(db_url, make_pai
     _import(store, "p", make_pairs(n_pairs), order)
     for u in users:
         store.add_user(u)
-    counts: dict[str, int] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(users))
-
-    def run(u: str) -> None:
-        try:
-            counts[u] = _work(store, "p", u, barrier)
-        except BaseException as e:  # surfaced below: a thread's failure must fail the test
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    counts = dict(zip(users, together(lambda u: _work(store, "p", u), [(u,) for u in users]), strict=True))
     _check_invariants(store, "p", n_pairs, overlap, counts)
     if order == "prioritised":
         _served_front_first(store, "p", len(users))
@@ -174,31 +156,12 @@ def test_claimers_right_after_expiry_are_never_told_nothing_is_left(db_url, make
         held = [stores[0].claim(project, h, lease_seconds=60) for h in holders]
         assert all(held)
         clock.advance(61)  # every lease has run out; nobody has reaped them yet
-        first: dict[str, object] = {}
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(len(claimers))
-
-        def run(i: int, user: str, project=project, first=first, errors=errors, barrier=barrier) -> None:
-            # (this round's objects, bound when defined: the threads are joined within the round)
-            store = stores[i % 2]
-            try:
-                barrier.wait()
-                a = store.claim(project, user)
-                first[user] = a
-                barrier.wait()  # all first claims are in before anyone works through the rest
-                while a is not None:
-                    store.submit(a.id, user, Judgement.from_seven_point(a.pair.pair_id, user, 1, a.shown_order))
-                    a = store.claim(project, user)
-            except BaseException as e:  # surfaced below
-                errors.append(e)
-                barrier.abort()
-
-        threads = [threading.Thread(target=run, args=(i, u)) for i, u in enumerate(claimers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors, errors
+        first = claim_together_then_finish(
+            stores,
+            project,
+            claimers,
+            lambda a, user: Judgement.from_seven_point(a.pair.pair_id, user, 1, a.shown_order),
+        )
         told_nothing = [u for u, a in first.items() if a is None]
         assert not told_nothing, f"round {r}: {len(told_nothing)} of 32 told nothing is left"
         pid = stores[0].get_project(project).id
@@ -220,18 +183,7 @@ def test_two_simultaneous_claims_by_one_user_get_the_same_pair(db_url, make_pair
     _import(stores[0], "p", make_pairs(40), order)
     stores[0].add_user("lan")
     for _ in range(10):
-        got: list[object] = [None, None]
-        barrier = threading.Barrier(2)
-
-        def run(i: int, barrier=barrier, got=got) -> None:  # this try's objects, bound when defined
-            barrier.wait()
-            got[i] = stores[i].claim("p", "lan")
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        got = together(lambda i: stores[i].claim("p", "lan"), [(0,), (1,)])
         a, b = got
         assert a is not None and b is not None and a.id == b.id and a.pair.pair_id == b.pair.pair_id
         stores[0].submit(a.id, "lan", Judgement.from_seven_point(a.pair.pair_id, "lan", 2, a.shown_order))
