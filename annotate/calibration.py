@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from prefkit.annotate.agreement import cohen_kappa
-from prefkit.data.schema import Strength
+from prefkit.annotate.agreement import cohen_kappa, side
+from prefkit.data.schema import Strength, signed_level
 
 LEVELS = tuple(s.label for s in Strength) + ("unsure",)
 # Generation-order labels of a signed level -4..4 (a = the pair's first response).
@@ -105,20 +105,8 @@ class ModelReport:
         return {m.source: m.card() for m in self.models if m.kind == "judge" and m.judgements}
 
 
-def signed_level(preferred: str | None, strength: str, a_id: str) -> int:
-    """-4..4 in generation order from a stored verdict (0: unsure)."""
-    if preferred is None:
-        return 0
-    level = Strength(strength).level + 1
-    return -level if preferred == a_id else level
-
-
 def _level_name(signed: int) -> str:
     return "unsure" if signed == 0 else Strength.from_level(abs(signed) - 1).label
-
-
-def _sign(x: int) -> int:
-    return (x > 0) - (x < 0)
 
 
 def model_agreement(
@@ -129,7 +117,7 @@ def model_agreement(
     both = [(pid, h, model[pid]) for pid, h in humans if pid in model]
     if not both:
         return None
-    agree = [_sign(h) == _sign(m) for _, h, m in both]
+    agree = [side(h) == side(m) for _, h, m in both]
     by_level: dict[str, list[bool]] = defaultdict(list)
     for (_, h, _), same in zip(both, agree, strict=True):
         by_level[_level_name(h)].append(same)
@@ -155,7 +143,7 @@ def model_agreement(
         pairs=len({pid for pid, _, _ in both}),
         judgements=len(both),
         agreement=sum(agree) / len(agree),
-        kappa=cohen_kappa([_sign(h) for _, h, _ in both], [_sign(m) for _, _, m in both]),
+        kappa=cohen_kappa([side(h) for _, h, _ in both], [side(m) for _, _, m in both]),
         per_level=per_level,
         confusion=confusion,
     )
@@ -215,9 +203,8 @@ def build_model_report(
     people = [(h["pair_id"], signed_level(h["preferred"], h["strength"], h["a_id"]), h) for h in humans]
     by_source: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for p in predictions:
-        side = p["side"]
-        level = 0 if side is None else (Strength(p["strength"]).level + 1) * (-1 if side == "a" else 1)
-        by_source[(p["source"], p["kind"])][p["pair_id"]] = level
+        # a prediction names its side "a" or "b"
+        by_source[(p["source"], p["kind"])][p["pair_id"]] = signed_level(p["side"], p["strength"], "a")
     report = ModelReport()
     for (source, kind), model in sorted(by_source.items()):
         found = model_agreement(source, kind, [(pid, h) for pid, h, _ in people], model)
@@ -229,7 +216,7 @@ def build_model_report(
                 continue
             s = row.get("suggestion") or {}
             group = s.get("when", "off") if s.get("source") == source else "off"
-            shown.append((group if group in GROUPS else "off", _sign(h) == _sign(model[pid])))
+            shown.append((group if group in GROUPS else "off", side(h) == side(model[pid])))
         found_a = anchoring(source, shown)
         if found_a is not None and found_a.before[1]:
             report.anchoring.append(found_a)
@@ -248,7 +235,7 @@ def _annotators(rows: list[dict[str, Any]]) -> pd.DataFrame:
         signed = [v.get("signed") for v in r.get("verdicts") or []]
         if any(x is None for x in signed):
             c["unreadable answer"] += 1
-        elif r["preferred"] is None and len({_sign(x) for x in signed}) > 1:
+        elif r["preferred"] is None and len({side(x) for x in signed}) > 1:
             c["orders disagree"] += 1
     columns = ["judgements", "with a side", "unsure", "orders disagree", "unreadable answer"]
     frame = pd.DataFrame(

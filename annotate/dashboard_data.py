@@ -10,7 +10,7 @@ import pandas as pd
 
 from prefkit.annotate.agreement import AgreementReport, agreement
 from prefkit.annotate.tables import REPORTED, SKIPPED
-from prefkit.data.schema import Strength
+from prefkit.data.schema import Strength, signed_level
 
 
 @dataclass
@@ -28,17 +28,9 @@ class Dashboard:
 
 
 def _choices(j: pd.DataFrame) -> list[int]:
-    """Each judgement's nine-choice value in generation order (`Judgement.signed_level`): -4..-1
-    response a (significantly … negligibly better), 0 unsure, 1..4 response b. Read from the
-    side and strength, not the stored -3..3 `score`, where "negligibly better" is 0 like unsure."""
-    out = []
-    for preferred, strength, a_id in zip(j["preferred"], j["strength"], j["a_id"], strict=True):
-        if preferred is None or preferred != preferred:  # None, or NaN from pandas
-            out.append(0)
-        else:
-            level = Strength(strength).level + 1
-            out.append(-level if preferred == a_id else level)
-    return out
+    """Each judgement's nine-choice value in generation order (`signed_level`). Read from the side
+    and strength, not the stored -3..3 `score`, where "negligibly better" is 0 like unsure."""
+    return [signed_level(p, s, a) for p, s, a in zip(j["preferred"], j["strength"], j["a_id"], strict=True)]
 
 
 def build_dashboard(

@@ -412,6 +412,16 @@ def utcnow() -> datetime:
 ANNOTATOR_KINDS = ("human", "model")
 
 
+def signed_level(preferred: str | None, strength: Strength | str, a_id: str | None) -> int:
+    """A verdict on the nine-choice scale in generation order: -4..-1 prefers response `a_id`
+    (significantly … negligibly better: |value| = level + 1, so "negligibly better" is ±1, still a
+    side), 1..4 prefers the other, 0 unsure (`preferred` None, or NaN from a pandas column)."""
+    if preferred is None or preferred != preferred:
+        return 0
+    level = Strength(strength).level + 1
+    return -level if preferred == a_id else level
+
+
 @dataclass(frozen=True)
 class Judgement:
     """One annotator's verdict on one pair.
@@ -499,12 +509,8 @@ class Judgement:
         return -level if self.preferred == self.shown_order[0] else level
 
     def signed_level(self, pair: Pair) -> int:
-        """-4..4 in generation order: negative prefers `a`, positive `b`, |value| = level + 1
-        (so "negligibly better" is ±1, still a side), 0 unsure. What the mean rule averages."""
-        if self.preferred is None:
-            return 0
-        level = self.strength.level + 1
-        return -level if self.preferred == pair.a.id else level
+        """-4..4 in generation order (`signed_level`): what the mean rule averages."""
+        return signed_level(self.preferred, self.strength, pair.a.id)
 
     def seven_point(self) -> int:
         """The 7-point value the annotator clicked (the inverse of `from_seven_point`): -3..-1

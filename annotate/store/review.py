@@ -23,7 +23,7 @@ from prefkit.annotate.store.statements import J, P, U
 from prefkit.annotate.tables import ReviewRow
 from prefkit.core.errors import ConfigError, DataError
 from prefkit.data.aggregate import Decision
-from prefkit.data.schema import Judgement, Pair, Strength
+from prefkit.data.schema import Judgement, Pair, Strength, signed_level
 
 R = ReviewRow
 ROLES = ("annotator", "reviewer", "admin")
@@ -64,13 +64,6 @@ def disagreement(points: list[int], steps: int) -> tuple[int, bool, bool]:
     return spread, opposite, opposite or spread > steps
 
 
-def _point(preferred: str | None, strength: str, ref: str | None) -> int:
-    if preferred is None:
-        return 0
-    level = Strength(strength).level + 1
-    return level if preferred == ref else -level
-
-
 class ReviewStore(GoldStore, MemberStore):
     """Reviewers, disputed pairs and decisions."""
 
@@ -108,7 +101,7 @@ class ReviewStore(GoldStore, MemberStore):
         out = []
         for pair_id, js in by_pair.items():
             ref = next((j.preferred for j in js if j.preferred is not None), None)
-            spread, opposite, disputed = disagreement([_point(j.preferred, j.strength, ref) for j in js], steps)
+            spread, opposite, disputed = disagreement([signed_level(j.preferred, j.strength, ref) for j in js], steps)
             if len(js) >= 2 and disputed:
                 out.append(Dispute(pair_id, len(js), spread, opposite, reviews.get(pair_id)))
         out.sort(key=lambda d: (d.review is not None, -d.spread, d.pair_id))

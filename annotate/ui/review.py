@@ -14,17 +14,9 @@ from prefkit.annotate.render import escape_text, safe_markdown
 from prefkit.annotate.store import Dispute, User
 from prefkit.annotate.ui import session
 from prefkit.core.errors import PrefkitError
-from prefkit.data.schema import CHOICE_LABELS, Judgement, Pair, Strength
+from prefkit.data.schema import CHOICE_LABELS, Judgement, Pair, Strength, signed_level
 
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
-
-
-def _point(preferred: str | None, strength: Strength, pair: Pair) -> int:
-    """The choice-row value in generation order: -4..-1 response A, 1..4 response B, 0 unsure."""
-    if preferred is None:
-        return 0
-    level = strength.level + 1
-    return -level if preferred == pair.a.id else level
 
 
 def _decide(user: User, project: str, pair: Pair) -> None:
@@ -68,7 +60,7 @@ def _judgement_line(j: Judgement, pair: Pair) -> str:
         extras.append(f"flagged {unsafe} unsafe")
     if j.seconds is not None:
         extras.append(f"{j.seconds:.0f} s")
-    choice = CHOICE_LABELS[_point(j.preferred, j.strength, pair)]
+    choice = CHOICE_LABELS[j.signed_level(pair)]
     return f"**{escape_text(j.annotator)}**: {choice} ({', '.join(extras)})"
 
 
@@ -131,12 +123,12 @@ def render(user: User, project: str) -> None:
     if review is not None:
         st.info(
             f"Decided by {escape_text(review.reviewer)} at {review.decided_at:%Y-%m-%d %H:%M} UTC: "
-            f"{CHOICE_LABELS[_point(review.preferred, review.strength, pair)]}"
+            f"{CHOICE_LABELS[signed_level(review.preferred, review.strength, pair.a.id)]}"
             + (f" — {escape_text(review.note)}" if review.note else "")
         )
     key = f"review-choice-{pair.pair_id}"
     if key not in st.session_state and review is not None:
-        st.session_state[key] = _point(review.preferred, review.strength, pair)
+        st.session_state[key] = signed_level(review.preferred, review.strength, pair.a.id)
     st.radio(
         "Final decision (A and B as above)",
         sorted(CHOICE_LABELS),
