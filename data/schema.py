@@ -410,6 +410,23 @@ def utcnow() -> datetime:
 
 
 ANNOTATOR_KINDS = ("human", "model")
+# A judgement table's columns, in order (`Judgement.to_row`; the Parquet schema is built from it).
+JUDGEMENT_COLUMNS = (
+    "pair_id",
+    "annotator",
+    "preferred",
+    "strength",
+    "shown_left",
+    "shown_right",
+    "unsafe",
+    "rationale",
+    "seconds",
+    "created_at",
+    "annotator_kind",
+    "suggestion",
+    "edited",
+    "selected_by",
+)
 
 
 def signed_level(preferred: str | None, strength: Strength | str, a_id: str | None) -> int:

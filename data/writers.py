@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prefkit.core.writers import write_rows
-from prefkit.data.schema import EXPORT_COLUMNS, PAIR_COLUMNS, Judgement, Pair, PreferenceRow
+from prefkit.data.schema import EXPORT_COLUMNS, JUDGEMENT_COLUMNS, PAIR_COLUMNS, Judgement, Pair, PreferenceRow
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,25 +56,11 @@ def pair_schema() -> pa.Schema:
 
 
 def judgement_schema() -> pa.Schema:
+    """A judgement table's columns (`prefkit.data.schema.JUDGEMENT_COLUMNS`) with their types."""
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            ("pair_id", pa.string()),
-            ("annotator", pa.string()),
-            ("preferred", pa.string()),
-            ("strength", pa.string()),
-            ("shown_left", pa.string()),
-            ("shown_right", pa.string()),
-            ("unsafe", pa.list_(pa.string())),
-            ("rationale", pa.string()),
-            ("seconds", pa.float64()),
-            ("created_at", pa.string()),
-            ("annotator_kind", pa.string()),
-            ("suggestion", pa.string()),
-            ("edited", pa.string()),
-        ]
-    )
+    special = {"unsafe": pa.list_(pa.string()), "seconds": pa.float64()}
+    return pa.schema([(c, special.get(c, pa.string())) for c in JUDGEMENT_COLUMNS])
 
 
 def write_pairs(pairs: Iterable[Pair], path: str | Path) -> int:

@@ -193,10 +193,14 @@ def test_export_marks_how_each_pair_was_chosen(db_url, make_pairs, tmp_path):
     store.close()
 
 
-def test_the_judgement_table_carries_how_each_pair_was_chosen_into_a_later_export(db_url, make_pairs, tmp_path):
-    """The round's path: `annotate export --judgements` writes the table, `data export --judgements`
-    (what a round's export step runs) turns it into the dataset; `selected_by` survives both steps,
-    so a round ordered by its reward model (`queue: uncertainty`) can still be reweighted."""
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_the_judgement_table_carries_how_each_pair_was_chosen_into_a_later_export(
+    db_url, make_pairs, tmp_path, suffix
+):
+    """The round's path: `annotate export --judgements` writes the table (JSONL or Parquet),
+    `data export --judgements` (what a round's export step runs) turns it into the dataset;
+    `selected_by` survives both steps, so a round ordered by its reward model
+    (`queue: uncertainty`) can still be reweighted."""
     from datasets import load_from_disk
     from typer.testing import CliRunner
 
@@ -215,7 +219,7 @@ def test_the_judgement_table_carries_how_each_pair_was_chosen_into_a_later_expor
     store.close()
     write_pairs(pairs, tmp_path / "pairs.jsonl")
     runner = CliRunner()
-    table = tmp_path / "judgements.jsonl"
+    table = tmp_path / f"judgements{suffix}"
     result = runner.invoke(app, ["annotate", "export", str(table), "--project", "p", "--judgements", "--db", db_url])
     assert result.exit_code == 0, result.output
     judged = read_judgements(table)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from prefkit.data.schema import (
+    JUDGEMENT_COLUMNS,
     PAIR_COLUMNS,
     Judgement,
     MarginScheme,
@@ -63,6 +64,33 @@ def test_judgement_round_trips_with_shown_order_and_flags() -> None:
     back = Judgement.from_row(j.to_row())
     assert back == j
     assert back.signed_score(pair) == 2
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_judgement_table_keeps_every_field_in_either_format(tmp_path, suffix) -> None:
+    """Every field `to_row` writes is a column of the table (the Parquet schema drops a key it
+    does not list: `selected_by` was lost that way), and the table reads back to the same judgement."""
+    from prefkit.data.readers import read_judgements
+    from prefkit.data.writers import write_judgements
+
+    pair = make_pair()
+    j = Judgement(
+        pair.pair_id,
+        "lan",
+        pair.b.id,
+        "better",
+        shown_order=(pair.b.id, pair.a.id),
+        unsafe=(pair.b.id,),
+        rationale="rõ hơn",
+        seconds=12.5,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        suggestion={"source": "rm", "side": "b"},
+        edited="Bản sửa.",
+        selected_by="uncertainty",
+    )
+    assert tuple(j.to_row()) == JUDGEMENT_COLUMNS
+    write_judgements([j], tmp_path / f"j{suffix}")
+    assert read_judgements(tmp_path / f"j{suffix}") == [j]
 
 
 def test_naive_created_at_is_read_as_utc() -> None:
