@@ -194,9 +194,7 @@ def test_export_marks_how_each_pair_was_chosen(db_url, make_pairs, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
-def test_the_judgement_table_carries_how_each_pair_was_chosen_into_a_later_export(
-    db_url, make_pairs, tmp_path, suffix
-):
+def test_the_judgement_table_carries_how_each_pair_was_chosen_into_a_later_export(db_url, make_pairs, tmp_path, suffix):
     """The round's path: `annotate export --judgements` writes the table (JSONL or Parquet),
     `data export --judgements` (what a round's export step runs) turns it into the dataset;
     `selected_by` survives both steps, so a round ordered by its reward model
