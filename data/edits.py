@@ -40,7 +40,8 @@ def edited_rows(rows: Iterable[PreferenceRow]) -> list[PreferenceRow]:
 def expand_edits(
     rows: list[PreferenceRow], pairs: str = "two", strength: Strength | str = Strength.BETTER
 ) -> list[PreferenceRow]:
-    """`rows` followed by the pairs their edits make (`pairs`: off, two or three; module docstring)."""
+    """`rows` followed by the pairs their edits make (`pairs`: off, two or three; module docstring).
+    A row whose pairs are already among `rows` (an earlier export read back) makes none again."""
     if pairs not in EDIT_PAIRS:
         raise DataError(f"edit_pairs must be one of {', '.join(EDIT_PAIRS)}, got {pairs!r}", field="edit_pairs")
     try:
@@ -50,8 +51,11 @@ def expand_edits(
     if pairs == "off":
         return list(rows)
     new: list[PreferenceRow] = []
+    expanded = {r.derived_from for r in rows if r.derived_from}  # an earlier export's own edit pairs
     for row in edited_rows(rows):
         assert row.edited is not None
+        if row.id in expanded:
+            continue
         common: dict[str, Any] = dict(
             id="",
             edited=None,

@@ -306,7 +306,10 @@ def export_dataset(
     from prefkit.data.edits import edited_rows, expand_edits
 
     n_edited = len(edited_rows(rows))
-    rows = expand_edits(rows, edit_pairs, edit_strength)
+    judged, rows = rows, expand_edits(rows, edit_pairs, edit_strength)
+    if split_of is not None and len(rows) > len(judged):  # a new pair goes where its judged row is
+        split_by_id = {r.id: name for r, name in zip(judged, split_of, strict=True)}
+        split_of = [*split_of, *(split_by_id[r.derived_from] for r in rows[len(judged) :] if r.derived_from)]
     if n_edited:
         provenance["edits"] = {"edited_pairs": n_edited, "edit_pairs": edit_pairs, "edit_strength": edit_strength}
     features = export_features(trl)

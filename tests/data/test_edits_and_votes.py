@@ -111,3 +111,48 @@ def test_rows_without_judgements_export_null_votes(tmp_path: Path) -> None:
     (row,) = read_preferences(tmp_path / "ds", "train")
     assert (row.votes_chosen, row.votes_rejected, row.edited, row.derived_from) == (None, None, None, None)
     assert row.soft_label == 1.0
+
+
+@pytest.mark.parametrize("test_size", [0.3, 0.0])
+def test_re_exporting_an_export_with_edit_pairs_adds_none_again(tmp_path: Path, test_size: float) -> None:
+    """An earlier export read back (`prefkit data export OLD NEW`) holds both the judged rows with
+    their `edited` answer and the pairs made of them: exporting it again keeps its rows as they are
+    (with its splits), instead of making the edit pairs a second time (or, with two splits, failing)."""
+    pairs = [_pair(i) for i in range(12)]
+    js = [_j(p, "u1", "a", edited=f"A {i}, tốt hơn." if i % 3 == 0 else None) for i, p in enumerate(pairs)]
+    first, _ = export_judged(pairs, js, tmp_path / "ds", test_size=test_size, seed=2, jsonl=True, edit_pairs="three")
+    rows, split_of = [], []
+    for split in first:
+        part = read_preferences(tmp_path / "ds", split)
+        rows += part
+        split_of += [split] * len(part)
+    assert sum(r.derived_from is not None for r in rows) == 8
+    again = export_dataset(
+        rows,
+        tmp_path / "again",
+        test_size=test_size,
+        seed=2,
+        jsonl=True,
+        edit_pairs="three",
+        split_of=split_of if len(first) > 1 else None,
+    )
+    assert {s: sorted(d["id"]) for s, d in again.items()} == {s: sorted(d["id"]) for s, d in first.items()}
+
+
+def test_edit_pairs_made_on_re_export_go_to_their_judged_rows_split(tmp_path: Path) -> None:
+    """An export made with `--edit-pairs off`, exported again with `two` keeping its splits: each
+    new pair joins the split its judged row is in (the same prompt never on both sides)."""
+    pairs = [_pair(i) for i in range(12)]
+    js = [_j(p, "u1", "a", edited=f"A {i}, tốt hơn." if i % 3 == 0 else None) for i, p in enumerate(pairs)]
+    first, _ = export_judged(pairs, js, tmp_path / "ds", test_size=0.3, seed=2, jsonl=True, edit_pairs="off")
+    assert len(first) == 2
+    rows, split_of = [], []
+    for split in first:
+        part = read_preferences(tmp_path / "ds", split)
+        rows += part
+        split_of += [split] * len(part)
+    again = export_dataset(rows, tmp_path / "again", jsonl=True, edit_pairs="two", split_of=split_of)
+    where = {i: s for s, d in again.items() for i in d["id"]}
+    derived = [(s, r) for s in again for r in read_preferences(tmp_path / "again", s) if r.derived_from]
+    assert len(derived) == 4
+    assert all(where[r.derived_from] == s for s, r in derived)
