@@ -114,8 +114,7 @@ class ExportStore(ReviewStore, ResultStore, PriorityStore, CalibrationStore):
             sets=tuple(sets),
             decisions=decisions,
             edit_pairs=edit_pairs,
-            edit_strength=edit_strength,
-            selected_by=self.selected_by(project),
+            edit_strength=edit_strength,  # selected_by: carried by the judgements (_export_judgements)
         )
         report.complete_pairs = completeness["complete_pairs"]
         report.below_overlap_pairs = completeness["below_overlap_pairs"]
