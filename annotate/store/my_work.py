@@ -4,6 +4,7 @@ progress in a project.
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import Row, delete, exists, false, func, select, true, update
 from sqlalchemy.engine import Connection
 
 from prefkit.annotate.store.claims import NotAssigned
+from prefkit.annotate.store.edits import check_edit_allowed
 from prefkit.annotate.store.members import MemberStore
 from prefkit.annotate.store.records import Progress, User, _check_judgement, _judgement, _judgement_values
 from prefkit.annotate.store.statements import A, J, P
@@ -38,14 +40,21 @@ class MyWorkStore(MemberStore):
         self, user: User | str, pair_id: str, judgement: Judgement, project: str | None = None
     ) -> Judgement:
         """Replace the user's judgement on a pair (choice, strength, flags, rationale): only while
-        they are enabled and may still label its project."""
+        they are enabled and may still label its project. An edit of the preferred answer
+        (edit-and-rank) stays while that answer is still preferred and `judgement` brings none; a
+        new edit needs a project that takes edits."""
 
         def run(conn: Connection) -> Judgement:
             u = self._active_user(conn, user)
             row = self._my_judgement(conn, u, pair_id, project)  # with its pair: the one read needed
             pair = Pair.from_row(row.data)
             _check_judgement(judgement, pair)
-            values = _judgement_values(judgement, pair, (row.shown_left, row.shown_right))
+            new = judgement
+            if new.edited is not None:
+                check_edit_allowed(conn, row.project_id)
+            elif row.edited and new.preferred == row.preferred:  # the edit stays with the answer it improves
+                new = dataclasses.replace(new, edited=row.edited)
+            values = _judgement_values(new, pair, (row.shown_left, row.shown_right))
             conn.execute(update(J).where(J.id == row.id).values(updated_at=self.now(), **values))
             return _judgement(SimpleNamespace(**{**row._asdict(), **values}), pair_id, u.name)  # as now stored
 

@@ -3,7 +3,6 @@ it after a confirmation. The prompt is the whole conversation, every turn."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -48,8 +47,6 @@ def _save(user: User, project: str, pair: Pair, old: Judgement) -> None:
     new = Judgement.from_choice(
         pair.pair_id, user.name, point, order, unsafe=unsafe, rationale=rationale, seconds=old.seconds
     )
-    if old.edited and new.preferred == old.preferred:  # an edit (edit-and-rank) stays with the answer it improves
-        new = dataclasses.replace(new, edited=old.edited)
     session.store().change_judgement(user, pair.pair_id, new, project=project)
     st.toast("Judgement changed.")
 

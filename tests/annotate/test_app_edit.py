@@ -130,6 +130,29 @@ def test_the_store_refuses_an_edit_on_a_project_without_edits(db_url: str) -> No
     store.close()
 
 
+def test_the_store_keeps_an_edit_through_a_change_only_for_the_same_side(db_url: str) -> None:
+    """`change_judgement` itself (not only the My work page) keeps an edit while the edited answer
+    is still preferred, drops it when the other one is, and refuses a new edit on a project that
+    takes none."""
+    store = Store.open(db_url)
+    store.create_project("p", overlap=1)
+    store.set_edits("p")
+    store.import_pairs("p", [Pair(Prompt("Q?"), Response("a"), Response("b"))])
+    store.add_user("u")
+    held = store.claim("p", "u")
+    pid, order = held.pair.pair_id, held.shown_order
+    store.submit(held.id, "u", Judgement.from_choice(pid, "u", -2, order, edited="left, better"))
+    kept = store.change_judgement("u", pid, Judgement.from_choice(pid, "u", -4, order))
+    assert kept.edited == "left, better" and store.judgements("p")[0].edited == "left, better"
+    dropped = store.change_judgement("u", pid, Judgement.from_choice(pid, "u", 3, order))
+    assert dropped.edited is None and store.judgements("p")[0].edited is None
+    store.set_edits("p", False)
+    with pytest.raises(DataError, match="does not take edits"):
+        store.change_judgement("u", pid, Judgement.from_choice(pid, "u", 3, order, edited="right, better"))
+    assert store.judgements("p")[0].edited is None
+    store.close()
+
+
 def test_an_edit_is_exported_and_becomes_pairs(db_url: str, tmp_path: Path) -> None:
     """A project's edited judgement: the export's `edited` column, and with `edit_pairs` the pairs
     edited > chosen (> rejected) beside the judged pair."""
