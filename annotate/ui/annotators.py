@@ -13,6 +13,7 @@ from prefkit.annotate.render import escape_text
 from prefkit.annotate.store import User
 from prefkit.annotate.ui import session
 
+ERROR = "annotators-error"
 _SHARE = st.column_config.NumberColumn(format="%.2f")
 _HELP = {
     "per_hour": "Judgements ÷ clock hours (UTC) with at least one judgement.",
@@ -23,6 +24,7 @@ _HELP = {
 }
 
 
+@session.store_action(ERROR)
 def _lift(user: User, project: str) -> None:
     name = st.session_state.get("lift-who")
     if name:
@@ -33,6 +35,8 @@ def _lift(user: User, project: str) -> None:
 def render(user: User, project: str) -> None:
     store = session.store()
     st.subheader("Annotators: speed, bias and quality")
+    if error := st.session_state.pop(ERROR, None):
+        st.error(error)
     table = store.annotator_view(project)
     cfg = store.quality_settings(project)
     n_gold = len(store.gold_pair_ids(project))

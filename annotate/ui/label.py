@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -52,31 +51,7 @@ from prefkit.data.schema import Judgement, utcnow
 LEASE_SECONDS = 30 * 60
 
 
-def _store_action(clear: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Run a button's store call; a refusal (e.g. the pair was withdrawn meanwhile) is shown on
-    the next draw instead of a traceback, and the form is cleared (`clear`) only on success."""
-
-    def wrap(action: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(action)
-        def run(*args: object) -> None:
-            # Callbacks run before the page checks the sign-in: one whose sign-in has ended does
-            # nothing, and the sign-in form says so.
-            if args and isinstance(args[0], User) and not session.still_signed_in(args[0]):
-                return
-            try:
-                action(*args)
-            except PrefkitError as e:
-                st.session_state["label-error"] = str(e)
-            else:
-                if clear:
-                    clear_form()
-
-        return run
-
-    return wrap
-
-
-@_store_action()
+@session.store_action("label-error", on_success=clear_form)
 def _submit(user: User, assignment: Assignment, safety_labels: bool, shown: Suggestion | None, point: int) -> None:
     judgement = Judgement.from_choice(
         assignment.pair.pair_id,
@@ -96,13 +71,13 @@ def _submit(user: User, assignment: Assignment, safety_labels: bool, shown: Sugg
     suggestion.after_submit(assignment.project, assignment, stored, shown)  # `after` projects: the reveal
 
 
-@_store_action()
+@session.store_action("label-error", on_success=clear_form)
 def _skip(user: User, assignment: Assignment, safety_labels: bool, shown: Suggestion | None = None) -> None:
     session.store().skip(assignment.id, user)
     say("Skipped · U to undo")
 
 
-@_store_action()
+@session.store_action("label-error", on_success=clear_form)
 def _report(user: User, assignment: Assignment, safety_labels: bool, shown: Suggestion | None = None) -> None:
     reason = st.session_state.get("reason") or REPORT_REASONS[0]
     note = rationale()
@@ -110,7 +85,7 @@ def _report(user: User, assignment: Assignment, safety_labels: bool, shown: Sugg
     say(f"Reported: {reason} · U to undo")
 
 
-@_store_action(clear=False)
+@session.store_action("label-error")  # the form stays as the undo put it back
 def _undo(user: User, project: str) -> None:
     undone = session.store().undo(project, user, LEASE_SECONDS)
     if undone is not None:

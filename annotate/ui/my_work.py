@@ -3,39 +3,19 @@ it after a confirmation. The prompt is the whole conversation, every turn."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import streamlit as st
 
 from prefkit.annotate.render import escape_text, safe_markdown
 from prefkit.annotate.store import User
 from prefkit.annotate.ui import session
 from prefkit.annotate.ui.conversation import prompt_turns, render_prompt
-from prefkit.core.errors import PrefkitError
 from prefkit.data.schema import CHOICE_LABELS, Judgement, Pair
 
 RECENT = 50
 ERROR = "my-work-error"
 
 
-def _refusals(action: Callable[..., None]) -> Callable[..., None]:
-    """A button's store call that records nothing once the sign-in has ended (the sign-in form
-    says so) and shows a refusal (taken off the project, disabled) on the page, not a traceback."""
-
-    @functools.wraps(action)
-    def run(user: User, *args: object) -> None:
-        if not session.still_signed_in(user):
-            return
-        try:
-            action(user, *args)
-        except PrefkitError as e:
-            st.session_state[ERROR] = str(e)
-
-    return run
-
-
-@_refusals
+@session.store_action(ERROR)
 def _save(user: User, project: str, pair: Pair, old: Judgement) -> None:
     state = st.session_state
     order = old.shown_order
@@ -62,7 +42,7 @@ def _cancel_withdraw() -> None:
     st.session_state.pop(WITHDRAW_ASKED, None)
 
 
-@_refusals
+@session.store_action(ERROR)
 def _withdraw(user: User, project: str, pair: Pair) -> None:
     st.session_state.pop(WITHDRAW_ASKED, None)
     session.store().withdraw(user, pair.pair_id, project=project)

@@ -13,35 +13,29 @@ import streamlit as st
 from prefkit.annotate.render import escape_text, safe_markdown
 from prefkit.annotate.store import Dispute, User
 from prefkit.annotate.ui import session
-from prefkit.core.errors import PrefkitError
 from prefkit.data.schema import CHOICE_LABELS, Judgement, Pair, Strength, signed_level
 
+ERROR = "review-error"
 ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
+@session.store_action(ERROR)
 def _decide(user: User, project: str, pair: Pair) -> None:
     state = st.session_state
     point = state.get(f"review-choice-{pair.pair_id}")
     if point is None:
-        state["review-error"] = "Choose a final decision first (nothing was recorded)."
+        state[ERROR] = "Choose a final decision first (nothing was recorded)."
         return
     preferred = None if point == 0 else (pair.a.id if point < 0 else pair.b.id)
     strength = Strength.NEGLIGIBLY_BETTER if point == 0 else Strength.from_level(abs(point) - 1)
-    try:
-        note = state.get(f"review-note-{pair.pair_id}")
-        session.store().decide(project, pair.pair_id, user, preferred, strength, note)
-    except PrefkitError as e:
-        state["review-error"] = str(e)
-        return
+    note = state.get(f"review-note-{pair.pair_id}")
+    session.store().decide(project, pair.pair_id, user, preferred, strength, note)
     state["review-note"] = f"Decision recorded: {CHOICE_LABELS[point]}."
 
 
+@session.store_action(ERROR)
 def _undecide(user: User, project: str, pair: Pair) -> None:
-    try:
-        session.store().clear_decision(project, pair.pair_id, user)
-    except PrefkitError as e:
-        st.session_state["review-error"] = str(e)
-        return
+    session.store().clear_decision(project, pair.pair_id, user)
     st.session_state.pop(f"review-choice-{pair.pair_id}", None)
     st.session_state["review-note"] = "Decision taken back: the aggregation rule decides this pair again."
 
@@ -69,7 +63,7 @@ def render(user: User, project: str) -> None:
     if not user.may_review:
         st.error("This page is for reviewers and admins.")
         st.stop()
-    for key, show in (("review-error", st.error), ("review-note", st.success)):
+    for key, show in ((ERROR, st.error), ("review-note", st.success)):
         if message := st.session_state.pop(key, None):
             show(escape_text(message))
     store = session.store()

@@ -11,6 +11,7 @@ provider use OIDC instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ import streamlit as st
 
 from prefkit.annotate.render import escape_text
 from prefkit.annotate.store import LOCAL, SESSION_TTL, SignInThrottled, Store, User
-from prefkit.core.errors import ConfigError
+from prefkit.core.errors import ConfigError, PrefkitError
 
 SESSION_PARAM = "s"
 PROJECT_PARAM = "p"
@@ -116,6 +117,33 @@ def still_signed_in(user: User) -> bool:
         "your account), so that last action was not recorded. Sign in again to go on."
     )
     return False
+
+
+def store_action(
+    error_key: str, on_success: Callable[[], None] | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A button's callback that calls the store, its first argument the signed-in `User`.
+    Callbacks run before the page and its sign-in check, so it does nothing once this tab's sign-in
+    has ended (`still_signed_in`: the sign-in form says so); a refusal (a pair withdrawn meanwhile,
+    taken off the project) is kept under `error_key` for the page to show on its next draw instead
+    of a traceback; `on_success` runs only when the call went through."""
+
+    def wrap(action: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(action)
+        def run(user: User, *args: object) -> None:
+            if not still_signed_in(user):
+                return
+            try:
+                action(user, *args)
+            except PrefkitError as e:
+                st.session_state[error_key] = str(e)
+            else:
+                if on_success is not None:
+                    on_success()
+
+        return run
+
+    return wrap
 
 
 def _set_param(name: str, value: str) -> None:

@@ -162,6 +162,42 @@ def test_dashboard_annotator_view_csv_and_lifting_a_pause(world: World) -> None:
     assert not bob.error and [b for b in bob.button if b.key and b.key.startswith("choice")]
 
 
+def test_review_and_lift_after_the_sign_in_ended_record_nothing(world: World) -> None:
+    """The Review page's decision and the Dashboard's "Lift the pause" are button callbacks, which
+    run before the page checks the sign-in: once the sign-in has ended they record nothing, and the
+    sign-in form says so (as the Label and My work pages' buttons do)."""
+    from sqlalchemy import update
+
+    from prefkit.annotate.tables import SessionRow
+
+    s = world.store
+    disputed = _judge(s, "bob", -3)
+    _judge(s, "chi", 2)
+    s.set_quality("demo", qualify=2, qualify_accuracy=1.0)
+    s.add_user("dan")
+    exp = {g.pair_id: g.a.id for g in world.gold}
+    for _ in range(2):  # dan fails the qualification: paused, so the Dashboard offers the lift
+        a = s.claim("demo", "dan")
+        wrong = a.pair.other(exp[a.pair.pair_id]).id
+        s.submit(a.id, "dan", Judgement(a.pair.pair_id, "dan", wrong, "better", shown_order=a.shown_order))
+    rev = _signed_in(world.tokens["rev"])
+    rev.switch_page("ui/review.py").run()
+    rev.radio(key=f"review-choice-{disputed.pair_id}").set_value(3).run()
+    admin = _signed_in(world.tokens["alice"])
+    admin.switch_page("ui/dashboard.py").run()
+    assert admin.selectbox(key="lift-who").options == ["dan"]
+    with s.engine.begin() as c:  # every sign-in runs out while the pages are on screen
+        c.execute(update(SessionRow).values(expires_at=s.now()))
+
+    rev.button(key="review-record").click().run()
+    assert not rev.exception and s.reviews("demo") == {}
+    assert "that last action was not recorded" in "\n".join(w.value for w in rev.warning)
+    assert [b.label for b in rev.button] == ["Sign in"]
+    admin.button(key="lift-pause").click().run()
+    assert not admin.exception and "that last action was not recorded" in "\n".join(w.value for w in admin.warning)
+    assert s.quality_status("demo", "dan").state != "ok"
+
+
 def _structure(at: AppTest) -> list[tuple[str, str | None]]:
     """What the Label page shows, without the texts of the pair: element types and labels/keys."""
     out: list[tuple[str, str | None]] = [("markdown", str(len(at.markdown)))]
