@@ -71,10 +71,11 @@ def check_model_source(path: str, what: str = "model") -> None:
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
 
     from prefkit.core.errors import ConfigError
+    from prefkit.data.sources import looks_local
 
     if Path(path).expanduser().is_dir():
         return
-    if path.startswith((".", "/", "~")) or path.count("/") > 1 or Path(path).exists():
+    if looks_local(path):
         raise ConfigError(f"{what} {path!r}: no such model folder")
     if isinstance(try_to_load_from_cache(path, "config.json"), str):
         return

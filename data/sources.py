@@ -70,7 +70,7 @@ def source_kind(source: str | Path) -> str:
             file=path,
         )
     else:
-        return "hub" if _looks_like_hub_id(str(source)) and not _looks_local(path) else "missing"
+        return "hub" if _looks_like_hub_id(str(source)) and not looks_local(path) else "missing"
     if not path.exists():
         raise missing_source(path)
     return kind
@@ -114,10 +114,19 @@ def _looks_like_hub_id(source: str) -> bool:
     return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in source
 
 
-def _looks_local(path: Path) -> bool:
-    """`runs/exprot` when `runs/` is a folder here: a local path with a typo, not the Hub
-    dataset `exprot` of a user `runs` (so no network wait before saying so)."""
-    return len(path.parts) == 2 and Path(path.parts[0]).is_dir()
+def looks_local(path: str | Path) -> bool:
+    """Whether `path` is meant as a local file or folder rather than a Hub id `user/name`: it
+    starts with ., / or ~, has more than one slash, exists, or its first part is a folder here
+    (`runs/exprot` with `runs/` here is a local path with a typo, not the Hub repo `exprot` of a
+    user `runs`), so a missing one is said at once, with no network wait. Models and datasets."""
+    text = str(path)
+    p = Path(text).expanduser()
+    return (
+        text.startswith((".", "/", "~"))
+        or text.count("/") > 1
+        or p.exists()
+        or (len(p.parts) > 1 and Path(p.parts[0]).is_dir())
+    )
 
 
 def _open_text(path: Path) -> IO[str]:

@@ -67,7 +67,7 @@ def _section(settings: dict, name: str) -> dict:
 
 def _check_local(source: str, model_path: str) -> None:
     from prefkit.core.errors import ConfigError
-    from prefkit.data.sources import check_hub_dataset, missing_source, source_kind
+    from prefkit.data.sources import check_hub_dataset, looks_local, missing_source, source_kind
     from prefkit.train.datasets import MADE_BY
 
     if "{split}" not in source and not Path(source).is_dir():
@@ -76,9 +76,7 @@ def _check_local(source: str, model_path: str) -> None:
             raise missing_source(source, MADE_BY)
         if kind == "hub":
             check_hub_dataset(source)
-    path = Path(model_path).expanduser()
-    local = model_path.startswith((".", "/", "~")) or (len(path.parts) > 1 and Path(path.parts[0]).is_dir())
-    if local and not path.is_dir():
+    if looks_local(model_path) and not Path(model_path).expanduser().is_dir():
         raise ConfigError(f"model.path {model_path!r}: no such model folder")
 
 

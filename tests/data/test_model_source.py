@@ -42,3 +42,17 @@ def test_offline_uncached_hub_id_is_refused(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
         check_model_source("some-org/some-model")
+
+
+def test_a_typo_under_a_local_folder_is_refused_at_once_without_the_hub(tmp_path, monkeypatch):
+    """`runs/sft` when `runs/` is a folder here but `runs/sft` is not: a local path with a typo,
+    refused at once, never sent to the Hub as the model `sft` of a user `runs` (which waits on
+    the network; here the Hub is made unreachable so a lookup would say so instead)."""
+    from huggingface_hub import constants
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="no such model folder"):
+        check_model_source("runs/sft", "model.path")
