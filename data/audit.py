@@ -40,13 +40,12 @@ from typing import Any
 import numpy as np
 
 from prefkit.core.errors import DataError
-from prefkit.data.audit_config import AuditConfig
+from prefkit.data.audit_config import AUDIT_JSON, AuditConfig
 from prefkit.data.schema import Judgement, PreferenceRow, Strength
 from prefkit.data.shingles import words
 
 FEATURES = ("length", "headers", "lists", "bold", "code_blocks")
 LEVELS = [s.value for s in Strength] + ["none"]
-AUDIT_JSON = "audit.json"
 AUDIT_SVG = "audit.svg"
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
 _HEADER = re.compile(r"^#{1,6}\s", re.M)

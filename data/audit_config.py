@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from prefkit.core.config import setting
 
+# Beside an export: what `data audit` and `data export --audit` write, and `train`'s gate reads.
+AUDIT_JSON = "audit.json"
+
 
 @dataclass
 class AuditConfig:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from prefkit.core.options import CONFIG_HELP, SET_HELP, App, command_config, option
-from prefkit.data.audit_config import AuditConfig
+from prefkit.data.audit_config import AUDIT_JSON, AuditConfig
 from prefkit.data.dedup_config import DedupConfig
 from prefkit.data.export_config import ExportConfig
 
@@ -279,7 +279,7 @@ def export(
         sizes = ", ".join(f"{s} {ds.num_rows}" for s, ds in done.dsdict.items())
         console.print(f"wrote {out} ({sizes}; margin {cfg.margin}; card {out / 'README.md'})")
     for folder in [out / s for s in done.sets] or [out]:
-        _echo_audit_flags(folder / "audit.json")
+        _echo_audit_flags(folder / AUDIT_JSON)
     if cfg.push_to_hub:
         from prefkit.data.hub import push_to_hub as push
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from prefkit.core.errors import DataError
+from prefkit.data.audit_config import AUDIT_JSON
 
 log = logging.getLogger(__name__)
-AUDIT_FILE = "audit.json"
 
 
 class AuditFailed(DataError):
@@ -33,7 +33,7 @@ def find_audit(cfg: Any) -> Path | None:
     """The audit a run reads: `audit_file`, else `data.source/audit.json` when it exists."""
     if cfg.audit_file:
         return Path(cfg.audit_file)
-    candidate = Path(cfg.data.source) / AUDIT_FILE
+    candidate = Path(cfg.data.source) / AUDIT_JSON
     return candidate if candidate.is_file() else None
 
 
