@@ -56,13 +56,18 @@ def written_by(out: str | Path, *, folder: bool) -> str | None:
     return data["command"] if data is not None else None
 
 
-def file_record(path: Path) -> dict[str, Any]:
-    """What a marker keeps of a file: its size and SHA-256."""
+def sha256_file(path: Path) -> str:
+    """A file's SHA-256 (hex), read a megabyte at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What a marker keeps of a file: its size and SHA-256."""
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _entries(folder: Path) -> Iterator[tuple[str, Path]]:

@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from prefkit.annotate.store.predictions import LEVEL_LOGITS
 from prefkit.core.config import setting
 from prefkit.core.errors import ConfigError
+from prefkit.core.outputs import sha256_file
 from prefkit.data.schema import Pair, Prompt, Strength
 from prefkit.train.scoring import sigmoid
 
@@ -141,14 +143,6 @@ def priority(ps: Sequence[float], method: str) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_identity(model_dir: str | Path) -> dict[str, Any]:
     """A reward model folder's identity: its resolved path, its weights file, and that file's
     sha256 (what `sha256sum` prints). A sharded model (`*.safetensors.index.json`) is hashed over
@@ -222,14 +216,12 @@ def reward_model_scorer(
     return RewardPairScorer(scorer, identity)
 
 
-# the logit of P(the judge's side is better) for each level it can give (the inverse of
-# `verdict_from_probability`: a level is read back at the middle of its band, negligibly better at
-# half the slightly-better threshold)
+# the logit of P(the judge's side is better) for each level it can give: each level's threshold in
+# `LEVEL_LOGITS` (so `verdict_from_probability` reads the same level back: a band includes its lower
+# edge), negligibly better at half the slightly-better threshold
 JUDGE_LEVEL_LOGITS: dict[Strength, float] = {
-    Strength.SIGNIFICANTLY_BETTER: 1.0,
-    Strength.BETTER: 2.0 / 3.0,
-    Strength.SLIGHTLY_BETTER: 1.0 / 3.0,
-    Strength.NEGLIGIBLY_BETTER: 1.0 / 6.0,
+    **{level: logit for logit, level in LEVEL_LOGITS},
+    Strength.NEGLIGIBLY_BETTER: LEVEL_LOGITS[-1][0] / 2,
 }
 
 
