@@ -13,10 +13,10 @@ import streamlit as st
 from prefkit.annotate.render import escape_text, safe_markdown
 from prefkit.annotate.store import Dispute, User
 from prefkit.annotate.ui import session
+from prefkit.annotate.ui.conversation import prompt_turns, render_prompt
 from prefkit.data.schema import CHOICE_LABELS, Judgement, Pair, Strength, signed_level
 
 ERROR = "review-error"
-ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
 @session.store_action(ERROR)
@@ -91,13 +91,7 @@ def render(user: User, project: str) -> None:
     chosen = st.selectbox("Pair", list(by_id), format_func=lambda pid: _label(by_id[pid]), key="review-pair")
     pair, judgements, review = store.dispute(project, chosen)
 
-    with st.container(border=True, key="review-prompt"):
-        if pair.prompt.system:
-            st.caption("System: " + escape_text(pair.prompt.system))
-        for role, text in pair.prompt.turns:
-            with st.chat_message(role):
-                st.caption(ROLE_NAMES.get(role, escape_text(role)))
-                st.markdown(safe_markdown(text))
+    render_prompt(prompt_turns(pair.prompt), pair.prompt.system, fold=False, key="review-prompt")
     for side, column, response in zip("AB", st.columns(2), (pair.a, pair.b), strict=True):
         with column:
             st.markdown(f"**Response {side}**")

@@ -26,6 +26,7 @@ from prefkit.annotate.render import escape_text, safe_markdown
 from prefkit.annotate.shortcuts import NEXT_KEY, UNDO_KEY
 from prefkit.annotate.store import Assignment, Project, Suggestion, User
 from prefkit.annotate.ui import session
+from prefkit.annotate.ui.conversation import prompt_turns, render_prompt
 from prefkit.data.schema import CHOICE_LABELS, Judgement
 
 _REVEAL = "suggestion-reveal"  # session key: the judged pair whose suggestion is on screen (after)
@@ -96,8 +97,6 @@ def _undo(undo: Callable[[User, str], None], user: User, reveal: _Reveal) -> Non
 def reveal(user: User, project: str, undo: Callable[[User, str], None]) -> bool:
     """Draw the pair just judged with the model's prediction beside the annotator's choice, and
     the Next button (`NEXT_KEY`); True when drawn (the page claims no new pair meanwhile)."""
-    from prefkit.annotate.ui.label import render_prompt  # the page's own drawing of a prompt
-
     shown: _Reveal | None = st.session_state.get(_REVEAL)
     if shown is None:
         return False
@@ -111,10 +110,7 @@ def reveal(user: User, project: str, undo: Callable[[User, str], None]) -> bool:
         st.markdown(f"Your choice: **{CHOICE_LABELS[shown.choice]}** (recorded)")
         st.markdown("The model predicted: " + describe(shown.suggestion, a.shown_order))
         st.caption("Same side as yours." if same else "Not the side you chose.")
-    prompt = a.pair.prompt
-    render_prompt(
-        [{"role": r, "content": c} for r, c in prompt.turns] if prompt.history else prompt.question, prompt.system
-    )
+    render_prompt(prompt_turns(a.pair.prompt), a.pair.prompt.system)
     for side, column, rid in zip(("A", "B"), st.columns(2), a.shown_order, strict=True):
         with column:
             st.markdown(f"**Response {side}**")
