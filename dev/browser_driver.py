@@ -109,6 +109,23 @@ def after_run(page: Any, action: Any) -> None:
     settled(page)
 
 
+def at_rest(page: Any, selector: str) -> dict[str, float] | None:
+    """Wait until the element at `selector` stops moving (a CSS transition, such as the sidebar
+    sliding shut on a narrow window, has ended) and return its box (None when it is not drawn).
+    Read once, at rest: a box read during the slide is neither open nor shut (CI, 2026-12-07)."""
+    deadline = time.monotonic() + WAIT_S
+    last: Any = object()
+    same = 0
+    while same < 4:  # unchanged over four reads 50 ms apart: no transition is running
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector} still moving after {WAIT_S} s: {last}")
+        box = page.locator(selector).bounding_box()
+        same = same + 1 if box == last else 0
+        last = box
+        page.wait_for_timeout(50)
+    return last  # type: ignore[no-any-return]
+
+
 def prompt(page: Any) -> str:
     """The prompt of the pair on screen."""
     return page.locator(".st-key-prompt").inner_text().strip()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dev.browser_driver import after_run, needs_chromium, press_and_wait_for_next, prompt, settled
+from dev.browser_driver import after_run, at_rest, needs_chromium, press_and_wait_for_next, prompt, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.shortcuts import RATIONALE_KEY
 from prefkit.annotate.store import Store
@@ -282,10 +282,12 @@ def test_dialogue_bubbles_choice_row_on_screen_next_pair_at_top(
     assert len(visible) == 3 and "Assistant" in visible[1] and "How do I get rid of mice" in visible[0]
 
     # The sidebar is collapsed on a narrow window; the choice row is on screen without scrolling.
-    sidebar = page.locator("[data-testid=stSidebar]")
-    assert (sidebar.bounding_box() is None or sidebar.bounding_box()["x"] + sidebar.bounding_box()["width"] <= 1) == (
-        width < 1100
-    )
+    if width < 1100:  # Streamlit slides it shut after the first draw
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=stSidebar]').getBoundingClientRect().right <= 1"
+        )
+    sidebar = at_rest(page, "[data-testid=stSidebar]")
+    assert (sidebar is None or sidebar["x"] + sidebar["width"] <= 1) == (width < 1100), sidebar
     row = page.locator(".st-key-choices").bounding_box()
     assert row["y"] >= 0 and row["y"] + row["height"] <= 800 + 1, row
     buttons = page.locator(".st-key-choices [data-testid^=stBaseButton]").all()
@@ -589,6 +591,11 @@ def test_narrow_windows_keep_the_head_row_and_close_the_sidebar_after_a_page_cha
     token = _own_project(app, project, admin=True)
     page = _tab(browser, width)
     _sign_in(page, app["url"], token, project)
+    if width < 1100:  # the sidebar, sliding shut after the first draw, may still lie over the page
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=stSidebar]').getBoundingClientRect().right <= 1"
+        )
+    at_rest(page, "[data-testid=stSidebar]")
     # Nothing (the toolbar) lies over the project's name or the progress text: each is the
     # topmost element at its own centre.
     for selector in ("[data-testid=stMainBlockContainer] strong", "[data-testid=stProgress] p"):
