@@ -16,6 +16,8 @@ from prefkit.annotate.ui import session
 ERROR = "annotators-error"
 _SHARE = st.column_config.NumberColumn(format="%.2f")
 _HELP = {
+    "judgements": "All their judgements in the project, gold answers included"
+    " (the Per annotator table above counts ordinary pairs only).",
     "per_hour": "Judgements ÷ clock hours (UTC) with at least one judgement.",
     "left_share": "Share of their judgements with a side that chose the response shown on the left (0.5: no bias).",
     "consensus": "On ordinary pairs with two or more judgements: share agreeing with the side most others chose.",
@@ -54,6 +56,7 @@ def render(user: User, project: str) -> None:
         hide_index=True,
         key="annotator-view",
         column_config={
+            "judgements": st.column_config.NumberColumn("judgements", help=_HELP["judgements"]),
             "per_hour": st.column_config.NumberColumn("per hour", format="%.1f", help=_HELP["per_hour"]),
             "median_seconds": st.column_config.NumberColumn("median time", format="%.1f s"),
             "left_share": st.column_config.NumberColumn("left share", format="%.2f", help=_HELP["left_share"]),

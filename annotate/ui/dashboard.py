@@ -143,6 +143,7 @@ def render(user: User, project: str) -> None:
     _all_projects()
 
     st.subheader("Per annotator")
+    st.caption("Ordinary pairs only. The quality table below counts gold answers too (its `gold` column).")
     st.dataframe(
         d.per_annotator,
         hide_index=True,

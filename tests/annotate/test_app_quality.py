@@ -146,6 +146,11 @@ def test_dashboard_annotator_view_csv_and_lifting_a_pause(world: World) -> None:
     assert (row["status"], row["judgements"], row["gold"], row["gold_side"]) == ("paused (qualification)", 2, 2, 0.0)
     assert admin.get("download_button")
     assert "4 gold pairs" in "\n".join(c.value for c in admin.caption)
+    # His two answers are gold only: the Per annotator table (ordinary pairs) leaves him out and
+    # says so; the quality table counts them.
+    (per,) = [d.value for d in admin.dataframe if "today" in d.value.columns]
+    assert "bob" not in set(per["annotator"])
+    assert any(c.value.startswith("Ordinary pairs only.") for c in admin.caption)
     assert admin.selectbox(key="lift-who").options == ["bob"]
     admin.button(key="lift-pause").click().run()
     assert s.quality_status("demo", "bob").state == "ok"
