@@ -34,7 +34,8 @@ def _overview(report: ModelReport) -> pd.DataFrame:
 def render(project: str) -> None:
     """The section, when the project has predictions or AI judges' judgements."""
     store = session.store()
-    if not store.prediction_sources(project):
+    sources = store.prediction_sources(project)
+    if not sources:
         return
     report = store.model_report(project)
     st.subheader("Models against people")
@@ -91,4 +92,4 @@ def render(project: str) -> None:
                 "p (Fisher)": st.column_config.NumberColumn(format="%.3g"),
             },
         )
-    st.caption("Models: " + ", ".join(escape_text(s["source"]) for s in store.prediction_sources(project)))
+    st.caption("Models: " + ", ".join(escape_text(s["source"]) for s in sources))

@@ -161,6 +161,8 @@ def test_dashboard_compares_models_with_people_and_exports_with_the_judges(seede
     per_annotator = frames[1]
     assert list(per_annotator["annotator"]) == ["bob"]  # the judge is no annotator of the team
     assert any("difference" in f.columns for f in frames)  # the anchoring comparison is there
+    (models,) = [c.value for c in admin.caption if c.value.startswith("Models: ")]
+    assert models == f"Models: {escape_text(judge)}, {escape_text(SOURCE)}", models
 
     admin.checkbox(key="export-model-judgements").check().run()
     admin.button(key="export").click().run()
