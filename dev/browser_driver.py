@@ -1,7 +1,7 @@
 """Driving the app in Debian's headless Chromium (Playwright), shared by the browser tests: where
 Chromium is and how it is started (a test skips, saying why, without it), wait
-for the script run an action started, wait for the app to be idle, read the pair on screen, press
-a key and wait for the next pair.
+for the script run an action started, wait for the app to be idle, read a moving box once it is at
+rest, read the pair on screen, press a key and wait for the next pair.
 
 Why runs are watched on the websocket and not in the page: Streamlit marks its root with
 `data-test-script-state`, but React may draw "running" and "notRunning" in one render when both
