@@ -28,23 +28,16 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
-from prefkit.annotate.seed import SAMPLE
-from prefkit.annotate.server import running_app, running_server
-from prefkit.annotate.store import Store
-from prefkit.data.readers import read_pairs
-from prefkit.data.schema import Pair, Prompt
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # dev/ (the browser's path and flags, shared with the tests) is not installed
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from dev.browser_driver import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from prefkit.annotate.seed import SAMPLE  # noqa: E402
+from prefkit.annotate.server import running_app, running_server  # noqa: E402
+from prefkit.annotate.store import Store  # noqa: E402
+from prefkit.data.readers import read_pairs  # noqa: E402
+from prefkit.data.schema import Pair, Prompt  # noqa: E402
+
 WARMUP = 5
 
 # In the page: click, then resolve with [ms until the watched text changed (the next pair is on
@@ -173,7 +166,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7, help="alternating batches the clicks are spread over")
     args = ap.parse_args()
     batch = max(1, args.clicks // args.rounds)
-    if not os.path.exists(CHROMIUM):
+    if not CHROMIUM.exists():
         sys.exit(f"{CHROMIUM} not found: apt-get install chromium (make system-deps)")
 
     with tempfile.TemporaryDirectory(prefix="prefkit-bench-") as tmp, sync_playwright() as pw:

@@ -47,32 +47,34 @@ def watch_runs(context: Any) -> None:
     context.on("page", _watch_page)
 
 
+def _decoded(cls: Any, payload: str | bytes) -> Any:
+    """`payload` parsed as Streamlit's `cls` (BackMsg or ForwardMsg), or None (text, or not one)."""
+    if not isinstance(payload, bytes):
+        return None
+    msg = cls()
+    try:
+        msg.ParseFromString(payload)
+    except DecodeError:
+        return None
+    return msg
+
+
 def _watch_page(page: Any) -> None:
     log: list[str] = []
     setattr(page, _LOG, log)
 
     def sent(payload: str | bytes) -> None:
-        if isinstance(payload, bytes):
-            msg = BackMsg()
-            try:
-                msg.ParseFromString(payload)
-            except DecodeError:
-                return
-            if msg.WhichOneof("type") == "rerun_script":
-                log.append("rerun")
+        msg = _decoded(BackMsg, payload)
+        if msg is not None and msg.WhichOneof("type") == "rerun_script":
+            log.append("rerun")
 
     def received(payload: str | bytes) -> None:
-        if isinstance(payload, bytes):
-            msg = ForwardMsg()
-            try:
-                msg.ParseFromString(payload)
-            except DecodeError:
-                return
-            kind = msg.WhichOneof("type")
-            if kind == "new_session":
-                log.append("started")
-            elif kind == "script_finished":
-                log.append("stopped" if msg.script_finished == _EARLY else "finished")
+        msg = _decoded(ForwardMsg, payload)
+        kind = None if msg is None else msg.WhichOneof("type")
+        if kind == "new_session":
+            log.append("started")
+        elif kind == "script_finished":
+            log.append("stopped" if msg.script_finished == _EARLY else "finished")
 
     def socket(ws: Any) -> None:
         ws.on("framesent", sent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -48,9 +49,9 @@ def test_ids_are_stable_and_content_derived() -> None:
     assert Prompt("x", system="s").id != Prompt("x").id
 
 
-def test_judgement_round_trips_with_shown_order_and_flags() -> None:
-    pair = make_pair()
-    j = Judgement(
+def _judgement(pair: Pair, **more: Any) -> Judgement:
+    """Lan's judgement of `pair` (B better, shown first, flagged unsafe), with `more` fields."""
+    return Judgement(
         pair.pair_id,
         "lan",
         pair.b.id,
@@ -60,7 +61,13 @@ def test_judgement_round_trips_with_shown_order_and_flags() -> None:
         rationale="rõ hơn",
         seconds=12.5,
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        **more,
     )
+
+
+def test_judgement_round_trips_with_shown_order_and_flags() -> None:
+    pair = make_pair()
+    j = _judgement(pair)
     back = Judgement.from_row(j.to_row())
     assert back == j
     assert back.signed_score(pair) == 2
@@ -74,20 +81,7 @@ def test_a_judgement_table_keeps_every_field_in_either_format(tmp_path, suffix) 
     from prefkit.data.writers import write_judgements
 
     pair = make_pair()
-    j = Judgement(
-        pair.pair_id,
-        "lan",
-        pair.b.id,
-        "better",
-        shown_order=(pair.b.id, pair.a.id),
-        unsafe=(pair.b.id,),
-        rationale="rõ hơn",
-        seconds=12.5,
-        created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        suggestion={"source": "rm", "side": "b"},
-        edited="Bản sửa.",
-        selected_by="uncertainty",
-    )
+    j = _judgement(pair, suggestion={"source": "rm", "side": "b"}, edited="Bản sửa.", selected_by="uncertainty")
     assert tuple(j.to_row()) == JUDGEMENT_COLUMNS
     write_judgements([j], tmp_path / f"j{suffix}")
     assert read_judgements(tmp_path / f"j{suffix}") == [j]
