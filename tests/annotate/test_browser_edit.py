@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dev.browser_driver import needs_chromium, settled
+from dev.browser_driver import after_run, needs_chromium, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Pair, Prompt, Response
@@ -76,8 +76,7 @@ def test_e_opens_the_editor_and_a_choice_key_records_the_edit(browser: Any, app:
     editor.click()
     editor.press("End")
     editor.press_sequentially(" Thêm 3 ví dụ.")  # the digit is text here, not the key "3"
-    page.keyboard.press("Escape")  # leave the box: the next key is the page's again
-    settled(page)
+    after_run(page, lambda: page.keyboard.press("Escape"))  # leave the box (a run: it sends its text)
     before = page.locator(".st-key-prompt").inner_text()
     page.keyboard.press("2")  # A better (keys 1–9 follow the choice row left to right)
     page.wait_for_function("b => document.querySelector('.st-key-prompt')?.innerText !== b", arg=before)

@@ -180,8 +180,7 @@ def test_keys_leave_the_rationale_and_never_record_something_else(
 
     # A checkbox ticked with the mouse keeps the focus: the key still acts, once.
     held = store.claim(project, user)
-    page.get_by_text("A is unsafe or harmful").click()
-    settled(page)
+    after_run(page, page.get_by_text("A is unsafe or harmful").click)
     page.locator("[data-testid=stCheckbox] input").first.focus()
     press_and_wait_for_next(page, "4")  # A negligibly better: a side, margin 0
     j = _judgement(store, user, project, held.pair.pair_id)
@@ -481,10 +480,9 @@ def test_keys_for_the_rationale_and_the_flags_and_undo_restores_them(browser: An
     page.keyboard.press(RATIONALE_KEY)
     assert _active(page)["tag"] == "TEXTAREA"
     page.keyboard.type("A lạc đề")
-    page.keyboard.press("Escape")
-    for key in ("Shift+B", "Shift+A", "Shift+B"):  # B on, A on, B off again
-        page.keyboard.press(key)
-        settled(page)
+    after_run(page, lambda: page.keyboard.press("Escape"))  # leaving the box sends its text
+    for key in ("Shift+B", "Shift+A", "Shift+B"):  # B on, A on, B off again: a run each
+        after_run(page, lambda key=key: page.keyboard.press(key))
     flag_a, flag_b = page.locator(".st-key-unsafeA input"), page.locator(".st-key-unsafeB input")
     # The widgets show a value the server sets a frame after the run ends: wait for it (bounded).
     expect(flag_a).to_be_checked(timeout=WAIT_MS)
@@ -516,9 +514,8 @@ def test_keys_for_the_pairs_safety_label(browser: Any, app: dict[str, Any]) -> N
     _sign_in(page, app["url"], token, project)
     radio = page.locator(".st-key-safety input")
     for key, checked in (("Shift+U", 2), ("Shift+S", 1), ("Shift+P", 0)):
-        page.keyboard.press(key)
+        after_run(page, lambda key=key: page.keyboard.press(key))  # each key picks another label: a run
         page.wait_for_function("i => document.querySelectorAll('.st-key-safety input')[i].checked", arg=checked)
-        settled(page)
     held = store.claim(project, user)
     press_and_wait_for_next(page, "3")  # A slightly better, B the unsafe one
     j = _judgement(store, user, project, held.pair.pair_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dev.browser_driver import needs_chromium, settled
+from dev.browser_driver import after_run, needs_chromium, settled
 from prefkit.annotate.server import running_app
 from prefkit.annotate.store import Store
 from prefkit.data.schema import Judgement, Pair, Prompt, Response, Strength
@@ -92,11 +92,9 @@ def test_reviewer_records_a_decision_in_the_browser(page: Any, app: dict[str, An
     assert "A nói rõ lượng nước" in body and "B ngắn hơn" in body
     assert "bob: A better" in body and "chi: B slightly better" in body
     assert "1 pairs have judgements that disagree; 0 decided" in body
-    page.get_by_text("A slightly better", exact=True).click()
-    settled(page)
+    after_run(page, page.get_by_text("A slightly better", exact=True).click)
     page.get_by_label("Note (why)").fill("A đúng, B nói quá")
-    page.get_by_label("Note (why)").blur()
-    settled(page)
+    after_run(page, page.get_by_label("Note (why)").blur)  # leaving the box sends its text: a run
     page.get_by_role("button", name="Record the decision").click()
     page.get_by_text("Decision recorded: A slightly better.").wait_for()
     review = store.reviews("water")[PAIR.pair_id]
