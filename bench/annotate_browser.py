@@ -69,9 +69,9 @@ st.button("next", key="next", on_click=bump)
 """
 
 
-def seeded_store(folder: Path, n_pairs: int) -> tuple[str, str]:
-    """A store with `n_pairs` pairs (the bundled sample, repeated with numbered prompts)."""
-    url = f"sqlite:///{folder / f'store-{n_pairs}.db'}"
+def seeded_store(folder: Path, name: str, n_pairs: int) -> tuple[str, str]:
+    """A store `name`.db with `n_pairs` pairs (the bundled sample, repeated with numbered prompts)."""
+    url = f"sqlite:///{folder / f'{name}.db'}"
     store = Store.open(url)
     store.create_project("bench", overlap=2)
     base = read_pairs(SAMPLE)
@@ -172,9 +172,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="prefkit-bench-") as tmp, sync_playwright() as pw:
         folder = Path(tmp)
         t = time.perf_counter()
-        big_url, big_token = seeded_store(folder, args.pairs)
+        big_url, big_token = seeded_store(folder, "big", args.pairs)
         print(f"seeded {args.pairs:,} pairs in {time.perf_counter() - t:.1f} s", flush=True)
-        small_url, small_token = seeded_store(folder, 1_000)
+        small_url, small_token = seeded_store(folder, "small", 1_000)  # its own file, whatever --pairs is
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
         bare: list[tuple[float, float]] = []
